@@ -10,7 +10,7 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +40,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-async def goods(client: Any, login: Any, app: Any, demo: Any) -> dict[str, Any]:
-    """Shipped goods, and the rules of their product: 10 points, 25 through AGENT-ZJ."""
+async def goods(client: Any, login: Any, app: Any, demo: Any) -> AsyncIterator[dict[str, Any]]:
+    """Shipped goods, and the rules of their product: 10 points, 25 through AGENT-ZJ — the
+    agent's rule deleted after the module (it outranks the product's rule that later tests of
+    the worker set for the demo product: their claims through AGENT-ZJ earned 25)."""
     goods = await shipped_goods(client, login, app, demo)
     admin = await login("admin")
     await set_rule(client, admin, goods["product_id"], 10)
-    await set_rule(client, admin, goods["product_id"], 25, demo["AGENT-ZJ"])
-    return goods
+    zj = await set_rule(client, admin, goods["product_id"], 25, demo["AGENT-ZJ"])
+    yield goods
+    gone = await client.delete(f"/points/rules/{zj['id']}", headers=await login("admin"))
+    assert gone.status_code in (204, 404), gone.text
 
 
 def code_of(app: Any, serial: str) -> int:
@@ -634,21 +638,26 @@ async def test_staff_below_the_brand_do_not_read_the_brands_points_rules(
                 (f"/{demo['BRAND-LUMI']}/%",),
             )
         ).fetchone()
-    await set_rule(client, admin, product["id"], 7, demo["AGENT-GD"])  # another agent's price
-    role = await client.post(
-        "/roles",
-        headers=admin,
-        json={"name": f"pr_reader_{secrets.token_hex(3)}", "permissions": ["points.rules"]},
-    )
-    assert role.status_code == 201, role.text
-    below = await _staff(client, admin, demo["AGENT-ZJ"], [role.json()["name"]])
-    assert_error(
-        await client.put("/points/rules", headers=below, json={"product_id": 1, "points": 3}),
-        403,
-        "brand_staff_only",
-    )
-    listed = await client.get("/points/rules", headers=below)
-    assert_error(listed, 403, "brand_staff_only")
+    # another agent's price: deleted after (it outranked later tests' rules of the product)
+    gd = await set_rule(client, admin, product["id"], 7, demo["AGENT-GD"])
+    try:
+        role = await client.post(
+            "/roles",
+            headers=admin,
+            json={"name": f"pr_reader_{secrets.token_hex(3)}", "permissions": ["points.rules"]},
+        )
+        assert role.status_code == 201, role.text
+        below = await _staff(client, admin, demo["AGENT-ZJ"], [role.json()["name"]])
+        assert_error(
+            await client.put("/points/rules", headers=below, json={"product_id": 1, "points": 3}),
+            403,
+            "brand_staff_only",
+        )
+        listed = await client.get("/points/rules", headers=below)
+        assert_error(listed, 403, "brand_staff_only")
+    finally:
+        gone = await client.delete(f"/points/rules/{gd['id']}", headers=admin)
+        assert gone.status_code == 204, gone.text
 
 
 async def test_a_points_rule_change_keeps_the_old_points_in_the_audit_row(

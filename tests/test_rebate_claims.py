@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +30,19 @@ from tests.test_logistics import (  # noqa: F401 (deep_tree, via_branch: fixture
     pack,
     via_branch,
 )
+
+
+@pytest.fixture
+async def agent_rebates(client: Any, login: Any) -> AsyncIterator[list[int]]:
+    """The agents' rebate rules a test sets (their ids), deleted after it: an agent's rule
+    outranks the product's rule that the worker's later tests set, and their claims at the
+    agent's stores were paid the agent's."""
+    made: list[int] = []
+    yield made
+    admin = await login("admin")
+    for rule_id in made:
+        gone = await client.delete(f"/rebates/rules/{rule_id}", headers=admin)
+        assert gone.status_code == 204, gone.text
 
 
 @pytest.fixture(scope="module")
@@ -68,12 +82,19 @@ async def one(conn: Any, sql: str, *args: Any) -> Any:
 
 
 async def test_a_claim_pays_the_rule_in_force_and_records_the_sale(
-    client: Any, app: Any, login: Any, demo: Any, goods: dict[str, Any], conn: Any
+    client: Any,
+    app: Any,
+    login: Any,
+    demo: Any,
+    goods: dict[str, Any],
+    conn: Any,
+    agent_rebates: list[int],
 ) -> None:
     admin, clerk = await login("admin"), await login("store_clerk")
     scheme, product = app.state.scheme, goods["product_id"]
     await set_rebate(client, admin, product, 2.5)
     rule = await set_rebate(client, admin, product, 4, demo["AGENT-ZJ"])  # the units' agent
+    agent_rebates.append(rule["id"])  # (changed to 5.5 below: the same rule)
     serial = goods["units"][0]
     async with member_client(app) as mc:
         body = rebate_body(scheme, serial)
@@ -170,7 +191,7 @@ async def straight_to_the_store(
 
 
 async def test_a_store_supplied_directly_is_paid_its_agents_rebate_as_its_stock_shows(
-    client: Any, app: Any, login: Any, demo: Any
+    client: Any, app: Any, login: Any, demo: Any, agent_rebates: list[int]
 ) -> None:
     """A probe: a claim is paid the amount in force at the clerk's store (SPEC R1: "the
     product's rule for the store's agent"), the very amount the store's stock row shows (the
@@ -182,7 +203,7 @@ async def test_a_store_supplied_directly_is_paid_its_agents_rebate_as_its_stock_
     goods = await straight_to_the_store(client, app, login, demo, 1)
     product = goods["product_id"]
     await set_rebate(client, admin, product, 5)
-    await set_rebate(client, admin, product, 20, agent_id=demo["AGENT-ZJ"])
+    agent_rebates.append((await set_rebate(client, admin, product, 20, demo["AGENT-ZJ"]))["id"])
     async with await psycopg.AsyncConnection.connect(
         app.state.settings.database_url, autocommit=True, row_factory=dict_row
     ) as c:
@@ -206,7 +227,7 @@ async def test_a_store_supplied_directly_is_paid_its_agents_rebate_as_its_stock_
 
 
 async def test_a_claim_names_the_agent_whose_rule_it_was_paid(
-    client: Any, app: Any, login: Any, demo: Any
+    client: Any, app: Any, login: Any, demo: Any, agent_rebates: list[int]
 ) -> None:
     """A probe: a claim's ``agent_id`` is the store's nearest agent, whose rule it was paid
     (NULL when no agent is above the store). Goods the factory shipped straight to STORE-HZ-01
@@ -217,7 +238,7 @@ async def test_a_claim_names_the_agent_whose_rule_it_was_paid(
     goods = await straight_to_the_store(client, app, login, demo, 1)
     product, agent = goods["product_id"], demo["AGENT-ZJ"]
     await set_rebate(client, admin, product, 5)
-    await set_rebate(client, admin, product, 20, agent_id=agent)
+    agent_rebates.append((await set_rebate(client, admin, product, 20, agent_id=agent))["id"])
     body = rebate_body(app.state.scheme, goods["units"][0])
     async with member_client(app) as mc:
         made = await mc.post("/rebates/claims", headers=store_clerk, json=body)
