@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,16 +34,19 @@ from tests.points_support import (
 
 
 @pytest.fixture(scope="module")
-async def goods(client: Any, login: Any, app: Any, demo: Any) -> dict[str, Any]:
+async def goods(client: Any, login: Any, app: Any, demo: Any) -> AsyncIterator[dict[str, Any]]:
     """Seven points a unit, at the units' agent too: another module's agent rule for the same
-    product (tests/test_points.py sets 25) would otherwise win when it ran first. All three cases
-    shipped to AGENT-ZJ: a unit never shipped earns no points (422 ``not_shipped``)."""
+    product (tests/test_points.py sets 25) would otherwise win when it ran first — deleted after
+    the module, as the others are now. All three cases shipped to AGENT-ZJ: a unit never shipped
+    earns no points (422 ``not_shipped``)."""
     goods = await shipped_goods(client, login, app, demo)
     await into_channel(client, login, demo, goods["cases"][2:], stocked=True)  # case 2 as well
     admin = await login("admin")
     await set_rule(client, admin, goods["product_id"], 7)
-    await set_rule(client, admin, goods["product_id"], 7, demo["AGENT-ZJ"])
-    return goods
+    zj = await set_rule(client, admin, goods["product_id"], 7, demo["AGENT-ZJ"])
+    yield goods
+    gone = await client.delete(f"/points/rules/{zj['id']}", headers=await login("admin"))
+    assert gone.status_code in (204, 404), gone.text
 
 
 def code_of(app: Any, serial: str) -> int:

@@ -56,14 +56,17 @@ def totals(page: str) -> dict[str, tuple[float, int]]:
 
 
 @pytest.fixture(scope="module")
-async def goods(client: Any, login: Any, app: Any, demo: Any) -> dict[str, Any]:
+async def goods(client: Any, login: Any, app: Any, demo: Any) -> AsyncIterator[dict[str, Any]]:
     """Case 0 (units 0–9) at STORE-HZ-01, case 1 at AGENT-ZJ, case 2 at the factory; the sun
-    cream earns AMOUNT yuan (the units' agent's rule and the default)."""
+    cream earns AMOUNT yuan (the units' agent's rule and the default) — the agent's rule deleted
+    after the module (it outranks the default later tests of the worker set)."""
     goods = await store_goods(client, login, app, demo)
     admin = await login("admin")
     await set_rebate(client, admin, goods["product_id"], AMOUNT)
-    await set_rebate(client, admin, goods["product_id"], AMOUNT, demo["AGENT-ZJ"])
-    return goods
+    zj = await set_rebate(client, admin, goods["product_id"], AMOUNT, demo["AGENT-ZJ"])
+    yield goods
+    gone = await client.delete(f"/rebates/rules/{zj['id']}", headers=await login("admin"))
+    assert gone.status_code in (204, 404), gone.text
 
 
 @pytest.fixture

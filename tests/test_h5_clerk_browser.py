@@ -8,6 +8,7 @@ English, on a 390 × 844 phone screen. Screenshots go to ``$TRACECODE_SCREENSHOT
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -32,13 +33,16 @@ AMOUNT = 2.5
 
 
 @pytest.fixture(scope="module")
-async def goods(client: Any, login: Any, app: Any, demo: Any) -> dict[str, Any]:
-    """Case 0 at STORE-HZ-01 (``store_goods``); the sun cream earns AMOUNT yuan there."""
+async def goods(client: Any, login: Any, app: Any, demo: Any) -> AsyncIterator[dict[str, Any]]:
+    """Case 0 at STORE-HZ-01 (``store_goods``); the sun cream earns AMOUNT yuan there — the
+    agent's rule deleted after the module (it outranks the default later tests set)."""
     goods = await store_goods(client, login, app, demo)
     admin = await login("admin")
     await set_rebate(client, admin, goods["product_id"], AMOUNT)
-    await set_rebate(client, admin, goods["product_id"], AMOUNT, demo["AGENT-ZJ"])
-    return goods
+    zj = await set_rebate(client, admin, goods["product_id"], AMOUNT, demo["AGENT-ZJ"])
+    yield goods
+    gone = await client.delete(f"/rebates/rules/{zj['id']}", headers=await login("admin"))
+    assert gone.status_code in (204, 404), gone.text
 
 
 def _count(driver: WebDriver, key: str) -> int:

@@ -65,16 +65,20 @@ async def h5(app: Any, client: Any) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-async def goods(client: Any, login: Any, demo: Any, app: Any) -> list[tuple[str, str]]:
+async def goods(
+    client: Any, login: Any, demo: Any, app: Any
+) -> AsyncIterator[list[tuple[str, str]]]:
     """Activated sun-cream units (serial, PIN) shipped to AGENT-ZJ — a unit never shipped earns
     no points (422 ``not_shipped``); the sun cream earns POINTS points, at their agent too
-    (another module's agent rule for it would otherwise win)."""
+    (another module's agent rule for it would otherwise win) — deleted after the test."""
     batch_no = await activated_batch(client, login, demo, size=10, shipped=True)
     admin = await login("admin")
     found = await client.get("/products", headers=admin, params={"q": "LM-SC-30"})
     await set_rule(client, admin, found.json()["items"][0]["id"], POINTS)
-    await set_rule(client, admin, found.json()["items"][0]["id"], POINTS, demo["AGENT-ZJ"])
-    return [unit(app, batch_no, i) for i in range(10)]
+    zj = await set_rule(client, admin, found.json()["items"][0]["id"], POINTS, demo["AGENT-ZJ"])
+    yield [unit(app, batch_no, i) for i in range(10)]
+    gone = await client.delete(f"/points/rules/{zj['id']}", headers=await login("admin"))
+    assert gone.status_code in (204, 404), gone.text
 
 
 _FIRST = itertools.count(-1, -1)  # each new gift first in display order

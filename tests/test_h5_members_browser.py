@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -99,15 +99,20 @@ def _wait_for(gateway: LocalGateway, phone: str, template: str) -> list[dict[str
 
 
 @pytest.fixture
-async def goods(client: Any, login: Any, demo: Any, app: Any) -> list[tuple[str, str]]:
+async def goods(
+    client: Any, login: Any, demo: Any, app: Any
+) -> AsyncIterator[list[tuple[str, str]]]:
     """Sun-cream units shipped to AGENT-ZJ (a unit never shipped earns no points); 40 points,
-    at their agent too (another module's agent rule for it would otherwise win)."""
+    at their agent too (another module's agent rule for it would otherwise win) — the agent's
+    rule deleted after the test (it would win over later tests' rules in turn)."""
     batch_no = await activated_batch(client, login, demo, size=4, shipped=True)
     admin = await login("admin")
     found = await client.get("/products", headers=admin, params={"q": "LM-SC-30"})
     await set_rule(client, admin, found.json()["items"][0]["id"], 40)
-    await set_rule(client, admin, found.json()["items"][0]["id"], 40, demo["AGENT-ZJ"])
-    return [unit(app, batch_no, i) for i in range(4)]
+    zj = await set_rule(client, admin, found.json()["items"][0]["id"], 40, demo["AGENT-ZJ"])
+    yield [unit(app, batch_no, i) for i in range(4)]
+    gone = await client.delete(f"/points/rules/{zj['id']}", headers=await login("admin"))
+    assert gone.status_code in (204, 404), gone.text
 
 
 @pytest.mark.parametrize("lang", ["zh", "en"])

@@ -442,7 +442,20 @@ async def test_scoping(client: Any, login: Any, demo: Any, goods: dict[str, Any]
     zj_stores = (
         await client.get("/inspections/summary", headers=agent_admin, params={"by": "store"})
     ).json()
-    assert {s["store"]["erp_code"] for s in zj_stores["stores"]} <= {"STORE-HZ-01", "STORE-NB-01"}
+    # ZJ's stores only: the demo's and those other tests opened under it (tests.test_inspect_batch)
+    area: set[int] = set()
+    for page in itertools.count(1):
+        found = await client.get(
+            "/orgs",
+            headers=agent_admin,
+            params={"root_id": demo["AGENT-ZJ"], "kind": "store", "page": page, "per_page": 200},
+        )
+        assert found.status_code == 200, found.text
+        area |= {o["id"] for o in found.json()["items"]}
+        if page * 200 >= found.json()["total"]:
+            break
+    assert {demo["STORE-HZ-01"], demo["STORE-NB-01"]} <= area and demo["STORE-GZ-01"] not in area
+    assert {s["store"]["id"] for s in zj_stores["stores"]} <= area, zj_stores
 
 
 async def test_a_source_agent_reads_only_its_own_goods_of_a_scan(

@@ -11,7 +11,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -705,15 +705,18 @@ async def test_a_number_in_a_date_time_filter_is_refused(client: Any, login: Any
 
 
 @pytest.fixture(scope="module")
-async def claimable(client: Any, login: Any, app: Any, demo: Any) -> list[str]:
+async def claimable(client: Any, login: Any, app: Any, demo: Any) -> AsyncIterator[list[str]]:
     """30 units, all shipped (a unit never shipped earns no points: 422 ``not_shipped``): cases
-    0 and 1 to AGENT-ZJ (25 points), case 2 to AGENT-GD (its own rule, or the product's 10)."""
+    0 and 1 to AGENT-ZJ (25 points; the agent's rule deleted after the module: it outranks the
+    product's rule later tests set), case 2 to AGENT-GD (its own rule, or the product's 10)."""
     goods = await shipped_goods(client, login, app, demo)
     await into_channel(client, login, demo, goods["cases"][2:], "AGENT-GD", stocked=True)
     admin = await login("admin")
     await set_rule(client, admin, goods["product_id"], 10)
-    await set_rule(client, admin, goods["product_id"], 25, demo["AGENT-ZJ"])
-    return list(goods["units"])
+    zj = await set_rule(client, admin, goods["product_id"], 25, demo["AGENT-ZJ"])
+    yield list(goods["units"])
+    gone = await client.delete(f"/points/rules/{zj['id']}", headers=await login("admin"))
+    assert gone.status_code in (204, 404), gone.text
 
 
 async def test_ledger_equals_balances_after_a_random_sequence(
