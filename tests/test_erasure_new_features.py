@@ -236,6 +236,45 @@ async def test_the_erasure_clears_the_client_address_of_the_member_s_fraud_holds
     assert shown.status_code == 200 and ip not in shown.text
 
 
+async def test_the_erasure_clears_the_staff_s_notes_on_the_member_s_fraud_holds(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A hold's notes are the reviewers' words about the member ("rang her on 138…, says the
+    codes came from a friend"): they went nowhere on an erasure, unlike a draw's fulfilment
+    note. They go; the hold stays, its rule, state and who decided it. Empty notes stay empty."""
+    brand = demo["BRAND-LUMI"]
+    member_id, headers, _ = await new_member(app, brand)
+    admin = await login("admin")
+    made = await client.post(
+        "/forensics/holds",
+        headers=admin,
+        json={"party_kind": "member", "party_id": member_id, "note": "rang 13800138000"},
+    )
+    assert made.status_code == 201, made.text
+    hold = made.json()["id"]
+    decided = await client.post(
+        f"/forensics/holds/{hold}/confirm", headers=admin, json={"note": "her friend Li Na"}
+    )
+    assert decided.status_code == 200, decided.text
+    silent_id, silent_headers, _ = await new_member(app, brand)
+    silent = await _ring_hold(app, brand, silent_id, _ip())
+    async with member_client(app) as mc:
+        assert (await mc.delete("/members/me", headers=headers)).status_code == 204
+        assert (await mc.delete("/members/me", headers=silent_headers)).status_code == 204
+    shown = await client.get(f"/forensics/holds/{hold}", headers=admin)
+    assert shown.status_code == 200, shown.text
+    body = shown.json()
+    assert (body["note"], body["decision_note"]) == ("membership erased", "membership erased")
+    assert (body["rule"], body["state"], body["decided_by"]) == (
+        "manual",
+        "confirmed",
+        decided.json()["decided_by"],
+    )
+    assert "13800138000" not in shown.text and "Li Na" not in shown.text
+    row = await _one(app, "SELECT note, decision_note FROM fraud_holds WHERE id = %s", silent)
+    assert (row["note"], row["decision_note"]) == ("", "")
+
+
 async def test_a_hold_decision_s_audit_names_no_client_address(
     client: Any, login: Any, app: Any, demo: Any
 ) -> None:

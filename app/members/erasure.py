@@ -15,10 +15,10 @@ in one transaction:
   failed) and of their copies in ``dead_letters``, the same of its verification records kept
   there, its WeChat binding and the openid and words of its WeChat template messages (those
   not sent yet are failed), its lucky draws' fulfilment notes, the client address and user
-  agent in the evidence of its fraud holds (its held claims and draws are rejected: a release
-  after the erasure credited them), the one-time codes it asked for, open redemption codes
-  (expired as at their date: refunded, the gift back in stock) and the points balance
-  (forfeited by an ``expiry`` entry: the ledger is append-only);
+  agent in the evidence of its fraud holds and the staff's notes on them (its held claims and
+  draws are rejected: a release after the erasure credited them), the one-time codes it asked
+  for, open redemption codes (expired as at their date: refunded, the gift back in stock) and
+  the points balance (forfeited by an ``expiry`` entry: the ledger is append-only);
 * what stays, anonymous: the row (status ``erased``), the claims, the draws, the ledger, the
   redemptions and the fraud holds under its id — a code claimed stays claimed — and the
   analytics' counts; the marketing opt-out list (a number that asked not to be messaged stays
@@ -199,14 +199,18 @@ async def erase(
 async def _fraud_holds(conn: Conn, member_id: int) -> None:
     """The member's fraud holds (``app.forensics.holds``): the evidence loses the client address
     and user agent the ring detector copied from the member's verification records (cleared
-    with them); the hold stays, its rule, counts and the other members' ids. The held claims
+    with them), and the staff's notes (why it was held, why it was decided: words about the
+    member, as a draw's fulfilment note) go; the hold stays, its rule, counts, the other
+    members' ids and who decided it when. The held claims
     and draws are rejected — forfeited as the balance is: a release after the erasure credited
     them to the erased membership (a review) —, their codes kept taken. In a release's order:
     the holds' rows, the draws', the claims' (then the balance, taken next)."""
     await conn.execute(
-        """UPDATE fraud_holds SET evidence = evidence - 'client_ip' - 'user_agent'
-            WHERE party_kind = 'member' AND party_id = %s
-              AND (evidence ? 'client_ip' OR evidence ? 'user_agent')""",
+        """UPDATE fraud_holds SET evidence = evidence - 'client_ip' - 'user_agent',
+                  note = CASE WHEN note = '' THEN '' ELSE 'membership erased' END,
+                  decision_note = CASE WHEN decision_note = '' THEN ''
+                                       ELSE 'membership erased' END
+            WHERE party_kind = 'member' AND party_id = %s""",
         (member_id,),
     )
     await conn.execute(
