@@ -68,6 +68,15 @@ async def _ring_hold(app: Any, brand: int, member: int, ip: str, days_ago: int =
 async def _held_draw(app: Any, demo: Any, member: int, hold: int, goods: dict[str, Any]) -> int:
     """A draw of the member's written held, in a campaign of its own (deleted: nobody else's
     draw falls into it) whose one prize, 50 points, is drawn every time."""
+    return (await _a_draw(app, demo, member, goods, hold=hold))[1]
+
+
+async def _a_draw(
+    app: Any, demo: Any, member: int, goods: dict[str, Any], *, hold: int | None = None
+) -> tuple[int, int]:
+    """A draw of the member's in a campaign of its own (deleted: nobody else's draw falls into
+    it): held by ``hold`` (its prize, 50 points, not drawn yet), else a parcel won and waiting
+    to be handed over. (campaign id, draw id)"""
     async with app.state.pool.connection() as conn:
         campaign = await (
             await conn.execute(
@@ -79,32 +88,44 @@ async def _held_draw(app: Any, demo: Any, member: int, hold: int, goods: dict[st
                 (demo["BRAND-LUMI"], f"erasure {secrets.token_hex(3)}", goods["product_id"]),
             )
         ).fetchone()
-        await conn.execute(
-            """INSERT INTO draw_prizes (campaign_id, name, kind, points, quantity, remaining,
-                                        weight)
-               VALUES (%s, '50 points', 'points', 50, 5, 5, 1)""",
-            (campaign["id"],),
-        )
+        prize = await (
+            await conn.execute(
+                """INSERT INTO draw_prizes (campaign_id, name, kind, points, quantity, remaining,
+                                            weight)
+                   VALUES (%s, %s, %s, %s, 5, 5, 1) RETURNING id""",
+                (
+                    campaign["id"],
+                    *(("50 points", "points", 50) if hold else ("Parcel", "gift", None)),
+                ),
+            )
+        ).fetchone()
         row = await (
             await conn.execute(
                 """INSERT INTO draws (campaign_id, brand_id, member_id, code_id, client_id,
                                       product_id, channel_org_id, verify_result, verify_reason,
-                                      day, drawn_at, fulfil_status, hold_id, hold_state)
-                   VALUES (%s, %s, %s, %s, 'held-draw', %s, %s, 'genuine', 'first_query',
-                           current_date, now(), 'none', %s, 'held')
+                                      day, drawn_at, prize_id, prize_name, prize_kind,
+                                      fulfil_status, hold_id, hold_state)
+                   VALUES (%(campaign)s, %(brand)s, %(member)s, %(code)s, 'erasure-draw',
+                           %(product)s, %(agent)s, 'genuine', 'first_query', current_date, now(),
+                           %(prize)s, %(name)s, %(kind)s, %(status)s, %(hold)s, %(state)s)
                    RETURNING id""",
-                (
-                    campaign["id"],
-                    demo["BRAND-LUMI"],
-                    member,
-                    (1 << 61) + secrets.randbelow(1 << 60),  # no unit's: nobody else's draw
-                    goods["product_id"],
-                    demo["AGENT-ZJ"],
-                    hold,
-                ),
+                {
+                    "campaign": campaign["id"],
+                    "brand": demo["BRAND-LUMI"],
+                    "member": member,
+                    "code": (1 << 61) + secrets.randbelow(1 << 60),  # no unit's: nobody else's
+                    "product": goods["product_id"],
+                    "agent": demo["AGENT-ZJ"],
+                    "prize": None if hold else prize["id"],
+                    "name": None if hold else "Parcel",
+                    "kind": None if hold else "gift",
+                    "status": "none" if hold else "pending",
+                    "hold": hold,
+                    "state": "held" if hold else None,
+                },
             )
         ).fetchone()
-    return int(row["id"])
+    return int(campaign["id"]), int(row["id"])
 
 
 async def test_an_erased_member_s_held_claims_and_draws_are_not_credited_on_release(
@@ -273,6 +294,71 @@ async def test_the_erasure_clears_the_staff_s_notes_on_the_member_s_fraud_holds(
     assert "13800138000" not in shown.text and "Li Na" not in shown.text
     row = await _one(app, "SELECT note, decision_note FROM fraud_holds WHERE id = %s", silent)
     assert (row["note"], row["decision_note"]) == ("", "")
+
+
+async def test_the_audit_of_a_hold_or_a_draw_s_fulfilment_keeps_no_words_about_the_member(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: the audit rows of a hold's creation and decision copied its notes, and a draw's
+    fulfilment the member's phone and the note (a parcel's address) — the audit log, which no
+    erasure clears, kept what the erasure cleared from the hold and the draw. The audit keeps
+    who did what; the words stay on the record (its author beside them) until the erasure."""
+    brand, phone_in_note, address = demo["BRAND-LUMI"], "13912345678", f"{_ip()} 号 幸福路"
+    member_id, _, phone = await new_member(app, brand)
+    goods = await shipped_goods(client, login, app, demo)
+    admin = await login("admin")
+    made = await client.post(
+        "/forensics/holds",
+        headers=admin,
+        json={"party_kind": "member", "party_id": member_id, "note": f"rang {phone_in_note}"},
+    )
+    assert made.status_code == 201, made.text
+    hold = made.json()["id"]
+    decided = await client.post(
+        f"/forensics/holds/{hold}/release", headers=admin, json={"note": address}
+    )
+    assert decided.status_code == 200, decided.text
+    campaign, draw = await _a_draw(app, demo, member_id, goods)
+    url = f"/draws/{campaign}/results/{draw}/fulfil"
+    fulfilled = await client.post(url, headers=admin, json={"note": f"SF 寄 {address}"})
+    assert fulfilled.status_code == 200, fulfilled.text
+    assert fulfilled.json()["phone"] == phone  # the admin sees it whole
+    for entity, entity_id, actions in (
+        ("fraud_hold", hold, {"create", "release"}),
+        ("draw", draw, {"fulfil"}),
+    ):
+        trail = await client.get(
+            "/audit", headers=admin, params={"entity": entity, "entity_id": str(entity_id)}
+        )
+        assert trail.status_code == 200, trail.text
+        assert {e["action"] for e in trail.json()["items"]} == actions
+        for words in (phone_in_note, address, phone):
+            assert words not in trail.text, (entity, words)
+    (entry,) = trail.json()["items"]  # the draw's: who was handed what stays
+    assert (entry["after"]["fulfil_status"], entry["after"]["member_id"]) == (
+        "fulfilled",
+        member_id,
+    )
+
+
+async def test_the_erasure_forgets_the_addresses_the_phone_signed_in_from(
+    app: Any, demo: Any
+) -> None:
+    """A probe: a member's sign-in makes its address a known client of the phone's account in
+    the sign-in limits (Redis, 30 days, keyed by a keyed hash of the phone): the erasure left
+    it, the erased phone's addresses there for a month. It goes with the membership."""
+    from app.members.limits import login_account, member_limits
+
+    brand, ip = demo["BRAND-LUMI"], _ip()
+    _, headers, phone = await new_member(app, brand)
+    limits = member_limits(app.state)
+    account = login_account(brand, phone)
+    await limits.login.succeeded(account, ip)  # as a sign-in by one-time code does
+    known = limits.login._keys(account, ip)[4]
+    assert await app.state.redis.hexists(known, ip)
+    async with member_client(app) as mc:
+        assert (await mc.delete("/members/me", headers=headers)).status_code == 204
+    assert not await app.state.redis.exists(known)
 
 
 async def test_a_hold_decision_s_audit_names_no_client_address(

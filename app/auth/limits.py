@@ -222,11 +222,12 @@ class LoginLimiter:
         except _REDIS_DOWN as exc:
             log.warning("login success not recorded: Redis unavailable", extra={"error": str(exc)})
 
-    async def clear(self, username: str) -> None:
-        """A password reset lifts every lock on the account."""
-        _, fail, lock, acct, _ = self._keys(username, "")
+    async def clear(self, username: str, *, forget: bool = False) -> None:
+        """A password reset lifts every lock on the account; ``forget`` (an account erased)
+        also forgets the addresses it signed in from."""
+        _, fail, lock, acct, known = self._keys(username, "")
         try:
-            await self.redis.delete(fail, lock, acct)
+            await self.redis.delete(fail, lock, acct, *([known] if forget else []))
         except _REDIS_DOWN as exc:
             log.warning("login locks not cleared: Redis unavailable", extra={"error": str(exc)})
 

@@ -23,6 +23,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import msgspec
+
 from app import audit, tabular
 from app.auth.principal import Principal
 from app.db import Conn, changed, changes_of, update_row
@@ -454,9 +456,18 @@ async def fulfil(
     ).fetchone()
     after = _result(actor, row)
     await audit.record(
-        conn, actor, "fulfil", "draw", draw_id, before=before, after=after, org_id=brand_id
-    )
+        conn, actor, "fulfil", "draw", draw_id, before=_audited(before), after=_audited(after),
+        org_id=brand_id,
+    )  # fmt: skip
     return after
+
+
+def _audited(draw: DrawResultOut) -> dict[str, Any]:
+    """The draw as its audit row records it: without the member's phone and the fulfilment's
+    note (a parcel's address, a voucher sent to the phone), which an erasure clears from the
+    draw and could not from the audit log (a probe read both there after the erasure)."""
+    out: dict[str, Any] = msgspec.to_builtins(draw)
+    return {k: v for k, v in out.items() if k not in ("phone", "fulfil_note")}
 
 
 # -- for the member pages ------------------------------------------------------------------------

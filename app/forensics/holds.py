@@ -265,13 +265,17 @@ async def _decide(
 # What of a member's evidence is personal (the ring detector's copies of verification records'
 # fields): kept on the hold, for its reviewers, until the erasure of the member or the end of
 # its retention (``app.retention``); never in the audit log, which neither clears and which
-# more staff read (``audit.read``).
+# more staff read (``audit.read``). So with the staff's notes, words about the party (a phone
+# rung, an address: a probe read them there after the erasure had cleared the hold's own):
+# the hold keeps them beside who wrote them (``created_by``, ``decided_by``).
 CLIENT_DETAILS = ("client_ip", "user_agent")
+NOTES = ("note", "decision_note")
 
 
 def _audited(hold: HoldOut) -> dict[str, Any]:
-    """The hold as its audit row records it: the evidence without ``CLIENT_DETAILS``."""
-    out: dict[str, Any] = msgspec.to_builtins(hold)
+    """The hold as its audit row records it: no notes, the evidence without
+    ``CLIENT_DETAILS``."""
+    out: dict[str, Any] = {k: v for k, v in msgspec.to_builtins(hold).items() if k not in NOTES}
     evidence = out.get("evidence")
     if isinstance(evidence, dict):
         out["evidence"] = {k: v for k, v in evidence.items() if k not in CLIENT_DETAILS}

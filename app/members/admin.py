@@ -291,12 +291,14 @@ async def ledger(
     )
 
 
-async def erase(conn: Conn, actor: Principal, member_id: int, settings: Settings) -> None:
+async def erase(
+    conn: Conn, actor: Principal, member_id: int, settings: Settings, limits: MemberLimits
+) -> None:
     """Erase a member on their request (``app.members.erasure``; ``members.write``, brand
     staff)."""
     brand_id = brand_of_staff(actor, "members.write")
     await _member(conn, actor, member_id)  # 404 as for any member not of the caller's brand
-    await erasure.erase(conn, actor, brand_id, member_id, settings)
+    await erasure.erase(conn, actor, brand_id, member_id, settings, limits)
 
 
 async def set_frozen(

@@ -32,7 +32,7 @@ from app.config import Settings
 from app.db import Conn
 from app.errors import NotFound, Unauthorized, ValidationFailed
 from app.members import freezes
-from app.members.limits import MemberLimits
+from app.members.limits import MemberLimits, login_account
 from app.members.mask import mask_phone
 from app.members.principal import MEMBER_TOKEN, issue_token
 from app.members.profile import member_out
@@ -133,7 +133,7 @@ async def request_code(
     from app.sms.outbox import enqueue  # the SMS domain sits beside members, not below it
 
     await limits.code_requested(ip)
-    await limits.login.check(_account(brand_id, phone), ip)  # a locked address gets no code
+    await limits.login.check(login_account(brand_id, phone), ip)  # a locked address gets no code
     await require_brand(conn, brand_id)
     member = await (
         await conn.execute(
@@ -163,10 +163,6 @@ async def request_code(
     )
 
 
-def _account(brand_id: int, phone: str) -> str:
-    return f"member:{brand_id}:{phone}"
-
-
 async def login(
     conn: Conn,
     settings: Settings,
@@ -180,7 +176,7 @@ async def login(
 
     Every failure counts against the client IP and the phone (``app.members.limits``). A wrong
     code costs one of the code's tries, committed although the answer is 401."""
-    account = _account(brand_id, phone)
+    account = login_account(brand_id, phone)
     await limits.login.attempt(account, ip)
     otp = await (
         await conn.execute(
@@ -245,7 +241,7 @@ async def _signed_in(
     if row["signed_up"]:  # a freeze kept from an erased membership of the phone holds
         frozen = await freezes.carry_over(conn, settings, brand_id, phone, row["id"])
         row = {**frozen, "signed_up": True} if frozen is not None else row
-    await limits.login.succeeded(_account(brand_id, phone), ip)
+    await limits.login.succeeded(login_account(brand_id, phone), ip)
     token, expires = issue_token(settings, row["id"])
     return MemberTokenOut(
         access_token=token,

@@ -18,7 +18,9 @@ in one transaction:
   agent in the evidence of its fraud holds and the staff's notes on them (its held claims and
   draws are rejected: a release after the erasure credited them), the one-time codes it asked
   for, open redemption codes (expired as at their date: refunded, the gift back in stock) and
-  the points balance (forfeited by an ``expiry`` entry: the ledger is append-only);
+  the points balance (forfeited by an ``expiry`` entry: the ledger is append-only); and, once
+  the rest is done, the sign-in limits' memory of the phone in Redis (the addresses it signed
+  in from);
 * what stays, anonymous: the row (status ``erased``), the claims, the draws, the ledger, the
   redemptions and the fraud holds under its id — a code claimed stays claimed — and the
   analytics' counts; the marketing opt-out list (a number that asked not to be messaged stays
@@ -49,6 +51,7 @@ from app.deadletters import SMS_OUTBOX, VERIFICATIONS
 from app.errors import Conflict, NotFound
 from app.locks import Lock
 from app.members import freezes, points
+from app.members.limits import MemberLimits
 from app.members.redemptions import STATUS_NOW
 from app.verify.record import anonymous, decoded, member_of
 from app.wechat import bindings as wechat_bindings
@@ -67,11 +70,13 @@ async def erase(
     brand_id: int,
     member_id: int,
     settings: Settings | None = None,
+    limits: MemberLimits | None = None,
 ) -> None:
     """Erase a member of ``brand_id`` (see the module docstring); ``actor``: the staff member
     who did it on the member's request, None for the member; ``settings``: the service's (None:
-    the process's, ``load_settings``). 404 ``unknown_member``, 409 ``member_erased`` when it is
-    already."""
+    the process's, ``load_settings``); ``limits``: the service's member limits, whose memory of
+    the phone in Redis goes last (None: left to expire, as for a test of the database's part).
+    404 ``unknown_member``, 409 ``member_erased`` when it is already."""
     seen = await _member(conn, brand_id, member_id, lock=False)
     opted_out = seen["marketing_opt_out"]
     await _before_the_member(conn, brand_id, seen["phone"], opted_out)
@@ -194,6 +199,8 @@ async def erase(
         conn, actor, "erase", "member", member_id, after={"points_forfeited": balance},
         org_id=brand_id,
     )  # fmt: skip
+    if limits is not None:  # last: Redis is not rolled back with the transaction
+        await limits.forget_phone(brand_id, phone)
 
 
 async def _fraud_holds(conn: Conn, member_id: int) -> None:

@@ -93,6 +93,12 @@ class MemberLimits:
         self._count = script(redis_client, _COUNT)
         self._guess = script(redis_client, _GUESS)
 
+    async def forget_phone(self, brand_id: int, phone: str) -> None:
+        """The sign-in limits' memory of the phone (its locks, counts and the addresses it
+        signed in from, kept 30 days) goes: its membership is erased (a probe found the
+        addresses there after the erasure)."""
+        await self.login.clear(login_account(brand_id, phone), forget=True)
+
     async def code_requested(self, ip: str) -> None:
         """Count one code request of this client; 429 ``rate_limited`` over the limit."""
         await self._per_ip("otp-ip", ip, self.settings.member_otp_ip_max, "codes asked for")
@@ -182,6 +188,11 @@ class MemberLimits:
             ) from exc
         message = "too many phone numbers searched that are no member's; try again later"
         self._refuse_over(count, PHONE_MISS_MAX, failed, retry, message)
+
+
+def login_account(brand_id: int, phone: str) -> str:
+    """A member's account in the sign-in limits (``app.auth.limits`` keys it by a keyed hash)."""
+    return f"member:{brand_id}:{phone}"
 
 
 def member_limits(state: State) -> MemberLimits:

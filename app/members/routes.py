@@ -113,13 +113,16 @@ class MemberSelfController(Controller):
         return await erasure.export(conn, member.id)
 
     @delete("/", status_code=204)
-    async def erase_me(self, member: Member, conn: Conn, settings: Settings) -> None:
+    async def erase_me(
+        self, request: Request[Any, Any, Any], member: Member, conn: Conn, settings: Settings
+    ) -> None:
         """Close the membership and erase the member's personal information (PIPL): the phone,
         the profile, the verifications' link and client data, the SMS sent to the number; the
         points are forfeited and open redemption codes expire. Claims and the ledger stay,
         anonymous; the phone may sign up again, anew. Afterwards the token is 401
         ``member_erased``."""
-        await erasure.erase(conn, None, member.brand_id, member.id, settings)
+        limits = member_limits(request.app.state)
+        await erasure.erase(conn, None, member.brand_id, member.id, settings, limits)
 
 
 FromDate = Annotated[date | None, QueryParameter(name="from", description="registered on or after")]
@@ -236,11 +239,11 @@ class MemberAdminController(Controller):
 
     @post("/{member_id:int}/erase", status_code=204)
     async def erase(
-        self, member_id: int, conn: Conn, principal: Principal, settings: Settings
+        self, member_id: int, conn: Conn, principal: Principal, settings: Settings, state: State
     ) -> None:
         """Erase a member on their request (as ``DELETE /members/me``; ``members.write``, brand
         staff; audited). 409 ``member_erased`` when it is already."""
-        await admin.erase(conn, principal, member_id, settings)
+        await admin.erase(conn, principal, member_id, settings, member_limits(state))
 
     @post("/{member_id:int}/unfreeze", status_code=200)
     async def unfreeze(

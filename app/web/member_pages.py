@@ -334,7 +334,8 @@ async def close_post(
     member = await _signed_in(request, conn, settings)
     if isinstance(member, Response):
         return member
-    await erasure.erase(conn, None, member.brand_id, member.id, settings)
+    limits = member_limits(request.app.state)
+    await erasure.erase(conn, None, member.brand_id, member.id, settings, limits)
     gone = session.expired(request, settings, session.MEMBER_COOKIE)
     body = html.status("ok", word("closed_title", lang), word("closed_message", lang))
     return _show(lang, remember, word("closed_title", lang), body, "/member", cookies=[gone])
