@@ -201,3 +201,25 @@ async def within_one_minute(seconds: float = 10.0) -> None:
     left = 60 - time.time() % 60
     if left < seconds:
         await asyncio.sleep(left + 0.1)
+
+
+# The people analytics count a verification when it is inserted (the table's trigger queues it:
+# ``analytics_verify_queue``); nothing in the service deletes one or moves it to another day,
+# but a test that does so by SQL left the summaries counting it where it was — the recount of a
+# later test on the same database found it (a shuffled-order run: three wrong PINs too many).
+_REQUEUE = """
+INSERT INTO analytics_verify_queue (brand_id, day, product_id, province, city, result, n)
+SELECT brand_id, (at AT TIME ZONE 'Asia/Shanghai')::date, product_id, coalesce(province, ''),
+       coalesce(city, ''), result, {sign}count(*)
+FROM verifications WHERE id = ANY(%s) AND brand_id IS NOT NULL
+GROUP BY 1, 2, 3, 4, 5, 6
+"""
+
+
+@asynccontextmanager
+async def verifications_changed(conn: Any, ids: list[int]) -> AsyncIterator[None]:
+    """Around a test's own UPDATE or DELETE of verification records ``ids``: the analytics
+    uncount them as they were and count them as they are after (none, deleted)."""
+    await conn.execute(_REQUEUE.format(sign="-"), (ids,))
+    yield
+    await conn.execute(_REQUEUE.format(sign=""), (ids,))

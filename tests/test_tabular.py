@@ -29,7 +29,7 @@ from psycopg.rows import tuple_row
 from app import tabular
 from app.demo import DEMO_PASSWORD
 from app.tabular import one_batch, xlsx_chunks
-from tests.helpers import lifespan_of
+from tests.helpers import lifespan_of, verifications_changed
 
 NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
 
@@ -233,7 +233,11 @@ async def small_pool_app(settings: Any, demo: Any, app: Any) -> AsyncIterator[An
     async with lifespan_of(small):
         yield small
     async with app.state.pool.connection() as conn:
-        await conn.execute("DELETE FROM verifications WHERE serial LIKE 'BULKPOOL%%'")
+        pool = await (
+            await conn.execute("SELECT id FROM verifications WHERE serial LIKE 'BULKPOOL%%'")
+        ).fetchall()
+        async with verifications_changed(conn, [row["id"] for row in pool]):
+            await conn.execute("DELETE FROM verifications WHERE serial LIKE 'BULKPOOL%%'")
 
 
 async def _token(client: httpx.AsyncClient) -> str:

@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 from app.ops import rebuild
 from app.verify.schemas import Gps, VerifyIn
 from app.verify.service import Verifier
-from tests.helpers import activate, issue_units, scheme_for_tests
+from tests.helpers import activate, issue_units, scheme_for_tests, verifications_changed
 
 SHANGHAI = Gps(lat=31.2, lng=121.5)
 GUANGZHOU = Gps(lat=23.1, lng=113.3)
@@ -226,11 +226,12 @@ async def test_paced_wrong_pins_during_an_outage_still_lock_the_code(
                     "SELECT id FROM verifications WHERE code_id = %s ORDER BY at DESC", (code,)
                 )
             ).fetchall()
-            for k, row in enumerate(rows, start=1):
-                await conn.execute(
-                    "UPDATE verifications SET at = at - %s WHERE id = %s",
-                    (timedelta(seconds=500 * k), row["id"]),
-                )
+            async with verifications_changed(conn, [row["id"] for row in rows]):
+                for k, row in enumerate(rows, start=1):
+                    await conn.execute(
+                        "UPDATE verifications SET at = at - %s WHERE id = %s",
+                        (timedelta(seconds=500 * k), row["id"]),
+                    )
         fifth = await verifier.verify(VerifyIn(serial=serial, pin=wrong), "198.51.100.9", None)
     finally:
         await verifier.close()
@@ -254,7 +255,8 @@ async def _pin_records(app: Any, code: int, history: list[tuple[str, int]]) -> N
                      FROM verifications WHERE id = %s""",
                 (ago, "locked" if reason == "locked" else "wrong_pin", reason, template["id"]),
             )
-        await conn.execute("DELETE FROM verifications WHERE id = %s", (template["id"],))
+        async with verifications_changed(conn, [template["id"]]):
+            await conn.execute("DELETE FROM verifications WHERE id = %s", (template["id"],))
 
 
 async def test_an_attempt_during_a_lock_does_not_hide_the_wrong_pins_after_it(
