@@ -303,7 +303,12 @@ async def test_products_name_their_brand_s_media_and_the_pages_show_them(
     image = (await upload(client, admin, png(5))).json()
     video = (await upload(client, admin, mp4(3000, b"page"))).json()
     product = await new_product(
-        client, login, name="Serum 精华", image_url=image["url"], video_url=video["url"]
+        client,
+        login,
+        name="Serum 精华",
+        image_url=image["url"],
+        video_url=video["url"],
+        display_order=-1_000_000,  # first on the brand's list page (the least order there is)
     )
     assert (product["image_url"], product["video_url"]) == (image["url"], video["url"])
     page = await client.get(f"/p/{product['gtin']}", headers={"Accept-Language": "en"})
