@@ -42,12 +42,14 @@ draws in rounds, one transaction per round on the round's own connection:
 
 A draw the round did not insert is then explained (``_why_not``): the same client id again (a
 replay: the first draw's answer, 200 — ``under_review`` while held), a frozen or erased member,
-a void batch, a client id used for another code (409 ``client_id_reused``), a code drawn before
-(409 ``already_drawn``), a code whose points another member claimed (409 ``claimed_by_another``),
-a unit that cannot be drawn (422 ``not_claimable``), returned damaged (409 ``not_sellable``) or
-not sold since its return (409 ``not_sold_again``), another brand's (422 ``other_brand``), never
-shipped (422 ``not_shipped``), no campaign covering its product or province (422
-``draw_not_covered``) or one that covers it but is not running now (422 ``draw_not_running``).
+a void batch, a client id used for another code (409 ``client_id_reused``) or for a draw a
+consumer's return withdrew since (409 ``claim_withdrawn``: a new draw needs a new id), a code
+drawn before (409 ``already_drawn``), a code whose points another member claimed (409
+``claimed_by_another``), a unit that cannot be drawn (422 ``not_claimable``), returned damaged
+(409 ``not_sellable``) or not sold since its return (409 ``not_sold_again``), another brand's
+(422 ``other_brand``), never shipped (422 ``not_shipped``), no campaign covering its product or
+province (422 ``draw_not_covered``) or one that covers it but is not running now (422
+``draw_not_running``).
 """
 
 from __future__ import annotations
@@ -239,7 +241,7 @@ async def _credit(conn: AsyncConnection[Any], group: list[Pending[DrawOut]]) -> 
 _EXPLAIN = f"""
 SELECT r.ord, d.id, d.member_id, d.client_id, d.campaign_id, d.prize_id, d.prize_name,
        d.prize_kind, d.points, d.fulfil_status, d.drawn_at, dc.name AS campaign_name,
-       cc.code_id AS client_code, pb.balance,
+       cc.code_id AS client_code, cc.withdrawn_at IS NOT NULL AS client_withdrawn, pb.balance,
        u.brand_id AS unit_brand, u.status AS unit_status, u.channel_org_id AS unit_channel,
        d.hold_state, m.status AS member_status, b.state = 'void' AS batch_void,
        u.disposition AS unit_disposition, {RETURNED_UNSOLD} AS returned_unsold,
@@ -292,6 +294,11 @@ def _why_not(row: dict[str, Any], p: Pending[DrawOut]) -> DrawOut:
         refuse(void_answer(p.serial, p.lang))
     if row["client_code"] is not None and row["client_code"] != p.code:
         raise Conflict("this client id was used for another draw", code="client_id_reused")
+    if row["client_code"] == p.code and row["client_withdrawn"]:  # (a probe: "try again")
+        raise Conflict(
+            "此抽奖已因退货撤回 / this draw was withdrawn: the unit was returned",
+            code="claim_withdrawn",
+        )
     if row["id"] is not None:
         raise Conflict("此防伪码已抽过奖 / this code has already been drawn", code="already_drawn")
     if row["claimed_by_another"]:

@@ -425,20 +425,32 @@ async def fulfil(
 ) -> DrawResultOut:
     """Mark a voucher or gift prize handed over, with the staff's note; the same note again
     answers the fulfilled draw (a retry). 409 ``prize_not_pending`` for a draw with nothing to
-    fulfil (no prize, points credited) or fulfilled with another note."""
+    fulfil (no prize, points credited) or fulfilled with another note. An erased member's
+    prize is marked handed over without the note (``membership erased`` in its place)."""
+    # imported here: the erasure imports the points, which import the forensics and the draws
+    from app.members.erasure import ERASED
+
     brand_id = _staff(actor)
     await _get(conn, brand_id, campaign_id, deleted=True)
-    row = await (
+    # the member's row first, as its erasure takes it before the draws; an erased member's draw
+    # keeps no note (a probe: a gift handed over as or after the erasure kept the address)
+    member = await (
         await conn.execute(
-            f"SELECT {_RESULT} FROM {_RESULTS} WHERE d.id = %s AND d.campaign_id = %s "
-            "FOR UPDATE OF d",
+            """SELECT m.status FROM draws d JOIN members m ON m.id = d.member_id
+                WHERE d.id = %s AND d.campaign_id = %s FOR SHARE OF m""",
             (draw_id, campaign_id),
         )
     ).fetchone()
-    if row is None:
+    if member is None:
         raise NotFound("draw not found")
+    note = ERASED if member["status"] == "erased" else data.note
+    row = await (
+        await conn.execute(
+            f"SELECT {_RESULT} FROM {_RESULTS} WHERE d.id = %s FOR UPDATE OF d", (draw_id,)
+        )
+    ).fetchone()
     before = _result(actor, row)
-    if row["fulfil_status"] == "fulfilled" and row["fulfil_note"] == data.note:
+    if row["fulfil_status"] == "fulfilled" and row["fulfil_note"] == note:
         return before
     if row["fulfil_status"] != "pending":
         raise Conflict(
@@ -449,7 +461,7 @@ async def fulfil(
     await conn.execute(
         """UPDATE draws SET fulfil_status = 'fulfilled', fulfilled_at = now(), fulfilled_by = %s,
                             fulfil_note = %s WHERE id = %s""",
-        (actor.user_id, data.note, draw_id),
+        (actor.user_id, note, draw_id),
     )
     row = await (
         await conn.execute(f"SELECT {_RESULT} FROM {_RESULTS} WHERE d.id = %s", (draw_id,))

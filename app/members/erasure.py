@@ -34,8 +34,10 @@ in one transaction:
 Locks: what is the phone's before the member's row — its one-time codes (deleted) and its
 opt-out (written), in the order a sign-in (the code, then the member) and a staff opt-out (the
 list, then the member) take them (a probe: a sign-in racing the member's own erasure deadlocked,
-409 ``retry``) —, then the member's row, its fraud holds, held draws and held claims (in a
-hold's release's order), its balance, its codes, the brand's marketing lock.
+409 ``retry``) —, then the member's row, its fraud holds, its draws (held ones, and those
+with a fulfilment note) and its held claims (in a hold's release's and a consumer return's
+order: draws, claims, balance), its balance, its codes, the brand's marketing lock. A draw's
+fulfilment takes the member's row first (``app.draws.service.fulfil``).
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from app.members.redemptions import STATUS_NOW
 from app.verify.record import anonymous, decoded, member_of
 from app.wechat import bindings as wechat_bindings
 
+ERASED = "membership erased"  # what an erased member's words are replaced with
 MAX_ROWS = 10_000  # of each kind in an export (a member's scans: the newest)
 
 
@@ -89,7 +92,7 @@ async def erase(
         await _opt_out(conn, brand_id, phone)
     if row["status"] == "frozen":  # the freeze outlives the membership (app.members.freezes)
         await freezes.keep(conn, settings or load_settings(), brand_id, phone, row["frozen_reason"])
-    await _fraud_holds(conn, member_id)  # before the balance, as a hold's release takes them
+    await _holds_and_draws(conn, member_id)  # before the balance: a release's, a return's order
     # the balance first, as a redemption takes it: one in flight is committed before the open
     # codes are read, and expires with them (review R6: it stayed issued, and refunded the
     # erased member later). A claim's credit reads its member FOR SHARE: one under way is
@@ -147,13 +150,6 @@ async def erase(
             WHERE member_id = %s""",
         (member_id,),
     )
-    # the lucky draws' notes go (a parcel's address, a voucher sent to the phone: ``app.draws``);
-    # the draws stay, the brand's record of its prizes, under the erased member
-    await conn.execute(
-        "UPDATE draws SET fulfil_note = 'membership erased' "
-        "WHERE member_id = %s AND fulfil_note IS NOT NULL",
-        (member_id,),
-    )
     # the member's own words go (their complaints and suggestions: a closed record of the
     # brand's, its reply and product kept; one still open is closed, nobody left to answer)
     await conn.execute(
@@ -203,26 +199,32 @@ async def erase(
         await limits.forget_phone(brand_id, phone)
 
 
-async def _fraud_holds(conn: Conn, member_id: int) -> None:
-    """The member's fraud holds (``app.forensics.holds``): the evidence loses the client address
-    and user agent the ring detector copied from the member's verification records (cleared
-    with them), and the staff's notes (why it was held, why it was decided: words about the
-    member, as a draw's fulfilment note) go; the hold stays, its rule, counts, the other
-    members' ids and who decided it when. The held claims
-    and draws are rejected — forfeited as the balance is: a release after the erasure credited
-    them to the erased membership (a review) —, their codes kept taken. In a release's order:
-    the holds' rows, the draws', the claims' (then the balance, taken next)."""
+async def _holds_and_draws(conn: Conn, member_id: int) -> None:
+    """The member's fraud holds (``app.forensics.holds``) and draws: the evidence loses the
+    client address and user agent the ring detector copied from the member's verification
+    records (cleared with them), and the staff's notes (why it was held, why it was decided:
+    words about the member, as a draw's fulfilment note) go; the hold stays, its rule, counts,
+    the other members' ids and who decided it when. The held claims and draws are rejected —
+    forfeited as the balance is: a release after the erasure credited them to the erased
+    membership (a review) —, their codes kept taken; the draws' fulfilment notes go. In a
+    release's order: the holds' rows, the draws', the claims' (then the balance, taken
+    next)."""
     await conn.execute(
         """UPDATE fraud_holds SET evidence = evidence - 'client_ip' - 'user_agent',
-                  note = CASE WHEN note = '' THEN '' ELSE 'membership erased' END,
-                  decision_note = CASE WHEN decision_note = '' THEN ''
-                                       ELSE 'membership erased' END
-            WHERE party_kind = 'member' AND party_id = %s""",
-        (member_id,),
+                  note = CASE WHEN note = '' THEN '' ELSE %(gone)s END,
+                  decision_note = CASE WHEN decision_note = '' THEN '' ELSE %(gone)s END
+            WHERE party_kind = 'member' AND party_id = %(member)s""",
+        {"gone": ERASED, "member": member_id},
     )
+    # the draws' fulfilment notes go too (a parcel's address, a voucher sent to the phone:
+    # ``app.draws``), here, before the claims and the balance, as a consumer's return takes a
+    # draw (a probe: cleared after the balance, a return racing the erasure deadlocked, 409)
     await conn.execute(
-        "UPDATE draws SET hold_state = 'rejected' WHERE member_id = %s AND hold_state = 'held'",
-        (member_id,),
+        """UPDATE draws
+              SET hold_state = CASE WHEN hold_state = 'held' THEN 'rejected' ELSE hold_state END,
+                  fulfil_note = CASE WHEN fulfil_note IS NULL THEN NULL ELSE %s END
+            WHERE member_id = %s AND (hold_state = 'held' OR fulfil_note IS NOT NULL)""",
+        (ERASED, member_id),
     )
     await conn.execute(
         """UPDATE point_claims SET hold_state = 'rejected'
