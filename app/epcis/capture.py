@@ -68,6 +68,7 @@ from app.epcis.hashing import active_prefixes, event_hash
 from app.epcis.identifiers import CANONICAL_ORIGIN, gtin_serial, place_key, sscc
 from app.errors import AppError, NotFound
 from app.locks import Lock, xact_lock
+from app.logistics.movements import lock_cases
 from app.packing import edits, lines, scans
 from app.packing.schemas import LineContextIn, ScanIn, ScanUploadIn, UnpackIn
 from app.paging import Page, fetch_page
@@ -616,11 +617,8 @@ async def _lock_cases(
         for epc in _codes_of(e)
         if epc.startswith(_SSCC_LINK) and (number := sscc(epc)) is not None and number in cases
     }
-    if len(numbers) > 1:
-        await conn.execute(
-            "SELECT 1 FROM case_state WHERE sscc = ANY(%s::bigint[]) ORDER BY sscc FOR UPDATE",
-            (sorted(numbers),),
-        )
+    if len(numbers) > 1:  # with the cases inside them, as a document locks a pallet's tree
+        await lock_cases(conn, sorted(numbers))
 
 
 def _codes_of(e: CapturedEvent) -> list[str]:

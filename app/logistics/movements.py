@@ -434,11 +434,37 @@ async def expand(
 ) -> tuple[list[UnitRow], list[CaseRow]]:
     """The state rows (locked) of these units and cases and of everything inside the cases.
 
-    The cases are locked first, the units after: whatever puts a unit or a case into a case
-    (a line's upload, a replacement) locks that case first, so once the cases are locked
-    nothing enters them, and the units read after are all that is inside. Read before the
-    locks, a unit packed or swapped in meanwhile was left behind in a case shipped without it
-    (probe I). Cases found inside after a lock are locked in turn, until none is new."""
+    The cases are locked first (``lock_cases``), the units after: whatever puts a unit or a
+    case into a case (a line's upload, a replacement) locks that case first, so once the cases
+    are locked nothing enters them, and the units read after are all that is inside. Read
+    before the locks, a unit packed or swapped in meanwhile was left behind in a case shipped
+    without it (probe I)."""
+    boxes = await lock_cases(conn, cases)
+    unit_rows = await (
+        await conn.execute(
+            """SELECT code, product_id, lot, status, holder_org_id, transit_to, parent_sscc,
+                      channel_org_id, disposition, last_event_id, line_id
+               FROM unit_state WHERE code = ANY(%s) OR parent_sscc = ANY(%s)
+               ORDER BY code FOR UPDATE""",
+            (units, boxes),
+        )
+    ).fetchall()
+    case_rows = await (
+        await conn.execute(
+            """SELECT sscc, level, product_id, status, holder_org_id, transit_to, parent_sscc
+               FROM case_state WHERE sscc = ANY(%s) ORDER BY sscc FOR UPDATE""",
+            (boxes,),
+        )
+    ).fetchall()
+    return cast(list[UnitRow], unit_rows), cast(list[CaseRow], case_rows)
+
+
+async def lock_cases(conn: Conn, cases: list[int]) -> list[int]:
+    """Lock these cases and every case inside them, in SSCC order (a pallet's cases, issued
+    before it, come before it), and answer them so sorted. Cases found inside after a lock are
+    locked in turn, until none is new. Whatever else takes a case tree's rows takes them this
+    way, then the units (``app.packing.edits``: an unpacking took the pallet, then its cases,
+    and deadlocked with a document moving the pallet — a probe)."""
     boxes: list[int] = []
     locked: set[int] = set()
     while cases:
@@ -459,23 +485,7 @@ async def expand(
             "SELECT 1 FROM case_state WHERE sscc = ANY(%s) ORDER BY sscc FOR UPDATE", (fresh,)
         )
         locked.update(fresh)
-    unit_rows = await (
-        await conn.execute(
-            """SELECT code, product_id, lot, status, holder_org_id, transit_to, parent_sscc,
-                      channel_org_id, disposition, last_event_id, line_id
-               FROM unit_state WHERE code = ANY(%s) OR parent_sscc = ANY(%s)
-               ORDER BY code FOR UPDATE""",
-            (units, boxes),
-        )
-    ).fetchall()
-    case_rows = await (
-        await conn.execute(
-            """SELECT sscc, level, product_id, status, holder_org_id, transit_to, parent_sscc
-               FROM case_state WHERE sscc = ANY(%s) ORDER BY sscc FOR UPDATE""",
-            (boxes,),
-        )
-    ).fetchall()
-    return cast(list[UnitRow], unit_rows), cast(list[CaseRow], case_rows)
+    return boxes
 
 
 async def _check_shipment(
@@ -529,7 +539,7 @@ async def _check_order(conn: Conn, order_id: int, unit_rows: list[UnitRow]) -> d
     }
     order = await (
         await conn.execute(  # after its lines, as ``count_order`` updates them
-            "SELECT status FROM orders WHERE id = %s FOR UPDATE", (order_id,)
+            "SELECT status FROM orders WHERE id = %s FOR NO KEY UPDATE", (order_id,)
         )
     ).fetchone()
     if order is not None and order["status"] in ("closed", "cancelled"):

@@ -29,7 +29,7 @@ from app.db import Conn
 from app.errors import Conflict, NotFound, Unprocessable
 from app.events import builders
 from app.events.log import NewEvent, allocate_ids, write_events
-from app.logistics.movements import NOT_FOR_SALE
+from app.logistics.movements import NOT_FOR_SALE, lock_cases
 from app.packing.lines import commissions, get_line
 from app.packing.scans import batches_in_use
 from app.packing.schemas import EditOut, ReplaceIn, UnpackIn
@@ -129,8 +129,8 @@ async def _on_hand(conn: Conn, actor: Principal, row_type: type[_H], code: int, 
 async def _children(conn: Conn, sscc: int) -> list[tuple[str, int]]:
     """What a container holds now: its units, then its cases; locked until the correction
     commits, the cases first, as a document locks them (``logistics.movements.expand``) — the
-    caller has locked the container itself before (a probe: units first, then the container,
-    deadlocked with a confirm)."""
+    caller has locked the container's case tree before (``lock_cases``; a probe: units first,
+    then the container, deadlocked with a confirm)."""
     return [(kind, code) for kind, code, _ in await _inside(conn, sscc)]
 
 
@@ -243,6 +243,7 @@ async def unpack(
     probe: a late unpacking of all emptied a case of a unit packed into it an hour after)."""
     actor.require("packing.scan")
     parent = await _one(conn, scheme, actor, data.parent, "case")
+    await lock_cases(conn, [parent.code])  # the whole tree in a document's order
     case = await _on_hand(conn, actor, _Held, parent.code, parent.label)
     inside = await _children(conn, parent.code)
     later = await _packed_after(conn, parent.code, inside, at) if at else set()
@@ -329,7 +330,8 @@ async def undo_last(
         label = sscc_label(sscc)
         if not await _in_place(conn, actor, sscc, packing, label, lock=False):
             continue  # undone or unpacked at the line already: the packing before it
-        case = await _on_hand(conn, actor, _Held, sscc, label)  # locked first
+        await lock_cases(conn, [sscc])  # the whole tree first, in a document's order
+        case = await _on_hand(conn, actor, _Held, sscc, label)
         children = await _in_place(conn, actor, sscc, packing, label)
         if children:  # (none if taken out meanwhile)
             return await _take_out(

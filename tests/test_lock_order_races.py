@@ -1,0 +1,116 @@
+"""Two lock-order inversions a race probe found, each answered 409 ``retry`` to one side (a
+deadlock PostgreSQL broke): nothing a clerk or a line can act on.
+
+- Receiving by order (``POST /orders/{id}/receive``: the receipt's draft names the order — a
+  foreign key's KEY SHARE on its row — then its goods are locked) against the sender's next
+  shipment of the same order (its lines, then the order FOR UPDATE, which waited for the
+  receipt's KEY SHARE while the receipt waited for the lines): the shipment takes the order FOR
+  NO KEY UPDATE, which a foreign key's KEY SHARE does not block.
+- Unpacking a pallet (``POST /packing/unpack``, a line's undo, an EPCIS unpacking: the pallet,
+  then its cases) against a document moving it (every box of the tree in SSCC order: the cases,
+  issued before the pallet, first): a correction now locks the tree the document's way
+  (``app.logistics.movements.lock_cases``), then the units.
+
+Each test holds a row from a third transaction so that both sides are under way at once."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import Any
+
+from tests.helpers import issue_cases, sales_order
+from tests.race_support import lock_waiters
+from tests.test_hardening_logistics import stock_check
+from tests.test_logistics import confirm, document, pack, palletised
+
+
+def _no_deadlock(answers: list[Any]) -> None:
+    for answer in answers:
+        assert answer.status_code < 500, answer.text
+        if answer.status_code >= 400:
+            assert answer.json()["error"]["code"] != "retry", answer.text
+
+
+async def test_the_next_shipment_of_an_order_goes_while_its_receipt_by_order_waits(
+    client: Any, login: Any, app: Any, demo: Any, settings: Any
+) -> None:
+    """The receipt of the first shipment waits for its goods (held); the second shipment of the
+    order is confirmed meanwhile (it waited for the receipt's draft before: then a deadlock)."""
+    goods = await pack(client, login, app, demo, 2)
+    clerk, agent = await login("clerk"), await login("agent_clerk")
+    inbound = await document(client, clerk, goods["cases"], kind="factory_inbound")
+    assert (await confirm(client, clerk, inbound)).status_code == 200
+    first, second = goods["cases"]
+    order_id = await sales_order(client, login, demo, goods["product_id"], 20)
+    shipped = await document(client, clerk, [first], kind="outbound", order_id=order_id)
+    assert (await confirm(client, clerk, shipped)).status_code == 200
+    next_one = await document(client, clerk, [second], kind="outbound", order_id=order_id)
+    async with app.state.pool.connection() as holder, app.state.pool.connection() as watch:
+        await holder.execute("SELECT 1 FROM case_state WHERE sscc = %s FOR UPDATE", (int(first),))
+        receiving = asyncio.ensure_future(client.post(f"/orders/{order_id}/receive", headers=agent))
+        assert await lock_waiters(watch, 1), "the receipt waits for its goods"
+        shipping = await asyncio.wait_for(confirm(client, clerk, next_one), 30)
+        assert shipping.status_code == 200, shipping.text
+        assert not receiving.done()
+        await holder.commit()
+        received = await asyncio.wait_for(receiving, 30)
+    assert received.status_code == 200, received.text
+    assert received.json()["units"] == 10
+    assert await stock_check(settings) == []
+
+
+async def test_a_pallet_unpacked_as_its_outbound_is_confirmed(
+    client: Any, login: Any, app: Any, demo: Any, settings: Any
+) -> None:
+    """The unpacking is queued first (the pallet held), the outbound behind it: the unpacking
+    empties the pallet, then the outbound finds it empty (422) — before, 409 ``retry``."""
+    goods = await palletised(client, login, app, demo)
+    pallet, clerk, operator = goods["pallet"], await login("clerk"), await login("operator")
+    ship = await document(
+        client, clerk, [pallet], kind="outbound", counterparty_id=demo["AGENT-ZJ"]
+    )
+    async with app.state.pool.connection() as holder, app.state.pool.connection() as watch:
+        await holder.execute("SELECT 1 FROM case_state WHERE sscc = %s FOR UPDATE", (int(pallet),))
+        body = {"parent": pallet, "reason": "rework"}
+        unpacking = asyncio.ensure_future(
+            client.post("/packing/unpack", headers=operator, json=body)
+        )
+        assert await lock_waiters(watch, 1)
+        confirming = asyncio.ensure_future(confirm(client, clerk, ship))
+        assert await lock_waiters(watch, 2)
+        await holder.commit()
+        answers = await asyncio.wait_for(asyncio.gather(unpacking, confirming), 60)
+    _no_deadlock(answers)
+    assert answers[0].status_code == 200, answers[0].text
+    assert await stock_check(settings) == []
+
+
+async def test_a_lines_undo_of_a_pallet_as_its_factory_inbound_is_confirmed(
+    client: Any, login: Any, app: Any, demo: Any, settings: Any
+) -> None:
+    goods = await pack(client, login, app, demo, 2)
+    pallet = (await issue_cases(client, login, demo, "pallet", 1))[0]
+    operator, clerk = await login("operator"), await login("clerk")
+    scan = {
+        "id": f"lock-{secrets.token_hex(6)}",
+        "code": pallet,
+        "children": goods["cases"],
+        "at": "2026-11-10T08:05:00Z",
+    }
+    body = (await client.post("/lines/L9/scans", headers=operator, json={"scans": [scan]})).json()
+    assert body["rejected"] == 0, body
+    inbound = await document(client, clerk, [pallet], kind="factory_inbound")
+    async with app.state.pool.connection() as holder, app.state.pool.connection() as watch:
+        await holder.execute("SELECT 1 FROM case_state WHERE sscc = %s FOR UPDATE", (int(pallet),))
+        undoing = asyncio.ensure_future(
+            client.post("/lines/L9/undo", headers=operator, json={"reason": "wrong pallet"})
+        )
+        assert await lock_waiters(watch, 1)
+        receiving = asyncio.ensure_future(confirm(client, clerk, inbound))
+        assert await lock_waiters(watch, 2)
+        await holder.commit()
+        answers = await asyncio.wait_for(asyncio.gather(undoing, receiving), 60)
+    _no_deadlock(answers)
+    assert answers[0].status_code == 200, answers[0].text
+    assert await stock_check(settings) == []
