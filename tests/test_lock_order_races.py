@@ -10,6 +10,9 @@ deadlock PostgreSQL broke): nothing a clerk or a line can act on.
   then its cases) against a document moving it (every box of the tree in SSCC order: the cases,
   issued before the pallet, first): a correction now locks the tree the document's way
   (``app.logistics.movements.lock_cases``), then the units.
+- Creating a serial pool (its rows' foreign keys took its batches in the order listed) against
+  an allocation from another pool of the same batches (in batch order): the creation reads its
+  batches FOR SHARE in batch order first.
 
 Each test holds a row from a third transaction so that both sides are under way at once."""
 
@@ -19,7 +22,7 @@ import asyncio
 import secrets
 from typing import Any
 
-from tests.helpers import issue_cases, sales_order
+from tests.helpers import issue_cases, issue_units, sales_order
 from tests.race_support import lock_waiters
 from tests.test_hardening_logistics import stock_check
 from tests.test_logistics import confirm, document, pack, palletised
@@ -114,3 +117,35 @@ async def test_a_lines_undo_of_a_pallet_as_its_factory_inbound_is_confirmed(
     _no_deadlock(answers)
     assert answers[0].status_code == 200, answers[0].text
     assert await stock_check(settings) == []
+
+
+async def test_a_pool_listing_its_batches_newest_first_is_made_as_another_pool_allocates(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """The allocation from pool [b1, b2] has taken b1 and waits for b2 (a third transaction
+    holds it); a new pool [b2, b1] is created meanwhile: it waits for b1, then both are made."""
+    planner = await login("planner")
+    b1, _ = await issue_units(client, login, demo, 10)
+    b2, _ = await issue_units(client, login, demo, 10)
+    assert b1 < b2
+
+    async def pool(batches: list[int]) -> Any:
+        name = f"lock-{secrets.token_hex(6)}"
+        return await client.post("/pools", headers=planner, json={"name": name, "batches": batches})
+
+    first = await pool([b1, b2])
+    assert first.status_code == 201, first.text
+    async with app.state.pool.connection() as holder, app.state.pool.connection() as watch:
+        await holder.execute("SELECT 1 FROM code_batches WHERE batch_no = %s FOR KEY SHARE", (b2,))
+        allocating = asyncio.ensure_future(
+            client.post(
+                "/allocations", headers=planner, json={"pool_id": first.json()["id"], "count": 15}
+            )
+        )
+        assert await lock_waiters(watch, 1), "the allocation waits for b2"
+        creating = asyncio.ensure_future(pool([b2, b1]))
+        assert await lock_waiters(watch, 2), "the new pool waits for b1"
+        await holder.commit()
+        answers = await asyncio.wait_for(asyncio.gather(allocating, creating), 30)
+    _no_deadlock(answers)
+    assert [a.status_code for a in answers] == [201, 201], [a.text for a in answers]

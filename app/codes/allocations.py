@@ -4,8 +4,9 @@ Line systems and partners' serialization servers ask for numbers the way QU4RTET
 does with pools and regions. A batch gives out its indexes in order: ``code_batches.allocated``
 is the next index not yet given out, read and advanced under the batch row's lock
 (``SELECT … FOR UPDATE``), so concurrent allocations queue on the row and never overlap. A pool
-locks its batches in batch-number order (two pools sharing batches cannot deadlock) and takes
-from them in the pool's order, rolling over to the next batch when one is used up.
+locks its batches in batch-number order (two pools sharing batches cannot deadlock, nor an
+allocation and a pool being made, which reads its batches in that order too) and takes from
+them in the pool's order, rolling over to the next batch when one is used up.
 
 Every allocation records its ranges (batch, first..last index) keyed by (batch_no, first_index):
 a serial's allocation is one index probe. The codes themselves are never stored;
@@ -177,8 +178,12 @@ async def create_pool(
     recipient = await _pool_recipient(conn, actor, kind, data.recipient_org_id)
     rows = await (
         await conn.execute(
+            # shared, in batch order, as an allocation locks a pool's batches (a probe: the
+            # foreign keys of the pool's rows took them in the order given, and a pool listed
+            # newest first deadlocked with an allocation from another pool of the same
+            # batches); a void or an export waits, or is waited for, and is then seen
             f"SELECT {_BATCH_COLUMNS} FROM code_batches b "
-            "WHERE b.batch_no = ANY(%s) AND b.brand_id = %s",
+            "WHERE b.batch_no = ANY(%s) AND b.brand_id = %s ORDER BY b.batch_no FOR SHARE",
             (list(data.batches), actor.brand_id),
         )
     ).fetchall()
