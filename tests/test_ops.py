@@ -23,6 +23,22 @@ async def test_health_reports_postgres_redis_and_workers(client: Any) -> None:
     assert body["workers"]["status"] in {"ok", "missing"}
 
 
+@pytest.fixture
+def no_earlier_workers(settings: Any) -> None:
+    """The heartbeats earlier tests' workers left (a worker killed on purpose keeps its key for
+    ``WORKER_STALE_SECONDS``): gone, so that these tests count their own (a shuffled-order run
+    met a killed worker's beat here). No other test's worker runs now: each stops with its
+    test or module."""
+    import redis as redis_sync
+
+    from app.jobs import heartbeat_pattern, stop_beating
+
+    client = redis_sync.Redis.from_url(settings.redis_url)
+    for key in client.scan_iter(match=heartbeat_pattern(settings.redis_namespace)):
+        stop_beating(client, settings.redis_namespace, key)
+
+
+@pytest.mark.usefixtures("no_earlier_workers")
 def test_worker_heartbeat_and_actor_round_trip(settings: Any) -> None:
     """A real dramatiq worker (in-process) on the real Redis broker beats and runs actors."""
     import redis as redis_sync
@@ -50,6 +66,7 @@ def test_worker_heartbeat_and_actor_round_trip(settings: Any) -> None:
     assert not list(client.scan_iter(match=heartbeat_pattern(settings.redis_namespace)))
 
 
+@pytest.mark.usefixtures("no_earlier_workers")
 async def test_health_sees_a_live_worker_heartbeat(client: Any, app: Any, settings: Any) -> None:
     import redis as redis_sync
 
