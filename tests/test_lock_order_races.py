@@ -10,6 +10,10 @@ deadlock PostgreSQL broke): nothing a clerk or a line can act on.
   then its cases) against a document moving it (every box of the tree in SSCC order: the cases,
   issued before the pallet, first): a correction now locks the tree the document's way
   (``app.logistics.movements.lock_cases``), then the units.
+- A staff reply to a complaint (the complaint's row, then a WeChat message to its member — a
+  foreign key's KEY SHARE on the member) against the member's erasure (the member's row FOR
+  UPDATE once its phone, a unique key, changed; then the complaints): the erasure closes the
+  complaints before it changes the phone.
 - Creating a serial pool (its rows' foreign keys took its batches in the order listed) against
   an allocation from another pool of the same batches (in batch order): the creation reads its
   batches FOR SHARE in batch order first.
@@ -23,9 +27,13 @@ import secrets
 from typing import Any
 
 from tests.helpers import issue_cases, issue_units, sales_order
+from tests.points_support import member_client, new_member
 from tests.race_support import lock_waiters
 from tests.test_hardening_logistics import stock_check
 from tests.test_logistics import confirm, document, pack, palletised
+from tests.test_wechat import _account, _bind, wechat
+
+__all__ = ["wechat"]  # the fixture: the local WeChat the brand's account points at
 
 
 def _no_deadlock(answers: list[Any]) -> None:
@@ -149,3 +157,39 @@ async def test_a_pool_listing_its_batches_newest_first_is_made_as_another_pool_a
         answers = await asyncio.wait_for(asyncio.gather(allocating, creating), 30)
     _no_deadlock(answers)
     assert [a.status_code for a in answers] == [201, 201], [a.text for a in answers]
+
+
+async def test_a_reply_to_a_complaint_and_the_erasure_of_its_wechat_bound_member(
+    client: Any, login: Any, app: Any, demo: Any, wechat: Any
+) -> None:
+    """The reply waits for the complaint (a third transaction holds it), the erasure behind it:
+    the reply goes first (its WeChat message to the member), then the erasure closes the
+    complaint. Before, the erasure had taken the member's row FOR UPDATE and the reply's
+    message waited for it: a deadlock, the erasure refused 409 ``retry``."""
+    brand = demo["BRAND-LUMI"]
+    service = await login("service")
+    await _account(client, await login("admin"), wechat)
+    member_id, member, _ = await new_member(app, brand)
+    await _bind(app, brand, member_id, wechat.user("o" + secrets.token_hex(12)))
+    filed = await client.post(
+        "/members/me/complaints",
+        headers=member,
+        json={"kind": "complaint", "body": f"leaks {secrets.token_hex(3)}"},
+    )
+    assert filed.status_code == 201, filed.text
+    complaint = filed.json()["id"]
+    async with app.state.pool.connection() as holder, app.state.pool.connection() as watch:
+        await holder.execute(
+            "SELECT 1 FROM complaints WHERE id = %s FOR NO KEY UPDATE", (complaint,)
+        )
+        replying = asyncio.ensure_future(
+            client.post(f"/complaints/{complaint}/reply", headers=service, json={"reply": "sorry"})
+        )
+        assert await lock_waiters(watch, 1)
+        async with member_client(app) as mc:
+            erasing = asyncio.ensure_future(mc.delete("/members/me", headers=member))
+            assert await lock_waiters(watch, 2)
+            await holder.commit()
+            answers = await asyncio.wait_for(asyncio.gather(replying, erasing), 60)
+    _no_deadlock(answers)
+    assert [a.status_code for a in answers] == [200, 204], [a.text for a in answers]

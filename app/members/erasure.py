@@ -36,8 +36,10 @@ opt-out (written), in the order a sign-in (the code, then the member) and a staf
 list, then the member) take them (a probe: a sign-in racing the member's own erasure deadlocked,
 409 ``retry``) —, then the member's row, its fraud holds, its draws (held ones, and those
 with a fulfilment note) and its held claims (in a hold's release's and a consumer return's
-order: draws, claims, balance), its balance, its codes, the brand's marketing lock. A draw's
-fulfilment takes the member's row first (``app.draws.service.fulfil``).
+order: draws, claims, balance), its balance, its codes, its complaints — before its phone
+changes, which takes the member's row FOR UPDATE (a unique key): a reply holding a complaint
+writes the member a WeChat message, a foreign key's KEY SHARE —, the brand's marketing lock. A
+draw's fulfilment takes the member's row first (``app.draws.service.fulfil``).
 """
 
 from __future__ import annotations
@@ -136,6 +138,19 @@ async def erase(
             reason="membership erased",
             recorded_by=actor.user_id if actor else None,
         )
+    # the member's own words go (their complaints and suggestions: a closed record of the
+    # brand's, its reply and product kept; one still open is closed, nobody left to answer) —
+    # before the phone changes: that UPDATE takes the member's row FOR UPDATE (the phone is a
+    # unique key), which a staff reply holding its complaint and writing the member a WeChat
+    # message (a foreign key's KEY SHARE) waited for while this waited for the complaint (a
+    # probe: 409 retry)
+    await conn.execute(
+        """UPDATE complaints SET body = 'membership erased', serial = NULL, store_name = NULL,
+                  contact = 'none', client_id = NULL, client_hash = NULL, status = 'closed',
+                  closed_at = coalesce(closed_at, now()), updated_at = now()
+            WHERE member_id = %s""",
+        (member_id,),
+    )
     await conn.execute(
         """UPDATE members SET status = 'erased', erased_at = now(), phone = %s, gender = NULL,
                   birthday = NULL, age_band = NULL, email = NULL, wechat_id = NULL,
@@ -147,15 +162,6 @@ async def erase(
     await conn.execute(
         """UPDATE verifications SET member_id = NULL, client_ip = NULL, client_id = NULL,
                   user_agent = NULL, lat = NULL, lng = NULL, retry = NULL
-            WHERE member_id = %s""",
-        (member_id,),
-    )
-    # the member's own words go (their complaints and suggestions: a closed record of the
-    # brand's, its reply and product kept; one still open is closed, nobody left to answer)
-    await conn.execute(
-        """UPDATE complaints SET body = 'membership erased', serial = NULL, store_name = NULL,
-                  contact = 'none', client_id = NULL, client_hash = NULL, status = 'closed',
-                  closed_at = coalesce(closed_at, now()), updated_at = now()
             WHERE member_id = %s""",
         (member_id,),
     )
