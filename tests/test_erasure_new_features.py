@@ -468,3 +468,50 @@ async def test_no_retention_keeps_the_new_kinds_too(app: Any) -> None:
     async with await _autocommit(app) as conn:
         swept = await retention.sweep(conn, settings)
     assert (swept.holds, swept.wechat) == (0, 0)
+
+
+async def test_a_wechat_message_being_sent_as_its_member_is_erased_keeps_no_openid(
+    app: Any, demo: Any
+) -> None:
+    """A probe: the sender claims a message (``sending``), calls WeChat outside any
+    transaction, then records the outcome with the openid it read; an erasure in between wiped
+    the openid but left the message ``sending``, and the record wrote the openid back. The
+    erasure fails a message being sent too: the sender's record, fenced on ``sending``, stores
+    nothing."""
+    from app.wechat import sender
+    from app.wechat.gateway import Outcome, TemplateMessage
+
+    brand = demo["BRAND-LUMI"]
+    member_id, headers, _ = await new_member(app, brand)
+    openid = "o" + secrets.token_hex(12)
+    async with app.state.pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO wechat_bindings (brand_id, openid, member_id) VALUES (%s, %s, %s)",
+            (brand, openid, member_id),
+        )
+        row = await (
+            await conn.execute(
+                """INSERT INTO wechat_messages (brand_id, member_id, kind, cause_key, data)
+                   VALUES (%s, %s, 'redemption', %s, '{"first": "x"}') RETURNING id""",
+                (brand, member_id, f"erasure:{openid}"),
+            )
+        ).fetchone()
+        await conn.commit()
+        (claimed,) = await sender.claim(conn, 1, [row["id"]])
+    async with member_client(app) as mc:
+        assert (await mc.delete("/members/me", headers=headers)).status_code == 204
+    message = TemplateMessage(touser=openid, template_id="t", url=None, data={"first": "x"})
+    async with app.state.pool.connection() as conn:
+        recorded = await sender._record(
+            conn, app.state.settings, claimed, message, Outcome(status="sent", msgid="m1")
+        )
+        await conn.commit()
+    kept = await _one(
+        app, "SELECT openid, state, last_error FROM wechat_messages WHERE id = %s", row["id"]
+    )
+    assert recorded is None  # the claim was lost: the erasure failed it
+    assert (kept["openid"], kept["state"], kept["last_error"]) == (
+        None,
+        "failed",
+        "membership erased",
+    )

@@ -114,13 +114,15 @@ async def unbind(conn: Conn, brand_id: int, member_id: int) -> bool:
 
 async def erase(conn: Conn, member_id: int) -> None:
     """An erased member's WeChat: the binding deleted, its messages' openid and data wiped,
-    those not sent failed."""
+    those not sent failed — one being sent too: the sender's record of it is fenced on
+    ``sending`` (``app.wechat.sender``) and wrote the openid it had read back (a probe)."""
     await conn.execute("DELETE FROM wechat_bindings WHERE member_id = %s", (member_id,))
     await conn.execute(
         """UPDATE wechat_messages
               SET openid = NULL, data = '{}', url = NULL,
-                  state = CASE WHEN state = 'pending' THEN 'failed' ELSE state END,
-                  last_error = CASE WHEN state = 'pending' THEN %s ELSE last_error END
+                  state = CASE WHEN state IN ('pending', 'sending') THEN 'failed' ELSE state END,
+                  last_error = CASE WHEN state IN ('pending', 'sending') THEN %s
+                                    ELSE last_error END
             WHERE member_id = %s""",
         (ERASED, member_id),
     )
