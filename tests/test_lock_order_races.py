@@ -14,6 +14,9 @@ deadlock PostgreSQL broke): nothing a clerk or a line can act on.
   foreign key's KEY SHARE on the member) against the member's erasure (the member's row FOR
   UPDATE once its phone, a unique key, changed; then the complaints): the erasure closes the
   complaints before it changes the phone.
+- An SMS gateway's batch of "TD" replies (in phone order: one phone's opt-out, the brand's
+  marketing lock, then the next phone's member's row) against the erasure of that next member
+  (its row, then the brand's marketing lock): the batch takes every member's row first.
 - Creating a serial pool (its rows' foreign keys took its batches in the order listed) against
   an allocation from another pool of the same batches (in batch order): the creation reads its
   batches FOR SHARE in batch order first.
@@ -26,14 +29,19 @@ import asyncio
 import secrets
 from typing import Any
 
+import msgspec
+
+from tests import steady
 from tests.helpers import issue_cases, issue_units, sales_order
 from tests.points_support import member_client, new_member
 from tests.race_support import lock_waiters
 from tests.test_hardening_logistics import stock_check
 from tests.test_logistics import confirm, document, pack, palletised
+from tests.test_sms import _signed, callback_secret
 from tests.test_wechat import _account, _bind, wechat
 
-__all__ = ["wechat"]  # the fixture: the local WeChat the brand's account points at
+# the fixtures: the local WeChat the brand's account points at; the SMS callbacks' secret
+__all__ = ["callback_secret", "wechat"]
 
 
 def _no_deadlock(answers: list[Any]) -> None:
@@ -193,3 +201,38 @@ async def test_a_reply_to_a_complaint_and_the_erasure_of_its_wechat_bound_member
             answers = await asyncio.wait_for(asyncio.gather(replying, erasing), 60)
     _no_deadlock(answers)
     assert [a.status_code for a in answers] == [200, 204], [a.text for a in answers]
+
+
+async def test_a_batch_of_td_replies_and_the_erasure_of_a_member_it_names(
+    client: Any, app: Any, demo: Any, callback_secret: None
+) -> None:
+    """The erasure holds its member's row and waits for its balance (a third transaction holds
+    it); a batch of replies names another phone of the brand, then the member's: it waits for
+    the member's row. Before, it held the brand's marketing lock by then (the first phone's),
+    which the erasure takes next: a deadlock, the batch refused 409 ``retry``."""
+    brand = demo["BRAND-LUMI"]
+    member_id, member, phone = await new_member(app, brand)
+    first = steady.phone("130")  # before the member's 13x phone in the batch's order
+    assert first < phone
+    async with app.state.pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO point_balances (member_id, balance) VALUES (%s, 0)", (member_id,)
+        )
+    body = msgspec.json.encode(
+        {"replies": [{"phone": p, "text": "TD", "brand_id": brand} for p in (first, phone)]}
+    )
+    async with app.state.pool.connection() as holder, app.state.pool.connection() as watch:
+        await holder.execute(
+            "SELECT 1 FROM point_balances WHERE member_id = %s FOR UPDATE", (member_id,)
+        )
+        async with member_client(app) as mc:
+            erasing = asyncio.ensure_future(mc.delete("/members/me", headers=member))
+            assert await lock_waiters(watch, 1), "the erasure waits for the balance"
+            replying = asyncio.ensure_future(
+                client.post("/sms/callbacks/http/replies", content=body, headers=_signed(body))
+            )
+            assert await lock_waiters(watch, 2), "the replies wait for the member's row"
+            await holder.commit()
+            answers = await asyncio.wait_for(asyncio.gather(erasing, replying), 60)
+    _no_deadlock(answers)
+    assert [a.status_code for a in answers] == [204, 200], [a.text for a in answers]

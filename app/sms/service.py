@@ -192,9 +192,14 @@ async def replies(conn: Conn, data: RepliesIn) -> RepliesOut:
             ignored += 1
         pairs.update((brand_id, phone) for brand_id in brands)
     # in one order, whatever the batch's: two batches at once lock brands and members alike
-    # (a probe: listed the other way round, they deadlocked)
-    for brand_id, phone in sorted(pairs):
-        opted += await set_opt_out(conn, brand_id, phone, True, "reply")
+    # (a probe: listed the other way round, they deadlocked); every member's row before any
+    # brand's marketing lock, as an erasure takes them (a probe: the lock of a phone before,
+    # then the row of another phone's member being erased, deadlocked with that erasure)
+    ordered = sorted(pairs)
+    for brand_id, phone in ordered:
+        opted += await _switch(conn, brand_id, phone, True, "reply")
+    for brand_id, phone in ordered:
+        await drop_marketing(conn, brand_id, phone, OPTED_OUT)
     return RepliesOut(opted_out=opted, ignored=ignored)
 
 
@@ -204,6 +209,14 @@ async def replies(conn: Conn, data: RepliesIn) -> RepliesOut:
 async def set_opt_out(conn: Conn, brand_id: int, phone: str, opted_out: bool, source: str) -> int:
     """Opt ``phone`` out of (or back into) ``brand_id``'s marketing; the member's own switch
     (``members.marketing_opt_out``) follows. Returns 1 when something changed, else 0."""
+    changed = await _switch(conn, brand_id, phone, opted_out, source)
+    if opted_out:  # after the member's row, as an erasure and the member's own switch lock them
+        await drop_marketing(conn, brand_id, phone, OPTED_OUT)
+    return changed
+
+
+async def _switch(conn: Conn, brand_id: int, phone: str, opted_out: bool, source: str) -> int:
+    """``set_opt_out``'s list row and member's switch, without the queued marketing."""
     if opted_out:
         cur = await conn.execute(
             """INSERT INTO sms_opt_outs (brand_id, phone, source) VALUES (%s, %s, %s)
@@ -222,8 +235,6 @@ async def set_opt_out(conn: Conn, brand_id: int, phone: str, opted_out: bool, so
         (opted_out, brand_id, phone, opted_out),
     )
     switched = await members.fetchall()
-    if opted_out:  # after the member's row, as an erasure and the member's own switch lock them
-        await drop_marketing(conn, brand_id, phone, OPTED_OUT)
     return 1 if changed or switched else 0
 
 
