@@ -1,5 +1,5 @@
-"""Two lock-order inversions a race probe found, each answered 409 ``retry`` to one side (a
-deadlock PostgreSQL broke): nothing a clerk or a line can act on.
+"""Lock-order inversions race probes found, each answered 409 ``retry`` to one side (a
+deadlock PostgreSQL broke): nothing a clerk, a line or a member can act on.
 
 - Receiving by order (``POST /orders/{id}/receive``: the receipt's draft names the order — a
   foreign key's KEY SHARE on its row — then its goods are locked) against the sender's next
