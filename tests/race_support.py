@@ -5,6 +5,7 @@ UPDATE``) while both requests read it and then queue up on their write."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tests.helpers import assert_error
@@ -53,6 +54,26 @@ async def twice_held(
         assert await lock_waiters(watch, 2), "both requests should wait for the held row"
         await holder.commit()
         return list(await asyncio.gather(*racing))
+
+
+async def held_in_turn(
+    app: Any,
+    lock_sql: str,
+    lock_args: tuple[Any, ...],
+    first: Callable[[], Awaitable[Any]],
+    second: Callable[[], Awaitable[Any]],
+) -> list[Any]:
+    """Two different requests under way at once, in turn (a lock-order race): a third
+    transaction holds a row, ``first`` is sent and waits for it, then ``second`` until it waits
+    too (for ``first``'s rows, or the held one); the row released, both answers."""
+    async with app.state.pool.connection() as holder, app.state.pool.connection() as watch:
+        await holder.execute(lock_sql, lock_args)
+        one = asyncio.ensure_future(first())
+        assert await lock_waiters(watch, 1), "the first request should wait for the held row"
+        two = asyncio.ensure_future(second())
+        assert await lock_waiters(watch, 2), "the second request should wait too"
+        await holder.commit()
+        return list(await asyncio.wait_for(asyncio.gather(one, two), 60))
 
 
 async def audit_rows(app: Any, entity: str, entity_id: Any, action: str) -> list[dict[str, Any]]:

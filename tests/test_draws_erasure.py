@@ -19,7 +19,7 @@ import pytest
 
 from app.members import erasure
 from tests.points_support import claim_body, into_channel, member_client, new_member, set_rule
-from tests.race_support import lock_waiters
+from tests.race_support import held_in_turn
 from tests.test_draws import DRAW, campaign_body, new_campaign, no_other_campaign, prize
 from tests.test_logistics import confirm, document, pack
 
@@ -91,16 +91,13 @@ async def test_a_return_and_the_erasure_of_its_member_at_once_both_go_through(
         json={"note": "SF-123 1 West Lake Rd, Hangzhou"},
     )
     assert fulfilled.status_code == 200, fulfilled.text
-    async with app.state.pool.connection() as holder, app.state.pool.connection() as watch:
-        await holder.execute(
-            "SELECT 1 FROM point_claims WHERE id = %s FOR UPDATE", (claimed.json()["claim_id"],)
-        )
-        returning = asyncio.ensure_future(_give_back(client, login, serial))
-        assert await lock_waiters(watch, 1), "the return waits for the claim's row"
-        erasing = asyncio.ensure_future(client.post(f"/members/{member_id}/erase", headers=service))
-        assert await lock_waiters(watch, 2), "the erasure waits for the return's draw"
-        await holder.commit()
-        answers = await asyncio.wait_for(asyncio.gather(returning, erasing), 60)
+    answers = await held_in_turn(  # the return waits for the claim, the erasure for the draw
+        app,
+        "SELECT 1 FROM point_claims WHERE id = %s FOR UPDATE",
+        (claimed.json()["claim_id"],),
+        lambda: _give_back(client, login, serial),
+        lambda: client.post(f"/members/{member_id}/erase", headers=service),
+    )
     assert [a.status_code for a in answers] == [200, 204], [a.text for a in answers]
     assert answers[0].json()["draw_withdrawn"] is not None
     async with app.state.pool.connection() as conn:

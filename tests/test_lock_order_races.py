@@ -34,7 +34,7 @@ import msgspec
 from tests import steady
 from tests.helpers import issue_cases, issue_units, sales_order
 from tests.points_support import member_client, new_member
-from tests.race_support import lock_waiters
+from tests.race_support import held_in_turn, lock_waiters
 from tests.test_hardening_logistics import stock_check
 from tests.test_logistics import confirm, document, pack, palletised
 from tests.test_sms import _signed, callback_secret
@@ -42,6 +42,11 @@ from tests.test_wechat import _account, _bind, wechat
 
 # the fixtures: the local WeChat the brand's account points at; the SMS callbacks' secret
 __all__ = ["callback_secret", "wechat"]
+
+
+async def _erase_me(app: Any, member: dict[str, str]) -> Any:
+    async with member_client(app) as mc:
+        return await mc.delete("/members/me", headers=member)
 
 
 def _no_deadlock(answers: list[Any]) -> None:
@@ -89,17 +94,14 @@ async def test_a_pallet_unpacked_as_its_outbound_is_confirmed(
     ship = await document(
         client, clerk, [pallet], kind="outbound", counterparty_id=demo["AGENT-ZJ"]
     )
-    async with app.state.pool.connection() as holder, app.state.pool.connection() as watch:
-        await holder.execute("SELECT 1 FROM case_state WHERE sscc = %s FOR UPDATE", (int(pallet),))
-        body = {"parent": pallet, "reason": "rework"}
-        unpacking = asyncio.ensure_future(
-            client.post("/packing/unpack", headers=operator, json=body)
-        )
-        assert await lock_waiters(watch, 1)
-        confirming = asyncio.ensure_future(confirm(client, clerk, ship))
-        assert await lock_waiters(watch, 2)
-        await holder.commit()
-        answers = await asyncio.wait_for(asyncio.gather(unpacking, confirming), 60)
+    body = {"parent": pallet, "reason": "rework"}
+    answers = await held_in_turn(
+        app,
+        "SELECT 1 FROM case_state WHERE sscc = %s FOR UPDATE",
+        (int(pallet),),
+        lambda: client.post("/packing/unpack", headers=operator, json=body),
+        lambda: confirm(client, clerk, ship),
+    )
     _no_deadlock(answers)
     assert answers[0].status_code == 200, answers[0].text
     assert await stock_check(settings) == []
@@ -120,16 +122,13 @@ async def test_a_lines_undo_of_a_pallet_as_its_factory_inbound_is_confirmed(
     body = (await client.post("/lines/L9/scans", headers=operator, json={"scans": [scan]})).json()
     assert body["rejected"] == 0, body
     inbound = await document(client, clerk, [pallet], kind="factory_inbound")
-    async with app.state.pool.connection() as holder, app.state.pool.connection() as watch:
-        await holder.execute("SELECT 1 FROM case_state WHERE sscc = %s FOR UPDATE", (int(pallet),))
-        undoing = asyncio.ensure_future(
-            client.post("/lines/L9/undo", headers=operator, json={"reason": "wrong pallet"})
-        )
-        assert await lock_waiters(watch, 1)
-        receiving = asyncio.ensure_future(confirm(client, clerk, inbound))
-        assert await lock_waiters(watch, 2)
-        await holder.commit()
-        answers = await asyncio.wait_for(asyncio.gather(undoing, receiving), 60)
+    answers = await held_in_turn(
+        app,
+        "SELECT 1 FROM case_state WHERE sscc = %s FOR UPDATE",
+        (int(pallet),),
+        lambda: client.post("/lines/L9/undo", headers=operator, json={"reason": "wrong pallet"}),
+        lambda: confirm(client, clerk, inbound),
+    )
     _no_deadlock(answers)
     assert answers[0].status_code == 200, answers[0].text
     assert await stock_check(settings) == []
@@ -151,18 +150,14 @@ async def test_a_pool_listing_its_batches_newest_first_is_made_as_another_pool_a
 
     first = await pool([b1, b2])
     assert first.status_code == 201, first.text
-    async with app.state.pool.connection() as holder, app.state.pool.connection() as watch:
-        await holder.execute("SELECT 1 FROM code_batches WHERE batch_no = %s FOR KEY SHARE", (b2,))
-        allocating = asyncio.ensure_future(
-            client.post(
-                "/allocations", headers=planner, json={"pool_id": first.json()["id"], "count": 15}
-            )
-        )
-        assert await lock_waiters(watch, 1), "the allocation waits for b2"
-        creating = asyncio.ensure_future(pool([b2, b1]))
-        assert await lock_waiters(watch, 2), "the new pool waits for b1"
-        await holder.commit()
-        answers = await asyncio.wait_for(asyncio.gather(allocating, creating), 30)
+    allocation = {"pool_id": first.json()["id"], "count": 15}
+    answers = await held_in_turn(  # the allocation waits for b2, the new pool for b1
+        app,
+        "SELECT 1 FROM code_batches WHERE batch_no = %s FOR KEY SHARE",
+        (b2,),
+        lambda: client.post("/allocations", headers=planner, json=allocation),
+        lambda: pool([b2, b1]),
+    )
     _no_deadlock(answers)
     assert [a.status_code for a in answers] == [201, 201], [a.text for a in answers]
 
@@ -186,19 +181,15 @@ async def test_a_reply_to_a_complaint_and_the_erasure_of_its_wechat_bound_member
     )
     assert filed.status_code == 201, filed.text
     complaint = filed.json()["id"]
-    async with app.state.pool.connection() as holder, app.state.pool.connection() as watch:
-        await holder.execute(
-            "SELECT 1 FROM complaints WHERE id = %s FOR NO KEY UPDATE", (complaint,)
-        )
-        replying = asyncio.ensure_future(
-            client.post(f"/complaints/{complaint}/reply", headers=service, json={"reply": "sorry"})
-        )
-        assert await lock_waiters(watch, 1)
-        async with member_client(app) as mc:
-            erasing = asyncio.ensure_future(mc.delete("/members/me", headers=member))
-            assert await lock_waiters(watch, 2)
-            await holder.commit()
-            answers = await asyncio.wait_for(asyncio.gather(replying, erasing), 60)
+    answers = await held_in_turn(
+        app,
+        "SELECT 1 FROM complaints WHERE id = %s FOR NO KEY UPDATE",
+        (complaint,),
+        lambda: client.post(
+            f"/complaints/{complaint}/reply", headers=service, json={"reply": "sorry"}
+        ),
+        lambda: _erase_me(app, member),
+    )
     _no_deadlock(answers)
     assert [a.status_code for a in answers] == [200, 204], [a.text for a in answers]
 
@@ -221,18 +212,12 @@ async def test_a_batch_of_td_replies_and_the_erasure_of_a_member_it_names(
     body = msgspec.json.encode(
         {"replies": [{"phone": p, "text": "TD", "brand_id": brand} for p in (first, phone)]}
     )
-    async with app.state.pool.connection() as holder, app.state.pool.connection() as watch:
-        await holder.execute(
-            "SELECT 1 FROM point_balances WHERE member_id = %s FOR UPDATE", (member_id,)
-        )
-        async with member_client(app) as mc:
-            erasing = asyncio.ensure_future(mc.delete("/members/me", headers=member))
-            assert await lock_waiters(watch, 1), "the erasure waits for the balance"
-            replying = asyncio.ensure_future(
-                client.post("/sms/callbacks/http/replies", content=body, headers=_signed(body))
-            )
-            assert await lock_waiters(watch, 2), "the replies wait for the member's row"
-            await holder.commit()
-            answers = await asyncio.wait_for(asyncio.gather(erasing, replying), 60)
+    answers = await held_in_turn(  # the erasure waits for the balance, the replies for its row
+        app,
+        "SELECT 1 FROM point_balances WHERE member_id = %s FOR UPDATE",
+        (member_id,),
+        lambda: _erase_me(app, member),
+        lambda: client.post("/sms/callbacks/http/replies", content=body, headers=_signed(body)),
+    )
     _no_deadlock(answers)
     assert [a.status_code for a in answers] == [204, 200], [a.text for a in answers]
