@@ -482,6 +482,9 @@ async def test_bad_ranking_parameters_are_a_clear_400(client: Any, login: Any) -
     for params, code in (
         ({"month": "2041-13"}, None),
         ({"month": "2041-1"}, None),
+        ({"month": "\u0662\u0660\u0664\u0661-01"}, None),  # Arabic-Indic digits (a probe: 200)
+        ({"from_month": "２０４１-01", "to_month": "2041-02"}, None),  # fullwidth
+        ({"month": "2041-01\n"}, None),
         ({"month": "0000-01"}, "bad_period"),  # was a 500 (no year 0 in a date)
         ({"from_month": "0000-12", "to_month": "0001-01"}, "bad_period"),
         ({"month": "2041-01", "from_month": "2041-01"}, "bad_period"),

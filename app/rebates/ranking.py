@@ -190,8 +190,8 @@ async def recount(conn: Conn) -> list[Mismatch]:
 
 # -- serving ------------------------------------------------------------------------------------
 
-_MONTH = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
-_CODE = re.compile(r"\d{6}")
+_MONTH = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")  # ASCII digits (\d takes any script's)
+_CODE = re.compile(r"[0-9]{6}")
 
 
 class Filters(msgspec.Struct, frozen=True, kw_only=True):

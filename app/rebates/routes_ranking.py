@@ -16,7 +16,7 @@ from app.rebates.ranking import By, Filters
 from app.rebates.schemas_ranking import ClerkRanking, StoreRanking
 
 Format = Literal["json", "csv", "xlsx"]
-MONTH = r"^\d{4}-(0[1-9]|1[0-2])$"
+MONTH = r"^[0-9]{4}-(0[1-9]|1[0-2])(?!\n)$"  # ASCII digits, as the statements' period
 Month = Annotated[
     str | None, Parameter(pattern=MONTH, description="one month, YYYY-MM (Asia/Shanghai)")
 ]
