@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -15,6 +15,7 @@ from psycopg.rows import dict_row
 
 from tests.helpers import assert_error, issue_units, onboarded_brand
 from tests.points_support import shipped_goods
+from tests.race_support import lock_waiters
 
 PASS = {"outer": {"passphrase": "outer-pass-123456"}, "inner": {"passphrase": "inner-pass-12345"}}
 
@@ -181,7 +182,7 @@ async def test_leaks_are_the_brands_and_bad_input_is_refused(client: Any, login:
 
 
 async def test_the_leak_detector_run_by_another_process_is_not_run_twice(
-    app: Any, settings: Any
+    client: Any, app: Any, settings: Any
 ) -> None:
     from app.forensics.leaks import detect_leaks
     from app.locks import Lock, acquire, release
@@ -192,6 +193,80 @@ async def test_the_leak_detector_run_by_another_process_is_not_run_twice(
         await holder.execute(*release(Lock.FORENSICS_LEAKS))
         free = await detect_leaks(c, settings)
     assert not busy.ran and free.ran
+
+
+async def test_a_record_flushed_after_the_detector_passed_its_time_is_judged(
+    client: Any, login: Any, app: Any, demo: Any, settings: Any
+) -> None:
+    """A probe: the workers down an hour and a half while the API answered, the detector ran
+    before the backlog was flushed and its mark passed the records' time by more than the
+    overlap — they were never judged. The flusher's statement moves the mark back to them."""
+    import json
+
+    import redis as redis_sync
+
+    from app.forensics.leaks import detect_leaks
+    from app.verify import records
+
+    planner = await login("planner")
+    batch_no, _ = await issue_units(client, login, demo, 2)
+    export_id = await _export(client, planner, batch_no, 0, 2)
+    serial = str(app.state.scheme.serial(batch_no, 1))
+    record = {  # a consumer's check of a code never activated, as the API queued it
+        "at": (datetime.now(UTC) - timedelta(minutes=90)).isoformat(),
+        "record_key": uuid.uuid4().hex,
+        "code_id": batch_no << 32 | 1,
+        "serial": serial,
+        "brand_id": demo["BRAND-LUMI"],
+        "result": "unconfirmed",
+        "reason": "first_query",
+        "queries": 1,
+        "pin_given": False,
+        "client_ip": "192.0.2.9",
+        "province": "四川省",
+    }
+    sync_redis = redis_sync.Redis.from_url(settings.redis_url)
+    async with await _autocommit(app) as c:
+        assert (await detect_leaks(c, settings, wait=True)).ran  # its mark: now
+        sync_redis.lpush(f"{settings.redis_namespace}:verif:queue", json.dumps(record))
+        with psycopg.connect(settings.database_url, autocommit=True) as pg:
+            while records.flush(sync_redis, pg, settings.redis_namespace):
+                pass
+        assert (await detect_leaks(c, settings, wait=True)).ran
+        rows = await (
+            await c.execute(
+                "SELECT serial FROM leak_findings WHERE source_kind = 'export' AND source_id = %s",
+                (export_id,),
+            )
+        ).fetchall()
+    assert [r["serial"] for r in rows] == [serial]
+
+
+async def test_a_run_keeps_the_mark_the_flusher_moved_back_meanwhile(
+    client: Any, app: Any, settings: Any
+) -> None:
+    """The flusher moves the mark back (records stored late) while a run is under way, whose
+    statement did not see them: the run's own mark does not overwrite it."""
+    from app.forensics.leaks import MARK, detect_leaks
+
+    back = datetime.now(UTC) - timedelta(hours=3)
+    async with (
+        await _autocommit(app) as c,
+        await _autocommit(app) as flusher,
+        await _autocommit(app) as watch,
+    ):
+        assert (await detect_leaks(c, settings, wait=True)).ran  # a mark: now
+        async with flusher.transaction():  # the flusher's statement, not committed yet
+            await flusher.execute(
+                "UPDATE forensics_marks SET scanned_to = %s WHERE name = %s", (back, MARK)
+            )
+            run = asyncio.ensure_future(detect_leaks(c, settings, wait=True))
+            assert await lock_waiters(watch, 1), "the run should wait to write its mark"
+        assert (await run).ran
+        row = await (
+            await c.execute("SELECT scanned_to FROM forensics_marks WHERE name = %s", (MARK,))
+        ).fetchone()
+    assert row["scanned_to"] == back
 
 
 async def test_the_periodic_queries_read_by_an_index_on_their_time(client: Any, conn: Any) -> None:

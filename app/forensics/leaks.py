@@ -8,12 +8,13 @@ but never shipped, or shipped but verified in a province the batch never went to
 (``detect_leaks``; a periodic job in every worker, ``workers.forensics``, one process at a time
 under ``Lock.FORENSICS_LEAKS``, and ``tracecode forensics leaks`` to run it now) reads the
 verifications since its mark (less ``LEAK_OVERLAP_MINUTES``: records are flushed behind; the
-first run reads back ``LEAK_WINDOW_HOURS``) and, in ONE statement, judges each against the
-unit's state and its batch's shipped provinces and writes a ``leak_findings`` row per source
-(export or allocation) and suspicious verification — the primary key makes a verification found
-twice (the overlap, a run again) count once — and adds what it found to the source's count
-(``leak_sources``). A suspicious verification of a code in no file and no pack is counted as
-``unattributed`` and left: nothing to attribute it to.
+first run reads back ``LEAK_WINDOW_HOURS``; the flusher moves the mark back to records it
+stores later than that, ``app.verify.records.LEAK_MARK``) and, in ONE statement, judges each
+against the unit's state and its batch's shipped provinces and writes a ``leak_findings`` row
+per source (export or allocation) and suspicious verification — the primary key makes a
+verification found twice (the overlap, a run again) count once — and adds what it found to the
+source's count (``leak_sources``). A suspicious verification of a code in no file and no pack
+is counted as ``unattributed`` and left: nothing to attribute it to.
 
 Then each source with at least ``LEAK_MIN_FINDINGS`` findings and more than its newest
 ``leaked_file`` alert counted (``leak_sources.alerted``) is alerted through the alerts' one
@@ -41,11 +42,11 @@ from app.forensics.schemas import LeakOut, LeakRunOut, Recipient
 from app.locks import Lock, run_alone
 from app.members.principal import brand_of_staff
 from app.paging import Page, fetch_page
-from app.verify.records import ALERT
+from app.verify.records import ALERT, LEAK_MARK
 
 log = logging.getLogger("tracecode.forensics")
 
-MARK = "leaks"
+MARK = LEAK_MARK  # the flusher moves it back for records stored late
 SAMPLES = 5  # serials named by an alert
 ALERT_KIND = "leaked_file"
 
@@ -146,20 +147,26 @@ GROUP BY f.source_kind, f.source_id
 """
 
 
+# The run's mark, unless the flusher moved it back meanwhile (``app.verify.records.LEAK_MARK``:
+# records stored late, which this run's statement did not see) — the next run goes back to them
+_MARK = """
+INSERT INTO forensics_marks (name, scanned_to) VALUES (%(name)s, %(now)s)
+ON CONFLICT (name) DO UPDATE
+    SET scanned_to = CASE WHEN forensics_marks.scanned_to < %(read)s
+                          THEN forensics_marks.scanned_to ELSE EXCLUDED.scanned_to END
+"""
+
+
 async def detect_leaks(conn: Conn, settings: Settings, *, wait: bool = False) -> LeakRunOut:
     """One run (see the module docstring); ``ran`` false when another process is running it
     (``wait``: wait for it instead). ``conn``: autocommit."""
 
     async def work() -> LeakRunOut:
         async with conn.transaction():
-            now, since = await _span(conn, settings)
+            now, mark, since = await _span(conn, settings)
             row = await (await conn.execute(_FIND, {"since": since, "until": now})).fetchone()
             assert row is not None
-            await conn.execute(
-                "INSERT INTO forensics_marks (name, scanned_to) VALUES (%s, %s) "
-                "ON CONFLICT (name) DO UPDATE SET scanned_to = EXCLUDED.scanned_to",
-                (MARK, now),
-            )
+            await conn.execute(_MARK, {"name": MARK, "now": now, "read": mark})
         alerts, failed = await _alert(conn, settings)
         return LeakRunOut(
             ran=True,
@@ -175,8 +182,8 @@ async def detect_leaks(conn: Conn, settings: Settings, *, wait: bool = False) ->
     return out if out is not None else LeakRunOut(ran=False)
 
 
-async def _span(conn: Conn, settings: Settings) -> tuple[Any, Any]:
-    """(now, from when): the mark less the overlap, or the window on a first run."""
+async def _span(conn: Conn, settings: Settings) -> tuple[Any, Any, Any]:
+    """(now, the mark, from when): the mark less the overlap, or the window on a first run."""
     row = await (
         await conn.execute(
             "SELECT now() AS now, (SELECT scanned_to FROM forensics_marks WHERE name = %s) AS mark",
@@ -186,8 +193,8 @@ async def _span(conn: Conn, settings: Settings) -> tuple[Any, Any]:
     assert row is not None
     now, mark = row["now"], row["mark"]
     if mark is None:
-        return now, now - timedelta(hours=settings.leak_window_hours)
-    return now, min(mark, now) - timedelta(minutes=settings.leak_overlap_minutes)
+        return now, None, now - timedelta(hours=settings.leak_window_hours)
+    return now, mark, min(mark, now) - timedelta(minutes=settings.leak_overlap_minutes)
 
 
 async def _alert(conn: Conn, settings: Settings) -> tuple[int, int]:

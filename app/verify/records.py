@@ -61,6 +61,11 @@ class LockLost(Exception):
     (what it stored is a no-op when read again, by the unique record key)."""
 
 
+# The leak detector's mark (``app.forensics.leaks``: it judges the records since it, less an
+# overlap): a pass storing records older than the mark — the workers back after an outage, a
+# backlog — moves it back to them, in the same statement (a probe: they were never judged)
+LEAK_MARK = "leaks"
+
 WINDOW = 64  # queued elements (rounds) read at a time; a round holds up to 500 records
 
 # json, not jsonb: the records are read once, field by field; building the jsonb value of a
@@ -104,6 +109,10 @@ SELECT r.at, r.record_key, r.code_id, r.serial, r.brand_id, r.product_id, r.resu
                         FOR SHARE OF m) e ON true
 ON CONFLICT (at, record_key) DO NOTHING
 RETURNING at, code_id, serial, brand_id, result, reason, queries, province, city, gtin
+), behind AS (  -- records older than the leak detector's mark: it goes back to them (LEAK_MARK)
+UPDATE forensics_marks SET scanned_to = o.at
+  FROM (SELECT min(at) AS at FROM stored) o
+ WHERE name = '{LEAK_MARK}' AND scanned_to > o.at
 )
 SELECT code_id, serial, brand_id, result, reason, queries, province, city, NULL::date AS late,
        NULL::bigint AS stored, gtin
