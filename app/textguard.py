@@ -89,6 +89,16 @@ def has_control(value: str) -> bool:
     return _TEXT_CONTROL.search(value) is not None
 
 
+def storable(text: str | None) -> str | None:
+    """A gateway's words (an error, a message id) as PostgreSQL can store them: a NUL or another
+    control character, which a gateway may send, becomes a space (a NUL in one rejection's error
+    failed the whole SMS batch's record, and the batch was sent again until out of attempts; a
+    WeChat answer's, the messages after it). The SMS and WeChat senders store theirs through it."""
+    if text is None or not has_control(text):
+        return text
+    return "".join(c if c.isprintable() else " " for c in text)
+
+
 def header_text(raw: bytes) -> str:
     """A request header's value as text to store (a User-Agent): UTF-8, as Chinese apps send
     theirs, a byte that is not UTF-8 as U+FFFD, control characters dropped. Read as Latin-1 it

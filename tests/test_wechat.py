@@ -38,7 +38,7 @@ from app.web import session, wechat_pages
 from app.webhooks import signing
 from app.wechat import account, bindings, outbox, sender
 from app.wechat.account import unseal
-from app.wechat.gateway import TemplateMessage, WechatGateway
+from app.wechat.gateway import Outcome, TemplateMessage, WechatGateway
 from tests import steady
 from tests.helpers import assert_error, onboarded_brand
 from tests.points_support import member_client, new_member
@@ -633,6 +633,110 @@ async def test_a_message_that_cannot_be_made_is_failed_and_the_others_are_sent(
     await _drain(app, aconn)
     row = await _row(app, orphan)
     assert row["state"] == "failed" and "no enabled WeChat account" in row["last_error"]
+
+
+def _answering(fake: FakeWechat, openid: str, answer: dict[str, Any]) -> None:
+    """From now on the local WeChat answers a template send to ``openid`` with ``answer`` (its
+    send counted as every other: ``sent_to``)."""
+    assert fake.server is not None
+    base: Any = fake.server.RequestHandlerClass
+
+    class Hostile(base):  # type: ignore[misc,valid-type]
+        touser: Any = None
+
+        def _body(self) -> Any:
+            body = super()._body()
+            self.touser = body.get("touser") if isinstance(body, dict) else None
+            return body
+
+        def _json(self, body: Any, status: int = 200) -> None:
+            if self.touser == openid and self.path.startswith("/cgi-bin/message/template/send"):
+                body = answer
+            super()._json(body, status)
+
+    fake.server.RequestHandlerClass = Hostile
+
+
+@pytest.mark.parametrize(
+    ("answer", "state", "errcode", "stored"),
+    [
+        ({"errcode": 40003, "errmsg": "invalid openid \u0000 hint: [x]"}, "failed", 40003,
+         ("last_error", "invalid openid   hint: [x]")),
+        ({"errcode": 0, "msgid": "id\u0000"}, "sent", None, ("msgid", "id ")),
+        ({"errcode": 2**40, "errmsg": "system error"}, "pending", None,
+         ("last_error", "WeChat's errcode is out of range")),
+        ({"errcode": True, "errmsg": "system error"}, "pending", None,
+         ("last_error", "WeChat's errcode is not a number")),
+    ],
+    ids=["nul-in-errmsg", "nul-in-msgid", "errcode-beyond-int4", "errcode-true"],
+)  # fmt: skip
+async def test_an_answer_that_cannot_be_stored_as_is_never_resends_the_others(
+    client: Any,
+    login: Any,
+    app: Any,
+    demo: Any,
+    wechat: FakeWechat,
+    aconn: Any,
+    answer: dict[str, Any],
+    state: str,
+    errcode: int | None,
+    stored: tuple[str, str],
+) -> None:
+    """A probe: WeChat's answer to one message of a claim held a NUL (its errmsg, its msgid) or
+    an errcode past the integer column; its record raised, the drain stopped, and the messages
+    after it — taken by WeChat already — stayed ``sending``, sent again after the lease. Now
+    WeChat's words are stored with the NUL made a space, such an errcode is a passing fault,
+    and the others are recorded."""
+    brand = demo["BRAND-LUMI"]
+    await _account(client, await login("admin"), wechat)
+    members = [await _bound_member(app, brand, wechat) for _ in range(3)]
+    ids = [await _enqueue(app, brand, m, f"nul-{secrets.token_hex(4)}") for m, _ in members]
+    _answering(wechat, members[1][1], answer)
+    await _drain(app, aconn)
+    first, poisoned, third = [await _row(app, i) for i in ids]
+    assert first["state"] == third["state"] == "sent" and first["msgid"] and third["msgid"]
+    column, text = stored
+    assert (poisoned["state"], poisoned["errcode"]) == (state, errcode), poisoned
+    assert text in (poisoned[column] or "") and "\x00" not in poisoned[column], poisoned
+    # the lease passes: nothing of theirs is left 'sending' for the sweep to send again
+    await aconn.execute(
+        "UPDATE wechat_messages SET claimed_at = now() - interval '1 hour' WHERE id = ANY(%s)",
+        (ids,),
+    )
+    gateway = WechatGateway(app.state.settings, app.state.redis)
+    try:
+        await sender.sweep(aconn, gateway, app.state.settings)
+    finally:
+        await gateway.aclose()
+    assert [len(wechat.sent_to(openid)) for _, openid in members[::2]] == [1, 1]
+
+
+async def test_an_outcome_that_cannot_be_recorded_fails_its_row_and_not_the_others(
+    client: Any, login: Any, app: Any, demo: Any, wechat: FakeWechat, aconn: Any
+) -> None:
+    """A probe: one row's record raising stopped the record of the claim's others. An outcome
+    past a column still (an errcode no gateway answers now) fails its row with the reason."""
+    brand = demo["BRAND-LUMI"]
+    await _account(client, await login("admin"), wechat)
+    members = [await _bound_member(app, brand, wechat) for _ in range(2)]
+    ids = [await _enqueue(app, brand, m, f"rec-{secrets.token_hex(4)}") for m, _ in members]
+    outcomes = {
+        members[0][1]: Outcome(status="retry", errcode=2**40, error="past the column"),
+        members[1][1]: Outcome(status="sent", msgid="m-" + secrets.token_hex(4)),
+    }
+
+    class Answers:  # in place of the gateway: each openid's outcome
+        async def send_template(self, app_id: str, secret: str, message: Any) -> Outcome:
+            return outcomes[message.touser]
+
+    gateway: Any = Answers()
+    rows = await sender.claim(aconn, 10, ids)
+    stats = await sender.send_rows(aconn, gateway, app.state.settings, rows)
+    assert (stats.failed, stats.sent) == (1, 1)
+    bad, good = [await _row(app, i) for i in ids]
+    assert (bad["state"], bad["errcode"]) == ("failed", None), bad
+    assert "could not be recorded" in bad["last_error"] and "retry" in bad["last_error"], bad
+    assert (good["state"], good["msgid"]) == ("sent", outcomes[members[1][1]].msgid)
 
 
 async def test_two_senders_never_send_one_message_twice(

@@ -67,7 +67,7 @@ from app.sms.templates import (
     mask_secrets,
     render,
 )
-from app.textguard import has_control
+from app.textguard import storable
 
 QUEUE = SMS_OUTBOX  # the dead-letter queue of failed rows
 BRAND_OFF = "the brand is deactivated"  # the error of a marketing row failed for its brand
@@ -303,15 +303,6 @@ async def send_rows(conn: Conn, gateway: Gateway, settings: Settings, rows: list
     return await record(conn, gateway.name, settings, outcomes)
 
 
-def _storable(text: str | None) -> str | None:
-    """A gateway's words (an error, a message id) as PostgreSQL can store them: a NUL or another
-    control character, which a gateway may send, becomes a space (a NUL in one rejection's error
-    failed the whole batch's record, and the batch was sent again until out of attempts)."""
-    if text is None or not has_control(text):
-        return text
-    return "".join(c if c.isprintable() else " " for c in text)
-
-
 async def record(
     conn: Conn, provider: str, settings: Settings, outcomes: list[tuple[Claimed, Result]]
 ) -> Stats:
@@ -328,7 +319,7 @@ async def record(
                     "provider": provider,
                     "ids": [r.id for r, _ in sent],
                     "attempts": [r.attempts for r, _ in sent],
-                    "mids": [_storable(x.message_id) for _, x in sent],
+                    "mids": [storable(x.message_id) for _, x in sent],
                     "secrets": secrets,
                 },
             )
@@ -339,7 +330,7 @@ async def record(
                 {
                     "ids": [r.id for r, _ in retry],
                     "attempts": [r.attempts for r, _ in retry],
-                    "errors": [_storable(x.error or "retry") for _, x in retry],
+                    "errors": [storable(x.error or "retry") for _, x in retry],
                     "max": settings.sms_max_attempts,
                     "base": settings.sms_backoff_seconds,
                     "cap": settings.sms_backoff_max_seconds,
@@ -353,7 +344,7 @@ async def record(
                 {
                     "ids": [r.id for r, _ in failed],
                     "attempts": [r.attempts for r, _ in failed],
-                    "errors": [_storable(x.error or "rejected") for _, x in failed],
+                    "errors": [storable(x.error or "rejected") for _, x in failed],
                     "secrets": secrets,
                     "queue": QUEUE,
                 },

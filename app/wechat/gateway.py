@@ -17,11 +17,12 @@ Three calls, against ``TRACECODE_WECHAT_API_URL`` (``https://api.weixin.qq.com``
   "template_id", "url", "data": {key: {"value"}}}`` → ``{"errcode": 0, "msgid"}``.
 
 WeChat answers its errors as HTTP 200 with ``{"errcode", "errmsg"}``; any other status, an
-answer that is not JSON, a time-out (``TRACECODE_WECHAT_TIMEOUT`` per call) or a broken
-connection is a passing fault. ``send_template`` never raises: it answers an ``Outcome`` —
-``sent`` (msgid), ``failed`` (for good: the user did not follow the account or refused its
-messages, a bad openid, a template WeChat does not know, data it refuses) or ``retry`` (busy,
-rate-limited, the network, a token that could not be had). The app secret goes to WeChat
+answer that is not JSON, an ``errcode`` that is no 32-bit integer (none of WeChat's, and not
+storable), a time-out (``TRACECODE_WECHAT_TIMEOUT`` per call) or a broken connection is a
+passing fault. ``send_template`` never raises: it answers an ``Outcome`` — ``sent`` (msgid),
+``failed`` (for good: the user did not follow the account or refused its messages, a bad
+openid, a template WeChat does not know, data it refuses) or ``retry`` (busy, rate-limited,
+the network, a token that could not be had). The app secret goes to WeChat
 only: never logged, never part of an error (``_scrub``); URLs carrying it or a token are never
 logged either (httpx's own request log is kept at warnings, ``app.logs.quiet_libraries``).
 """
@@ -47,6 +48,7 @@ PERMANENT_ERRORS = frozenset({43004, 43101, 40003, 40037, 47003, 40165, 48001})
 BUSY_ERRORS = frozenset({-1, 45009, 45011, 45047})  # busy, rate limits: tried again later
 TOKEN_MARGIN = 300  # seconds before its expiry a cached token is fetched anew
 MAX_ANSWER = 64 * 1024  # bytes of an answer read at most
+ERRCODES = range(-(2**31), 2**31)  # errcodes taken as an answer: an integer column stores them
 
 
 class Outcome(msgspec.Struct, frozen=True, kw_only=True):
@@ -126,8 +128,10 @@ class WechatGateway:
         if not isinstance(answer, dict):
             raise WechatUnavailable("WeChat's answer is not a JSON object")
         errcode = answer.get("errcode", 0)
-        if not isinstance(errcode, int):
+        if not isinstance(errcode, int) or isinstance(errcode, bool):
             raise WechatUnavailable("WeChat's errcode is not a number")
+        if errcode not in ERRCODES:  # no errcode of WeChat's: not stored (an integer column)
+            raise WechatUnavailable("WeChat's errcode is out of range")
         if errcode != 0:
             raise WechatRefused(errcode, _scrub(str(answer.get("errmsg", "")), *hide))
         return answer

@@ -17,6 +17,10 @@ As the SMS sender (``app.sms.sender``), in steps:
    (43004 not following, 43101 refused, 40003 bad openid, …); ``retry`` → ``pending`` again
    after ``WECHAT_BACKOFF_SECONDS`` doubled per attempt (±20 %, at most
    ``WECHAT_BACKOFF_MAX_SECONDS``), or ``dead`` once ``WECHAT_MAX_ATTEMPTS`` are spent.
+   WeChat's words are stored as PostgreSQL takes them (a NUL made a space, ``storable``); an
+   outcome that still cannot be stored fails its row with the reason, the others recorded
+   (a probe: one answer's NUL stopped the drain, and the messages after it, sent already, were
+   sent again after the lease).
 5. **Recover** (the sweep): a row ``sending`` for longer than ``WECHAT_LEASE_SECONDS`` was taken
    by a sender that died; it goes back to ``pending`` (``dead`` when out of attempts) and is sent
    again. WeChat takes no idempotency key: such a message may reach the member twice (at least
@@ -36,6 +40,8 @@ import msgspec
 
 from app.config import Settings
 from app.db import Conn
+from app.deadletters import is_poison, reason_of
+from app.textguard import storable
 from app.wechat import account as accounts
 from app.wechat.bindings import masked
 from app.wechat.gateway import Outcome, TemplateMessage, WechatGateway
@@ -192,7 +198,7 @@ async def send_rows(
         try:
             ready.append((row, await _make(conn, settings, row, cache)))
         except Unsendable as exc:
-            await _record(conn, settings, row, None, Outcome(status="failed", error=str(exc)))
+            await _settle(conn, settings, row, None, Outcome(status="failed", error=str(exc)))
             stats.failed += 1
     slots = asyncio.Semaphore(settings.wechat_concurrency)
 
@@ -203,7 +209,7 @@ async def send_rows(
 
     outcomes = await asyncio.gather(*(one(made) for _, made in ready))
     for (row, made), outcome in zip(ready, outcomes, strict=True):
-        state = await _record(conn, settings, row, made.message, outcome)
+        state = await _settle(conn, settings, row, made.message, outcome)
         if state == "sent":
             stats.sent += 1
         elif state == "failed":
@@ -213,6 +219,27 @@ async def send_rows(
         elif state == "pending":
             stats.retried += 1
     return stats
+
+
+async def _settle(
+    conn: Conn,
+    settings: Settings,
+    row: Claimed,
+    message: TemplateMessage | None,
+    outcome: Outcome,
+) -> str | None:
+    """``_record``, or — when the outcome cannot be stored (the record's fault: a value past
+    its column) — the row ``failed`` with the reason: one row's answer never stops the record
+    of the others, which WeChat may have taken already (left ``sending``, the recovery would
+    send them again). ``conn`` is in autocommit mode: a failed statement spoils no other."""
+    try:
+        return await _record(conn, settings, row, message, outcome)
+    except Exception as exc:
+        if not is_poison(exc):
+            raise
+        reason = f"WeChat's answer ({outcome.status}) could not be recorded: {reason_of(exc)}"
+        log.warning("wechat message %d: %s", row.id, reason)
+        return await _record(conn, settings, row, None, Outcome(status="failed", error=reason))
 
 
 async def _record(
@@ -229,10 +256,11 @@ async def _record(
         "openid": message.touser if message else None,
         "template": message.template_id if message else None,
         "errcode": outcome.errcode,
-        "error": (outcome.error or "")[:500] or None,
+        "error": storable((outcome.error or "")[:500] or None),  # WeChat's words: may hold a NUL
     }
     if outcome.status == "sent":
-        cur = await conn.execute(_SENT, {**params, "msgid": (outcome.msgid or "")[:100] or None})
+        msgid = storable((outcome.msgid or "")[:100] or None)
+        cur = await conn.execute(_SENT, {**params, "msgid": msgid})
         return "sent" if cur.rowcount else None
     if outcome.status == "failed":
         cur = await conn.execute(_FAILED, params)
