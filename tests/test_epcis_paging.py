@@ -1,21 +1,32 @@
 """EPCIS query paging while events commit out of order (probe M): a page's token never passes
 an event that commits later under an older transaction, in either source, and new events of
-one source still come after the run has moved on to the other."""
+one source still come after the run has moved on to the other. The token is sealed for the
+caller's brand: it shows no transaction or event id, and another brand's or a made-up one is
+refused; a run never reads behind its position again (an event declared erroneous there)."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import itertools
 import json
+import secrets
+import struct
+import time
 import uuid
 from typing import Any
 from urllib.parse import quote
 
+import pytest
+
+from tests.field_support import other_brand_admin
 from tests.helpers import acting
-from tests.test_epcis import captured, document, event_list, query, unit_link
+from tests.test_epcis import assert_problem, captured, document, event_list, query, unit_link
 from tests.test_logistics import confirm, route  # noqa: F401  (route: a fixture)
 from tests.test_logistics import document as draft
 
 _ids = itertools.count()
+PATIENCE = 60.0  # the horizon waits for every older writing transaction (other sessions too)
 
 
 def _token(response: Any) -> str:
@@ -127,28 +138,137 @@ async def test_own_events_still_come_once_the_pages_reach_captured_ones(
     assert sorted(e.get("bizStep", "") for e in rest) == ["inspecting", "shipping", "unpacking"]
 
 
-def test_the_token_keeps_both_positions_and_refuses_what_it_did_not_give() -> None:
-    import base64
-
-    import pytest
-
-    from app.epcis.query import MAX_EXTRAS, Position, QueryError, next_token, parse_query
+def test_the_token_keeps_both_positions_and_refuses_what_it_did_not_give(settings: Any) -> None:
+    from app.epcis.query import MAX_EXTRAS, Position, QueryError, next_token, read_token
 
     own = Position(1_000_000_007, 42, ((1_000_000_009, 41), (1_000_000_123, 2**40)))
     captured = Position(0, 9)
-    token = next_token(own, captured)
-    assert parse_query([("nextPageToken", token)]).after == (own, captured)
-    assert len(token) < 200
+    token = next_token(settings, 7, own, captured)
+    assert read_token(settings, 7, token) == (own, captured)
+    assert read_token(settings, 7, None) == (Position(), Position())
+    assert len(token) < 200 and token.replace("-", "").replace("_", "").isalnum()
     crowded = Position(5, 5, tuple((6, i) for i in range(MAX_EXTRAS)))
-    assert parse_query([("nextPageToken", next_token(crowded, captured))]).after[0] == crowded
+    assert read_token(settings, 7, next_token(settings, 7, crowded, captured))[0] == crowded
     # the largest a token can be (review R2: a position at xact 0 with extras of today's xids
     # made a token this server then refused): still within a parameter's limit
     big = Position(0, 2**63 - 1, tuple((2**64 - 1 - i, 2**63 - 1 - i) for i in range(MAX_EXTRAS)))
-    largest = next_token(big, big)
-    assert len(largest) < 2000 and parse_query([("nextPageToken", largest)]).after == (big, big)
-    past = next_token(Position(2**64, 1), captured)  # past xid8: 400, not the database's 500
+    largest = next_token(settings, 7, big, big)
+    assert len(largest) < 2000 and read_token(settings, 7, largest) == (big, big)
+    past = next_token(settings, 7, Position(5, 2**63), captured)  # past bigint: 400, not a 500
     over = Position(5, 5, tuple((6, i) for i in range(MAX_EXTRAS + 1)))
     old = base64.urlsafe_b64encode(b"o:17").decode().rstrip("=")
-    for bad in (next_token(over, captured), old, "", "%%%", token[:-3], past):
+    plain = base64.urlsafe_b64encode(b"v2;0.0.;0.0.").decode().rstrip("=")  # before sealing
+    altered = token[:20] + ("A" if token[20] != "A" else "B") + token[21:]
+    crowded_over = next_token(settings, 7, over, captured)
+    for bad in (crowded_over, past, old, plain, altered, "", "%%%", token[:-3]):
         with pytest.raises(QueryError):
-            parse_query([("nextPageToken", bad)])
+            read_token(settings, 7, bad)
+    with pytest.raises(QueryError):  # another brand's
+        read_token(settings, 8, token)
+
+
+# -- the token: sealed for the caller's brand ---------------------------------------------------
+
+
+async def test_a_token_of_another_brand_or_made_up_is_refused(client: Any, login: Any) -> None:
+    """A probe: the token was base64 of ``v2;<xact>.<id>.…``, bound to nothing: another brand
+    asking with Lumi's token was answered 200 from Lumi's position, past its own events, and a
+    token written by hand was taken as well. Now 400, as any token this server did not give."""
+    partner = await login("partner")
+    epc = f"urn:epc:id:sgtin:0614141.107346.TB{secrets.token_hex(4)}"
+    await captured(client, partner, document([_observe(epc, 1), _observe(epc, 2)]))
+    first = await query(client, partner, MATCH_epc=epc, perPage="1")
+    token = _token(first)
+    rest = await query(client, partner, MATCH_epc=epc, nextPageToken=token)
+    assert len(event_list(first) + event_list(rest)) == 2
+    tenant = await other_brand_admin(client, login)
+    own = await client.get("/epcis/events", headers=tenant, params={"nextPageToken": token})
+    assert_problem(own, 400, "epcis_query_parameter")
+    assert own.json()["type"] == "epcisException:QueryParameterException"
+    made_up = base64.urlsafe_b64encode(b"v2;0.0.;0.0.").decode().rstrip("=")
+    altered = token[:20] + ("A" if token[20] != "A" else "B") + token[21:]
+    for bad in (made_up, altered):
+        response = await client.get(
+            "/epcis/events", headers=partner, params={"MATCH_epc": epc, "nextPageToken": bad}
+        )
+        assert_problem(response, 400, "epcis_query_parameter")
+
+
+async def test_the_token_shows_no_transaction_or_event_id(
+    client: Any, login: Any, app: Any
+) -> None:
+    """Probe M sealed the ERP cursor so a partner learns nothing of the rest of the platform;
+    the EPCIS token was base64 of ``v2;<xact>.<events.id>.…``: the cluster's transaction
+    counter and an id sequence shared by every brand, in plain text."""
+    partner = await login("partner")
+    epc = f"urn:epc:id:sgtin:0614141.107346.TS{secrets.token_hex(4)}"
+    served = _observe(epc, 1)
+    await captured(client, partner, document([served, _observe(epc, 2)]))
+    row = await _settled(app, served["eventID"])  # a page serving it moves its position to it
+    first = await query(client, partner, MATCH_epc=epc, perPage="1")
+    assert [e["eventID"] for e in event_list(first)] == [served["eventID"]]
+    token = _token(first)
+    raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    xact, event = int(row["xact"]), row["id"]
+    for shown in (str(xact).encode(), str(event).encode(), struct.pack(">Q", xact)):
+        assert shown not in raw, (shown, raw)
+    assert struct.pack(">Q", event) not in raw and len(token) < 100
+
+
+# -- a run never reads behind its position ------------------------------------------------------
+
+
+async def _settled(app: Any, event_id: str) -> dict[str, Any]:
+    """The captured event's row once its transaction is below the horizon
+    (``app.db.HORIZON_CTE``): a page serving it then moves the run's position past it."""
+    from app.db import HORIZON_CTE
+
+    deadline = time.monotonic() + PATIENCE
+    while True:
+        async with app.state.pool.connection() as conn:
+            row = await (
+                await conn.execute(
+                    f"WITH {HORIZON_CTE} SELECT ce.id, ce.xact::text AS xact, "
+                    "ce.xact < (SELECT x FROM horizon) AS settled "
+                    "FROM epcis_events ce WHERE ce.event_id = %s",
+                    (event_id,),
+                )
+            ).fetchone()
+        if row["settled"]:
+            return row  # type: ignore[no-any-return]
+        assert time.monotonic() < deadline, "the horizon never passed the event"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_run_does_not_go_back_for_an_event_declared_behind_it(
+    client: Any, login: Any, app: Any
+) -> None:
+    """What the README promises a run of pages (EPCIS, Query): an event keeps the position of its
+    capture, a declaration changes it in place, and a run never reads behind its position again.
+    E1 is captured, then E2 and E3, both declared erroneous; a run asking for declared events
+    serves E2 on its first page, then E1 is declared: the rest of the run serves E3 alone, and
+    a new run all three (a probe read the README as promising E1 to the first run)."""
+    partner = await login("partner")
+    tag = f"DR{secrets.token_hex(4)}"
+    epcs = [f"urn:epc:id:sgtin:0614141.107346.{tag}{i}" for i in range(3)]
+    events = [_observe(epc, i) for i, epc in enumerate(epcs)]
+    for event in events:  # three captures: three transactions, in order
+        await captured(client, partner, document([event]))
+    await captured(client, partner, document([_declared(events[1]), _declared(events[2])]))
+    await _settled(app, events[1]["eventID"])
+    asked = {"MATCH_anyEPC": "|".join(epcs), "EXISTS_errorDeclaration": ""}
+    first = await query(client, partner, **asked, perPage="1")
+    assert [e["eventID"] for e in event_list(first)] == [events[1]["eventID"]]
+    await captured(client, partner, document([_declared(events[0])]))
+    rest = await query(client, partner, **asked, perPage="10", nextPageToken=_token(first))
+    assert [e["eventID"] for e in event_list(rest)] == [events[2]["eventID"]]
+    assert "link" not in rest.headers
+    again = event_list(await query(client, partner, **asked))
+    assert [e["eventID"] for e in again] == [e["eventID"] for e in events]
+    assert all("errorDeclaration" in e for e in again)
+
+
+def _declared(event: dict[str, Any]) -> dict[str, Any]:
+    """``event`` sent again with an errorDeclaration: the stored one is declared erroneous."""
+    declaration = {"declarationTime": "2026-12-01T00:00:00Z", "reason": "incorrect_data"}
+    return {**event, "errorDeclaration": declaration}

@@ -350,3 +350,33 @@ async def test_a_partners_cursor_is_sealed_and_skips_the_rest_of_the_brand(
     plain = base64.urlsafe_b64encode(f"v1.{past[0]}.{past[1]}".encode()).decode().rstrip("=")
     old = await page(client, zj, plain)  # a cursor handed out before sealing is still taken
     assert decode_cursor(settings, demo["BRAND-LUMI"], old["next_cursor"]) >= past
+
+
+def test_cursors_sealed_before_the_shared_helper_still_open(settings: Any) -> None:
+    """The cursor's sealing moved to ``app.sealing`` (shared with the EPCIS nextPageToken): a
+    cursor sealed as the export sealed it before opens to the same position, one sealed now
+    opens the old way, and the plain ``v1.`` form is still taken."""
+    import secrets
+    import struct
+
+    from Crypto.Cipher import AES
+
+    from app.erp.export import decode_cursor, encode_cursor
+
+    def cipher(nonce: bytes) -> Any:  # the export's own, before
+        sealer = AES.new(settings.subkey("erp-export-cursor"), AES.MODE_GCM, nonce=nonce)
+        sealer.update(b"17")
+        return sealer
+
+    position = (2**40 + 7, 123)
+    nonce = secrets.token_bytes(12)
+    sealed, tag = cipher(nonce).encrypt_and_digest(struct.pack(">QQ", *position))
+    before = base64.urlsafe_b64encode(b"\x02" + nonce + sealed + tag).decode().rstrip("=")
+    assert decode_cursor(settings, 17, before) == position
+    now = encode_cursor(settings, 17, position)
+    raw = base64.urlsafe_b64decode(now + "=" * (-len(now) % 4))
+    assert len(raw) == 45 and raw[:1] == b"\x02"
+    opened = cipher(raw[1:13]).decrypt_and_verify(raw[13:29], raw[29:])
+    assert struct.unpack(">QQ", opened) == position
+    plain = base64.urlsafe_b64encode(b"v1.99.5").decode().rstrip("=")
+    assert decode_cursor(settings, 17, plain) == (99, 5)

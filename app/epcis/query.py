@@ -6,7 +6,21 @@ line, logistics, inspection and claim services) and captured events (``epcis_eve
 lists Tracecode's matching events, then the captured ones, each source in the order of the
 transactions that wrote them (``app.epcis.search``); the ``nextPageToken`` holds a position in
 each source, so paging never skips or repeats an event while events are added, even when the
-transactions that write them commit out of order (new ones appear on later pages).
+transactions that write them commit out of order (new ones appear on later pages). The token is
+sealed and bound to the caller's brand (``app.sealing``): it reveals no position, and another
+brand's token, an altered or a made-up one is refused (400). It is not bound to the query: given
+with other parameters than its run's, it is read as the same position.
+
+What a run of pages guarantees: it hands out, exactly once, every event committed before its
+last page was read that matches the query when the run reads it. An event's position is that of
+the transaction that wrote it (a captured event: its capture), and the run never reads behind
+its position again (the last event served, or behind it while that event is not settled:
+``app.epcis.search``); a declaration of error changes a captured event in place, not its
+position. So an event declared erroneous (or declared again) once the run's position has passed
+it is not served by the run when it asks for declared events (``EXISTS_errorDeclaration``, the
+times, reasons or corrective events of a declaration); a run that served it before it was
+declared served it without its declaration. One declared before the run's position reaches it
+is served, declared. A new run (no token) finds every event as it is then.
 
 Scope: the caller's brand; below the brand, Tracecode's events at, from or to an organisation
 of the caller's subtree (``bizLocation``, source, destination) and the events captured by its
@@ -24,13 +38,14 @@ are separated by ``|`` or given as repeated parameters; the times, ``perPage`` a
 
 from __future__ import annotations
 
-import base64
 import re
+import struct
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, unquote
 
+from app import sealing
 from app.codes.batches import BatchRef, load_batches, made_under, serials_of
 from app.codes.scheme import Scheme
 from app.config import Settings
@@ -143,7 +158,7 @@ class Query:
     transactions: list[tuple[str, str]] = field(default_factory=list)  # (type, id)
     declared: bool = False  # EXISTS_errorDeclaration
     per_page: int = 30
-    after: tuple[Position, Position] = (Position(), Position())  # own, captured (the token)
+    token: str | None = None  # nextPageToken as given (``read_token``, with the caller's brand)
     event_id: str | None = None  # one event (GET /epcis/events/{eventID})
 
 
@@ -180,7 +195,7 @@ def parse_query(params: list[tuple[str, str]]) -> Query:
                 raise QueryError(f"perPage must be a whole number from 1 to {MAX_PER_PAGE}")
             q.per_page = int(value)
         elif name == "nextPageToken":
-            q.after = _token(value)
+            q.token = value
         elif name == "EXISTS_errorDeclaration":
             # a Void parameter: named, with no value (or "true", as forms send it)
             if value not in ("", "true"):
@@ -239,51 +254,56 @@ def _time(name: str, value: str) -> datetime:
     return moment
 
 
-_PART = r"(\d{1,20})\.(\d{1,19})\.([0-9a-z,-]{0,480})"  # xact.id.extras
-_TOKEN = re.compile(f"v2;{_PART};{_PART}")
-_EXTRA = re.compile(r"([0-9a-z]{1,13})-([0-9a-z]{1,13})")  # distance-id, base 36
-_XID8, _BIGINT = 2**64, 2**63  # a position outside these is none this server gave
+# The nextPageToken: both positions, sealed (``app.sealing``) and bound to the caller's brand.
+# Each source's position is its xact, id and the number of its extras, then each extra's xact
+# and id, at fixed widths (a token's length tells nothing of the ids).
+_PURPOSE = "epcis-page-token"
+_FORMAT = b"\x03"  # the tokens of before were base64 of plain text ("v2;…"): refused
+_HEAD = struct.Struct(">QQB")
+_EXTRA = struct.Struct(">QQ")
+_BIGINT = 2**63  # an id at or past this is none this server gave
 
 
-def _token(value: str) -> tuple[Position, Position]:
-    try:
-        text = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode("ascii")
-        if (m := _TOKEN.fullmatch(text)) is not None:
-            return _position(*m.group(1, 2, 3)), _position(*m.group(4, 5, 6))
-    except ValueError:  # binascii.Error, UnicodeDecodeError and a malformed extra are ValueErrors
-        pass
+def read_token(settings: Settings, brand_id: int, value: str | None) -> tuple[Position, Position]:
+    """The positions (own, captured) a ``nextPageToken`` holds; none: the start. QueryError
+    (400) for anything this server did not hand out to this brand: another brand's token, an
+    altered or made-up one."""
+    if value is None:
+        return Position(), Position()
+    raw = sealing.token_bytes(value)
+    opened = sealing.unseal(settings, _PURPOSE, str(brand_id), _FORMAT, raw)
+    if opened is not None:
+        try:
+            own, rest = _position(opened)
+            captured, rest = _position(rest)
+        except (struct.error, ValueError):
+            pass
+        else:
+            if not rest:
+                return own, captured
     raise QueryError("nextPageToken is not one this server gave")
 
 
-def _position(xact: str, last: str, extras: str) -> Position:
-    pairs = []
-    for extra in extras.split(",") if extras else ():
-        if (m := _EXTRA.fullmatch(extra)) is None or len(pairs) == MAX_EXTRAS:
-            raise ValueError(extra)
-        pairs.append((int(xact) + int(m.group(1), 36), int(m.group(2), 36)))
-    if any(x >= _XID8 or i >= _BIGINT for x, i in [(int(xact), int(last)), *pairs]):
-        raise ValueError(xact)
-    return Position(int(xact), int(last), tuple(pairs))
+def _position(raw: bytes) -> tuple[Position, bytes]:
+    """The position at the head of ``raw``, and what follows it."""
+    xact, last, count = _HEAD.unpack_from(raw)
+    end = _HEAD.size + count * _EXTRA.size
+    if count > MAX_EXTRAS or len(raw) < end:
+        raise ValueError(count)
+    extras = tuple(_EXTRA.iter_unpack(raw[_HEAD.size : end]))
+    if any(i >= _BIGINT for _, i in [(xact, last), *extras]):
+        raise ValueError(last)
+    return Position(xact, last, extras), raw[end:]
 
 
-def next_token(own: Position, captured: Position) -> str:
-    """The token of two positions: each extra as its transaction's distance from the
-    position's and its id, both in base 36, to keep the token short (at most ~1,300 characters
-    with every extra at its largest)."""
-    parts = ["v2"]
-    for p in (own, captured):
-        extras = ",".join(f"{_base36(x - p.xact)}-{_base36(i)}" for x, i in p.extras)
-        parts.append(f"{p.xact}.{p.id}.{extras}")
-    return base64.urlsafe_b64encode(";".join(parts).encode()).decode().rstrip("=")
-
-
-def _base36(n: int) -> str:
-    digits = ""
-    while True:
-        n, r = divmod(n, 36)
-        digits = "0123456789abcdefghijklmnopqrstuvwxyz"[r] + digits
-        if not n:
-            return digits
+def next_token(settings: Settings, brand_id: int, own: Position, captured: Position) -> str:
+    """The token of two positions, sealed for the caller's brand: 84 characters without
+    extras, at most ~770 with every extra (``MAX_EXTRAS`` per source)."""
+    value = b"".join(
+        _HEAD.pack(p.xact, p.id, len(p.extras)) + b"".join(_EXTRA.pack(*e) for e in p.extras)
+        for p in (own, captured)
+    )
+    return sealing.seal(settings, _PURPOSE, str(brand_id), _FORMAT, value)
 
 
 # -- matching identifiers ----------------------------------------------------------------------

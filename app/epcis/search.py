@@ -13,7 +13,15 @@ an event as soon as it is committed; its token keeps, per source, the last settl
 (the position) and the few served beyond the horizon (``Position.extras``, at most
 ``MAX_EXTRAS``: past those a page stops early, and its token waits for the horizon). The next
 page reads after the position, without the extras: an event committed late, under an older
-transaction, comes after the position, so it is served then, once."""
+transaction, comes after the position, so it is served then, once. The token is sealed for the
+caller's brand (``app.epcis.query.next_token``): it shows none of these transaction ids or event
+ids, shared by every brand.
+
+Nothing behind the position is read again: an event keeps the position of the transaction that
+wrote it (its capture's), and a declaration (``app.epcis.capture._declare_errors``) changes a
+stored event in place, so one declared erroneous once the position has passed it is not served
+by a run that asks for declared events (``EXISTS_errorDeclaration`` …), and was served without
+its declaration by one that does not. A new run finds it (``app.epcis.query``)."""
 
 from __future__ import annotations
 
@@ -45,6 +53,7 @@ from app.epcis.query import (
     of_their_gtins,
     own_event,
     read_point_of,
+    read_token,
     transaction_of,
     transaction_uri,
 )
@@ -72,10 +81,10 @@ async def search(
     """One page of the events the caller may see that match ``q`` (``orgs.read``, as a
     unit's trace: probe T found a key holding only ``catalog.read`` reading every event)."""
     actor.require("orgs.read")
+    own, captured = read_token(settings, actor.brand_id, q.token)
     matches = {name: match_of(q.lists[name], scheme) for name in _ROLES if name in q.lists}
     await of_their_gtins(conn, matches)
     orgs = None if actor.org_path.count("/") == 2 else await _subtree(conn, actor)
-    own, captured = q.after
     rows = await _own_rows(conn, actor, orgs, q, matches, own)
     page, own, more = _advance(rows, q.per_page, own)
     events: list[dict[str, Any]] = []
@@ -88,7 +97,8 @@ async def search(
         rows = await _captured_rows(conn, actor, orgs, q, matches, captured, room)
         page, captured, more = _advance(rows, room, captured, lambda r: r["body"] is not None)
         events += [_in_context(_captured_event(r), r["context"], prefixes) for r in page]
-    return Page(_document(events, prefixes), next_token(own, captured) if more else None)
+    token = next_token(settings, actor.brand_id, own, captured) if more else None
+    return Page(_document(events, prefixes), token)
 
 
 def _in_context(

@@ -25,26 +25,21 @@ loss: a long-running writing transaction of this database delays the export unti
 
 A page that is not full moves the cursor on to the brand's last confirmation below the horizon
 (the caller has seen all of its own up to there), so that the next poll does not read again the
-rest of the brand's documents. The cursor is sealed (AES-256-GCM under a key of its own, a fresh
-nonce each page): a partner learns nothing from it of when or how often the rest of the brand
-confirmed documents (probe M), and cannot forge one. Cursors handed out before (base64 of
-``v1.<xid>.<id>``, a position among the caller's own documents) are still taken. Keep the same
-filters for one cursor.
+rest of the brand's documents. The cursor is sealed (``app.sealing``: AES-256-GCM under a key of
+its own, bound to the brand, a fresh nonce each page): a partner learns nothing from it of when
+or how often the rest of the brand confirmed documents (probe M), and cannot forge one. Cursors
+handed out before (base64 of ``v1.<xid>.<id>``, a position among the caller's own documents) are
+still taken. Keep the same filters for one cursor.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
-import secrets
 import struct
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from Crypto.Cipher import AES
-
-from app import localtime
+from app import localtime, sealing
 from app.auth.principal import Principal
 from app.config import Settings
 from app.db import HORIZON_CTE, Conn
@@ -111,17 +106,11 @@ CSV_COLUMNS = [
 ]
 
 
-def _cipher(settings: Settings, brand_id: int, nonce: bytes) -> Any:
-    """AES-256-GCM under the cursor's own key, bound to the brand (a cursor is no other's)."""
-    cipher = AES.new(settings.subkey("erp-export-cursor"), AES.MODE_GCM, nonce=nonce)
-    cipher.update(str(brand_id).encode())
-    return cipher
+_PURPOSE = "erp-export-cursor"  # the cursor's own key (``app.sealing``), bound to the brand
 
 
 def encode_cursor(settings: Settings, brand_id: int, position: tuple[int, int]) -> str:
-    nonce = secrets.token_bytes(12)
-    sealed, tag = _cipher(settings, brand_id, nonce).encrypt_and_digest(_POSITION.pack(*position))
-    return base64.urlsafe_b64encode(_SEALED + nonce + sealed + tag).decode().rstrip("=")
+    return sealing.seal(settings, _PURPOSE, str(brand_id), _SEALED, _POSITION.pack(*position))
 
 
 def decode_cursor(settings: Settings, brand_id: int, cursor: str | None) -> tuple[int, int]:
@@ -129,16 +118,12 @@ def decode_cursor(settings: Settings, brand_id: int, cursor: str | None) -> tupl
     is not a cursor this export handed out."""
     if not cursor:
         return _START
-    try:
-        raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True)
-    except (binascii.Error, ValueError):
-        raw = b""
-    if len(raw) == 45 and raw[:1] == _SEALED:
-        cipher = _cipher(settings, brand_id, raw[1:13])
-        try:
-            xid, doc_id = _POSITION.unpack(cipher.decrypt_and_verify(raw[13:29], raw[29:]))
-        except ValueError:  # not sealed by this service's key for this brand, or altered
-            raise BadRequest("not a cursor of this export", code="bad_cursor") from None
+    raw = sealing.token_bytes(cursor)
+    if len(raw) == sealing.OVERHEAD + _POSITION.size and raw[:1] == _SEALED:
+        opened = sealing.unseal(settings, _PURPOSE, str(brand_id), _SEALED, raw)
+        if opened is None:  # not sealed by this service's key for this brand, or altered
+            raise BadRequest("not a cursor of this export", code="bad_cursor")
+        xid, doc_id = _POSITION.unpack(opened)
         if max(xid, doc_id) < 2**63:
             return xid, doc_id
     match = _PLAIN.fullmatch(raw.decode("ascii", "replace"))
