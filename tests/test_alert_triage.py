@@ -145,6 +145,60 @@ async def test_two_markers_at_once_leave_one_verdict_counted_once(
     assert second_page.json()["total"] == 6
 
 
+async def _own_alert(app: Any, brand_id: int) -> int:
+    """An open alert of a test's own brand, raised for the brand organisation."""
+    async with app.state.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                """INSERT INTO alerts (brand_id, org_id, kind, severity, message, details,
+                                       dedup_key)
+                   VALUES (%s, %s, 'probe', 'warning', 'probe', %s, %s) RETURNING id""",
+                (brand_id, brand_id, json.dumps({"reason": "repeat"}),
+                 f"probe:triage:{secrets.token_hex(8)}"),
+            )
+        ).fetchone()  # fmt: skip
+        await conn.commit()
+    return int(row["id"])
+
+
+async def test_a_verdict_sent_again_with_its_revision_is_answered_as_it_stands(
+    client: Any, login: Any, app: Any
+) -> None:
+    """A probe: the console always sends ``expected_revision``; a verdict whose answer was
+    lost, sent again as it was (or a double-click, both at once), was 409 ``verdict_changed``
+    "another verdict was given on this alert meanwhile" — none was (the revision was checked
+    before the comparison with the verdict standing). Now the verdict and note standing are
+    answered as they stand, whatever revision they name, with no new row; a different verdict
+    from the old revision is still told."""
+    brand, admin = await onboarded_brand(client, login)
+    alert_id = await _own_alert(app, brand["id"])
+    url = f"/alerts/{alert_id}/verdict"
+    body = {"verdict": "true_positive", "note": "confirmed with the store", "expected_revision": 0}
+    first = await client.put(url, headers=admin, json=body)
+    assert first.status_code == 200, first.text
+    retry = await client.put(url, headers=admin, json=body)
+    assert retry.status_code == 200, f"a retry of the same verdict: {retry.text}"
+    assert retry.json() == first.json()
+    assert len(await audit_rows(app, "alert", alert_id, "triage")) == 1
+    # a double-click: both at once, held on the alert's row until both wait
+    other = await _own_alert(app, brand["id"])
+    answers = await twice_held(
+        app, client, "SELECT 1 FROM alerts WHERE id = %s FOR UPDATE", (other,), "PUT",
+        f"/alerts/{other}/verdict", admin, json=body,
+    )  # fmt: skip
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    assert answers[0].json() == answers[1].json()
+    assert len(await audit_rows(app, "alert", other, "triage")) == 1
+    history = (await client.get(f"/alerts/{other}/verdicts", headers=admin)).json()
+    assert [h["revision"] for h in history["items"]] == [1]
+    # a verdict or a note that differs, from the old revision, is still told
+    for changed in ({**body, "verdict": "false_positive"}, {**body, "note": "on second look"}):
+        refused = assert_error(
+            await client.put(url, headers=admin, json=changed), 409, "verdict_changed"
+        )
+        assert refused["details"]["revision"] == 1
+
+
 async def test_precision_per_rule_is_exact_on_a_constructed_set(
     client: Any, login: Any, demo: Any, app: Any
 ) -> None:

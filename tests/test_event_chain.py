@@ -382,6 +382,39 @@ async def test_anchors_are_signed_once_per_head(
     assert [a["position"] for a in listed["items"]] == [3, 2]
 
 
+async def test_two_on_demand_anchors_at_once_both_anchor_what_was_committed(
+    client: Any, settings: Any, tenant: Any
+) -> None:
+    """A probe: two ``POST /chain/anchors`` at once (an auditor's script and the console, a
+    retry). The first chained the new events and anchored the new head; the second's chaining
+    skipped the brand (``FOR UPDATE SKIP LOCKED``, meant for the background passes) and it
+    anchored the head as last committed — 200 with the previous position's anchor, leaving
+    events committed before it was sent outside the anchor it was handed. Now an on-demand
+    anchor waits for the head row: both answer the committed head, one 201 and one 200."""
+    brand_id, headers = tenant
+    await write(settings, events_of(brand_id, 2, "ondemand-a"))
+    await chain_now(settings)
+    assert (await client.post("/chain/anchors", headers=headers)).status_code == 201
+    for n in range(4):
+        await write(settings, events_of(brand_id, 2, f"ondemand-b{n}"))
+        answers = await asyncio.gather(
+            *(client.post("/chain/anchors", headers=headers) for _ in range(2))
+        )
+        head = 2 + 2 * (n + 1)
+        assert sorted(a.status_code for a in answers) == [200, 201], [a.text for a in answers]
+        assert [a.json()["position"] for a in answers] == [head, head], n
+        assert answers[0].json() == answers[1].json()
+    # a background pass at the same moment (it skips the head the request holds): one chain
+    await write(settings, events_of(brand_id, 3, "ondemand-c"))
+    async with await connect(settings) as own:
+        made, done = await asyncio.gather(
+            client.post("/chain/anchors", headers=headers), chainer.chain_all(own, [brand_id])
+        )
+    assert made.status_code == 201 and made.json()["position"] == 13 and done.failed == {}
+    listed = (await client.get("/chain/anchors", headers=headers)).json()
+    assert [a["position"] for a in listed["items"]] == [13, 10, 8, 6, 4, 2]
+
+
 async def test_a_brand_reads_only_its_own_chain(
     client: Any, login: Any, settings: Any, demo: Any, tenant: Any
 ) -> None:

@@ -22,6 +22,7 @@ from app.members.profile import age_band_of
 from tests.h5_support import new_product, text_of
 from tests.helpers import assert_error, onboarded_brand
 from tests.points_support import member_client, new_member
+from tests.race_support import audit_rows, twice_held
 
 PASSWORD = "Story-writer-pass-1"
 HOSTILE = (
@@ -597,6 +598,38 @@ async def test_a_retried_story_save_is_answered_as_kept(client: Any, login: Any)
     assert retry.json() == first.json()
     other = await client.put("/brand-story", headers=admin, json={**body, "html": "<p>2000</p>"})
     assert assert_error(other, 409, "story_changed")["details"] == {"version": 1}
+
+
+async def test_a_first_story_save_sent_twice_at_once_is_answered_as_kept_both_times(
+    client: Any, login: Any, app: Any
+) -> None:
+    """A probe: a double-click on the very first save (version 0: no row to lock yet) sent the
+    same title and HTML twice at once; one was kept, the other met its insert (``ON CONFLICT DO
+    NOTHING``) and was 409 ``story_changed`` — the marketer was told another editor had changed
+    the story, nobody had. Both requests are held at their ``SELECT … FOR UPDATE`` by a third
+    transaction (``LOCK TABLE … IN EXCLUSIVE MODE``), so both find no row before either
+    inserts: both are 200 with the story kept, version 1, one audit row; a different first
+    save raced the same way is still told."""
+    for _ in range(3):
+        brand, admin = await onboarded_brand(client, login)
+        body = {"title": "关于我们", "html": "<p>Since 1999</p>", "version": 0}
+        answers = await twice_held(
+            app, client, "LOCK TABLE brand_stories IN EXCLUSIVE MODE", (), "PUT", "/brand-story",
+            admin, json=body,
+        )  # fmt: skip
+        assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+        assert answers[0].json() == answers[1].json()
+        assert answers[0].json()["version"] == 1
+        assert len(await audit_rows(app, "brand_story", brand["id"], "create")) == 1
+    _, admin = await onboarded_brand(client, login)
+    bodies = tuple({"html": f"<p>editor {n}</p>", "version": 0} for n in range(2))
+    answers = await twice_held(
+        app, client, "LOCK TABLE brand_stories IN EXCLUSIVE MODE", (), "PUT", "/brand-story",
+        admin, bodies=(bodies[0], bodies[1]),
+    )  # fmt: skip
+    assert sorted(a.status_code for a in answers) == [200, 409], [a.text for a in answers]
+    lost = next(a for a in answers if a.status_code == 409)
+    assert assert_error(lost, 409, "story_changed")["details"] == {"version": 1}
 
 
 async def test_a_story_too_long_once_sanitised_is_refused_naming_html_and_the_size(

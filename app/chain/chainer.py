@@ -13,6 +13,12 @@ Each batch is one short transaction per brand: lock the brand's head row (``FOR 
 LOCKED``: a second chainer at the same moment skips the brand rather than wait, so running two is
 harmless), check that the head still ends the stored chain, read up to ``BATCH`` events after
 the head's ``(xact, id)`` below the horizon with their codes, append their links, move the head.
+An on-demand anchor (``app.chain.service.anchor_now``, ``wait``) waits for the head row instead:
+skipping would anchor the head as it was before what the other holder chains (a probe: of two
+``POST /chain/anchors`` at once, the second answered the previous anchor). No deadlock: the
+request's first lock of the chain's is its brand's head row (nothing it did before touches the
+chain's tables), and a background pass never waits for a head row (it skips it) — at most its
+insert of a new brand's head waits for the request that inserted it, holding nothing then.
 A brand whose batch fails (a head that no longer matches its chain, an event chained already —
 someone rewrote the tables) keeps its error on the head row (``GET /chain``, ``tracecode chain
 check``), logged once, and is skipped — by this pass and by the periodic ones after it, until
@@ -137,8 +143,9 @@ async def pending_brands(conn: Conn, broken: bool = False) -> list[int]:
     return [row["brand_id"] for row in rows]
 
 
-async def _head(conn: Conn, brand_id: int) -> dict[str, Any] | None:
-    """The brand's head row, locked; ``None`` when another chainer holds it."""
+async def _head(conn: Conn, brand_id: int, wait: bool = False) -> dict[str, Any] | None:
+    """The brand's head row, locked; ``None`` when another chainer holds it — unless ``wait``:
+    then it waits for that one's transaction to end and reads the head as it left it."""
     await conn.execute(
         "INSERT INTO event_chain_heads (brand_id, hash) VALUES (%s, %s) ON CONFLICT DO NOTHING",
         (brand_id, genesis(brand_id)),
@@ -146,7 +153,8 @@ async def _head(conn: Conn, brand_id: int) -> dict[str, Any] | None:
     head = await (
         await conn.execute(
             """SELECT position, hash, last_xact::text AS last_xact, last_id
-               FROM event_chain_heads WHERE brand_id = %s FOR UPDATE SKIP LOCKED""",
+               FROM event_chain_heads WHERE brand_id = %s FOR UPDATE"""
+            + ("" if wait else " SKIP LOCKED"),
             (brand_id,),
         )
     ).fetchone()
@@ -166,11 +174,12 @@ async def _head(conn: Conn, brand_id: int) -> dict[str, Any] | None:
     return head
 
 
-async def chain_batch(conn: Conn, brand_id: int, limit: int = BATCH) -> int:
+async def chain_batch(conn: Conn, brand_id: int, limit: int = BATCH, wait: bool = False) -> int:
     """Append up to ``limit`` of the brand's pending events to its chain, in one transaction;
-    the number appended (0: nothing pending, or another chainer is at it)."""
+    the number appended (0: nothing pending, or another chainer is at it — with ``wait``, only
+    nothing pending: it waits for the other to finish, then chains what is left)."""
     async with conn.transaction():
-        head = await _head(conn, brand_id)
+        head = await _head(conn, brand_id, wait)
         if head is None:
             return 0
         rows = await (

@@ -80,11 +80,14 @@ async def anchor_now(
     conn: Conn, settings: Settings, actor: Principal
 ) -> tuple[anchors.Anchor, bool]:
     """Chain what is committed (a few batches at most), then anchor the head; audited when a
-    new anchor is made."""
+    new anchor is made. The head row is waited for, not skipped, when another chainer (a
+    background pass, another anchor request) holds it: the anchor covers every event committed
+    before the request, never the head as it was before them. The lock is held until the
+    request's transaction ends, so two anchors at once are made one after the other."""
     brand_id = chain_brand(actor)
     try:
         for _ in range(CATCH_UP_BATCHES):
-            if await chainer.chain_batch(conn, brand_id) < chainer.BATCH:
+            if await chainer.chain_batch(conn, brand_id, wait=True) < chainer.BATCH:
                 break
     except (chainer.ChainBroken, psycopg.IntegrityError) as exc:
         raise Conflict(

@@ -11,11 +11,12 @@ names the ``version`` it was made from (``GET``'s; 0 before the first): a save m
 older one is 409 ``story_changed`` with the current version, so two editors never overwrite
 each other unseen. The row is locked for the check and the write (the first save of a brand,
 which has no row to lock, inserts ``ON CONFLICT DO NOTHING``: of two first saves one wins, the
-other is 409). A save identical to the story kept (a retry whose answer was lost) answers it
-as it is, whatever version it names, and writes nothing (no version, no audit row); every other
-one is audited with the story before and after. ``updated_by`` is the user, or the maker of the
-API key that saved it. What is kept is at most ``KEPT_MAX`` characters once sanitised (400 on
-``html`` beyond: escaping can make it several times what was sent).
+other is 409 — unless it is the same story, a double-click, answered as kept). A save identical
+to the story kept (a retry whose answer was lost) answers it as it is, whatever version it
+names, and writes nothing (no version, no audit row); every other one is audited with the story
+before and after. ``updated_by`` is the user, or the maker of the API key that saved it. What
+is kept is at most ``KEPT_MAX`` characters once sanitised (400 on ``html`` beyond: escaping can
+make it several times what was sent).
 """
 
 from __future__ import annotations
@@ -64,8 +65,10 @@ def _stale(current: int) -> Conflict:
 
 async def _first(
     conn: Conn, actor: Principal, brand_id: int, title: str, html: str
-) -> dict[str, Any]:
-    """The brand's first story (version 1); 409 when another first save committed meanwhile."""
+) -> tuple[dict[str, Any], bool]:
+    """The brand's first story (version 1): (the row, whether this save wrote it). When another
+    first save committed meanwhile: its row, unwritten, if it is this very story (a
+    double-click: a probe was told another editor had changed it), else 409."""
     row = await (
         await conn.execute(
             f"""INSERT INTO brand_stories (brand_id, title, html, version, updated_by)
@@ -74,10 +77,12 @@ async def _first(
             (brand_id, title, html, actor.person),
         )
     ).fetchone()
-    if row is None:
-        won = await _row(conn, brand_id)
-        raise _stale(won["version"] if won else 1)
-    return row
+    if row is not None:
+        return row, True
+    won = await _row(conn, brand_id, lock=True)
+    if won is not None and (won["title"], won["html"]) == (title, html):
+        return won, False
+    raise _stale(won["version"] if won else 1)
 
 
 def _kept(html: str) -> str:
@@ -114,7 +119,9 @@ async def put_story(conn: Conn, actor: Principal, data: StoryIn) -> StoryOut:
     before = _out(brand_id, row) if row else None
     saved: dict[str, Any] | None
     if row is None:
-        saved = await _first(conn, actor, brand_id, title, html)
+        saved, written = await _first(conn, actor, brand_id, title, html)
+        if not written:  # the same first story, saved meanwhile by a twin of this request
+            return _out(brand_id, saved)
     else:
         saved = await (
             await conn.execute(

@@ -29,8 +29,9 @@ async def set_verdict(
 ) -> VerdictOut:
     """Mark the alert a true or a false positive, with a note (``alerts.read``); marking again
     replaces the verdict (audited, the old one kept in its history); the same verdict and note
-    again changes nothing. Closes the alert if open. ``expected_revision`` other than the
-    verdict's now: 409 ``verdict_changed``."""
+    again changes nothing, whatever ``expected_revision`` it names. Closes the alert if open.
+    Another verdict or note with an ``expected_revision`` other than the verdict's now: 409
+    ``verdict_changed``."""
     return await verdicts.set_verdict(conn, principal, alert_id, data)
 
 

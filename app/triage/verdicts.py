@@ -3,7 +3,8 @@
 One verdict per alert (``alert_verdicts``, keyed by the alert): who (the user, or an API key and
 the user who made it), when, and a note. Marking again replaces it — ``revision`` + 1, the old
 one kept in ``alert_verdict_history`` and both in the audit row (``triage``, before/after) —
-and the same verdict with the same note again changes nothing and writes nothing. A verdict
+and the same verdict with the same note again changes nothing and writes nothing (whatever
+``expected_revision`` it names: a retry whose answer was lost, a double-click). A verdict
 closes the alert (acknowledged, if it was open): a later trigger of its rule opens a new alert,
 judged on its own, instead of counting into one already judged.
 
@@ -11,7 +12,8 @@ Races. The alert's row is locked first (``FOR UPDATE``): two people marking at o
 one after the other, each audited against the verdict it replaced, and the last one stands;
 the primary key keeps one verdict per alert, so the precision counts (``app.triage.precision``)
 never count an alert twice. A marker who sends ``expected_revision`` (the console does) is told
-instead, 409 ``verdict_changed`` with the verdict now, when another verdict came between.
+instead, 409 ``verdict_changed`` with the verdict now, when another verdict came between —
+unless it is the verdict and note standing, answered as they stand.
 
 Scoping and permissions as for acknowledging (``alerts.read``, the caller's subtree): an alert
 of another brand, or outside the caller's subtree, is the house's 404.
@@ -86,6 +88,10 @@ async def set_verdict(conn: Conn, actor: Principal, alert_id: int, data: Verdict
     actor.require(READ)
     alert = await visible_alert(conn, actor, alert_id, lock=True)
     before = await current(conn, alert_id)
+    if before is not None and (before.verdict, before.note) == (data.verdict, data.note):
+        # as it is: nothing changed, nothing audited — whatever revision it names (a retry
+        # whose answer was lost, a double-click: a probe was told another had judged the alert)
+        return before
     seen = before.revision if before else 0
     if data.expected_revision is not None and data.expected_revision != seen:
         raise Conflict(
@@ -93,8 +99,6 @@ async def set_verdict(conn: Conn, actor: Principal, alert_id: int, data: Verdict
             code="verdict_changed",
             details={"revision": seen, "verdict": before.verdict if before else None},
         )
-    if before is not None and (before.verdict, before.note) == (data.verdict, data.note):
-        return before  # as it is: nothing changed, nothing audited
     params = {
         "alert": alert_id,
         "brand": alert["brand_id"],
