@@ -28,10 +28,14 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
+def _ihdr(width: int, height: int) -> bytes:
+    return _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+
+
 def png(seed: int = 0, text: bytes = b"") -> bytes:
     """A real 1x1 PNG (a browser draws it) of a colour of its own (``seed``: tests' images are
     told apart by their pixels, their metadata is gone), with a tEXt chunk of ``text``."""
-    ihdr = _chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
+    ihdr = _ihdr(1, 1)
     idat = _chunk(b"IDAT", zlib.compress(b"\x00" + struct.pack(">I", seed)[1:]))
     extra = _chunk(b"tEXt", b"Comment\x00" + text) if text else b""
     return imagemeta.PNG_SIGNATURE + ihdr + extra + idat + _chunk(b"IEND", b"")
@@ -53,11 +57,18 @@ def _exif(orientation: int, secret: bytes) -> bytes:
     return b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body
 
 
-def jpeg(secret: bytes = b"", orientation: int = 1) -> bytes:
-    """A JPEG's structure: JFIF, EXIF (when ``secret``), a comment, a table, a scan, EOI."""
+def _sof(marker: int, width: int, height: int) -> bytes:
+    """A JPEG frame header (SOF0–15) of one component."""
+    body = b"\x08" + struct.pack(">HH", height, width) + b"\x01\x01\x11\x00"
+    return bytes((0xFF, marker)) + struct.pack(">H", len(body) + 2) + body
+
+
+def jpeg(secret: bytes = b"", orientation: int = 1, size: tuple[int, int] = (1, 1)) -> bytes:
+    """A JPEG's structure: JFIF, EXIF (when ``secret``), a comment, a table, a frame header of
+    ``size`` (width, height), a scan, EOI."""
     app0 = b"\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
     meta = _exif(orientation, secret) + b"\xff\xfe" + struct.pack(">H", len(secret) + 2) + secret
-    dqt = b"\xff\xdb\x00\x43\x00" + bytes(range(64))
+    dqt = b"\xff\xdb\x00\x43\x00" + bytes(range(64)) + _sof(0xC0, *size)
     scan = b"\xff\xda\x00\x08\x01\x01\x00\x00\x3f\x00" + bytes(range(200)) + b"\xff\xd9"
     return b"\xff\xd8" + app0 + (meta if secret else b"") + dqt + scan
 
@@ -831,3 +842,109 @@ def test_the_brand_quota_is_a_setting() -> None:
     assert load_settings(env).catalog_brand_quota_bytes == 50 * 1024**3
     with pytest.raises(SettingsError, match="CATALOG_BRAND_QUOTA_BYTES"):
         load_settings({"TRACECODE_CATALOG_BRAND_QUOTA_BYTES": "100"})
+
+
+# -- a probe: images with no image data, or claiming gigapixels ------------------------------------
+
+
+def _riff(*chunks: bytes) -> bytes:
+    body = b"WEBP" + b"".join(chunks)
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def _webp_chunk(kind: bytes, body: bytes) -> bytes:
+    return kind + struct.pack("<I", len(body)) + body + b"\x00" * (len(body) & 1)
+
+
+def _vp8x(width: int, height: int) -> bytes:
+    sizes = (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
+    return _webp_chunk(b"VP8X", b"\x00" * 4 + sizes)
+
+
+def _vp8l(width: int, height: int) -> bytes:
+    bits = (width - 1) | (height - 1) << 14
+    return _webp_chunk(b"VP8L", b"\x2f" + struct.pack("<I", bits))
+
+
+def _vp8(width: int, height: int) -> bytes:
+    return _webp_chunk(b"VP8 ", b"\x10\x02\x00\x9d\x01\x2a" + struct.pack("<HH", width, height))
+
+
+def _png_of(width: int, height: int) -> bytes:
+    idat = _chunk(b"IDAT", zlib.compress(b"\x00" * 16))
+    return imagemeta.PNG_SIGNATURE + _ihdr(width, height) + idat + _chunk(b"IEND", b"")
+
+
+async def test_an_image_with_no_image_data_or_no_pixels_is_damaged(client: Any, login: Any) -> None:
+    """A probe: README names "no image data" among the ``damaged_image`` refusals, and a JPEG
+    without a scan and a WebP without an image chunk were; a 45-byte PNG of its IHDR and IEND
+    (no IDAT) was kept and published (201). So are refused an image of 0 pixels a side, a JPEG
+    whose scan comes before any frame header, and headers that cannot be read."""
+    _, admin = await onboarded_brand(client, login)
+    sign, iend = imagemeta.PNG_SIGNATURE, _chunk(b"IEND", b"")
+    scan = jpeg()[jpeg().index(b"\xff\xda") :]
+    for damaged in (
+        sign + _ihdr(1, 1) + iend,  # no IDAT
+        sign + _ihdr(1, 1) + _chunk(b"tEXt", b"a\x00b") + iend,
+        _png_of(0, 0),
+        _png_of(1, 0),
+        sign + _chunk(b"IHDR", b"\x00" * 8) + png()[33:],  # an IHDR cut short
+        b"\xff\xd8" + scan,  # a scan and no frame header
+        jpeg(size=(0, 1)),
+        jpeg(size=(640, 0)),  # a height given later (DNL): browsers draw none
+        b"\xff\xd8" + _segment(0xC0, b"\x08\x00\x01\x00") + scan,  # a frame header cut short
+        _riff(_webp_chunk(b"VP8L", b"\x00\x00\x00\x00\x00")),  # no VP8L signature
+        _riff(_webp_chunk(b"VP8 ", b"\x10\x02\x00" + b"\x00" * 7)),  # no key frame start code
+        _riff(_vp8(0, 0)),
+        _riff(_webp_chunk(b"ANIM", b"\x00" * 6)),  # an animation with no canvas (no VP8X)
+    ):
+        assert_error(await upload(client, admin, damaged), 400, "damaged_image")
+    with pytest.raises(imagemeta.Damaged, match="no image data"):
+        imagemeta.strip(sign + _ihdr(1, 1) + iend, "image/png")
+
+
+async def test_an_image_claiming_more_pixels_than_a_phone_may_draw_is_refused(
+    client: Any, login: Any
+) -> None:
+    """A probe: a 69-byte PNG whose IHDR claims 100,000 x 100,000 pixels (~30 GB decoded) was
+    kept and served to every consumer's phone, cached for a year. An image claiming more than
+    ``MAX_SIDE`` pixels a side or ``MAX_PIXELS`` in all is 400 ``image_too_large`` now, for every
+    kind: a PNG's IHDR, a JPEG's frame header (baseline or progressive), a WebP's VP8X canvas,
+    VP8 or VP8L header. Every phone's photo and panorama still fits."""
+    _, admin = await onboarded_brand(client, login)
+    gigapixels = await upload(client, admin, _png_of(100_000, 100_000))
+    refused = assert_error(gigapixels, 400, "image_too_large")
+    assert refused["details"] == {
+        "width": 100_000,
+        "height": 100_000,
+        "max_side": 16_384,
+        "max_pixels": 64_000_000,
+    }  # README's limits
+    side, pixels = imagemeta.MAX_SIDE, imagemeta.MAX_PIXELS
+    progressive_huge = progressive().replace(_sof(0xC2, 1, 1), _sof(0xC2, 30_000, 30_000))
+    assert progressive_huge != progressive()
+    for bomb in (
+        _png_of(side + 1, 1),
+        _png_of(1, side + 1),
+        _png_of(8_001, 8_000),  # 64,008,000 pixels
+        jpeg(size=(65_535, 65_535)),
+        jpeg(size=(side + 1, 100)),
+        progressive_huge,
+        _riff(_vp8x(100_000, 100_000), _vp8l(1, 1)),
+        _riff(_vp8(16_383, 16_383)),
+        _riff(_vp8l(16_384, 16_384)),
+    ):
+        refused = assert_error(await upload(client, admin, bomb), 400, "image_too_large")
+        assert refused["details"]["max_side"] == side
+        assert refused["details"]["max_pixels"] == pixels
+    # a 50 megapixel phone photo (Pixel: 8160 x 6144), a 48 megapixel one, a phone's panorama and
+    # the largest a side may be: kept
+    for fits in (
+        jpeg(size=(8_160, 6_144)),
+        jpeg(size=(6_048, 8_064)),
+        _png_of(side, 3_900),
+        _riff(_vp8x(side, 1), _vp8l(side, 1)),
+        _riff(_vp8(4_000, 3_000)),
+    ):
+        made = await upload(client, admin, fits, kind="image")
+        assert made.status_code == 201, made.text

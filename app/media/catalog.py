@@ -9,7 +9,9 @@ MP4 or WebM video, told by its first bytes, never by a name or Content-Type (415
 body never read). An image loses its metadata blocks — EXIF with the GPS position of the phone
 that took it, XMP, IPTC, comments — before it is kept (``app.media.imagemeta``: no imaging library
 is installed, and none is needed to drop blocks); one whose blocks do not add up is 400
-``damaged_image``. A video is kept as it is.
+``damaged_image``, one of more than ``imagemeta.MAX_SIDE`` pixels a side or ``MAX_PIXELS`` in all
+(a decompression bomb for the consumers' phones) 400 ``image_too_large``. A video is kept as it
+is.
 
 The bytes go to the photos' store (``app.media.storage``: a directory or an S3 bucket) under
 ``catalog/<brand>/<yyyy>/<mm>/<uuid>.<ext>``; the row (``catalog_media``) says whose, what kind,
@@ -215,6 +217,17 @@ def prepare(
         except imagemeta.Damaged as exc:
             raise ValidationFailed(
                 f"the image cannot be read: {exc}", code="damaged_image"
+            ) from None
+        except imagemeta.TooLarge as exc:
+            raise ValidationFailed(
+                f"{exc}; scale it down",
+                code="image_too_large",
+                details={
+                    "width": exc.width,
+                    "height": exc.height,
+                    "max_side": imagemeta.MAX_SIDE,
+                    "max_pixels": imagemeta.MAX_PIXELS,
+                },
             ) from None
     return data, content_type, found, ext
 

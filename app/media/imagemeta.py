@@ -14,9 +14,9 @@ blocks that hold metadata are dropped here, the image data kept byte for byte.
   RST0–7 are part of it); the segments between the scans of a progressive JPEG are walked as
   those before the first; nothing after EOI is kept: phones and cameras append more pictures
   there (MPF previews, HDR gain maps, a Motion Photo's video), each with its own EXIF and GPS.
-  A JPEG with no EOI is ``Damaged``.
+  A JPEG with no EOI, or whose first scan comes before its frame header (SOF), is ``Damaged``.
 * PNG: the ``tEXt``, ``zTXt``, ``iTXt``, ``eXIf`` and ``tIME`` chunks are dropped; nothing after
-  ``IEND`` is kept.
+  ``IEND`` is kept. A PNG whose ``IEND`` comes before any ``IDAT`` has no image data: ``Damaged``.
 * WebP: the ``EXIF`` and ``XMP `` chunks are dropped and their flags cleared in ``VP8X``; nothing
   after the RIFF's declared end is kept.
 
@@ -25,6 +25,14 @@ refused rather than published with what could not be read, and so is a JPEG of m
 ``MAX_JPEG_SEGMENTS`` segments (a camera's has a few dozen; a crafted one of millions of
 two-byte segments kept a process busy for over a second). The scans' data and fill bytes are
 searched with ``bytes.find`` and a regular expression, not walked byte by byte in Python.
+
+The image's size in pixels is read where the walk passes it (a PNG's ``IHDR``, a JPEG's SOF, a
+WebP's ``VP8X`` canvas and ``VP8 `` / ``VP8L`` frame headers): a side of 0 is ``Damaged``, and
+more than ``MAX_SIDE`` pixels a side or ``MAX_PIXELS`` in all is ``TooLarge``. The server never
+decodes an image, but it publishes it to every consumer's phone: a 69-byte PNG claiming
+100,000 × 100,000 pixels (~30 GB decoded) was a decompression bomb for the phones' decoders (a
+probe). The limits pass every phone's photo (a 48 or 50 megapixel one is ~8,200 × 6,150) and
+panoramas up to 16,384 pixels wide; a 108 or 200 megapixel one is to be scaled down first.
 """
 
 from __future__ import annotations
@@ -40,6 +48,11 @@ _JPEG_DROPPED = {0xE1, *range(0xE3, 0xEE), 0xEF, 0xFE}
 _STANDALONE = {0x01, *range(0xD0, 0xD8)}  # TEM, RST0–7: no length
 _ORIENTATION = 0x0112
 MAX_JPEG_SEGMENTS = 4096  # markers outside the scans' data (a progressive photo has ~100)
+MAX_SIDE = 16_384  # pixels a side (WebP's own limit; a panorama of a phone fits)
+MAX_PIXELS = 64_000_000  # pixels in all (a 50 megapixel phone photo fits; 256 MB decoded)
+# JPEG frame headers (SOF0–15 but DHT C4, JPG C8 and DAC CC): precision, height, width, …
+_JPEG_FRAMES = {*range(0xC0, 0xD0)} - {0xC4, 0xC8, 0xCC}
+_VP8_START = b"\x9d\x01\x2a"  # a VP8 key frame's start code
 _NOT_FILL = re.compile(rb"[^\xff]")
 # the end of a scan's entropy-coded data: a 0xFF that is not stuffed (FF00) nor RST0–7
 _SCAN_END = re.compile(rb"\xff(?![\x00\xd0-\xd7])", re.DOTALL)
@@ -47,6 +60,25 @@ _SCAN_END = re.compile(rb"\xff(?![\x00\xd0-\xd7])", re.DOTALL)
 
 class Damaged(ValueError):
     """The image's structure does not add up."""
+
+
+class TooLarge(ValueError):
+    """The image claims more than ``MAX_SIDE`` pixels a side or ``MAX_PIXELS`` in all."""
+
+    def __init__(self, width: int, height: int) -> None:
+        super().__init__(
+            f"the image is {width} x {height} pixels: at most {MAX_SIDE} a side and "
+            f"{MAX_PIXELS // 1_000_000} megapixels"
+        )
+        self.width, self.height = width, height
+
+
+def _check_size(width: int, height: int, what: str) -> None:
+    """``Damaged`` for a side of 0, ``TooLarge`` past the limits."""
+    if width < 1 or height < 1:
+        raise Damaged(f"the {what} is {width} x {height} pixels")
+    if width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
+        raise TooLarge(width, height)
 
 
 def strip(data: bytes, content_type: str) -> bytes:
@@ -62,7 +94,7 @@ def strip(data: bytes, content_type: str) -> bytes:
 
 def _jpeg(data: bytes) -> bytes:
     out = bytearray(data[:2])  # SOI
-    at, scanned = 2, False
+    at, scanned, framed = 2, False, False
     for _ in range(MAX_JPEG_SEGMENTS):
         if at >= len(data) or data[at] != 0xFF:
             raise Damaged("a JPEG segment does not start with a marker")
@@ -87,7 +119,12 @@ def _jpeg(data: bytes) -> bytes:
         if length < 2 or end > len(data):
             raise Damaged("a JPEG segment runs past the end of the file")
         body = data[at + 2 : end]
+        if marker in _JPEG_FRAMES:
+            _jpeg_frame(body)
+            framed = True
         if marker == 0xDA:  # a scan: its header and entropy-coded data, copied as they are
+            if not framed:
+                raise Damaged("the JPEG's scan comes before its frame header (SOF)")
             stop = _entropy_end(data, end)
             out += b"\xff\xda" + data[at:stop]
             at, scanned = stop, True
@@ -102,6 +139,14 @@ def _jpeg(data: bytes) -> bytes:
             out += bytes((0xFF, marker)) + data[at:end]
         at = end
     raise Damaged(f"the JPEG has more than {MAX_JPEG_SEGMENTS} segments")
+
+
+def _jpeg_frame(body: bytes) -> None:
+    """A SOF segment's size checked (``_check_size``): precision, height, width, components."""
+    if len(body) < 6:
+        raise Damaged("the JPEG's frame header is cut short")
+    height, width = struct.unpack_from(">HH", body, 1)
+    _check_size(width, height, "JPEG")
 
 
 def _entropy_end(data: bytes, at: int) -> int:
@@ -144,7 +189,7 @@ def _exif_block(orientation: int) -> bytes:
 
 def _png(data: bytes) -> bytes:
     out = bytearray(PNG_SIGNATURE)
-    at, first = len(PNG_SIGNATURE), True
+    at, first, drawn = len(PNG_SIGNATURE), True, False
     while True:
         if at + 12 > len(data):
             raise Damaged("the PNG ends inside a chunk (no IEND)")
@@ -152,12 +197,18 @@ def _png(data: bytes) -> bytes:
         end = at + 12 + length
         if end > len(data):
             raise Damaged("a PNG chunk runs past the end of the file")
-        if first and kind != b"IHDR":
-            raise Damaged("a PNG starts with its IHDR chunk")
+        if first:
+            if kind != b"IHDR" or length != 13:
+                raise Damaged("a PNG starts with its IHDR chunk (13 bytes)")
+            width, height = struct.unpack_from(">II", data, at + 8)
+            _check_size(width, height, "PNG")
         first = False
+        drawn = drawn or kind == b"IDAT"
         if kind not in _PNG_DROPPED:
             out += data[at:end]
         if kind == b"IEND":
+            if not drawn:
+                raise Damaged("the PNG has no image data")
             return bytes(out)
         at = end
 
@@ -170,7 +221,7 @@ def _webp(data: bytes) -> bytes:
     if end > len(data) or size < 4:
         raise Damaged("the WebP's RIFF size runs past the end of the file")
     chunks = bytearray()
-    at, images = 12, 0
+    at, images, sized = 12, 0, False
     while at < end:
         if at + 8 > end:
             raise Damaged("the WebP ends inside a chunk")
@@ -179,6 +230,9 @@ def _webp(data: bytes) -> bytes:
         if at + 8 + length > end:
             raise Damaged("a WebP chunk runs past the end of the file")
         chunk = bytearray(data[at:stop])
+        if kind in (b"VP8X", b"VP8 ", b"VP8L"):
+            _check_size(*_webp_size(kind, data[at + 8 : at + 8 + length]), "WebP")
+            sized = True
         if kind == b"VP8X" and length >= 1:
             chunk[8] &= ~0x0C & 0xFF  # no EXIF (0x08), no XMP (0x04) any more
         if kind in (b"VP8 ", b"VP8L", b"ANIM"):
@@ -188,4 +242,20 @@ def _webp(data: bytes) -> bytes:
         at = stop
     if not images:
         raise Damaged("the WebP has no image data")
+    if not sized:
+        raise Damaged("the WebP has no image size (no VP8X before its animation)")
     return b"RIFF" + struct.pack("<I", 4 + len(chunks)) + b"WEBP" + bytes(chunks)
+
+
+def _webp_size(kind: bytes, body: bytes) -> tuple[int, int]:
+    """(width, height) of a WebP's ``VP8X`` canvas, ``VP8 `` key frame or ``VP8L`` image."""
+    if kind == b"VP8X" and len(body) >= 10:
+        width, height = (int.from_bytes(body[n : n + 3], "little") + 1 for n in (4, 7))
+        return width, height
+    if kind == b"VP8 " and len(body) >= 10 and body[3:6] == _VP8_START:
+        width, height = struct.unpack_from("<HH", body, 6)
+        return width & 0x3FFF, height & 0x3FFF  # the top two bits: the scale
+    if kind == b"VP8L" and len(body) >= 5 and body[0] == 0x2F:
+        (bits,) = struct.unpack_from("<I", body, 1)
+        return (bits & 0x3FFF) + 1, (bits >> 14 & 0x3FFF) + 1
+    raise Damaged(f"the WebP's {kind.decode().strip()} header cannot be read")

@@ -120,6 +120,7 @@ export const ZH_CN: Readonly<Record<string, string>> = {
   forged: '此码校验不通过，不是正品码',
   gift_not_offered: '该礼品当前不可兑换',
   illegal_transition: '计划当前的状态不能执行此操作',
+  image_too_large: '图片尺寸过大（每边最多 16384 像素、总计 6400 万像素），请缩小后再上传',
   in_use: '该记录正在被使用，不能修改或删除',
   insufficient_points: '积分不足',
   internal_error: '服务器内部错误，请稍后再试',
