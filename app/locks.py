@@ -90,6 +90,9 @@ class Lock(IntEnum):
     # written one upload at a time (app.media.catalog: two uploads at the quota's edge both read
     # the same total and both passed)
     CATALOG_QUOTA = 7_245_033
+    # session, shared, per subscription id (app.webhooks.sender.Fence): a webhook attempt under
+    # way; transaction, exclusive: a subscription's change or delete waits for its attempts
+    WEBHOOK_ATTEMPTS = 7_245_034
     # session, one key each (B5, app.forensics): one leak detector, one ring detector at a time
     FORENSICS_LEAKS = 7_245_111
     FORENSICS_RINGS = 7_245_112
@@ -116,6 +119,24 @@ def acquire(lock: Lock, key: Key = None) -> Statement:
 def try_acquire(lock: Lock, key: Key = None) -> Statement:
     """Take the session lock if it is free; the row's ``ok`` says whether it was."""
     return _call("pg_try_advisory_lock", lock, key)
+
+
+def try_acquire_shared(lock: Lock, key: int) -> Statement:
+    """Take the session lock (an integer key) in shared mode unless it is held or waited for
+    exclusively — a session holding it already would be granted it again, past a waiter, and
+    a stream of such takes would keep the waiter waiting; the row's ``ok`` says whether it
+    was."""
+    return (
+        "SELECT NOT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = %s"
+        " AND objid = %s AND objsubid = 2 AND NOT granted)"
+        " AND pg_try_advisory_lock_shared(%s, %s) AS ok",
+        (int(lock), key, int(lock), key),
+    )
+
+
+def release_shared(lock: Lock, key: Key = None) -> Statement:
+    """Release a shared session lock taken by ``try_acquire_shared``."""
+    return _call("pg_advisory_unlock_shared", lock, key)
 
 
 def release(lock: Lock, key: Key = None) -> Statement:

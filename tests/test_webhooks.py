@@ -1941,3 +1941,253 @@ async def test_a_points_event_whose_data_is_no_object_does_not_stop_every_webhoo
     assert len(claimed) == 2, claimed  # the poison (to die in request_of) and the good one
     good = [json.loads(c.data) for c in claimed if c.data.startswith("{")]
     assert good == [{"claim_id": 2, "points": 7}], claimed
+
+
+# -- a subscription deleted or paused while the sender works on it ------------------------------
+
+
+async def _claimed_at_once(conn: Any, brand: int, sub_ids: list[int], events: int = 1) -> list[Any]:
+    """``events`` events of ``brand`` (a brand of the test's own) and their deliveries to
+    ``sub_ids``, claimed as by a sender in the events' own transaction: no other sender (this
+    module's worker) ever sees them pending, and no other brand's delivery is claimed."""
+    from app.webhooks import sender
+
+    for n in range(events):
+        await conn.execute(
+            "INSERT INTO webhook_events (brand_id, kind, org_ids, data) "
+            "VALUES (%s, 'alert.counterfeit', ARRAY[%s::bigint], %s)",
+            (brand, brand, json.dumps({"n": n, "tag": secrets.token_hex(4)})),
+        )
+    others = await (
+        await conn.execute(
+            "SELECT DISTINCT brand_id FROM webhook_subscriptions WHERE brand_id <> %s", (brand,)
+        )
+    ).fetchall()
+    claimed = await sender.claim(conn, 1000, [r["brand_id"] for r in others])
+    await conn.commit()
+    return sorted((c for c in claimed if c.subscription_id in sub_ids), key=lambda c: c.id)
+
+
+async def _states(conn: Any, sub_ids: list[int]) -> dict[int, tuple[str, int]]:
+    rows = await (
+        await conn.execute(
+            "SELECT id, state, attempts FROM webhook_deliveries WHERE subscription_id = ANY(%s)",
+            (sub_ids,),
+        )
+    ).fetchall()
+    return {r["id"]: (r["state"], r["attempts"]) for r in rows}
+
+
+async def test_a_delete_meeting_the_record_of_its_subscriptions_round_is_no_deadlock(
+    wh: Any, login: Any, settings: Any, app: Any, receiver: Receiver
+) -> None:
+    """A probe: the sender's record locked a round's deliveries in the order their attempts
+    ended, a subscription's DELETE (its cascade) in the order of its scan: two deliveries of the
+    deleted subscription in one round, locked the other way round by the two, a deadlock —
+    the delete answered 409 ``retry``, or the record failed and the kept subscription's
+    delivered deliveries stayed 'sending', to be sent again after the lease. Both now lock the
+    subscription's row before its deliveries."""
+    from app.webhooks import sender
+    from tests.race_support import held_in_turn
+
+    admin = await other_brand_admin(wh, login)
+    gone = await subscribe(wh, admin, receiver.url + "/dl-gone", ["alert.counterfeit"])
+    kept = await subscribe(wh, admin, receiver.url + "/dl-kept", ["alert.counterfeit"])
+    async with app.state.pool.connection() as conn:
+        brand = await _brand_of(conn, gone["id"])
+        rows = await _claimed_at_once(conn, brand, [gone["id"], kept["id"]], events=2)
+        assert len(rows) == 4
+        # the newer one's attempt ended first (recorded first, the cascade's scan oldest first);
+        # the older one held by a third transaction, which the delete's cascade waits for
+        x, y = [r for r in rows if r.subscription_id == gone["id"]][::-1]
+        keep = [r for r in rows if r.subscription_id == kept["id"]]
+        outcomes = [sender.Outcome(row=r, result="delivered", status=200) for r in [*keep, x, y]]
+        await conn.set_autocommit(True)
+        deleted, stats = await held_in_turn(
+            app,
+            "SELECT 1 FROM webhook_deliveries WHERE id = %s FOR UPDATE",
+            (y.id,),
+            lambda: wh.delete(f"/webhooks/subscriptions/{gone['id']}", headers=admin),
+            lambda: sender.record(conn, settings, outcomes),
+        )
+        states = await _states(conn, [gone["id"], kept["id"]])
+        await conn.set_autocommit(False)
+    assert deleted.status_code == 204, deleted.text
+    assert stats.delivered == 2, stats
+    assert states == {r.id: ("delivered", 1) for r in keep}, states
+
+
+@pytest.mark.parametrize("how", ["delete", "pause", "move"])
+async def test_a_delivery_claimed_before_a_delete_or_pause_is_not_sent_after_its_answer(
+    wh: Any, login: Any, settings: Any, app: Any, receiver: Receiver, how: str
+) -> None:
+    """A probe: a delivery claimed by the sender (step 1) still went out after the owner's
+    DELETE (204) or pause (``active: false``, 200) was answered, the paused one recorded
+    'delivered' although queued deliveries wait while paused. The attempt looks again under
+    the subscription's lock: withheld — the paused one's back to pending, its attempt given
+    back, due again after a sweep's interval, and sent once resumed; the deleted one's gone."""
+    from app.webhooks import sender
+
+    admin = await other_brand_admin(wh, login)
+    path = f"/gone-{how}-{secrets.token_hex(3)}"
+    sub = await subscribe(wh, admin, receiver.url + path, ["alert.counterfeit"])
+    url = f"/webhooks/subscriptions/{sub['id']}"
+    tight = msgspec.structs.replace(settings, webhook_allow_private=True)
+    client = sender.make_client(tight)
+    async with app.state.pool.connection() as conn:
+        [row] = await _claimed_at_once(conn, await _brand_of(conn, sub["id"]), [sub["id"]])
+        if how == "delete":
+            answer = await wh.delete(url, headers=admin)
+            assert answer.status_code == 204, answer.text
+        elif how == "pause":
+            answer = await wh.patch(url, headers=admin, json={"active": False})
+            assert answer.status_code == 200 and answer.json()["active"] is False
+        else:  # moved to another URL: the claim's (the old one) is not sent to
+            answer = await wh.patch(url, headers=admin, json={"url": receiver.url + path + "-to"})
+            assert answer.status_code == 200, answer.text
+        await conn.set_autocommit(True)
+        fences = sender.Fences(conn, tight)
+        try:
+            outcome = await sender.send(fences, client, tight, row)
+            stats = await sender.record(conn, tight, [outcome])
+            states = await _states(conn, [sub["id"]])
+        finally:
+            await fences.close()
+            await conn.set_autocommit(False)
+    assert receiver.log(path) == [] and outcome.result == "withheld", outcome
+    if how == "delete":
+        assert states == {} and stats.withheld == 0, (states, stats)
+        return
+    assert states == {row.id: ("pending", 0)} and stats.withheld == 1, (states, stats)
+    log = await wh.get(url + "/deliveries", headers=admin)
+    assert log.json()["items"][0]["log"] == []  # not an attempt
+    if how == "pause":
+        resumed = await wh.patch(url, headers=admin, json={"active": True})
+        assert resumed.status_code == 200, resumed.text
+    async with app.state.pool.connection() as conn:  # due again after a sweep's interval
+        await conn.set_autocommit(True)
+        fences = sender.Fences(conn, tight)
+        try:
+            others = await (
+                await conn.execute(
+                    "SELECT DISTINCT brand_id FROM webhook_subscriptions WHERE brand_id <> %s",
+                    (row.brand_id,),
+                )
+            ).fetchall()
+            busy = [r["brand_id"] for r in others]  # no other brand's delivery claimed here
+            for _ in range(100):  # sent here (or by this module's worker)
+                for again in [c for c in await sender.claim(conn, 1000, busy) if c.id == row.id]:
+                    outcome = await sender.send(fences, client, tight, again)
+                    await sender.record(conn, tight, [outcome])
+                if receiver.log(path) or receiver.log(path + "-to"):
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            await fences.close()
+            await conn.set_autocommit(False)
+    await client.aclose()
+    to = path if how == "pause" else path + "-to"
+    [got] = await wait_for(lambda: receiver.log(to), "the delivery sent again")
+    assert receiver.log(path if how == "move" else path + "-to") == []
+    assert got["headers"]["webhook-id"] == row.msg_id
+    delivered = await newest(wh, admin, sub["id"], "delivered")
+    assert delivered["attempts"] == 1, delivered
+
+
+@pytest.mark.parametrize("how", ["delete", "pause"])
+async def test_a_delete_or_pause_waits_for_an_attempt_under_way(
+    wh: Any, login: Any, settings: Any, app: Any, receiver: Receiver, monkeypatch: Any, how: str
+) -> None:
+    """An attempt that has looked at its subscription and not sent yet (held here in its
+    name's look-up): a DELETE or a pause waits for the attempt's end (its request is in
+    before the answer), the paused one's delivery recorded 'delivered' — it was; an attempt
+    of the subscription about to start while the change waits is withheld."""
+    from app.webhooks import sender
+    from tests.race_support import lock_waiters
+
+    reached, go = asyncio.Event(), asyncio.Event()
+
+    async def held(url: str, **_: Any) -> list[str] | None:
+        reached.set()
+        await go.wait()
+        return None  # allowed private: the URL as it is
+
+    monkeypatch.setattr(sender, "check_resolved", held)
+    admin = await other_brand_admin(wh, login)
+    path = f"/under-way-{how}-{secrets.token_hex(3)}"
+    sub = await subscribe(wh, admin, receiver.url + path, ["alert.counterfeit"])
+    url = f"/webhooks/subscriptions/{sub['id']}"
+    tight = msgspec.structs.replace(settings, webhook_allow_private=True)
+    client = sender.make_client(tight)
+    async with app.state.pool.connection() as conn, app.state.pool.connection() as watch:
+        row, later = await _claimed_at_once(
+            conn, await _brand_of(conn, sub["id"]), [sub["id"]], events=2
+        )
+        await conn.set_autocommit(True)
+        fences = sender.Fences(conn, tight)
+        try:
+            sending = asyncio.ensure_future(sender.send(fences, client, tight, row))
+            await asyncio.wait_for(reached.wait(), 10)
+            changing = asyncio.ensure_future(
+                wh.delete(url, headers=admin)
+                if how == "delete"
+                else wh.patch(url, headers=admin, json={"active": False})
+            )
+            assert await lock_waiters(watch, 1), "the change should wait for the attempt"
+            # while the change waits, no attempt of the subscription starts (it would wait here)
+            withheld = await asyncio.wait_for(sender.send(fences, client, tight, later), 10)
+            assert not changing.done() and receiver.log(path) == []
+            go.set()
+            answer = await asyncio.wait_for(changing, 30)
+            sent = receiver.log(path)  # as the change was answered
+            outcome = await sending
+            stats = await sender.record(conn, tight, [outcome, withheld])
+        finally:
+            go.set()
+            await fences.close()
+            await client.aclose()
+            await conn.set_autocommit(False)
+    assert answer.status_code == (204 if how == "delete" else 200), answer.text
+    assert len(sent) == 1 and outcome.result == "delivered", (sent, outcome)
+    assert withheld.result == "withheld", withheld
+    assert (stats.delivered, stats.withheld) == ((0, 0) if how == "delete" else (1, 1)), stats
+
+
+@pytest.mark.parametrize("which", ["delivery", "range"])
+async def test_a_replay_racing_the_delete_of_its_subscription_is_404_not_409(
+    wh: Any, login: Any, app: Any, receiver: Receiver, which: str
+) -> None:
+    """A probe: a replay (of one delivery, or of a time range) sent while its subscription is
+    being deleted answered 409 ``in_use``: its insert met the delete. As one after the other:
+    404 (or, had it come first, 202); it locks the subscription before its insert."""
+    from tests.race_support import held_in_turn
+
+    admin = await other_brand_admin(wh, login)
+    sub = await subscribe(wh, admin, receiver.url + "/replay-race", ["alert.counterfeit"])
+    async with app.state.pool.connection() as conn:
+        await _event(conn, await _brand_of(conn, sub["id"]))
+        delivery = await (
+            await conn.execute(
+                "SELECT id, created_at FROM webhook_deliveries WHERE subscription_id = %s",
+                (sub["id"],),
+            )
+        ).fetchone()
+    url = f"/webhooks/subscriptions/{sub['id']}"
+    start = delivery["created_at"]
+    window = {
+        "from": (start - timedelta(minutes=1)).isoformat(),
+        "to": (start + timedelta(minutes=1)).isoformat(),
+    }
+    deleted, replayed = await held_in_turn(
+        app,
+        "SELECT 1 FROM webhook_subscriptions WHERE id = %s FOR UPDATE",
+        (sub["id"],),
+        lambda: wh.delete(url, headers=admin),
+        lambda: (
+            wh.post(f"/webhooks/deliveries/{delivery['id']}/replay", headers=admin)
+            if which == "delivery"
+            else wh.post(url + "/replay", headers=admin, json=window)
+        ),
+    )
+    assert deleted.status_code == 204, deleted.text
+    assert_error(replayed, 404)

@@ -11,7 +11,8 @@ Each delivery is sent by one sender at a time and its outcome recorded once:
 1. **Claim** (one short transaction): due ``pending`` deliveries of active subscriptions move to
    ``sending``, ``attempts + 1``, ``claimed_at`` now, ``FOR UPDATE SKIP LOCKED`` — concurrent
    senders (every worker process runs a sweeper) take disjoint rows.
-2. **Send**, outside any transaction, up to ``WEBHOOK_CONCURRENCY`` requests in flight, each
+2. **Send**, outside the claim's and the record's transactions, up to ``WEBHOOK_CONCURRENCY``
+   requests in flight, each
    slot claiming the next delivery as soon as its attempt ends (no round waits for its slowest
    attempt), and one brand's deliveries in about half of the slots at most (probe K: one tenant's
    endpoints that never answer held every other tenant's deliveries back, 50 s in a test with
@@ -23,6 +24,23 @@ Each delivery is sent by one sender at a time and its outcome recorded once:
    ``app.webhooks.signing`` says with the current secret and every rotated-out one still in
    its overlap (newest first). Each attempt has ``WEBHOOK_TIMEOUT_SECONDS`` in all (connect,
    send, answer); redirects are not followed; the answer's body is not read.
+   **The fence** (``send``): each attempt holds its subscription's advisory lock
+   (``Lock.WEBHOOK_ATTEMPTS``, shared, a session lock on the sweep's fence connection,
+   ``Fences``: no transaction, so no open transaction holds back the feeds' horizon,
+   ``app.db.HORIZON_CTE``) from a look just before the attempt to its end. The look finds the
+   subscription still there, able to receive (``webhook_may_receive``) and at the URL claimed,
+   and the delivery still this claim's, else the delivery is *withheld*: not sent, and (step 3)
+   back to ``pending`` with its attempt given back, due again after ``WEBHOOK_SWEEP_SECONDS`` —
+   a paused subscription's waits until it is active again, a deleted one's is gone, a moved
+   one's goes to the new URL. A ``DELETE`` and a ``PATCH`` take the lock exclusively and so
+   wait for the attempts under way (at most ``WEBHOOK_TIMEOUT_SECONDS`` each); while one
+   waits, no attempt of the subscription starts (withheld): once either has answered, no
+   delivery of it is sent (a probe: a delivery claimed before a delete or a pause still went
+   out after its answer, and a paused one was recorded ``delivered``). The lock is only ever
+   tried (never waited for) by a sender, and a fence connection idle for
+   ``WEBHOOK_LEASE_SECONDS`` is ended by PostgreSQL (a sender stuck mid-attempt holds no
+   change back for longer). Deactivating an organisation takes no lock of its subscriptions: an
+   attempt under way then still ends, the next ones are withheld.
 3. **Record** (one transaction): a 2xx answer → ``delivered``; anything else (a status, a
    time-out, a refused connection) → back to ``pending`` after an exponential back-off
    (``WEBHOOK_BACKOFF_SECONDS`` doubled per attempt, ±20 % jitter, at most
@@ -35,7 +53,12 @@ Each delivery is sent by one sender at a time and its outcome recorded once:
    delivery log. A dead delivery is also set aside in ``dead_letters`` (queue
    ``webhook_deliveries``: its ids, kind, URL and attempts; ``GET /health`` counts them),
    replayable by the API.
-   Updates are fenced on ``state = 'sending' AND attempts = <the claim's>``.
+   Updates are fenced on ``state = 'sending' AND attempts = <the claim's>``. The round's
+   subscriptions are locked first (``FOR KEY SHARE``, in id order), then its deliveries (in id
+   order), as a ``DELETE`` of a subscription locks its row before its deliveries (a probe: the
+   record locked them in the order the attempts ended, the delete's cascade in its scan's —
+   a deadlock: the record failed, and its other deliveries, delivered, were sent again after
+   the lease; or the delete answered 409 ``retry``).
 4. **Recover**: a delivery ``sending`` for longer than ``WEBHOOK_LEASE_SECONDS`` was claimed by
    a sender that died; it goes back to ``pending``. Delivery is therefore at least once; the
    ``webhook-id`` header is the receiver's key to process each event once.
@@ -55,10 +78,14 @@ from typing import Any
 
 import httpx
 import msgspec
+import psycopg
+from psycopg.conninfo import make_conninfo
+from psycopg.rows import dict_row
 
 from app.config import Settings
-from app.db import Conn
+from app.db import Conn, pool_conninfo
 from app.deadletters import WEBHOOK_DELIVERIES, reason_of
+from app.locks import Lock, release_shared, try_acquire_shared
 from app.webhooks import signing
 from app.webhooks.urls import UrlRefused, check_resolved
 
@@ -83,7 +110,7 @@ class Claimed(msgspec.Struct, frozen=True, kw_only=True):
 
 class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     row: Claimed
-    result: str  # delivered | retry | dead
+    result: str  # delivered | retry | dead | withheld (not sent: ``send``)
     status: int | None = None
     latency_ms: int = 0
     error: str | None = None
@@ -95,6 +122,7 @@ class Stats(msgspec.Struct, kw_only=True):
     retried: int = 0
     dead: int = 0
     recovered: int = 0
+    withheld: int = 0
 
 
 # An event's time as Python can hold it, else NULL (a probe: an event at 'infinity', written by
@@ -144,9 +172,30 @@ SELECT c.id, c.attempts, c.subscription_id, s.brand_id, e.msg_id, e.kind,
  ORDER BY c.id
 """
 
+# The look of an attempt's fence (``send``), in a statement of its own after the lock (a
+# snapshot taken after it): whether the delivery may still be sent.
+_MAY_SEND = """SELECT webhook_may_receive(%(sub)s)  -- migration 0047
+                  AND EXISTS (SELECT 1 FROM webhook_subscriptions
+                               WHERE id = %(sub)s AND url = %(url)s)
+                  AND EXISTS (SELECT 1 FROM webhook_deliveries
+                               WHERE id = %(id)s AND state = 'sending'
+                                 AND attempts = %(attempts)s) AS ok"""
+
+# The round's subscriptions, held until its outcomes are written, in one order (id), before any
+# of their deliveries, as a DELETE takes its subscription's row before its deliveries.
+_HOLD_SUBSCRIPTIONS = """SELECT id FROM webhook_subscriptions WHERE id = ANY(%s)
+                          ORDER BY id FOR KEY SHARE"""
+
 # The delivery, held until the outcome is written (a subscription deleted meanwhile takes its
-# deliveries with it: its delete waits for this, or it is gone and its outcome is dropped).
+# deliveries with it: it is gone and its outcome is dropped).
 _HELD = "SELECT 1 FROM webhook_deliveries WHERE id = %s FOR KEY SHARE"
+
+# Not sent (``send``): back to pending, the claim's attempt given back, no log row; due again
+# after a sweep's interval (a change waiting for the subscription's attempts is not spun on; a
+# paused subscription's is not claimed until it is active again).
+_WITHHELD = """UPDATE webhook_deliveries SET state = 'pending', attempts = attempts - 1,
+                      next_attempt_at = clock_timestamp() + make_interval(secs => %s)
+                WHERE id = %s AND state = 'sending' AND attempts = %s"""
 
 _ATTEMPT = """INSERT INTO webhook_attempts (delivery_id, status_code, latency_ms, error)
               VALUES (%s, %s, %s, %s)"""
@@ -315,42 +364,133 @@ def _error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"[:500]
 
 
+class Fences:
+    """The sweep's fence connection (``send``): opened when first needed, in autocommit mode (a
+    session lock per attempt in flight, no transaction), closed with the sweep (``close``),
+    which releases whatever it holds. Ended by PostgreSQL once idle ``WEBHOOK_LEASE_SECONDS``."""
+
+    def __init__(self, conn: Conn, settings: Settings) -> None:
+        password = {"password": conn.info.password} if conn.info.password else {}
+        self._conninfo = pool_conninfo(make_conninfo(conn.info.dsn, **password), settings)
+        self._settings = settings
+        self._conn: Conn | None = None
+
+    async def _connection(self) -> Conn:
+        if self._conn is None or self._conn.closed:
+            self._conn = await psycopg.AsyncConnection.connect(
+                self._conninfo,
+                autocommit=True,
+                row_factory=dict_row,
+                application_name="tracecode-webhooks",
+            )
+            idle = self._settings.webhook_lease_seconds * 1000
+            await self._conn.execute(f"SET idle_session_timeout = {idle}")
+        return self._conn
+
+    async def hold(self, row: Claimed) -> bool:
+        """Take the delivery's subscription's lock (shared) and look whether the delivery may
+        still be sent; False (nothing held) when it may not, or a change waits."""
+        conn = await self._connection()
+        fence = try_acquire_shared(Lock.WEBHOOK_ATTEMPTS, row.subscription_id)
+        held = await (await conn.execute(*fence)).fetchone()
+        if not (held and held["ok"]):
+            return False
+        args = {"sub": row.subscription_id, "id": row.id, "attempts": row.attempts, "url": row.url}
+        try:
+            may = await (await conn.execute(_MAY_SEND, args)).fetchone()
+        except BaseException:
+            await self.let_go(row)
+            raise
+        if may and may["ok"]:
+            return True
+        await self.let_go(row)
+        return False
+
+    async def let_go(self, row: Claimed) -> None:
+        if self._conn is not None and not self._conn.closed:
+            await self._conn.execute(*release_shared(Lock.WEBHOOK_ATTEMPTS, row.subscription_id))
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+
+
+async def send(
+    fences: Fences, client: httpx.AsyncClient, settings: Settings, row: Claimed
+) -> Outcome:
+    """The attempt of a claimed delivery under its fence (step 2, "The fence"): its
+    subscription's lock held shared from a look just before the attempt to its end;
+    ``withheld`` (not sent) when the subscription is gone, cannot receive now (paused, its
+    organisation deactivated or moved away), was moved to another URL, a change of it waits,
+    the delivery is no longer this claim's, or the look fails. Never raises."""
+    try:
+        if not await fences.hold(row):
+            return Outcome(row=row, result="withheld")
+    except psycopg.Error as exc:
+        log.warning("webhook delivery %d withheld: its fence failed (%s)", row.id, _error(exc))
+        return Outcome(row=row, result="withheld")
+    try:
+        return await attempt(client, settings, row)
+    finally:
+        try:
+            await fences.let_go(row)
+        except psycopg.Error as exc:  # the lock goes with the connection
+            log.warning("webhook delivery %d: its fence failed (%s)", row.id, _error(exc))
+            await fences.close()
+
+
 async def record(conn: Conn, settings: Settings, outcomes: list[Outcome]) -> Stats:
-    """Write the outcomes and the attempts' log in one transaction (step 3). A delivery gone
-    meanwhile (its subscription deleted) is skipped: it failed the whole round's transaction
-    once, and every other delivery of the round was sent again after the lease."""
+    """Write the outcomes and the attempts' log in one transaction (step 3): the round's
+    subscriptions locked first, in id order, then each delivery in id order (a ``DELETE``
+    takes its subscription's row before its deliveries). A delivery gone meanwhile (its
+    subscription deleted) is skipped: it failed the whole round's transaction once, and every
+    other delivery of the round was sent again after the lease."""
     stats = Stats(claimed=len(outcomes))
     async with conn.transaction():
-        for o in outcomes:
+        subscriptions = sorted({o.row.subscription_id for o in outcomes})
+        await conn.execute(_HOLD_SUBSCRIPTIONS, (subscriptions,))
+        for o in sorted(outcomes, key=lambda o: o.row.id):
             if await (await conn.execute(_HELD, (o.row.id,))).fetchone() is None:
                 continue  # its subscription was deleted while it was sent (probe K)
+            if o.result == "withheld":
+                await conn.execute(
+                    _WITHHELD, (settings.webhook_sweep_seconds, o.row.id, o.row.attempts)
+                )
+                stats.withheld += 1
+                continue
             await conn.execute(_ATTEMPT, (o.row.id, o.status, o.latency_ms, o.error))
             if o.result == "delivered":
                 await conn.execute(_DELIVERED, (o.status, o.row.id, o.row.attempts))
                 stats.delivered += 1
                 continue
-            row = await (
-                await conn.execute(
-                    _FAILED,
-                    {
-                        "dead": o.result == "dead",
-                        "max": settings.webhook_max_attempts,
-                        "status": o.status,
-                        "error": o.error,
-                        "cap": settings.webhook_backoff_max_seconds,
-                        "base": settings.webhook_backoff_seconds,
-                        "id": o.row.id,
-                        "attempts": o.row.attempts,
-                    },
-                )
-            ).fetchone()
-            if row is not None and row["state"] == "dead":
+            state = await _failed(conn, settings, o)
+            if state == "dead":
                 await conn.execute(_BURY, (WEBHOOK_DELIVERIES, _summary(o), o.error or "dead"))
                 stats.dead += 1
                 log.warning("webhook delivery %d dead after %d attempts", o.row.id, o.row.attempts)
-            elif row is not None:
+            elif state is not None:
                 stats.retried += 1
     return stats
+
+
+async def _failed(conn: Conn, settings: Settings, o: Outcome) -> str | None:
+    """A failed attempt's outcome written: the delivery's state now (None: not this claim's)."""
+    row = await (
+        await conn.execute(
+            _FAILED,
+            {
+                "dead": o.result == "dead",
+                "max": settings.webhook_max_attempts,
+                "status": o.status,
+                "error": o.error,
+                "cap": settings.webhook_backoff_max_seconds,
+                "base": settings.webhook_backoff_seconds,
+                "id": o.row.id,
+                "attempts": o.row.attempts,
+            },
+        )
+    ).fetchone()
+    return None if row is None else str(row["state"])
 
 
 def _summary(o: Outcome) -> str:
@@ -410,8 +550,21 @@ async def sweep(conn: Conn, client: httpx.AsyncClient, settings: Settings) -> St
     the next sweep recovers again (review R2: under steady traffic a sweep never ended, and a
     dead sender's claims were never recovered). A delivery is claimed only when a slot is free
     and sent at once: out for at most one attempt's time-out, well inside the lease (settings:
-    lease > time-out). ``conn`` must be in autocommit mode."""
+    lease > time-out), each under its fence (``send``). ``conn`` must be in autocommit mode."""
     total = Stats(recovered=await recover(conn, settings))
+    fences = Fences(conn, settings)
+    try:
+        await _send_due(conn, client, settings, fences, total)
+    finally:
+        await fences.close()
+    return total
+
+
+async def _send_due(
+    conn: Conn, client: httpx.AsyncClient, settings: Settings, fences: Fences, total: Stats
+) -> None:
+    """``sweep``'s slots: claim, send, record, adding to ``total``, until none is due or half a
+    lease has passed."""
     slots = settings.webhook_concurrency
     share = brand_share(settings)
     # a sweep ends (to recover again) within half a lease, its last attempts sent
@@ -424,11 +577,11 @@ async def sweep(conn: Conn, client: httpx.AsyncClient, settings: Settings) -> St
             most = share - max(per_brand.values(), default=0)  # no brand past its share
             rows = await claim(conn, max(1, min(slots - len(flying), most)), busy)
             for row in rows:
-                flying[asyncio.create_task(attempt(client, settings, row))] = row
+                flying[asyncio.create_task(send(fences, client, settings, row))] = row
             if not rows:
                 break
         if not flying:
-            return total
+            return
         # with a slot free, claim again every sweep interval: waiting for an attempt to end
         # left new deliveries behind a hanging endpoint's time-out (a probe: 4 s late, three
         # slots idle)
@@ -443,5 +596,5 @@ async def sweep(conn: Conn, client: httpx.AsyncClient, settings: Settings) -> St
         for task in done:
             del flying[task]
         stats = await record(conn, settings, [task.result() for task in done])
-        for name in ("claimed", "delivered", "retried", "dead"):
+        for name in ("claimed", "delivered", "retried", "dead", "withheld"):
             setattr(total, name, getattr(total, name) + getattr(stats, name))

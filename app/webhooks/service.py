@@ -13,12 +13,16 @@ Event kinds (``EVENT_KINDS``) are those the triggers of migration 0028 emit. Del
 by the workers (``app.webhooks.sender``); here they are listed (with every attempt: time, HTTP
 status, latency, error) and replayed — a replay is a new delivery of the same event with the same
 ``webhook-id``, so a receiver that already processed it can recognise it.
+
+Locks: a subscription's row before its deliveries, everywhere — a change or a delete
+(``FOR UPDATE``, after waiting for the sender's attempts under way: ``_held``), a replay
+(``FOR KEY SHARE``), the sender's record of a round (``FOR KEY SHARE``, in id order).
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -28,6 +32,7 @@ from app.config import Settings
 from app.db import Conn, changed, changes_of, update_row
 from app.errors import BadRequest, Conflict
 from app.localtime import aware
+from app.locks import Lock, xact_lock
 from app.orgs.service import org_path
 from app.paging import Page, check_period, fetch_page
 from app.textguard import check_text
@@ -87,13 +92,18 @@ def _check_kinds(kinds: list[str]) -> list[str]:
     return sorted(set(kinds))
 
 
-async def _own(conn: Conn, actor: Principal, sub_id: int, lock: bool = False) -> dict[str, Any]:
+async def _own(
+    conn: Conn, actor: Principal, sub_id: int, lock: Literal["", "UPDATE", "KEY SHARE"] = ""
+) -> dict[str, Any]:
+    """The caller's subscription (404 if it is not), locked ``FOR <lock>`` if asked: ``UPDATE``
+    to change or delete it (``_held``), ``KEY SHARE`` to queue deliveries of it (a delete under
+    way first: then 404)."""
     actor.require(PERMISSION)
     row = await (
         await conn.execute(
             f"SELECT {_SUB}, s.owner_org_id, o.path FROM webhook_subscriptions s "
             "JOIN orgs o ON o.id = s.owner_org_id "
-            f"WHERE s.id = %s {'FOR UPDATE OF s' if lock else ''}",
+            f"WHERE s.id = %s {f'FOR {lock} OF s' if lock else ''}",
             (sub_id,),
         )
     ).fetchone()
@@ -181,6 +191,15 @@ async def list_subscriptions(
     )
 
 
+async def _held(conn: Conn, actor: Principal, sub_id: int) -> dict[str, Any]:
+    """The caller's subscription (404 at once if it is not), to change or delete: its attempts
+    under way waited for (``Lock.WEBHOOK_ATTEMPTS``, which each holds shared while it is sent,
+    ``app.webhooks.sender.Fences``), then its row locked ``FOR UPDATE``."""
+    await _own(conn, actor, sub_id)
+    await xact_lock(conn, Lock.WEBHOOK_ATTEMPTS, sub_id)
+    return await _own(conn, actor, sub_id, lock="UPDATE")
+
+
 async def get(conn: Conn, actor: Principal, sub_id: int) -> SubscriptionOut:
     return _out(await _own(conn, actor, sub_id))
 
@@ -188,8 +207,10 @@ async def get(conn: Conn, actor: Principal, sub_id: int) -> SubscriptionOut:
 async def update(
     conn: Conn, actor: Principal, settings: Settings, sub_id: int, data: SubscriptionPatch
 ) -> SubscriptionOut:
-    """Change the URL, the kinds, the description or pause (``active: false``)."""
-    row = await _own(conn, actor, sub_id, lock=True)
+    """Change the URL, the kinds, the description or pause (``active: false``): the row
+    locked first, after its attempts under way (``_held``), so that once a pause is answered,
+    no delivery of it is sent until it is active again."""
+    row = await _held(conn, actor, sub_id)
     before = _out(row)
     changes = changes_of(data)
     if "url" in changes:
@@ -215,8 +236,10 @@ async def update(
 
 
 async def delete(conn: Conn, actor: Principal, sub_id: int) -> None:
-    """Remove a subscription with its deliveries and their log."""
-    row = await _own(conn, actor, sub_id, lock=True)
+    """Remove a subscription with its deliveries and their log: its row locked first (after
+    its attempts under way, ``_held``), then its deliveries, by the
+    cascade — the order the sender's ``record`` and a replay lock them in too."""
+    row = await _held(conn, actor, sub_id)
     await conn.execute("DELETE FROM webhook_subscriptions WHERE id = %s", (sub_id,))
     await audit.record(
         conn, actor, "delete", "webhook_subscription", sub_id, before=_audited(_out(row)),
@@ -233,7 +256,7 @@ async def rotate(
     first answer promised). At most ``MAX_PREVIOUS_SECRETS`` sign beside the current one: one
     more is 409 ``too_many_secrets`` (a rotation without overlap is always possible). The new
     secret is in this answer only."""
-    sub = await _own(conn, actor, sub_id, lock=True)
+    sub = await _own(conn, actor, sub_id, lock="UPDATE")
     overlap = (
         data.overlap_seconds
         if data.overlap_seconds is not None
@@ -376,15 +399,11 @@ RETURNING id, replay_of
 
 
 async def replay(conn: Conn, actor: Principal, delivery_id: int) -> ReplayOut:
-    """Send the delivery's event again, now (a new delivery, same ``webhook-id``)."""
+    """Send the delivery's event again, now (a new delivery, same ``webhook-id``). Its
+    subscription is locked first: one being deleted is gone, 404 (a probe: the replay's insert
+    met the delete, 409 ``in_use``)."""
     original = await get_delivery(conn, actor, delivery_id)
-    owner = await (
-        await conn.execute(
-            "SELECT owner_org_id FROM webhook_subscriptions WHERE id = %s",
-            (original.subscription_id,),
-        )
-    ).fetchone()
-    assert owner is not None
+    sub = await _own(conn, actor, original.subscription_id, lock="KEY SHARE")
     rows = await (
         await conn.execute(_REPLAY.format(where="d.id = %(id)s"), {"id": delivery_id, "limit": 1})
     ).fetchall()
@@ -392,7 +411,7 @@ async def replay(conn: Conn, actor: Principal, delivery_id: int) -> ReplayOut:
     await audit.record(
         conn, actor, "replay", "webhook_delivery", delivery_id,
         after={"subscription_id": original.subscription_id, "deliveries": ids},
-        org_id=owner["owner_org_id"],  # under its owner's, as an update (a probe)
+        org_id=sub["owner_org_id"],  # under its owner's, as an update (a probe)
     )  # fmt: skip
     return ReplayOut(replayed=len(ids), delivery_ids=ids)
 
@@ -400,8 +419,9 @@ async def replay(conn: Conn, actor: Principal, delivery_id: int) -> ReplayOut:
 async def replay_range(conn: Conn, actor: Principal, sub_id: int, data: ReplayRangeIn) -> ReplayOut:
     """Send again every delivery of the subscription created in [from, to) (in ``state`` if
     given; replays themselves are not replayed again), at most ``MAX_REPLAY``: past that, those
-    made before the first one left out, whose time is ``next_from`` (ask again from there)."""
-    sub = await _own(conn, actor, sub_id)
+    made before the first one left out, whose time is ``next_from`` (ask again from there).
+    The subscription is locked first: one being deleted is gone, 404 (a probe: 409 ``in_use``)."""
+    sub = await _own(conn, actor, sub_id, lock="KEY SHARE")
     start, end = aware(data.from_), aware(data.to)
     if end <= start:
         raise BadRequest("to must be after from", code="bad_range")
