@@ -10,11 +10,14 @@ import secrets
 from typing import Any
 
 import httpx
+import pytest
 from Crypto.PublicKey import RSA
 
 from app.codes import printfile
+from app.codes.allocation_stream import STEP
 from tests.field_support import other_brand_admin
 from tests.helpers import activate, assert_error, issue_units, scheme_for_tests
+from tests.stream_support import Paused
 
 SCHEME = scheme_for_tests()
 
@@ -519,6 +522,78 @@ async def test_retired_and_void_batches_give_out_no_codes(
     again = await client.get(f"{given.headers['location']}/codes", headers=planner)
     assert_error(again, 422, "batch_void")
     assert_error(await _allocate(client, planner, **body), 422, "batch_void")
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [{"pins": True}, {"pins": False}, {"format": "file", "passphrase": "a-long-passphrase"}],
+    ids=["lines", "serials", "file"],
+)
+async def test_a_void_cuts_off_an_allocation_stream_under_way(
+    client: httpx.AsyncClient, login: Any, demo: Any, app: Any, shape: dict[str, Any]
+) -> None:
+    """A probe: ``POST /allocations`` commits, then streams the codes a step of 131,072 at a
+    time (an allocation of 100,000,000 codes takes tens of seconds); a void of the batch
+    answered 200 while the stream was under way did not stop it: every remaining step — serials
+    and PINs of labels "to be destroyed" — was still sent, and the answer ended as a whole one.
+    Now its batches are asked before each piece: nothing is sent after the void, and the answer
+    is cut off (its last body message never comes)."""
+    planner = await login("planner")
+    batch_no, _ = await issue_units(client, login, demo, 3 * STEP)
+    paused = Paused()
+    body = {"batch_no": batch_no, "count": 3 * STEP, **shape}
+    await paused.start(app, "POST", "/allocations", planner, body)
+    assert paused.status == 201
+    before = paused.received()
+    voided = await client.post(f"/batches/{batch_no}/void", headers=planner, json={"reason": "x"})
+    assert voided.status_code == 200, voided.text
+    whole = await paused.resume()
+    assert len(whole) == before, f"{len(whole) - before} bytes sent after the void answered"
+    assert not paused.ended, "the answer should be cut off, not end as a whole one"
+
+
+async def test_a_void_cuts_off_an_allocations_codes_fetched_again(
+    client: httpx.AsyncClient, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: ``GET /allocations/{id}/codes`` refused a void batch (422 ``batch_void``) only
+    when it started: a void answered while the codes streamed let the rest — 262,144 serials and
+    PINs here — go out after it. Cut off there now; a fetch after it is 422."""
+    planner = await login("planner")
+    batch_no, _ = await issue_units(client, login, demo, 3 * STEP)
+    made = await _allocate(client, planner, batch_no=batch_no, count=3 * STEP)
+    assert made.status_code == 201, made.text
+    url = f"/allocations/{made.headers['x-allocation-id']}/codes"
+    paused = Paused()
+    await paused.start(app, "GET", url, planner)
+    assert paused.status == 200
+    before = paused.received()
+    voided = await client.post(f"/batches/{batch_no}/void", headers=planner, json={"reason": "x"})
+    assert voided.status_code == 200, voided.text
+    late = (await paused.resume())[before:].decode().splitlines()
+    assert not late, f"{len(late)} codes and PINs of the void batch sent after its void"
+    assert not paused.ended
+    assert_error(await client.get(url, headers=planner), 422, "batch_void")
+
+
+@pytest.mark.parametrize("blank", [" ", "\u200b", "\ufeff", "\u3000"], ids=repr)
+async def test_a_pool_name_of_blanks_alone_is_refused(
+    client: httpx.AsyncClient, login: Any, demo: Any, blank: str
+) -> None:
+    """A probe: pools named " ", U+200B, U+FEFF and U+3000 were made side by side — names the
+    partners a pool is shared with read in ``GET /pools``. README: a name others read needs one
+    visible character (400 ``validation_failed``)."""
+    planner = await login("planner")
+    batch_no, _ = await issue_units(client, login, demo, 5)
+    refused = await client.post(
+        "/pools", headers=planner, json={"name": blank * 3, "batches": [batch_no]}
+    )
+    assert_error(refused, 400, "validation_failed")
+    made = await client.post(
+        "/pools",
+        headers=planner,
+        json={"name": f"{blank}line {batch_no}{blank}", "batches": [batch_no]},
+    )
+    assert made.status_code == 201, made.text
 
 
 async def _contract_printer(client: httpx.AsyncClient, admin: dict[str, str], demo: Any) -> int:

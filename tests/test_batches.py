@@ -6,6 +6,8 @@ import asyncio
 import secrets
 from typing import Any
 
+import pytest
+
 from app._core import gs1_check_digit
 from tests.field_support import other_brand_admin
 from tests.helpers import (
@@ -16,6 +18,7 @@ from tests.helpers import (
     onboarded_brand,
     scheme_for_tests,
 )
+from tests.race_support import lock_waiters
 
 
 async def test_issue_show_list_and_void_a_batch(client: Any, login: Any, demo: Any) -> None:
@@ -207,6 +210,71 @@ async def test_a_contract_printers_issuing_key_cannot_void_or_list_another_print
     )
     assert issued.status_code == 201, issued.text
     assert (await client.get(f"/batches/{batch_no}", headers=brand_key)).status_code == 200
+
+
+async def test_a_void_of_a_batch_the_caller_cannot_see_waits_on_no_lock(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: ``POST /batches/{no}/void`` locked the row ``FOR UPDATE`` by its number alone,
+    before the visibility check: another brand's void of our batch number (and a contract
+    printer's of another printer's batch) waited for our transaction on it, then answered 404 —
+    a wait telling it the batch exists and is busy, and its lock holding up our uploads and
+    allocations meanwhile. Only a batch the caller sees is locked: 404 at once."""
+    _, other = await onboarded_brand(client, login)
+    _, printer_key = await _contract_printer_key(
+        client, await login("admin"), demo, ["codes.allocate", "codes.issue"]
+    )
+    for outsider in (other, printer_key):
+        batch_no, _ = await issue_units(client, login, demo, 5)  # addressed to PRINTER-SH
+        async with app.state.pool.connection() as holder, app.state.pool.connection() as watch:
+            await holder.execute(
+                "SELECT 1 FROM code_batches WHERE batch_no = %s FOR UPDATE", (batch_no,)
+            )
+            voiding = asyncio.ensure_future(
+                client.post(f"/batches/{batch_no}/void", headers=outsider, json={"reason": "x"})
+            )
+            waited = await lock_waiters(watch, 1)
+            await holder.commit()
+            assert_error(await voiding, 404, "not_found")
+        assert not waited, "a void of a batch the caller cannot see waited on the batch's lock"
+    planner = await login("planner")  # the brand's own void still waits for the holder
+    batch_no, _ = await issue_units(client, login, demo, 5)
+    async with app.state.pool.connection() as holder, app.state.pool.connection() as watch:
+        await holder.execute(
+            "SELECT 1 FROM code_batches WHERE batch_no = %s FOR UPDATE", (batch_no,)
+        )
+        voiding = asyncio.ensure_future(
+            client.post(f"/batches/{batch_no}/void", headers=planner, json={"reason": "recall"})
+        )
+        assert await lock_waiters(watch, 1), "the brand's void should wait for the held row"
+        await holder.commit()
+        assert (await voiding).json()["state"] == "void"
+
+
+@pytest.mark.parametrize("blank", [" ", "\u200b", "\ufeff", "\u3000"], ids=repr)
+async def test_a_void_reason_of_blanks_alone_is_refused(
+    client: Any, login: Any, demo: Any, blank: str
+) -> None:
+    """A probe: batches (and case batches) were voided for "   ", U+200B, U+FEFF or U+3000
+    alone — the reason everyone tracing the batch's units reads. README: a reason others read
+    needs one visible character (400 ``validation_failed``)."""
+    planner = await login("planner")
+    batch_no, _ = await issue_units(client, login, demo, 5)
+    cases = await client.post(
+        "/case-batches",
+        headers=planner,
+        json={"level": "inner", "size": 2, "printer_id": demo["PRINTER-SH"]},
+    )
+    assert cases.status_code == 201, cases.text
+    for url in (f"/batches/{batch_no}/void", f"/case-batches/{cases.json()['id']}/void"):
+        refused = await client.post(url, headers=planner, json={"reason": blank * 3})
+        assert_error(refused, 400, "validation_failed")
+    state = (await client.get(f"/batches/{batch_no}", headers=planner)).json()["state"]
+    assert state == "issued"
+    voided = await client.post(
+        f"/batches/{batch_no}/void", headers=planner, json={"reason": f"{blank}recall{blank}"}
+    )
+    assert voided.status_code == 200, voided.text
 
 
 async def test_a_contract_printers_key_lists_no_other_printer(

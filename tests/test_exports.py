@@ -23,6 +23,7 @@ from app.codes import exports, printfile
 from tests.conftest import ROOT
 from tests.helpers import activate, assert_error, issue_cases, issue_units, scheme_for_tests
 from tests.race_support import audit_rows
+from tests.stream_support import Paused
 
 PASS_OUT = "outer-passphrase-1"
 PASS_IN = "inner-passphrase-2"
@@ -901,6 +902,9 @@ async def test_an_export_queued_before_its_key_version_is_retired_fails_saying_s
         assert got["state"] == "failed", got
         assert got["error"].startswith("the key version 1 is retired") and again in got["error"]
         assert not (app.state.settings.export_path / export_id).exists()
+    # no file will come of a failed export: not "not ready" (a probe: a printer's tool polled on)
+    failed = await client.get(f"/exports/{case}/files/cases", headers=planner)
+    assert "export the batch again" in assert_error(failed, 409, "export_failed")["message"]
 
 
 async def test_a_queued_export_of_a_batch_voided_since_writes_nothing(
@@ -1017,6 +1021,63 @@ async def test_a_broken_printer_file_download_resumes_with_a_byte_range(
     head = await client.head(url, headers={**printer, "Range": "bytes=0-9"})
     assert (head.status_code, head.content) == (206, b"")
     assert head.headers["content-length"] == "10"
+
+
+@pytest.mark.parametrize("span", [None, "bytes=100-"], ids=["whole", "range"])
+async def test_a_void_cuts_off_a_printer_file_download_under_way(
+    client: Any, login: Any, demo: Any, app: Any, span: str | None
+) -> None:
+    """A probe: ``GET /exports/{id}/files/outer`` checked the batch once, then sent the whole
+    file (a large batch's is gigabytes: minutes); a void answered 200 during the download left
+    the rest of the file to go to the printer. The batch is asked before each piece of 4 MiB now
+    (a resumed download's ``Range`` too): nothing is sent after the void, and the answer is cut
+    off, fewer bytes than its ``Content-Length``."""
+    planner, printer = await login("planner"), await login("printer")
+    batch = await _batch(client, login, demo, 150_000)  # an outer file of ~13 MiB
+    made = await client.post(
+        f"/batches/{batch['batch_no']}/exports",
+        headers=planner,
+        json={"outer": {"passphrase": PASS_OUT}, "inner": {"passphrase": PASS_IN}},
+    )
+    assert made.status_code == 201, made.text
+    url = f"/exports/{made.json()['id']}/files/outer"
+    paused = Paused()
+    await paused.start(app, "GET", url, {**printer, **({"Range": span} if span else {})})
+    assert paused.status == (206 if span else 200)
+    before = paused.received()
+    voided = await client.post(
+        f"/batches/{batch['batch_no']}/void", headers=planner, json={"reason": "stolen"}
+    )
+    assert voided.status_code == 200, voided.text
+    whole = await paused.resume()
+    assert len(whole) == before, f"{len(whole) - before} bytes sent after the void answered"
+    assert not paused.ended, "the download should be cut off, not end as a whole one"
+    assert_error(await client.get(url, headers=printer), 422, "batch_void")
+
+
+async def test_the_file_of_an_export_whose_batch_was_voided_before_it_ran_is_batch_void(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: an export queued as a job (202), its batch voided before it ran: the download
+    answered 409 ``export_not_ready`` ("not done yet": poll again) while queued, and still once
+    the run had failed it ("the export is failed, not done") — a printer's tool kept polling for
+    a file that never comes. A void batch's file is 422 ``batch_void`` whatever the export's
+    state (README)."""
+    planner, printer = await login("planner"), await login("printer")
+    batch = await _batch(client, login, demo, 50)
+    body = {"outer": {"passphrase": PASS_OUT}, "inner": {"passphrase": PASS_IN}}
+    export_id = await _queued(client, app, planner, f"/batches/{batch['batch_no']}/exports", body)
+    url = f"/exports/{export_id}/files/outer"
+    voided = await client.post(
+        f"/batches/{batch['batch_no']}/void", headers=planner, json={"reason": "recall"}
+    )
+    assert voided.status_code == 200, voided.text
+    assert_error(await client.get(url, headers=printer), 422, "batch_void")  # queued
+    run = exports.run_export
+    settings, scheme = app.state.settings, app.state.scheme
+    assert await asyncio.to_thread(run, app.state.db_url, settings, scheme, export_id) == "failed"
+    assert_error(await client.get(url, headers=printer), 422, "batch_void")  # failed
+    assert (await client.head(url, headers=printer)).status_code == 422
 
 
 async def test_an_export_that_cannot_write_its_files_names_no_server_path(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import msgspec
+from psycopg_pool import AsyncConnectionPool
 
 from app.codes.scheme import Scheme, UnknownKeyVersion
 from app.db import Conn
@@ -72,3 +73,47 @@ async def serials_of(conn: Conn, scheme: Scheme, codes: Iterable[int]) -> dict[i
         except UnknownKeyVersion:
             continue
     return serials
+
+
+class VoidedMidStream(Exception):
+    """A batch of a stream under way was voided: the answer is cut off (``VoidWatch``)."""
+
+
+class VoidWatch:
+    """Whether the batches of a stream under way are still live, asked between its pieces: an
+    allocation's codes (``app.codes.allocation_stream``), a printer file's download
+    (``app.byteranges.file_answer``). Each call is one short query on a connection of the
+    pool, given back at once — a stream of minutes holds none meanwhile —, and raises
+    ``VoidedMidStream`` once one of the batches is void; the answer, already started, is then
+    cut off (no last chunk, or fewer bytes than its ``Content-Length``): its client sees an
+    incomplete answer, never a whole one. Checked once, when the request started, a void
+    answered 200 during the stream let the rest of a void batch's codes and PINs go out (a
+    probe). Unit batches by number (``units``), or a case batch by id (``case_batch_id``)."""
+
+    __slots__ = ("_params", "_pool", "_sql")
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        units: Iterable[int] = (),
+        case_batch_id: int | None = None,
+    ) -> None:
+        self._pool = pool
+        if case_batch_id is not None:
+            self._sql = "SELECT id FROM case_batches WHERE id = %s AND state = 'void'"
+            self._params: tuple[object, ...] = (case_batch_id,)
+        else:
+            self._sql = (
+                "SELECT batch_no FROM code_batches WHERE batch_no = ANY(%s) AND state = 'void' "
+                "LIMIT 1"
+            )
+            self._params = (sorted(set(units)),)
+
+    async def __call__(self) -> None:
+        async with self._pool.connection() as conn:
+            void = await (await conn.execute(self._sql, self._params)).fetchone()
+        if void is not None:
+            raise VoidedMidStream(
+                "a batch of this stream was voided while it was sent: its labels are to be "
+                "destroyed, and the answer is cut off"
+            )

@@ -28,11 +28,13 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
 
 from app import audit, locks
 from app._core import build_sscc
 from app.auth.principal import Principal
 from app.codes import printfile
+from app.codes.batches import VoidWatch
 from app.codes.schemas import CaseExportIn, ExportIn, ExportOut, PartIn, PartOut
 from app.codes.scheme import NO_KEY_VERSION, Scheme, file_key
 from app.codes.service import own_printer, visible_sql
@@ -419,6 +421,31 @@ async def file_for_download(
 ) -> Path:
     """The encrypted file of one part, after checking who asks; every download is audited
     (``audited=False``: the same checks for a HEAD, which downloads nothing)."""
+    path, _ = await _download(conn, actor, settings, export_id, part, audited)
+    return path
+
+
+async def watched_file(
+    conn: Conn,
+    actor: Principal,
+    settings: Settings,
+    pool: AsyncConnectionPool,
+    export_id: str,
+    part: str,
+    *,
+    audited: bool = True,
+) -> tuple[Path, VoidWatch]:
+    """``file_for_download``'s file, and what its download asks before each piece it sends
+    (``app.byteranges.file_answer``): a batch voided while the file is sent cuts it off."""
+    path, row = await _download(conn, actor, settings, export_id, part, audited)
+    if row["batch_no"] is not None:
+        return path, VoidWatch(pool, (row["batch_no"],))
+    return path, VoidWatch(pool, case_batch_id=row["case_batch_id"])
+
+
+async def _download(
+    conn: Conn, actor: Principal, settings: Settings, export_id: str, part: str, audited: bool
+) -> tuple[Path, dict[str, Any]]:
     all_files = await _all_files(conn, actor)
     row = _visible(actor, await _row(conn, export_id), all_files)
     info = row["parts"].get(part)
@@ -426,10 +453,18 @@ async def file_for_download(
         raise NotFound(f"this export has no {part} file")
     if not all_files and info["printer_id"] != actor.org_id:
         raise NotFound(f"this export has no {part} file for you")
-    if row["state"] != "done":
-        raise Conflict(f"the export is {row['state']}, not done", code="export_not_ready")
+    # the batch first: an export of a batch voided before it ran is queued, then failed, and
+    # never done — "not ready" kept a printer's tool polling for a file that never comes (a
+    # probe)
     if row["batch_state"] == "void":  # its labels are to be destroyed, not printed
         raise Unprocessable("the batch is void", code="batch_void")
+    if row["state"] == "failed":  # no file will come of it: export again
+        raise Conflict(
+            f"the export failed ({row['error'] or 'no reason recorded'}): export the batch again",
+            code="export_failed",
+        )
+    if row["state"] != "done":
+        raise Conflict(f"the export is {row['state']}, not done", code="export_not_ready")
     if row["batch_no"] is not None and row["key_version"] not in settings.active_key_versions:
         # its codes no longer verify: labels printed from it would read "not genuine" (a probe:
         # an export of the batch was refused, its earlier files still handed to the printer)
@@ -441,7 +476,7 @@ async def file_for_download(
     if not path.exists():
         raise Conflict("the export file is no longer on disk", code="export_file_missing")
     if not audited:
-        return path
+        return path, row
     await audit.record(
         conn,
         actor,
@@ -457,7 +492,7 @@ async def file_for_download(
         },
         org_id=row["brand_id"],
     )
-    return path
+    return path, row
 
 
 def export_file(settings: Settings, export_id: uuid.UUID | str, part: str) -> Path:

@@ -10,13 +10,14 @@ import psycopg
 from litestar import Controller, Request, Response, get, post, put
 from litestar.datastructures import State
 from litestar.params import Parameter, QueryParameter
-from litestar.response import File, Stream
+from litestar.response import Stream
 
 from app import jobs
 from app.auth.principal import Principal
 from app.bodies import QueryTime
 from app.byteranges import file_answer
 from app.codes import allocation_records, allocation_stream, allocations, cases, exports, service
+from app.codes.batches import VoidWatch
 from app.codes.schemas import (
     AllocationIn,
     AllocationOut,
@@ -236,16 +237,20 @@ class ExportController(Controller):
         conn: Conn,
         principal: Principal,
         settings: Settings,
-    ) -> File | Stream:
+        state: State,
+    ) -> Stream:
         """Download one encrypted file (audited); printers get only the files addressed to them.
         A ``Range`` of one span resumes a broken download (206; ``If-Range`` the file's ETag;
-        416 ``range_not_satisfiable`` past its end: ``app.byteranges``).
+        416 ``range_not_satisfiable`` past its end: ``app.byteranges``). The batch voided while
+        the file is sent cuts the download off (its batch asked every 4 MiB, on the primary's
+        pool: ``VoidWatch``).
 
         HEAD answers the same checks and headers and is no download (not audited)."""
-        path = await exports.file_for_download(
-            conn, principal, settings, export_id, part, audited=request.method != "HEAD"
-        )
-        return file_answer(request, path, f"{export_id}-{part}.tcpf")
+        path, still_live = await exports.watched_file(
+            conn, principal, settings, state.pool, export_id, part,
+            audited=request.method != "HEAD",
+        )  # fmt: skip
+        return file_answer(request, path, f"{export_id}-{part}.tcpf", still_live)
 
 
 @get("/printers", tags=["codes"])
@@ -317,11 +322,17 @@ class PoolController(Controller):
 
 
 def _codes(
-    scheme: Scheme, made: allocation_records.Allocated, status_code: int, head: bool = False
+    state: State,
+    scheme: Scheme,
+    made: allocation_records.Allocated,
+    status_code: int,
+    head: bool = False,
 ) -> Stream:
     """An allocation's codes as a stream: ``SERIAL,PIN`` lines or its TCPF1 file (nothing is made
-    for a HEAD: its body is dropped anyway)."""
+    for a HEAD: its body is dropped anyway), cut off once one of its batches is voided (asked
+    before each piece, on the primary's pool: ``VoidWatch``)."""
     out = made.out
+    still_live = VoidWatch(state.pool, (take.batch_no for take in made.takes))
     headers = {
         "X-Allocation-Id": out.id,
         "X-Allocation-Count": str(out.total),
@@ -330,10 +341,10 @@ def _codes(
     }
     if out.format == "file":
         headers["Content-Disposition"] = f'attachment; filename="{out.id}.tcpf"'
-        body = allocation_stream.encrypted(scheme, made)
+        body = allocation_stream.encrypted(scheme, made, still_live)
         media_type = "application/octet-stream"
     else:
-        body = allocation_stream.lines(scheme, made.takes, out.with_pins)
+        body = allocation_stream.lines(scheme, made.takes, out.with_pins, still_live)
         media_type = "text/plain"  # Litestar adds "; charset=" + the encoding to text/*
     return Stream(
         iter(()) if head else body,
@@ -360,6 +371,7 @@ class AllocationController(Controller):
         principal: Principal,
         settings: Settings,
         scheme: Scheme,
+        state: State,
     ) -> Stream:
         """Allocate N codes of a batch or pool, given out once (audited), streamed as they are
         made. Headers: ``X-Allocation-Id``, ``X-Allocation-Count``, ``X-Allocation-Replayed``,
@@ -367,7 +379,7 @@ class AllocationController(Controller):
         allocation's codes; another request under the id: 409 ``client_id_reused``."""
         made = await allocations.allocate(conn, principal, settings, scheme, data)
         await conn.commit()  # the codes are given out (and the rows unlocked) before streaming
-        return _codes(scheme, made, 200 if made.replayed else 201)
+        return _codes(state, scheme, made, 200 if made.replayed else 201)
 
     @get("/")
     async def list_allocations(
@@ -406,6 +418,7 @@ class AllocationController(Controller):
         principal: Principal,
         settings: Settings,
         scheme: Scheme,
+        state: State,
     ) -> Stream:
         """The allocation's codes again, as first given (``codes.allocate``; audited
         ``fetch_codes``): the same lines, or a file that opens with the same passphrase or RSA
@@ -415,7 +428,7 @@ class AllocationController(Controller):
             conn, principal, scheme, settings, allocation_id, audited=not head
         )
         await conn.commit()  # audited before the codes go out
-        return _codes(scheme, made, 200, head=head)
+        return _codes(state, scheme, made, 200, head=head)
 
 
 @get("/codes/{serial:str}/allocation", tags=["codes"])

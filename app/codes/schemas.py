@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from app.idempotency import ClientId
+from app.textguard import VISIBLE
 
 MAX_BATCH = 1 << 32
 BatchSize = Annotated[int, msgspec.Meta(ge=1, le=MAX_BATCH)]
@@ -27,7 +28,9 @@ class BatchIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
 
 
 class VoidIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+    # read by everyone tracing the batch's units: one visible character at least (a probe:
+    # batches voided for "   ", U+200B or U+FEFF alone)
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500, pattern=VISIBLE)]
 
 
 class BatchOut(msgspec.Struct, frozen=True, kw_only=True):
@@ -156,7 +159,9 @@ class BatchDetailOut(BatchOut, frozen=True, kw_only=True):
 
 # Serial allocation (issue 19 item 4) ------------------------------------------------------------
 
-PoolName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+# read by the partners it is shared with (GET /pools): one visible character at least (a probe:
+# pools named " ", U+200B, U+FEFF and U+3000 side by side)
+PoolName = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=VISIBLE)]
 AllocationFormat = Literal["text", "file"]
 
 

@@ -245,9 +245,20 @@ async def void_batch(conn: Conn, actor: Principal, batch_no: int, reason: str) -
     actor.require("codes.issue")
     # an upload activating its codes holds the batch (FOR KEY SHARE, app.packing.scans): the
     # void waits for it, so its units are voided too, or the upload for the void, which then
-    # refuses them
-    await conn.execute("SELECT 1 FROM code_batches WHERE batch_no = %s FOR UPDATE", (batch_no,))
-    before = await get_batch(conn, actor, batch_no)
+    # refuses them. Only a batch the caller sees is locked (``visible_sql``): locked by number
+    # alone, another brand's void of it waited for our transactions on the row, then answered
+    # 404 — a wait telling it the batch exists and is busy, and its lock held ours up (a probe)
+    where, params = await visible_sql(conn, actor)
+    row = await (
+        await conn.execute(
+            f"SELECT {_COLUMNS} FROM code_batches b WHERE b.batch_no = %(no)s AND {where} "
+            "FOR UPDATE",
+            {**params, "no": batch_no},
+        )
+    ).fetchone()
+    if row is None:
+        raise NotFound("batch not found")
+    before = BatchOut(**row)
     if before.state == "void":
         return before
     # every active unit of the batch in one statement: as long as it takes (no API time limit)
