@@ -14,7 +14,8 @@ import psycopg
 
 from app.auth import tokens
 from app.demo import DEMO_PASSWORD
-from tests.helpers import assert_error
+from tests.helpers import assert_error, onboarded_brand
+from tests.race_support import lock_waiters
 
 
 async def test_login_with_the_right_password_gives_tokens_that_work(client: Any, demo: Any) -> None:
@@ -1117,3 +1118,137 @@ async def test_the_token_pairs_of_login_and_refresh_are_answered_no_store(
     assert refreshed.status_code == 200, refreshed.text
     seen = [login.headers.get("cache-control"), refreshed.headers.get("cache-control")]
     assert seen == ["no-store", "no-store"]
+
+
+async def _agent_with_staff(
+    client: Any, login: Any, password: str = "original-pass-1"
+) -> tuple[dict[str, str], int, int, str, dict[str, Any]]:
+    """A brand of the test's own, an agent of it and a clerk there, signed in: the brand
+    admin's headers, the agent's id, the clerk's id, name and tokens."""
+    brand, admin = await onboarded_brand(client, login)
+    tag = secrets.token_hex(4)
+    agent = await client.post(
+        "/orgs",
+        headers=admin,
+        json={
+            "kind": "agent",
+            "name": f"Ag {tag}",
+            "erp_code": f"AG-{tag}",
+            "parent_id": brand["id"],
+        },
+    )
+    assert agent.status_code == 201, agent.text
+    name = f"line_{tag}"
+    user_id, issued = await new_staff(
+        client, admin, agent.json()["id"], name, ["warehouse_clerk"], password
+    )
+    return admin, int(agent.json()["id"]), user_id, name, issued
+
+
+async def test_a_login_checked_before_its_organisations_deactivation_issues_no_pair_after_it(
+    client: Any, login: Any, monkeypatch: Any
+) -> None:
+    """A probe: the log-in checked the organisation's line before argon2 (~0.1 s) and its write
+    re-checked the user's row only: the agent deactivated meanwhile (answered 200 first), the
+    log-in still answered 200 with a token pair. Checked again after argon2, under a share lock
+    of the line that a deactivation's write waits for: 401 ``account_inactive``."""
+    from app.auth import passwords
+
+    admin, agent, _, name, _ = await _agent_with_staff(client, login)
+    paused, go = threading.Event(), threading.Event()
+    original = passwords.verify_password
+
+    def slow_verify(stored: Any, password: str) -> bool:
+        paused.set()
+        go.wait(20)
+        return bool(original(stored, password))
+
+    monkeypatch.setattr(passwords, "verify_password", slow_verify)
+    signing = asyncio.ensure_future(
+        client.post("/auth/login", json={"username": name, "password": "original-pass-1"})
+    )
+    for _ in range(200):
+        if paused.is_set():
+            break
+        await asyncio.sleep(0.05)
+    try:
+        assert paused.is_set()
+        off = await client.post(f"/orgs/{agent}/deactivate", headers=admin)
+        assert off.status_code == 200, off.text
+    finally:
+        go.set()
+    assert_error(await signing, 401, "account_inactive")
+
+
+async def test_a_deactivation_waits_for_a_login_past_its_check_of_the_organisation(
+    client: Any, app: Any, login: Any
+) -> None:
+    """A probe: a log-in held at its final write (the user's row held here) while the agent's
+    deactivation answered 200, then answered 200 with a pair. The log-in holds the
+    organisation's line from its last check to its end: the deactivation waits for it, and a
+    pair is only issued before the deactivation is."""
+    admin, agent, user_id, name, _ = await _agent_with_staff(client, login)
+    async with app.state.pool.connection() as holder, app.state.pool.connection() as watch:
+        await holder.execute("SELECT 1 FROM users WHERE id = %s FOR UPDATE", (user_id,))
+        signing = asyncio.ensure_future(
+            client.post("/auth/login", json={"username": name, "password": "original-pass-1"})
+        )
+        assert await lock_waiters(watch, 1), "the log-in should wait for the user's row"
+        off = asyncio.ensure_future(client.post(f"/orgs/{agent}/deactivate", headers=admin))
+        waited = await lock_waiters(watch, 2)  # ~5 s when it does not
+        await holder.commit()
+        answer, deactivated = await asyncio.gather(signing, off)
+    assert deactivated.status_code == 200, deactivated.text
+    assert answer.status_code == 401 or waited, "a pair issued after the deactivation answered"
+
+
+async def test_a_password_change_checked_before_its_organisations_deactivation_issues_no_pair(
+    client: Any, login: Any, monkeypatch: Any
+) -> None:
+    """A probe, as the log-in's: the agent deactivated while the password change hashed the new
+    password (its organisation checked before, as the caller was loaded), the change answered
+    200 with a new pair. Refused, 401 ``account_inactive``, and the password stays."""
+    admin, agent, _, name, issued = await _agent_with_staff(client, login)
+
+    async def deactivate() -> None:
+        off = await client.post(f"/orgs/{agent}/deactivate", headers=admin)
+        assert off.status_code == 200, off.text
+
+    answer = await _change_paused_while(client, monkeypatch, issued, deactivate)
+    assert_error(answer, 401, "account_inactive")
+    on = await client.post(f"/orgs/{agent}/activate", headers=admin)
+    assert on.status_code == 200, on.text
+    got = await client.post("/auth/login", json={"username": name, "password": "original-pass-1"})
+    assert got.status_code == 200, got.text
+
+
+async def test_a_key_made_while_its_organisation_is_deactivated_is_refused(
+    client: Any, app: Any, login: Any
+) -> None:
+    """A probe: ``create_api_key`` read the organisation's line, then (made by a key) waited for
+    its maker's row: a deactivation committed meanwhile and the key was still made, 201, in the
+    inactive organisation. The line is read again under the brand's role-name lock, which the
+    deactivation writes under: 422 ``org_inactive``."""
+    admin, agent, _, _, _ = await _agent_with_staff(client, login)
+    parent = await client.post(
+        "/api-keys",
+        headers=admin,
+        json={"name": "k", "permissions": ["apikeys.write", "orgs.read"]},
+    )
+    assert parent.status_code == 201, parent.text
+    key_id, key = parent.json()["api_key"]["id"], parent.json()["key"]
+    async with app.state.pool.connection() as holder, app.state.pool.connection() as watch:
+        await holder.execute("SELECT 1 FROM api_keys WHERE id = %s FOR UPDATE", (key_id,))
+        making = asyncio.ensure_future(
+            client.post(
+                "/api-keys",
+                headers={"X-API-Key": key},
+                json={"name": "child", "permissions": ["orgs.read"], "org_id": agent},
+            )
+        )
+        assert await lock_waiters(watch, 1), "the key should wait for its maker's row"
+        off = await client.post(f"/orgs/{agent}/deactivate", headers=admin)
+        assert off.status_code == 200, off.text
+        await holder.commit()
+        made = await making
+    assert_error(made, 422, "org_inactive")

@@ -7,9 +7,10 @@ import secrets
 from typing import Any
 
 import psycopg
+import pytest
 from psycopg.rows import dict_row
 
-from tests.helpers import acting, assert_error
+from tests.helpers import acting, assert_error, onboarded_brand
 from tests.race_support import lock_waiters
 
 
@@ -790,3 +791,58 @@ async def test_a_brands_company_prefix_is_the_platform_operators_to_give_and_one
     # taken away before any case batch: the brand takes the platform's again
     cleared = await client.patch(url, headers=platform, json={"gs1_company_prefix": None})
     assert cleared.status_code == 200 and cleared.json()["gs1_company_prefix"] is None
+
+
+@pytest.mark.parametrize("action", ["deactivate", "move"])
+async def test_a_key_made_where_a_weaker_admin_deactivates_or_moves_waits_for_it(
+    client: Any, app: Any, login: Any, action: str
+) -> None:
+    """A probe: an agent's administrator (no ``codes.issue``) deactivated or moved a store while
+    the brand's administrator made a key holding ``codes.issue`` there: the change checked what
+    is held below under the brand's role-name lock, which every grant to a user or a role takes
+    but ``create_api_key`` did not — the key, made between the check and the write, was not
+    seen, and both were answered 201/200. The key waits for the change: made in the store
+    deactivated meanwhile, 422 ``org_inactive``; in the store moved, after the move (one after
+    the other the other way, the change is 403 ``stronger_account``)."""
+    brand, admin = await onboarded_brand(client, login)
+    agent = await _new_org(client, admin, "agent", brand["id"])
+    dist = await _new_org(client, admin, "distributor", agent)
+    name, password = f"weaker_{secrets.token_hex(4)}", "a-long-password-1"
+    user = {"org_id": agent, "username": name, "password": password, "roles": ["org_admin"]}
+    assert (await client.post("/users", headers=admin, json=user)).status_code == 201
+    signed = await client.post("/auth/login", json={"username": name, "password": password})
+    assert signed.status_code == 200, signed.text
+    weaker = {"Authorization": f"Bearer {signed.json()['access_token']}"}
+    key_body = {"name": "line", "permissions": ["codes.issue", "orgs.read"]}
+    store = await _new_org(client, admin, "store", agent)
+    async with app.state.pool.connection() as holder, app.state.pool.connection() as watch:
+        await holder.execute("SELECT 1 FROM orgs WHERE id = %s FOR NO KEY UPDATE", (store,))
+        change = asyncio.ensure_future(
+            client.post(
+                f"/orgs/{store}/{action}",
+                headers=weaker,
+                json={"parent_id": dist} if action == "move" else None,
+            )
+        )
+        assert await lock_waiters(watch, 1), "the change should wait for the store's row"
+        key = asyncio.ensure_future(
+            client.post("/api-keys", headers=admin, json={**key_body, "org_id": store})
+        )
+        await lock_waiters(watch, 2)  # the key waits for the change (~5 s if it does not)
+        await holder.commit()
+        changed, made = await asyncio.gather(change, key)
+    assert changed.status_code == 200, changed.text
+    if action == "deactivate":
+        assert_error(made, 422, "org_inactive")
+        return
+    assert made.status_code == 201, made.text
+    async with app.state.pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT action FROM audit_log WHERE (entity = 'org' AND entity_id = %s "
+                "AND action = 'move') OR (entity = 'api_key' AND entity_id = %s "
+                "AND action = 'create') ORDER BY id",
+                (str(store), str(made.json()["api_key"]["id"])),
+            )
+        ).fetchall()
+    assert [r["action"] for r in rows] == ["move", "create"], "the key made before the move"

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import acting, assert_error
-from tests.race_support import deleted_once, lock_waiters, twice_held
+from app.locks import Lock
+from tests.helpers import acting, assert_error, onboarded_brand
+from tests.race_support import deleted_once, held_in_turn, lock_waiters, twice_held
 
 
 async def test_org_admin_manages_users_of_its_own_subtree_only(
@@ -302,7 +303,7 @@ async def test_the_same_username_at_once_answers_duplicate_username(
                     "org_id": demo["STORE-HZ-01"],
                     "username": n,
                     "password": "Sufficiently-long-9",
-                    "roles": [],  # no roles: nothing serialises the three (roles take a lock)
+                    "roles": [],  # no roles (the brand's lock takes one creation at a time all the same)
                 },
             )
             for n in (name, name.upper(), name.capitalize())
@@ -715,3 +716,38 @@ async def test_a_role_saved_unchanged_writes_no_audit_row(client: Any, login: An
         saved = await client.patch(f"/roles/{role}", headers=admin, json=body)
         assert saved.status_code == 200, saved.text
     assert await _actions(client, admin, "role", role) == ["update", "create"]
+
+
+async def test_a_user_created_while_its_organisation_is_deactivated_is_refused(
+    client: Any, app: Any, login: Any
+) -> None:
+    """A probe: ``create_user`` read the organisation's line before it took the brand's
+    role-name lock (and took it only for a user given roles), under which a deactivation checks
+    and writes: one in flight committed first and the user was still created, 201, in the
+    inactive organisation. The lock first, with or without roles: 422 ``org_inactive``."""
+    brand, admin = await onboarded_brand(client, login)
+    for roles in (["warehouse_clerk"], []):
+        tag = secrets.token_hex(4)
+        agent = await client.post(
+            "/orgs",
+            headers=admin,
+            json={
+                "kind": "agent",
+                "name": f"A {tag}",
+                "erp_code": f"A-{tag}",
+                "parent_id": brand["id"],
+            },
+        )
+        assert agent.status_code == 201, agent.text
+        org_id = agent.json()["id"]
+        body = {"org_id": org_id, "username": f"late_{tag}",
+                "password": "Sufficiently-long-9", "roles": roles}  # fmt: skip
+        off, made = await held_in_turn(
+            app,
+            "SELECT pg_advisory_xact_lock(%s, %s)",
+            (int(Lock.ROLE_NAMES), brand["id"]),
+            lambda a=org_id: client.post(f"/orgs/{a}/deactivate", headers=admin),
+            lambda b=body: client.post("/users", headers=admin, json=b),
+        )
+        assert off.status_code == 200, off.text
+        assert_error(made, 422, "org_inactive")

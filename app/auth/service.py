@@ -15,15 +15,15 @@ from typing import Any, NoReturn
 
 from psycopg_pool import AsyncConnectionPool
 
-from app import audit
+from app import audit, locks
 from app.auth import passwords, tokens
 from app.auth.limits import LoginLimiter
 from app.auth.permissions import PERMISSIONS
-from app.auth.principal import Principal
+from app.auth.principal import Principal, brand_of
 from app.auth.schemas import ApiKeyCreated, ApiKeyIn, ApiKeyOut, PasswordChangeIn, TokenOut
 from app.config import Settings
 from app.db import Conn
-from app.errors import Forbidden, NotFound, Unauthorized, Unprocessable, ValidationFailed
+from app.errors import Conflict, Forbidden, NotFound, Unauthorized, Unprocessable, ValidationFailed
 from app.paging import Page, fetch_page
 
 log = logging.getLogger("tracecode.auth")
@@ -94,14 +94,16 @@ async def login(
     if row["status"] != "active" or row["org_status"] != "active":
         raise Unauthorized("the account is inactive", code="account_inactive")
     await limiter.succeeded(username, client_ip)
-    # the row as checked, locked to the end: a password set or the account deactivated during
+    # the organisation's line held live to the end (``_hold_org_line``) and the row as checked,
+    # locked to the end: a password set or the account or its organisation deactivated during
     # the check (argon2, ~0.1 s) refuses this log-in, and one after it waits for this one and
     # then ends its session too (review R5)
+    org_id = await _hold_org_line(conn, row["id"])
     still = await (
         await conn.execute(
-            "UPDATE users SET last_login_at = now() "
-            "WHERE id = %s AND password_hash = %s AND status = 'active' RETURNING id",
-            (row["id"], row["password_hash"]),
+            "UPDATE users SET last_login_at = now() WHERE id = %s AND password_hash = %s "
+            "AND status = 'active' AND org_id = %s RETURNING id",
+            (row["id"], row["password_hash"], org_id),
         )
     ).fetchone()
     if still is None:
@@ -141,14 +143,15 @@ async def change_password(
     # sessions ended (the account deactivated or moved), committed during the checks refuses
     # this change, and one after it waits for this one and then ends the new session too
     # (a probe: an intruder's change overwrote the administrator's reset and got a new pair;
-    # review R5, as ``login``)
+    # review R5, as ``login``); its organisation's line too (``_hold_org_line``)
+    org_id = await _hold_org_line(conn, actor.user_id)
     changed = await (
         await conn.execute(
             "UPDATE users SET password_hash = %s, failed_logins = 0, locked_until = NULL, "
             "must_change_password = false, updated_at = now() "
-            "WHERE id = %s AND password_hash = %s AND status = 'active' "
+            "WHERE id = %s AND password_hash = %s AND status = 'active' AND org_id = %s "
             "AND sessions_from IS NOT DISTINCT FROM %s RETURNING id",
-            (new_hash, actor.user_id, current, row["sessions_from"]),
+            (new_hash, actor.user_id, current, org_id, row["sessions_from"]),
         )
     ).fetchone()
     if changed is None:
@@ -156,6 +159,36 @@ async def change_password(
     await end_sessions(conn, actor.user_id)
     await audit.record(conn, actor, "change_password", "user", actor.user_id)
     return await _issue_pair(conn, settings, actor.user_id)
+
+
+_ORG_LINE_SQL = """
+SELECT u.org_id, o.path AS seen, a.id, a.path, a.status
+  FROM users u JOIN orgs o ON o.id = u.org_id
+  JOIN orgs a ON a.id = ANY(string_to_array(trim(both '/' FROM o.path), '/')::bigint[])
+ WHERE u.id = %s ORDER BY length(a.path), a.id FOR SHARE OF a"""
+
+
+async def _hold_org_line(conn: Conn, user_id: int) -> int:
+    """The user's organisation, its line (it and every organisation above it, ``ORG_STATUS``'s)
+    locked ``FOR SHARE`` to the end of the transaction, and live, else 401 ``account_inactive``.
+    A deactivation committed meanwhile is seen (a locked row is read as it is now, not as of the
+    statement's start), and one under way waits for this transaction (its ``UPDATE`` of the
+    row): no pair is issued after a deactivation answered (probes: a log-in and a password
+    change checked the organisation before argon2 and answered 200 with a pair after it).
+    Top down, as a move locks its new parent and then the rows moved; before the user's row, as
+    a deactivation or a move locks organisations before users. The user's organisation moved
+    meanwhile (its path as locked is not the one read): read again, under the lock now held."""
+    for _ in range(3):
+        rows = await (await conn.execute(_ORG_LINE_SQL, (user_id,))).fetchall()
+        own = next((r for r in rows if r["id"] == r["org_id"]), None)
+        if own is None:
+            raise Unauthorized("the account is inactive or gone", code="account_inactive")
+        if own["path"] != own["seen"]:
+            continue
+        if any(r["status"] != "active" for r in rows):
+            raise Unauthorized("the account is inactive", code="account_inactive")
+        return int(own["org_id"])
+    raise Conflict("the organisation moved meanwhile; try again", code="retry")
 
 
 async def _changed_meanwhile(conn: Conn, user_id: int, sessions_from: datetime | None) -> NoReturn:
@@ -542,18 +575,25 @@ def ensure_not_stronger(actor: Principal, held: list[str], what: str) -> None:
 _KEY_COLUMNS = "id, org_id, name, prefix, permissions, created_at, last_used_at, revoked_at"
 
 
-async def create_api_key(conn: Conn, actor: Principal, data: ApiKeyIn) -> ApiKeyCreated:
-    actor.require("apikeys.write")
-    # 0 names no organisation (404 as any other), not the caller's own (a probe: brand-wide)
-    org_id = actor.org_id if data.org_id is None else data.org_id
+async def _key_org(conn: Conn, actor: Principal, org_id: int) -> str:
+    """The path of the organisation a key is made for: one the caller sees, whose line is live
+    (a probe: a key made silently under a deactivated agent, 422 ``org_inactive``)."""
     org = await (
         await conn.execute(
             f"SELECT path, {ORG_STATUS} AS status FROM orgs o WHERE id = %s", (org_id,)
         )
     ).fetchone()
     actor.ensure_sees(org["path"] if org else None)
-    if org["status"] != "active":  # a probe: made silently under a deactivated agent
+    if org["status"] != "active":
         raise Unprocessable("the organisation is inactive", code="org_inactive")
+    return str(org["path"])
+
+
+async def create_api_key(conn: Conn, actor: Principal, data: ApiKeyIn) -> ApiKeyCreated:
+    actor.require("apikeys.write")
+    # 0 names no organisation (404 as any other), not the caller's own (a probe: brand-wide)
+    org_id = actor.org_id if data.org_id is None else data.org_id
+    path = await _key_org(conn, actor, org_id)
     check_grantable(actor, data.permissions)
     if actor.api_key_id is not None:  # its revocation waits, and then revokes this one too;
         # one committed first leaves nothing to make keys with (review R5: a key made at the
@@ -566,6 +606,14 @@ async def create_api_key(conn: Conn, actor: Principal, data: ApiKeyIn) -> ApiKey
         ).fetchone()
         if live is None:
             raise Unauthorized("the API key is revoked", code="api_key_revoked")
+    # a grant as a role's to a user: made under the brand's role-name lock, as a deactivation or
+    # a move of the organisation checks what is held below it and writes (probes: a weaker
+    # administrator's deactivation or move did not see a stronger key made meanwhile; a key
+    # made as its organisation was deactivated came out live in it) — taken before the insert's
+    # key share of the organisation's row (``Lock.ROLE_NAMES``), after the maker's row (no
+    # holder of the lock waits for a key's row), and the organisation read again under it
+    await locks.xact_lock(conn, locks.Lock.ROLE_NAMES, brand_of(path))
+    await _key_org(conn, actor, org_id)
     prefix = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32).replace("_", "-")
     row = await (

@@ -95,6 +95,18 @@ async def _set_roles(conn: Conn, actor: Principal, user_id: int, names: list[str
         )
 
 
+async def _user_org(conn: Conn, actor: Principal | None, org_id: int) -> dict[str, Any]:
+    """The organisation a user is created in: one the caller administers (``None``: any)."""
+    if actor is not None:
+        return await administered(conn, actor, org_id)
+    org = await (
+        await conn.execute("SELECT path, status FROM orgs WHERE id = %s", (org_id,))
+    ).fetchone()
+    if org is None:
+        raise NotFound("organisation not found")
+    return org
+
+
 async def create_user(
     conn: Conn, actor: Principal | None, data: UserIn, *, password_hash: str | None = None
 ) -> UserOut:
@@ -102,13 +114,17 @@ async def create_user(
     ``password_hash``: ``data.password`` already hashed (the ERP import's one-time passwords)."""
     if actor is not None:
         actor.require("users.write")
-        org = await administered(conn, actor, data.org_id)
-    else:
-        org = await (
-            await conn.execute("SELECT path, status FROM orgs WHERE id = %s", (data.org_id,))
-        ).fetchone()
-        if org is None:
-            raise NotFound("organisation not found")
+    org = await _user_org(conn, actor, data.org_id)
+    if password_hash is None:  # before the lock: not the brand's other grants' wait
+        password_hash = await asyncio.to_thread(hash_password, data.password)
+    # the brand's role-name lock, always, before the organisation's line is checked: a
+    # deactivation checks and writes under it (a probe: a user created as its organisation was
+    # deactivated, 201 in the inactive organisation), a move too (roles are resolved against the
+    # path read under it, ``_roles_path``); before the user's row refers to its organisation,
+    # as a move takes it before the organisations' row locks, which that reference's key share
+    # would hold up (a deadlock otherwise). The organisation read again under it.
+    await locks.xact_lock(conn, locks.Lock.ROLE_NAMES, brand_of(org["path"]))
+    org = await _user_org(conn, actor, data.org_id)
     live = await (
         await conn.execute(
             f"SELECT {ORG_STATUS} AS status FROM orgs o WHERE id = %s", (data.org_id,)
@@ -117,10 +133,6 @@ async def create_user(
     if live["status"] != "active":  # itself, or one above it (a
         # probe: a user made under a deactivated agent came alive with no check when moved)
         raise Unprocessable("the organisation is inactive", code="org_inactive")
-    if data.roles:  # the brand's role-name lock (``_roles_path``), taken before the user's row
-        # refers to its organisation: a move takes it before the organisations' row locks, which
-        # that reference's key share would hold up (a deadlock otherwise)
-        await locks.xact_lock(conn, locks.Lock.ROLE_NAMES, brand_of(org["path"]))
     if actor is not None and data.roles:  # the roles first: a refused grant says nothing of
         # the name (a probe: 409 for a name of any brand, 400 otherwise — a name test for all)
         wanted = await _resolve_roles(conn, org["path"], sorted(set(data.roles)))
@@ -132,8 +144,6 @@ async def create_user(
     ).fetchone()
     if taken:
         raise Conflict(f"username {data.username} is taken", code="duplicate_username")
-    if password_hash is None:
-        password_hash = await asyncio.to_thread(hash_password, data.password)
     row = await (
         await conn.execute(
             "INSERT INTO users (org_id, username, password_hash, display_name, phone, email, "
