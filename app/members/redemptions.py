@@ -36,10 +36,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
 import msgspec
-from Crypto.Cipher import AES
 from psycopg_pool import AsyncConnectionPool
 
-from app import audit, tabular
+from app import audit, sealing, tabular
 from app.auth.principal import Principal
 from app.config import Settings
 from app.db import Conn
@@ -124,19 +123,14 @@ def digest(settings: Settings, code: str) -> bytes:
 
 
 def seal(settings: Settings, code: str) -> bytes:
-    """The code encrypted (AES-256-GCM, random nonce) for the member's own list."""
-    nonce = secrets.token_bytes(12)
-    cipher = AES.new(settings.subkey("redemption-code-seal"), AES.MODE_GCM, nonce=nonce)
-    sealed, tag = cipher.encrypt_and_digest(code.encode())
-    return nonce + sealed + tag
+    """The code encrypted (``app.sealing.encrypt``) for the member's own list."""
+    return sealing.encrypt(settings, "redemption-code-seal", code.encode())
 
 
 def unseal(settings: Settings, blob: bytes) -> str:
     """The code ``seal`` sealed; ValueError when it was sealed under another master key (or
     altered)."""
-    nonce, sealed, tag = blob[:12], blob[12:-16], blob[-16:]
-    cipher = AES.new(settings.subkey("redemption-code-seal"), AES.MODE_GCM, nonce=nonce)
-    return cipher.decrypt_and_verify(sealed, tag).decode()
+    return sealing.decrypt(settings, "redemption-code-seal", blob).decode()
 
 
 def _readable(settings: Settings, blob: bytes) -> str | None:

@@ -38,15 +38,12 @@ in the page's language (``clerk_err_<code>`` words); a wrong PIN shows the form 
 
 from __future__ import annotations
 
-import base64
-import json
 import secrets
 import time
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
 import msgspec
-from Crypto.Cipher import AES
 from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie, State
 
@@ -80,6 +77,7 @@ ACCESS_COOKIE = "tc_clerk"
 REFRESH_COOKIE = "tc_clerk_refresh"
 COOKIE_PATH = "/clerk"
 TICKET_TTL = 30 * 60  # seconds between the scan and the PIN
+_TICKET = "h5-clerk-claim"  # the tickets' sealing purpose (``Settings.subkey``)
 PER_PAGE = 20
 RECENT = 5
 _PAGE: dict[str, Any] = {"include_in_schema": False, "exception_handlers": PAGE_ERRORS}
@@ -490,31 +488,19 @@ class Ticket(msgspec.Struct, frozen=True):
         return f"h5c-{self.nonce}"
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
 def issue_ticket(settings: Settings, serial: str, user_id: int) -> str:
     """The sealed ticket of step 2's form (see the module docstring); ``serial``: the code as
     scanned."""
-    body = json.dumps(
-        [serial, user_id, secrets.token_hex(8), int(time.time()) + TICKET_TTL]
-    ).encode()
-    nonce = secrets.token_bytes(12)
-    cipher = AES.new(settings.subkey("h5-clerk-claim"), AES.MODE_GCM, nonce=nonce)
-    sealed, tag = cipher.encrypt_and_digest(body)
-    return _b64(nonce + sealed + tag)
+    expires = int(time.time()) + TICKET_TTL
+    return session.seal(settings, _TICKET, [serial, user_id, secrets.token_hex(8), expires])
 
 
 def open_ticket(settings: Settings, text: str) -> Ticket | None:
     """The ticket's claim, or None when it is not one of ours or has expired."""
     try:
-        blob = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        nonce, sealed, tag = blob[:12], blob[12:-16], blob[-16:]
-        cipher = AES.new(settings.subkey("h5-clerk-claim"), AES.MODE_GCM, nonce=nonce)
-        serial, user_id, client, expires = json.loads(cipher.decrypt_and_verify(sealed, tag))
+        serial, user_id, client, expires = session.unseal(settings, _TICKET, text)
         ticket = Ticket(str(serial), int(user_id), str(client), int(expires))
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError):
         return None
     return ticket if ticket.expires > time.time() else None
 

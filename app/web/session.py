@@ -47,10 +47,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import msgspec
-from Crypto.Cipher import AES
 from litestar import Request
 from litestar.datastructures import Cookie
 
+from app import sealing
 from app.config import Settings
 from app.db import Conn
 from app.errors import AppError, Forbidden
@@ -223,24 +223,17 @@ class Ticket(msgspec.Struct, frozen=True):
 
 
 def seal(settings: Settings, purpose: str, value: Any) -> str:
-    """``value`` as JSON, sealed with AES-256-GCM under ``Settings.subkey(purpose)``: base64url
-    (unpadded) of nonce + ciphertext + tag, for a cookie or a form field (a claim ticket, the
-    WeChat openid waiting to be bound)."""
-    nonce = secrets.token_bytes(12)
-    sealed, tag = AES.new(settings.subkey(purpose), AES.MODE_GCM, nonce=nonce).encrypt_and_digest(
-        json.dumps(value).encode()
-    )
-    return _b64(nonce + sealed + tag)
+    """``value`` as JSON, sealed under ``purpose`` (``app.sealing.encrypt``): base64url
+    (unpadded) of nonce + ciphertext + tag, for a cookie or a form field (a claim ticket, a
+    clerk's, the WeChat openid waiting to be bound)."""
+    return _b64(sealing.encrypt(settings, purpose, json.dumps(value).encode()))
 
 
 def unseal(settings: Settings, purpose: str, text: str) -> Any:
     """What ``seal`` sealed under ``purpose``; None when ``text`` is not one of ours (forged,
     cut, sealed for another purpose or under another master key)."""
     try:
-        blob = _unb64(text)
-        nonce, sealed, tag = blob[:12], blob[12:-16], blob[-16:]
-        cipher = AES.new(settings.subkey(purpose), AES.MODE_GCM, nonce=nonce)
-        return json.loads(cipher.decrypt_and_verify(sealed, tag))
+        return json.loads(sealing.decrypt(settings, purpose, _unb64(text)))
     except (ValueError, TypeError):
         return None
 

@@ -23,8 +23,7 @@ import hashlib
 import hmac
 import secrets
 
-from Crypto.Cipher import AES
-
+from app import sealing
 from app.config import Settings
 
 PREFIX = "whsec_"
@@ -54,18 +53,13 @@ def signature_header(secrets_: list[str], msg_id: str, timestamp: int, body: byt
 
 
 def seal(settings: Settings, secret: str, purpose: str = _SEAL) -> bytes:
-    """The secret encrypted for storage (nonce + ciphertext + tag), AES-256-GCM under
-    ``Settings.subkey(purpose)``: a webhook's by default; another domain's stored secret (a
-    brand's WeChat app secret, ``app.wechat.account``) under its own purpose."""
-    nonce = secrets.token_bytes(12)
-    cipher = AES.new(settings.subkey(purpose), AES.MODE_GCM, nonce=nonce)
-    sealed, tag = cipher.encrypt_and_digest(secret.encode())
-    return nonce + sealed + tag
+    """The secret encrypted for storage (nonce + ciphertext + tag, ``app.sealing.encrypt``):
+    a webhook's by default; another domain's stored secret (a brand's WeChat app secret,
+    ``app.wechat.account``) under its own purpose."""
+    return sealing.encrypt(settings, purpose, secret.encode())
 
 
 def unseal(settings: Settings, blob: bytes, purpose: str = _SEAL) -> str:
     """The stored secret (``ValueError`` when the blob was not sealed with this master key and
     ``purpose``)."""
-    nonce, sealed, tag = blob[:12], blob[12:-16], blob[-16:]
-    cipher = AES.new(settings.subkey(purpose), AES.MODE_GCM, nonce=nonce)
-    return cipher.decrypt_and_verify(sealed, tag).decode()
+    return sealing.decrypt(settings, purpose, blob).decode()
