@@ -39,6 +39,7 @@ SMS_OUTBOX = "sms_outbox"  # SMS rows failed for good (app/sms/sender.py)
 REBATE_TALLY = "rebate_tally_queue"  # claims the rebate ranking roll-up could not fold
 SALES_QUEUE = "sales_queue"  # sales the analytics roll-up could not fold (issue 17)
 WEBHOOK_DELIVERIES = "webhook_deliveries"  # webhook deliveries dead for good (app/webhooks)
+FRAUD_SETTLE = "fraud_settle"  # decided holds whose claims the settling sweep could not credit
 UNDECODABLE_JOBS = "job:undecodable"  # job messages the broker's consumer could not decode
 QUEUES = (
     VERIFICATIONS,
@@ -48,6 +49,7 @@ QUEUES = (
     REBATE_TALLY,
     SALES_QUEUE,
     WEBHOOK_DELIVERIES,
+    FRAUD_SETTLE,
 )
 
 POISON: tuple[type[BaseException], ...] = (

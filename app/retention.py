@@ -36,11 +36,21 @@ reads what it clears and what it skips over, never the years already swept; a sw
 after ``BUDGET_SECONDS`` and the next goes on from its mark. WeChat messages and fraud holds
 need no mark: a partial index of the rows still holding something (migration 0122) is all a
 sweep reads, ``BLOCK`` rows a statement.
+
+One row must not stop the sweep (a probe: a hold whose evidence was a JSON string made
+``evidence - 'client_ip'`` raise, and a record timed '-infinity' a ``min(at)`` Python cannot
+load, each stopping every step after it, the SMS numbers and sign-in codes kept past their
+days): a hold's evidence is cleared only when it is a JSON object (a string has no keys to
+clear), records timed '-infinity' are cleared apart (the windows read finite times), and each
+step runs on its own (``_step``) — one failing is logged with its reason and retried by the next
+sweep, and the steps after it run.
 """
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -48,9 +58,10 @@ import msgspec
 
 from app.config import Settings
 from app.db import Conn
-from app.deadletters import SMS_OUTBOX, VERIFICATIONS
+from app.deadletters import SMS_OUTBOX, VERIFICATIONS, reason_of
 from app.verify.record import decoded
 
+log = logging.getLogger("tracecode.retention")
 _SCAN_DETAILS = ("client_ip", "client_id", "user_agent", "lat", "lng", "retry")
 LETTERS_BLOCK = 500  # dead letters read in one statement
 
@@ -96,11 +107,20 @@ async def _scans(conn: Conn, cutoff: datetime, deadline: float) -> int:
     """Clear the details of records older than ``cutoff``, an hour of records per statement,
     from the mark on (the records between windows skipped through the primary key's index)."""
     done_at, _ = await _mark(conn, "scans")
-    cleared = 0
+    # a record timed '-infinity' (no time Python can hold: a hand edit, a restore) is older than
+    # any cutoff: cleared here, by the primary key's index, and left out of the windows
+    done = await conn.execute(
+        f"""UPDATE verifications
+               SET client_ip = NULL, client_id = NULL, user_agent = NULL, lat = NULL, lng = NULL,
+                   retry = NULL
+             WHERE at = '-infinity' AND ({_DETAILS})"""
+    )
+    cleared = done.rowcount
     while time.monotonic() < deadline:
         row = await (
             await conn.execute(
-                "SELECT min(at) AS at FROM verifications WHERE at >= %s AND at < %s",
+                """SELECT min(at) AS at FROM verifications
+                    WHERE at >= %s AND at < %s AND isfinite(at)""",
                 (done_at or "-infinity", cutoff),
             )
         ).fetchone()
@@ -114,7 +134,7 @@ async def _scans(conn: Conn, cutoff: datetime, deadline: float) -> int:
                 f"""UPDATE verifications
                        SET client_ip = NULL, client_id = NULL, user_agent = NULL, lat = NULL,
                            lng = NULL, retry = NULL
-                     WHERE at >= %s AND at < %s AND ({_DETAILS})""",
+                     WHERE at >= %s AND at < %s AND isfinite(at) AND ({_DETAILS})""",
                 (start, end),
             )
             await _set_mark(conn, "scans", end, 0)
@@ -225,6 +245,7 @@ _HOLDS = """
 WITH due AS (
     SELECT id FROM fraud_holds
      WHERE created_at < %(cutoff)s AND (evidence ? 'client_ip' OR evidence ? 'user_agent')
+       AND jsonb_typeof(evidence) = 'object'  -- "client_ip", a string, has it too: no keys
      LIMIT %(block)s
 )
 UPDATE fraud_holds h SET evidence = h.evidence - 'client_ip' - 'user_agent'
@@ -244,25 +265,51 @@ async def _blocks(conn: Conn, sql: str, cutoff: datetime, deadline: float) -> in
     return cleared
 
 
+async def _step(conn: Conn, name: str, run: Callable[[], Awaitable[int]]) -> int:
+    """One step of a sweep, what it cleared; when it fails (a row it cannot clear, a lock
+    conflict) the reason is logged and 0 answered: the steps after it still run, and this one
+    is tried again by the next sweep. A lost connection propagates."""
+    try:
+        return await run()
+    except Exception as exc:
+        if conn.broken:
+            raise
+        log.error("retention step %s failed, the others go on: %s", name, reason_of(exc))
+        return 0
+
+
 async def sweep(conn: Conn, settings: Settings, now: datetime | None = None) -> Swept:
-    """One pass over every kind; ``conn`` in autocommit mode (each step commits its own)."""
+    """One pass over every kind; ``conn`` in autocommit mode (each step commits its own, and
+    one failing — logged — never stops the others)."""
     if now is None:
         row = await (await conn.execute("SELECT now() AS now")).fetchone()
         now = row["now"] if row else datetime.now().astimezone()
     deadline = time.monotonic() + BUDGET_SECONDS
     swept = Swept()
     if settings.retain_scan_details_days:
-        cutoff = now - timedelta(days=settings.retain_scan_details_days)
-        swept.scans = await _scans(conn, cutoff, deadline)
-        swept.letters += await _letters(conn, VERIFICATIONS, cutoff, deadline)
-        swept.holds = await _blocks(conn, _HOLDS, cutoff, deadline)
+        cut = now - timedelta(days=settings.retain_scan_details_days)
+        swept.scans = await _step(conn, "scans", lambda: _scans(conn, cut, deadline))
+        swept.letters += await _step(
+            conn, "dead letters", lambda: _letters(conn, VERIFICATIONS, cut, deadline)
+        )
+        swept.holds = await _step(conn, "holds", lambda: _blocks(conn, _HOLDS, cut, deadline))
     if settings.retain_sms_days:
-        cutoff = now - timedelta(days=settings.retain_sms_days)
-        swept.sms = await _sms(conn, cutoff, deadline)
-        swept.letters += await _letters(conn, SMS_OUTBOX, cutoff, deadline)
-        swept.wechat = await _blocks(conn, _WECHAT, cutoff, deadline)
-    done = await conn.execute(  # as a new code's request cleans up (app.members.auth)
+        sms_cut = now - timedelta(days=settings.retain_sms_days)
+        swept.sms = await _step(conn, "sms", lambda: _sms(conn, sms_cut, deadline))
+        swept.letters += await _step(
+            conn, "dead letters", lambda: _letters(conn, SMS_OUTBOX, sms_cut, deadline)
+        )
+        swept.wechat = await _step(
+            conn, "wechat", lambda: _blocks(conn, _WECHAT, sms_cut, deadline)
+        )
+    swept.codes = await _step(conn, "sign-in codes", lambda: _codes(conn, now))
+    return swept
+
+
+async def _codes(conn: Conn, now: datetime) -> int:
+    """Delete the sign-in codes asked for over a day ago, as a new code's request cleans up
+    (``app.members.auth``)."""
+    done = await conn.execute(
         "DELETE FROM member_otps WHERE created_at < %s", (now - timedelta(days=1),)
     )
-    swept.codes = done.rowcount
-    return swept
+    return done.rowcount

@@ -719,3 +719,40 @@ def test_an_anchor_signed_before_the_shared_key_helper_still_verifies() -> None:
     assert anchors.verifies(old, anchors.public_key(fixed))
     message = chainverify.anchor_message(42, 7, "ab" * 32, anchored_at)
     assert key.sign(message).hex() == KAT_ANCHOR_SIGNATURE
+
+
+async def test_the_anchor_pass_survives_a_head_it_cannot_anchor(settings: Any, conn: Any) -> None:
+    """A probe: the workers' anchoring anchored brand after brand with nothing catching a
+    failure, so a head it could not anchor (a hash cut short: a hand edit, an old release)
+    stopped the pass every time, and the brands after it were never anchored. Now that head
+    keeps the error on its row, as a chain that cannot be extended does, and the others are
+    anchored."""
+    from workers.chain import chain_pass
+
+    rng = random.SystemRandom()
+    bad, good = rng.randrange(10**12, 10**13), rng.randrange(10**12, 10**13)
+    await write(settings, events_of(bad, 2, "cut-head") + events_of(good, 2, "good-head"))
+    async with await connect(settings) as own:
+        await chainer.chain_all(own)
+        await own.execute(
+            "UPDATE event_chain_heads SET hash = substring(hash from 2) WHERE brand_id = %s",
+            (bad,),
+        )
+        await chain_pass(own)  # raised CheckViolation
+        anchored = await (
+            await own.execute(
+                "SELECT brand_id FROM event_chain_anchors WHERE brand_id = ANY(%s)", ([bad, good],)
+            )
+        ).fetchall()
+        head = "SELECT error FROM event_chain_heads WHERE brand_id = %s"
+        error = (await (await own.execute(head, (bad,))).fetchone())["error"]
+        # put back, out of the other tests' passes' way
+        await own.execute(
+            """UPDATE event_chain_heads h SET error = NULL, error_at = NULL,
+                      hash = (SELECT hash FROM event_chain c
+                               WHERE c.brand_id = h.brand_id AND c.position = h.position)
+                WHERE brand_id = %s""",
+            (bad,),
+        )
+    assert [r["brand_id"] for r in anchored] == [good]
+    assert error and "CheckViolation" in error

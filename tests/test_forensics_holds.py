@@ -620,3 +620,60 @@ async def test_held_and_rejected_rebates_are_not_reported_as_earned(
             (clerk_id,),
         )
         await conn.commit()
+
+
+async def test_the_settling_sweep_credits_the_good_held_claims_beside_one_it_cannot_settle(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any, settings: Any
+) -> None:
+    """A probe: the sweep settled every decided hold in one statement, so one claim it could not
+    credit (a balance at the top of its bigint: a hand edit, a huge number) rolled every brand's
+    settling back, run after run. Now the sweep goes hold by hold when that fails: the bad hold
+    is set aside in the dead letters (``fraud_settle``, once, left out of the sweeps after it),
+    the others credited; once repaired and its letter deleted, the next sweep settles it."""
+    from app.forensics.rings import detect_rings
+
+    goods = await shipped_goods(client, login, app, demo)
+    admin = await login("admin")
+    await set_rule(client, admin, goods["product_id"], 10)
+    members, holds, points = [], [], []
+    for i in range(2):
+        member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+        hold = await _hold(client, admin, "member", member_id)
+        async with member_client(app) as mc:
+            answer = await mc.post(
+                "/members/me/claims",
+                headers=headers,
+                json=claim_body(app.state.scheme, goods["units"][10 + i], f"edge-{i}"),
+            )
+        assert answer.json()["status"] == "under_review", answer.text
+        members.append(member_id)
+        holds.append(hold["id"])
+        points.append(answer.json()["points"])
+    bad, good = members
+    await conn.execute(  # the releases' state change without their settling
+        "UPDATE fraud_holds SET state = 'released', decided_at = now() WHERE id = ANY(%s)",
+        (holds,),
+    )
+    await conn.execute(
+        "INSERT INTO point_balances (member_id, balance) VALUES (%s, 9223372036854775800) "
+        "ON CONFLICT (member_id) DO UPDATE SET balance = 9223372036854775800",
+        (bad,),
+    )
+    await conn.commit()
+    letters = "SELECT id, reason FROM dead_letters WHERE queue = 'fraud_settle' AND payload = %s"
+    payload = msgspec.json.encode({"hold_id": holds[0]})
+    async with await _autocommit(app) as c:
+        first = await detect_rings(c, settings, wait=True)
+        again = await detect_rings(c, settings, wait=True)  # the bad hold is left out now
+        aside = await (await c.execute(letters, (payload,))).fetchall()
+    assert first.failed == 0 and first.settled >= 1 and again.failed == 0
+    assert await _balance(conn, good) == (points[1], 1)
+    assert await _balance(conn, bad) == (9223372036854775800, 0)
+    assert len(aside) == 1 and "NumericValueOutOfRange" in aside[0]["reason"], aside
+    # repaired, its letter deleted: the next sweep credits it
+    await conn.execute("UPDATE point_balances SET balance = 0 WHERE member_id = %s", (bad,))
+    await conn.execute("DELETE FROM dead_letters WHERE id = %s", (aside[0]["id"],))
+    await conn.commit()
+    async with await _autocommit(app) as c:
+        await detect_rings(c, settings, wait=True)
+    assert await _balance(conn, bad) == (points[0], 1)

@@ -264,3 +264,110 @@ def test_retention_days_that_would_break_something_are_refused(
 ) -> None:
     with pytest.raises(SettingsError, match=message):
         load_settings({"TRACECODE_MASTER_KEY": "00" * 32, **env})
+
+
+async def _old_code(conn: Any, brand: int) -> str:
+    """A sign-in code asked for two days ago: the sweep's last step deletes it."""
+    phone = steady.phone("137")
+    await conn.execute(
+        """INSERT INTO member_otps (brand_id, phone, code_hash, created_at, expires_at)
+           VALUES (%s, %s, '\\x00', now() - interval '2 days', now() - interval '2 days')""",
+        (brand, phone),
+    )
+    return phone
+
+
+async def _codes_of(conn: Any, phone: str) -> int:
+    row = await (
+        await conn.execute("SELECT count(*) AS n FROM member_otps WHERE phone = %s", (phone,))
+    ).fetchone()
+    return int(row["n"])
+
+
+async def test_a_hold_whose_evidence_is_no_object_stops_no_step(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a fraud hold whose evidence is a JSON string (an old release, a hand edit) past
+    its days: ``evidence ? 'client_ip'`` is true of the string "client_ip", and ``evidence -
+    'client_ip'`` raised "cannot delete from scalar" — the sweep stopped, and the steps after it
+    (SMS numbers, WeChat messages, sign-in codes) never ran. Now such evidence is passed over,
+    and any step that fails is logged and the others still run."""
+    from tests.points_support import new_member
+    from tests.test_forensics_holds import _hold
+
+    settings = app.state.settings
+    admin = await login("admin")
+    ids = []
+    for _ in range(2):
+        member_id, _, _ = await new_member(app, demo["BRAND-LUMI"])
+        ids.append((await _hold(client, admin, "member", member_id))["id"])
+    bad, good = ids
+    async with await _conn(settings) as conn:
+        await conn.execute(
+            """UPDATE fraud_holds SET created_at = now() - interval '400 days',
+                      evidence = CASE WHEN id = %s THEN '"client_ip"'::jsonb
+                                      ELSE '{"client_ip": "10.9.9.9", "members": [1]}' END
+                WHERE id = ANY(%s)""",
+            (bad, ids),
+        )
+        phone = await _old_code(conn, demo["BRAND-LUMI"])
+        swept = await retention.sweep(conn, settings)  # raised InvalidParameterValue
+        evidence = await (
+            await conn.execute("SELECT id, evidence FROM fraud_holds WHERE id = ANY(%s)", (ids,))
+        ).fetchall()
+        left = await _codes_of(conn, phone)
+        await conn.execute("UPDATE fraud_holds SET evidence = '{}' WHERE id = %s", (bad,))
+    kept = {r["id"]: r["evidence"] for r in evidence}
+    assert kept == {good: {"members": [1]}, bad: "client_ip"}
+    assert swept.holds >= 1 and left == 0
+
+
+async def test_a_failing_step_is_logged_and_the_others_run(
+    app: Any, demo: Any, monkeypatch: Any, caplog: Any
+) -> None:
+    """Each step of the sweep runs on its own: one that fails for whatever reason is logged
+    with it, and the steps after it (here the sign-in codes) still run."""
+    settings = app.state.settings
+    monkeypatch.setattr(retention, "_HOLDS", "SELECT 1 / 0")
+    async with await _conn(settings) as conn:
+        phone = await _old_code(conn, demo["BRAND-LUMI"])
+        swept = await retention.sweep(conn, settings)
+        left = await _codes_of(conn, phone)
+    assert swept.holds == 0 and left == 0
+    assert any(
+        "holds" in r.getMessage() and "DivisionByZero" in r.getMessage() for r in caplog.records
+    )
+
+
+async def test_a_record_timed_minus_infinity_loses_its_details_and_stops_nothing(
+    app: Any, demo: Any
+) -> None:
+    """A probe: a verification record timed '-infinity' (a restore of old data, a hand edit)
+    made the scans step read a ``min(at)`` Python cannot load, every sweep, and the steps after
+    it never ran. Now the windows read finite times only, and such a record — older than any
+    cutoff — loses its details as any record past its days."""
+    settings = app.state.settings
+    serial = f"RET-INF-{secrets.token_hex(4)}"
+    async with await _conn(settings) as conn:
+        await conn.execute("DELETE FROM retention_marks WHERE what = 'scans'")
+        await conn.execute(
+            """INSERT INTO verifications (at, record_key, serial, brand_id, result, reason,
+                   client_ip, user_agent)
+               VALUES ('-infinity', gen_random_uuid(), %s, %s, 'genuine', 'first_query',
+                       '10.1.2.3', 'Phone/2.0')""",
+            (serial, demo["BRAND-LUMI"]),
+        )
+        phone = await _old_code(conn, demo["BRAND-LUMI"])
+        swept = await retention.sweep(conn, settings)  # raised DataError
+        row = await (
+            await conn.execute(
+                "SELECT client_ip, user_agent FROM verifications WHERE serial = %s", (serial,)
+            )
+        ).fetchone()
+        mark = await (
+            await conn.execute("SELECT done_at FROM retention_marks WHERE what = 'scans'")
+        ).fetchone()
+        left = await _codes_of(conn, phone)
+        await conn.execute("DELETE FROM verifications WHERE serial = %s", (serial,))
+    assert swept.scans >= 1 and row == {"client_ip": None, "user_agent": None}
+    assert mark is not None and mark["done_at"] is not None and left == 0

@@ -8,7 +8,9 @@ the anchors handed out before (``GET /chain/anchors``, kept by the brand's audit
 match. The signed bytes are ``app.events.chainverify.anchor_message``. A head is anchored once
 (``UNIQUE (brand_id, position)``): the workers every ``TRACECODE_CHAIN_ANCHOR_SECONDS`` when the
 head moved, a user on demand (``POST /chain/anchors``); asking again for an unchanged head
-answers its anchor.
+answers its anchor. A head the workers' pass cannot anchor (a hash that is not 32 bytes: the
+head was rewritten) keeps the error on its row, as a chain that cannot be extended does
+(``chainer.record_failure``), and the pass goes on with the other brands, in brand order.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from typing import Any
 
 import msgspec
 
+from app.chain.chainer import record_failure
 from app.config import Settings
 from app.db import Conn
+from app.deadletters import is_poison
 from app.errors import Conflict
 from app.events.chainverify import anchor_message, ed25519_verify
 from app.signing import Ed25519Key, ed25519_key
@@ -126,7 +130,9 @@ async def anchor_head(
 async def anchor_due(conn: Conn, settings: Settings) -> int:
     """Anchor every head that moved since its brand's last anchor, when that anchor is older
     than ``TRACECODE_CHAIN_ANCHOR_SECONDS`` (or there is none); the number made. Run by every
-    worker: two at once make each anchor once."""
+    worker: two at once make each anchor once. ``conn`` autocommits; each head is anchored in a
+    transaction of its own, and one that cannot be for a reason of its data keeps the error on
+    its head (left out until it is cleared) while the others are anchored."""
     rows = await (
         await conn.execute(
             """SELECT h.brand_id FROM event_chain_heads h
@@ -135,13 +141,21 @@ async def anchor_due(conn: Conn, settings: Settings) -> int:
                  ON true
                WHERE h.position > 0 AND h.error IS NULL
                  AND (a.position IS NULL OR (a.position <> h.position
-                      AND a.anchored_at <= now() - make_interval(secs => %s)))""",
+                      AND a.anchored_at <= now() - make_interval(secs => %s)))
+               ORDER BY h.brand_id""",
             (settings.chain_anchor_seconds,),
         )
     ).fetchall()
     made = 0
     for row in rows:
-        _, created = await anchor_head(conn, settings, row["brand_id"])
+        try:
+            async with conn.transaction():
+                _, created = await anchor_head(conn, settings, row["brand_id"])
+        except Exception as exc:
+            if not is_poison(exc):
+                raise  # the database is down, a lock conflict: the next pass tries again
+            await record_failure(conn, row["brand_id"], exc, "anchored")
+            continue  # this head cannot be anchored: the other brands go on
         made += created
     return made
 

@@ -220,9 +220,14 @@ async def chain_batch(conn: Conn, brand_id: int, limit: int = BATCH, wait: bool 
         return len(rows)
 
 
-async def _failed(conn: Conn, brand_id: int, exc: Exception) -> str:
+async def record_failure(
+    conn: Conn, brand_id: int, exc: BaseException, what: str = "extended"
+) -> str:
+    """Keep why the brand's chain could not be ``what`` (extended, anchored) on its head row
+    (``error``, ``error_at``; one error log line): later passes leave the brand out until a batch
+    that succeeds clears it. The reason kept."""
     reason = f"{type(exc).__name__}: {exc}"[:500]
-    log.error("event chain of brand %s not extended: %s", brand_id, reason)
+    log.error("event chain of brand %s not %s: %s", brand_id, what, reason)
     await conn.execute(
         """INSERT INTO event_chain_heads (brand_id, hash, error, error_at)
            VALUES (%s, %s, %s, now())
@@ -260,7 +265,7 @@ async def chain_all(conn: Conn, brands: Sequence[int] | None = None, broken: boo
             except (psycopg.OperationalError, psycopg.errors.QueryCanceled):
                 raise
             except Exception as exc:  # this brand's record cannot be chained: the others go on
-                result.failed[brand_id] = await _failed(conn, brand_id, exc)
+                result.failed[brand_id] = await record_failure(conn, brand_id, exc)
                 continue
             result.appended += done
             if done == BATCH:

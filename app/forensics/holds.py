@@ -26,7 +26,13 @@ the other way.
 
 A claim round that read the hold open just before a release committed writes its claim
 ``held`` after the release: the periodic sweep (``settle`` of every decided hold,
-``workers.forensics``) settles such claims, as it settles any left behind.
+``workers.forensics``) settles such claims, as it settles any left behind (``sweep``): every
+decided hold in one statement of each kind; when that fails for a reason of the data (a claim
+whose credit cannot be stored: a balance at the top of its bigint), hold by hold, by halves
+(``app.deadletters.abisect``), each part in a transaction of its own — the holds that settle are
+credited, a hold that fails alone is set aside in the dead letters (queue ``fraud_settle``, its
+payload ``{"hold_id": …}``, the reason) and left out of the sweeps after it until an operator
+deletes its letter (after a repair: the next sweep settles it).
 
 Locks: a release (and the sweep) takes them in a consumer's return's order — the rebate claims,
 the draws, their prizes, the points claims, the balances last (``settle``) — and an erasure's
@@ -36,6 +42,8 @@ one waits for a row it holds.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -44,12 +52,14 @@ from psycopg.types.json import Jsonb
 from app import audit
 from app.auth.principal import Principal
 from app.db import Conn
+from app.deadletters import FRAUD_SETTLE, abisect, abury, is_poison, reason_of
 from app.errors import Conflict, NotFound
 from app.forensics.schemas import DecisionIn, HoldClaims, HoldIn, HoldOut
 from app.members.principal import brand_of_staff
 from app.paging import Page, fetch_page
 
 PERMISSION = "fraud.review"
+log = logging.getLogger("tracecode.forensics")
 
 _COLUMNS = """h.id, h.brand_id, h.party_kind, h.party_id, h.rule, h.evidence, h.note,
     h.decision_note, h.state,
@@ -295,6 +305,7 @@ WITH c AS (
       FROM fraud_holds h
      WHERE pc.hold_state = 'held' AND h.id = pc.hold_id AND h.state <> 'open'
        AND (%(ids)s::bigint[] IS NULL OR h.id = ANY(%(ids)s::bigint[]))
+       AND NOT h.id = ANY(%(aside)s::bigint[])
     RETURNING pc AS claim, pc.id, pc.member_id, pc.brand_id, pc.points, pc.hold_state,
               pc.withdrawn_at
 ), credit AS MATERIALIZED (
@@ -323,6 +334,7 @@ WITH c AS (
       FROM fraud_holds h
      WHERE rc.hold_state = 'held' AND h.id = rc.hold_id AND h.state <> 'open'
        AND (%(ids)s::bigint[] IS NULL OR h.id = ANY(%(ids)s::bigint[]))
+       AND NOT h.id = ANY(%(aside)s::bigint[])
     RETURNING rc AS claim, rc.id, rc.hold_state
 ), q AS (
     INSERT INTO rebate_tally_queue (claim_id)
@@ -345,14 +357,15 @@ UPDATE draws d
   FROM fraud_holds h
  WHERE d.hold_state = 'held' AND h.id = d.hold_id AND h.state <> 'open'
    AND (%(ids)s::bigint[] IS NULL OR h.id = ANY(%(ids)s::bigint[]))
+   AND NOT h.id = ANY(%(aside)s::bigint[])
 RETURNING d.id, d.campaign_id, d.member_id, d.brand_id, d.day, d.drawn_at, d.hold_state,
           d.withdrawn_at
 """
 
 
-async def settle(conn: Conn, hold_ids: list[int] | None) -> int:
+async def settle(conn: Conn, hold_ids: list[int] | None, aside: Sequence[int] = ()) -> int:
     """Settle the held claims and draws of the decided holds ``hold_ids`` (None: of every
-    decided hold), in the caller's transaction; how many were settled now.
+    decided hold but those ``aside``), in the caller's transaction; how many were settled now.
 
     In the order a consumer's return takes its locks (``app.logistics.documents``: the rebate
     claim, the draw, its prize, the points claim, the balance last): the rebate claims, the
@@ -364,7 +377,7 @@ async def settle(conn: Conn, hold_ids: list[int] | None) -> int:
     # here, not at the top: the draws import the points claims, which import this package
     from app.draws.prizes import award, lock_prizes
 
-    params = {"ids": hold_ids}
+    params = {"ids": hold_ids, "aside": list(aside)}
     n = await _settled(conn, _SETTLE_REBATES, params)
     draws = await (await conn.execute(_SETTLE_DRAWS, params)).fetchall()
     n += len(draws)
@@ -383,3 +396,61 @@ async def _settled(conn: Conn, sql: str, params: dict[str, Any]) -> int:
     """How many claims ``sql`` (``_SETTLE_POINTS`` or ``_SETTLE_REBATES``) settled."""
     row = await (await conn.execute(sql, params)).fetchone()
     return int(row["n"]) if row else 0
+
+
+# The decided holds with something still held (the sweep's list once it goes hold by hold).
+_UNSETTLED = """
+SELECT h.id FROM fraud_holds h
+ WHERE h.state <> 'open' AND NOT h.id = ANY(%(aside)s::bigint[])
+   AND (EXISTS (SELECT 1 FROM point_claims c WHERE c.hold_id = h.id AND c.hold_state = 'held')
+        OR EXISTS (SELECT 1 FROM rebate_claims c WHERE c.hold_id = h.id AND c.hold_state = 'held')
+        OR EXISTS (SELECT 1 FROM draws d WHERE d.hold_id = h.id AND d.hold_state = 'held'))
+ ORDER BY h.id
+"""
+_ASIDE = "SELECT payload FROM dead_letters WHERE queue = %s"
+
+
+class _Aside(msgspec.Struct):
+    hold_id: int
+
+
+async def set_aside(conn: Conn) -> list[int]:
+    """The holds the sweep set aside (their letters not deleted yet)."""
+    ids = set()
+    for row in await (await conn.execute(_ASIDE, (FRAUD_SETTLE,))).fetchall():
+        try:
+            ids.add(msgspec.json.decode(bytes(row["payload"]), type=_Aside).hold_id)
+        except msgspec.DecodeError:
+            continue  # a letter edited by hand: not ours to read
+    return sorted(ids)
+
+
+async def sweep(conn: Conn) -> int:
+    """Settle every decided hold's held claims and draws (the workers' pass, ``conn`` in
+    autocommit); how many were settled. One transaction for all; on a failure of the data, hold
+    by hold, setting aside those that fail alone (the module docstring). Other failures (the
+    database is down, a lock conflict) propagate: the next pass tries again."""
+    aside = await set_aside(conn)
+    try:
+        async with conn.transaction():
+            return await settle(conn, None, aside)
+    except Exception as exc:
+        if not is_poison(exc):
+            raise
+        log.warning("settling every decided hold at once failed (%s): hold by hold", exc)
+    rows = await (await conn.execute(_UNSETTLED, {"aside": aside})).fetchall()
+    settled = 0
+
+    async def write(part: Sequence[int]) -> None:
+        nonlocal settled
+        async with conn.transaction():
+            n = await settle(conn, list(part))
+        settled += n
+
+    async def dead(hold_id: int, exc: BaseException) -> None:
+        log.error("the claims of hold %s cannot be settled, set aside: %s", hold_id, exc)
+        payload = msgspec.json.encode(_Aside(hold_id=hold_id))
+        await abury(conn, FRAUD_SETTLE, payload, reason_of(exc))
+
+    await abisect([row["id"] for row in rows], write, dead)
+    return settled

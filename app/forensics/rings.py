@@ -17,9 +17,11 @@ overruled by the evidence already judged, nor by it and one new scan):
   member's own province) by someone else within ``RING_VERIFIED_BEFORE_MINUTES`` before the
   claim: codes bought from the consumers who checked them.
 
-Each run first settles held claims of holds decided meanwhile (``holds.settle``): the claim a
-round wrote ``held`` just as its hold was released. The settling and each rule run in a
-transaction of their own: one failing is logged and counted (``failed``), and the others run.
+Each run first settles held claims of holds decided meanwhile (``holds.sweep``): the claim a
+round wrote ``held`` just as its hold was released; a hold whose claims cannot be credited is set
+aside in the dead letters (``fraud_settle``) and the others are settled. The settling and each
+rule run in a transaction of their own: one failing is logged and counted (``failed``), and the
+others run.
 """
 
 from __future__ import annotations
@@ -143,9 +145,8 @@ async def detect_rings(conn: Conn, settings: Settings, *, wait: bool = False) ->
 
     async def work() -> RingRunOut:
         settled = failed = 0
-        try:
-            async with conn.transaction():
-                settled = await holds.settle(conn, None)
+        try:  # a hold that cannot be settled is set aside (holds.sweep): the others settle
+            settled = await holds.sweep(conn)
         except Exception:
             failed += 1
             log.exception("settling the claims of decided holds failed")
