@@ -40,7 +40,9 @@ class Lock(IntEnum):
     ORDER_IMPORT = 7_245_008  # transaction, per brand: one order import at a time, never waited for
     STOCK_ROLLUP = 7_245_009  # session, one key: one stock roller across processes
     INSPECTION_ROLLUP = 7_245_011  # session, one key: one inspection roller across processes
-    # transaction, user:<id>:client id or org:key:<id>:client id (app.inspect.service.client_scope)
+    # transaction, user:<id>:slot or org:key:<id>:slot (app.inspect.service.client_scope), the
+    # slot one of 16 by a hash of the client id (client_id_locks: a batch of a thousand scans
+    # takes 16 locks at most, not a thousand — seven at once filled the shared lock table)
     INSPECTION_CLIENT_ID = 7_245_012
     SMS_PHONE = 7_245_013  # transaction, per phone (text): one-time-code throttle
     SMS_MARKETING = 7_245_014  # transaction, per brand: marketing queued one writer at a time
@@ -48,7 +50,7 @@ class Lock(IntEnum):
     REBATE_STATEMENTS = 7_245_016  # transaction, per brand: one statement generator at a time
     SALES_ROLLUP = 7_245_017  # session, one key: one sales analytics roller across processes
     PEOPLE_ROLLUP = 7_245_018  # session, one key: one people analytics roller (members, points)
-    SALE_CLIENT_ID = 7_245_019  # transaction, org:user:key:client id: one store sale per client id
+    SALE_CLIENT_ID = 7_245_019  # transaction, user:key:client id: one store sale per client id
     EPCIS_CAPTURE = 7_245_021  # transaction, per organisation: one EPCIS capture writer at a time
     ERP_IMPORT = 7_245_022  # transaction, brand:kind (text): one master-data import at a time
     ALLOCATION_CLIENT_ID = 7_245_020  # transaction, caller:client id: one code allocation per id

@@ -523,3 +523,83 @@ async def test_two_inspectors_offline_queues_of_the_same_units_both_record(
         )
         statuses.append((round_, a.status_code, b.status_code, a.text[:120], b.text[:120]))
     assert all(s[1:3] == (200, 200) for s in statuses), statuses
+
+
+async def test_an_item_after_a_refused_one_under_the_same_client_id_is_answered_alone(
+    client: Any, login: Any, demo: Any, conn: Any, goods: dict[str, Any]
+) -> None:
+    """A probe: item 0 (no such store: 422, nothing recorded) and item 1 (a good scan) carry
+    one client id. Alone, item 1 is 201 — nothing was recorded under the id — but in the batch
+    it was 409 ``client_id_reused`` against the refused item 0, and the app dropped it. Each
+    item is answered as a single scan would be, in order: after item 1 recorded the id, item 0
+    again is 409 (the id now holds item 1's scan) and item 1 again replays it."""
+    inspector = await login("inspector")
+    cid = f"rf-{secrets.token_hex(4)}"
+    refused = item(goods["units"][0], 999_999_999, cid)
+    good = item(goods["units"][0], demo["STORE-NB-01"], cid)
+    got = await client.post(
+        "/inspections/batch", headers=inspector, json={"items": [refused, good, refused, good]}
+    )
+    assert got.status_code == 200, got.text
+    answers = got.json()["items"]
+    assert [a["status"] for a in answers] == [422, 201, 409, 200], answers
+    assert answers[0]["error"]["code"] == "unknown_store"
+    assert answers[2]["error"]["code"] == "client_id_reused"
+    assert answers[3]["scan"]["id"] == answers[1]["scan"]["id"]
+    assert answers[3]["scan"]["replayed"] is True
+    assert (got.json()["recorded"], got.json()["replayed"], got.json()["refused"]) == (1, 1, 2)
+    assert await count_scans(conn, [cid]) == {cid: 1}
+    # the batch again: the id holds item 1's scan
+    again = await client.post(
+        "/inspections/batch", headers=inspector, json={"items": [refused, good]}
+    )
+    assert [a["status"] for a in again.json()["items"]] == [409, 200], again.text
+
+
+async def test_a_full_batch_takes_a_bounded_number_of_client_id_locks(
+    client: Any, login: Any, app: Any, demo: Any, goods: dict[str, Any]
+) -> None:
+    """A probe: a batch locked each of its client ids (one advisory lock each, up to 1,000), so
+    about seven full batches at once filled PostgreSQL's shared lock table
+    (max_locks_per_transaction × max_connections) and every other transaction failed "out of
+    shared memory". A batch takes at most ``CLIENT_ID_SLOTS`` of them: counted in pg_locks
+    while the batch, its client ids locked, waits at the table its scans are written to."""
+    from app.inspect.service import CLIENT_ID_SLOTS
+    from app.locks import Lock
+
+    inspector = await login("inspector")
+    tag = secrets.token_hex(4)
+    # one scan to record (a forged code: recorded as evidence), 999 refused after the locks
+    items = [item(forge(goods["units"][0]), demo["STORE-NB-01"], f"lk-{tag}-0")]
+    items += [item(goods["units"][1], 999_999_999, f"lk-{tag}-{n}") for n in range(1, 1000)]
+    async with app.state.pool.connection() as holder, app.state.pool.connection() as watch:
+        await holder.execute("LOCK TABLE inspection_scans IN EXCLUSIVE MODE")
+        sent = asyncio.ensure_future(
+            client.post("/inspections/batch", headers=inspector, json={"items": items})
+        )
+        held = None
+        for _ in range(400):  # ~10 s: the batch's transaction waits for the table
+            held = await (
+                await watch.execute(
+                    """SELECT count(*) FILTER (WHERE l.locktype = 'advisory' AND l.classid = %s
+                                                 AND l.objsubid = 2) AS n
+                       FROM pg_locks l WHERE l.pid IN (
+                           SELECT pid FROM pg_locks WHERE NOT granted
+                              AND relation = 'inspection_scans'::regclass)
+                       GROUP BY l.pid ORDER BY n DESC LIMIT 1""",  # the most, of any waiter
+                    (int(Lock.INSPECTION_CLIENT_ID),),
+                )
+            ).fetchone()
+            await watch.commit()
+            if held is not None:
+                break
+            await asyncio.sleep(0.025)
+        await holder.commit()
+        answer = await sent
+    assert held is not None, "the batch should wait for the held table"
+    assert 1 <= held["n"] <= CLIENT_ID_SLOTS, f"{held['n']} advisory locks for one batch"
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert (body["recorded"], body["refused"]) == (1, 999)
+    assert body["items"][0]["error"]["code"] == "counterfeit"
+    assert {a["error"]["code"] for a in body["items"][1:]} == {"unknown_store"}

@@ -1120,3 +1120,44 @@ async def test_a_rebate_for_goods_an_agent_supplied_by_its_branch_diverted_is_re
     )
     error = assert_error(claim, 422, "wrong_agent")
     assert error["details"]["expected_agent"]["id"] == tree["A1"]
+
+
+async def test_a_moved_clerks_resent_claim_answers_the_first(
+    client: Any, app: Any, login: Any, demo: Any, conn: Any
+) -> None:
+    """A probe: a clerk's claim (client id c) re-sent after the brand moved the clerk by the
+    user import: store to store it replayed (200), but moved to an agent it was 403
+    ``not_a_store`` — checked before the replay — and the app dropped from its queue a claim the
+    server holds (a moved inspector's scan replays). The re-send answers the first claim after
+    either move; anything else of the clerk of no store is still 403 ``not_a_store``."""
+    from tests.test_field_scoping import _login, _user
+    from tests.test_inspect import moved_by_import
+
+    goods = await store_goods(client, login, app, demo)
+    admin = await login("admin")
+    await set_rebate(client, admin, goods["product_id"], 2)
+    name = f"mc{secrets.token_hex(4)}"
+    _, clerk = await _user(client, admin, demo["STORE-HZ-01"], ["store_clerk"], name)
+    scheme, units = app.state.scheme, goods["units"]
+    body = rebate_body(scheme, units[0], f"mv-claim-{secrets.token_hex(4)}")
+    async with member_client(app) as mc:
+        first = await mc.post("/rebates/claims", headers=clerk, json=body)
+        assert first.status_code == 201, first.text
+        for org in ("STORE-GZ-01", "AGENT-GD"):
+            await moved_by_import(client, admin, name, org)
+            clerk = await _login(client, name)
+            again = await mc.post("/rebates/claims", headers=clerk, json=body)
+            assert again.status_code == 200, (org, again.text)
+            assert again.json()["claim_id"] == first.json()["claim_id"], org
+            assert again.json()["store_id"] == demo["STORE-HZ-01"]
+        # the same id for another unit, a new id: refused as before
+        for other in (
+            {**rebate_body(scheme, units[1]), "client_id": body["client_id"]},
+            rebate_body(scheme, units[1]),
+        ):
+            refused = await mc.post("/rebates/claims", headers=clerk, json=other)
+            assert_error(refused, 403, "not_a_store")
+    claims = await one(
+        conn, "SELECT count(*) AS n FROM rebate_claims WHERE client_id = %s", body["client_id"]
+    )
+    assert claims["n"] == 1

@@ -109,3 +109,66 @@ async def test_an_api_key_s_client_id_is_its_own(
     again = await client.post("/sales", headers=gd, json=gd_body)
     assert again.status_code == 200 and again.json()["id"] == theirs.json()["id"]
     assert_error(await client.post("/sales", headers=gd, json=zj_body), 409, "client_id_reused")
+
+
+async def test_a_moved_clerks_resent_sale_answers_the_first(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """A probe: a clerk of STORE-HZ-01 sells under client id c, the answer lost; the brand moves
+    the clerk by the user import (to another store, then to an agent), and the app, signed in
+    again, re-sends the queued sale. It was 404 ``unknown_document``: the replay found the sale,
+    then read it as the clerk's *new* organisation sees documents (and the lock was keyed by the
+    organisation too); the app drops a 404 from its queue, a sale the server holds. A re-send
+    answers the first sale (200), sold once, after either move; another id of the moved clerk
+    is a new sale, checked as ever (a clerk of an agent sells for the agent)."""
+    from tests.test_field_scoping import _login, _user
+    from tests.test_inspect import moved_by_import
+
+    goods = await pack(client, login, app, demo, 1)
+    clerk, agent, store = (
+        await login("clerk"),
+        await login("agent_clerk"),
+        await login("store_clerk"),
+    )
+    inbound = await document(client, clerk, goods["cases"], kind="factory_inbound")
+    assert (await confirm(client, clerk, inbound)).status_code == 200
+    ship = await document(
+        client, clerk, goods["cases"], kind="outbound", counterparty_id=demo["AGENT-ZJ"]
+    )
+    assert (await confirm(client, clerk, ship)).status_code == 200
+    received = await document(client, agent, kind="inbound", shipment_id=ship["id"])
+    assert (await confirm(client, agent, received)).status_code == 200
+    to_store = await document(
+        client, agent, goods["cases"], kind="outbound", counterparty_id=demo["STORE-HZ-01"]
+    )
+    assert (await confirm(client, agent, to_store)).status_code == 200
+    store_in = await document(
+        client, store, goods["units"], kind="inbound", shipment_id=to_store["id"]
+    )
+    assert (await confirm(client, store, store_in)).status_code == 200
+
+    admin = await login("admin")
+    name = f"ms{secrets.token_hex(4)}"
+    _, seller = await _user(client, admin, demo["STORE-HZ-01"], ["store_clerk"], name)
+    body = {"codes": goods["units"][:1], "client_id": f"mv-sale-{secrets.token_hex(4)}"}
+    first = await client.post("/sales", headers=seller, json=body)
+    assert first.status_code == 201, first.text
+    for org in ("STORE-GZ-01", "AGENT-GD"):
+        await moved_by_import(client, admin, name, org)
+        seller = await _login(client, name)
+        again = await client.post("/sales", headers=seller, json=body)
+        assert again.status_code == 200, (org, again.text)
+        assert again.json() == first.json(), org
+    sales = await (
+        await conn.execute(
+            "SELECT count(*) AS n FROM documents WHERE kind = 'sale' AND client_id = %s",
+            (body["client_id"],),
+        )
+    ).fetchone()
+    assert sales["n"] == 1
+    # the same id with another body is still the first sale's; a new id is a new sale of the
+    # clerk's organisation now (AGENT-GD holds none of these units)
+    other = {**body, "codes": goods["units"][1:2]}
+    assert_error(await client.post("/sales", headers=seller, json=other), 409, "client_id_reused")
+    fresh = {**other, "client_id": f"mv-new-{secrets.token_hex(4)}"}
+    assert_error(await client.post("/sales", headers=seller, json=fresh), 422, "bad_codes")

@@ -9,7 +9,9 @@ shelf) go through the single-scan path one by one.
 
 Idempotent per client id, like the single scan: a client id this inspector recorded before (in
 an earlier batch, by ``POST /inspections``, or earlier in the same batch) answers the first scan
-(200) and is never counted again. One transaction: all the recorded scans commit together.
+(200) and is never counted again. An item whose client id an earlier item of the batch carried
+but was refused under (nothing recorded) is answered as a single scan would be, through the
+single-scan path. One transaction: all the recorded scans commit together.
 """
 
 from __future__ import annotations
@@ -123,10 +125,34 @@ async def inspect_batch(
             continue
         scan_id = wanted[cid]
         answers[i] = _answer(items[i], scans[scan_id], replayed=i not in recorded)
+    alone = await _repeated(conn, actor, scheme, items, same_as, found, scans, answers)
+    out = [a for a in answers if a is not None]
+    return InspectionBatchOut(
+        recorded=len(recorded) + alone,
+        replayed=sum(1 for a in out if a.scan is not None and a.scan.replayed),
+        refused=sum(1 for a in out if a.scan is None),
+        items=out,
+    )
+
+
+async def _repeated(
+    conn: Conn,
+    actor: Principal,
+    scheme: Scheme,
+    items: list[InspectionIn],
+    same_as: dict[int, int],
+    found: dict[str, tuple[int, bytes | None]],
+    scans: dict[int, ScanOut],
+    answers: list[BatchItemOut | None],
+) -> int:
+    """Answer the items repeating a client id of an earlier item of the batch (``same_as``);
+    how many of them were recorded (through the single-scan path, see below)."""
+    recorded = 0
+    alone: set[str] = set()  # client ids a scan was recorded under by the single-scan path
     for i, j in same_as.items():
-        answer = answers[j]
+        answer, cid = answers[j], items[i].client_id or ""
         assert answer is not None
-        held = found.get(items[i].client_id or "")
+        held = found.get(cid)
         if held is not None:  # recorded before the batch: the scan recorded under it holds
             # it, not the batch's first item carrying it (a probe: a retry of the recorded scan
             # behind an item reusing its id was 409, and the app dropped a scan the server holds)
@@ -135,19 +161,24 @@ async def inspect_batch(
                 answers[i] = _answer(items[i], scans[held[0]], replayed=True)
             except AppError as error:
                 answers[i] = _error(items[i], error)
-        elif items[i] != items[j]:  # one client id, two scans in one batch: the first holds it
-            answers[i] = _error(items[i], idempotency.reused("scan"))
-        elif answer.scan is not None:
-            answers[i] = _answer(items[i], scans[answer.scan.id], replayed=True)
-        else:
+        elif answer.scan is not None:  # the first item recorded: it holds the client id
+            if items[i] == items[j]:
+                answers[i] = _answer(items[i], scans[answer.scan.id], replayed=True)
+            else:
+                answers[i] = _error(items[i], idempotency.reused("scan"))
+        elif items[i] == items[j] and cid not in alone:  # the same refused scan: refused again
             answers[i] = answer
-    out = [a for a in answers if a is not None]
-    return InspectionBatchOut(
-        recorded=len(recorded),
-        replayed=sum(1 for a in out if a.scan is not None and a.scan.replayed),
-        refused=sum(1 for a in out if a.scan is None),
-        items=out,
-    )
+        else:  # the first was refused, nothing recorded under the id: answered as a single
+            # scan would be, in the batch's order (a probe: 409 client_id_reused, and the app
+            # dropped a scan nobody had recorded); the id's lock is held already
+            try:
+                scan = await service.inspect(conn, actor, scheme, items[i])
+                answers[i] = _answer(items[i], scan, replayed=scan.replayed)
+                recorded += not scan.replayed
+                alone.add(cid)
+            except AppError as error:
+                answers[i] = _error(items[i], error)
+    return recorded
 
 
 def _answer(item: InspectionIn, scan: ScanOut, replayed: bool) -> BatchItemOut:
@@ -166,14 +197,14 @@ async def _earlier_scans(
     conn: Conn, actor: Principal, client_ids: list[str]
 ) -> dict[str, tuple[int, bytes | None]]:
     """The scans this inspector already recorded under these client ids (id, fingerprint of
-    the request). Each client id is
-    locked until the transaction ends (the same lock as a single scan's, taken in one
-    statement, in a stable order), so a concurrent re-send waits and then finds them."""
+    the request). Each client id is locked until the transaction ends (the same lock as a
+    single scan's: its slot, ``service.client_id_locks``, all taken in one statement, in a
+    stable order), so a concurrent re-send waits and then finds them."""
     if not client_ids:
         return {}
     prefix, owner, params = service.client_scope(actor)
     await conn.execute(
-        *locks.xact_each(Lock.INSPECTION_CLIENT_ID, [prefix + c for c in client_ids])
+        *locks.xact_each(Lock.INSPECTION_CLIENT_ID, service.client_id_locks(prefix, client_ids))
     )
     rows = await (
         await conn.execute(

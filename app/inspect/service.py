@@ -31,8 +31,9 @@ leak report, so an analyst sees where goods went.
 
 from __future__ import annotations
 
+import zlib
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -442,11 +443,27 @@ def client_scope(actor: Principal) -> tuple[str, str, tuple[Any, ...]]:
     )
 
 
+# A caller's client ids are locked in this many slots (``client_id_locks``), not one lock each.
+CLIENT_ID_SLOTS = 16
+
+
+def client_id_locks(prefix: str, client_ids: Iterable[str]) -> list[str]:
+    """The keys of ``Lock.INSPECTION_CLIENT_ID`` that guard these client ids of one caller
+    (``client_scope``'s prefix), sorted: a client id's slot is a hash of it among
+    ``CLIENT_ID_SLOTS``. A batch of a thousand ids takes at most that many locks (a probe: one
+    lock per id, and seven such batches at once filled PostgreSQL's shared lock table — every
+    other transaction failed "out of shared memory"); two requests with one id still share its
+    slot, and two sets of slots are taken in the same order (no deadlock)."""
+    return sorted({f"{prefix}{zlib.crc32(c.encode()) % CLIENT_ID_SLOTS}" for c in client_ids})
+
+
 async def _earlier_scan(conn: Conn, actor: Principal, client_id: str) -> dict[str, Any] | None:
     """The scan this inspector already recorded under ``client_id`` (id, client_hash), if any;
-    locks the client id until the transaction ends, so a concurrent retry waits and finds it."""
+    locks the client id (its slot) until the transaction ends, so a concurrent retry waits and
+    finds it."""
     prefix, owner, params = client_scope(actor)
-    await xact_lock(conn, Lock.INSPECTION_CLIENT_ID, prefix + client_id)
+    [key] = client_id_locks(prefix, [client_id])
+    await xact_lock(conn, Lock.INSPECTION_CLIENT_ID, key)
     return await (
         await conn.execute(
             f"SELECT id, client_hash FROM inspection_scans WHERE {owner} AND client_id = %s",

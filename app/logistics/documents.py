@@ -931,17 +931,17 @@ async def sell(
     sale already made under the same ``client_id`` (answered with that sale). A store that is
     inactive, or under an inactive organisation, sells nothing (409 ``org_inactive``)."""
     actor.require("logistics.scan")
+    if data.client_id is not None:  # a re-send answers the first sale, before anything else
+        earlier = await _earlier_sale(conn, actor, data.client_id)
+        if earlier is not None:
+            idempotency.check(earlier["client_hash"], data, "sale")
+            return await _replayed_sale(conn, earlier["id"]), True
     org = await _own_org(conn, actor, actor.org_id if data.org_id is None else data.org_id)
     if org["kind"] not in RETAIL_KINDS:  # probe X: a warehouse's "sale" ranked it as a store
         raise Unprocessable(
             "only the channel sells to consumers: a store, an agent or a distributor (L7)",
             code="not_a_seller",
         )
-    if data.client_id is not None:
-        earlier = await _earlier_sale(conn, actor, data.client_id)
-        if earlier is not None:
-            idempotency.check(earlier["client_hash"], data, "sale")
-            return await get_document(conn, actor, earlier["id"]), True
     # a closed store sells nothing (a probe: its agent, acting for it, still recorded sales
     # there, which put it back in the sales ranking); a re-send of an earlier sale is answered
     await _ensure_active(conn, org["id"], "it sells nothing")
@@ -977,10 +977,12 @@ async def sell(
 
 
 async def _earlier_sale(conn: Conn, actor: Principal, client_id: str) -> dict[str, Any] | None:
-    """The sale this user (or API key) already made under ``client_id``; the client id stays
-    locked until the transaction ends, so a concurrent re-send waits and then finds it."""
+    """The sale this user (or API key) already made under ``client_id``, in whatever
+    organisation of the brand; the client id stays locked until the transaction ends, so a
+    concurrent re-send waits and then finds it. The lock's key is the lookup's scope (the user
+    or key, not its organisation: a re-send of a user moved meanwhile took another lock)."""
     who = f"{actor.user_id}:{actor.api_key_id}"
-    await xact_lock(conn, Lock.SALE_CLIENT_ID, f"{actor.org_id}:{who}:{client_id}")
+    await xact_lock(conn, Lock.SALE_CLIENT_ID, f"{who}:{client_id}")
     return await (
         await conn.execute(
             """SELECT id, client_hash FROM documents WHERE kind = 'sale' AND client_id = %s
@@ -989,6 +991,16 @@ async def _earlier_sale(conn: Conn, actor: Principal, client_id: str) -> dict[st
             (client_id, actor.user_id, actor.api_key_id, f"/{actor.brand_id}/%"),
         )
     ).fetchone()
+
+
+async def _replayed_sale(conn: Conn, doc_id: int) -> DocumentOut:
+    """The sale a re-send answers: the caller's own sale, read whatever organisation the caller
+    is in now (a probe: a clerk moved to another store or to an agent by the user import re-sent
+    a queued sale and it was 404 ``unknown_document``, and the app dropped a sale the server
+    holds), as a moved inspector's re-sent scan answers its first scan."""
+    row = await (await conn.execute(f"{_DOC} WHERE d.id = %s", (doc_id,))).fetchone()
+    assert row is not None
+    return await _out(conn, row)
 
 
 async def _sold_unit(

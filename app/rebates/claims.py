@@ -315,8 +315,18 @@ class Clerks(Claimants[Principal]):
         )
         clerk.require("sales.claim")
         if row["kind"] != "store":
-            raise Forbidden("only a store's clerks claim sales rebates", code="not_a_store")
+            raise NotAStore(clerk)
         return clerk
+
+
+class NotAStore(Forbidden):
+    """403 ``not_a_store``: the clerk is not (or no longer) of a store. It carries the clerk: a
+    re-send of a claim the clerk made at a store before a move still answers that claim
+    (``Claimer.replay``)."""
+
+    def __init__(self, clerk: Principal | None = None) -> None:
+        super().__init__("only a store's clerks claim sales rebates", code="not_a_store")
+        self.clerk = clerk
 
 
 class Claimer(Claims[RebateClaimOut]):
@@ -345,9 +355,38 @@ class Claimer(Claims[RebateClaimOut]):
             out = RebateClaimOut(**{**_fields(out), "verification": answer})
         return out, created
 
+    async def replay(
+        self, refused: NotAStore, data: ClaimIn, ip: str | None, user_agent: str | None
+    ) -> tuple[RebateClaimOut, bool]:
+        """A claim of a clerk refused ``not_a_store``: a re-send of the claim the clerk made
+        under the same client id and code at a store, before a move out of stores, answers it
+        as any replay does (verified, then the first claim, 200: a probe's moved clerk got 403
+        and the app dropped a claim the server holds); anything else is the refusal, before
+        any verification. Only such clerks pay this lookup (one probe of the clerk's client id
+        key, pooled: they are rare); the replay itself is explained by a round, as any."""
+        clerk = refused.clerk
+        assert clerk is not None and clerk.user_id is not None
+        async with self.pool.connection() as conn:
+            row: Any = await (  # a dict (the pool's rows)
+                await conn.execute(
+                    "SELECT code_id FROM rebate_claims WHERE clerk_id = %s AND client_id = %s",
+                    (clerk.user_id, data.client_id),
+                )
+            ).fetchone()
+        if row is None or row["code_id"] != self.code_of(data.serial):
+            raise refused
+        # no store: the round credits nothing to it, only explains it (``credit``, ``_why_not``)
+        out, _, created = await self.claim(
+            data, clerk.user_id, clerk.brand_id, None, ip, user_agent
+        )
+        return out, created
+
     async def credit(
         self, conn: AsyncConnection[Any], group: list[Pending[RebateClaimOut]]
     ) -> dict[int, RebateClaimOut]:
+        group = [p for p in group if p.org_id is not None]  # a replay of a clerk of no store
+        if not group:
+            return {}
         params = {
             "ord": list(range(len(group))),
             "clerk": [p.claimant for p in group],
@@ -411,6 +450,8 @@ class Diverted(Unprocessable):
 def _why_not(row: dict[str, Any], p: Pending[RebateClaimOut]) -> RebateClaimOut:
     if row["id"] is not None and row["clerk_id"] == p.claimant and row["client_id"] == p.client_id:
         return _claim_out(row, p)  # the same claim again: answered as the first time
+    if p.org_id is None:  # a clerk of no store (``Claimer.replay``): only a replay is answered
+        raise NotAStore()
     if row["clerk_status"] != "active":  # made inactive while the claim was in flight
         raise Unauthorized("the account is inactive or gone", code="account_inactive")
     if row["batch_void"]:  # voided since the verification (or its process's batch cache)

@@ -7,6 +7,7 @@ from litestar.openapi.spec import OpenAPI
 from litestar.types import Receive, Scope, Send
 
 from app.claims import answer_claim, decode_claim, document_claim_route, read_claim
+from app.rebates.claims import NotAStore
 from app.rebates.schemas_claims import RebateClaimOut
 
 
@@ -17,9 +18,15 @@ async def claim(scope: Scope, receive: Receive, send: Send) -> None:
     claims in flight (``app.rebates.claims.Clerks``), never on a pooled connection."""
     request = await read_claim(scope, receive)
     claimer = scope["litestar_app"].state.rebate_claimer
-    clerk = await claimer.clerks.lookup(request.authorization)  # 401/403 before the body is read
-    data = decode_claim(request.body)
-    out, created = await claimer.claim_rebate(clerk, data, request.ip, request.user_agent)
+    try:
+        clerk = await claimer.clerks.lookup(request.authorization)  # 401/403 before the body
+    except NotAStore as refused:  # a clerk moved out of stores: only a re-send is answered
+        out, created = await claimer.replay(
+            refused, decode_claim(request.body), request.ip, request.user_agent
+        )
+    else:
+        data = decode_claim(request.body)
+        out, created = await claimer.claim_rebate(clerk, data, request.ip, request.user_agent)
     await answer_claim(send, out, created)
 
 
