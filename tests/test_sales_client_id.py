@@ -15,27 +15,8 @@ from tests.test_logistics import confirm, document, pack
 async def test_a_resent_sale_answers_the_first(
     client: Any, login: Any, app: Any, demo: Any, conn: Any
 ) -> None:
-    goods = await pack(client, login, app, demo, 1)
-    units = goods["units"]
-    clerk, agent, store = (
-        await login("clerk"),
-        await login("agent_clerk"),
-        await login("store_clerk"),
-    )
-    inbound = await document(client, clerk, goods["cases"], kind="factory_inbound")
-    assert (await confirm(client, clerk, inbound)).status_code == 200
-    ship = await document(
-        client, clerk, goods["cases"], kind="outbound", counterparty_id=demo["AGENT-ZJ"]
-    )
-    assert (await confirm(client, clerk, ship)).status_code == 200
-    received = await document(client, agent, kind="inbound", shipment_id=ship["id"])
-    assert (await confirm(client, agent, received)).status_code == 200
-    to_store = await document(
-        client, agent, goods["cases"], kind="outbound", counterparty_id=demo["STORE-HZ-01"]
-    )
-    assert (await confirm(client, agent, to_store)).status_code == 200
-    store_in = await document(client, store, units, kind="inbound", shipment_id=to_store["id"])
-    assert (await confirm(client, store, store_in)).status_code == 200
+    units = await _at_store(client, login, app, demo)
+    store = await login("store_clerk")
 
     cid = f"sale-{secrets.token_hex(6)}"
     body = {"codes": units[:2], "customer": "Ms Wang", "client_id": cid}
@@ -124,6 +105,37 @@ async def test_a_moved_clerks_resent_sale_answers_the_first(
     from tests.test_field_scoping import _login, _user
     from tests.test_inspect import moved_by_import
 
+    units = await _at_store(client, login, app, demo)
+
+    admin = await login("admin")
+    name = f"ms{secrets.token_hex(4)}"
+    _, seller = await _user(client, admin, demo["STORE-HZ-01"], ["store_clerk"], name)
+    body = {"codes": units[:1], "client_id": f"mv-sale-{secrets.token_hex(4)}"}
+    first = await client.post("/sales", headers=seller, json=body)
+    assert first.status_code == 201, first.text
+    for org in ("STORE-GZ-01", "AGENT-GD"):
+        await moved_by_import(client, admin, name, org)
+        seller = await _login(client, name)
+        again = await client.post("/sales", headers=seller, json=body)
+        assert again.status_code == 200, (org, again.text)
+        assert again.json() == first.json(), org
+    sales = await (
+        await conn.execute(
+            "SELECT count(*) AS n FROM documents WHERE kind = 'sale' AND client_id = %s",
+            (body["client_id"],),
+        )
+    ).fetchone()
+    assert sales["n"] == 1
+    # the same id with another body is still the first sale's; a new id is a new sale of the
+    # clerk's organisation now (AGENT-GD holds none of these units)
+    other = {**body, "codes": units[1:2]}
+    assert_error(await client.post("/sales", headers=seller, json=other), 409, "client_id_reused")
+    fresh = {**other, "client_id": f"mv-new-{secrets.token_hex(4)}"}
+    assert_error(await client.post("/sales", headers=seller, json=fresh), 422, "bad_codes")
+
+
+async def _at_store(client: Any, login: Any, app: Any, demo: Any) -> list[str]:
+    """A case's units packed, shipped to AGENT-ZJ and on to STORE-HZ-01, received there."""
     goods = await pack(client, login, app, demo, 1)
     clerk, agent, store = (
         await login("clerk"),
@@ -142,33 +154,7 @@ async def test_a_moved_clerks_resent_sale_answers_the_first(
         client, agent, goods["cases"], kind="outbound", counterparty_id=demo["STORE-HZ-01"]
     )
     assert (await confirm(client, agent, to_store)).status_code == 200
-    store_in = await document(
-        client, store, goods["units"], kind="inbound", shipment_id=to_store["id"]
-    )
+    units: list[str] = goods["units"]
+    store_in = await document(client, store, units, kind="inbound", shipment_id=to_store["id"])
     assert (await confirm(client, store, store_in)).status_code == 200
-
-    admin = await login("admin")
-    name = f"ms{secrets.token_hex(4)}"
-    _, seller = await _user(client, admin, demo["STORE-HZ-01"], ["store_clerk"], name)
-    body = {"codes": goods["units"][:1], "client_id": f"mv-sale-{secrets.token_hex(4)}"}
-    first = await client.post("/sales", headers=seller, json=body)
-    assert first.status_code == 201, first.text
-    for org in ("STORE-GZ-01", "AGENT-GD"):
-        await moved_by_import(client, admin, name, org)
-        seller = await _login(client, name)
-        again = await client.post("/sales", headers=seller, json=body)
-        assert again.status_code == 200, (org, again.text)
-        assert again.json() == first.json(), org
-    sales = await (
-        await conn.execute(
-            "SELECT count(*) AS n FROM documents WHERE kind = 'sale' AND client_id = %s",
-            (body["client_id"],),
-        )
-    ).fetchone()
-    assert sales["n"] == 1
-    # the same id with another body is still the first sale's; a new id is a new sale of the
-    # clerk's organisation now (AGENT-GD holds none of these units)
-    other = {**body, "codes": goods["units"][1:2]}
-    assert_error(await client.post("/sales", headers=seller, json=other), 409, "client_id_reused")
-    fresh = {**other, "client_id": f"mv-new-{secrets.token_hex(4)}"}
-    assert_error(await client.post("/sales", headers=seller, json=fresh), 422, "bad_codes")
+    return units
