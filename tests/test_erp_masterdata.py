@@ -10,7 +10,7 @@ import secrets
 from typing import Any
 
 from app._core import gs1_check_digit
-from tests.helpers import assert_error
+from tests.helpers import assert_error, onboarded_brand
 
 _n = itertools.count()
 RUN = secrets.token_hex(3).upper()
@@ -306,7 +306,7 @@ async def test_files_that_cannot_be_read_are_refused_whole(
         await send(client, admin, "orgs", 'erp_code,name\nX,"open\n'), 400, "malformed_csv"
     )
     assert_error(
-        await send(client, admin, "orgs", "erp_code\n" + "X\n" * 50_001), 413, "too_many_rows"
+        await send(client, admin, "orgs", "erp_code\n" + "X\n" * 15_001), 413, "too_many_rows"
     )
     huge = "erp_code,address\nX," + "a" * (10 * 1024 * 1024) + "\n"
     assert_error(await send(client, admin, "orgs", huge), 413, "payload_too_large")
@@ -337,7 +337,7 @@ async def test_files_that_cannot_be_read_are_refused_whole(
     for kind in ("orgs", "products", "users"):  # was 500: the decoder's recursion limit
         answer = await send(client, admin, kind, unbalanced, media="application/json")
         assert_error(answer, 400, "too_deep")
-    too_many = {"items": [{"erp_code": "X"}] * 50_001}
+    too_many = {"items": [{"erp_code": "X"}] * 15_001}
     assert_error(await send(client, admin, "orgs", too_many), 413, "too_many_rows")
     with_password = "erp_code,name,password\nX,Y,secret12\n"  # only users are told about passwords
     assert_error(await send(client, admin, "orgs", with_password), 400, "bad_header")
@@ -1313,7 +1313,8 @@ async def test_an_excel_gbk_file_whose_bytes_are_also_utf8_keeps_its_chinese(
     assert decode(latin) == "name\nCaf茅\n"  # the trade-off
     assert decode(b"\xef\xbb\xbf" + latin) == decode(latin, "utf-8") == "name\nCafé\n"
     assert decode("name\nCafé 温州\n".encode()) == "name\nCafé 温州\n"  # three-byte UTF-8
-    # a symbol or a no-break space keeps a file UTF-8 (a review: "25\u00a0°C" read as Chinese)
+    # a no-break space keeps a file UTF-8 (a review: "25\u00a0°C" read as Chinese; a symbol
+    # alone is 400: test_a_gbk_file_that_may_be_utf8_with_symbols_is_refused_not_guessed)
     assert decode("name\n25\u00a0°C\n".encode()) == "name\n25\u00a0°C\n"
 
 
@@ -1371,3 +1372,176 @@ async def test_empty_header_cells_excel_writes_are_ignored_while_their_columns_a
     filled = text + f"{code('EH2')},store,,Filled,AGENT-ZJ,,lost?\r\n"
     error = assert_error(await send(client, admin, "orgs", filled, dry_run=True), 400, "bad_header")
     assert error["details"]["unknown"] == [""] and error["details"]["line"] == 3, error
+
+
+async def test_rows_sharing_a_code_share_one_short_message(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: every row sharing an ``erp_code`` was ``duplicate_in_file`` with a message
+    listing every row sharing it, one such message per row: O(rows²) (8,000 rows of one code,
+    a 48 KB file: a 47 MB answer, ~365 MB of memory; 50,000 rows would kill the worker). The
+    message names the first five rows and counts the others, the same for every row."""
+    admin = await login("admin")
+    many, two = code("DUPM"), code("DUPT")
+    body = "erp_code\n" + f"{many}\n" * 2000 + f"{two}\n{two}\n"
+    response = await send(client, admin, "orgs", body, dry_run=True)
+    assert response.status_code == 200, response.text[:300]
+    got = response.json()
+    assert got["rejected"] == 2002 and got["errors_total"] == 2002, got["errors_total"]
+    messages = {e["message"] for e in got["errors"] if e["erp_code"] == many}
+    assert messages == {
+        f"erp_code {many!r} is on rows 1, 2, 3, 4, 5 and 1,995 more rows of this file"
+    }
+    assert len(response.content) < 400_000, len(response.content)
+    listed = {e["message"] for e in got["errors"] if e["erp_code"] == two}
+    assert listed <= {f"erp_code {two!r} is on rows 2001, 2002 of this file"}
+
+
+async def test_a_header_or_a_line_far_too_wide_is_refused_at_once(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: the header's repeated columns were found by ``names.count`` per column
+    (O(columns²) on the event loop: a 270 KB header of 40,000 columns held every request 15 s),
+    and every row checked each empty header cell again and walked the whole header for its
+    values (``erp_code`` then 100,000 commas, 2,000 rows: 13 s). A header of more than 200
+    cells (the empty ones counted; the widest import has 17 columns) is 400 ``bad_header``
+    with ``max_columns``, a line of more than 2,000 commas 400 ``malformed_csv`` naming it,
+    before the reader makes it a list of cells; 200 cells still read."""
+    admin = await login("admin")
+    named = ",".join(f"c{i}" for i in range(1000)) + "\n"
+    empty = "erp_code" + "," * 100_000 + f"\n{code('WH1')}\n{code('WH2')}\n"
+    for body in (named, empty, "erp_code" + "," * 200 + "\n"):
+        error = assert_error(
+            await send(client, admin, "orgs", body, dry_run=True), 400, "bad_header"
+        )
+        assert error["details"]["max_columns"] == 200 and error["details"]["unknown"] == [], error
+    widest = "erp_code,kind,name,parent_erp_code" + "," * 196 + "\n"
+    row = f"{code('WH3')},store,Wide,AGENT-ZJ" + "," * 196 + "\n"
+    got = await imported(client, admin, "orgs", widest + row, dry_run=True)
+    assert counts(got) == (1, 0, 0, 0) and errors(got) == [], got
+    far = widest + row + f"{code('WH4')},store,Far,AGENT-ZJ" + "," * 2001 + "\n"
+    error = assert_error(await send(client, admin, "orgs", far, dry_run=True), 400, "malformed_csv")
+    assert error["details"] == {"line": 3, "max_values": 2000}, error
+    from app import csvread
+
+    assert (csvread.MAX_COLUMNS, csvread.MAX_LINE_COMMAS) == (200, 2000)  # as documented
+
+
+async def test_an_import_takes_a_few_savepoints_not_one_a_row(
+    client: Any, login: Any, demo: Any, monkeypatch: Any
+) -> None:
+    """A probe: every row's writes ran in a savepoint of its own, one transaction of as many
+    subtransactions as rows: past 64 PostgreSQL's subtransaction cache overflows and each row's
+    foreign key lock on the shared parent joins a growing multixact — 3,000 new agents took 18 s,
+    9,000 79 s. Rows are written in chunks of one savepoint; a chunk with a failing row is run
+    again in halves down to that row, rejected alone. Counted (savepoints opened), not timed."""
+    import psycopg
+
+    brand, admin = await onboarded_brand(client, login)
+    opened = 0
+    transaction = psycopg.AsyncConnection.transaction
+
+    def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal opened
+        opened += 1
+        return transaction(self, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.AsyncConnection, "transaction", counting)
+    tag = secrets.token_hex(3).upper()
+    rows = [f"S{tag}-{i},store,Store {i},{brand['erp_code']}" for i in range(600)]
+    rows[150] = f"S{tag}-150,store,Bad,S{tag}-1"  # a store under a store: bad_hierarchy
+    rows[420] = f"S{tag}-420,factory,Bad,S{tag}-2"
+    body = "erp_code,kind,name,parent_erp_code\n" + "".join(r + "\n" for r in rows)
+    result = await imported(client, admin, "orgs", body)
+    assert counts(result) == (598, 0, 0, 2)
+    assert errors(result) == [(151, None, "bad_hierarchy"), (421, None, "bad_hierarchy")]
+    assert opened < 40, f"{opened} savepoints for 600 rows"
+    opened = 0
+    assert counts(await imported(client, admin, "orgs", body)) == (0, 0, 598, 2)
+    products = "erp_code,product_no,name\n" + "".join(
+        f"P{tag}-{i},PN{tag}-{i},Product {i}\n" for i in range(600)
+    )
+    opened = 0
+    assert counts(await imported(client, admin, "products", products)) == (600, 0, 0, 0)
+    assert opened < 20, f"{opened} savepoints for 600 rows"
+
+
+async def test_a_json_import_over_the_row_limit_is_counted_before_it_is_decoded(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: a JSON import's items were all decoded, each a dict, before their number was
+    compared with the limit: 10 MB of ``{}`` cost ~260 MB for one 413 ``too_many_rows``. The
+    items of a body with more braces than the limit are counted first, without being kept
+    (one shared object each): reading a 2 MB body costs ~3 times itself, no longer ~25 times
+    (measured on the reading alone, where nothing else allocates meanwhile)."""
+    import tracemalloc
+
+    from app.erp.orgs import SPEC
+    from app.erp.rows import read_items
+    from app.errors import PayloadTooLarge
+
+    admin = await login("admin")
+    items = 700_000  # 2 MB: many times the limit
+    raw = b'{"items":[' + b"{}," * (items - 1) + b"{}]}"
+    response = await send(client, admin, "orgs", raw, media="application/json")
+    assert assert_error(response, 413, "too_many_rows")["details"] == {"max_rows": SPEC.max_rows}
+    tracemalloc.start()
+    try:
+        read_items(raw, "json", SPEC)
+    except PayloadTooLarge as exc:
+        assert exc.code == "too_many_rows", exc.code
+    else:
+        raise AssertionError("700,000 items were read")
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert peak < 6 * len(raw), f"peak {peak / 2**20:.1f} MB for a {len(raw) / 2**20:.1f} MB body"
+    nested = {"items": [{"erp_code": code("JN1"), "roles": [{}], "x": {}}]}  # braces, one item
+    got = await imported(client, admin, "orgs", nested, dry_run=True)
+    assert got["rows"] == 1 and {e["code"] for e in got["errors"]} == {"unknown_column"}, got
+
+
+async def test_a_short_row_is_refused_not_read_as_empty_cells(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: a row with fewer cells than the header (cut short: hand-edited, pasted, a line
+    break left unquoted) was read as if its missing cells were empty, and an empty cell clears
+    an optional field: the product's spec, barcode, colour and efficacy were wiped, answered
+    ``updated``. Such a row is ``missing_values`` and not applied (as too many is
+    ``extra_values``); a row short only of header cells left empty (Excel's ``,,``) reads."""
+    admin = await login("admin")
+    p = code("SHORT")
+    header = "erp_code,product_no,name,spec,barcode,colour_no,efficacy,,\n"
+    full = f"{p},PN-{p},Serum,30ml,B-{p},C01,moisturises\n"  # short of the unnamed cells only
+    made = await imported(client, admin, "products", header + full)
+    assert counts(made) == (1, 0, 0, 0) and errors(made) == [], made
+    short = await imported(client, admin, "products", header + f"{p},PN-{p},Serum,31ml\n")
+    assert counts(short) == (0, 0, 0, 1) and errors(short) == [(1, None, "missing_values")], short
+    assert short["errors"][0]["line"] == 2, short
+    stored = (await client.get(f"/products/{ids(made)[p]}", headers=admin)).json()
+    kept = [stored[k] for k in ("spec", "barcode", "colour_no", "efficacy")]
+    assert kept == ["30ml", f"B-{p}", "C01", "moisturises"], stored
+
+
+async def test_a_gbk_file_that_may_be_utf8_with_symbols_is_refused_not_guessed(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: Excel's GBK "CSV (逗号分隔)" (no BOM) naming a contact 卢伟 (C2 AC CE B0) is
+    well-formed UTF-8 too — "¬ΰ" — and a Latin-1 symbol ("¬", U+00AC) kept it UTF-8: 200 and
+    "¬ΰ" stored. GBK's 卢 鲁 陆 路 露 鹿 … (C2 A1–C2 BF) are all such symbols. A file without a
+    BOM or a charset that both read, with no character of three UTF-8 bytes and a Latin-1
+    symbol, is 400 ``bad_encoding`` naming the symbol's line (save it as CSV UTF-8 or declare
+    its charset); declared ``charset=gbk`` it reads. And "李芳路" in GBK (路 is "·") was refused
+    as UTF-8 holding a stray byte: only characters of three bytes or more count for UTF-8."""
+    from app.csvread import decode
+
+    admin = await login("admin")
+    x = code("LUWEI")
+    text = f"erp_code,kind,name,parent_erp_code,contact_name\r\n{x},store,Lu,AGENT-ZJ,卢伟\r\n"
+    error = assert_error(await send(client, admin, "orgs", text.encode("gbk")), 400, "bad_encoding")
+    assert error["details"] == {"line": 2} and "charset=gbk" in error["message"], error
+    got = await imported(client, admin, "orgs", text.encode("gbk"), media="text/csv; charset=gbk")
+    stored = (await client.get(f"/orgs/{ids(got)[x]}", headers=admin)).json()
+    assert stored["contact_name"] == "卢伟", stored
+    assert decode("name\n李芳路\n".encode("gbk")) == "name\n李芳路\n"
+    assert decode("name\n25°C 卢伟\n".encode()) == "name\n25°C 卢伟\n"  # three-byte UTF-8

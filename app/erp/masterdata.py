@@ -18,17 +18,27 @@ username in the caller's reach is adopted (its ERP code is set). Then a row eith
 - or finds nothing to change (``unchanged``). Importing the same file twice therefore changes
   nothing the second time and answers so: ``created`` 0, ``updated`` 0, ``unchanged`` N.
 
-Every row's writes run in a savepoint (``attempt``): a rule a service enforces (``bad_hierarchy``,
-``region_mismatch``, ``duplicate_gtin``, ``stronger_account`` …) or a constraint rejects that row
-and leaves no trace of it. Imports of one entity for one brand take turns (``Lock.ERP_IMPORT``),
-so two uploads of overlapping files cannot both create the same code.
+A rule a service enforces (``bad_hierarchy``, ``region_mismatch``, ``duplicate_gtin``,
+``stronger_account`` …) or a constraint rejects that row and leaves no trace of it. Imports of one
+entity for one brand take turns (``Lock.ERP_IMPORT``), so two uploads of overlapping files cannot
+both create the same code.
+
+Rows are written in chunks (``each_row``), each chunk in one savepoint, its rows without one of
+their own; a chunk in which a row fails is undone and run again in halves, down to the failing
+row, which runs alone in its own savepoint (``attempt``) and is rejected. A savepoint per row (as
+before) made a file of N rows one transaction of N subtransactions: past 64 PostgreSQL's cache of
+a transaction's subtransactions overflows, and every subtransaction's lock on a shared parent row
+(a foreign key check) joins a multixact that grows with each one — the time per row grew with the
+file (bench/RESULTS.md: 3,000 agents 18 s, 9,000 79 s). Now a file of N good rows takes N/512
+savepoints or so, and each rejected row about log2(512) more.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 import psycopg
@@ -44,6 +54,9 @@ from app.locks import Lock
 
 T = TypeVar("T")
 MAX_ERRORS_LISTED = 1000
+CHUNK_FIRST = 64  # rows in the first chunk; doubled after a chunk that passes, up to CHUNK_MAX
+CHUNK_MAX = 512
+_chunked: ContextVar[bool] = ContextVar("erp_import_chunked", default=False)
 Apply = Callable[[Conn, Principal, list[Item], bool], Awaitable[None]]
 
 
@@ -93,9 +106,85 @@ async def run(
     )
 
 
+class _Replay(Exception):
+    """A row of a chunk failed: the chunk's savepoint is undone and its rows run again."""
+
+
+class Journal(Protocol):
+    """What an import keeps across rows beyond the rows themselves (``each_row`` saves it before
+    a chunk and puts it back when the chunk is undone)."""
+
+    def save(self) -> Any: ...
+
+    def restore(self, saved: Any) -> None: ...
+
+
+async def each_row(
+    conn: Conn,
+    items: Sequence[Item],
+    step: Callable[[Item], Awaitable[None]],
+    journal: Journal | None = None,
+) -> None:
+    """``step(item)`` for every item, in order, as if each row's writes ran in a savepoint of
+    their own (``attempt``), in chunks of one savepoint: a chunk in which a row fails is undone
+    (its rows and ``journal`` as they were before it) and run again from its first row, half as
+    long, down to the failing row alone, which ``attempt`` then rejects in its own savepoint."""
+    size, start = CHUNK_FIRST, 0
+    while start < len(items):
+        chunk = items[start : start + size]
+        if len(chunk) == 1:
+            await step(chunk[0])  # alone: a savepoint of its own (``attempt``)
+        elif not await _chunk(conn, chunk, step, journal):
+            size = len(chunk) // 2
+            continue
+        start += len(chunk)
+        size = min(size * 2, CHUNK_MAX)
+
+
+async def _chunk(
+    conn: Conn,
+    chunk: Sequence[Item],
+    step: Callable[[Item], Awaitable[None]],
+    journal: Journal | None,
+) -> bool:
+    """Run ``chunk`` in one savepoint, its rows without their own; ``False``, everything as it
+    was before, when one of them failed."""
+    saved_rows = [_saved(item) for item in chunk]
+    saved = journal.save() if journal is not None else None
+    token = _chunked.set(True)
+    try:
+        async with conn.transaction():
+            for item in chunk:
+                await step(item)
+    except _Replay:
+        for item, state in zip(chunk, saved_rows, strict=True):
+            _restore(item, state)
+        if journal is not None:
+            journal.restore(saved)
+        return False
+    finally:
+        _chunked.reset(token)
+    return True
+
+
+def _saved(item: Item) -> tuple[Any, ...]:
+    return (item.data, list(item.errors), item.result, item.id, list(item.changed))
+
+
+def _restore(item: Item, state: tuple[Any, ...]) -> None:
+    item.data, item.errors, item.result, item.id, item.changed = state
+    item.initial_password = None
+
+
 async def attempt(conn: Conn, item: Item, work: Callable[[], Awaitable[T]]) -> T | None:
     """``work()``, one row's writes, in a savepoint: a domain rule (``AppError``) or a database
-    constraint rejects the row with its code, and its writes are undone."""
+    constraint rejects the row with its code, and its writes are undone. Within a chunk
+    (``each_row``) without a savepoint: a failure undoes the chunk, which runs again."""
+    if _chunked.get():
+        try:
+            return await work()
+        except (AppError, psycopg.errors.IntegrityError, psycopg.errors.DataError) as exc:
+            raise _Replay from exc
     try:
         async with conn.transaction():
             return await work()

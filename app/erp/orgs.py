@@ -22,7 +22,7 @@ from typing import Any
 
 from app.auth.principal import Principal
 from app.db import Conn
-from app.erp.masterdata import Importer, attempt, differences, given, values_of
+from app.erp.masterdata import Importer, attempt, differences, each_row, given, values_of
 from app.erp.rows import Item, Spec
 from app.erp.schemas import OrgRow
 from app.locks import Lock, xact_lock
@@ -33,6 +33,7 @@ SPEC = Spec(
     entity="orgs",
     row_type=OrgRow,
     text_columns=frozenset({"name", "province_name", "city_name", "address", "contact_name"}),
+    max_rows=15_000,  # 3-4.5 ms a row (bench/RESULTS.md): about a minute, the import lock held
 )
 _FIELDS = (
     "name",
@@ -68,6 +69,13 @@ class _Run:
     def administers(self, row: dict[str, Any] | None) -> bool:
         return row is not None and row["path"].startswith(self.actor.admin_scope)
 
+    def save(self) -> tuple[dict[str, int], list[Item]]:
+        """What ``each_row`` puts back when it undoes a chunk of rows."""
+        return dict(self.applied), list(self.closing)
+
+    def restore(self, saved: tuple[dict[str, int], list[Item]]) -> None:
+        self.applied, self.closing = saved
+
 
 async def apply(conn: Conn, actor: Principal, items: list[Item], dry_run: bool) -> None:
     """Apply the good rows, parents first (activations first of all), then the deactivations.
@@ -85,10 +93,8 @@ async def apply(conn: Conn, actor: Principal, items: list[Item], dry_run: bool) 
     rows = await (await conn.execute(_KNOWN, (sorted(codes), brand))).fetchall()
     in_file = {item.erp_code for item in items if item.erp_code}
     run = _Run(conn, actor, {row["erp_code"]: row for row in rows}, in_file)
-    for item in _parents_first(good, run.known):
-        await _apply_row(run, item)
-    for item in run.closing:
-        await _close(run, item)
+    await each_row(conn, _parents_first(good, run.known), lambda item: _apply_row(run, item), run)
+    await each_row(conn, list(run.closing), lambda item: _close(run, item))
 
 
 def _parent_code(item: Item) -> str | None:

@@ -28,7 +28,7 @@ from app.auth.principal import Principal
 from app.catalog.schemas import ProductIn, ProductPatch
 from app.catalog.service import create_product, update_product
 from app.db import Conn
-from app.erp.masterdata import Importer, attempt, differences, given, values_of
+from app.erp.masterdata import Importer, attempt, differences, each_row, given, values_of
 from app.erp.rows import Item, Spec
 from app.erp.schemas import ProductRow
 
@@ -40,6 +40,7 @@ SPEC = Spec(
         | {"barcode"}
     ),
     unique=("erp_code", "product_no"),
+    max_rows=25_000,  # ~2 ms a row (bench/RESULTS.md): about a minute, the import lock held
 )
 _FIELDS = (
     "product_no",
@@ -110,11 +111,17 @@ async def apply(conn: Conn, actor: Principal, items: list[Item], dry_run: bool) 
         values = _values(item, held_by, categories)
         if item.ok:
             plans.append(_Plan(item, current, adopting, held_by, values))
-    for plan in _freed_first(plans):
+    ordered = _freed_first(plans)
+    by_row = {plan.item.row: plan for plan in ordered}
+
+    async def step(item: Item) -> None:
+        plan = by_row[item.row]
         if plan.current is None:
-            await _create(conn, actor, plan.item, plan.values)
+            await _create(conn, actor, item, plan.values)
         else:
-            await _update(conn, actor, plan.item, plan.current, plan.values, plan.adopting)
+            await _update(conn, actor, item, plan.current, plan.values, plan.adopting)
+
+    await each_row(conn, [plan.item for plan in ordered], step)
 
 
 def _freed_first(plans: list[_Plan]) -> list[_Plan]:

@@ -28,7 +28,7 @@ from app.auth.passwords import hash_random_password
 from app.auth.principal import Principal
 from app.auth.service import end_sessions, ensure_not_stronger
 from app.db import Conn
-from app.erp.masterdata import Importer, attempt, differences, given, values_of
+from app.erp.masterdata import Importer, attempt, differences, each_row, given, values_of
 from app.erp.rows import Item, Spec
 from app.erp.schemas import UserRow
 from app.errors import NotFound, Unprocessable
@@ -43,7 +43,7 @@ SPEC = Spec(
     list_columns=frozenset({"roles"}),
     unique=("erp_code", "username"),
     caseless=frozenset({"username"}),  # one name in any case (migration 0041; a probe)
-    max_rows=20_000,
+    max_rows=10_000,  # ~6 ms a row (bench/RESULTS.md): about a minute, the import lock held
     takes_passwords=True,
 )
 _FIELDS = ("display_name", "phone", "email", "status")
@@ -88,17 +88,20 @@ async def apply(conn: Conn, actor: Principal, items: list[Item], dry_run: bool) 
             )
         ).fetchall()
     }
-    for item in good:
+
+    async def step(item: Item) -> None:
         current, adopting = _current(actor, item, known, named)
         if not item.ok:
-            continue
+            return
         org = _org(actor, item, orgs)
         if not item.ok:
-            continue
+            return
         if current is None:
             await _create(conn, actor, item, org, dry_run)
         else:
             await _update(conn, actor, item, current, org, adopting)
+
+    await each_row(conn, good, step)
 
 
 async def _users(conn: Conn, where: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
