@@ -930,3 +930,53 @@ async def test_sales_of_a_product_kept_under_the_factory_are_reported_and_filter
         if ranking["units"] != report["units"]:
             problems.append((user, "A1 units != A2 units", ranking["units"], report["units"]))
     assert problems == []
+
+
+async def test_a_region_group_is_found_through_an_index(demo: Any, app: Any) -> None:
+    """An ERP import of agents slowed down as it went: the orgs trigger's group lookup
+    (``sales_region_group``, migration 0036: IS NOT DISTINCT FROM on six columns) scanned every
+    group of every brand. Migration 0125 gives it an index: with sequential scans off, the
+    lookup of a group that exists goes through it (in this transaction's own counts)."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    conninfo = app.state.pool.conninfo
+    async with await psycopg.AsyncConnection.connect(conninfo, row_factory=dict_row) as c:
+        await c.execute("SET enable_seqscan = off")  # a small table is cheaper to scan
+        group = await (
+            await c.execute(
+                "SELECT id, city, province_code, province_name, city_code, city_name, agent_id "
+                "FROM sales_region_groups ORDER BY agent_id NULLS LAST, id LIMIT 1"
+            )
+        ).fetchone()
+        assert group is not None  # the demo's organisations have theirs
+        found = await (
+            await c.execute(
+                "SELECT sales_region_group(%s, %s, %s, %s, %s, %s) AS id",
+                [
+                    group[k]
+                    for k in (
+                        "city",
+                        "province_code",
+                        "province_name",
+                        "city_code",
+                        "city_name",
+                        "agent_id",
+                    )
+                ],
+            )
+        ).fetchone()
+        scans = await (
+            await c.execute(
+                """SELECT pg_stat_get_xact_numscans(i) AS n,
+                          pg_stat_get_xact_tuples_returned(i) AS entries,
+                          (SELECT count(*) FROM sales_region_groups WHERE city = %s) AS alike
+                   FROM CAST('sales_region_groups_lookup_idx' AS regclass) AS i""",
+                (group["city"],),
+            )
+        ).fetchone()
+        await c.rollback()
+    assert found["id"] == group["id"]
+    # by the whole key: one entry read, not every group of its kind (an index scan on ``city``
+    # alone, the old lookup's best with scans off, reads them all)
+    assert scans["alike"] >= 2 and (scans["n"], scans["entries"]) == (1, 1), scans
