@@ -21,64 +21,14 @@ from app.media import imagemeta
 from app.media.storage import store_from_settings
 from tests.h5_support import new_product
 from tests.helpers import assert_error, onboarded_brand
+from tests.images import jpeg, jpeg_exif, jpeg_sof, png, png_chunk, png_ihdr, webp
 from tests.test_media_s3 import _s3_settings, _serve, s3rver  # noqa: F401  (the fixture)
-
-
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def _ihdr(width: int, height: int) -> bytes:
-    return _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-
-
-def png(seed: int = 0, text: bytes = b"") -> bytes:
-    """A real 1x1 PNG (a browser draws it) of a colour of its own (``seed``: tests' images are
-    told apart by their pixels, their metadata is gone), with a tEXt chunk of ``text``."""
-    ihdr = _ihdr(1, 1)
-    idat = _chunk(b"IDAT", zlib.compress(b"\x00" + struct.pack(">I", seed)[1:]))
-    extra = _chunk(b"tEXt", b"Comment\x00" + text) if text else b""
-    return imagemeta.PNG_SIGNATURE + ihdr + extra + idat + _chunk(b"IEND", b"")
 
 
 def mp4(size: int, seed: bytes = b"") -> bytes:
     """An MP4 of ``size`` bytes (its ftyp box, then anything), ``seed`` making it its own."""
     head = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + seed
     return head + b"\x00" * (size - len(head))
-
-
-def _exif(orientation: int, secret: bytes) -> bytes:
-    """An APP1 EXIF segment (little-endian) with an orientation and a GPS-ish maker note."""
-    entries = struct.pack("<HHIHH", 0x0112, 3, 1, orientation, 0)
-    entries += struct.pack("<HHII", 0x927C, 7, len(secret), 26 + 12)  # MakerNote: the secret
-    tiff = b"II\x2a\x00" + struct.pack("<I", 8) + struct.pack("<H", 2) + entries
-    tiff += struct.pack("<I", 0) + secret
-    body = b"Exif\x00\x00" + tiff
-    return b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body
-
-
-def _sof(marker: int, width: int, height: int) -> bytes:
-    """A JPEG frame header (SOF0–15) of one component."""
-    body = b"\x08" + struct.pack(">HH", height, width) + b"\x01\x01\x11\x00"
-    return bytes((0xFF, marker)) + struct.pack(">H", len(body) + 2) + body
-
-
-def jpeg(secret: bytes = b"", orientation: int = 1, size: tuple[int, int] = (1, 1)) -> bytes:
-    """A JPEG's structure: JFIF, EXIF (when ``secret``), a comment, a table, a frame header of
-    ``size`` (width, height), a scan, EOI."""
-    app0 = b"\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
-    meta = _exif(orientation, secret) + b"\xff\xfe" + struct.pack(">H", len(secret) + 2) + secret
-    dqt = b"\xff\xdb\x00\x43\x00" + bytes(range(64)) + _sof(0xC0, *size)
-    scan = b"\xff\xda\x00\x08\x01\x01\x00\x00\x3f\x00" + bytes(range(200)) + b"\xff\xd9"
-    return b"\xff\xd8" + app0 + (meta if secret else b"") + dqt + scan
-
-
-def webp(secret: bytes = b"") -> bytes:
-    vp8x = b"VP8X" + struct.pack("<I", 10) + bytes([0x08 if secret else 0]) + b"\x00" * 9
-    image = b"VP8L" + struct.pack("<I", 5) + b"\x2f\x00\x00\x00\x00" + b"\x00"  # padded
-    exif = b"EXIF" + struct.pack("<I", len(secret)) + secret if secret else b""
-    body = b"WEBP" + vp8x + image + exif
-    return b"RIFF" + struct.pack("<I", len(body)) + body
 
 
 MP4 = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + bytes(range(256)) * 40
@@ -227,7 +177,7 @@ async def test_what_is_no_product_image_or_video_is_refused_with_stable_codes(
     # blocks that do not add up: refused, never published half read
     for damaged in (
         png()[:-8],  # no IEND
-        imagemeta.PNG_SIGNATURE + _chunk(b"IDAT", b"x") + _chunk(b"IEND", b""),  # no IHDR
+        imagemeta.PNG_SIGNATURE + png_chunk(b"IDAT", b"x") + png_chunk(b"IEND", b""),  # no IHDR
         b"\xff\xd8\xff\xe0\xff\xff" + b"\x00" * 10,  # a segment past the end
         b"\xff\xd8\xff\xe0\x00\x04\x00\x00\xff\xd9",  # no scan
         b"RIFF\xff\x00\x00\x00WEBPVP8L",  # a RIFF size past the end
@@ -487,7 +437,7 @@ async def test_pictures_appended_after_a_jpeg_s_image_are_cut(
     stored = Path(settings.media_path, await _key(conn, made.json()["id"]))
     assert _read(stored) == primary
     # a progressive JPEG: the metadata between its scans goes, its scans and tables stay
-    between = _exif(6, GPS) + _segment(0xFE, GPS)
+    between = jpeg_exif(6, GPS) + _segment(0xFE, GPS)
     stripped = imagemeta.strip(progressive(between), "image/jpeg")
     assert GPS not in stripped
     assert stripped == progressive(imagemeta._exif_block(6))
@@ -828,7 +778,7 @@ async def test_uploads_racing_at_the_quota_s_edge_pass_only_as_far_as_they_fit(
     assert all(len(_files_holding(folder, data)) == 1 for data in kept)
     assert all(_files_holding(folder, data) == [] for data in refused)
     # four copies of one file that fits, at once: one medium, counted once
-    last = mp4(1000, b"edge")
+    last = mp4(1000, secrets.token_bytes(8))  # its own: var/ keeps earlier sessions' files
     copies = await asyncio.gather(*(upload(client, office, last) for _ in range(4)))
     assert {a.status_code for a in copies} == {201}, [a.text for a in copies]
     assert len({a.json()["id"] for a in copies}) == 1
@@ -871,8 +821,8 @@ def _vp8(width: int, height: int) -> bytes:
 
 
 def _png_of(width: int, height: int) -> bytes:
-    idat = _chunk(b"IDAT", zlib.compress(b"\x00" * 16))
-    return imagemeta.PNG_SIGNATURE + _ihdr(width, height) + idat + _chunk(b"IEND", b"")
+    idat = png_chunk(b"IDAT", zlib.compress(b"\x00" * 16))
+    return imagemeta.PNG_SIGNATURE + png_ihdr(width, height) + idat + png_chunk(b"IEND", b"")
 
 
 async def test_an_image_with_no_image_data_or_no_pixels_is_damaged(client: Any, login: Any) -> None:
@@ -881,14 +831,14 @@ async def test_an_image_with_no_image_data_or_no_pixels_is_damaged(client: Any, 
     (no IDAT) was kept and published (201). So are refused an image of 0 pixels a side, a JPEG
     whose scan comes before any frame header, and headers that cannot be read."""
     _, admin = await onboarded_brand(client, login)
-    sign, iend = imagemeta.PNG_SIGNATURE, _chunk(b"IEND", b"")
+    sign, iend = imagemeta.PNG_SIGNATURE, png_chunk(b"IEND", b"")
     scan = jpeg()[jpeg().index(b"\xff\xda") :]
     for damaged in (
-        sign + _ihdr(1, 1) + iend,  # no IDAT
-        sign + _ihdr(1, 1) + _chunk(b"tEXt", b"a\x00b") + iend,
+        sign + png_ihdr(1, 1) + iend,  # no IDAT
+        sign + png_ihdr(1, 1) + png_chunk(b"tEXt", b"a\x00b") + iend,
         _png_of(0, 0),
         _png_of(1, 0),
-        sign + _chunk(b"IHDR", b"\x00" * 8) + png()[33:],  # an IHDR cut short
+        sign + png_chunk(b"IHDR", b"\x00" * 8) + png()[33:],  # an IHDR cut short
         b"\xff\xd8" + scan,  # a scan and no frame header
         jpeg(size=(0, 1)),
         jpeg(size=(640, 0)),  # a height given later (DNL): browsers draw none
@@ -900,7 +850,7 @@ async def test_an_image_with_no_image_data_or_no_pixels_is_damaged(client: Any, 
     ):
         assert_error(await upload(client, admin, damaged), 400, "damaged_image")
     with pytest.raises(imagemeta.Damaged, match="no image data"):
-        imagemeta.strip(sign + _ihdr(1, 1) + iend, "image/png")
+        imagemeta.strip(sign + png_ihdr(1, 1) + iend, "image/png")
 
 
 async def test_an_image_claiming_more_pixels_than_a_phone_may_draw_is_refused(
@@ -921,7 +871,7 @@ async def test_an_image_claiming_more_pixels_than_a_phone_may_draw_is_refused(
         "max_pixels": 64_000_000,
     }  # README's limits
     side, pixels = imagemeta.MAX_SIDE, imagemeta.MAX_PIXELS
-    progressive_huge = progressive().replace(_sof(0xC2, 1, 1), _sof(0xC2, 30_000, 30_000))
+    progressive_huge = progressive().replace(jpeg_sof(0xC2, 1, 1), jpeg_sof(0xC2, 30_000, 30_000))
     assert progressive_huge != progressive()
     for bomb in (
         _png_of(side + 1, 1),

@@ -23,7 +23,8 @@ from selenium.webdriver.remote.webdriver import WebDriver
 
 from tests import test_console_browser as base
 from tests.h5_support import new_product
-from tests.test_catalog_media import png, upload
+from tests.images import png
+from tests.test_catalog_media import upload
 from tests.test_console_browser import _click, _console_errors, _find, _wait
 from tests.test_console_catalogue_browser import _dialog_closed, _gtin13
 from tests.test_console_ops_browser import _row, _start

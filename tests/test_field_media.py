@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,13 +15,16 @@ import msgspec
 import pytest
 
 from app.errors import AppError
+from app.media import imagemeta
 from app.media.storage import LocalStore
 from tests.field_support import client_id, other_brand_admin
 from tests.helpers import assert_error
+from tests.images import jpeg, png, png_chunk, png_ihdr, webp
 
-JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 4
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
-WEBP = b"RIFF\x24\x00\x00\x00WEBPVP8 " + b"\x00" * 64
+GPS = b"GPS 31.2304N 121.4737E, Huawei P60"
+JPEG = jpeg(GPS + bytes(range(256)) * 4)  # a phone's photo: its EXIF names where it was taken
+PNG = png(7)
+WEBP = webp()
 
 
 def _stored(root: Path, name: str) -> list[bytes]:
@@ -70,13 +74,37 @@ async def test_photos_are_typed_by_their_bytes_and_kept_under_var(
     assert list(answer["content"]) == ["image/*"]
 
 
+async def test_a_photo_is_kept_as_taken_unless_damaged_or_too_many_pixels(
+    client: Any, login: Any
+) -> None:
+    """A probe: a 69-byte PNG claiming 100,000 x 100,000 pixels (~30 GB decoded) was kept and
+    served to the supervisor's browser to decode, and a PNG of no image data too. Photos are
+    checked as catalogue images are (400 ``damaged_image`` / ``image_too_large``) but kept as
+    taken, EXIF too: staff's evidence of where it was taken."""
+    rep = await login("fieldrep")
+    made = await _upload(client, rep, JPEG)
+    assert made.status_code == 201, made.text
+    served = await client.get(made.json()["url"], headers=rep)
+    assert served.content == JPEG and GPS in served.content
+    idat = png_chunk(b"IDAT", zlib.compress(b"\x00" * 4))
+    iend = png_chunk(b"IEND", b"")
+    bomb = imagemeta.PNG_SIGNATURE + png_ihdr(100_000, 100_000) + idat + iend
+    error = assert_error(await _upload(client, rep, bomb), 400, "image_too_large")
+    assert (error["details"]["width"], error["details"]["height"]) == (100_000, 100_000)
+    wide = jpeg(size=(imagemeta.MAX_SIDE + 1, 2))
+    assert_error(await _upload(client, rep, wide), 400, "image_too_large")
+    no_data = imagemeta.PNG_SIGNATURE + png_ihdr(1, 1) + iend
+    assert_error(await _upload(client, rep, no_data), 400, "damaged_image")
+    assert_error(await _upload(client, rep, JPEG[:-2]), 400, "damaged_image")  # no EOI
+
+
 async def test_an_oversized_photo_is_refused_with_or_without_a_length(
     client: Any, login: Any, settings: Any, conn: Any
 ) -> None:
     rep = await login("fieldrep")
     limit = settings.media_max_bytes
     assert limit == 5 * 1024 * 1024
-    exact = await _upload(client, rep, JPEG[:3] + b"\x00" * (limit - 3))
+    exact = await _upload(client, rep, JPEG + b"\x00" * (limit - len(JPEG)))  # after its end
     assert exact.status_code == 201, exact.text
     big = JPEG[:3] + b"\x00" * (limit - 2)
     error = assert_error(await _upload(client, rep, big), 413, "photo_too_large")
@@ -353,7 +381,7 @@ async def test_a_photo_limit_up_to_its_cap_is_honoured_and_bytes_are_no_form(
     )
     try:
         rep = await login("fieldrep")
-        big = await _upload(client, rep, JPEG[:3] + b"\x00" * (12 * 1024 * 1024))
+        big = await _upload(client, rep, JPEG + b"\x00" * (12 * 1024 * 1024))
         assert big.status_code == 201, big.text
         form = {**rep, "Content-Type": "application/x-www-form-urlencoded"}
         png = await client.post("/media/photos", headers=form, content=PNG)

@@ -14,6 +14,7 @@ import pytest
 
 from tests.field_support import other_brand_admin
 from tests.helpers import assert_error
+from tests.images import png
 from tests.test_field_scoping import _login, _user
 from tests.test_inspect import (  # noqa: F401
     GPS,
@@ -23,7 +24,7 @@ from tests.test_inspect import (  # noqa: F401
     moved_by_import,
 )
 
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+PNG = png(3)
 
 
 def item(code: str, store: int, cid: str | None = None, **extra: Any) -> dict[str, Any]:

@@ -31,10 +31,11 @@ from app.errors import NotFound, ValidationFailed
 from app.media.s3 import EMPTY_SHA256, S3Store, canonical_request, sign, signing_key
 from app.media.storage import store_from_settings
 from tests.helpers import assert_error, served
+from tests.images import jpeg
 
 SERVER_DIR = Path(__file__).parent / "s3server"
 BUCKET = "tracecode-photos"
-JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 8
+JPEG = jpeg(bytes(range(256)) * 8)
 
 # The S3 documentation's examples (sig-v4-header-based-auth): one key pair, one instant.
 AWS = {

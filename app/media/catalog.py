@@ -66,7 +66,6 @@ from app.errors import (
     NotFound,
     PayloadTooLarge,
     UnsupportedMediaType,
-    ValidationFailed,
 )
 from app.locks import Lock
 from app.media import imagemeta
@@ -212,23 +211,7 @@ def prepare(
     if len(data) > limit:
         raise too_large(limit)
     if found == "image":
-        try:
-            data = imagemeta.strip(data, content_type)
-        except imagemeta.Damaged as exc:
-            raise ValidationFailed(
-                f"the image cannot be read: {exc}", code="damaged_image"
-            ) from None
-        except imagemeta.TooLarge as exc:
-            raise ValidationFailed(
-                f"{exc}; scale it down",
-                code="image_too_large",
-                details={
-                    "width": exc.width,
-                    "height": exc.height,
-                    "max_side": imagemeta.MAX_SIDE,
-                    "max_pixels": imagemeta.MAX_PIXELS,
-                },
-            ) from None
+        data = imagemeta.checked(data, content_type)
     return data, content_type, found, ext
 
 

@@ -40,6 +40,8 @@ from __future__ import annotations
 import re
 import struct
 
+from app.errors import ValidationFailed
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_DROPPED = {b"tEXt", b"zTXt", b"iTXt", b"eXIf", b"tIME"}
 _WEBP_DROPPED = {b"EXIF", b"XMP "}
@@ -90,6 +92,26 @@ def strip(data: bytes, content_type: str) -> bytes:
     if content_type == "image/webp":
         return _webp(data)
     raise ValueError(f"not an image type: {content_type}")
+
+
+def checked(data: bytes, content_type: str) -> bytes:
+    """``strip``'s answer, its refusals the API's: 400 ``damaged_image`` (``Damaged``) and 400
+    ``image_too_large`` (``TooLarge``) — for catalogue media and staff photos alike."""
+    try:
+        return strip(data, content_type)
+    except Damaged as exc:
+        raise ValidationFailed(f"the image cannot be read: {exc}", code="damaged_image") from None
+    except TooLarge as exc:
+        raise ValidationFailed(
+            f"{exc}; scale it down",
+            code="image_too_large",
+            details={
+                "width": exc.width,
+                "height": exc.height,
+                "max_side": MAX_SIDE,
+                "max_pixels": MAX_PIXELS,
+            },
+        ) from None
 
 
 def _jpeg(data: bytes) -> bytes:

@@ -3,8 +3,11 @@ those allowed.
 
 An upload is checked before anything is kept: at most ``TRACECODE_MEDIA_MAX_BYTES`` (413
 ``photo_too_large``, the rest of the body never read), and a JPEG, PNG or WebP by its first bytes
-(415 ``unsupported_photo_type`` otherwise, whatever the name or Content-Type claims). The photo
-gets a random id (a UUID) and a storage key the service makes (``app.media.storage``); names
+(415 ``unsupported_photo_type`` otherwise, whatever the name or Content-Type claims) whose
+blocks add up, of at most ``imagemeta.MAX_SIDE`` pixels a side and ``MAX_PIXELS`` in all (400
+``damaged_image`` / ``image_too_large``, as catalogue media: a 69-byte PNG claiming 100,000 ×
+100,000 pixels was kept and served to a supervisor's browser to decode, a probe). It is kept as
+taken, its EXIF too: staff's evidence, seen by staff only. The photo gets a random id (a UUID) and a storage key the service makes (``app.media.storage``); names
 from the client are never used.
 
 No database connection is held while the store is written or read (S3 may take up to 30 s: a
@@ -24,6 +27,7 @@ their own subtree; anyone else gets 404.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import uuid
@@ -46,6 +50,7 @@ from app.errors import (
 )
 from app.field import scope
 from app.locks import Lock
+from app.media import imagemeta
 from app.media.storage import PhotoStore
 
 log = logging.getLogger("tracecode.media")
@@ -110,6 +115,14 @@ def _out(row: dict[str, Any]) -> PhotoOut:
     )
 
 
+def _checked_digest(data: bytes, content_type: str) -> bytes:
+    """The photo's SHA-256, once its blocks add up and it is of a size a browser can draw
+    (``imagemeta.checked``: 400 ``damaged_image`` / ``image_too_large``). The photo is kept as
+    taken, its EXIF too (staff's evidence, seen by staff only): only the walk's checks count."""
+    imagemeta.checked(data, content_type)
+    return hashlib.sha256(data).digest()
+
+
 async def upload(
     pool: AsyncConnectionPool[Conn],
     actor: Principal,
@@ -127,6 +140,7 @@ async def upload(
     if not data:
         raise BadRequest("the body is empty: send the image's bytes", code="empty_body")
     content_type, ext = sniff(data)
+    digest = await asyncio.to_thread(_checked_digest, data, content_type)
     async with pool.connection() as conn:  # not held while the store writes
         now = await _check_quota(conn, actor.user_id, len(data), daily_bytes)
     photo_id = uuid.uuid4()
@@ -142,8 +156,8 @@ async def upload(
                            (id, owner_id, org_id, content_type, size_bytes, sha256, storage_key)
                        VALUES (%s, %s, %s, %s, %s, %s, %s)
                        RETURNING id, content_type, size_bytes, sha256, created_at""",
-                    (photo_id, actor.user_id, actor.org_id, content_type, len(data),
-                     hashlib.sha256(data).digest(), key),
+                    (photo_id, actor.user_id, actor.org_id, content_type, len(data), digest,
+                     key),
                 )
             ).fetchone()  # fmt: skip
             assert row is not None
