@@ -170,6 +170,28 @@ async def test_the_phone_site_lists_the_published_products(
     assert second["id"]  # both are published, the list would show them in display order
 
 
+async def test_the_page_of_a_product_owned_below_the_brand_names_the_brand(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a product owned by the factory (``POST /products`` takes any organisation of the
+    brand's tree), listed on the brand's ``/brand/products``, named the factory as its brand on
+    ``/p/{gtin}`` and linked ``/brand/...?brand=<factory>``, two 404 pages."""
+    made = await new_product(client, login, name="Factory-owned", org_id=demo["FACTORY-SZ"])
+    async with member_client(app) as phone:
+        page = await phone.get(f"/p/{made['gtin']}")
+        assert page.status_code == 200, page.text
+        links = set(re.findall(r'href="(/brand/[a-z]+\?brand=\d+)"', page.text))
+        assert links == {
+            f"/brand/products?brand={demo['BRAND-LUMI']}",
+            f"/brand/story?brand={demo['BRAND-LUMI']}",
+        }
+        listed = await phone.get(f"/brand/products?brand={demo['BRAND-LUMI']}")
+        assert made["name"] in text_of(listed.text)
+        story = await phone.get(f"/brand/story?brand={demo['BRAND-LUMI']}")  # 404: none written
+        assert "Lumi" in text_of(story.text)  # the brand's page, not "brand not found"
+    assert "Lumi" in text_of(page.text) and "Suzhou Factory" not in text_of(page.text)
+
+
 async def test_a_brand_introduction_is_set_in_the_back_office_and_shown_on_the_phone(
     client: Any,
 ) -> None:

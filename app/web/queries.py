@@ -10,9 +10,11 @@ from app.members.points import RETURNED_UNSOLD, SPOILT, points_in_force
 
 _PRODUCT_BY_GTIN = """
 SELECT p.name, p.spec, p.product_type, p.gtin, p.image_url, p.colour_no, p.efficacy,
-       p.video_url, c.name AS category, o.name AS brand, o.id AS brand_id
+       p.video_url, c.name AS category, b.name AS brand, b.id AS brand_id
   FROM products p
   JOIN orgs o ON o.id = p.org_id
+  -- the brand, not the owner: a product may belong to any organisation of the brand's tree
+  JOIN orgs b ON b.id = split_part(o.path, '/', 2)::bigint
   LEFT JOIN categories c ON c.id = p.category_id
  WHERE p.gtin = %s AND p.published
 """
