@@ -31,6 +31,13 @@ class SerialNotInBatch(SerialError):
     """
 
 
+class AnswerCutOff(Exception):
+    """An answer under way ended early on purpose (a void batch's stream: its labels are to be
+    destroyed), not a fault: raised after the answer started, ``app.front`` logs one WARNING
+    line with the request's context (no traceback) and counts it as cut off (499), the answer
+    left unended — its client sees an incomplete one, never a whole one."""
+
+
 class AppError(Exception):
     status = 400
     code = "bad_request"
@@ -340,6 +347,20 @@ def log_unexpected(scope: Any, exc: BaseException, message: str = "unhandled err
     """The ERROR line of an exception no handler expected: its traceback and its request's
     context (``handle_unexpected``; ``app.front`` for one raised after the answer started)."""
     log.error(message, exc_info=exc, extra=request_context(scope))
+
+
+def cut_off(exc: BaseException) -> AnswerCutOff | None:
+    """The ``AnswerCutOff`` that ``exc`` is, alone or as all of an exception group (a streamed
+    answer raises from a task group of its own); None for anything else."""
+    if isinstance(exc, BaseExceptionGroup):
+        found = [cut_off(inner) for inner in exc.exceptions]
+        return found[0] if all(found) else None
+    return exc if isinstance(exc, AnswerCutOff) else None
+
+
+def log_cut_off(scope: Any, exc: AnswerCutOff) -> None:
+    """The WARNING line of an answer cut off on purpose (``AnswerCutOff``)."""
+    log.warning("answer cut off: %s", exc, extra=request_context(scope))
 
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

@@ -67,7 +67,13 @@ from litestar.routes import ASGIRoute
 from litestar.utils.scope.state import ScopeState
 
 from app.edge import InvalidHost, check_edge, host_ok, refuse
-from app.errors import error_body, handle_http_exception, log_unexpected
+from app.errors import (
+    cut_off,
+    error_body,
+    handle_http_exception,
+    log_cut_off,
+    log_unexpected,
+)
 from app.logs import logged_path, request_id_var, requests, writer
 from app.textguard import InvalidCharacter
 
@@ -220,6 +226,9 @@ class Tracecode(Litestar):
                 await fn(scope, receive, out)
         except Exception as exc:
             if status:  # too late for an error answer: logged here, the answer left unended
+                if (purpose := cut_off(exc)) is not None:  # counted as cut off, no fault
+                    log_cut_off(scope, purpose)
+                    return
                 broken = True
                 log_unexpected(scope, exc, "unhandled error after the answer started")
                 return

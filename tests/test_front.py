@@ -20,6 +20,7 @@ from litestar import get
 from litestar.response import Stream
 
 from app._core import RequestLog
+from app.codes.batches import VoidedMidStream
 from app.config import SettingsError, load_settings
 from app.errors import exception_handlers
 from app.front import Tracecode
@@ -348,17 +349,19 @@ async def test_metrics_add_the_counts_of_the_servers_other_workers(
     assert sum(n for s in mine for status, n in s[2] if status == 200) >= before + 5
 
 
-async def _chunks(fail_after: int | None) -> Any:
+async def _chunks(fail_after: int | None, cut: bool = False) -> Any:
     for n in range(1000):
         if n == fail_after:
+            if cut:
+                raise VoidedMidStream("a batch of this stream was voided while it was sent")
             raise RuntimeError("the export's query failed")
         yield b"x" * 1024
         await asyncio.sleep(0)
 
 
 @get("/download", sync_to_thread=False)
-def download(fail: bool = False) -> Stream:
-    return Stream(_chunks(3 if fail else None), media_type="text/csv")
+def download(fail: bool = False, void: bool = False) -> Stream:
+    return Stream(_chunks(3 if fail or void else None, cut=void), media_type="text/csv")
 
 
 async def _drive(
@@ -438,6 +441,25 @@ async def test_a_stream_that_fails_after_its_start_logs_the_error_with_its_conte
     (error,) = [line for line in errors if line.get("request_id") == "midstream-1"]
     assert (error["method"], error["path"], error["route"]) == ("GET", "/download", "/download")
     assert "RuntimeError: the export's query failed" in error["exc"], error
+
+
+async def test_a_stream_cut_off_on_purpose_is_a_warning_not_a_server_error() -> None:
+    """A void batch's download or allocation stream is cut off on purpose (``VoidedMidStream``,
+    an ``AnswerCutOff``): it was logged as an ERROR with a traceback and counted as a 500, as a
+    fault of the server. Now one WARNING line ``answer cut off`` with the request's context,
+    counted as 499; the answer still never ends."""
+    app = Tracecode(route_handlers=[download], exception_handlers=exception_handlers)
+    configure_logging("WARNING")
+    with captured_log() as log:
+        bodies, ended = await _drive(app, b"void=true", b"voided-1", hang_up_after=None)
+    assert (bodies, ended) == (3, False)
+    (access,) = [line for line in lines(log) if line["request_id"] == "voided-1"]
+    assert access["status"] == 499
+    errors = lines(log, "tracecode.errors")
+    (warning,) = [line for line in errors if line.get("request_id") == "voided-1"]
+    assert warning["level"] == "WARNING" and "exc" not in warning, warning
+    assert warning["msg"].startswith("answer cut off: a batch of this stream was voided")
+    assert (warning["method"], warning["path"]) == ("GET", "/download")
 
 
 async def test_a_unicode_line_separator_in_a_path_does_not_split_a_log_line(

@@ -9,6 +9,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from app.codes.scheme import Scheme, UnknownKeyVersion
 from app.db import Conn
+from app.errors import AnswerCutOff
 
 
 class BatchRef(msgspec.Struct, frozen=True):
@@ -75,7 +76,7 @@ async def serials_of(conn: Conn, scheme: Scheme, codes: Iterable[int]) -> dict[i
     return serials
 
 
-class VoidedMidStream(Exception):
+class VoidedMidStream(AnswerCutOff):
     """A batch of a stream under way was voided: the answer is cut off (``VoidWatch``)."""
 
 

@@ -7,8 +7,9 @@ An upload is checked before anything is kept: at most ``TRACECODE_MEDIA_MAX_BYTE
 blocks add up, of at most ``imagemeta.MAX_SIDE`` pixels a side and ``MAX_PIXELS`` in all (400
 ``damaged_image`` / ``image_too_large``, as catalogue media: a 69-byte PNG claiming 100,000 ×
 100,000 pixels was kept and served to a supervisor's browser to decode, a probe). It is kept as
-taken, its EXIF too: staff's evidence, seen by staff only. The photo gets a random id (a UUID) and a storage key the service makes (``app.media.storage``); names
-from the client are never used.
+taken, its EXIF too: staff's evidence, seen by staff only. The photo gets a random id (a UUID)
+and a storage key the service makes (``app.media.storage``); names from the client are never
+used.
 
 No database connection is held while the store is written or read (S3 may take up to 30 s: a
 handful of uploads or thumbnails waiting on a slow store held every pooled connection and the
