@@ -95,6 +95,11 @@ class Lock(IntEnum):
     # session, shared, per subscription id (app.webhooks.sender.Fence): a webhook attempt under
     # way; transaction, exclusive: a subscription's change or delete waits for its attempts
     WEBHOOK_ATTEMPTS = 7_245_034
+    # transaction, member:client id (text): one complaint filing per client id at a time, so a
+    # retry sent at once waits for the first and answers it, never counted against the member's
+    # filing limit (app.marketing.complaints.file: each counted before the INSERT's ON CONFLICT
+    # made the others replays — a probe)
+    COMPLAINT_CLIENT_ID = 7_245_035
     # session, one key each (B5, app.forensics): one leak detector, one ring detector at a time
     FORENSICS_LEAKS = 7_245_111
     FORENSICS_RINGS = 7_245_112

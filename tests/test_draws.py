@@ -732,3 +732,53 @@ async def test_a_draws_points_add_up_in_analytics_and_draws_are_exported_and_era
             await conn.execute("SELECT fulfil_note FROM draws WHERE member_id = %s", (member_id,))
         ).fetchall()
     assert note not in [r["fulfil_note"] for r in notes]
+
+
+async def test_a_results_file_past_its_cap_is_refused_not_cut(
+    client: Any, login: Any, app: Any, demo: Any, goods: dict[str, Any], units: Units,
+    monkeypatch: Any,
+) -> None:  # fmt: skip
+    """A probe: the CSV read at most ``MAX_CSV`` draws with a bare LIMIT — a campaign with more
+    got a file missing its newest draws, 200 and no word. As every export read whole, more is
+    422 ``too_many_rows`` before the file starts. Shown with the cap lowered to 1, two draws."""
+    from app.draws import service
+
+    admin = await login("admin")
+    body = campaign_body(goods["product_id"], [prize("Gift", "gift", 10, 1)])
+    cid = (await new_campaign(client, admin, body))["id"]
+    for serial in units.take(2):
+        _, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+        assert (r := await draw(app, headers, serial)).status_code == 201, r.text
+    url, csv = f"/draws/{cid}/results", {"format": "csv"}
+    monkeypatch.setattr(service, "MAX_CSV", 1)
+    assert_error(await client.get(url, headers=admin, params=csv), 422, "too_many_rows")
+    monkeypatch.setattr(service, "MAX_CSV", 2)  # exactly the cap: the whole file
+    whole = await client.get(url, headers=admin, params=csv)
+    assert whole.status_code == 200, whole.text
+    assert len([line for line in whole.text.lstrip("\ufeff").splitlines() if line]) == 3
+
+
+async def test_prizes_added_later_stop_at_the_campaigns_maximum_even_at_once(
+    client: Any, login: Any, goods: dict[str, Any]
+) -> None:
+    """A campaign is made with at most 50 prizes, but ``POST /draws/{id}/prizes`` added any
+    number (its view lists them unpaged, each draw round locks them all). Added later they stop
+    at the same maximum — 422 ``too_many_prizes`` — also when added at once: five additions to a
+    campaign of 48 prizes, two pass."""
+    from app.draws.schemas import MAX_PRIZES
+
+    admin = await login("admin")
+    prizes = [prize(f"P{i}", quantity=1, weight=0) for i in range(MAX_PRIZES - 2)]
+    body = campaign_body(goods["product_id"], prizes)
+    cid = (await new_campaign(client, admin, body))["id"]
+    url = f"/draws/{cid}/prizes"
+    added = await asyncio.gather(
+        *[client.post(url, headers=admin, json=prize(f"More {i}")) for i in range(5)]
+    )
+    assert sorted(a.status_code for a in added) == [201, 201, 422, 422, 422], added
+    for refused in (a for a in added if a.status_code == 422):
+        assert_error(refused, 422, "too_many_prizes")
+    got = (await client.get(f"/draws/{cid}", headers=admin)).json()
+    assert len(got["prizes"]) == MAX_PRIZES
+    too_many = {**body, "prizes": [*prizes, *[prize(f"Q{i}") for i in range(3)]]}
+    assert_error(await client.post("/draws", headers=admin, json=too_many), 400)  # at creation

@@ -10,6 +10,7 @@ bad input, anonymous, a role without the permission, below the brand, another br
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 from datetime import UTC, datetime, timedelta
@@ -332,6 +333,29 @@ async def test_filing_is_idempotent_and_limited_per_member(
     assert replay.status_code == 200  # a retry of one filed is no new filing
     mine = await client.get("/members/me/complaints", headers=member, params={"per_page": 50})
     assert mine.json()["total"] == 10
+
+
+async def test_retries_of_one_filing_sent_at_once_count_once(
+    client: Any, app: Any, demo: Any
+) -> None:
+    """A probe: one filing's retries (same ``client_id``) sent at once — a double tap, a flaky
+    network — were each counted against the member's limit (none found the others' uncommitted
+    filing; the INSERT's ``ON CONFLICT`` made them replays after the count), and the member's
+    tenth filing was refused. The retries now wait for the first and answer it, uncounted."""
+    from app.marketing.complaints import FILING_MAX
+
+    _, member, _ = await new_member(app, demo["BRAND-LUMI"])
+
+    async def file(client_id: str, body: str) -> httpx.Response:
+        async with member_client(app) as phone:
+            return await _file(phone, member, body=body, client_id=client_id)
+
+    first = await asyncio.gather(*[file("tap", "More sizes please") for _ in range(6)])
+    assert sorted(a.status_code for a in first) == [200] * 5 + [201], [a.text for a in first]
+    assert len({a.json()["id"] for a in first}) == 1
+    others = [await file(f"n{i}", f"Idea {i}") for i in range(FILING_MAX - 1)]
+    assert [a.status_code for a in others] == [201] * (FILING_MAX - 1), others[-1].text
+    assert_error(await file("eleventh", "One too many"), 429, "rate_limited")
 
 
 async def test_complaint_input_is_checked(client: Any, login: Any, app: Any, demo: Any) -> None:

@@ -33,6 +33,9 @@ PrizePoints = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
 ProductIds = Annotated[list[int], msgspec.Meta(min_length=1, max_length=200)]
 Provinces = Annotated[list[Province], msgspec.Meta(max_length=40)]
 Note = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+# the prizes of one campaign, at its creation and added later (``POST /draws/{id}/prizes``: 422
+# ``too_many_prizes``): the campaign lists them whole and each draw round locks them all
+MAX_PRIZES = 50
 
 
 class Input(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -69,7 +72,7 @@ class DrawCampaignIn(Input, kw_only=True):
     ends_at: AwareTime
     product_ids: ProductIds
     no_prize_weight: Weight
-    prizes: Annotated[list[DrawPrizeIn], msgspec.Meta(max_length=50)]
+    prizes: Annotated[list[DrawPrizeIn], msgspec.Meta(max_length=MAX_PRIZES)]
     provinces: Provinces = msgspec.field(default_factory=list)
 
 

@@ -29,6 +29,7 @@ from app import audit, tabular
 from app.auth.principal import Principal
 from app.db import Conn, changed, changes_of, update_row
 from app.draws.schemas import (
+    MAX_PRIZES,
     RESULT_FILTER,
     DrawCampaignIn,
     DrawCampaignOut,
@@ -283,8 +284,17 @@ async def delete_campaign(conn: Conn, actor: Principal, campaign_id: int) -> Non
 async def add_prize(
     conn: Conn, actor: Principal, campaign_id: int, data: DrawPrizeIn
 ) -> DrawPrizeOut:
+    """A prize more for the campaign, at most ``MAX_PRIZES`` in all (422 ``too_many_prizes``):
+    the campaign's row lock first, so two additions at once count one after the other (each
+    statement after the lock reads what the other committed)."""
     brand_id = _staff(actor)
     before = await _get(conn, brand_id, campaign_id, lock=True)
+    if len(before.prizes) >= MAX_PRIZES:
+        raise Unprocessable(
+            f"a campaign has at most {MAX_PRIZES} prizes",
+            code="too_many_prizes",
+            details={"max": MAX_PRIZES},
+        )
     position = max((p.position for p in before.prizes), default=-1) + 1
     out = await _insert_prize(conn, campaign_id, data, position)
     await audit.record(conn, actor, "create", "draw_prize", out.id, after=out, org_id=brand_id)
@@ -406,16 +416,22 @@ async def results(
 async def results_csv(
     conn: Conn, actor: Principal, campaign_id: int, outcome: RESULT_FILTER | None
 ) -> Any:
-    """The campaign's draws as CSV (``app.tabular``: formula-guarded), up to ``MAX_CSV``."""
+    """The campaign's draws as CSV (``app.tabular``: formula-guarded), oldest first; more than
+    ``MAX_CSV`` is 422 ``too_many_rows`` before the file starts (as every export read whole:
+    the file was cut at ``MAX_CSV`` with a 200 — a probe)."""
     brand_id = _staff(actor)
     await _get(conn, brand_id, campaign_id, deleted=True)
     where = "d.campaign_id = %(campaign)s" + (f" AND {_FILTERS[outcome]}" if outcome else "")
     rows = await (
         await conn.execute(
-            f"SELECT {_RESULT} FROM {_RESULTS} WHERE {where} ORDER BY d.id LIMIT {MAX_CSV}",
-            {"campaign": campaign_id},
+            f"SELECT {_RESULT} FROM {_RESULTS} WHERE {where} ORDER BY d.id LIMIT %(limit__)s",
+            {"campaign": campaign_id, "limit__": MAX_CSV + 1},
         )
     ).fetchall()
+    if len(rows) > MAX_CSV:
+        raise Unprocessable(
+            f"more than {MAX_CSV} draws: narrow them by outcome", code="too_many_rows"
+        )
     table = [[getattr(out, c) for c in RESULT_COLUMNS] for out in (_result(actor, r) for r in rows)]
     return tabular.csv_chunks(RESULT_COLUMNS, tabular.one_batch(table))
 

@@ -14,7 +14,9 @@ still file one (the freeze stops points, not a consumer's voice).
 ``client_id`` makes a filing idempotent per member (``app.idempotency``): the same filing sent
 again answers the first (200), another under its id is 409 ``client_id_reused``. Filings are
 limited per member — ``FILING_MAX`` within ``FILING_WINDOW_SECONDS`` (429 ``rate_limited`` with
-``Retry-After``); a retry of one already filed does not count. With Redis unreachable the limit
+``Retry-After``); a retry of one already filed does not count, even sent at once with the first
+(the filings of one client id are made one at a time, ``Lock.COMPLAINT_CLIENT_ID``: the retry
+waits, then answers the committed filing). With Redis unreachable the limit
 is skipped (logged), as the member sign-in limits are.
 """
 
@@ -25,13 +27,14 @@ from typing import Any
 
 from litestar.datastructures import State
 
-from app import audit, idempotency
+from app import audit, idempotency, locks
 from app._core import Gs1Error, SerialError, normalize_gtin
 from app.codes.lookup import read_codes
 from app.codes.scheme import Scheme
 from app.config import Settings
 from app.db import Conn
 from app.errors import TooManyRequests, Unauthorized, ValidationFailed
+from app.locks import Lock
 from app.marketing.schemas import ComplaintIn, MyComplaint
 from app.members.principal import Member
 from app.paging import Page, fetch_page
@@ -174,6 +177,8 @@ async def file(
     ).fetchone()
     if now is None or now["status"] == "erased":  # erased while this waited
         raise Unauthorized("the membership was erased", code="member_erased")
+    if data.client_id is not None:  # a retry sent at once waits here, then finds the filing
+        await locks.xact_lock(conn, Lock.COMPLAINT_CLIENT_ID, f"{member.id}:{data.client_id}")
     if (found := await _earlier(conn, member, data)) is not None:
         return found, False
     gtin = _gtin14(data.gtin) if data.gtin is not None else None  # 400 before it counts
@@ -200,7 +205,7 @@ async def file(
             ),
         )
     ).fetchone()
-    if row is None:  # a concurrent retry under the same client id won: answer its filing
+    if row is None:  # defensive: retries of one client id wait for each other above
         found = await _earlier(conn, member, data)
         assert found is not None
         return found, False

@@ -112,6 +112,7 @@ export const ZH_CN: Readonly<Record<string, string>> = {
   export_file_missing: '导出文件已不存在，请重新导出',
   prize_not_pending: '此抽奖没有待发放的奖品',
   quantity_below_given: '数量不能少于已发出的奖品数',
+  too_many_prizes: '每个抽奖活动最多 50 个奖品，不能再添加',
   range_not_satisfiable: '续传位置超出文件末尾，请重新下载',
   export_not_ready: '导出尚未完成',
   export_too_large: '导出数量超出上限，请缩小范围',
