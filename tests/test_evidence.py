@@ -578,3 +578,86 @@ async def test_a_forged_serials_pack_holds_the_scans_of_its_alerts_period_only(
         "from": utc(alert["at"] - timedelta(days=7)),
         "to": utc(alert["last_at"] + timedelta(days=7)),
     }
+
+
+def _signed_pack(settings: Any) -> tuple[bytes, EvidenceKey]:
+    from app.triage.signing import FORMAT
+
+    key = evidence_key(settings)
+    document = {
+        "format": FORMAT,
+        "key_id": key.key_id,
+        "pack_id": "probe",
+        "alert": {"verdict": {"verdict": "true_positive", "note": "checked"}},
+    }
+    return canonical(key.sign(document)), key
+
+
+def _with_signature(body: bytes, **members: Any) -> bytes:
+    document = json.loads(body)
+    document["signature"].update(members)
+    altered = canonical(document)
+    assert altered != body
+    return altered
+
+
+def test_a_member_added_to_the_signature_is_invalid(settings: Any) -> None:
+    """A probe: the (unsigned) signature object took another member — ``"court_note": …`` — and
+    the file, made canonical again, verified VALID: a third party could add text to a pack."""
+    body, key = _signed_pack(settings)
+    verify_pack.verify(body, key.public_pem)
+    altered = _with_signature(body, court_note="authenticated by the Hangzhou PSB")
+    for pure in (False, True):
+        with pytest.raises(verify_pack.Invalid, match="exactly"):
+            verify_pack.verify(altered, key.public_pem, pure=pure)
+
+
+def test_only_the_canonical_spelling_of_the_signature_and_key_verifies(settings: Any) -> None:
+    """A probe: the signature value decoded leniently — ``==`` appended, the standard alphabet's
+    ``+``/``/``, a character outside the alphabet inserted, other unused low bits — so other
+    files of the same 64 bytes (another SHA-256, the audited one no longer naming the pack
+    issued) verified VALID. The base64url public key is read as strictly."""
+    body, key = _signed_pack(settings)
+    value = json.loads(body)["signature"]["value"]
+    assert len(value) == 86
+    variants = {
+        value + "==",
+        value + "=",
+        value[:10] + "!" + value[10:],
+        value[:10] + " " + value[10:],
+        value.replace("-", "+").replace("_", "/"),
+        value[:-1] + chr(ord(value[-1]) + 1),  # A Q g w: the last byte's 4 unused bits set
+        value[:-1],
+    }
+    variants.discard(value)
+    assert variants
+    for variant in sorted(variants):
+        altered = _with_signature(body, value=variant)
+        with pytest.raises(verify_pack.Invalid):
+            verify_pack.verify(altered, key.public_pem)
+    raw = key.published()["public_key"]
+    assert verify_pack.public_key_bytes(raw) == key.public_raw
+    assert verify_pack.verify(body, raw)["key_id"] == key.key_id
+    for spelled in (raw + "=", raw[:5] + "!" + raw[5:], raw.replace("-", "+").replace("_", "/")):
+        if spelled != raw:
+            with pytest.raises(verify_pack.Invalid):
+                verify_pack.public_key_bytes(spelled)
+
+
+def test_a_deeply_nested_file_is_invalid_not_a_traceback(settings: Any, tmp_path: Path) -> None:
+    """A probe: 100,000 nested arrays raised RecursionError out of the verifier (json.loads; the
+    recursive JCS writer is guarded alike) instead of answering ``INVALID: …``."""
+    key = evidence_key(settings)
+    hostile = b'{"format":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    for pure in (False, True):
+        with pytest.raises(verify_pack.Invalid, match="nested"):
+            verify_pack.verify(hostile, key.public_pem, pure=pure)
+    (tmp_path / "pack.json").write_bytes(b"[" * 100_000 + b"]" * 100_000)
+    (tmp_path / "key.pem").write_text(key.public_pem)
+    run = subprocess.run(
+        [sys.executable, str(SCRIPT), str(tmp_path / "pack.json"), str(tmp_path / "key.pem")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 1 and run.stdout.startswith("INVALID:"), run.stderr

@@ -353,6 +353,37 @@ async def test_without_the_permission_403_without_credentials_401(
     )
 
 
+async def test_a_partners_catalog_key_neither_recalls_the_brands_lots_nor_sets_its_gln(
+    client: Any, login: Any, demo: Any, lms: Lms
+) -> None:
+    """A probe: a distributor's ERP key (``catalog.write`` at DIST-NB, for its own products)
+    recalled a lot of the brand's product — every receiving dock then told
+    ``Not_for_re-distribution``/``Recalled`` — and set the brand's ``responderGLN``. The lots'
+    expiry and recall and the GLN are the brand's master data: its own staff's only (403
+    ``brand_staff_only``). The lots stay readable across the tree, as the catalogue."""
+    admin = await login("admin")
+    erp = await make_key(client, admin, demo["DIST-NB"], ["catalog.read", "catalog.write"])
+    recall = {"expirationDate": "2020-01-01", "recalled": True, "recall_note": "distributor"}
+    assert_error(
+        await client.put(f"/v1/lms/lots/{SUN_CREAM}/{lms.lot}", headers=erp, json=recall),
+        403,
+        "brand_staff_only",
+    )
+    assert await data(client, lms) == {"verified": True}  # neither recalled nor expired
+    before = (await client.get("/v1/lms/responder", headers=erp)).json()
+    assert_error(
+        await client.put("/v1/lms/responder", headers=erp, json={"gln": "0614141000029"}),
+        403,
+        "brand_staff_only",
+    )
+    assert (await client.get("/v1/lms/responder", headers=admin)).json() == before
+    # the brand's staff declare; the partner reads what was declared
+    await declare(client, login, lms, expiry="2028-12-31")
+    lots = await client.get("/v1/lms/lots", headers=erp, params={"gtin": SUN_CREAM})
+    assert lots.status_code == 200, lots.text
+    assert any(lot["lot"] == lms.lot for lot in lots.json()["items"])
+
+
 async def test_consumer_counts_are_not_touched(app: Any, client: Any, lms: Lms) -> None:
     serial = lms.serials[8]
     pin = app.state.scheme.pin(serial)

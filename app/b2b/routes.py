@@ -151,7 +151,8 @@ class LmsController(Controller):
         self, gtin: str, lot: str, data: LotIn, conn: Conn, principal: Principal
     ) -> LotOut:
         """Declare a lot's expiry (``expirationDate``, YYMMDD or ISO; null: none on record) and
-        its recall (``recalled``, ``recall_note``) — ``catalog.write``; audited. 404
+        its recall (``recalled``, ``recall_note``) — ``catalog.write``, the brand's own staff
+        (403 ``brand_staff_only`` below the brand); audited. 404
         ``unknown_gtin`` for a GTIN of no product of the brand; 400 ``invalid_lot`` for a lot
         outside GS1 CSET 82 or over 20 characters."""
         return await service.put_lot(conn, principal, gtin, lot, data)
@@ -165,5 +166,6 @@ class LmsController(Controller):
     async def put_responder(
         self, data: ResponderIn, conn: Conn, principal: Principal
     ) -> ResponderOut:
-        """Set the brand's GLN (``catalog.write``; 400 ``invalid_gln``); audited."""
+        """Set the brand's GLN (``catalog.write``, the brand's own staff: 403
+        ``brand_staff_only`` below it; 400 ``invalid_gln``); audited."""
         return await service.put_responder(conn, principal, data)

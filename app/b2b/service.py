@@ -73,6 +73,7 @@ from app.codes.scheme import Scheme
 from app.config import Settings
 from app.db import Conn
 from app.errors import Conflict, NotFound, TooManyRequests, ValidationFailed
+from app.members.principal import brand_of_staff
 from app.paging import Page, fetch_page
 from app.redisconn import UNAVAILABLE, AnyRedis, script
 
@@ -465,9 +466,11 @@ async def _brand_product(conn: Conn, actor: Principal, gtin: str) -> int:
 
 
 async def put_lot(conn: Conn, actor: Principal, gtin: str, lot: str, data: LotIn) -> LotOut:
-    """Declare a lot's expiry and recall (``catalog.write``, the brand's own master data);
-    audited. Recalling keeps the first recall's time; ``recalled: false`` lifts it."""
-    actor.require("catalog.write")
+    """Declare a lot's expiry and recall (``catalog.write``, the brand's own master data: 403
+    ``brand_staff_only`` below the brand — a distributor's ERP key writing its own products
+    recalled the brand's lots); audited. Recalling keeps the first recall's time; ``recalled:
+    false`` lifts it."""
+    brand_of_staff(actor, "catalog.write", "a lot's expiry and recall are declared")
     if not _CSET82.match(lot):
         raise ValidationFailed(
             "a lot is 1 to 20 characters of GS1 CSET 82", code="invalid_lot", details={"lot": lot}
@@ -519,7 +522,9 @@ async def _lot(conn: Conn, product_id: int, lot: str) -> LotOut | None:
 async def list_lots(
     conn: Conn, actor: Principal, gtin: str | None, recalled: bool | None, page: int, per_page: int
 ) -> Page[LotOut]:
-    """The lots the brand declared, last changed first (``catalog.read``)."""
+    """The lots the brand declared, last changed first (``catalog.read``): read across the
+    brand's tree as its catalogue is (a partner receiving goods learns of a recall); written by
+    the brand's own staff only (``put_lot``)."""
     actor.require("catalog.read")
     where = ["l.brand_id = %(brand)s"]
     params: dict[str, Any] = {"brand": actor.brand_id}
@@ -548,8 +553,9 @@ async def get_responder(conn: Conn, actor: Principal) -> ResponderOut:
 
 
 async def put_responder(conn: Conn, actor: Principal, data: ResponderIn) -> ResponderOut:
-    """Set the brand's GLN, answered as ``responderGLN`` (``catalog.write``); audited."""
-    actor.require("catalog.write")
+    """Set the brand's GLN, answered as ``responderGLN`` (``catalog.write``; 403
+    ``brand_staff_only`` below the brand); audited."""
+    brand_of_staff(actor, "catalog.write", "the brand's responder GLN is set")
     gln = parse_gln(data.gln)
     before = await _responder_gln(conn, actor.brand_id)
     await conn.execute(

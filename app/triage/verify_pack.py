@@ -15,16 +15,22 @@ The algorithm, for reimplementing it elsewhere (OpenSSL, PyNaCl, libsodium, Go, 
    parse them (refusing duplicate member names), write the parsed value again with JCS, and
    require the result to equal the file byte for byte. Any other spelling of the same document
    (reordered members, added whitespace, ``1.0`` for ``1``, a ``\\u00e9`` escape) is refused:
-   one document has one accepted byte string.
-2. Take the member ``signature`` out: ``{"alg": "Ed25519", "key_id": …, "value": …}``. ``alg``
-   must be ``Ed25519``; ``key_id`` must equal the document's own ``key_id`` member.
+   one document has one accepted byte string. A file nested too deep to parse (thousands of
+   arrays) is refused too.
+2. Take the member ``signature`` out: exactly ``{"alg": "Ed25519", "key_id": …, "value": …}``
+   (no other member: it is not signed, so text added there would ride along with a valid pack).
+   ``alg`` must be ``Ed25519``; ``key_id`` must equal the document's own ``key_id`` member.
 3. The public key: 32 bytes (RFC 8032), given as a PEM ``PUBLIC KEY`` (SubjectPublicKeyInfo:
-   the 12 bytes ``30 2a 30 05 06 03 2b 65 70 03 21 00`` then the key) or as base64url. Its key id
-   is ``tcev-`` + the first 16 hex digits of SHA-256(the 32 key bytes); it must equal ``key_id``
-   (a pack signed by another key is refused before any signature check).
+   the 12 bytes ``30 2a 30 05 06 03 2b 65 70 03 21 00`` then the key) or as base64url (its 43
+   characters spelled canonically, as ``value`` in step 4). Its key id is ``tcev-`` + the first
+   16 hex digits of SHA-256(the 32 key bytes); it must equal ``key_id`` (a pack signed by another
+   key is refused before any signature check).
 4. The signed message is the JCS bytes of the document without its ``signature`` member
    (``format``, ``key_id`` and everything else stay in). ``value`` is the 64-byte Ed25519
-   signature (pure Ed25519, RFC 8032, no pre-hash, no context) in base64url without padding.
+   signature (pure Ed25519, RFC 8032, no pre-hash, no context) in base64url without padding,
+   spelled canonically: exactly 86 characters of ``A-Z a-z 0-9 - _``, the ones the bytes encode to
+   (no ``=``, no ``+`` or ``/``, no other character, unused low bits zero) — another spelling of
+   the same 64 bytes is another file, and is refused.
    With OpenSSL 3: write the message to msg.bin and the decoded signature to sig.bin, then
    ``openssl pkeyutl -verify -pubin -inkey key.pem -rawin -in msg.bin -sigfile sig.bin``.
 """
@@ -35,6 +41,7 @@ import base64
 import hashlib
 import json
 import math
+import re
 import sys
 from typing import Any
 
@@ -250,21 +257,28 @@ def public_key_bytes(text: str) -> bytes:
         if len(der) != 44 or not der.startswith(SPKI_PREFIX):
             raise Invalid("the PEM is not an Ed25519 public key")
         return der[12:]
-    raw = _b64url(text)
-    if len(raw) != 32:
-        raise Invalid("an Ed25519 public key is 32 bytes")
-    return raw
+    return _b64url(text, 32)
 
 
 def key_id(public: bytes) -> str:
     return "tcev-" + hashlib.sha256(public).hexdigest()[:16]
 
 
-def _b64url(text: str) -> bytes:
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
+def _b64url(text: str, size: int) -> bytes:
+    """The ``size`` bytes of their one canonical base64url spelling (unpadded, URL alphabet, the
+    unused low bits zero): any other spelling of them is refused."""
+    if not _B64URL.fullmatch(text):
+        raise Invalid("not base64url (unpadded, A-Z a-z 0-9 - _)")
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except ValueError:
         raise Invalid("not base64url") from None
+    if len(raw) != size or base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != text:
+        raise Invalid(f"not the canonical base64url of {size} bytes")
+    return raw
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -274,31 +288,44 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
-def verify(pack: bytes, public_key: str, pure: bool = False) -> dict[str, Any]:
-    """The verified document (without its signature), or ``Invalid`` saying why not."""
+def _parse(pack: bytes) -> dict[str, Any]:
+    """The canonical JSON object of the file's bytes (``Invalid`` for anything else)."""
     try:
         document = json.loads(pack.decode("utf-8"), object_pairs_hook=_no_duplicates)
+        canonical = isinstance(document, dict) and jcs(document) == pack
     except (UnicodeDecodeError, ValueError) as exc:
         if isinstance(exc, Invalid):
             raise
         raise Invalid(f"not UTF-8 JSON: {exc}") from None
+    except RecursionError:  # a hostile file of nested arrays: an answer, not a traceback
+        raise Invalid("nested too deep to be an evidence pack") from None
     if not isinstance(document, dict):
         raise Invalid("not a JSON object")
-    if jcs(document) != pack:
+    if not canonical:
         raise Invalid("not in canonical form (RFC 8785): the file was re-encoded or altered")
+    return document
+
+
+def verify(pack: bytes, public_key: str, pure: bool = False) -> dict[str, Any]:
+    """The verified document (without its signature), or ``Invalid`` saying why not."""
+    document = _parse(pack)
     if document.get("format") != FORMAT:
         raise Invalid(f"not a {FORMAT} document")
     signature = document.pop("signature", None)
     if not isinstance(signature, dict) or signature.get("alg") != "Ed25519":
         raise Invalid("no Ed25519 signature")
+    if set(signature) != {"alg", "key_id", "value"}:
+        raise Invalid("the signature is not exactly {alg, key_id, value}")
     if signature.get("key_id") != document.get("key_id"):
         raise Invalid("the signature names another key than the document")
     public = public_key_bytes(public_key)
     if key_id(public) != document.get("key_id"):
         raise Invalid(f"signed by key {document.get('key_id')}, not by {key_id(public)}")
-    value = signature.get("value")
-    signed = jcs(document)
-    if not isinstance(value, str) or not ed25519_verify(public, signed, _b64url(value), pure):
+    value = signature["value"]
+    if not isinstance(value, str):
+        raise Invalid("the signature value is not a string")
+    raw = _b64url(value, 64)
+    if not ed25519_verify(public, jcs(document), raw, pure):
         raise Invalid("the signature does not match the document")
     return document
 
