@@ -763,3 +763,40 @@ async def test_a_counterparty_on_an_inbound_or_an_exception_is_refused_not_dropp
     assert_error(gift, 422, "counterparty_not_allowed")
     received = await move(client, agent, None, kind="inbound", shipment_id=ship["id"])
     assert received["counterparty_id"] == demo["WH-SZ-01"]
+
+
+async def test_a_reason_only_on_a_kind_that_gives_one(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: ``reason`` was free text on every kind — an ordinary outbound with reason "gift"
+    was kept, and its shipping event's ``details.reason`` and the ERP export read a sale
+    channel's shipment as a gift. An exception outbound gives one of its reasons and a return
+    may give a consumer return's (``ReturnReason``; else 422 ``bad_reason``); any other kind
+    answers 422 ``reason_not_allowed``, as a counterparty or an order it does not take."""
+    clerk, agent = await login("clerk"), await login("agent_clerk")
+    goods = await pack(client, login, app, demo, 1, f"PDR{next(_ids)}")
+    ship = await move(
+        client, clerk, goods.cases[:1], kind="outbound", counterparty_id=demo["AGENT-ZJ"]
+    )
+    refused = {
+        "outbound": (agent, {"counterparty_id": demo["STORE-HZ-01"]}),
+        "inbound": (agent, {"shipment_id": ship["id"]}),
+        "factory_inbound": (clerk, {}),
+    }
+    for kind, (headers, fields) in refused.items():
+        for reason in ("gift", "damaged"):
+            answer = await client.post(
+                "/documents", headers=headers, json={"kind": kind, "reason": reason, **fields}
+            )
+            assert_error(answer, 422, "reason_not_allowed")
+            assert "no reason" in answer.json()["error"]["message"]
+    bad = await client.post("/documents", headers=agent, json={"kind": "return", "reason": "gift"})
+    assert_error(bad, 422, "bad_reason")
+    back = await document(client, agent, None, kind="return", reason="damaged")
+    assert back["reason"] == "damaged"
+    assert (await document(client, agent, None, kind="return"))["reason"] is None
+    gift = await document(client, clerk, None, kind="exception", reason="gift")
+    assert gift["reason"] == "gift"
+    # without a reason, each is made as before
+    received = await move(client, agent, None, kind="inbound", shipment_id=ship["id"])
+    assert received["reason"] is None

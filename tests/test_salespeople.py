@@ -151,3 +151,101 @@ async def test_another_agent_s_store_lists_no_one_to_an_agent_s_clerk(
     names = await _names(client, factory, store_id=demo["STORE-GZ-01"], per_page=200)
     assert "gz_clerk" in names and "store_clerk" not in names
     assert "gd_admin" not in await _names(client, factory, store_id=demo["AGENT-GD"])  # no store
+
+
+async def _salesperson_on(app: Any, case: Any) -> tuple[int | None, int | None]:
+    async with app.state.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT salesperson_id, store_org_id FROM unit_state WHERE parent_sscc = %s",
+                (case,),
+            )
+        ).fetchone()
+    return row["salesperson_id"], row["store_org_id"]
+
+
+async def test_a_salesperson_who_left_or_moved_after_the_draft_is_named_on_no_shipped_unit(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: the draft refused a salesperson who is no active user of the caller's reach, but
+    the confirmation never checked again — a store clerk deactivated between the draft and its
+    confirmation (or moved to another agent by the user import) was written as the responsible
+    salesperson of every unit shipped. The confirmation now answers 422 ``unknown_user`` as the
+    draft does, nothing moves, and the draft stays to be corrected or confirmed later."""
+    admin, agent = await login("admin"), await login("agent_clerk")
+    name = f"sp{secrets.token_hex(4)}"
+    made = await client.post(
+        "/users",
+        headers=admin,
+        json={
+            "org_id": demo["STORE-HZ-01"],
+            "username": name,
+            "password": secrets.token_urlsafe(16),
+            "roles": ["store_clerk"],
+        },
+    )
+    assert made.status_code == 201, made.text
+    rep_id = made.json()["id"]
+    goods = await shipped_goods(client, login, app, demo)
+    ship = await document(
+        client,
+        agent,
+        goods["cases"][:1],
+        kind="outbound",
+        counterparty_id=demo["STORE-HZ-01"],
+        salesperson_id=rep_id,
+    )
+
+    async def set_status(status: str) -> None:
+        done = await client.patch(f"/users/{rep_id}", headers=admin, json={"status": status})
+        assert done.status_code == 200, done.text
+
+    async def move_to(erp_code: str) -> None:
+        row = {"erp_code": f"SP-{name}", "username": name, "org_erp_code": erp_code}
+        done = await client.post("/users/import", headers=admin, json={"items": [row]})
+        assert done.status_code == 200 and done.json()["rejected"] == 0, done.text
+
+    await set_status("inactive")  # left
+    assert_error(await confirm(client, agent, ship), 422, "unknown_user")
+    await set_status("active")
+    await move_to("STORE-GZ-01")  # out of the Zhejiang agent's reach
+    assert_error(await confirm(client, agent, ship), 422, "unknown_user")
+    assert await _salesperson_on(app, goods["cases"][0]) == (None, None)  # nothing moved
+    await move_to("STORE-HZ-01")  # back: the draft ships, naming them
+    confirmed = await confirm(client, agent, ship)
+    assert confirmed.status_code == 200, confirmed.text
+    assert await _salesperson_on(app, goods["cases"][0]) == (rep_id, demo["STORE-HZ-01"])
+
+
+async def test_an_agent_names_no_other_agent_s_store_clerk_as_the_salesperson(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: the picker refused the Zhejiang agent's clerk another agent's store (422
+    ``unknown_org``), yet ``POST /documents`` accepted that store's clerk as ``salesperson_id``
+    for an outbound there (201): the agent wrote Guangdong's clerk onto its goods, and 201 or
+    422 told it which ids are active staff of another agent's store. The draft takes whom the
+    picker lists: from the sales channel, its own subtree's users only (422 ``unknown_user``,
+    exactly as for an id that does not exist); the brand's own stock, which supplies any store,
+    still names the store's staff."""
+    agent, factory = await login("agent_clerk"), await login("clerk")
+    async with app.state.pool.connection() as conn:
+        row = await (
+            await conn.execute("SELECT id FROM users WHERE username = 'gz_clerk'")
+        ).fetchone()
+    gz_clerk = row["id"]
+    body = {"kind": "outbound", "counterparty_id": demo["STORE-GZ-01"]}
+    missing = await client.post(
+        "/documents", headers=agent, json={**body, "salesperson_id": 999_999_999}
+    )
+    assert_error(missing, 422, "unknown_user")
+    named = await client.post(
+        "/documents", headers=agent, json={**body, "salesperson_id": gz_clerk}
+    )
+    # told apart from an id that does not exist by nothing
+    assert (named.status_code, named.json()) == (missing.status_code, missing.json())
+    listed = await _names(client, factory, store_id=demo["STORE-GZ-01"], q="gz_clerk")
+    assert listed == ["gz_clerk"]
+    by_stock = await client.post(
+        "/documents", headers=factory, json={**body, "salesperson_id": gz_clerk}
+    )
+    assert by_stock.status_code == 201, by_stock.text

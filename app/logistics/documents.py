@@ -11,7 +11,7 @@ round's own statement (``movements.claim_sale_documents``). Cases move with thei
 
 from __future__ import annotations
 
-from typing import Any, Literal, cast
+from typing import Any, Literal, cast, get_args
 
 from app import audit, idempotency, localtime
 from app.auth.principal import Principal
@@ -48,6 +48,7 @@ from app.logistics.schemas import (
     RemovedResult,
     ReturnIn,
     ReturnOut,
+    ReturnReason,
     SaleIn,
     SummaryLineOut,
 )
@@ -326,6 +327,7 @@ async def create_document(conn: Conn, actor: Principal, data: DocumentIn) -> Doc
             f"a {data.kind} document names no counterparty: no counterparty_id",
             code="counterparty_not_allowed",
         )
+    _check_reason(movement, data)
     org = await _own_org(conn, actor, actor.org_id if data.org_id is None else data.org_id)
     order = await _order_for(conn, actor, org, data.order_id)
     counterparty, order_id = await _counterparty(conn, movement, data, org, order)
@@ -340,6 +342,29 @@ async def create_document(conn: Conn, actor: Principal, data: DocumentIn) -> Doc
     out = await get_document(conn, actor, doc_id)
     await audit.record(conn, actor, "create", "document", out.doc_no, after=out, org_id=org["id"])
     return out
+
+
+# a reason a kind may give though it needs none: a return's, one of a consumer return's
+# (``ReturnReason``); an exception outbound must give one of its movement's ``reasons``
+_OPTIONAL_REASONS: dict[str, tuple[str, ...]] = {"return": get_args(ReturnReason)}
+
+
+def _check_reason(movement: Movement, data: DocumentIn) -> None:
+    """A ``reason`` only on a kind that takes one (a probe: an ordinary outbound's "gift" was
+    kept, and its shipping event and the ERP export read as a gift): 422 ``reason_not_allowed``
+    on any other kind, ``bad_reason`` for a return's that is not a ``ReturnReason``. An
+    exception outbound's is checked with its counterparty (``_counterparty``)."""
+    if data.reason is None or movement.reasons:
+        return
+    allowed = _OPTIONAL_REASONS.get(movement.kind)
+    if allowed is None:
+        raise Unprocessable(
+            f"a {movement.kind} document gives no reason: no reason (use note)",
+            code="reason_not_allowed",
+        )
+    if data.reason not in allowed:
+        *first, last = allowed
+        raise Unprocessable(f"reason: {', '.join(first)} or {last}", code="bad_reason")
 
 
 async def _check_counterparty(
@@ -630,9 +655,12 @@ async def _shipment_sender(
 async def _check_salesperson(
     conn: Conn, actor: Principal, user_id: int, other: dict[str, Any] | None
 ) -> None:
-    """A salesperson is an active user (of an organisation line still active) of the caller's
-    subtree or of the store the goods go to; any other answers like a user that does not exist
-    (a probe: a salesperson who had left was named on new shipments)."""
+    """A salesperson is whom the picker lists (``salespeople.list_salespeople``): an active user
+    (of an organisation line still active) of the caller's subtree, or of the store the goods go
+    to when the caller is of the brand's own stock (which supplies any store; a probe: the
+    Zhejiang agent's clerk named the Guangdong agent's store clerk, whom its picker refuses to
+    list). Any other answers like a user that does not exist (a probe: a salesperson who had
+    left was named on new shipments). Checked at the draft and again at its confirmation."""
     user = await (
         await conn.execute(
             f"""SELECT o.path FROM users u JOIN orgs o ON o.id = u.org_id
@@ -642,9 +670,39 @@ async def _check_salesperson(
     ).fetchone()
     if user is None or not (
         actor.sees(user["path"])
-        or (other and other["kind"] == "store" and user["path"].startswith(other["path"]))
+        or (
+            other
+            and other["kind"] == "store"
+            and user["path"].startswith(other["path"])
+            and not await in_channel(conn, actor.org_path)
+        )
     ):
         raise Unprocessable("salesperson_id: no such user", code="unknown_user")
+
+
+async def _recheck_salesperson(conn: Conn, actor: Principal, row: dict[str, Any]) -> None:
+    """The draft's salesperson, checked again when it is confirmed (a probe: a store clerk
+    deactivated after the draft was named on every unit shipped; the counterparty is checked at
+    both steps too). Read as the draft's checks are: no lock beyond the document's."""
+    if row["salesperson_id"] is None:
+        return
+    other = None if row["counterparty_id"] is None else await _org(conn, row["counterparty_id"])
+    await _check_salesperson(conn, actor, row["salesperson_id"], other)
+
+
+async def in_channel(conn: Conn, org_path: str) -> bool:
+    """Whether the organisation at ``org_path``, or one above it, is of the sales channel (a
+    branch, agent, distributor or store) rather than the brand's own stock (the brand, its
+    factories and their warehouses, which supply any store of the brand)."""
+    row = await (
+        await conn.execute(
+            """SELECT EXISTS (SELECT 1 FROM orgs a
+                WHERE a.id = ANY(string_to_array(trim(both '/' FROM %s), '/')::bigint[])
+                  AND a.kind = ANY(%s)) AS in_channel""",
+            (org_path, list(CHANNEL_KINDS)),
+        )
+    ).fetchone()
+    return bool(row and row["in_channel"])
 
 
 async def _locked(conn: Conn, actor: Principal, doc_id: int) -> dict[str, Any]:
@@ -840,6 +898,7 @@ async def confirm(conn: Conn, actor: Principal, scheme: Scheme, doc_id: int) -> 
     movement = MOVEMENTS[row["kind"]]
     await _ensure_open(conn, movement, row["counterparty_id"])
     await _ensure_upstream(conn, movement, row["org_id"], row["counterparty_id"])
+    await _recheck_salesperson(conn, actor, row)
     plan = await movements.check(conn, scheme, row)
     if plan.movement.approval:
         await conn.execute(

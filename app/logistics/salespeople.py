@@ -1,16 +1,17 @@
 """Who may be named the responsible salesperson of an outbound (L6), for the staff app's picker.
 
 ``POST /documents`` takes a ``salesperson_id`` and accepts an active user (of an organisation
-line still active) of the caller's subtree or of the store the goods go to
-(``documents._check_salesperson``). A warehouse clerk holds ``logistics.scan`` but not
-``users.read``, so the user directory (``GET /users``) was closed to exactly the people who make
-agent-to-store shipments on the phone: the app had no salesperson field, and shipments made
-there named nobody. This list answers the clerk, under ``logistics.scan``, with those the draft
-would accept and no more than a picker needs — id, username, display name and organisation;
-never a phone or an e-mail address (same status test as ``_check_salesperson``). A store
-outside the caller's subtree has its staff listed only for the brand's own stock, which
-supplies any store; a clerk of the sales channel lists its own subtree's stores only (the
-staff of another agent's stores are no directory of theirs).
+line still active) of the caller's subtree or, for a caller of the brand's own stock, of the
+store the goods go to (``documents._check_salesperson``, at the draft and at its confirmation:
+the same rule as this list, ``documents.in_channel``). A warehouse clerk holds
+``logistics.scan`` but not ``users.read``, so the user directory (``GET /users``) was closed to
+exactly the people who make agent-to-store shipments on the phone: the app had no salesperson
+field, and shipments made there named nobody. This list answers the clerk, under
+``logistics.scan``, with those the draft would accept and no more than a picker needs — id,
+username, display name and organisation; never a phone or an e-mail address (same status test
+as ``_check_salesperson``). A store outside the caller's subtree has its staff listed only for
+the brand's own stock, which supplies any store; a clerk of the sales channel lists its own
+subtree's stores only (the staff of another agent's stores are no directory of theirs).
 """
 
 from __future__ import annotations
@@ -20,9 +21,8 @@ from typing import Any
 from app.auth.principal import Principal
 from app.auth.service import org_status
 from app.db import Conn
-from app.logistics.documents import _org, _unknown_org
+from app.logistics.documents import _org, _unknown_org, in_channel
 from app.logistics.schemas import SalespersonOut
-from app.orgs.schemas import CHANNEL_KINDS
 from app.paging import Page, contains, fetch_page
 
 COLUMNS = "u.id, u.username, u.display_name, u.org_id, o.name AS org_name, o.kind AS org_kind"
@@ -48,7 +48,7 @@ async def list_salespeople(
     prefixes = [actor.org_path + "%"]
     if store_id is not None:
         store = await _org(conn, store_id, actor)
-        if not actor.sees(store["path"]) and await _in_channel(conn, actor.org_path):
+        if not actor.sees(store["path"]) and await in_channel(conn, actor.org_path):
             raise _unknown_org(store_id)
         if store["kind"] == "store":
             prefixes.append(store["path"] + "%")
@@ -72,18 +72,3 @@ async def list_salespeople(
         per_page=per_page,
         make=lambda row: SalespersonOut(**row),
     )
-
-
-async def _in_channel(conn: Conn, org_path: str) -> bool:
-    """Whether the organisation at ``org_path``, or one above it, is of the sales channel (a
-    branch, agent, distributor or store) rather than the brand's own stock (the brand, its
-    factories and their warehouses, which supply any store of the brand)."""
-    row = await (
-        await conn.execute(
-            """SELECT EXISTS (SELECT 1 FROM orgs a
-                WHERE a.id = ANY(string_to_array(trim(both '/' FROM %s), '/')::bigint[])
-                  AND a.kind = ANY(%s)) AS in_channel""",
-            (org_path, list(CHANNEL_KINDS)),
-        )
-    ).fetchone()
-    return bool(row and row["in_channel"])

@@ -242,6 +242,7 @@ export const ZH_CN: Readonly<Record<string, string>> = {
   queue_not_drained: '验证队列未能及时处理完，请稍后再试',
   range_outside_batch: '码段超出批次范围',
   rate_limited: '操作过于频繁，请稍后再试',
+  reason_not_allowed: '此类单据不填写原因',
   redis_unavailable: '暂时无法读取最近的上传记录，请稍后再试',
   refetch_unavailable: '该分配的文件不能重新生成',
   region_mismatch: '城市不属于所选省份',
