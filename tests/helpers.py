@@ -170,6 +170,26 @@ async def served(app: Any) -> AsyncIterator[Any]:
         yield client
 
 
+async def new_user(
+    client: Any, headers: dict[str, str], org_id: int, roles: list[str], **fields: Any
+) -> dict[str, Any]:
+    """A user made for the test by ``headers``' holder at ``org_id`` (``fields``: more of its
+    own, e.g. ``phone``; a random ``username`` and ``password`` unless given): the 201's body,
+    with the ``password`` it was given."""
+    import secrets
+
+    body = {
+        "org_id": org_id,
+        "username": f"u-{secrets.token_hex(5)}",
+        "password": secrets.token_urlsafe(16),
+        "roles": roles,
+        **fields,
+    }
+    made = await client.post("/users", headers=headers, json=body)
+    assert made.status_code == 201, made.text
+    return {**made.json(), "password": body["password"]}
+
+
 async def onboarded_brand(
     client: Any, login: Any, **fields: Any
 ) -> tuple[dict[str, Any], dict[str, str]]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-import secrets
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -15,7 +14,7 @@ import psycopg
 import pytest
 import redis as redis_sync
 
-from tests.helpers import assert_error
+from tests.helpers import assert_error, new_user
 from tests.test_members_auth import new_phone, sign_in
 
 PASSWORD = "members-admin-pw-1"
@@ -496,21 +495,9 @@ async def test_the_audit_log_masks_personal_data_for_readers_who_cannot_see_it(
     """Probe N: an analyst (audit.read, no users.read) read staff phones and e-mails in the
     before/after of users' audit rows. Masked for such readers; whole for those who may."""
     admin, analyst = await login("admin"), await login("analyst")
-    name = f"audited-{secrets.token_hex(3)}"
-    made = await client.post(
-        "/users",
-        headers=admin,
-        json={
-            "org_id": demo["BRAND-LUMI"],
-            "username": name,
-            "password": secrets.token_urlsafe(16),
-            "roles": ["analyst"],
-            "phone": "13912345678",
-            "email": "wang.li@example.com",
-        },
-    )
-    assert made.status_code == 201, made.text
-    query = {"entity": "user", "entity_id": str(made.json()["id"])}
+    contact = {"phone": "13912345678", "email": "wang.li@example.com"}
+    made = await new_user(client, admin, demo["BRAND-LUMI"], ["analyst"], **contact)
+    query = {"entity": "user", "entity_id": str(made["id"])}
     for_admin = (await client.get("/audit", headers=admin, params=query)).json()["items"]
     assert for_admin[0]["after"]["phone"] == "13912345678"
     for_analyst = await client.get("/audit", headers=analyst, params=query)

@@ -8,7 +8,7 @@ import asyncio
 import secrets
 from typing import Any
 
-from tests.helpers import assert_error, onboarded_brand
+from tests.helpers import assert_error, new_user, onboarded_brand
 from tests.points_support import shipped_goods
 from tests.test_logistics import confirm, document
 
@@ -62,35 +62,16 @@ async def test_an_agent_clerk_picks_a_salesperson_for_a_shipment_to_a_store(
     )
     assert ship["salesperson_id"] == rep["id"]
     assert (await confirm(client, agent, ship)).status_code == 200
-    async with app.state.pool.connection() as conn:
-        row = await (
-            await conn.execute(
-                "SELECT salesperson_id, store_org_id FROM unit_state WHERE parent_sscc = %s",
-                (goods["cases"][0],),
-            )
-        ).fetchone()
-    assert (row["salesperson_id"], row["store_org_id"]) == (rep["id"], demo["STORE-HZ-01"])
+    assert await _salesperson_on(app, goods["cases"][0]) == (rep["id"], demo["STORE-HZ-01"])
 
 
 async def test_who_is_listed_and_who_may_ask(client: Any, login: Any, demo: Any) -> None:
     admin = await login("admin")
     tag = secrets.token_hex(3)
-    made = await client.post(
-        "/users",
-        headers=admin,
-        json={
-            "org_id": demo["AGENT-ZJ"],
-            "username": f"left-{tag}",
-            "password": secrets.token_urlsafe(16),
-            "roles": ["field_rep"],
-        },
-    )
-    assert made.status_code == 201, made.text
+    made = await new_user(client, admin, demo["AGENT-ZJ"], ["field_rep"], username=f"left-{tag}")
     agent = await login("agent_clerk")
     assert f"left-{tag}" in await _names(client, agent, q=tag)
-    gone = await client.patch(
-        f"/users/{made.json()['id']}", headers=admin, json={"status": "inactive"}
-    )
+    gone = await client.patch(f"/users/{made['id']}", headers=admin, json={"status": "inactive"})
     assert gone.status_code == 200, gone.text
     listed = await client.get("/documents/salespeople", headers=agent, params={"q": tag})
     assert listed.json()["items"] == []  # one who left is never offered (the draft says 422)
@@ -173,19 +154,8 @@ async def test_a_salesperson_who_left_or_moved_after_the_draft_is_named_on_no_sh
     salesperson of every unit shipped. The confirmation now answers 422 ``unknown_user`` as the
     draft does, nothing moves, and the draft stays to be corrected or confirmed later."""
     admin, agent = await login("admin"), await login("agent_clerk")
-    name = f"sp{secrets.token_hex(4)}"
-    made = await client.post(
-        "/users",
-        headers=admin,
-        json={
-            "org_id": demo["STORE-HZ-01"],
-            "username": name,
-            "password": secrets.token_urlsafe(16),
-            "roles": ["store_clerk"],
-        },
-    )
-    assert made.status_code == 201, made.text
-    rep_id = made.json()["id"]
+    made = await new_user(client, admin, demo["STORE-HZ-01"], ["store_clerk"])
+    rep_id, name = made["id"], made["username"]
     goods = await shipped_goods(client, login, app, demo)
     ship = await document(
         client,

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from app.locks import Lock
-from tests.helpers import acting, assert_error, onboarded_brand
+from tests.helpers import acting, assert_error, new_user, onboarded_brand
 from tests.race_support import deleted_once, held_in_turn, lock_waiters, twice_held
 
 
@@ -370,19 +370,8 @@ async def test_a_reset_and_a_promotion_of_one_user_are_checked_one_at_a_time(
     locked first now: the promotion waits for the reset, or the reset sees the promotion."""
 
     admin, agent = await login("admin"), await login("agent_admin")
-    name = f"race_{secrets.token_hex(4)}"
-    made = await client.post(
-        "/users",
-        headers=admin,
-        json={
-            "org_id": demo["STORE-HZ-01"],
-            "username": name,
-            "password": "probe-password-1",
-            "roles": ["store_clerk"],
-        },
-    )
-    assert made.status_code == 201, made.text
-    target = made.json()["id"]
+    made = await new_user(client, admin, demo["STORE-HZ-01"], ["store_clerk"])
+    name, target = made["username"], made["id"]
     reset, go = await _paused_reset(client, agent, target, monkeypatch)
     promote = asyncio.ensure_future(
         client.patch(f"/users/{target}", headers=admin, json={"roles": ["store_clerk", "planner"]})
