@@ -7,10 +7,12 @@ import os
 import secrets
 import threading
 import time
+import weakref
 from typing import Any
 
 import jwt
 import psycopg
+import pytest
 
 from app.auth import tokens
 from app.demo import DEMO_PASSWORD
@@ -1252,3 +1254,109 @@ async def test_a_key_made_while_its_organisation_is_deactivated_is_refused(
         await holder.commit()
         made = await making
     assert_error(made, 422, "org_inactive")
+
+
+# -- no connection held while argon2 runs ----------------------------------------------------------
+
+# the first read of a log-in and of a password change (``app.auth.service``), as pg_stat_activity
+# shows it while its connection waits
+LOGIN_READ = "%u.password_hash, u.status%"
+CHANGE_READ = "%SELECT password_hash, sessions_from FROM users%"
+
+
+def paused_checks(monkeypatch: Any) -> tuple[list[int], threading.Event]:
+    """``verify_password`` held until the event is set: ``entered`` counts the checks begun."""
+    from app.auth import passwords
+
+    entered, go, original = [], threading.Event(), passwords.verify_password
+
+    def paused(stored: Any, password: str) -> bool:
+        entered.append(1)
+        go.wait(30)
+        return bool(original(stored, password))
+
+    monkeypatch.setattr(passwords, "verify_password", paused)
+    return entered, go
+
+
+async def checks_begun(entered: list[int], count: int) -> None:
+    for _ in range(300):
+        if len(entered) >= count:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{len(entered)} password checks begun, not {count}")
+
+
+async def held_in_transaction(app: Any, read: str) -> int:
+    """Server sessions idle in a transaction whose last statement is ``read`` (a LIKE pattern):
+    a request holding its pooled connection while it waits for something else."""
+    async with app.state.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() "
+                "AND state = 'idle in transaction' AND query LIKE %s",
+                (read,),
+            )
+        ).fetchone()
+    return int(row["n"])
+
+
+@pytest.mark.parametrize("what", ["login", "password"])
+async def test_no_pooled_connection_is_held_while_the_password_is_checked(
+    client: Any, app: Any, login: Any, demo: Any, monkeypatch: Any, what: str
+) -> None:
+    """A probe: each log-in held a pooled connection, idle in its transaction, through argon2id
+    (~0.25 s on a thread), and right passwords are never counted against the log-in limits: one
+    account's burst of log-ins held every connection and the rest of the API waited, then 503.
+    The user is read in a short transaction, the connection given back, the password checked,
+    and the write made in a transaction of its own (a password change the same way)."""
+    admin = await login("admin")
+    name = f"argon_{secrets.token_hex(4)}"
+    _, issued = await new_staff(
+        client, admin, demo["STORE-HZ-01"], name, ["store_clerk"], "original-pass-1"
+    )
+    entered, go = paused_checks(monkeypatch)
+    if what == "login":
+        body = {"username": name, "password": "original-pass-1"}
+        sent, read = client.post("/auth/login", json=body), LOGIN_READ
+    else:
+        body = {"current_password": "original-pass-1", "new_password": "changed-pass-1"}
+        sent, read = client.post("/auth/password", headers=bearer(issued), json=body), CHANGE_READ
+    answer = asyncio.ensure_future(sent)
+    try:
+        await checks_begun(entered, 1)
+        held = await held_in_transaction(app, read)
+    finally:
+        go.set()
+    assert (await answer).status_code == 200, (await answer).text
+    assert held == 0, f"the {what} held its pooled connection through the password check"
+
+
+async def test_log_ins_wait_their_turn_of_the_argon2_checks_holding_nothing(
+    client: Any, app: Any, login: Any, demo: Any, monkeypatch: Any
+) -> None:
+    """The argon2 checks of a process are bounded (``password_checks``, as many as the thread
+    pool has threads; 2 here): the others wait for their turn before they ask for a connection,
+    so a burst of right-password log-ins holds neither threads nor connections beyond it."""
+    from app.auth import service
+    from tests.points_support import member_client
+
+    admin = await login("admin")
+    name = f"turns_{secrets.token_hex(4)}"
+    await new_staff(client, admin, demo["STORE-HZ-01"], name, ["store_clerk"], "original-pass-1")
+    monkeypatch.setattr(service, "CHECK_SLOTS", 2, raising=False)
+    monkeypatch.setattr(service, "_CHECKS", weakref.WeakKeyDictionary(), raising=False)
+    entered, go = paused_checks(monkeypatch)
+    body = {"username": name, "password": "original-pass-1"}
+    async with member_client(app) as own:  # an address of its own: 4 attempts in flight at once
+        logins = [asyncio.ensure_future(own.post("/auth/login", json=body)) for _ in range(4)]
+        try:
+            await checks_begun(entered, 2)
+            await asyncio.sleep(0.5)  # the other two, not bounded, would have begun by now
+            begun, held = len(entered), await held_in_transaction(app, LOGIN_READ)
+        finally:
+            go.set()
+        answers = await asyncio.gather(*logins)
+    assert [a.status_code for a in answers] == [200] * 4, [a.text for a in answers]
+    assert begun == 2, f"{begun} argon2 checks at once, past the 2 allowed"
+    assert held == 0, "log-ins waiting for their turn held pooled connections"

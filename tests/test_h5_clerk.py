@@ -735,3 +735,28 @@ async def test_a_refresh_race_asks_again_once_then_signs_in_keeping_the_cookies(
 
     pair = {c.split("=", 1)[0]: c.split(";")[0].split("=", 1)[1] for c in _session_set(first)}
     assert_page(await tab("/clerk", {**stale, **pair}))  # the new pair: signed in all along
+
+
+async def test_the_sign_in_holds_no_connection_while_the_password_is_checked(
+    app: Any, phone: httpx.AsyncClient, monkeypatch: Any
+) -> None:
+    """A probe (``POST /auth/login``'s, through this page too): the sign-in held the page's
+    pooled connection, idle in its transaction, through argon2id; a burst of right-password
+    sign-ins held every connection. The page takes the pool, and the log-in gives its
+    connection back before the check (``app.auth.service.login``)."""
+    import asyncio
+
+    from tests.test_auth import LOGIN_READ, checks_begun, held_in_transaction, paused_checks
+
+    page = assert_page(await phone.get("/clerk/login"))
+    body = {"csrf": field(page, "csrf"), "username": "store_clerk", "password": DEMO_PASSWORD}
+    entered, go = paused_checks(monkeypatch)
+    signing = asyncio.ensure_future(phone.post("/clerk/login", data={**body, "code": ""}))
+    try:
+        await checks_begun(entered, 1)
+        held = await held_in_transaction(app, LOGIN_READ)
+    finally:
+        go.set()
+    signed = await signing
+    assert signed.status_code == 303 and signed.headers["location"] == "/clerk", signed.text
+    assert held == 0, "the sign-in held its pooled connection through the password check"

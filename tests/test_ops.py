@@ -192,6 +192,42 @@ async def test_a_busy_pool_is_not_a_database_down(settings: Any) -> None:
     assert answer.json()["postgres"] == {"status": "ok", "detail": "every pooled connection busy"}
 
 
+async def test_health_with_a_busy_pool_opens_one_side_connection_per_process(
+    settings: Any, monkeypatch: Any
+) -> None:
+    """A probe: ``GET /health`` is anonymous, and with every pooled connection busy each call
+    opened a PostgreSQL connection of its own, without bound (83 at once: ``max_connections``
+    reached, past the pools' budget). The side check is one at a time per process, its answer
+    shared by the calls that come meanwhile (and in the second after)."""
+    import asyncio
+
+    import msgspec
+    from psycopg import AsyncConnection
+
+    from app.main import create_app
+    from app.ops import routes
+    from tests.helpers import served
+
+    opened: list[int] = []
+
+    class Counted:
+        """``AsyncConnection`` as ``app.ops.routes`` opens its side connections, counted."""
+
+        @staticmethod
+        async def connect(*args: Any, **kwargs: Any) -> Any:
+            opened.append(1)
+            return await AsyncConnection.connect(*args, **kwargs)
+
+    monkeypatch.setattr(routes, "AsyncConnection", Counted)
+    app = create_app(msgspec.structs.replace(settings, db_pool_min=1, db_pool_max=2))
+    async with served(app) as client:
+        async with app.state.pool.connection(), app.state.pool.connection():  # every one busy
+            answers = await asyncio.gather(*(client.get("/health") for _ in range(25)))
+    assert {a.status_code for a in answers} == {200}, answers[0].text
+    assert {a.json()["postgres"]["detail"] for a in answers} == {"every pooled connection busy"}
+    assert len(opened) <= 2, f"25 /health calls opened {len(opened)} connections of their own"
+
+
 async def test_an_options_request_on_an_opt_out_path_does_not_log_the_phone(
     client: Any, demo: Any, login: Any
 ) -> None:

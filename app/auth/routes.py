@@ -1,10 +1,19 @@
-"""HTTP routes of login, tokens and API keys."""
+"""HTTP routes of login, tokens and API keys.
+
+``POST /auth/login`` and ``POST /auth/password`` take no request connection
+(``app.deps.provide_conn``, held to the answer): the service takes the pool for its short
+transactions and holds none while argon2 runs (``app.auth.service.password_checks``; a probe: a
+burst of right-password log-ins held every pooled connection and the rest of the API answered
+503). So never add ``conn`` to them.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from litestar import Controller, Request, get, post
+from litestar.datastructures import State
+from litestar.di import Provide
 
 from app.auth import service
 from app.auth.limits import login_limiter
@@ -22,7 +31,21 @@ from app.auth.schemas import (
 from app.auth.tokens import TOKENS_NOT_KEPT
 from app.config import Settings
 from app.db import Conn
+from app.deps import provide_principal
 from app.paging import Page, PageNo, PerPage
+
+
+async def first_caller(
+    request: Request[Any, Any, Any], state: State, settings: Settings
+) -> Principal:
+    """The caller as ``app.deps.caller_first`` loaded it before the body, on a connection given
+    back at once (else loaded so here): not on the request's connection, which these routes do
+    not take. ``change_password`` loads it again once its turn of the checks has come."""
+    loaded: Principal | None = request.state.get("principal")
+    if loaded is not None:
+        return loaded
+    async with state.pool.connection() as conn:
+        return await provide_principal(request, conn, settings)
 
 
 class AuthController(Controller):
@@ -30,30 +53,40 @@ class AuthController(Controller):
 
     @post("/login", status_code=200, cache_control=TOKENS_NOT_KEPT)
     async def login(
-        self, request: Request[Any, Any, Any], data: LoginIn, conn: Conn, settings: Settings
+        self, request: Request[Any, Any, Any], data: LoginIn, state: State, settings: Settings
     ) -> TokenOut:
         """Password login; returns a short-lived access token and a refresh token.
 
         Failed logins are limited per client IP (429 ``rate_limited``) and per account and
         client IP (429 ``login_locked``), both with ``Retry-After``."""
         client_ip = request.client.host if request.client else "unknown"
-        limiter = login_limiter(request.app.state)
-        return await service.login(conn, settings, limiter, client_ip, data.username, data.password)
+        limiter = login_limiter(state)
+        return await service.login(
+            state.pool, settings, limiter, client_ip, data.username, data.password
+        )
 
-    @post("/password", status_code=200)
+    @post("/password", status_code=200, dependencies={"principal": Provide(first_caller)})
     async def change_password(
         self,
         request: Request[Any, Any, Any],
         data: PasswordChangeIn,
-        conn: Conn,
+        state: State,
         settings: Settings,
         principal: Principal,
     ) -> TokenOut:
         """Change your own password (any signed-in user; 422 ``wrong_password``, limited as
         log-ins are). Every session of yours ends; the answer is this one's new token pair."""
         client_ip = request.client.host if request.client else "unknown"
-        limiter = login_limiter(request.app.state)
-        return await service.change_password(conn, settings, limiter, client_ip, principal, data)
+
+        async def reload(conn: Conn) -> Principal:
+            return await provide_principal(request, conn, settings)
+
+        pair = await service.change_password(
+            state.pool, settings, login_limiter(state), client_ip, principal, data, reload=reload
+        )
+        if state.replica is not None:  # read-your-writes, as ``provide_conn`` marks a change
+            await state.replica.note_write(state.redis, principal)
+        return pair
 
     @post("/refresh", status_code=200, cache_control=TOKENS_NOT_KEPT)
     async def refresh(self, data: RefreshIn, conn: Conn, settings: Settings) -> TokenOut:

@@ -6,10 +6,13 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import os
 import re
 import secrets
 import time
 import uuid
+import weakref
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, NoReturn
 
@@ -68,8 +71,35 @@ SELECT u.id, u.username, u.org_id, o.path, u.status, {ORG_STATUS} AS org_status,
 """
 
 
+# The argon2 checks of log-ins and password changes, per process (its event loop): at most as
+# many at once as the default thread pool runs (``asyncio.to_thread``'s), each waiting for its
+# turn before it asks for any connection. A check holds no pooled connection either: the row is
+# read in a short transaction, the connection given back, the password checked, and the write
+# made in a transaction of its own that checks again what the first one read (a probe: a burst
+# of right-password log-ins, never counted against the limits, each held a connection idle in
+# its transaction through argon2, and every other page of the API waited for one, then 503).
+CHECK_SLOTS = min(32, (os.cpu_count() or 1) + 4)  # ThreadPoolExecutor's default size
+_CHECKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def password_checks() -> asyncio.Semaphore:
+    """The running event loop's turns of argon2 checks (``CHECK_SLOTS`` of them)."""
+    loop = asyncio.get_running_loop()
+    slots = _CHECKS.get(loop)
+    if slots is None:
+        slots = _CHECKS[loop] = asyncio.Semaphore(CHECK_SLOTS)
+    return slots
+
+
+_LOGIN_ROW = f"""
+SELECT u.id, u.password_hash, u.status, {ORG_STATUS} AS org_status
+  FROM users u JOIN orgs o ON o.id = u.org_id WHERE u.username = %s"""
+
+
 async def login(
-    conn: Conn,
+    pool: AsyncConnectionPool,
     settings: Settings,
     limiter: LoginLimiter,
     client_ip: str,
@@ -77,18 +107,15 @@ async def login(
     password: str,
 ) -> TokenOut:
     """Password login under the limits of ``app.auth.limits`` (per IP, per account + IP, per
-    account); unknown names cost the same argon2 check and count like wrong passwords."""
+    account); unknown names cost the same argon2 check and count like wrong passwords. No
+    connection is held while argon2 runs (``password_checks``): the user is read, the password
+    checked, and the pair issued in a transaction of its own that checks the row again."""
     await limiter.attempt(username, client_ip)
-    row = await (
-        await conn.execute(
-            f"SELECT u.id, u.password_hash, u.status, {ORG_STATUS} AS org_status "
-            "FROM users u JOIN orgs o ON o.id = u.org_id WHERE u.username = %s",
-            (username,),
-        )
-    ).fetchone()
-    ok = await asyncio.to_thread(
-        passwords.verify_password, row["password_hash"] if row else None, password
-    )
+    async with password_checks():  # before any connection: a log-in queued here holds nothing
+        async with pool.connection() as conn:  # given back before the check
+            row = await (await conn.execute(_LOGIN_ROW, (username,))).fetchone()
+        stored = row["password_hash"] if row else None
+        ok = await asyncio.to_thread(passwords.verify_password, stored, password)
     if not ok or row is None:  # the attempt stays counted as a failure
         raise Unauthorized("invalid username or password", code="invalid_credentials")
     if row["status"] != "active" or row["org_status"] != "active":
@@ -98,67 +125,96 @@ async def login(
     # locked to the end: a password set or the account or its organisation deactivated during
     # the check (argon2, ~0.1 s) refuses this log-in, and one after it waits for this one and
     # then ends its session too (review R5)
-    org_id = await _hold_org_line(conn, row["id"])
-    still = await (
-        await conn.execute(
-            "UPDATE users SET last_login_at = now() WHERE id = %s AND password_hash = %s "
-            "AND status = 'active' AND org_id = %s RETURNING id",
-            (row["id"], row["password_hash"], org_id),
-        )
-    ).fetchone()
-    if still is None:
-        raise Unauthorized("invalid username or password", code="invalid_credentials")
-    return await _issue_pair(conn, settings, row["id"])
+    async with pool.connection() as conn:  # committed as the block ends
+        org_id = await _hold_org_line(conn, row["id"])
+        still = await (
+            await conn.execute(
+                "UPDATE users SET last_login_at = now() WHERE id = %s AND password_hash = %s "
+                "AND status = 'active' AND org_id = %s RETURNING id",
+                (row["id"], row["password_hash"], org_id),
+            )
+        ).fetchone()
+        if still is None:
+            raise Unauthorized("invalid username or password", code="invalid_credentials")
+        return await _issue_pair(conn, settings, row["id"])
+
+
+Caller = Callable[[Conn], Awaitable[Principal]]  # loads the request's caller on a connection
 
 
 async def change_password(
-    conn: Conn,
+    pool: AsyncConnectionPool,
     settings: Settings,
     limiter: LoginLimiter,
     client_ip: str,
     actor: Principal,
     data: PasswordChangeIn,
+    *,
+    reload: Caller,
 ) -> TokenOut:
     """The caller's own password (an imported user's initial one, say): the current one is
     checked under the log-in limits (422 ``wrong_password``), every session of the user ends,
     and this one goes on with a new pair. A reset or the end of the user's sessions while it
-    runs wins: the change is refused (``_changed_meanwhile``)."""
+    runs wins: the change is refused (``_changed_meanwhile``). No connection is held during the
+    hashes (``password_checks``, as ``login``); the caller (``actor`` as loaded before) is loaded
+    again by ``reload`` in the transaction that reads the row, once its turn has come (a session
+    ended while the change waited for it: 401 as any request)."""
     if actor.user_id is None or actor.username is None:
         raise Forbidden("an API key has no password", code="not_a_user")
     await limiter.attempt(actor.username, client_ip)
-    row = await (
-        await conn.execute(
-            "SELECT password_hash, sessions_from FROM users WHERE id = %s", (actor.user_id,)
-        )
-    ).fetchone()
-    current = row["password_hash"] if row else None
-    if not await asyncio.to_thread(passwords.verify_password, current, data.current_password):
-        raise Unprocessable("the current password is wrong", code="wrong_password")
-    assert row is not None
-    await limiter.succeeded(actor.username, client_ip)
-    if passwords.same(data.new_password, data.current_password):  # to replace, kept: no change
-        raise Unprocessable("the new password is the current one", code="same_password")
-    new_hash = await asyncio.to_thread(passwords.hash_password, data.new_password)
+    async with password_checks():  # before any connection, as ``login``'s
+        async with pool.connection() as conn:  # given back before the checks
+            actor = await reload(conn)
+            row = await (
+                await conn.execute(
+                    "SELECT password_hash, sessions_from FROM users WHERE id = %s",
+                    (actor.user_id,),
+                )
+            ).fetchone()
+        current = row["password_hash"] if row else None
+        if not await asyncio.to_thread(passwords.verify_password, current, data.current_password):
+            raise Unprocessable("the current password is wrong", code="wrong_password")
+        assert row is not None
+        await limiter.succeeded(actor.username or "", client_ip)
+        if passwords.same(data.new_password, data.current_password):  # kept: no change
+            raise Unprocessable("the new password is the current one", code="same_password")
+        new_hash = await asyncio.to_thread(passwords.hash_password, data.new_password)
+    async with pool.connection() as conn:  # committed as the block ends
+        return await _write_password(conn, settings, actor, current, new_hash, row["sessions_from"])
+
+
+async def _write_password(
+    conn: Conn,
+    settings: Settings,
+    actor: Principal,
+    current: str | None,
+    new_hash: str,
+    sessions_from: datetime | None,
+) -> TokenOut:
+    """``change_password``'s write: the new hash over the row as checked (``current``,
+    ``sessions_from``), every session ended, and a new pair."""
+    user_id = actor.user_id
+    assert user_id is not None
     # the row as checked, locked from here to the end (not during the hashes): a reset, or the
     # sessions ended (the account deactivated or moved), committed during the checks refuses
     # this change, and one after it waits for this one and then ends the new session too
     # (a probe: an intruder's change overwrote the administrator's reset and got a new pair;
     # review R5, as ``login``); its organisation's line too (``_hold_org_line``)
-    org_id = await _hold_org_line(conn, actor.user_id)
+    org_id = await _hold_org_line(conn, user_id)
     changed = await (
         await conn.execute(
             "UPDATE users SET password_hash = %s, failed_logins = 0, locked_until = NULL, "
             "must_change_password = false, updated_at = now() "
             "WHERE id = %s AND password_hash = %s AND status = 'active' AND org_id = %s "
             "AND sessions_from IS NOT DISTINCT FROM %s RETURNING id",
-            (new_hash, actor.user_id, current, org_id, row["sessions_from"]),
+            (new_hash, user_id, current, org_id, sessions_from),
         )
     ).fetchone()
     if changed is None:
-        await _changed_meanwhile(conn, actor.user_id, row["sessions_from"])
-    await end_sessions(conn, actor.user_id)
-    await audit.record(conn, actor, "change_password", "user", actor.user_id)
-    return await _issue_pair(conn, settings, actor.user_id)
+        await _changed_meanwhile(conn, user_id, sessions_from)
+    await end_sessions(conn, user_id)
+    await audit.record(conn, actor, "change_password", "user", user_id)
+    return await _issue_pair(conn, settings, user_id)
 
 
 _ORG_LINE_SQL = """

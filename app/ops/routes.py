@@ -66,7 +66,9 @@ async def health(state: State, settings: Settings) -> Response[HealthOut]:
     return Response(body, status_code=200 if ok else 503)
 
 
-_PROBES: set[asyncio.Task[Any]] = set()  # PostgreSQL checks answered for, still running
+_PROBES: set[asyncio.Future[Any]] = set()  # PostgreSQL checks answered for, still running
+SIDE_FRESH = 1.0  # s: a side check's answer serves the /health calls of the next second
+SIDE_STALE = 10.0  # s: a side check running this long is left to end by itself
 
 
 async def _postgres_check(state: State) -> tuple[Check, dict[str, int]]:
@@ -75,7 +77,8 @@ async def _postgres_check(state: State) -> tuple[Check, dict[str, int]]:
     for the server to take the cancel: a server gone silent (frozen, cut off) held ``/health``
     as long as it was silent (probe S). A check still running then is left to end by itself.
     With no pooled connection free within 1 s the check asks the server on a connection of its
-    own: a busy pool is not a database down."""
+    own: a busy pool is not a database down — one such check at a time per process, shared by
+    the calls that come meanwhile and in the second after (``_SideCheck``)."""
 
     async def check() -> tuple[Check, dict[str, int]]:
         try:
@@ -84,24 +87,74 @@ async def _postgres_check(state: State) -> tuple[Check, dict[str, int]]:
                 return Check("ok"), await _dead_letters(conn)
         except PoolTimeout:  # every connection busy (probe W: a burst of log-ins, each holding
             pass  # one through its password check, made /health say "down"): ask the server
-        conn = await AsyncConnection.connect(state.pool.conninfo, autocommit=True)
-        try:
-            await conn.execute("SELECT 1")
-        finally:
-            await conn.close()
+        await asyncio.shield(_SideCheck.of(state).shared(state.pool.conninfo))
         return Check("ok", "every pooled connection busy"), {}
 
     probe = asyncio.ensure_future(check())
     done, _ = await asyncio.wait({probe}, timeout=2)
     if not done:
-        _PROBES.add(probe)
-        probe.add_done_callback(_PROBES.discard)
-        probe.add_done_callback(lambda task: task.cancelled() or task.exception())
+        _left_running(probe)
         probe.cancel()
         return Check("down", "TimeoutError"), {}
     if probe.exception() is not None:  # any failure means "down": report it, do not raise
         return Check("down", type(probe.exception()).__name__), {}
     return probe.result()
+
+
+def _left_running(task: asyncio.Future[Any]) -> None:
+    """Keep ``task`` referenced until it ends by itself, its outcome read (never logged)."""
+    _PROBES.add(task)
+    task.add_done_callback(_PROBES.discard)
+    task.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+
+async def _ask_server(conninfo: str) -> None:
+    conn = await AsyncConnection.connect(conninfo, autocommit=True)
+    try:
+        await conn.execute("SELECT 1")
+    finally:
+        await conn.close()
+
+
+class _SideCheck:
+    """The PostgreSQL check of ``/health`` on a connection of its own, with the pool busy: one at
+    a time per process (per application's state), its answer shared by the calls that come while
+    it runs and for ``SIDE_FRESH`` s after it (a probe: a burst of anonymous ``/health`` calls
+    with every pooled connection busy opened a server connection each, 83 at once, past the
+    ``max_connections`` the pools are sized for). One running for ``SIDE_STALE`` s (a server gone
+    silent) is left to end by itself and the next call starts another: at most one new
+    connection per ``SIDE_STALE`` s while the server stays silent."""
+
+    def __init__(self) -> None:
+        self.task: asyncio.Future[None] | None = None
+        self.started = self.ended = float("-inf")
+
+    @classmethod
+    def of(cls, state: State) -> _SideCheck:
+        side: _SideCheck | None = getattr(state, "postgres_side_check", None)
+        if side is None:
+            side = state.postgres_side_check = cls()
+        return side
+
+    def shared(self, conninfo: str) -> asyncio.Future[None]:
+        """The check under way or just answered, else a new one."""
+        now, task = time.monotonic(), self.task
+        if task is not None:
+            if task.done() and now - self.ended < SIDE_FRESH:
+                return task
+            if not task.done():
+                if now - self.started < SIDE_STALE:
+                    return task
+                _left_running(task)
+        self.started, self.task = now, asyncio.ensure_future(_ask_server(conninfo))
+        self.task.add_done_callback(self._end)
+        return self.task
+
+    def _end(self, task: asyncio.Future[None]) -> None:
+        if task is self.task:
+            self.ended = time.monotonic()
+        if not task.cancelled():
+            task.exception()  # read: shared with every caller, raised to each of them
 
 
 async def _redis_check(redis: Redis, settings: Settings) -> tuple[Check, Check]:

@@ -324,9 +324,11 @@ async def login_page(request: Request[Any, Any, Any], state: State) -> Response[
 
 @post("/clerk/login", **_POST)
 async def login_post(
-    request: Request[Any, Any, Any], conn: Conn, settings: Settings
+    request: Request[Any, Any, Any], state: State, settings: Settings
 ) -> Response[str]:
-    """Sign in (``app.auth.service.login``: its limits, 401/429 on the form); then step 1 or 2."""
+    """Sign in (``app.auth.service.login``: its limits, 401/429 on the form); then step 1 or 2.
+    No request connection (``conn``): the log-in takes the pool and holds no connection while
+    argon2 runs (as ``POST /auth/login``)."""
     form = await _form(request)
     lang, remember = session.language(request, settings, form.get("lang"))
     session.check_csrf(request, settings, form.get("csrf", ""))
@@ -336,7 +338,7 @@ async def login_post(
         ip = request.client.host if request.client else "unknown"
         limiter = login_limiter(request.app.state)
         password = form.get("password", "")[:256]
-        pair = await service.login(conn, settings, limiter, ip, username, password)
+        pair = await service.login(state.pool, settings, limiter, ip, username, password)
     except AppError as exc:
         token, _ = session.csrf(request, settings)
         body = clerk_html.login_form(lang, token, code, refusal(exc, lang), username)
