@@ -22,6 +22,10 @@ every worker process every ``SWEEP_SECONDS`` (one at a time: ``Lock.RETENTION_SW
   ``TRACECODE_RETAIN_SCAN_DETAILS_DAYS`` after the hold was opened — no longer than the records
   they were copied from keep theirs; the hold, its decision and the rest of its evidence (the
   members' ids, the counts) stay, the brand's record of the fraud;
+* the keyed hash of the phone an erasure keeps on the SMS the throttles still read
+  (``app.members.erasure``, migration 0126) once their windows are over — a day of sign-in
+  codes, ``SMS_MARKETING_INTERVAL_HOURS`` of marketing, the longer of the two after the message
+  was queued (``app.sms.outbox.kept_hours``), whatever ``TRACECODE_RETAIN_SMS_DAYS`` says;
 * sign-in codes a day after they expired (a code is useless once expired; their rows hold the
   phone and the asking address);
 * the same in the operators' ``dead_letters``: a verification record PostgreSQL refused loses its
@@ -59,6 +63,7 @@ import msgspec
 from app.config import Settings
 from app.db import Conn
 from app.deadletters import SMS_OUTBOX, VERIFICATIONS, reason_of
+from app.sms.outbox import kept_hours
 from app.verify.record import decoded
 
 log = logging.getLogger("tracecode.retention")
@@ -84,6 +89,7 @@ class Swept:
     letters: int = 0
     wechat: int = 0
     holds: int = 0
+    hashes: int = 0  # erased SMS's phone hashes (migration 0126)
 
 
 async def _mark(conn: Conn, what: str) -> tuple[datetime | None, int]:
@@ -252,6 +258,16 @@ UPDATE fraud_holds h SET evidence = h.evidence - 'client_ip' - 'user_agent'
   FROM due WHERE h.id = due.id
 """
 
+# Erased SMS rows past the throttles' windows, by migration 0126's partial index (every row it
+# holds is one: only an erasure writes a hash).
+_HASHES = """
+WITH due AS (
+    SELECT id FROM sms_outbox WHERE phone_hash IS NOT NULL AND created_at < %(cutoff)s
+     LIMIT %(block)s
+)
+UPDATE sms_outbox o SET phone_hash = NULL FROM due WHERE o.id = due.id
+"""
+
 
 async def _blocks(conn: Conn, sql: str, cutoff: datetime, deadline: float) -> int:
     """``sql`` run, ``BLOCK`` rows a statement (each its own transaction: ``conn`` autocommits),
@@ -286,6 +302,10 @@ async def sweep(conn: Conn, settings: Settings, now: datetime | None = None) -> 
         now = row["now"] if row else datetime.now().astimezone()
     deadline = time.monotonic() + BUDGET_SECONDS
     swept = Swept()
+    hash_cut = now - timedelta(hours=kept_hours(settings))  # first: a backlog never holds it up
+    swept.hashes = await _step(
+        conn, "erased sms hashes", lambda: _blocks(conn, _HASHES, hash_cut, deadline)
+    )
     if settings.retain_scan_details_days:
         cut = now - timedelta(days=settings.retain_scan_details_days)
         swept.scans = await _step(conn, "scans", lambda: _scans(conn, cut, deadline))

@@ -612,3 +612,82 @@ async def test_a_profile_edit_waiting_on_an_erasure_writes_nothing_into_the_eras
         f"(the edit answered {edited.status_code} {edited.text})"
     )
     assert_error(edited, 401, "member_erased")
+
+
+async def test_an_erasure_keeps_the_phone_s_sign_in_code_throttle(
+    client: Any, app: Any, demo: Any
+) -> None:
+    """A probe: one sign-in code a minute and ten a day per phone (README), yet a code asked
+    for, a sign-in, the erasure and a code asked for again sent 4 codes to one phone in
+    seconds: the erasure rewrote the number of the outbox rows the throttle counted by. Those
+    rows keep a keyed hash of the phone (no phone) while the throttle reads them, and the
+    retention sweep clears it once the day is over."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    from app import retention
+    from app.members.erasure import tombstone
+    from app.sms.outbox import erased_phone_hash
+
+    brand, phone = demo["BRAND-LUMI"], new_phone("137")
+    asked = await client.post("/members/otp", json={"brand_id": brand, "phone": phone})
+    assert asked.status_code == 202, asked.text
+    headers, body = await sign_in(client, app, brand, phone)
+    assert (await client.delete("/members/me", headers=headers)).status_code == 204
+    again = await client.post("/members/otp", json={"brand_id": brand, "phone": phone})
+    assert_error(again, 429, "sms_throttled")
+    assert again.headers["Retry-After"]
+    gone = tombstone(body["member"]["id"])
+    row = await _one(
+        app, "SELECT id, phone_hash FROM sms_outbox WHERE phone = %s AND purpose = 'otp'", gone
+    )
+    kept = bytes(row["phone_hash"])
+    assert kept == erased_phone_hash(app.state.settings, phone) and phone.encode() not in kept
+    assert await _one(app, "SELECT 1 FROM sms_outbox WHERE phone = %s", phone) is None
+    async with await psycopg.AsyncConnection.connect(
+        app.state.settings.database_url, autocommit=True, row_factory=dict_row
+    ) as conn:  # the test's own row, queued two days ago: past both windows
+        await conn.execute(
+            "UPDATE sms_outbox SET created_at = created_at - interval '2 days' WHERE id = %s",
+            (row["id"],),
+        )
+        await retention.sweep(conn, app.state.settings)  # another test's sweep may clear it
+    aged = await _one(app, "SELECT phone_hash FROM sms_outbox WHERE id = %s", row["id"])
+    assert aged["phone_hash"] is None
+    later = await client.post("/members/otp", json={"brand_id": brand, "phone": phone})
+    assert later.status_code == 202, later.text
+
+
+async def test_an_erasure_keeps_the_phone_s_marketing_interval(
+    client: Any, app: Any, login: Any, demo: Any
+) -> None:
+    """The same for marketing, one message per phone and brand per interval: a campaign sent to
+    a member, the membership erased and signed up again, the next campaign and reminder within
+    the interval skip the phone (they counted the rows by the number the erasure rewrote)."""
+    from app.sms.outbox import _skip_marketing
+    from tests.test_sms_campaigns import _province_of_this_test, _template
+
+    brand, phone, marketer = demo["BRAND-LUMI"], new_phone(), await login("marketer")
+    province = await _province_of_this_test(app, brand, "台湾省")
+    body = {
+        "template_id": await _template(client, marketer),
+        "audience": "members",
+        "filter": {"provinces": [province]},
+        "variables": {"season": "春季", "discount": "8"},
+    }
+    headers, _ = await sign_in(client, app, brand, phone)
+    where = {"province": province}
+    assert (await client.patch("/members/me", headers=headers, json=where)).status_code == 200
+    made = await client.post("/sms/campaigns", headers=marketer, json=body)
+    assert made.status_code == 201, made.text
+    assert made.json()["recipients"] == 1
+    assert (await client.delete("/members/me", headers=headers)).status_code == 204
+    headers, _ = await sign_in(client, app, brand, phone)
+    assert (await client.patch("/members/me", headers=headers, json=where)).status_code == 200
+    dry = await client.post("/sms/campaigns", headers=marketer, json={**body, "dry_run": True})
+    assert dry.status_code == 201, dry.text
+    assert (dry.json()["recipients"], dry.json()["skipped"]) == (0, 1)
+    async with app.state.pool.connection() as conn:
+        assert await _skip_marketing(conn, brand, phone, app.state.settings)
+    # offered to no later campaign of the province
+    assert (await client.delete("/members/me", headers=headers)).status_code == 204

@@ -27,9 +27,10 @@ in one transaction:
   so: the member's own switch, ``marketing_opt_out``, goes onto the brand's list,
   ``sms_opt_outs``, source ``member`` — a probe: it went with the profile, and the number
   signed up again was messaged); a freeze, by a keyed hash of the phone
-  (``app.members.freezes``);
+  (``app.members.freezes``); the SMS throttles, by another keyed hash of the phone on the
+  brand's SMS they still read, until the retention sweep clears it (``_erase_sms``);
 * the same phone can sign up again: a new membership, with nothing of the old one but the
-  opt-out and the freeze.
+  opt-out, the freeze and the throttles.
 
 Locks: what is the phone's before the member's row — its one-time codes (deleted) and its
 opt-out (written), in the order a sign-in (the code, then the member) and a staff opt-out (the
@@ -57,6 +58,7 @@ from app.locks import Lock
 from app.members import freezes, points
 from app.members.limits import MemberLimits
 from app.members.redemptions import STATUS_NOW
+from app.sms.outbox import erased_phone_hash
 from app.verify.record import anonymous, decoded, member_of
 from app.wechat import bindings as wechat_bindings
 
@@ -82,6 +84,7 @@ async def erase(
     the process's, ``load_settings``); ``limits``: the service's member limits, whose memory of
     the phone in Redis goes last (None: left to expire, as for a test of the database's part).
     404 ``unknown_member``, 409 ``member_erased`` when it is already."""
+    settings = settings or load_settings()
     seen = await _member(conn, brand_id, member_id, lock=False)
     opted_out = seen["marketing_opt_out"]
     await _before_the_member(conn, brand_id, seen["phone"], opted_out)
@@ -93,7 +96,7 @@ async def erase(
     if row["marketing_opt_out"] and not opted_out:  # switched on meanwhile
         await _opt_out(conn, brand_id, phone)
     if row["status"] == "frozen":  # the freeze outlives the membership (app.members.freezes)
-        await freezes.keep(conn, settings or load_settings(), brand_id, phone, row["frozen_reason"])
+        await freezes.keep(conn, settings, brand_id, phone, row["frozen_reason"])
     await _holds_and_draws(conn, member_id)  # before the balance: a release's, a return's order
     # the balance first, as a redemption takes it: one in flight is committed before the open
     # codes are read, and expires with them (review R6: it stayed issued, and refunded the
@@ -165,20 +168,52 @@ async def erase(
             WHERE member_id = %s""",
         (member_id,),
     )
+    await _erase_sms(conn, settings, brand_id, phone, gone)
+    await _scrub_dead_verifications(conn, member_id, row["created_at"])
+    await wechat_bindings.erase(conn, member_id)  # the WeChat binding and messages' openid
+    # the record names the member by id only: the audit log is read by staff
+    await audit.record(
+        conn, actor, "erase", "member", member_id, after={"points_forfeited": balance},
+        org_id=brand_id,
+    )  # fmt: skip
+    if limits is not None:  # last: Redis is not rolled back with the transaction
+        await limits.forget_phone(brand_id, phone)
+
+
+async def _erase_sms(conn: Conn, settings: Settings, brand_id: int, phone: str, gone: str) -> None:
+    """The brand's SMS to ``phone`` name ``gone`` instead, their variables and those of their
+    copies in ``dead_letters`` emptied, those not sent yet failed; the rows the throttles still
+    read (sign-in codes of the last day, marketing of the last interval) keep the phone's keyed
+    hash (``app.sms.outbox.erased_phone_hash``, until ``app.retention`` clears it): a probe's
+    code, sign-in, erasure and code again sent 4 codes in seconds, the throttle counting by the
+    number the erasure had rewritten."""
     # a campaign or a reminder queued meanwhile commits first, its row rewritten here, or
     # sees the member erased (a probe: queued during the erasure, it kept the whole phone and
     # went out)
     await locks.xact_lock(conn, Lock.SMS_MARKETING, brand_id)
     sms = await (
-        await conn.execute(
+        await conn.execute(  # the rows the throttles still read keep the phone's keyed hash
             """UPDATE sms_outbox
                   SET phone = %(gone)s, variables = '{}',
+                      phone_hash = CASE
+                          WHEN purpose = 'otp'
+                               AND created_at > clock_timestamp() - interval '1 day'
+                            OR purpose IN ('reminder', 'campaign')
+                               AND created_at > clock_timestamp()
+                                                - make_interval(hours => %(hours)s)
+                          THEN %(hash)s END,
                       state = CASE WHEN state = 'pending' THEN 'failed' ELSE state END,
                       last_error = CASE WHEN state = 'pending' THEN 'membership erased'
                                         ELSE last_error END
                 WHERE phone = %(phone)s AND brand_id = %(brand)s
                 RETURNING id""",  # by the phone's index: a member's SMS go to its phone
-            {"gone": gone, "brand": brand_id, "phone": phone},
+            {
+                "gone": gone,
+                "brand": brand_id,
+                "phone": phone,
+                "hash": erased_phone_hash(settings, phone),
+                "hours": settings.sms_marketing_interval_hours,
+            },
         )
     ).fetchall()
     if sms:  # the copies of its failed messages kept for the operators (app.sms.sender): one
@@ -194,15 +229,6 @@ async def erase(
                                     '^\\{"id":(\\d{1,18}),'))[1]::bigint = ANY(%(ids)s)""",
             {"gone": gone, "queue": SMS_OUTBOX, "ids": [row["id"] for row in sms]},
         )
-    await _scrub_dead_verifications(conn, member_id, row["created_at"])
-    await wechat_bindings.erase(conn, member_id)  # the WeChat binding and messages' openid
-    # the record names the member by id only: the audit log is read by staff
-    await audit.record(
-        conn, actor, "erase", "member", member_id, after={"points_forfeited": balance},
-        org_id=brand_id,
-    )  # fmt: skip
-    if limits is not None:  # last: Redis is not rolled back with the transaction
-        await limits.forget_phone(brand_id, phone)
 
 
 async def _holds_and_draws(conn: Conn, member_id: int) -> None:

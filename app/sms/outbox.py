@@ -20,11 +20,19 @@ Rules applied here, before the row exists:
   marketing (``sms_opt_outs`` or the member's own ``marketing_opt_out``), nor more than once per
   ``SMS_MARKETING_INTERVAL_HOURS`` per brand and phone: ``enqueue`` returns 0, no row. One-time
   codes, redemption codes and notices ignore opt-out.
+
+Both throttles count a phone's rows by its number, or by the keyed hash of it an erasure keeps
+on the rows they still read (``erased_phone_hash``, migration 0126: a probe asked for a code,
+signed in, closed the membership and asked again, 4 codes in seconds — the erasure had rewritten
+the number the throttle counted by). The hash is kept ``kept_hours`` after the row was queued
+(``app.retention`` clears it), and the key never enters the database.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import math
 import re
 import unicodedata
@@ -85,6 +93,19 @@ def outbox_phone(phone: str) -> str:
         return digits
 
 
+def erased_phone_hash(settings: Settings, phone: str) -> bytes:
+    """The keyed hash of a phone (its ``outbox_phone`` form) that an erasure keeps on the rows
+    the throttles still read: HMAC-SHA256 under ``Settings.subkey("sms-erased-phone")``, over
+    every brand (the sign-in code throttle is)."""
+    return hmac.digest(settings.subkey("sms-erased-phone"), phone.encode(), hashlib.sha256)
+
+
+def kept_hours(settings: Settings) -> int:
+    """How long after it was queued an erased row keeps its phone's hash: the longer window of
+    the two throttles (a day of sign-in codes, the marketing interval)."""
+    return max(24, settings.sms_marketing_interval_hours)
+
+
 def _reads_as_mobile(digits: str) -> bool:
     """Whether ``digits`` as they are would be stored as a mainland mobile (11 digits)."""
     try:
@@ -139,13 +160,13 @@ async def enqueue(
 
 async def _throttle_otp(conn: Conn, phone: str, settings: Settings) -> None:
     await locks.xact_lock(conn, Lock.SMS_PHONE, phone)
-    cur = await conn.execute(
+    cur = await conn.execute(  # the phone's rows, and its erased ones by their hash (0126)
         """SELECT extract(epoch FROM clock_timestamp() - created_at)::float8 AS age
              FROM sms_outbox
-            WHERE phone = %s AND purpose = 'otp'
+            WHERE (phone = %(p)s OR phone_hash = %(h)s) AND purpose = 'otp'
               AND created_at > clock_timestamp() - interval '1 day'
-            ORDER BY created_at DESC LIMIT %s""",
-        (phone, settings.sms_otp_daily_limit),
+            ORDER BY created_at DESC LIMIT %(n)s""",
+        {"p": phone, "h": erased_phone_hash(settings, phone), "n": settings.sms_otp_daily_limit},
     )
     ages = [float(r["age"]) for r in await cur.fetchall()]
     wait = 0.0
@@ -188,14 +209,43 @@ async def _skip_marketing(conn: Conn, brand_id: int, phone: str, settings: Setti
                OR EXISTS (SELECT 1 FROM members
                            WHERE brand_id = %(b)s AND phone = %(p)s AND marketing_opt_out)
                OR EXISTS (SELECT 1 FROM sms_outbox
-                           WHERE phone = %(p)s AND brand_id = %(b)s
+                           WHERE (phone = %(p)s OR phone_hash = %(k)s) AND brand_id = %(b)s
                              AND purpose IN ('reminder', 'campaign')
                              AND created_at > clock_timestamp() - make_interval(hours => %(h)s))
                AS skip""",
-        {"b": brand_id, "p": phone, "h": settings.sms_marketing_interval_hours},
+        {
+            "b": brand_id,
+            "p": phone,
+            "k": erased_phone_hash(settings, phone),
+            "h": settings.sms_marketing_interval_hours,
+        },
     )
     row = await cur.fetchone()
     return bool(row and row["skip"])
+
+
+async def erased_in_audience(
+    conn: Conn, settings: Settings, brand_id: int, audience: str, params: dict[str, Any]
+) -> list[str]:
+    """The phones of a campaign's ``audience`` (SQL of ``phone`` rows, with ``params``) that the
+    brand sent marketing within the interval under a membership erased since: their rows keep
+    the phone's hash only, the campaign skips them as the ones sent under their number. The
+    audience is read only when the brand has such a row (the partial index of erased rows)."""
+    rows = await (
+        await conn.execute(
+            """SELECT DISTINCT phone_hash FROM sms_outbox
+                WHERE phone_hash IS NOT NULL AND brand_id = %s
+                  AND purpose IN ('reminder', 'campaign')
+                  AND created_at > clock_timestamp() - make_interval(hours => %s)""",
+            (brand_id, settings.sms_marketing_interval_hours),
+        )
+    ).fetchall()
+    kept = {bytes(row["phone_hash"]) for row in rows}
+    if not kept:
+        return []
+    cur = await conn.execute(f"SELECT DISTINCT a.phone FROM ({audience}) a", params)
+    phones = [str(row["phone"]) for row in await cur.fetchall()]
+    return [p for p in phones if erased_phone_hash(settings, p) in kept]
 
 
 async def _track(conn: Conn, ids: list[int]) -> None:

@@ -51,7 +51,7 @@ from app.members.profile import AGE_BAND_SQL, PROVINCES, member_provinces
 from app.orgs.service import org_path
 from app.paging import Page, fetch_page
 from app.sms import sender
-from app.sms.outbox import OPTED_OUT, drop_marketing, outbox_phone
+from app.sms.outbox import OPTED_OUT, drop_marketing, erased_in_audience, outbox_phone
 from app.sms.schemas import (
     AudienceFilter,
     CampaignIn,
@@ -498,7 +498,8 @@ _SKIP = """(EXISTS (SELECT 1 FROM sms_opt_outs x WHERE x.brand_id = %(brand)s AN
    OR EXISTS (SELECT 1 FROM sms_outbox x
                WHERE x.phone = a.phone AND x.brand_id = %(brand)s
                  AND x.purpose IN ('reminder', 'campaign')
-                 AND x.created_at > clock_timestamp() - make_interval(hours => %(hours)s)))"""
+                 AND x.created_at > clock_timestamp() - make_interval(hours => %(hours)s))
+   OR a.phone = ANY(%(erased)s::text[]))"""  # sent within it under a membership erased since
 
 
 async def _earlier_campaign(conn: Conn, actor: Principal, data: CampaignIn) -> CampaignOut | None:
@@ -549,6 +550,7 @@ async def create_campaign(
     scope = await _scope(conn, actor, data.filter.org_id)
     audience, params = await _audience(conn, actor, data, scope)
     params |= {"hours": settings.sms_marketing_interval_hours}
+    params["erased"] = await erased_in_audience(conn, settings, actor.brand_id, audience, params)
     if data.dry_run:
         cur = await conn.execute(
             f"""SELECT count(*) FILTER (WHERE NOT {_SKIP}) AS recipients,
