@@ -584,7 +584,13 @@ async def test_guesses_sent_at_once_get_no_more_tries_than_one_by_one(
     )
     codes = sorted(r.json()["error"]["code"] for r in answers)
     assert codes.count("invalid_credentials") == TIGHT["login_max_failures"], codes
-    assert codes.count("login_locked") == 12 - TIGHT["login_max_failures"], codes
+    # the others refused: by the account's lock, or by the address's limit while the refused
+    # ones' counts on it are not yet given back (a log-in takes no connection before its
+    # limits since it holds none through argon2: they all meet the limits at once)
+    assert set(codes) - {"invalid_credentials"} <= {"login_locked", "rate_limited"}, codes
+    assert codes.count("login_locked") >= 1, codes
+    after = await _try(tight_app, "198.51.100.77", "c8_racer", "guess-after")
+    assert_error(after, 429, "login_locked")
     # one address spraying many names at once: the address's limit holds the same way
     answers = await asyncio.gather(
         *(_try(tight_app, "198.51.100.78", f"sprayed{i}", "guess-guess") for i in range(14))
