@@ -31,7 +31,6 @@ from app.auth.schemas import (
 from app.auth.tokens import TOKENS_NOT_KEPT
 from app.config import Settings
 from app.db import Conn
-from app.deps import provide_principal
 from app.paging import Page, PageNo, PerPage
 
 
@@ -45,7 +44,17 @@ async def first_caller(
     if loaded is not None:
         return loaded
     async with state.pool.connection() as conn:
-        return await provide_principal(request, conn, settings)
+        return await _load_principal(request, conn, settings)
+
+
+async def _load_principal(
+    request: Request[Any, Any, Any], conn: Conn, settings: Settings
+) -> Principal:
+    """``app.deps.provide_principal``, imported when called: ``app.deps`` imports the members'
+    routes, whose claims import ``app.auth`` — at import time, a cycle."""
+    from app.deps import provide_principal
+
+    return await provide_principal(request, conn, settings)
 
 
 class AuthController(Controller):
@@ -79,7 +88,7 @@ class AuthController(Controller):
         client_ip = request.client.host if request.client else "unknown"
 
         async def reload(conn: Conn) -> Principal:
-            return await provide_principal(request, conn, settings)
+            return await _load_principal(request, conn, settings)
 
         pair = await service.change_password(
             state.pool, settings, login_limiter(state), client_ip, principal, data, reload=reload
