@@ -42,6 +42,16 @@ _PATH_ARGUMENTS = frozenset(
 )
 
 
+def _is_utf8(value: str) -> bool:
+    """Whether ``value`` is UTF-8 text: bytes that are not reach Python as lone surrogates
+    (surrogateescape), which nothing downstream can encode."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _bad_argument(args: argparse.Namespace) -> str | None:
     """Why the command line is refused before any command runs, or ``None``: every argument
     other than a file's name becomes text in the database or an API request, so it must be
@@ -54,9 +64,7 @@ def _bad_argument(args: argparse.Namespace) -> str | None:
         if not isinstance(value, str) or name in _PATH_ARGUMENTS:
             continue
         option = "--as" if name == "as_user" else f"--{name.replace('_', '-')}"
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
+        if not _is_utf8(value):
             return f"bad_encoding: {option} is not UTF-8 text (is the terminal set to UTF-8?)"
         if has_control(value):  # as the API's edge (a probe: the direct path stored an escape)
             return f"invalid_character: {option} has a control character"
@@ -292,13 +300,18 @@ def cmd_brand_create(settings: Settings, args: argparse.Namespace) -> int:
     from psycopg.rows import dict_row
 
     from app.db import migrate
-    from app.errors import AppError
     from app.orgs.schemas import OrgIn
     from app.orgs.service import create_org
     from app.users.schemas import UserIn
     from app.users.service import create_user, sync_builtin_roles
 
-    password = _new_password()
+    not_utf8 = "bad_encoding: the password is not UTF-8 text"
+    try:  # a probe: bytes that are not UTF-8 were argon2's UnicodeEncodeError, mid-transaction
+        password = _new_password()
+    except UnicodeDecodeError:  # a standard input decoded strictly
+        return _fail(not_utf8)
+    if password and not _is_utf8(password):
+        return _fail(not_utf8)
     if not password:
         return _fail("no password given (or the two typed differ): nothing created")
     roles = ["brand_admin", *(["platform_admin"] if args.platform_operator else [])]
@@ -332,10 +345,7 @@ def cmd_brand_create(settings: Settings, args: argparse.Namespace) -> int:
                 )
         return brand, admin
 
-    try:
-        brand, admin = asyncio.run(create())
-    except AppError as exc:  # a name or ERP code taken, a username taken: its words
-        return _fail(f"{exc.code}: {exc}")
+    brand, admin = asyncio.run(create())  # a name, ERP code or username taken: AppError, main
     change = (
         "; the password is to be changed at the first sign-in" if admin.must_change_password else ""
     )
@@ -575,15 +585,21 @@ def cmd_redis(settings: Settings, jobs: bool, drain_timeout: float) -> int:
 
 
 def cmd_chain(settings: Settings, args: argparse.Namespace) -> int:
-    """The event chain (app/chain/cli.py); ``verify`` needs no database."""
+    """The event chain (app/chain/cli.py); ``verify`` needs no database. Every other action
+    runs only under the database's master key (``app.codes.keycheck``: ``SettingsError``, one
+    line from ``main``): an anchor is signed by a key derived from it, one per position, and a
+    probe's ``chain anchor`` under another key stored for good an anchor no verifier of the
+    published public key accepts."""
     from app.chain.cli import run
 
     if args.action == "verify":
         return run(settings, args, "")
+    from app.codes import keycheck
     from app.db import migrate
 
     db_url, _ = _urls(settings)
     migrate(db_url)
+    keycheck.check(db_url, settings)
     return run(settings, args, db_url)
 
 
@@ -1082,15 +1098,11 @@ def cmd_codes(settings: Settings, args: argparse.Namespace) -> int:
     from app.codes import exports, service
     from app.codes.schemas import BatchIn, VoidIn
     from app.db import migrate
-    from app.errors import AppError
 
     if not args.api:
         migrate(_urls(settings)[0])
     if args.action == "export":  # its arguments were checked as read (``_bad_argument``)
-        try:
-            return _export(settings, args)
-        except AppError as exc:
-            return _fail(f"{exc.code}: {exc.message}")
+        return _export(settings, args)  # an AppError: one line from ``main``, as below
     result: Any
     try:
         if args.api:
@@ -1152,9 +1164,7 @@ def cmd_codes(settings: Settings, args: argparse.Namespace) -> int:
                 return await service.void_batch(conn, principal, args.batch, reason)
 
             result = msgspec.to_builtins(asyncio.run(_direct(settings, args.as_user, work)))
-    except AppError as exc:
-        return _fail(f"{exc.code}: {exc.message}")
-    except msgspec.ValidationError as exc:
+    except msgspec.ValidationError as exc:  # an AppError: one line from ``main``
         return _fail(str(exc))
     print(msgspec.json.encode(result).decode())
     return 0
@@ -1541,11 +1551,16 @@ def main(argv: list[str] | None = None) -> int:
         import psycopg
 
         from app.db import MigrationError
+        from app.errors import AppError
 
         # an applied migration edited since, by any command that migrates first: its name (a
         # probe: a traceback)
         if isinstance(exc, MigrationError):
             return _fail(str(exc))
+        # a refusal of the domain's (an unknown brand, positions not within a chain: a probe,
+        # BadRequest's traceback from `chain export`): its code and words, as the API's
+        if isinstance(exc, AppError):
+            return _fail(f"{exc.code}: {exc.message}")
         # a server or a file that is not there, a value the API's schema refuses: one line
         if isinstance(exc, (OSError, psycopg.Error, httpx.HTTPError, msgspec.ValidationError)):
             # libpq's words may quote a connection string whole, its password too

@@ -875,6 +875,37 @@ async def test_a_platform_starts_without_the_demo_from_a_brand_and_its_administr
     assert users["total"] == 0  # the refused second run made no administrator
 
 
+def test_brand_create_with_a_password_that_is_not_utf8_creates_nothing(client: Any) -> None:
+    """A probe: ``brand create`` with a password on standard input that is not UTF-8 (a GBK
+    terminal, a binary secret file) was argon2's ``UnicodeEncodeError`` traceback, raised
+    inside the brand and administrator's transaction. It is refused as every argument that is
+    not UTF-8 is, in one ``bad_encoding`` line, exit 2, before anything is done — standard
+    input decoded leniently (lone surrogates) or strictly (``UnicodeDecodeError``)."""
+    import secrets
+
+    tag = secrets.token_hex(4).upper()
+    for errors in ("surrogateescape", "strict"):
+        done = subprocess.run(
+            [sys.executable, "-m", "app.cli", "brand", "create", "--name", f"Gbk {tag}",
+             "--erp-code", f"GB-{tag}", "--admin", f"gb-{tag.lower()}"],
+            input=b"\xff\xfe-Passw0rd-long-enough\n",
+            env={**os.environ, "PYTHONIOENCODING": f"utf-8:{errors}"},
+            cwd=ROOT,
+            capture_output=True,
+            timeout=120,
+        )  # fmt: skip
+        err = done.stderr.decode(errors="replace")
+        assert done.returncode == 2 and "Traceback" not in err, (errors, done.returncode, err)
+        assert err == "tracecode: bad_encoding: the password is not UTF-8 text\n", (errors, err)
+    with psycopg.connect(os.environ["TRACECODE_DATABASE_URL"]) as conn:
+        made = conn.execute(
+            "SELECT (SELECT count(*) FROM orgs WHERE erp_code = %s),"
+            " (SELECT count(*) FROM users WHERE username = %s)",
+            (f"GB-{tag}", f"gb-{tag.lower()}"),
+        ).fetchone()
+    assert made == (0, 0), made
+
+
 @pytest.fixture
 def blank_db(settings: Any) -> Any:
     """A database created empty, as an operator's new or not yet migrated one; dropped after."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -481,10 +482,26 @@ async def test_a_record_the_chainer_cannot_process_leaves_the_others_chained(
     assert (await client.get("/chain", headers=headers)).json()["error"] is None
 
 
-def tracecode(*args: str) -> subprocess.CompletedProcess[str]:
-    """The ``tracecode`` command on this session's database (the environment conftest set)."""
+def tracecode(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The ``tracecode`` command on this session's database (the environment conftest set),
+    ``env`` over it."""
     command = [sys.executable, "-m", "app.cli", *args]
-    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        command,
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def one_line(ran: subprocess.CompletedProcess[str], says: str) -> None:
+    """A refusal as the README's CLI section has it: one ``tracecode: …`` line, exit 2."""
+    assert ran.returncode == 2, (ran.returncode, ran.stdout, ran.stderr)
+    assert "Traceback" not in ran.stderr, ran.stderr
+    lines = [line for line in ran.stderr.splitlines() if not line.startswith("warning: ")]
+    assert len(lines) == 1 and lines[0].startswith(f"tracecode: {says}"), ran.stderr
 
 
 async def test_the_cli_checks_exports_and_verifies(
@@ -511,6 +528,83 @@ async def test_the_cli_checks_exports_and_verifies(
     ran = await asyncio.to_thread(tracecode, "chain", "check", "--brand", str(brand_id))
     assert ran.returncode == 1, ran
     assert f"event_changed (position 2, event {ids[1]})" in ran.stdout, ran.stdout
+
+
+async def anchors_of(conn: Any, brand_id: int) -> int:
+    row = await (
+        await conn.execute(
+            "SELECT count(*) AS n FROM event_chain_anchors WHERE brand_id = %s", (brand_id,)
+        )
+    ).fetchone()
+    await conn.commit()
+    return int(row["n"])
+
+
+async def test_the_cli_runs_the_chain_only_under_the_databases_master_key(
+    settings: Any, conn: Any, tenant: Any, tmp_path: Path
+) -> None:
+    """A probe: ``chain anchor`` ran under any master key and stored, for good (one anchor per
+    position), an anchor signed by a key no verifier of the published public key accepts. Every
+    action on the database is now refused first, in one line naming the key's variables; the
+    offline ``verify`` needs no key."""
+    brand_id, _ = tenant
+    await write(settings, events_of(brand_id, 2, "cli-key"))
+    other = "6b" * 32
+    out = tmp_path / "other.jsonl"
+    for action in (
+        ["anchor", "--brand", str(brand_id)],
+        ["anchor"],
+        ["run"],
+        ["check", "--brand", str(brand_id)],
+        ["export", "--brand", str(brand_id), "--out", str(out)],
+    ):
+        ran = await asyncio.to_thread(tracecode, "chain", *action, TRACECODE_MASTER_KEY=other)
+        one_line(ran, "configuration error: the master key (TRACECODE_MASTER_KEY")
+        assert "chained" not in ran.stdout, (action, ran.stdout)
+    assert await anchors_of(conn, brand_id) == 0
+    assert not out.exists()
+    unchained = await (
+        await conn.execute("SELECT count(*) AS n FROM event_chain WHERE brand_id = %s", (brand_id,))
+    ).fetchone()
+    assert unchained["n"] == 0  # ``run`` chained nothing either
+    await conn.commit()
+
+
+async def test_the_clis_refusals_of_brands_and_positions_are_one_line(
+    settings: Any, conn: Any, tenant: Any, tmp_path: Path
+) -> None:
+    """A probe: ``chain export`` of a brand with no link, or of positions not within the chain,
+    was BadRequest's traceback (exit 1); ``chain check`` of an unknown brand answered "0 links
+    … ok", exit 0, and ``chain anchor`` "no link yet"; ``--brand 0`` was taken as no
+    ``--brand`` (every brand anchored and checked). Each is one ``tracecode: …`` line, exit 2,
+    nothing anchored or written."""
+    brand_id, _ = tenant
+    out = tmp_path / "x.jsonl"
+    ran = await asyncio.to_thread(
+        tracecode, "chain", "export", "--brand", str(brand_id), "--out", str(out)
+    )
+    one_line(ran, "bad_positions: positions 1..0 are not within the chain (1..0)")
+    for action in ("anchor", "check"):
+        ran = await asyncio.to_thread(tracecode, "chain", action, "--brand", "999999999")
+        one_line(ran, "not_found: no brand 999999999")
+        assert " ok" not in ran.stdout, ran.stdout
+    ran = await asyncio.to_thread(
+        tracecode, "chain", "export", "--brand", "999999999", "--out", str(out)
+    )
+    one_line(ran, "not_found: no brand 999999999")
+    await write(settings, events_of(brand_id, 3, "cli-range"))
+    for first, last in (("0", "2"), ("2", "1"), ("1", "99")):
+        ran = await asyncio.to_thread(
+            tracecode, "chain", "export", "--brand", str(brand_id), "--from", first,
+            "--to", last, "--out", str(out),
+        )  # fmt: skip
+        one_line(ran, f"bad_positions: positions {first}..{last} are not within the chain")
+    assert not out.exists()
+    for action in ("anchor", "check"):
+        ran = await asyncio.to_thread(tracecode, "chain", action, "--brand", "0")
+        assert ran.returncode == 2 and "a brand's id, a whole number from 1" in ran.stderr, ran
+        assert "chained" not in ran.stdout, ran.stdout
+    assert await anchors_of(conn, brand_id) == 0
 
 
 # -- review fixes ------------------------------------------------------------------------------

@@ -10,6 +10,18 @@ from pathlib import Path
 from app.config import Settings
 
 
+def _brand_id(text: str) -> int:
+    """A brand's id: a whole number from 1 (a probe: ``--brand 0`` was taken as no ``--brand``,
+    and every brand was anchored and checked)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: a brand's id, a whole number from 1")
+    return value
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     chain = sub.add_parser("chain", help="the tamper-evident event log (SPEC B7)")
     actions = chain.add_subparsers(dest="action", required=True)
@@ -17,13 +29,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "run", help="chain every brand's committed events now, broken chains too (after a repair)"
     )
     anchor = actions.add_parser("anchor", help="chain, then anchor every brand's head now")
-    anchor.add_argument("--brand", type=int, help="only this brand (id)")
+    anchor.add_argument("--brand", type=_brand_id, help="only this brand (id)")
     check = actions.add_parser(
         "check", help="re-hash the stored events; exit 1 naming what no longer matches"
     )
-    check.add_argument("--brand", type=int, help="only this brand (id)")
+    check.add_argument("--brand", type=_brand_id, help="only this brand (id)")
     export = actions.add_parser("export", help="write links of a brand's chain as JSON lines")
-    export.add_argument("--brand", type=int, required=True, help="the brand (id)")
+    export.add_argument("--brand", type=_brand_id, required=True, help="the brand (id)")
     export.add_argument("--from", dest="first", type=int, default=1, help="first position")
     export.add_argument("--to", dest="last", type=int, help="last position (default: the head)")
     export.add_argument("--out", required=True, help="the file to write")
@@ -39,12 +51,29 @@ async def _connect(url: str):  # type: ignore[no-untyped-def]
     return await psycopg.AsyncConnection.connect(url, autocommit=True, row_factory=dict_row)
 
 
+async def _known_brand(conn, brand_id: int) -> None:  # type: ignore[no-untyped-def]
+    """``NotFound`` unless ``brand_id`` is a brand's, active or not (a probe: an unknown id
+    re-hashed nothing and answered "0 links … ok", exit 0)."""
+    from app.errors import NotFound
+
+    found = await (
+        await conn.execute("SELECT 1 FROM orgs WHERE id = %s AND kind = 'brand'", (brand_id,))
+    ).fetchone()
+    if found is None:
+        raise NotFound(f"no brand {brand_id}")
+
+
 async def _run(url: str, settings: Settings, args: argparse.Namespace) -> int:
+    """One action; an ``AppError`` (an unknown brand, positions not within the chain) is left
+    to ``app.cli.main``: one ``tracecode: code: message`` line, exit 2."""
     from app.chain import anchors, chainer, check, service
     from app.errors import Conflict
 
     async with await _connect(url) as conn:
-        only = [args.brand] if getattr(args, "brand", None) else None
+        brand = getattr(args, "brand", None)
+        if brand is not None:
+            await _known_brand(conn, brand)
+        only = [brand] if brand is not None else None
         # broken chains too: the workers leave them out until one is repaired and chained here
         done = await chainer.chain_all(conn, only, broken=True)
         print(f"chained {done.appended} events")
@@ -52,7 +81,7 @@ async def _run(url: str, settings: Settings, args: argparse.Namespace) -> int:
             print(f"brand {brand_id} not chained: {reason}", file=sys.stderr)
         if args.action == "run":
             return 1 if done.failed else 0
-        brands = [args.brand] if args.brand else await check.brands_chained(conn)
+        brands = [brand] if brand is not None else await check.brands_chained(conn)
         if args.action == "anchor":
             for brand_id in brands:
                 try:

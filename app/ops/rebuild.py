@@ -67,13 +67,35 @@ first_place, fb_at)
 ``{ns}:member:phone-miss:{u|k}{id}``            lost by design (a 15 min window)
 ``{ns}:line-uploads:{org}:{line}`` (list)       lost by design: a recent-activity view; the
                                                 uploads themselves are in the state and events
+``{ns}:lms:{u|k}{id}:{minute}``                 not rebuilt: the B2B verification limit's 60 s
+                                                window (``app.b2b.service``); a lost one gives a
+                                                caller at most one fresh minute
+``{ns}:complaints:member:{id}``                 lost by design: a member's filing limit, an hour's
+                                                window (``app.marketing.complaints``); a member
+                                                may file up to its limit again within that hour
+``{ns}:rw:{u|k}{id}``                           lost by design: a read-your-writes mark, for
+                                                ``TRACECODE_REPLICA_STICKY_SECONDS``
+                                                (``app.replica``); without it a principal that
+                                                just wrote may read from the standby, at most
+                                                ``TRACECODE_REPLICA_MAX_LAG_SECONDS`` behind
+``{ns}:wechat:token:{appid}``                   not rebuilt: a cache of the WeChat access token
+                                                (``app.wechat.gateway``); the next send fetches
+                                                one again from WeChat
+``{ns}:wechat:token-lock:{appid}``              transient (the fetch's time-out), as above
+``{ns}:wechat:oauth:{sha256}``                  lost by design: a WeChat sign-in's ``state``, for
+                                                300 s (``app.web.wechat_pages``); a sign-in under
+                                                way is 400 ``wechat_state_invalid``, and the
+                                                member taps again
+``{ns}:call:…`` (Redis Cluster only)            transient: a verification script call's replies,
+                                                kept seconds for a retry of that call
 ``{ns}:worker:{host}:{pid}``, ``{ns}:workers``,
 ``{ns}:pong:…``                                 transient: rewritten by running workers
 ``{ns}-dramatiq:*`` (the job queues)            exports and EPCIS captures re-sent (step 4);
                                                 SMS rows are sent by the outbox's sweeper, expired
                                                 redemptions and roll-ups by periodic threads
-caches                                          none lives in Redis (the batch and token caches
-                                                are in-process, per API process)
+caches                                          one: the WeChat access token (above); the batch
+                                                and API-token caches are in-process, per API
+                                                process
 ==============================================  =========================================
 
 On a Redis Cluster (``app.redisconn``) the same families carry a hash tag at the end: a code's
