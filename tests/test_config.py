@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -203,14 +204,24 @@ def test_a_variable_that_names_no_setting_is_reported() -> None:
 
 
 def _run(*argv: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+    """``argv`` run to its end, in a process group of its own: one still running after 120 s
+    is killed with its children (a dramatiq host's worker processes outlived a timeout and
+    worked on in the test database, under the later tests)."""
+    with subprocess.Popen(
         argv,
         env={**os.environ, "TRACECODE_MASTER_KEY": "ab" * 32, **env},
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=120,
-        check=False,
-    )
+        start_new_session=True,
+    ) as process:
+        try:
+            out, err = process.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            out, err = process.communicate()
+            raise AssertionError(f"still running after 120 s: {(out + err)[-2000:]}") from None
+    return subprocess.CompletedProcess(argv, process.returncode, out, err)
 
 
 @pytest.mark.parametrize(
@@ -522,9 +533,12 @@ async def test_a_restart_under_another_master_key_is_refused_before_it_serves(
     assert answer.json()["result"] != "not_genuine", answer.text
 
 
-def test_a_worker_under_another_master_key_stops_as_it_boots(app: Any) -> None:
+def test_a_worker_under_another_master_key_stops_as_it_boots(client: Any) -> None:
     """The worker host of the probe above (``dramatiq workers.main``): each worker process
-    compares its key as it boots, and stops in one line."""
+    compares its key as it boots, and stops in one line. ``client``: the database migrated and
+    its key recorded by the API's start (with ``app`` alone, the first test of an xdist worker
+    found no tables, the worker booted with a warning and ran on after the timeout, rolling up
+    the later tests' stock deltas and taking their SMS)."""
     run = _run(
         sys.executable, "-m", "dramatiq", "workers.main", "--processes", "1", "--threads", "1",
         TRACECODE_MASTER_KEY=OTHER_KEY,
