@@ -170,6 +170,20 @@ async def served(app: Any) -> AsyncIterator[Any]:
         yield client
 
 
+async def new_org(
+    client: Any, headers: dict[str, str], kind: str, parent_id: int, **fields: Any
+) -> dict[str, Any]:
+    """An organisation made for the test by ``headers``' holder under ``parent_id`` (a random
+    ``name`` and ``erp_code`` unless given in ``fields``): the 201's body."""
+    import secrets
+
+    tag = secrets.token_hex(4)
+    body = {"kind": kind, "name": f"{kind} {tag}", "erp_code": f"T-{tag}", "parent_id": parent_id}
+    made = await client.post("/orgs", headers=headers, json={**body, **fields})
+    assert made.status_code == 201, made.text
+    return dict(made.json())
+
+
 async def new_user(
     client: Any, headers: dict[str, str], org_id: int, roles: list[str], **fields: Any
 ) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import pytest
 
 from app.auth import tokens
 from app.demo import DEMO_PASSWORD
-from tests.helpers import assert_error, onboarded_brand
+from tests.helpers import assert_error, new_org, onboarded_brand
 from tests.race_support import lock_waiters
 
 
@@ -1128,23 +1128,12 @@ async def _agent_with_staff(
     """A brand of the test's own, an agent of it and a clerk there, signed in: the brand
     admin's headers, the agent's id, the clerk's id, name and tokens."""
     brand, admin = await onboarded_brand(client, login)
-    tag = secrets.token_hex(4)
-    agent = await client.post(
-        "/orgs",
-        headers=admin,
-        json={
-            "kind": "agent",
-            "name": f"Ag {tag}",
-            "erp_code": f"AG-{tag}",
-            "parent_id": brand["id"],
-        },
-    )
-    assert agent.status_code == 201, agent.text
-    name = f"line_{tag}"
+    agent = await new_org(client, admin, "agent", brand["id"])
+    name = f"line_{secrets.token_hex(4)}"
     user_id, issued = await new_staff(
-        client, admin, agent.json()["id"], name, ["warehouse_clerk"], password
+        client, admin, agent["id"], name, ["warehouse_clerk"], password
     )
-    return admin, int(agent.json()["id"]), user_id, name, issued
+    return admin, int(agent["id"]), user_id, name, issued
 
 
 async def test_a_login_checked_before_its_organisations_deactivation_issues_no_pair_after_it(

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from app.locks import Lock
-from tests.helpers import acting, assert_error, new_user, onboarded_brand
+from tests.helpers import acting, assert_error, new_org, new_user, onboarded_brand
 from tests.race_support import deleted_once, held_in_turn, lock_waiters, twice_held
 
 
@@ -493,18 +493,7 @@ async def test_an_organisation_s_move_and_a_patch_of_a_moved_user_s_roles_both_g
     the lock first now: the PATCH and then the move, both applied (the supervision dropped)."""
     admin = await login("admin")
     tag = secrets.token_hex(3)
-    store = await client.post(
-        "/orgs",
-        headers=admin,
-        json={
-            "kind": "store",
-            "name": f"Moving {tag}",
-            "erp_code": f"S-MV-{tag}",
-            "parent_id": demo["AGENT-ZJ"],
-        },
-    )
-    assert store.status_code == 201, store.text
-    store_id = store.json()["id"]
+    store_id = (await new_org(client, admin, "store", demo["AGENT-ZJ"]))["id"]
     made = await client.post(
         "/users",
         headers=admin,
@@ -717,18 +706,7 @@ async def test_a_user_created_while_its_organisation_is_deactivated_is_refused(
     brand, admin = await onboarded_brand(client, login)
     for roles in (["warehouse_clerk"], []):
         tag = secrets.token_hex(4)
-        agent = await client.post(
-            "/orgs",
-            headers=admin,
-            json={
-                "kind": "agent",
-                "name": f"A {tag}",
-                "erp_code": f"A-{tag}",
-                "parent_id": brand["id"],
-            },
-        )
-        assert agent.status_code == 201, agent.text
-        org_id = agent.json()["id"]
+        org_id = (await new_org(client, admin, "agent", brand["id"]))["id"]
         body = {"org_id": org_id, "username": f"late_{tag}",
                 "password": "Sufficiently-long-9", "roles": roles}  # fmt: skip
         off, made = await held_in_turn(
