@@ -228,6 +228,41 @@ async def test_health_with_a_busy_pool_opens_one_side_connection_per_process(
     assert len(opened) <= 2, f"25 /health calls opened {len(opened)} connections of their own"
 
 
+async def test_a_side_check_of_a_silent_server_ends_by_itself(
+    settings: Any, monkeypatch: Any
+) -> None:
+    """A left-out of the side check: with every pooled connection busy and the server gone
+    silent, the side check's connection waited for the server's answer as long as it stayed
+    silent, holding a socket for good; a new one every ``SIDE_STALE`` s. It gives up after
+    ``SIDE_STALE`` s."""
+    import asyncio
+
+    import httpx
+    import msgspec
+
+    from app.main import create_app
+    from app.ops import routes
+    from tests.servers import silent_proxy
+
+    monkeypatch.setattr(routes, "SIDE_STALE", 1.0)
+    async with silent_proxy(settings.database_url) as (url, silent):
+        app = create_app(
+            msgspec.structs.replace(settings, database_url=url, db_pool_min=1, db_pool_max=1)
+        )
+        async with app.lifespan():
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                async with app.state.pool.connection():  # the pool's one connection busy
+                    silent.set()
+                    answer = await client.get("/health")
+                    side = routes._SideCheck.of(app.state).task
+                    assert side is not None
+                    await asyncio.wait({side}, timeout=5)
+                    assert side.done(), "the side check still waits for a silent server"
+    assert answer.status_code == 503 and "postgres" in answer.json()["down"], answer.text
+    assert isinstance(side.exception(), TimeoutError)
+
+
 async def test_an_options_request_on_an_opt_out_path_does_not_log_the_phone(
     client: Any, demo: Any, login: Any
 ) -> None:

@@ -109,11 +109,15 @@ def _left_running(task: asyncio.Future[Any]) -> None:
 
 
 async def _ask_server(conninfo: str) -> None:
-    conn = await AsyncConnection.connect(conninfo, autocommit=True)
-    try:
-        await conn.execute("SELECT 1")
-    finally:
-        await conn.close()
+    """``SELECT 1`` on a connection of its own, given up after ``SIDE_STALE`` s: connecting to a
+    server gone silent waited as long as it stayed silent, a socket held for each check left
+    running (a probe)."""
+    async with asyncio.timeout(SIDE_STALE):
+        conn = await AsyncConnection.connect(conninfo, autocommit=True)
+        try:
+            await conn.execute("SELECT 1")
+        finally:
+            await conn.close()
 
 
 class _SideCheck:
