@@ -30,7 +30,7 @@ import time
 from typing import Any
 
 import dramatiq
-from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
+from dramatiq.brokers.redis import RedisBroker
 from dramatiq.errors import DecodeError
 
 from app.config import (
@@ -70,33 +70,42 @@ def retry_when(retries: int, exc: BaseException) -> bool:
 RETRIES: dict[str, Any] = {"retry_when": retry_when, "min_backoff": 1_000, "max_backoff": 60_000}
 
 
-class _Consumer(_RedisConsumer):
-    """dramatiq's Redis consumer, but a message that does not decode is set aside
-    (``JobBroker.set_aside``) and the next one taken: dramatiq's raised out of the consumer, which
-    dropped the jobs fetched with it (each sat unacknowledged until the worker died) and took
-    the bad message again after every worker's death."""
-
-    def __next__(self) -> dramatiq.MessageProxy | None:
-        while True:
-            try:
-                return super().__next__()  # type: ignore[no-any-return]
-            except DecodeError as exc:  # the rest of the fetched messages stay in the cache
-                self.broker.set_aside(self.queue_name, exc.data, exc.error)
-
-
 class JobBroker(RedisBroker):
-    """The Redis broker of the jobs (``build_broker``), burying what it cannot decode."""
+    """The Redis broker of the jobs (``build_broker``), burying what it cannot handle."""
 
     def __init__(self, settings: Settings, **options: Any) -> None:
         super().__init__(**options)
         self.settings = settings
 
-    @property
-    def consumer_class(self) -> type[_Consumer]:
-        return _Consumer
+    def do_fetch(self, queue_name: str, prefetch: int) -> list[bytes | None]:
+        """dramatiq's fetch of up to ``prefetch`` messages, each checked before its consumer
+        sees it: one that does not decode, or decodes into what the worker cannot run and
+        acknowledge, is set aside and the rest returned. dramatiq checks only a message's keys:
+        one that did not decode raised out of the consumer, which dropped the jobs fetched with
+        it (each sat unacknowledged until the worker died); ``"options": null`` did the same;
+        another ``queue_name`` ended the worker thread that ran it (its acknowledgement looked
+        that queue's consumer up); no ``redis_message_id`` of its own was never acknowledged —
+        each taken again after every worker's death, and in no dead letter (probes)."""
+        fetched: list[bytes | None] = self._dispatch("fetch")(queue_name, prefetch)
+        decoded = [(data, _decoded(data, queue_name)) for data in fetched if data is not None]
+        ids = [m.options["redis_message_id"] for _, m in decoded if isinstance(m, dramatiq.Message)]
+        held = self.client.smismember(self._acks(queue_name), ids) if ids else []
+        unheld = {i for i, was in zip(ids, held, strict=True) if not was}
+        kept: list[bytes | None] = []
+        for data, message in decoded:
+            if isinstance(message, dramatiq.Message):
+                if message.options["redis_message_id"] not in unheld:
+                    kept.append(data)
+                    continue
+                message = ValueError("its redis_message_id is not the id it was fetched by")
+            self.set_aside(queue_name, data, message)
+        return kept
+
+    def _acks(self, queue_name: str) -> str:
+        return f"{self.namespace}:__acks__.{self.broker_id}.{queue_name}"
 
     def set_aside(self, queue_name: str, data: bytes, error: BaseException) -> None:
-        """A fetched message that does not decode: buried as it is, with the reason, in the
+        """A fetched message the worker cannot handle: buried as it is, with the reason, in the
         dead letters (queue ``job:undecodable``), then removed from Redis. Its id, which only
         the message names, is that of the fetched and unacknowledged message holding ``data``:
         a set of at most the prefetch's size. Left unacknowledged when it cannot be buried
@@ -106,12 +115,13 @@ class JobBroker(RedisBroker):
         from app.deadletters import UNDECODABLE_JOBS, bury, reason_of
         from app.embedded import start_postgres
 
-        reason = f"the job message does not decode: {reason_of(error)}"
+        if isinstance(error, DecodeError):
+            reason = f"the job message does not decode: {reason_of(error.error)}"
+        else:
+            reason = f"the job message cannot be run: {reason_of(error)}"
         log = logging.getLogger("tracecode.deadletters")
         try:
-            ids = list(
-                self.client.smembers(f"{self.namespace}:__acks__.{self.broker_id}.{queue_name}")
-            )
+            ids = list(self.client.smembers(self._acks(queue_name)))
             held = self.client.hmget(f"{self.namespace}:{queue_name}.msgs", ids) if ids else []
             message_id = next(i for i, d in zip(ids, held, strict=True) if d == data)
             url = self.settings.database_url or start_postgres(self.settings.var_path)
@@ -124,6 +134,26 @@ class JobBroker(RedisBroker):
             log.warning("job message %s of %s dead-lettered: %s", message_id, queue_name, reason)
 
 
+def _decoded(data: bytes, queue_name: str) -> dramatiq.Message | BaseException:
+    """The message ``data`` holds, fetched from ``queue_name``, or why a worker cannot run it."""
+    try:
+        message = dramatiq.Message.decode(data)
+    except DecodeError as exc:
+        return exc
+    if message.queue_name != queue_name:
+        return ValueError(f"it names queue {message.queue_name!r}")
+    if not isinstance(message.options, dict):
+        return ValueError("its options are not an object")
+    if not isinstance(message.options.get("redis_message_id"), str):
+        return ValueError("it has no redis_message_id")
+    shapes = (message.actor_name, str), (message.message_id, str), (message.kwargs, dict)
+    if not all(isinstance(value, kind) for value, kind in shapes):
+        return ValueError("its actor_name, message_id or kwargs are not of their kinds")
+    if not isinstance(message.message_timestamp, int):
+        return ValueError("its message_timestamp is not an integer")
+    return message
+
+
 def build_broker(settings: Settings) -> dramatiq.Broker:
     """The broker ``settings`` name: RabbitMQ for ``broker_url``, else Redis. Connects to nothing.
 
@@ -133,8 +163,9 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
     On RabbitMQ, the server itself delivers a dead consumer's unacknowledged jobs again, and
     ``confirm_delivery`` makes each publish wait for the server's acknowledgement. A Redis
     Cluster cannot carry jobs: with one, ``broker_url`` is required (``SettingsError``).
-    A Redis message that does not decode is dead-lettered and removed (``JobBroker``); RabbitMQ
-    moves one to its own dead-letter queue (dramatiq's consumer), not to ``dead_letters``.
+    A Redis message that does not decode or cannot be run is dead-lettered and removed
+    (``JobBroker``); RabbitMQ moves one to its own dead-letter queue (dramatiq's consumer), not
+    to ``dead_letters``.
     """
     check_broker(settings)
     if settings.broker_url:

@@ -589,15 +589,54 @@ async def test_a_poison_job_is_dead_lettered_and_the_other_jobs_run(
     assert after["job:run_export_job"] == before.get("job:run_export_job", 0) + 2
 
 
-async def test_a_job_message_that_does_not_decode_is_set_aside_and_the_next_job_runs(
-    client: Any, settings: Any, autocommit: Any
+def _poison(poison_id: str, token: str, kind: str) -> bytes:
+    """A ``ping`` job message as dramatiq encodes one, spoilt as ``kind`` says."""
+    import json
+
+    if kind == "cut short":
+        return b'{"queue_name": "default", "actor_name": "ping", "args": ["' + token.encode()
+    message: dict[str, Any] = {
+        "queue_name": "default",
+        "actor_name": "ping",
+        "args": [token],
+        "kwargs": {},
+        "options": {"redis_message_id": poison_id},
+        "message_id": poison_id,
+        "message_timestamp": int(time.time() * 1000),
+    }
+    spoilt: dict[str, dict[str, Any]] = {
+        "another queue": {"queue_name": "elsewhere"},
+        "options null": {"options": None},
+        "no broker id": {"options": {}},
+        "another broker id": {"options": {"redis_message_id": "not-its-id"}},
+        "timestamp text": {"message_timestamp": "soon"},
+    }
+    return json.dumps(message | spoilt[kind]).encode()
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [
+        ("cut short", "does not decode"),
+        ("another queue", "cannot be run: ValueError: it names queue 'elsewhere'"),
+        ("options null", "cannot be run: ValueError: its options are not an object"),
+        ("no broker id", "cannot be run: ValueError: it has no redis_message_id"),
+        ("another broker id", "cannot be run: ValueError: its redis_message_id is not the id"),
+        ("timestamp text", "cannot be run: ValueError: its message_timestamp"),
+    ],
+)
+async def test_a_job_message_a_worker_cannot_handle_is_set_aside_and_the_next_job_runs(
+    client: Any, settings: Any, autocommit: Any, kind: str, reason: str
 ) -> None:
-    """A probe: a message on the job queue that no longer decodes (written by another version,
+    """Probes: a message on the job queue that no longer decodes (written by another version,
     cut short, corrupted) made dramatiq's Redis consumer raise: the jobs fetched with it (a
     ``ping`` queued right after it) were dropped and sat unacknowledged while that worker
     lived, the bad message was taken again after every worker's death, and it was in no dead
-    letter (README "Dead letters"). It is buried (queue ``job:undecodable``, with the reason),
-    removed from Redis, and the next job runs."""
+    letter (README "Dead letters"). dramatiq checks only a message's keys: ``"options": null``
+    did the same; another queue's name ended the worker thread that ran it (one thread: no job
+    ran again); no ``redis_message_id`` of its own ran and was never acknowledged. Each is
+    buried (queue ``job:undecodable``, with the reason), removed from Redis, and the next job
+    runs, on a worker of one thread."""
     import asyncio
     import secrets
     import uuid
@@ -610,11 +649,11 @@ async def test_a_job_message_that_does_not_decode_is_set_aside_and_the_next_job_
     from workers.ops import ping
 
     token = secrets.token_hex(4)
-    poison = b'{"queue_name": "default", "actor_name": "ping", "args": ["' + token.encode()
     poison_id = str(uuid.uuid4())
+    poison = _poison(poison_id, f"poison-{token}", kind)
     broker.do_enqueue("default", poison_id, poison)
     ping_id = ping.send(token).options["redis_message_id"]
-    worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=100)
+    worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=100)
     worker.start()
     pong = f"{settings.redis_namespace}:pong:{token}"
     ns = broker.namespace
@@ -636,8 +675,8 @@ async def test_a_job_message_that_does_not_decode_is_set_aside_and_the_next_job_
         broker.client.lrem(f"{ns}:default", 0, poison_id)
         broker.client.lrem(f"{ns}:default", 0, ping_id)
     buried = [r for p, r in await _buried(autocommit, UNDECODABLE_JOBS) if p == poison]
-    assert answered, "the job queued after a message that does not decode never ran"
-    assert len(buried) == 1 and "does not decode" in buried[0], buried
+    assert answered, "the job queued after a message a worker cannot handle never ran"
+    assert len(buried) == 1 and reason in buried[0], buried
     assert not kept, "the message set aside is still in Redis"
 
 
