@@ -40,7 +40,8 @@ REBATE_TALLY = "rebate_tally_queue"  # claims the rebate ranking roll-up could n
 SALES_QUEUE = "sales_queue"  # sales the analytics roll-up could not fold (issue 17)
 WEBHOOK_DELIVERIES = "webhook_deliveries"  # webhook deliveries dead for good (app/webhooks)
 FRAUD_SETTLE = "fraud_settle"  # decided holds whose claims the settling sweep could not credit
-UNDECODABLE_JOBS = "job:undecodable"  # job messages the broker's consumer could not decode
+WECHAT_MESSAGES = "wechat_messages"  # WeChat template messages out of attempts (app/wechat)
+UNDECODABLE_JOBS = "job:undecodable"  # job messages the broker's consumer could not handle
 QUEUES = (
     VERIFICATIONS,
     STOCK_DELTAS,
@@ -50,6 +51,7 @@ QUEUES = (
     SALES_QUEUE,
     WEBHOOK_DELIVERIES,
     FRAUD_SETTLE,
+    WECHAT_MESSAGES,
 )
 
 POISON: tuple[type[BaseException], ...] = (

@@ -593,6 +593,29 @@ async def test_each_errcode_class_is_sent_failed_retried_or_dead(
     await _drain(app, aconn)
     row = await _row(app, message)
     assert (row["state"], row["attempts"], row["errcode"]) == ("dead", 2, -1)
+    # a last-review find: the dead message was in no dead letter (/health counted none)
+    letters = await _letters(aconn, message)
+    assert letters == [
+        (
+            {"message_id": message, "brand_id": brand, "kind": "redemption", "attempts": 2,
+             "errcode": -1},
+            "out of attempts: " + row["last_error"],
+        )
+    ], letters  # fmt: skip
+    health = (await client.get("/health")).json()
+    assert health["dead_letters"]["wechat_messages"] >= 1
+
+
+async def _letters(aconn: Any, message: int) -> list[tuple[Any, str]]:
+    """The dead letters of WeChat message ``message``: (payload, reason)."""
+    rows = await (
+        await aconn.execute(
+            "SELECT payload, reason FROM dead_letters WHERE queue = 'wechat_messages'"
+            " AND (convert_from(payload, 'UTF8')::jsonb ->> 'message_id')::bigint = %s",
+            (message,),
+        )
+    ).fetchall()
+    return [(json.loads(r["payload"]), r["reason"]) for r in rows]
 
 
 async def test_a_message_that_cannot_be_made_is_failed_and_the_others_are_sent(
@@ -788,6 +811,17 @@ async def test_a_sender_that_died_leaves_its_messages_to_the_sweep(
     assert stats.recovered >= 1
     row = await _row(app, message)
     assert row["state"] == "sent" and row["attempts"] == 2
+    # out of attempts as the sender died: dead, and in the dead letters
+    app.state.settings = msgspec.structs.replace(app.state.settings, wechat_max_attempts=1)
+    last = await _enqueue(app, brand, member, f"lease-{secrets.token_hex(4)}")
+    assert [c.id for c in await sender.claim(aconn, 500, [last])] == [last]
+    await aconn.execute(
+        "UPDATE wechat_messages SET claimed_at = now() - interval '1 hour' WHERE id = %s", (last,)
+    )
+    assert await sender.recover(aconn, app.state.settings) >= 1
+    assert (await _row(app, last))["state"] == "dead"
+    [(payload, reason)] = await _letters(aconn, last)
+    assert payload["attempts"] == 1 and reason.startswith("out of attempts: outcome unknown")
 
 
 async def test_the_delivery_log_is_paged_and_masks_openids(

@@ -40,7 +40,7 @@ import msgspec
 
 from app.config import Settings
 from app.db import Conn
-from app.deadletters import is_poison, reason_of
+from app.deadletters import WECHAT_MESSAGES, is_poison, reason_of
 from app.textguard import storable
 from app.wechat import account as accounts
 from app.wechat.bindings import masked
@@ -104,22 +104,37 @@ _FAILED = f"""UPDATE wechat_messages
        openid = coalesce(%(openid)s, openid), template_id = coalesce(%(template)s, template_id)
    {_FENCE}"""
 
-_RETRY = f"""UPDATE wechat_messages
+# A message out of attempts is copied to the dead letters (queue ``wechat_messages``), as every
+# outbox's is: which message, not its openid, data or link (the member's, erased with the row).
+_BURY = """
+INSERT INTO dead_letters (queue, payload, reason)
+SELECT %(queue)s,
+       convert_to(json_build_object('message_id', id, 'brand_id', brand_id, 'kind', kind,
+                                    'attempts', attempts, 'errcode', errcode)::text, 'UTF8'),
+       'out of attempts: ' || coalesce(last_error, '')
+  FROM moved WHERE state = 'dead'
+"""
+
+_RETRY = f"""WITH moved AS (
+UPDATE wechat_messages
    SET state = CASE WHEN attempts >= %(max)s THEN 'dead' ELSE 'pending' END,
        errcode = %(errcode)s, last_error = %(error)s,
        openid = coalesce(%(openid)s, openid), template_id = coalesce(%(template)s, template_id),
        next_attempt_at = clock_timestamp() + make_interval(secs =>
            least(%(cap)s::float8, %(base)s::float8 * 2 ^ (attempts - 1) * (0.8 + random() * 0.4)))
-   {_FENCE} RETURNING state"""
+   {_FENCE} RETURNING *
+), buried AS ({_BURY})
+SELECT state FROM moved"""
 
-_RECOVER = """
+_RECOVER = f"""WITH moved AS (
 UPDATE wechat_messages
    SET state = CASE WHEN attempts < %(max)s THEN 'pending' ELSE 'dead' END,
        next_attempt_at = clock_timestamp(),
        last_error = 'outcome unknown: the sender stopped after claiming the message'
  WHERE state = 'sending' AND claimed_at < clock_timestamp() - make_interval(secs => %(lease)s)
-RETURNING id
-"""
+RETURNING *
+), buried AS ({_BURY})
+SELECT id FROM moved"""
 
 
 async def claim(conn: Conn, limit: int, ids: Sequence[int] | None = None) -> list[Claimed]:
@@ -272,6 +287,7 @@ async def _record(
         "max": settings.wechat_max_attempts,
         "base": settings.wechat_backoff_seconds,
         "cap": settings.wechat_backoff_max_seconds,
+        "queue": WECHAT_MESSAGES,
     }
     found = await (await conn.execute(_RETRY, retry)).fetchone()
     if found is not None and found["state"] == "dead":
@@ -301,9 +317,12 @@ async def drain(
 
 async def recover(conn: Conn, settings: Settings) -> int:
     """Rows of senders that died mid-send: pending again, or dead (step 5)."""
-    cur = await conn.execute(
-        _RECOVER, {"max": settings.wechat_max_attempts, "lease": settings.wechat_lease_seconds}
-    )
+    params = {
+        "max": settings.wechat_max_attempts,
+        "lease": settings.wechat_lease_seconds,
+        "queue": WECHAT_MESSAGES,
+    }
+    cur = await conn.execute(_RECOVER, params)
     return len(await cur.fetchall())
 
 
