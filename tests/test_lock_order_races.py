@@ -20,6 +20,9 @@ deadlock PostgreSQL broke): nothing a clerk, a line or a member can act on.
 - Creating a serial pool (its rows' foreign keys took its batches in the order listed) against
   an allocation from another pool of the same batches (in batch order): the creation reads its
   batches FOR SHARE in batch order first.
+- Two lines' uploads activating the same new units, scanned in opposite orders (each inserted
+  its units' state rows in scan order, waiting for a row the other had just inserted): the
+  uploads insert new units and cases in code order, the order their state rows are locked in.
 
 Each test holds a row from a third transaction so that both sides are under way at once."""
 
@@ -37,6 +40,7 @@ from tests.points_support import member_client, new_member
 from tests.race_support import held_in_turn, lock_waiters
 from tests.test_hardening_logistics import stock_check
 from tests.test_logistics import confirm, document, pack, palletised
+from tests.test_packing import scan, serials, set_line, set_rules
 from tests.test_sms import _signed, callback_secret
 from tests.test_wechat import _account, _bind, wechat
 
@@ -221,3 +225,48 @@ async def test_a_batch_of_td_replies_and_the_erasure_of_a_member_it_names(
     )
     _no_deadlock(answers)
     assert [a.status_code for a in answers] == [204, 200], [a.text for a in answers]
+
+
+async def test_two_lines_activating_the_same_new_units_in_opposite_orders(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """Two lines read the same ten new units, in opposite orders, each into its own case, while
+    a third transaction is inserting the fifth unit's row. Line A (units 1 to 10) waits at the
+    fifth; line B, from the tenth down, had inserted the tenth to the sixth and waited at the
+    fifth too: released, each waited for the other's rows, and B's whole upload was 409
+    ``retry``. In code order B waits for A's first unit, then answers per scan: its units
+    ``already_bound``, its case ``empty_case``."""
+    batch_no, product_id = await issue_units(client, login, demo, 10)
+    await set_rules(client, login, product_id, [])
+    units = serials(app, batch_no, 0, 10)
+    a_case, b_case = await issue_cases(client, login, demo, "inner", 2)
+    lines = [f"DLa{batch_no}", f"DLb{batch_no}"]
+    for line in lines:
+        await set_line(client, login, product_id, line)
+    operator = await login("operator")
+
+    def upload(line: str, codes: list[str], case: str) -> Any:
+        body = {"scans": [scan(code) for code in codes] + [scan(case)]}
+        return client.post(f"/lines/{line}/scans", headers=operator, json=body)
+
+    brand = demo["BRAND-LUMI"]
+    async with app.state.pool.connection() as holder, app.state.pool.connection() as watch:
+        await holder.execute(  # rolled back below: only the fifth unit's insert is held
+            """INSERT INTO unit_state (code, brand_id, product_id, lot, production_date, status,
+                   disposition, holder_org_id, activated_at, last_event_id)
+               VALUES (%s, %s, %s, 'HELD', '2026-11-20', 'active', 'active', %s, now(), 0)""",
+            ((batch_no << 32) | 4, brand, product_id, brand),
+        )
+        first = asyncio.ensure_future(upload(lines[0], units, a_case))
+        assert await lock_waiters(watch, 1), "line A should wait for the fifth unit"
+        second = asyncio.ensure_future(upload(lines[1], units[::-1], b_case))
+        assert await lock_waiters(watch, 2), "line B should wait too"
+        await holder.rollback()
+        answers = list(await asyncio.wait_for(asyncio.gather(first, second), 60))
+    _no_deadlock(answers)
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    won, lost = (a.json()["scans"] for a in answers)
+    assert {(s["result"], s.get("parent")) for s in won} == {("ok", a_case), ("ok", None)}, won
+    assert [(s["result"], s.get("reason")) for s in lost] == [
+        ("rejected", "already_bound")
+    ] * 10 + [("rejected", "empty_case")], lost

@@ -271,6 +271,33 @@ async def test_a_retried_upload_closing_a_case_again_is_all_duplicates(
     assert sorted(c["code"] for c in trace["contents"]) == sorted(units)
 
 
+async def test_a_late_retry_after_the_goods_left_is_all_duplicates_and_tells_nothing_more(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a line's upload (5 units, their case) was committed, its answer lost; retried
+    after the case was shipped to an agent and received there, every scan answered
+    ``unknown`` / ``unknown_case`` ("no such code was issued to this brand"): six errors for the
+    line's own packing. The ids its organisation's line recorded answer ``duplicate``, with no
+    container; the same codes under another id are still unknown here."""
+    batch_no, product_id = await issue_units(client, login, demo, 5)
+    await set_rules(client, login, product_id, [])
+    (case,) = await issue_cases(client, login, demo, "inner", 1)
+    line = f"ZG{batch_no}"
+    await set_line(client, login, product_id, line)
+    sent = [scan(u) for u in serials(app, batch_no, 0, 5)] + [scan(case)]
+    assert (await upload(client, login, line, sent))["accepted"] == 6
+    await _to_the_agent(client, login, demo, [case])
+    again = await upload(client, login, line, sent)
+    assert [(s["result"], s.get("reason"), s.get("parent")) for s in again["scans"]] == [
+        ("duplicate", None, None)
+    ] * 6, again
+    other = await upload(client, login, line, [scan(sent[0]["code"]), scan(case)])
+    assert [(s["result"], s.get("reason")) for s in other["scans"]] == [
+        ("rejected", "unknown"),
+        ("rejected", "unknown_case"),
+    ], other
+
+
 async def test_a_scan_sent_twice_in_one_upload_answers_as_its_first_copy(
     client: Any, login: Any, app: Any, demo: Any
 ) -> None:
@@ -470,6 +497,34 @@ async def test_a_scan_id_reused_for_another_code_is_rejected_not_a_duplicate(
     trace = await client.get(f"/trace/{units[1]}", headers=admin)
     assert trace.status_code == 200, trace.text  # issued, so traceable: with no packing event
     assert not [e for e in trace.json()["events"] if e["biz_step"] == "packing"]
+
+
+async def test_a_case_scan_id_sent_again_with_other_children_is_id_reused(
+    client: Any, login: Any, app: Any, lumi: Any
+) -> None:
+    """A probe: case C closed over units 1–5 (scan id ``close-C``), then a scan under the same
+    id naming units 6–10 answered ``duplicate`` (the id alone was matched): 6–10 were never
+    packed and nothing said so. It is ``id_reused`` (in one upload too), and changes nothing;
+    the first scan sent again, or naming some of what C holds from it, is still a duplicate."""
+    await set_line(client, login, lumi.product_id, "X8")
+    units = serials(app, lumi.batch_no, 620, 630)
+    case, cid = lumi.inner[61], f"close-{secrets.token_hex(4)}"
+    first = await upload(
+        client, login, "X8", [scan(u) for u in units] + [scan(case, units[:5], cid)]
+    )
+    assert first["rejected"] == 0, first
+    other = await upload(client, login, "X8", [scan(case, units[5:], cid)])
+    [result] = [(s["result"], s.get("reason")) for s in other["scans"]]
+    assert result == ("rejected", "id_reused"), other
+    again = await upload(
+        client, login, "X8", [scan(case, units[:5], cid), scan(case, units[:2], cid)]
+    )
+    assert [s["result"] for s in again["scans"]] == ["duplicate", "rejected"], again
+    assert again["scans"][1]["reason"] == "id_reused", again  # a copy with other children
+    trace = (await client.get(f"/trace/{case}", headers=await login("admin"))).json()
+    assert sorted(c["code"] for c in trace["contents"]) == sorted(units[:5])
+    subset = await upload(client, login, "X8", [scan(case, units[:2], cid)])
+    assert subset["scans"][0]["result"] == "duplicate", subset
 
 
 async def test_a_digital_link_naming_another_products_gtin_is_wrong_product(
@@ -966,6 +1021,46 @@ async def test_a_packed_case_takes_only_units_of_its_product_and_lot(
     assert mixed["scans"][0]["parent"] == pallet, mixed
 
 
+async def test_a_case_closed_again_onto_a_mixed_pallet_is_not_counted_by_the_lines_rule(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: product A's strict inner rule is 4, product B's 6. On B's line an A case of 4
+    (packed on A's) closed again over nothing new, then the pallet: the A case was counted by
+    B's rule, rejected ``short_case`` (4 items, the rule says 6), and the pallet closed over B's
+    case alone. A container closed again over no new item is left as it is: the pallet takes
+    both. A case taking new units is still counted."""
+    batch_a, product_a = await issue_units(client, login, demo, 4)
+    products = (await client.get("/products", headers=await login("planner"))).json()["items"]
+    other = next(p for p in products if p["id"] != product_a)
+    batch_b, product_b = await issue_units(client, login, demo, 11, other["product_no"])
+    case_a, case_b, case_c = await issue_cases(client, login, demo, "inner", 3)
+    (pallet,) = await issue_cases(client, login, demo, "pallet", 1)
+    line = f"MX{batch_a}"
+    units_b = serials(app, batch_b, 0, 11)
+    try:
+        await set_rules(client, login, product_a, [{"level": "inner", "quantity": 4}])
+        await set_rules(client, login, product_b, [{"level": "inner", "quantity": 6}])
+        await set_line(client, login, product_a, line, lot="LA")
+        body = await upload(
+            client, login, line, [scan(u) for u in serials(app, batch_a, 0, 4)] + [scan(case_a)]
+        )
+        assert body["rejected"] == 0, body
+        await set_line(client, login, product_b, line, lot="LB")
+        sent = [scan(u) for u in units_b[:6]] + [scan(case_b), scan(case_a), scan(pallet)]
+        body = await upload(client, login, line, sent)
+        results = [(s["result"], s.get("reason"), s.get("parent")) for s in body["scans"][-3:]]
+        assert results == [("ok", None, pallet)] * 2 + [("ok", None, None)], body["scans"][-3:]
+        short = await upload(client, login, line, [scan(u) for u in units_b[6:]] + [scan(case_c)])
+        assert short["scans"][-1]["reason"] == "short_case", short
+    finally:
+        await set_rules(client, login, product_a, [])
+        await set_rules(client, login, product_b, [])
+    trace = (await client.get(f"/trace/{pallet}", headers=await login("admin"))).json()
+    assert sorted(c["code"] for c in trace["contents"] if len(c["code"]) == 18) == sorted(
+        [case_a, case_b]
+    ), trace["contents"]
+
+
 async def test_rules_replaced_at_once_are_one_of_the_two(client: Any, login: Any) -> None:
     """Two replacements of one product's rules at once: the rules are one of the two sets, and
     the same set twice is answered 200 twice (a probe: the sets were mixed, or the second was a
@@ -1266,6 +1361,35 @@ async def test_a_unit_given_away_is_not_called_void_on_the_line(
     results = [(s["result"], s.get("reason"), s["message"]) for s in body["scans"]]
     assert results[0][:2] == ("rejected", "not_held"), results
     assert results[1] == ("rejected", "child_rejected", f"child {unit}: not_held"), results
+
+
+async def test_a_pallet_given_away_is_not_unpacked(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a pallet given away by the factory (its units ``sold``; the pallet and its case
+    stay ``active``, their disposition says they are gone) was unpacked by the factory's
+    operator, 200, an unpacking written for goods that had left — the case holding the units
+    was refused, the pallet (children: a case) was not. Both are ``not_on_hand`` now, and the
+    case is not taken off the pallet by naming it either."""
+    batch_no, product_id = await issue_units(client, login, demo, 4)
+    await set_rules(client, login, product_id, [])
+    units = serials(app, batch_no, 0, 4)
+    (case,) = await issue_cases(client, login, demo, "inner", 1)
+    (pallet,) = await issue_cases(client, login, demo, "pallet", 1)
+    await set_line(client, login, product_id, "GA3")
+    body = await upload(client, login, "GA3", [scan(u) for u in units] + [scan(case), scan(pallet)])
+    assert body["rejected"] == 0, body
+    await _given_away(client, login, [pallet])
+    operator = await login("operator")
+    for parent, children in ((case, None), (pallet, None), (pallet, [case])):
+        answer = await client.post(
+            "/packing/unpack",
+            headers=operator,
+            json={"parent": parent, "reason": "given away", "children": children},
+        )
+        assert_error(answer, 409, "not_on_hand")
+    trace = (await client.get(f"/trace/{pallet}", headers=await login("admin"))).json()
+    assert [e["biz_step"] for e in trace["events"]].count("unpacking") == 0, trace["events"]
 
 
 async def test_a_replacement_makes_the_new_codes_batch_active(

@@ -29,7 +29,7 @@ from app.db import Conn
 from app.errors import Conflict, NotFound, Unprocessable
 from app.events import builders
 from app.events.log import NewEvent, allocate_ids, write_events
-from app.logistics.movements import NOT_FOR_SALE, lock_cases
+from app.logistics.movements import GONE_DISPOSITIONS, NOT_FOR_SALE, lock_cases
 from app.packing.lines import commissions, get_line
 from app.packing.scans import batches_in_use
 from app.packing.schemas import EditOut, ReplaceIn, UnpackIn
@@ -58,6 +58,7 @@ class _Held(msgspec.Struct, frozen=True, gc=False):
     """The state of a case to correct: where its goods are (``_on_hand``)."""
 
     status: str
+    disposition: str  # a case sold or given away whole stays active: ``GONE_DISPOSITIONS``
     holder_org_id: int
     transit_to: int | None
     parent_sscc: int | None
@@ -72,7 +73,6 @@ class _UnitHeld(_Held, frozen=True, gc=False):
     product_id: int
     lot: str
     production_date: date
-    disposition: str
     channel_org_id: int | None
     line_id: int | None
     store_org_id: int | None
@@ -104,7 +104,9 @@ _LOCATED = {
 async def _on_hand(conn: Conn, actor: Principal, row_type: type[_H], code: int, label: str) -> _H:
     """The locked state of the unit (``_UnitHeld``) or case (``_Held``) to correct, if the
     caller may correct it now: 404 unless its goods are held by (or on their way to) the
-    caller's subtree, 409 unless they are on hand there (active, not in transit, not sold)."""
+    caller's subtree, 409 unless they are on hand there (active, not in transit, not sold or
+    given away: a case gone with its units stays ``active``, its disposition says it is gone —
+    a probe unpacked a pallet given away, an unpacking written for goods that had left)."""
     cur = conn.cursor(row_factory=class_row(row_type))
     await cur.execute(_LOCATED[row_type], (code,))
     row = await cur.fetchone()
@@ -117,8 +119,9 @@ async def _on_hand(conn: Conn, actor: Principal, row_type: type[_H], code: int, 
         raise Conflict(
             f"{label} is {row.status}", code="void" if row_type is _UnitHeld else "case_void"
         )
-    if row.status == "sold" or row.transit_to is not None:
-        where = "sold" if row.status == "sold" else "in transit"
+    gone = row.status == "sold" or row.disposition in GONE_DISPOSITIONS
+    if gone or row.transit_to is not None:
+        where = "sold or given away" if gone else "in transit"
         raise Conflict(
             f"{label} is {where}: only goods on hand can be corrected, by their holder",
             code="not_on_hand",
@@ -158,7 +161,8 @@ async def _inside(
 
 async def _all_on_hand(conn: Conn, children: list[tuple[str, int]]) -> None:
     """Children leave their container only while on hand (a sold unit stays where it was sold;
-    its container's other children share its place, so they are checked with the container).
+    its container's other children share its place, so they are checked with the container; a
+    case given away or sold whole is gone with its units: ``GONE_DISPOSITIONS``).
     A void unit is goods no more and may always leave: a batch's void left its units inside
     their cases until a probe found those cases stuck (``codes.service._decommission`` takes
     them out now; a case voided before still holds them)."""
@@ -170,13 +174,14 @@ async def _all_on_hand(conn: Conn, children: list[tuple[str, int]]) -> None:
                          AND status <> ALL(%(void)s)
                          AND (status <> 'active' OR transit_to IS NOT NULL))
                     + (SELECT count(*) FROM case_state WHERE sscc = ANY(%(c)s)
-                         AND (status <> 'active' OR transit_to IS NOT NULL)) AS n""",
-            {"u": units, "c": cases, "void": list(VOID_STATES)},
+                         AND (status <> 'active' OR transit_to IS NOT NULL
+                              OR disposition = ANY(%(gone)s))) AS n""",
+            {"u": units, "c": cases, "void": list(VOID_STATES), "gone": list(GONE_DISPOSITIONS)},
         )
     ).fetchone()
     if row is not None and row["n"]:
         raise Conflict(
-            f"{row['n']} of these codes are not on hand (sold or in transit)",
+            f"{row['n']} of these codes are not on hand (sold, given away or in transit)",
             code="not_on_hand",
         )
 

@@ -21,7 +21,11 @@ midnight is split. A replay never looks for these events: a scan's id is kept on
 Retried, partially retried or reordered uploads never count twice: a scan whose client event id
 is the one that activated its unit or first packed its case, or one of the later scans accepted
 for the code (a unit active before, packed; a case closed again: the last 16), answers
-``duplicate`` (the state row keeps those ids, so no separate receipt is written or looked up).
+``duplicate`` (the state row keeps those ids, so no separate receipt is written or looked up) —
+also once the goods left the caller's subtree, when the id is the one a line of its organisation
+activated the unit or first packed the case with (a duplicate with no container: nothing of where
+the goods are now). A container's id sent again naming children not all inside it is another scan
+under a used id: ``id_reused``.
 An id repeated with the same code within one upload answers as its first copy did: ``duplicate``
 if that one was accepted or a replay, else rejected alike (with another code it is rejected,
 ``id_reused``). A unit already active with the same product and lot is not activated again; a
@@ -36,6 +40,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from operator import itemgetter
 from typing import TypeVar
 
 import msgspec
@@ -121,6 +126,7 @@ class _Scan(msgspec.Struct, gc=False):
     warning: str | None = None
     message: str | None = None
     parent: int | None = None
+    elsewhere: bool = False  # accepted before, its code held outside the caller's subtree now
 
 
 class _UnitState(msgspec.Struct, frozen=True, gc=False):
@@ -289,7 +295,9 @@ async def _apply(conn: Conn, ctx: Context, scans: list[_Scan]) -> None:
         # it, the units after (a retry racing its original answered its own case "rejected",
         # empty_case). Read both again.
         raise _Race
-    _hide_out_of_reach(ctx, all_reads, unit_state, case_state)
+    hidden = _hide_out_of_reach(ctx, all_reads, unit_state, case_state)
+    if hidden:
+        await _own_replays(conn, ctx, scans, hidden)
     held = await _child_counts(conn, [code for code in cases if code in case_state])
     rules = await _rules(conn, ctx.product_id)
     plan = _plan(ctx, scans, unit_state, case_state, held, rules)
@@ -335,20 +343,57 @@ def _hide_out_of_reach(
     reads: list[Read],
     unit_state: dict[int, _UnitState],
     case_state: dict[int, _CaseState],
-) -> None:
+) -> dict[tuple[str, int], str | None]:
     """Scoping: a code whose goods are held outside the caller's subtree (and are not on their
     way into it) is rejected ``unknown`` / ``unknown_case``, exactly like a code never issued to
     this brand — never ``already_active``, ``already_bound`` or a count of what its container
-    holds — and is never bound into the caller's containers."""
-    hidden: set[tuple[str, int]] = set()
+    holds — and is never bound into the caller's containers. Returns the hidden codes, each
+    with the id of the scan that activated the unit or first packed the case (``_own_replays``)."""
+    hidden: dict[tuple[str, int], str | None] = {}
     for kind, states in (("unit", unit_state), ("case", case_state)):
         for code in [c for c, row in states.items() if not _in_reach(ctx.scope, row)]:
-            del states[code]
-            hidden.add((kind, code))
+            hidden[(kind, code)] = states.pop(code).client_event_id
     if hidden:
         for read in reads:
             if read.reason is None and (read.kind, read.code) in hidden:
                 read.reason = "unknown" if read.kind == "unit" else "unknown_case"
+    return hidden
+
+
+async def _own_replays(
+    conn: Conn, ctx: Context, scans: list[_Scan], hidden: dict[tuple[str, int], str | None]
+) -> None:
+    """Marks (``elsewhere``) the scans of hidden codes sent again under the id that activated
+    the unit or first packed the case on a line of the caller's organisation: a late retry of
+    its own upload after the goods left (shipped, received elsewhere), answered ``duplicate``
+    and nothing more (``_replayed``; a probe: six ``unknown`` for goods the retried upload had
+    packed itself). A later scan's id kept among a code's ``rescans`` is not told apart by line:
+    not marked. The mark outlives a lost race (the code is not read again: ``unknown`` now)."""
+    asked = [
+        s
+        for s in scans
+        if s.read.reason in ("unknown", "unknown_case")
+        and hidden.get((s.read.kind, s.read.code)) == s.scan.id
+    ]
+    if not asked:
+        return
+    rows = await (
+        await conn.execute(
+            """SELECT 'unit' AS kind, u.code FROM unit_state u JOIN lines n ON n.id = u.line_id
+               WHERE u.code = ANY(%(u)s::bigint[]) AND n.org_id = %(org)s
+               UNION ALL
+               SELECT 'case', c.sscc FROM case_state c JOIN lines n ON n.id = c.line_id
+               WHERE c.sscc = ANY(%(c)s::bigint[]) AND n.org_id = %(org)s""",
+            {
+                "u": array([s.read.code for s in asked if s.read.kind == "unit"]),
+                "c": array([s.read.code for s in asked if s.read.kind == "case"]),
+                "org": ctx.org_id,
+            },
+        )
+    ).fetchall()
+    ours = {(row["kind"], row["code"]) for row in rows}
+    for s in asked:
+        s.elsewhere = (s.read.kind, s.read.code) in ours
 
 
 def _in_reach(scope: str, row: _UnitState | _CaseState) -> bool:
@@ -377,7 +422,9 @@ def _plan(
         state: _UnitState | _CaseState | None = None
         if read.reason is None:
             state = (unit_state if read.kind == "unit" else case_state).get(read.code)
-        scanned = (read.kind, read.code) if read.reason is None else s.scan.code
+        scanned: object = (read.kind, read.code) if read.reason is None else s.scan.code
+        if s.scan.children is not None:  # a container's scan is its children too
+            scanned = (scanned, frozenset(s.scan.children))
         if s.scan.id in seen_ids:  # the id came before in this upload: the same scan again,
             first_scanned, first = seen_ids[s.scan.id]
             if first_scanned == scanned:  # already planned (and pending) once: answered below
@@ -387,7 +434,13 @@ def _plan(
             continue
         seen_ids[s.scan.id] = (scanned, s)  # a replay's too (a probe: a:Y after a retried a:X)
         if state is not None and _is_replay(state, s.scan.id):
-            _replayed(s, state, pending)
+            if _other_children(s, unit_state, case_state):
+                _reject(s, "id_reused", "the scan id was accepted with other children")
+            else:
+                _replayed(s, state, pending)
+            continue
+        if s.elsewhere:  # the caller's own scan of goods held outside its subtree now
+            _replayed(s, None, pending)
             continue
         if read.reason is not None:
             _reject(s, read.reason)
@@ -422,6 +475,21 @@ def _is_replay(state: _UnitState | _CaseState, scan_id: str) -> bool:
     return state.client_event_id == scan_id or (
         state.rescans is not None and scan_id in state.rescans
     )
+
+
+def _other_children(
+    s: _Scan, unit_state: dict[int, _UnitState], case_state: dict[int, _CaseState]
+) -> bool:
+    """Whether a container's scan under an id accepted before names children that are not all
+    inside it now: another scan under a used id (``id_reused``), not a retry (a probe: the same
+    id naming units 6–10 answered ``duplicate``, and they were never packed)."""
+    for child in s.children or ():
+        states: dict[int, _UnitState] | dict[int, _CaseState]
+        states = unit_state if child.kind == "unit" else case_state
+        state = states.get(child.code) if child.reason is None else None
+        if state is None or state.parent_sscc != s.read.code:
+            return True
+    return False
 
 
 def _plan_case(
@@ -483,17 +551,21 @@ def _inactive(status: str) -> str:
     return "void" if status in VOID_STATES else "not_held"
 
 
-def _replayed(s: _Scan, state: _UnitState | _CaseState, pending: list[list[_Child]]) -> None:
+def _replayed(s: _Scan, state: _UnitState | _CaseState | None, pending: list[list[_Child]]) -> None:
     """A scan an earlier upload accepted (its id is on the code's state): a duplicate, whose
-    code still belongs to the container scanned after it."""
+    code still belongs to the container scanned after it. Without ``state`` the code is held
+    outside the caller's subtree now (``_own_replays``): a duplicate with no container, which
+    no container scanned after it takes in."""
     read = s.read
-    s.result, s.parent = "duplicate", state.parent_sscc
+    s.result, s.parent = "duplicate", state.parent_sscc if state is not None else None
     if read.kind == "unit":
-        pending[0].append(("unit", read.code, 0, None, read.label))
+        if state is not None:
+            pending[0].append(("unit", read.code, 0, None, read.label))
     else:
         rank = LEVEL_RANK[read.level]
         _take(pending, rank)
-        pending[rank].append(("case", read.code, rank, None, read.label))
+        if state is not None:
+            pending[rank].append(("case", read.code, rank, None, read.label))
 
 
 def _take(pending: list[list[_Child]], rank: int) -> list[_Child]:
@@ -587,7 +659,9 @@ def _close(
     rules: dict[str, _Rule],
     plan: _Plan,
 ) -> None:
-    """Decide a container: which children it takes, whether the packing rule holds."""
+    """Decide a container: which children it takes, whether the packing rule holds (the line's
+    product's, for a container taking new children: one closed again over nothing new is left as
+    it was)."""
     sscc = s.read.code
     new: list[tuple[str, int]] = []
     inside = held.get(sscc, 0)
@@ -631,7 +705,9 @@ def _close(
     if count == 0:
         _reject(s, "empty_case")
         return
-    rule = rules.get(s.read.level)
+    # the line's product's rule: a container closed again over nothing new (a case of another
+    # product onto a mixed pallet: a probe's was short_case by this rule) holds what it did
+    rule = rules.get(s.read.level) if new else None
     if rule is not None and count != rule.quantity:
         problem = "short_case" if count < rule.quantity else "over_full_case"
         detail = f"{count} items, the rule says {rule.quantity}"
@@ -776,7 +852,12 @@ def _aggregations(
 
 
 async def _insert_units(conn: Conn, ctx: Context, unit_rows: list[_UnitRow]) -> None:
-    """The state rows of the new units, in one statement; ``_Race`` if one already exists."""
+    """The state rows of the new units, in one statement; ``_Race`` if one already exists.
+    Inserted in code order, as the rows are locked (``_locked``): two uploads of the same new
+    units in opposite scan orders each waited for a row the other had just inserted, a deadlock
+    (a probe: the loser's whole upload 409 ``retry``); now the later one waits for the first
+    row, then conflicts and plans again (``_Race``), answered per scan."""
+    unit_rows = sorted(unit_rows, key=itemgetter(0))
     inserted = await (
         await conn.execute(
             """INSERT INTO unit_state (code, brand_id, product_id, lot, production_date,
@@ -810,7 +891,8 @@ async def _insert_units(conn: Conn, ctx: Context, unit_rows: list[_UnitRow]) -> 
 
 async def _insert_cases(conn: Conn, ctx: Context, plan: _Plan, agg_id: dict[int, int]) -> None:
     """The state rows of the new containers, in one statement; ``_Race`` if one already exists.
-    A container's last event is its parent's aggregation, else its own."""
+    A container's last event is its parent's aggregation, else its own. In SSCC order, as
+    ``_insert_units`` inserts the units."""
     rows = [
         (
             code,
@@ -820,7 +902,7 @@ async def _insert_cases(conn: Conn, ctx: Context, plan: _Plan, agg_id: dict[int,
             s.scan.at,
             s.scan.id,
         )
-        for code, s in plan.new_cases.items()
+        for code, s in sorted(plan.new_cases.items(), key=itemgetter(0))
     ]
     inserted = await (
         await conn.execute(
