@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from app import localtime
-from tests.helpers import acting, assert_error, issue_cases, issue_units, sales_order
+from tests.helpers import acting, assert_error, issue_cases, issue_units, new_org, sales_order
+from tests.race_support import lock_waiters
 from tests.test_field_scoping import _user
 
 _ids = itertools.count()
@@ -1052,6 +1053,103 @@ async def test_a_deactivated_store_takes_no_consumer_return(
     back = await client.post("/returns", headers=zj, json={"code": units[0], "reason": "other"})
     assert assert_error(back, 409, "org_inactive")["details"] == {"org_id": store}
     assert (await state_of(conn, app, units[0]))["status"] == "sold"
+
+
+async def test_a_sale_waiting_for_its_units_as_its_store_closes_is_refused(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """A probe: the agent recorded a sale at its store (``POST /sales`` with ``org_id``) while
+    another transaction held the unit; the brand closed the store meanwhile (200, committed),
+    and the sale, which checked the store before it waited for the unit and never again, was
+    201 — recorded at the closed store after its closing. The store's line is checked again,
+    and held, once the units are locked: 409 ``org_inactive``, and the unit stays on the
+    shelf."""
+    store, units, _ = await _store_of_its_own(client, login, app, demo)
+    admin, zj = await login("admin"), await login("agent_admin")
+    batch_no, index, _ = app.state.scheme.verify(units[0])
+    async with app.state.pool.connection() as holder, app.state.pool.connection() as watch:
+        await holder.execute(
+            "SELECT 1 FROM unit_state WHERE code = %s FOR UPDATE", ((batch_no << 32) | index,)
+        )
+        selling = asyncio.ensure_future(
+            client.post("/sales", headers=zj, json={"codes": units[:1], "org_id": store})
+        )
+        assert await lock_waiters(watch, 1), "the sale waits for the held unit"
+        off = await client.post(f"/orgs/{store}/deactivate", headers=admin)
+        assert off.status_code == 200, off.text
+        await holder.commit()
+        sold = await asyncio.wait_for(selling, 30)
+    assert assert_error(sold, 409, "org_inactive")["details"] == {"org_id": store}
+    assert (await state_of(conn, app, units[0]))["status"] == "active"
+
+
+async def test_a_shipment_waiting_for_its_goods_as_its_receiver_closes_is_refused(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """A probe: the factory's clerk confirmed an outbound to an agent while another
+    transaction held the case; the brand deactivated the agent meanwhile (200, committed), and
+    the confirmation, which checked the receiver before it waited for the goods, shipped them
+    (200: in transit to an agent where nobody can sign in to receive them, nor can the sender
+    recall them — probe U). The receiver's line is checked again, and held, once the goods are
+    locked: 409 ``org_inactive``, nothing shipped."""
+    goods = await pack(client, login, app, demo, 1)
+    admin, clerk = await login("admin"), await login("clerk")
+    inbound = await document(client, clerk, goods["cases"], kind="factory_inbound")
+    assert (await confirm(client, clerk, inbound)).status_code == 200
+    agent = await new_org(client, admin, "agent", demo["BRAND-LUMI"])
+    draft = await document(
+        client, clerk, goods["cases"], kind="outbound", counterparty_id=agent["id"]
+    )
+    async with app.state.pool.connection() as holder, app.state.pool.connection() as watch:
+        await holder.execute(
+            "SELECT 1 FROM case_state WHERE sscc = %s FOR UPDATE", (int(goods["cases"][0]),)
+        )
+        shipping = asyncio.ensure_future(confirm(client, clerk, draft))
+        assert await lock_waiters(watch, 1), "the confirmation waits for the held case"
+        off = await client.post(f"/orgs/{agent['id']}/deactivate", headers=admin)
+        assert off.status_code == 200, off.text
+        await holder.commit()
+        shipped = await asyncio.wait_for(shipping, 30)
+    assert assert_error(shipped, 409, "org_inactive")["details"] == {"org_id": agent["id"]}
+    assert (await state_of(conn, app, goods["units"][0]))["transit_to"] is None
+
+
+async def test_a_shipment_confirmed_as_its_receivers_deactivation_is_under_way_waits_for_it(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """The receiver's deactivation under way (its row changed, not yet committed: here held up
+    clearing the supervisor of a rep its supervisor supervised) when the confirmation, its goods
+    locked, checks the receiver: the confirmation waits for it (the receiver's line is held
+    ``FOR SHARE``, not only read again) and is then refused, 409 ``org_inactive``; the
+    deactivation, which takes no goods' rows, goes through (no deadlock)."""
+    goods = await pack(client, login, app, demo, 1)
+    admin, clerk = await login("admin"), await login("clerk")
+    inbound = await document(client, clerk, goods["cases"], kind="factory_inbound")
+    assert (await confirm(client, clerk, inbound)).status_code == 200
+    agent = await new_org(client, admin, "agent", demo["BRAND-LUMI"])
+    rep_id, _ = await _user(client, admin, demo["BRAND-LUMI"], ["field_rep"])
+    boss_id, _ = await _user(client, admin, agent["id"], ["field_supervisor"])
+    named = await client.put(
+        f"/field/reps/{rep_id}/supervisor", headers=admin, json={"supervisor_id": boss_id}
+    )
+    assert named.status_code == 200, named.text
+    draft = await document(
+        client, clerk, goods["cases"], kind="outbound", counterparty_id=agent["id"]
+    )
+    async with app.state.pool.connection() as holder, app.state.pool.connection() as watch:
+        # the rep's row: the deactivation waits for it after its UPDATE of the agent's row
+        await holder.execute("SELECT 1 FROM users WHERE id = %s FOR UPDATE", (rep_id,))
+        closing = asyncio.ensure_future(
+            client.post(f"/orgs/{agent['id']}/deactivate", headers=admin)
+        )
+        assert await lock_waiters(watch, 1), "the deactivation waits for the rep's row"
+        shipping = asyncio.ensure_future(confirm(client, clerk, draft))
+        assert await lock_waiters(watch, 2), "the confirmation waits for the deactivation"
+        await holder.commit()
+        off, shipped = await asyncio.wait_for(asyncio.gather(closing, shipping), 30)
+    assert off.status_code == 200, off.text
+    assert assert_error(shipped, 409, "org_inactive")["details"] == {"org_id": agent["id"]}
+    assert (await state_of(conn, app, goods["units"][0]))["transit_to"] is None
 
 
 async def test_a_pallet_and_a_case_of_it_scanned_together_are_one_package(

@@ -21,9 +21,10 @@ from tests.helpers import acting, assert_error
 from tests.points_support import claim_body, member_client, new_member, set_rule
 from tests.race_support import lock_waiters
 from tests.rebates_support import rebate_body, set_rebate, store_goods, user_id
-from tests.test_inspect import forge, scan
+from tests.test_inspect import forge, moved_by_import, scan
 from tests.test_logistics import (  # noqa: F401 (deep_tree, via_branch: fixtures)
     _received,
+    _store_of_its_own,
     confirm,
     deep_tree,
     document,
@@ -1161,3 +1162,99 @@ async def test_a_moved_clerks_resent_claim_answers_the_first(
         conn, "SELECT count(*) AS n FROM rebate_claims WHERE client_id = %s", body["client_id"]
     )
     assert claims["n"] == 1
+
+
+async def _claimed_behind_a_held_round(
+    app: Any, clerk: Any, units: list[str], meanwhile: Any
+) -> Any:
+    """Units 0 and 1 claimed by ``clerk``: the first claim's round waits for unit 0 (held by a
+    third transaction), the second is verified, its clerk looked up, and queued for the next
+    round; then ``meanwhile()`` runs and commits, and unit 0 is released. The second claim's
+    answer: its round runs entirely after ``meanwhile``."""
+    scheme = app.state.scheme
+    async with (
+        app.state.pool.connection() as holder,
+        app.state.pool.connection() as watch,
+        member_client(app) as mc,
+    ):
+        await holder.execute(
+            "SELECT 1 FROM unit_state WHERE code = %s FOR UPDATE", (code_of(app, units[0]),)
+        )
+        ahead = asyncio.ensure_future(
+            mc.post("/rebates/claims", headers=clerk, json=rebate_body(scheme, units[0]))
+        )
+        assert await lock_waiters(watch, 1), "the first round waits for the held unit"
+        queued = asyncio.ensure_future(
+            mc.post("/rebates/claims", headers=clerk, json=rebate_body(scheme, units[1]))
+        )
+        await asyncio.sleep(1.5)  # verified, its clerk looked up: queued behind the round
+        assert not queued.done(), queued.result().text
+        await meanwhile()
+        await holder.commit()
+        await asyncio.wait_for(ahead, 30)
+        return await asyncio.wait_for(queued, 30)
+
+
+async def _store_with_a_rule(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> tuple[int, list[str]]:
+    """A store of the test's own under AGENT-ZJ holding 3 units, with a rebate of 2 on their
+    product: (store, units)."""
+    store, units, _ = await _store_of_its_own(client, login, app, demo)
+    product = await one(
+        conn, "SELECT product_id FROM unit_state WHERE code = %s", code_of(app, units[0])
+    )
+    await set_rebate(client, await login("admin"), product["product_id"], 2)
+    return store, units
+
+
+async def test_a_claim_queued_as_its_store_closes_is_not_paid(
+    client: Any, app: Any, login: Any, demo: Any, conn: Any
+) -> None:
+    """A probe: a clerk's claim was verified and queued behind a round held up by a unit; the
+    brand closed the clerk's store meanwhile (200, committed), and the next round — run
+    entirely after the closing — paid the closed store (201, its unit sold there): the round
+    checked the clerk's account but not the store. Now 401 ``account_inactive``, as the
+    clerk's look-up answers a clerk of a closed store (or of one under a closed organisation);
+    nothing credited, the unit not sold."""
+    store, units = await _store_with_a_rule(client, login, app, demo, conn)
+    admin = await login("admin")
+    _, clerk = await new_clerk(client, login, store)
+
+    async def close() -> None:
+        off = await client.post(f"/orgs/{store}/deactivate", headers=admin)
+        assert off.status_code == 200, off.text
+
+    claimed = await _claimed_behind_a_held_round(app, clerk, units, close)
+    assert_error(claimed, 401, "account_inactive")
+    code = code_of(app, units[1])
+    paid = await one(conn, "SELECT count(*) AS n FROM rebate_claims WHERE code_id = %s", code)
+    assert paid["n"] == 0
+    state = await one(conn, "SELECT status FROM unit_state WHERE code = %s", code)
+    assert state["status"] == "active"
+
+
+async def test_a_claim_queued_as_its_clerk_moves_is_not_paid_to_the_old_store(
+    client: Any, app: Any, login: Any, demo: Any, conn: Any
+) -> None:
+    """A probe: a clerk's claim was verified and queued behind a round held up by a unit; the
+    brand moved the clerk to another store by the user import meanwhile (which ends the clerk's
+    sessions), and the next round paid the old store under a clerk now of another (201): the
+    round took the store from the look-up made before the move and checked neither. Now 401
+    ``token_revoked``, as the clerk's look-up answers the moved clerk's old token; nothing
+    credited."""
+    from tests.test_field_scoping import _user
+
+    store, units = await _store_with_a_rule(client, login, app, demo, conn)
+    admin = await login("admin")
+    name = f"mq{secrets.token_hex(4)}"
+    _, clerk = await _user(client, admin, store, ["store_clerk"], name)
+
+    async def move() -> None:
+        await moved_by_import(client, admin, name, "STORE-GZ-01")
+
+    claimed = await _claimed_behind_a_held_round(app, clerk, units, move)
+    assert_error(claimed, 401, "token_revoked")
+    code = code_of(app, units[1])
+    paid = await one(conn, "SELECT count(*) AS n FROM rebate_claims WHERE code_id = %s", code)
+    assert paid["n"] == 0

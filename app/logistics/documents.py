@@ -273,11 +273,54 @@ async def _ensure_active(conn: Conn, org_id: int, because: str) -> None:
         )
     ).fetchone()
     if row is not None and row["status"] != "active":
-        raise Conflict(
-            f"organisation {org_id} is inactive (or one above it): {because}",
-            code="org_inactive",
-            details={"org_id": org_id},
-        )
+        raise _inactive(org_id, because)
+
+
+def _inactive(org_id: int, because: str) -> Conflict:
+    return Conflict(
+        f"organisation {org_id} is inactive (or one above it): {because}",
+        code="org_inactive",
+        details={"org_id": org_id},
+    )
+
+
+# The lines (each organisation and every one above it, ``org_status``'s) of the organisations
+# a movement needs active, locked FOR SHARE top down (as ``app.auth.service._hold_org_line``
+# locks a user's), with each one's path as read (``seen``) and as locked.
+_LIVE_LINES = """
+SELECT o.id AS org_id, o.path AS seen, a.id, a.path, a.status
+  FROM orgs o
+  JOIN orgs a ON a.id = ANY(string_to_array(trim(both '/' FROM o.path), '/')::bigint[])
+ WHERE o.id = ANY(%s) ORDER BY length(a.path), a.id FOR SHARE OF a"""
+
+
+async def _hold_open(conn: Conn, movement: Movement, row: dict[str, Any]) -> None:
+    """Once the goods are locked (``movements.check``): the organisations the movement needs
+    active — a shipment's receiver (``_ensure_open``), a sale's store (``Movement.live_org``)
+    — still are, their lines held ``FOR SHARE`` to the end of the transaction, else 409
+    ``org_inactive``. A deactivation committed while the confirmation waited for the goods is
+    seen (a locked row is read as it is now), and one under way waits for this transaction
+    (probes: a shipment to an agent and a sale at a store, each deactivated while the goods'
+    locks were awaited, went through after the deactivation answered). After the goods, as
+    the movement's writes reference the organisations (key share) after them; a deactivation or
+    a move of organisations takes no goods' rows, so no deadlock. An organisation moved
+    meanwhile (its path as locked is not the one read): read again, under the locks now held."""
+    needed: dict[int, str] = {}
+    if movement.receiver == "counterparty" and row["counterparty_id"] is not None:
+        needed[row["counterparty_id"]] = "it cannot receive goods"
+    if movement.live_org:
+        needed.setdefault(row["org_id"], "it sells nothing")
+    if not needed:
+        return
+    for _ in range(3):
+        lines = await (await conn.execute(_LIVE_LINES, (list(needed),))).fetchall()
+        if any(r["id"] == r["org_id"] and r["path"] != r["seen"] for r in lines):
+            continue
+        for org_id, because in needed.items():
+            if any(r["status"] != "active" for r in lines if r["org_id"] == org_id):
+                raise _inactive(org_id, because)
+        return
+    raise Conflict("the organisation moved meanwhile; try again", code="retry")
 
 
 def _unknown_org(org_id: int) -> Unprocessable:
@@ -900,6 +943,7 @@ async def confirm(conn: Conn, actor: Principal, scheme: Scheme, doc_id: int) -> 
     await _ensure_upstream(conn, movement, row["org_id"], row["counterparty_id"])
     await _recheck_salesperson(conn, actor, row)
     plan = await movements.check(conn, scheme, row)
+    await _hold_open(conn, movement, row)
     if plan.movement.approval:
         await conn.execute(
             "UPDATE documents SET status = 'pending_approval', submitted_by = %s WHERE id = %s",
@@ -933,8 +977,11 @@ async def decide(
                 code="own_document",
             )
     if approve:
-        await _ensure_open(conn, MOVEMENTS[row["kind"]], row["counterparty_id"])
-        await _move(conn, await movements.check(conn, scheme, row))
+        movement = MOVEMENTS[row["kind"]]
+        await _ensure_open(conn, movement, row["counterparty_id"])
+        plan = await movements.check(conn, scheme, row)
+        await _hold_open(conn, movement, row)
+        await _move(conn, plan)
     else:
         await conn.execute("UPDATE documents SET status = 'rejected' WHERE id = %s", (doc_id,))
     await conn.execute(  # the requester's note stays; the decision's words beside it

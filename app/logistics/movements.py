@@ -13,7 +13,8 @@ receiver. What differs between kinds is data, in ``MOVEMENTS``:
   ``%(other)s`` and ``%(now)s`` are the organisation, the counterparty and the time);
   ``designates``: the receiver becomes the units' designated channel (and store, with the
   document's salesperson, when it is a store); ``upstream_only``: a kind that designates
-  nothing goes back up the channel only (``documents._ensure_upstream``);
+  nothing goes back up the channel only (``documents._ensure_upstream``); ``live_org``: the
+  organisation itself must be active when the goods move (a closed store sells nothing);
 - ``biz_step`` / ``disposition`` of the event (``store_disposition``: when the receiver is a
   store), ``order_column``: what the movement counts on the lines of the order its document
   is made against (``shipped`` or ``received``; ``None``: the kind moves no order's goods and a
@@ -107,6 +108,10 @@ class Movement:
     # back up the channel only: the counterparty is upstream of the organisation (422 ``bad_org``
     # otherwise, ``documents._ensure_upstream``), as the movement designates no channel
     upstream_only: bool = False
+    # the organisation itself must be active, it and every organisation above it, when its goods
+    # move, as the receiver of a shipment must: a closed store sells nothing (409
+    # ``org_inactive``, ``documents._hold_open``)
+    live_org: bool = False
 
 
 MOVEMENTS: dict[str, Movement] = {
@@ -163,7 +168,7 @@ MOVEMENTS: dict[str, Movement] = {
             stock=(("org", "on_hand", -1),),
             unit_sets=GONE_UNITS, case_sets=GONE_CASES,
             biz_step="retail_selling", disposition="retail_sold",
-            sellable_only=True,
+            sellable_only=True, live_org=True,
         ),
         Movement(  # no document: POST /returns (documents.consumer_return)
             kind="consumer_return", prefix="", direction="inbound",

@@ -58,7 +58,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from app.auth.principal import Principal
-from app.auth.service import ORG_STATUS, password_change_required, session_live
+from app.auth.service import ORG_STATUS, org_status, password_change_required, session_live
 from app.claims import (
     Claimants,
     ClaimIn,
@@ -131,7 +131,9 @@ WITH r AS (
     SELECT r.*, u.product_id, u.lot, u.status, u.parent_sscc, u.line_id, in_force.agent_id,
            in_force.amount, fh.id AS hold_id
     FROM r
-    JOIN users k ON k.id = r.clerk_id AND k.status = 'active'
+    -- the clerk still active and still the store's (a move ends the clerk's sessions: a claim
+    -- queued before it was paid to the old store under a clerk of another — a probe)
+    JOIN users k ON k.id = r.clerk_id AND k.status = 'active' AND k.org_id = r.store_id
     -- a clerk on hold (``app.forensics.holds``): one probe of the open holds' unique index
     LEFT JOIN fraud_holds fh ON fh.party_kind = 'clerk' AND fh.party_id = r.clerk_id
                             AND fh.state = 'open'
@@ -144,6 +146,9 @@ WITH r AS (
         OFFSET 0
     ) in_force
     WHERE u.holder_org_id = r.store_id AND u.transit_to IS NULL
+      -- the store open, and every organisation above it (a probe: a claim queued while the
+      -- brand closed the store was paid to the closed store)
+      AND {org_status("here")} = 'active'
       AND (ch.path IS NULL OR {_IN_AREA})  -- in its agent's area
       -- sold only by a retail sale: not given away or written off (``_given_away``), so a sold
       -- unit returned damaged or expired is out here and an active one on the next line
@@ -236,7 +241,7 @@ _EXPLAIN = f"""
 SELECT r.ord, c.id, c.code_id, c.brand_id, c.store_id, c.clerk_id, c.agent_id, c.product_id,
        c.amount, c.client_id, c.event_id, c.sale_event_id, c.claimed_at, c.hold_state,
        coalesce(cc.code_id, w.code_id) AS client_code, w.code_id IS NOT NULL AS client_withdrawn,
-       k.status AS clerk_status,
+       k.status AS clerk_status, k.org_id AS clerk_org, {org_status("here")} AS store_status,
        u.brand_id AS unit_brand, u.status AS unit_status, u.disposition AS unit_disposition,
        u.holder_org_id, u.transit_to,
        u.store_org_id, ag.id AS designated_agent,
@@ -452,8 +457,13 @@ def _why_not(row: dict[str, Any], p: Pending[RebateClaimOut]) -> RebateClaimOut:
         return _claim_out(row, p)  # the same claim again: answered as the first time
     if p.org_id is None:  # a clerk of no store (``Claimer.replay``): only a replay is answered
         raise NotAStore()
-    if row["clerk_status"] != "active":  # made inactive while the claim was in flight
+    if row["clerk_status"] != "active" or row["store_status"] != "active":
+        # made inactive, or the store closed (or one above it), while the claim was in flight:
+        # as the clerk's look-up answers either
         raise Unauthorized("the account is inactive or gone", code="account_inactive")
+    if row["clerk_org"] != p.org_id:  # moved since its look-up: the move ended its sessions,
+        # as the look-up answers them (``Clerks.answer``)
+        raise Unauthorized("the session was ended: sign in again", code="token_revoked")
     if row["batch_void"]:  # voided since the verification (or its process's batch cache)
         refuse(void_answer(p.serial, p.lang))
     if row["client_code"] is not None and row["client_code"] != p.code:
