@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 import pytest
 
+from app.codes.scheme import gs1_check_digit
 from app.epcis.identifiers import canonical, place_key
 from tests.field_support import other_brand_admin
 from tests.helpers import activate, epcis_conformance, issue_cases, issue_units
@@ -1862,3 +1863,95 @@ async def test_an_agent_s_epcis_feed_shows_the_void_of_the_goods_it_holds(
     assert feed.status_code == 200, feed.text
     steps = [(e.get("bizStep"), e.get("action")) for e in event_list(feed)]
     assert ("decommissioning", "DELETE") in steps, steps
+
+
+async def test_a_brand_sgtin_with_a_wrong_gtin_check_digit_is_refused_as_the_line_refuses_it(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """A probe: ``…/01/0690123400002{4}/21/{the brand's serial}`` (the GTIN's check digit
+    mistyped) was a foreign identifier to capture (``_is_ours`` compared all 14 digits), so a
+    commissioning answered ``success`` and activated nothing, and a sale of the brand's serial
+    was stored, while the line answers that text ``wrong_product``. It is the brand's GTIN with
+    a wrong check digit: the job fails naming the code ``wrong_product``; a foreign GTIN with a
+    wrong one stays a foreign identifier (stored as sent, as the event-hash reference takes
+    it)."""
+    batch_no, product_id = await issue_units(client, login, demo, 2)
+    serials = [app.state.scheme.serial(batch_no, i) for i in range(2)]
+    await activate(client, login, serials[1:], product_id, line="WCD1")
+    wrong = f"{GTIN[:-1]}{(int(GTIN[-1]) + 1) % 10}"
+    mistyped = [f"https://id.gs1.org/01/{wrong}/21/{s}" for s in serials]
+    operator, admin = await login("operator"), await login("admin")
+    line = {"readPoint": {"id": "urn:tracecode:line:WCD1"}}
+    events = [
+        (operator, _object("ADD", mistyped[:1], bizStep="commissioning", **line)),
+        (operator, _object("ADD", mistyped[1:], bizStep="retail_selling")),
+        (admin, _object("OBSERVE", mistyped[1:], bizStep="inspecting")),
+    ]
+    for headers, event in events:
+        job = await captured(client, headers, document([event]), state="failed")
+        assert job["errors"]["pointer"] == "/epcisBody/eventList/0", job
+        assert [r["reason"] for r in job["errors"]["reasons"]] == ["wrong_product"], job
+    assert await _unit(conn, app, serials[0]) is None  # nothing activated
+    digit = (gs1_check_digit("0614141107346") + 1) % 10
+    foreign = f"https://id.gs1.org/01/0614141107346{digit}/21/{serials[0]}"
+    await captured(client, operator, document([_object("OBSERVE", [foreign])]))
+
+
+async def test_a_unit_named_by_its_serial_in_another_spelling_is_refused(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """A probe: a commissioning of ``…/21/{serial in lower case}`` activated the unit (the
+    line's reader folds case, reads O for 0 and L for 1), while the query's rule (the serial
+    exactly as printed) says that EPC is not the unit: MATCH_epc by the unit's SGTIN never found
+    the event that activated it. An SGTIN of the brand's GTIN names a unit only as printed:
+    another spelling fails the job, ``not_as_printed`` with the printed serial, in any event;
+    the printed one commissions and is found."""
+    batch_no, product_id = await issue_units(client, login, demo, 1)
+    serial = app.state.scheme.serial(batch_no, 0)
+    operator, admin = await login("operator"), await login("admin")
+    context = {"product_id": product_id, "lot": "SP", "production_date": "2026-11-01"}
+    assert (await client.put("/lines/SP1/context", headers=operator, json=context)).is_success
+    line = {"readPoint": {"id": "urn:tracecode:line:SP1"}}
+    spellings = [serial.lower()]  # and O for 0, L for 1, where the serial has one
+    spellings += [serial.replace(a, b, 1) for a, b in (("0", "O"), ("1", "L")) if a in serial]
+    for spelled in spellings:
+        for headers, event in (
+            (operator, _object("ADD", [unit_link(spelled)], bizStep="commissioning", **line)),
+            (admin, _object("OBSERVE", [unit_link(spelled)], bizStep="inspecting")),
+        ):
+            job = await captured(client, headers, document([event]), state="failed")
+            (reason,) = job["errors"]["reasons"]
+            assert reason["reason"] == "not_as_printed", job
+            assert serial in reason["message"], job
+    assert await _unit(conn, app, serial) is None
+    event = _object("ADD", [unit_link(serial)], bizStep="commissioning", **line)
+    await captured(client, operator, document([event]))
+    assert (await _unit(conn, app, serial) or {}).get("status") == "active"
+    found = event_list(await query(client, admin, MATCH_epc=unit_link(serial)))
+    assert any(e["eventID"].startswith("ni:") for e in found), found
+
+
+async def test_an_instance_identifier_as_a_quantity_class_is_refused(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: ``quantityList[].epcClass`` took any identifier, so the Guangdong agent stored
+    "1 of ``…/01/{gtin}/21/{the factory's unit}`` sold at retail", refused as an epcList: capture
+    checks EPC lists for Tracecode codes, not classes. An epcClass names a class: an SGTIN (or
+    another identifier of one object) there is 400 ValidationException, nothing kept."""
+    batch_no, _ = await issue_units(client, login, demo, 1)
+    serial = app.state.scheme.serial(batch_no, 0)
+    gd = await login("gd_admin")
+    sale = {
+        **_object("ADD", [], bizStep="retail_selling", disposition="retail_sold"),
+        "quantityList": [{"epcClass": unit_link(serial), "quantity": 1}],
+    }
+    response = await capture(client, gd, document([sale]))
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert body["type"] == "epcisException:ValidationException", body
+    assert body["detail"].startswith("/epcisBody/eventList/0/quantityList/0/epcClass"), body
+    for named in ("urn:epc:id:sscc:0614141.1234567890", "urn:epc:id:gid:95100000.12345.400"):
+        sale["quantityList"] = [{"epcClass": named, "quantity": 1}]
+        assert (await capture(client, gd, document([sale]))).status_code == 400, named
+    sale["quantityList"] = [{"epcClass": "urn:epc:class:lgtin:4012345.012345.998877"}]
+    await captured(client, gd, document([sale]))  # a class, of no Tracecode product

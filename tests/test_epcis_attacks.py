@@ -510,6 +510,40 @@ async def test_a_declaration_adds_only_itself_and_a_declared_event_changes_no_st
     assert status.json()["status"] != "active", status.json()
 
 
+async def test_an_event_first_sent_declared_obeys_the_rules_of_its_undeclared_form(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: ``_apply_to_codes`` skipped every event carrying an ``errorDeclaration`` before
+    any rule, so the Guangdong agent, which never held the factory's unit, stored a sale of it
+    (and an observation of it) by sending them already declared erroneous, served to the brand
+    by MATCH_epc beside the unit's own events. A declared event is checked as its undeclared
+    form is (step, disposition, holder) and only its effect is skipped."""
+    from tests.helpers import activate, issue_units
+    from tests.test_epcis import unit_link
+
+    batch_no, product_id = await issue_units(client, login, demo, 1)
+    serial = app.state.scheme.serial(batch_no, 0)
+    await activate(client, login, [serial], product_id, line="DR1")
+    gd = await login("gd_admin")
+    sale = _object("ADD", [unit_link(serial)], bizStep="retail_selling", disposition="retail_sold")
+    seen = _object("OBSERVE", [unit_link(serial)], bizStep="inspecting")
+    sold_seen = _object("OBSERVE", [unit_link(serial)], disposition="retail_sold")
+    for event, why in (
+        (sale, "may commission"),
+        (seen, "not_held"),
+        (sold_seen, "may only observe"),
+    ):
+        declared = {**event, "errorDeclaration": DECLARATION}
+        job = await captured(client, gd, document([declared]), state="failed")
+        assert job["errors"]["pointer"] == "/epcisBody/eventList/0", job
+        assert why in json.dumps(job["errors"]), (why, job)
+    # the brand's own organisation observes any of its units: declared, that is stored
+    admin = await login("admin")
+    await captured(client, admin, document([{**seen, "errorDeclaration": DECLARATION}]))
+    served = event_list(await query(client, admin, MATCH_epc=unit_link(serial)))
+    assert sorted(e.get("bizStep") for e in served) == ["commissioning", "inspecting"], served
+
+
 async def test_a_capturer_without_the_line_permission_gets_a_security_exception(
     client: Any, login: Any, app: Any, demo: Any
 ) -> None:

@@ -225,6 +225,65 @@ def test_sources_destinations_and_quantities() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "named",
+    [
+        "https://id.gs1.org/01/06901234000023/21/ABC",  # an SGTIN
+        "https://brand.example/gtin/06901234000023/ser/ABC",
+        "urn:epc:id:sgtin:0614141.107346.2017",
+        "https://id.gs1.org/00/106141412345678908",  # an SSCC
+        "urn:epc:id:sscc:0614141.1234567890",
+        "urn:epc:id:grai:0614141.12345.400",  # an asset, with its serial
+        "urn:epc:id:giai:0614141.12345400",
+        "urn:epc:id:sgln:0614141.12345.400",
+        "urn:epc:id:gid:95100000.12345.400",  # a non-GS1 EPC, kept as sent
+        "URN:EPC:id:itip:4012345.012345.01.02.987",
+        "urn:epc:tag:sgtin-96:3.0614141.812345.6789",
+    ],
+)
+def test_an_epc_class_naming_one_object_is_refused(named: str) -> None:
+    """A probe: ``quantityList[].epcClass`` took any identifier (``_known``), a unit's SGTIN or
+    an SSCC included, so "1 of {a unit} sold" went in where the unit in an epcList was refused
+    (capture checks the EPC lists for Tracecode's codes). An epcClass names a class; one object
+    there is refused at the field, in each quantity list."""
+    counted = [{"epcClass": named, "quantity": 1}]
+    sscc = "urn:epc:id:sscc:0614141.1234567890"
+    for field, event in (
+        ("quantityList", minimal_event(epcList=[], quantityList=counted)),
+        (
+            "childQuantityList",
+            minimal_event(type="AggregationEvent", parentID=sscc, childQuantityList=counted),
+        ),
+        ("inputQuantityList", minimal_event(type="TransformationEvent", inputQuantityList=counted)),
+    ):
+        if field != "quantityList":
+            del event["epcList"]
+        if field == "inputQuantityList":
+            del event["action"]
+            event["outputEPCList"] = ["urn:epc:id:sgtin:0614141.107346.2018"]
+        error = refused(encode(document(event)))
+        assert (error.type, error.status) == (VALIDATION, 400)
+        assert error.pointer == f"{E0}/{field}/0/epcClass", error.detail
+
+
+def test_every_class_the_conformance_set_names_is_a_class() -> None:
+    classes = [
+        "urn:epc:class:lgtin:4012345.012345.998877",
+        "https://id.gs1.org/01/04012345987652",
+        "https://id.gs1.org/01/70614141123451/10/998877",
+        "urn:epc:idpat:sgtin:4012345.098765.*",
+        "urn:epc:idpat:grai:4012345.66666.*",
+        "urn:epc:idpat:gdti:4012345.55555.*",
+        "urn:epc:idpat:sgcn:4012345.99999.*",
+        "urn:epc:idpat:itip:4012345.012345.01.02.*",
+        "urn:epc:idpat:cpi:4012345.ABC.*",
+        "urn:example:class:1",
+    ]
+    event = minimal_event(quantityList=[{"epcClass": c, "quantity": 1} for c in classes])
+    (parsed,) = parse_document(encode(document(event)))
+    assert len(parsed.epc_classes) == len(classes)
+
+
 def test_an_epc_sent_as_urn_and_as_digital_link_counts_once() -> None:
     (event,) = parse_file("valid/36-rt-epcisDocWithAllGS1Keys.jsonld")
     assert len(event.raw["epcList"]) == 14

@@ -24,7 +24,9 @@ nothing is kept) and stores it as a capture job. The route applies a document of
    refused unless the capturer's subtree holds the goods or has them on their way (the brand's
    own organisation observes any). None of them may state a disposition (or persistent one) of
    a state Tracecode keeps (``OBSERVED_DISPOSITIONS``). Any other event on Tracecode codes is
-   refused: its effect would bypass the rules of the API that owns it. The document's cases
+   refused: its effect would bypass the rules of the API that owns it. An event first sent
+   declared erroneous obeys the same rules and changes nothing. An SGTIN of the brand's GTIN
+   names a unit only as its label prints it (``_as_printed``). The document's cases
    are locked in key order first, and an attempt that deadlocks anyway is applied again
    (``APPLY_ATTEMPTS``);
 3. the events are written as sent, with the fields the query filters on and their identifiers.
@@ -52,7 +54,7 @@ from psycopg.types.json import Jsonb
 from app.auth.principal import Principal
 from app.auth.service import load_api_key_by_id, load_user
 from app.codes.lookup import read_codes
-from app.codes.scheme import Scheme
+from app.codes.scheme import VERIFY_OK, Scheme
 from app.db import Conn
 from app.deadletters import POISON, reason_of
 from app.epcis.document import (
@@ -582,21 +584,23 @@ async def _apply_to_codes(
     cases = await _brand_cases(conn, scheme, actor.brand_id, fresh)
     qr_units = await _brand_qr_units(conn, scheme, actor.brand_id, fresh)
     cases.update(qr_units)
+    stems = {prefix[:35] for prefix in units}  # …/01/{the GTIN without its check digit}
     applied: set[str] = set()
     observed: list[tuple[int, list[str]]] = []  # the observations: their Tracecode codes
     await _lock_cases(conn, fresh, cases)
     for index, event_id, event in fresh:
-        if "errorDeclaration" in event.raw:
-            continue  # an event declared erroneous: stored, changes nothing
-        named = [epc for epc in _codes_of(event) if _is_ours(epc, units, cases)]
+        named = [epc for epc in _codes_of(event) if _is_ours(epc, units, stems, cases)]
         if not named:
             continue
+        _as_printed(scheme, index, named, units, stems)
         if event.action == "OBSERVE":
             _observation(index, event)  # stored, changes nothing
             observed.append((index, named))
-            continue
-        await _apply_one(conn, scheme, actor, index, event_id, event)
-        applied.add(event_id)
+        elif "errorDeclaration" in event.raw:
+            _kind(index, event)  # declared erroneous: its rules checked, it changes nothing
+        else:
+            await _apply_one(conn, scheme, actor, index, event_id, event)
+            applied.add(event_id)
     await _held(conn, scheme, actor, observed)
     return applied, {url: sgtin for url, sgtin in qr_units.items() if sgtin is not None}
 
@@ -759,15 +763,63 @@ def _line_time(index: int, e: CapturedEvent) -> None:
         )
 
 
-def _is_ours(epc: str, units: set[str], others: set[str]) -> bool:
+def _is_ours(epc: str, units: set[str], stems: set[str], others: set[str]) -> bool:
     """Whether a canonical EPC is a unit of one of the brand's GTINs (``units``: the SGTIN
-    Digital Link prefix of each), one of its case codes or one of its units named by the URL
-    of its QR code (``others``: the SSCCs and URLs of the document that are the brand's)."""
+    Digital Link prefix of each; ``stems``: the same without the GTIN's check digit, so a
+    brand's GTIN with a wrong one is the brand's, which ``_as_printed`` refuses), one of its
+    case codes or one of its units named by the URL of its QR code (``others``: the SSCCs and
+    URLs of the document that are the brand's)."""
     if epc[:40] in units:  # len("https://id.gs1.org/01/") + 14 + len("/21/")
+        return gtin_serial(epc) is not None
+    if epc[:35] in stems and epc[36:40] == "/21/":
         return gtin_serial(epc) is not None
     if epc.startswith(_SSCC_LINK):
         return sscc(epc) in others
     return epc in others
+
+
+# A serial as Tracecode prints it: Crockford Base32 capitals and digits (no I, L, O, U), which
+# the line's reader also reads in lower case, with O for 0, I or L for 1 and hyphens.
+_PRINTED = re.compile(r"[0-9A-HJKMNP-TV-Z]+")
+
+
+def _as_printed(
+    scheme: Scheme, index: int, named: list[str], units: set[str], stems: set[str]
+) -> None:
+    """Refuse an SGTIN of the brand's GTIN that names a unit otherwise than its label does,
+    which the line would read as the unit while the query's rule (the serial exactly as
+    printed: an SGTIN's serial is case-sensitive) says it is not it: its GTIN with a wrong check
+    digit (no GTIN at all; the line's ``wrong_product`` — a probe: a commissioning answered
+    success and activated nothing, a sale of the brand's serial was stored), or its serial in
+    another spelling (``not_as_printed``, in lower case, O for 0, L for 1, with hyphens — a
+    probe: the commissioning activated the unit and MATCH_epc by its SGTIN never found it).
+    No read: a serial is verified only when it is not spelled as printed."""
+    refused: list[dict[str, str]] = []
+    spelled: list[tuple[str, str]] = []
+    for epc in named:
+        if epc[:40] in units:
+            if not _PRINTED.fullmatch(epc, 40) and (found := gtin_serial(epc)) is not None:
+                spelled.append((epc, found[1]))
+        elif epc[:35] in stems and epc[36:40] == "/21/":
+            message = "a GTIN of the brand's with a wrong check digit: no product's GTIN"
+            refused.append({"code": epc, "reason": "wrong_product", "message": message})
+    if spelled:
+        verdicts = scheme.verify_many([serial for _, serial in spelled])
+        for (epc, serial), (status, batch_no, unit, version) in zip(spelled, verdicts, strict=True):
+            label = scheme.serial(batch_no, unit, version) if status == VERIFY_OK else serial
+            if label != serial:
+                refused.append(
+                    {
+                        "code": epc,
+                        "reason": "not_as_printed",
+                        "message": f"the serial is printed {label}: an SGTIN's serial is "
+                        "case-sensitive, so this one names no unit",
+                    }
+                )
+    if refused:
+        raise Refused(
+            "an SGTIN of the brand's product names a unit only as its label does", index, refused
+        )
 
 
 async def _brand_qr_units(
@@ -849,26 +901,16 @@ async def _apply_one(
 ) -> None:
     tag = "epcis:" + hashlib.sha256(event_id.encode()).hexdigest()[:40]
     at = e.event_time
-    if e.event_type == "ObjectEvent" and e.action == "ADD" and e.biz_step == "commissioning":
-        cases = [epc for epc in e.epcs if epc.startswith(_SSCC_LINK)]
-        if cases:  # on a line a case scan packs what came before it (a probe: silently packed)
-            raise Refused(
-                "a commissioning ObjectEvent names units; cases are packed by an AggregationEvent",
-                index,
-                {"cases": cases[:50]},
-            )
-        _applied_disposition(index, e)
+    kind = _kind(index, e)
+    if kind == "commissioning":
         units = [ScanIn(id=f"{tag}:{i}", code=epc, at=at) for i, epc in enumerate(e.epcs)]
         await _upload(conn, scheme, actor, index, e, units)
-    elif e.event_type == "AggregationEvent" and e.action == "ADD" and e.parent_id and e.epcs:
-        _applied_step(index, e, "packing")
-        _applied_disposition(index, e)
+    elif kind == "packing":
+        assert e.parent_id is not None
         parent = ScanIn(id=f"{tag}:p", code=e.parent_id, at=at, children=list(e.epcs))
         await _upload(conn, scheme, actor, index, e, [parent])
-    elif e.event_type == "AggregationEvent" and e.action == "DELETE" and e.parent_id:
-        _applied_step(index, e, "unpacking")
-        _applied_disposition(index, e)
-        _line_time(index, e)
+    else:
+        assert e.parent_id is not None
         data = UnpackIn(
             parent=e.parent_id, children=list(e.epcs) or None, reason=f"EPCIS event {event_id}"
         )
@@ -878,6 +920,29 @@ async def _apply_one(
             if exc.status == 403:  # a permission the capturer lacks: a SecurityException
                 raise Denied(exc, index) from exc
             raise Refused(f"unpacking refused: {exc.message}", index, _reasons(exc)) from exc
+
+
+def _kind(index: int, e: CapturedEvent) -> str:
+    """What an ADD or DELETE event on Tracecode codes does — ``commissioning``, ``packing`` or
+    ``unpacking`` — once the rules that need no read pass (its step and disposition, a line's
+    readPoint, an unpacking's time); any other is refused: its effect would bypass the rules of
+    the API that owns it. An event first sent declared erroneous is checked so too, and changes
+    nothing (a probe: declared, a sale of a unit the capturer never held was stored)."""
+    if e.event_type == "ObjectEvent" and e.action == "ADD" and e.biz_step == "commissioning":
+        cases = [epc for epc in e.epcs if epc.startswith(_SSCC_LINK)]
+        if cases:  # on a line a case scan packs what came before it (a probe: silently packed)
+            raise Refused(
+                "a commissioning ObjectEvent names units; cases are packed by an AggregationEvent",
+                index,
+                {"cases": cases[:50]},
+            )
+        kind = "commissioning"
+    elif e.event_type == "AggregationEvent" and e.action == "ADD" and e.parent_id and e.epcs:
+        kind = "packing"
+        _applied_step(index, e, kind)
+    elif e.event_type == "AggregationEvent" and e.action == "DELETE" and e.parent_id:
+        kind = "unpacking"
+        _applied_step(index, e, kind)
     else:
         raise Refused(
             "an event on Tracecode codes may commission (ObjectEvent ADD, bizStep commissioning), "
@@ -885,6 +950,12 @@ async def _apply_one(
             "(OBSERVE); shipments, receipts, sales and the rest go through Tracecode's API",
             index,
         )
+    _applied_disposition(index, e)
+    if kind == "unpacking":
+        _line_time(index, e)
+    else:
+        _line_of(index, e)
+    return kind
 
 
 def _reasons(exc: AppError) -> Any:
@@ -908,13 +979,7 @@ async def _upload(
     """Through the line API, on the readPoint's line. A commissioning event's ILMD lot is the
     units' lot (the line's product and production date with it), as an offline scanner's
     context is; without one the line's own lot holds."""
-    if not e.read_point or not e.read_point.startswith(LINE_PREFIX):
-        raise Refused(
-            f"commissioning and packing Tracecode codes needs the readPoint of a packing line "
-            f"({LINE_PREFIX}{{line code}})",
-            index,
-        )
-    line = e.read_point.removeprefix(LINE_PREFIX)
+    line = _line_of(index, e)
     try:
         context = await _lot_context(conn, actor, line, e, index)
         upload = ScanUploadIn(scans=items, context=context)
@@ -930,6 +995,17 @@ async def _upload(
     ]
     if rejected:
         raise Refused("the line's rules refused codes of the event", index, rejected)
+
+
+def _line_of(index: int, e: CapturedEvent) -> str:
+    """The code of the packing line a commissioning or packing event's readPoint names."""
+    if not e.read_point or not e.read_point.startswith(LINE_PREFIX):
+        raise Refused(
+            f"commissioning and packing Tracecode codes needs the readPoint of a packing line "
+            f"({LINE_PREFIX}{{line code}})",
+            index,
+        )
+    return e.read_point.removeprefix(LINE_PREFIX)
 
 
 def _expanded(key: str, prefixes: dict[str, str]) -> str:

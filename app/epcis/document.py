@@ -643,13 +643,40 @@ def _required(obj: dict[str, Any], field: str, at: str) -> Any:
     return obj[field]
 
 
+# The canonical forms of identifiers of one object (EPC URNs ``urn:epc:id:``, tag and raw EPCs,
+# and the Digital Link of every GS1 key of an instance: an SGTIN or UPUI, an ITIP or CPI with its
+# serial, a GRAI, GDTI or SGCN with theirs, an SSCC, SGLN, PGLN, GSIN, GINC, GIAI, GSRN, GSRNP).
+# An epcClass names the class of the objects counted (EPCIS 2.0 QuantityElement: a GTIN, a GTIN
+# and lot, an EPC class pattern; a probe: "1 of {a unit's SGTIN} sold" was stored, where the unit
+# in an epcList was refused).
+_INSTANCE = re.compile(
+    r"urn:epc:(?:id|tag|raw):|https://id\.gs1\.org/(?:01/[0-9]{14}/(?:21|235)/"
+    r"|8006/[0-9]{18}/21/|8010/[^/]+/8011/|8003/[0-9]{14}.|(?:253|255)/[0-9]{13}."
+    r"|(?:00|414|417|402|401|8004|8017|8018)/)"
+)
+
+
+def _epc_class(value: Any, at: str) -> str:
+    """An epcClass: an identifier (canonical), of a class."""
+    found = _known(value, at, "epcClass")
+    if _INSTANCE.match(found):
+        raise _bad(
+            at,
+            "epcClass",
+            f"{_show(value)} identifies one object, not a class (a GTIN, a GTIN and lot, an "
+            "EPC class pattern urn:epc:idpat:…): name objects in the event's EPC lists",
+        )
+    return found
+
+
 def _quantities(value: Any, scope: _Scope, at: str, name: str, into: list[str]) -> int:
-    """quantityList and its kin (at depth 5): epcClass required (canonical, appended to
-    ``into``), quantity a number, uom a UN/ECE code. Returns how many elements there were."""
+    """quantityList and its kin (at depth 5): epcClass required (canonical, of a class,
+    appended to ``into``), quantity a number, uom a UN/ECE code. Returns how many elements
+    there were."""
     for j, element in enumerate(_array(value, at, name)):
         where = f"{at}/{name}/{j}"
         element = _object(element, f"{at}/{name}", j)
-        into.append(_known(_required(element, "epcClass", where), where, "epcClass"))
+        into.append(_epc_class(_required(element, "epcClass", where), where))
         if "quantity" in element:
             _number(element["quantity"], where, "quantity")
         if "uom" in element:
