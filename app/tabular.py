@@ -3,9 +3,12 @@
 Both stream: CSV chunk by chunk as row batches arrive; XLSX written by XlsxWriter in
 constant-memory mode to a temporary file and streamed when finished (a ZIP needs its end).
 
-Formula guard (CSV injection): a text cell that starts with ``= + - @``, a tab or a carriage
-return would be run as a formula by a spreadsheet program. In CSV it gets a leading apostrophe
-(``'=1+1``), as OWASP advises; in XLSX the cell is written as text with Excel's "quote prefix"
+Formula guard (CSV injection): a text cell that starts with ``= + - @`` or their full-width
+forms ``＝ ＋ － ＠`` (a Chinese input method in full-width mode) — also after leading blanks
+(space, tab, CR, LF, U+3000, U+00A0: programs that trim a cell on import drop them) — or with a
+tab or a carriage return would be run as a formula by a spreadsheet program (``formula_lead``).
+In CSV it gets a leading apostrophe in front of the whole cell (``'=1+1``, ``' =1+1``), as
+OWASP advises; in XLSX the cell is written as text with Excel's "quote prefix"
 style, so it shows unchanged and stays text even when edited. Numbers, dates and empty cells are
 never touched (a negative stock level stays a number).
 
@@ -60,7 +63,13 @@ from psycopg_pool import AsyncConnectionPool
 from app.errors import TooManyRequests
 from app.localtime import ZONE
 
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# a spreadsheet runs a text cell as a formula when it starts with one of these — the full-width
+# forms are what a Chinese input method in full-width mode types, and East Asian Excel/WPS read
+# them as their ASCII forms — also after leading blanks, which programs that trim a cell on
+# import (LibreOffice's "Trim spaces", Google Sheets' clean-up) drop; a tab or a carriage
+# return is guarded as the cell's first character whatever follows (OWASP)
+FORMULA_START = ("=", "+", "-", "@", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+FORMULA_BLANKS = " \t\r\n\u3000\u00a0"
 CSV_MEDIA = "text/csv"  # Litestar adds "; charset=utf-8" to text/* itself
 XLSX_MEDIA = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 XLSX_MAX_ROWS = 1_048_575  # a worksheet's rows, less the header
@@ -81,9 +90,20 @@ class StalledDownload(Exception):
 Rows = Iterable[Sequence[Any]]
 
 
+def formula_lead(text: str) -> str | None:
+    """The character that makes a spreadsheet run ``text`` as a formula (a tab or a carriage
+    return first, or a formula start after any leading blanks: ``FORMULA_START``), or None.
+    The one rule of the CSV and XLSX exports and the master-data import's ``formula_value``."""
+    if text.startswith(("\t", "\r")):
+        return text[0]
+    stripped = text.lstrip(FORMULA_BLANKS)
+    return stripped[0] if stripped.startswith(FORMULA_START) else None
+
+
 def formula_safe(text: str) -> str:
-    """``text``, with an apostrophe in front when a spreadsheet would run it as a formula."""
-    return "'" + text if text.startswith(FORMULA_START) else text
+    """``text``, with an apostrophe in front of the whole cell when a spreadsheet would run it
+    as a formula (``formula_lead``)."""
+    return "'" + text if formula_lead(text) is not None else text
 
 
 def local_time(value: datetime) -> str:
@@ -289,7 +309,7 @@ async def xlsx_chunks(
                 if n > XLSX_MAX_ROWS:  # XlsxWriter would drop it and go on
                     raise SheetFull(f"more than {XLSX_MAX_ROWS:,} rows do not fit one XLSX sheet")
                 for col, value in enumerate(row):
-                    if isinstance(value, str) and value.startswith(FORMULA_START):
+                    if isinstance(value, str) and formula_lead(value) is not None:
                         sheet.write_string(n, col, value, quoted)
                     elif value is not None:
                         sheet.write(n, col, _xlsx_cell(value))

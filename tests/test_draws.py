@@ -758,6 +758,48 @@ async def test_a_results_file_past_its_cap_is_refused_not_cut(
     assert len([line for line in whole.text.lstrip("\ufeff").splitlines() if line]) == 3
 
 
+async def test_a_results_file_is_audited_with_its_filter_and_whether_phones_were_whole(
+    client: Any, login: Any, app: Any, demo: Any, goods: dict[str, Any], units: Units
+) -> None:
+    """A probe: ``GET /draws/{id}/results?format=csv`` — up to 200,000 members' whole phones
+    in one file — was the one export of members' data left out of the audit log. Now each file
+    is audited ``export``/``draw_campaign`` with its outcome filter, its rows and whether the
+    phones in it were whole; a HEAD (no file) is not."""
+    admin, marketer = await login("admin"), await login("marketer")
+    body = campaign_body(goods["product_id"], [prize("Gift", "gift", 10, 1)])
+    cid = (await new_campaign(client, admin, body))["id"]
+    (serial,) = units.take()
+    _, headers, phone = await new_member(app, demo["BRAND-LUMI"])
+    assert (r := await draw(app, headers, serial)).status_code == 201, r.text
+
+    async def exports() -> list[dict[str, Any]]:
+        async with app.state.pool.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    "SELECT actor_user, org_id, after FROM audit_log WHERE action = 'export' "
+                    "AND entity = 'draw_campaign' AND entity_id = %s ORDER BY id",
+                    (str(cid),),
+                )
+            ).fetchall()
+        return [dict(r) for r in rows]
+
+    url = f"/draws/{cid}/results"
+    whole = await client.get(url, headers=admin, params={"format": "csv", "outcome": "won"})
+    assert whole.status_code == 200 and phone in whole.text, whole.text
+    masked = await client.get(url, headers=marketer, params={"format": "csv"})
+    assert masked.status_code == 200 and phone not in masked.text, masked.text
+    head = await client.head(url, headers=admin, params={"format": "csv"})
+    assert head.status_code == 200
+    assert (await client.get(url, headers=admin)).status_code == 200  # a page: no file
+    rows = await exports()
+    assert [r["after"] for r in rows] == [
+        {"outcome": "won", "rows": 1, "whole_phones": True},
+        {"outcome": None, "rows": 1, "whole_phones": False},
+    ]
+    assert {r["org_id"] for r in rows} == {demo["BRAND-LUMI"]}
+    assert rows[0]["actor_user"] != rows[1]["actor_user"]
+
+
 async def test_prizes_added_later_stop_at_the_campaigns_maximum_even_at_once(
     client: Any, login: Any, goods: dict[str, Any]
 ) -> None:

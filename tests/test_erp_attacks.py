@@ -103,6 +103,24 @@ async def test_formula_cells_are_refused_in_every_column_a_spreadsheet_shows(
     assert errors(result) == [(1, "email", "formula_value")]
 
 
+async def test_full_width_and_blank_led_formula_cells_are_refused_as_the_exports_guard_them(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: the exports' guard missed a full-width ``＝``/``＋``/``－``/``＠`` (a Chinese
+    input method in full-width mode) and a formula after leading blanks; the import's
+    ``formula_value`` check, the same rule, let such a name be stored. Now refused alike."""
+    admin = await login("admin")
+    names = ["＝HYPERLINK(1)", "＋1", "－1", "＠SUM(1)", " =1+1", "\u3000=1+1", "\u00a0@SUM(1)"]
+    items = [
+        {"erp_code": code(f"PW{n}"), "product_no": f"PW{n}-{RUN}", "name": name}
+        for n, name in enumerate(names)
+    ]
+    fine = {"erp_code": code("PWOK"), "product_no": f"PWOK-{RUN}", "name": "中文＝名 -1"}
+    result = await imported(client, admin, "products", {"items": [*items, fine]}, dry_run=True)
+    assert counts(result) == (1, 0, 0, len(names)), result
+    assert errors(result) == [(n, "name", "formula_value") for n in range(1, len(names) + 1)]
+
+
 async def test_a_user_moved_by_import_into_a_moving_org_keeps_no_stale_role(
     client: Any, login: Any, demo: Any, app: Any
 ) -> None:

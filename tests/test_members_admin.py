@@ -358,10 +358,12 @@ async def test_the_csv_export_masks_guards_formulas_and_is_audited(
     assert {r["id"] for r in for_service} == {str(hostile["id"]), str(plain["id"])}
     row = next(r for r in for_service if r["id"] == str(hostile["id"]))
     assert row["phone"] == f"{hostile['phone'][:3]}****{hostile['phone'][-4:]}"
-    assert row["city"] == '\'=HYPERLINK("http://x")' and row["email"] == "'@evil.cn"
-    assert row["wechat_id"] == "'-cmd" and row["province"] == "浙江省"
+    assert row["city"] == '\'=HYPERLINK("http://x")' and row["email"] == "***@evil.cn"
+    assert row["wechat_id"] == "'-***" and row["province"] == "浙江省"  # masked, still guarded
     for_admin = await rows(admin)
     assert {r["phone"] for r in for_admin} == {hostile["phone"], plain["phone"]}
+    row = next(r for r in for_admin if r["id"] == str(hostile["id"]))
+    assert row["email"] == "'@evil.cn" and row["wechat_id"] == "'-cmd"
 
     audit = (
         await client.get("/audit", headers=admin, params={"entity": "member", "per_page": 200})
@@ -487,6 +489,49 @@ async def test_a_members_detail_shows_the_points_balance_and_latest_ledger(
         assert (await client.get(f"{path}/points", headers=who)).status_code in (403, 404)
     assert_error(await client.get(f"{path}/points", headers=other_brand["admin"]), 404)
     assert_error(await client.get("/members/999999999/points", headers=admin), 404)
+
+
+async def test_members_e_mails_and_wechat_ids_follow_the_phones_rule_for_staff(
+    client: Any, app: Any, demo: Any, login: Any
+) -> None:
+    """A probe: customer service (``member_service``, no ``members.read_phone``) saw members'
+    phones masked but their e-mails and WeChat ids whole — in the CSV export, the member's
+    detail and the freeze's answer — while ``GET /audit`` masked the same e-mails for them.
+    Now one rule (``app.members.mask``): whole only to who sees phones whole, else masked as
+    the audit log masks them (``l***@example.com``)."""
+    brand = demo["BRAND-LUMI"]
+    tag = uuid.uuid4().hex[:8]
+    email, wechat = f"lin.{tag}@example.com", f"wx_{tag}"
+    member = await _member(app, brand, email=email, wechat_id=wechat)
+    admin = await login("admin")
+    service = await _staff(client, admin, brand, ["member_service"])
+    search = {"phone": member["phone"][-4:], "format": "csv"}
+
+    async def shown(headers: Any) -> list[Any]:
+        exported = await client.get("/members", headers=headers, params=search)
+        assert exported.status_code == 200, exported.text
+        (row,) = [
+            r
+            for r in csv.DictReader(io.StringIO(exported.content.decode("utf-8-sig")))
+            if r["id"] == str(member["id"])
+        ]
+        detail = await client.get(f"/members/{member['id']}", headers=headers)
+        assert detail.status_code == 200, detail.text
+        return [
+            (row["email"], row["wechat_id"]),
+            (detail.json()["email"], detail.json()["wechat_id"]),
+        ]
+
+    assert await shown(service) == [("l***@example.com", "w***")] * 2
+    assert await shown(admin) == [(email, wechat)] * 2
+    frozen = await client.post(
+        f"/members/{member['id']}/freeze", headers=service, json={"reason": "probe"}
+    )
+    assert frozen.status_code == 200, frozen.text  # the freeze answers the detail, masked
+    assert (frozen.json()["email"], frozen.json()["wechat_id"]) == ("l***@example.com", "w***")
+    no_email = await _member(app, brand)
+    detail = await client.get(f"/members/{no_email['id']}", headers=service)
+    assert detail.json()["email"] is None and detail.json()["wechat_id"] is None
 
 
 async def test_the_audit_log_masks_personal_data_for_readers_who_cannot_see_it(

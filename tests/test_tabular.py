@@ -144,6 +144,63 @@ async def test_a_row_past_the_sheet_is_refused_never_dropped() -> None:
         _ = [chunk async for chunk in tabular.xlsx_chunks("t", ["v"], batches())]
 
 
+# full-width formula starts (a Chinese input method in full-width mode) and formulas after blanks
+GUARDED = [
+    *(f'{lead}HYPERLINK("http://evil.example","refund")' for lead in "=+-@＝＋－＠"),
+    *(f"{blank}=1+1" for blank in (" ", "  ", "\u3000", "\n", "\u00a0", " \t", "\r\n")),
+    " \u3000＋86 138",
+    "\tplain",  # a tab or a CR first is guarded whatever follows, as before
+    "\rplain",
+    "-12.50",  # a number written as text was guarded before, and still is
+]
+UNGUARDED = ["plain", " plain", "a=1", "中文＝名", "\u3000", "   ", "", "1-2", "x@y.example"]
+
+
+def _quoted_styles(content: bytes) -> set[str]:
+    """The indexes of the workbook's cell formats with Excel's quote prefix."""
+    with zipfile.ZipFile(io.BytesIO(content)) as book:
+        styles = ElementTree.fromstring(book.read("xl/styles.xml"))
+    xfs = styles.find(f"{NS}cellXfs")
+    assert xfs is not None
+    return {str(n) for n, xf in enumerate(xfs) if xf.get("quotePrefix") == "1"}
+
+
+async def test_full_width_and_blank_led_formulas_are_guarded_in_csv_and_xlsx() -> None:
+    """A probe: a complaint typed ``＝HYPERLINK(…)`` (full-width, as a Chinese input method in
+    full-width mode types it: East Asian Excel/WPS read it as ``=``) or `` =HYPERLINK(…)`` (a
+    blank, U+3000, a line feed or NBSP first: programs that trim cells on import drop it) went
+    into the CSV export unguarded — the guard looked at the first character for ``= + - @``
+    only. Now such a cell gets the apostrophe in front of the whole cell, and in XLSX the quote
+    prefix; numbers (a negative amount) stay numbers, other text stays as typed."""
+    from decimal import Decimal
+
+    for value in GUARDED:
+        assert tabular.csv_cell(value) == "'" + value, repr(value)
+    for value in UNGUARDED:
+        assert tabular.csv_cell(value) == value, repr(value)
+    assert tabular.csv_cell(-5) == -5 and tabular.csv_cell(Decimal("-12.50")) == Decimal("-12.50")
+
+    texts = GUARDED + UNGUARDED
+    csv_file = b"".join([c async for c in tabular.csv_chunks(["v"], one_batch([[-5]]))])
+    assert csv_file.decode("utf-8-sig").splitlines()[1] == "-5"  # a number, unguarded
+
+    rows: list[list[Any]] = [[value, -5, Decimal("-12.50")] for value in texts]
+    content = b"".join([c async for c in xlsx_chunks("t", ["v", "n", "d"], one_batch(rows))])
+    quoted = _quoted_styles(content)
+    cells = {c.get("r", ""): c for c in ElementTree.fromstring(_sheet(content)).iter(f"{NS}c")}
+    for n, value in enumerate(texts, start=2):
+        cell = cells.get(f"A{n}")
+        if value == "":
+            assert cell is None
+            continue
+        assert cell is not None and _text(cell) == value, repr(value)  # shown as typed
+        assert (cell.get("s") in quoted) == (value in GUARDED), repr(value)
+        for col in "BC":  # negative numbers: number cells, no quote prefix
+            number = cells[f"{col}{n}"]
+            assert number.get("t") in (None, "n") and number.get("s") not in quoted
+            assert float(number.findtext(f"{NS}v") or "") < 0
+
+
 # -- exports streamed from the database: a bounded share of the pool, cut off when stalled ------
 
 POOL = 4  # a small pool (TRACECODE_DB_POOL_MAX): its export streams may hold one connection

@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from litestar import Controller, asgi, delete, get, patch, post
+from litestar import Controller, Request, asgi, delete, get, patch, post
 from litestar.openapi.spec import OpenAPI
 from litestar.params import QueryParameter
 from litestar.types import Receive, Scope, Send
@@ -127,6 +127,7 @@ class DrawsController(Controller):
     @get("/{campaign_id:int}/results")
     async def results(
         self,
+        request: Request[Any, Any, Any],
         campaign_id: int,
         conn: Conn,
         principal: Principal,
@@ -138,9 +139,12 @@ class DrawsController(Controller):
         """The campaign's draws, newest first: the member (phone masked without
         ``members.read_phone``), the prize or none, the verification's result and reason, the
         fulfilment. ``outcome``: ``won``, ``lost``, ``pending`` (to hand over). ``format=csv``:
-        every match as a file."""
+        every match as a file, audited (``export``/``draw_campaign``; not its HEAD)."""
         if fmt == "csv":
-            chunks = await service.results_csv(conn, principal, campaign_id, outcome)
+            audited = request.method != "HEAD"
+            chunks = await service.results_csv(
+                conn, principal, campaign_id, outcome, audited=audited
+            )
             name = f"draw-{campaign_id}-results.csv"
             return download(chunks, "csv", name)  # type: ignore[return-value]
         return await service.results(conn, principal, campaign_id, outcome, page, per_page)

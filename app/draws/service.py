@@ -43,7 +43,7 @@ from app.draws.schemas import (
     draw_status,
 )
 from app.errors import Conflict, NotFound, Unprocessable
-from app.members.mask import shown_phone
+from app.members.mask import sees_phones, shown_phone
 from app.members.principal import brand_of_staff
 from app.members.profile import member_provinces
 from app.paging import Page, fetch_page
@@ -414,11 +414,18 @@ async def results(
 
 
 async def results_csv(
-    conn: Conn, actor: Principal, campaign_id: int, outcome: RESULT_FILTER | None
+    conn: Conn,
+    actor: Principal,
+    campaign_id: int,
+    outcome: RESULT_FILTER | None,
+    *,
+    audited: bool = True,
 ) -> Any:
     """The campaign's draws as CSV (``app.tabular``: formula-guarded), oldest first; more than
     ``MAX_CSV`` is 422 ``too_many_rows`` before the file starts (as every export read whole:
-    the file was cut at ``MAX_CSV`` with a 200 — a probe)."""
+    the file was cut at ``MAX_CSV`` with a 200 — a probe). The export is audited ``export`` on
+    the ``draw_campaign``: its outcome filter, its rows, whether the phones were whole
+    (``audited=False``: a HEAD) — a probe: a file of members' whole phones left unrecorded."""
     brand_id = _staff(actor)
     await _get(conn, brand_id, campaign_id, deleted=True)
     where = "d.campaign_id = %(campaign)s" + (f" AND {_FILTERS[outcome]}" if outcome else "")
@@ -431,6 +438,11 @@ async def results_csv(
     if len(rows) > MAX_CSV:
         raise Unprocessable(
             f"more than {MAX_CSV} draws: narrow them by outcome", code="too_many_rows"
+        )
+    if audited:
+        exported = {"outcome": outcome, "rows": len(rows), "whole_phones": sees_phones(actor)}
+        await audit.record(
+            conn, actor, "export", "draw_campaign", campaign_id, after=exported, org_id=brand_id
         )
     table = [[getattr(out, c) for c in RESULT_COLUMNS] for out in (_result(actor, r) for r in rows)]
     return tabular.csv_chunks(RESULT_COLUMNS, tabular.one_batch(table))

@@ -5,9 +5,10 @@ value is judged alike wherever it comes from: CSV cells are text (``"30.25"`` be
 ``"true"`` a boolean, an empty cell ``null``), JSON values keep their JSON types. Before the
 conversion every text value is checked for control characters (400-like ``invalid_character``,
 for that row only); after it, the text columns a spreadsheet would show are checked for a formula
-start (``= + - @``: ``formula_value``): such a cell is refused rather than stored and exported,
-and the product number for Excel's scientific notation ("6.90123E+12", ``invalid_value``): a
-number of 12 digits or more Excel saved as it showed it, its digits lost.
+start (``= + - @``, their full-width forms, also after leading blanks: ``formula_lead`` of
+``app.tabular``, the exports' one rule; ``formula_value``): such a cell is refused rather than
+stored and exported, and the product number for Excel's scientific notation ("6.90123E+12",
+``invalid_value``): a number of 12 digits or more Excel saved as it showed it, its digits lost.
 A value of a column with a pattern (codes, usernames, phones …) may not end with a line feed
 either (``invalid_value``): every pattern ends with ``(?!\n)$`` (tests/test_patterns.py).
 
@@ -31,7 +32,7 @@ from app.csvread import Encoding, decode, excel_scientific, read_rows
 from app.edge import MAX_JSON_DEPTH, TooDeep, json_depth_ok
 from app.erp.schemas import Entity, MasterDataError, MasterDataIn, MasterDataResult
 from app.errors import BadRequest, PayloadTooLarge, invalid_body
-from app.tabular import FORMULA_START
+from app.tabular import formula_lead
 from app.textguard import has_control
 
 Format = Literal["csv", "json"]
@@ -283,8 +284,9 @@ def _convert(item: Item, values: dict[str, Any], spec: Spec, *, strict: bool) ->
         return
     for column in spec.text_columns:
         value = getattr(data, column, None)
-        if isinstance(value, str) and value.startswith(FORMULA_START):
-            message = f"{column} starts with {value[0]!r}: a spreadsheet would run it as a formula"
+        lead = formula_lead(value) if isinstance(value, str) else None
+        if lead is not None:
+            message = f"{column} starts with {lead!r}: a spreadsheet would run it as a formula"
             item.fail(column, "formula_value", message)
     for column in _NUMBER_CODES:
         value = getattr(data, column, None)

@@ -39,7 +39,7 @@ from app.errors import Conflict, NotFound, ValidationFailed
 from app.localtime import REPORT_TZ
 from app.members import erasure, freezes, points
 from app.members.limits import MemberLimits
-from app.members.mask import mask_phone, sees_phones, shown_phone
+from app.members.mask import mask_phone, sees_phones, shown_email, shown_phone, shown_wechat_id
 from app.members.phones import phone_query
 from app.members.principal import Member, brand_of_staff
 from app.members.profile import AGE_BAND_SQL, query_province
@@ -265,8 +265,10 @@ async def detail(conn: Conn, actor: Principal, member_id: int) -> MemberDetail:
     recent = await _scans(conn, member_id, 1, RECENT_SCANS)
     entries = await points.ledger(conn, member_id, 1, RECENT_LEDGER)
     return MemberDetail(
-        **{k: row[k] for k in row if k != "phone"},
+        **{k: row[k] for k in row if k not in ("phone", "email", "wechat_id")},
         phone=shown_phone(actor, row["phone"]),
+        email=shown_email(actor, row["email"]),
+        wechat_id=shown_wechat_id(actor, row["wechat_id"]),
         scans=recent.items,
         scans_total=recent.total,
         points_balance=await points.balance(conn, member_id),
@@ -405,6 +407,7 @@ def _csv_batches(
 def _csv_row(actor: Principal, r: dict[str, Any]) -> list[Any]:
     return [
         r["id"], shown_phone(actor, r["phone"]), r["status"], r["gender"], r["birthday"],
-        r["age_band"], r["email"], r["wechat_id"], r["province"], r["city"],
+        r["age_band"], shown_email(actor, r["email"]), shown_wechat_id(actor, r["wechat_id"]),
+        r["province"], r["city"],
         r["marketing_opt_out"], r["created_at"], r["last_login_at"], r["frozen_reason"],
     ]  # fmt: skip

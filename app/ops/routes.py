@@ -21,7 +21,7 @@ from app.config import Settings
 from app.db import Conn
 from app.head import GET_HEAD
 from app.jobs import WORKER_STALE_SECONDS, workers_key
-from app.members.mask import READ_PHONE, mask_phone, sees_phones
+from app.members.mask import READ_PHONE, mask_email, mask_phone, mask_wechat_id, sees_phones
 from app.ops.schemas import AuditOut, Check, HealthOut
 from app.paging import Page, PageNo, PerPage, fetch_page
 from app.sms.outbox import pending_stats
@@ -281,16 +281,13 @@ def _masked(value: Any) -> Any:
         return {
             k: mask_phone(v)
             if k == "phone" and isinstance(v, str)
-            else _masked_email(v)
+            else mask_email(v)
             if k == "email" and isinstance(v, str)
+            else mask_wechat_id(v)
+            if k == "wechat_id" and isinstance(v, str)
             else _masked(v)
             for k, v in value.items()
         }
     if isinstance(value, list):
         return [_masked(v) for v in value]
     return value
-
-
-def _masked_email(email: str) -> str:
-    name, at, domain = email.partition("@")
-    return f"{name[:1]}***{at}{domain}" if at else "***"
