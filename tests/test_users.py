@@ -670,6 +670,43 @@ async def test_a_user_saved_unchanged_writes_no_audit_row(
     assert await _actions(client, admin, "user", user) == ["set_password", "update", "create"]
 
 
+async def test_nobody_takes_permissions_from_a_role_they_hold(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: ``PATCH /users/{own id}`` of one's roles is 422 ``own_account``, but an
+    administrator whose powers came from a custom role took them from that role (200): the
+    brand's last administrator left nobody able to manage its users, roles or keys. Taking
+    permissions from a role one holds is refused alike; its other changes, and another's
+    change of it, still go through."""
+    admin = await login("admin")
+    permissions = ["users.read", "users.write", "roles.write", "orgs.read"]
+    made = await client.post(
+        "/roles",
+        headers=admin,
+        json={"name": f"mine_{secrets.token_hex(3)}", "permissions": permissions},
+    )
+    assert made.status_code == 201, made.text
+    role = made.json()["id"]
+    holder = await new_user(client, admin, demo["BRAND-LUMI"], [made.json()["name"]])
+    signed = await client.post(
+        "/auth/login", json={"username": holder["username"], "password": holder["password"]}
+    )
+    mine = {"Authorization": f"Bearer {signed.json()['access_token']}"}
+    stripped = await client.patch(
+        f"/roles/{role}", headers=mine, json={"permissions": ["orgs.read"]}
+    )
+    assert_error(stripped, 422, "own_account")
+    assert (await client.get("/users", headers=mine)).status_code == 200  # still its own
+    described = await client.patch(
+        f"/roles/{role}", headers=mine, json={"permissions": permissions, "description": "ours"}
+    )
+    assert described.status_code == 200, described.text
+    by_another = await client.patch(
+        f"/roles/{role}", headers=admin, json={"permissions": ["orgs.read"]}
+    )
+    assert by_another.status_code == 200, by_another.text
+
+
 async def test_a_role_saved_unchanged_writes_no_audit_row(client: Any, login: Any) -> None:
     """A probe: ``PATCH /roles/{id}`` with ``{}``, or with the permissions and description the
     role has, answered 200 and wrote an ``update`` row whose before and after were the same.

@@ -521,12 +521,30 @@ async def _managed_role(conn: Conn, actor: Principal, role_id: int, lock: str) -
     return role
 
 
+async def _holds(conn: Conn, actor: Principal, role_id: int) -> bool:
+    """Whether the caller (a key's maker for a key) holds the role."""
+    row = await (
+        await conn.execute(
+            "SELECT 1 FROM user_roles WHERE user_id = %s AND role_id = %s",
+            (actor.person, role_id),
+        )
+    ).fetchone()
+    return row is not None
+
+
 async def update_role(conn: Conn, actor: Principal, role_id: int, patch: RolePatch) -> RoleOut:
     before = await _managed_role(conn, actor, role_id, "FOR NO KEY UPDATE")
     # a value it has already is no change: saved unchanged, no write and no row, as PATCH
     # /orgs/{id} {} (a probe: an ``update`` row whose before and after were the same)
     if patch.permissions is not msgspec.UNSET:
         check_grantable(actor, patch.permissions)
+        if set(before.permissions) - set(patch.permissions) and await _holds(conn, actor, role_id):
+            # one's own roles are another's to change, as ``update_user`` refuses them (a probe:
+            # a brand's last administrator took users.write from the role it held, and nobody
+            # of the brand could manage users, roles or keys again)
+            raise Unprocessable(
+                "you cannot take permissions from a role you hold", code="own_account"
+            )
         if set(patch.permissions) != set(before.permissions):
             await conn.execute(
                 "UPDATE roles SET permissions = %s, updated_at = now() WHERE id = %s",

@@ -217,7 +217,7 @@ export const ZH_CN: Readonly<Record<string, string>> = {
   otp_wrong: '验证码错误',
   out_of_stock: '礼品库存不足',
   over_shipment: '超出订单数量',
-  own_account: '不能修改自己账号的状态或角色',
+  own_account: '不能这样修改自己的账号（状态、角色、所持角色的权限）',
   own_document: '审批人不能是单据的经办人或确认人',
   own_org: '不能修改自己所在的组织',
   own_supervisor: '业务员不能做自己的主管',
