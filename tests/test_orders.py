@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import assert_error, issue_cases, issue_units, sales_order
+from tests.helpers import assert_error, issue_cases, issue_units, new_user, sales_order
 from tests.test_hardening_logistics import document, move
 
 _ids = itertools.count()
@@ -600,3 +600,68 @@ async def test_no_order_is_taken_to_or_from_a_deactivated_organisation(
     assert imported.status_code == 200, imported.text
     assert imported.json()["rejected"] == 1, imported.json()
     assert imported.json()["errors"][0]["code"] == "org_inactive", imported.json()
+
+
+async def _agent_holds(client: Any, login: Any, app: Any, demo: Any) -> Any:
+    """A case packed at the factory and received by AGENT-ZJ: its goods."""
+    goods = await pack(client, login, app, demo, 1)
+    clerk, agent = await login("clerk"), await login("agent_clerk")
+    leg = await move(client, clerk, goods.cases, kind="outbound", counterparty_id=demo["AGENT-ZJ"])
+    await move(client, agent, None, kind="inbound", shipment_id=leg["id"])
+    return goods
+
+
+async def _order(
+    client: Any, headers: dict[str, str], sender: int, receiver: int, goods: Any
+) -> int:
+    made = await client.post(
+        "/orders",
+        headers=headers,
+        json={
+            "erp_no": f"SO-SIDE-{secrets.token_hex(3)}",
+            "from_org_id": sender,
+            "to_org_id": receiver,
+            "lines": [{"product_id": goods.product_id, "quantity": 10}],
+        },
+    )
+    assert made.status_code == 201, made.text
+    return int(made.json()["id"])
+
+
+async def test_only_the_senders_side_ships_its_order(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: the brand's order to a store (straight from its own stock) was drafted and
+    confirmed by the store's agent, its own goods counted as the brand's shipment (``shipped``
+    10 of 10; the brand could not ship it any more: over_shipment), and a distributor filled its
+    agent's order to the distributor's store so — the only check was that the shipper lay below
+    the sender. An order ships from its sender or its side below it, never from an agent,
+    distributor or store on the way down (422 ``wrong_order``); the agent ships its own order."""
+    goods = await _agent_holds(client, login, app, demo)
+    partner, agent, agent_admin = (
+        await login("partner"),
+        await login("agent_clerk"),
+        await login("agent_admin"),
+    )
+    brands = await _order(client, partner, demo["BRAND-LUMI"], demo["STORE-HZ-01"], goods)
+    by_agent = await client.post(
+        "/documents", headers=agent, json={"kind": "outbound", "order_id": brands}
+    )
+    assert_error(by_agent, 422, "wrong_order")
+    agents = await _order(client, agent_admin, demo["AGENT-ZJ"], demo["STORE-NB-01"], goods)
+    leg = await move(client, agent, goods.cases, kind="outbound", counterparty_id=demo["DIST-NB"])
+    user = await new_user(client, agent_admin, demo["DIST-NB"], ["warehouse_clerk"])
+    signed = await client.post(
+        "/auth/login", json={"username": user["username"], "password": user["password"]}
+    )
+    dist = {"Authorization": f"Bearer {signed.json()['access_token']}"}
+    await move(client, dist, None, kind="inbound", shipment_id=leg["id"])
+    by_distributor = await client.post(
+        "/documents", headers=dist, json={"kind": "outbound", "order_id": agents}
+    )
+    assert_error(by_distributor, 422, "wrong_order")
+    own = await client.post(
+        "/documents", headers=agent, json={"kind": "outbound", "order_id": agents}
+    )
+    assert own.status_code == 201, own.text
+    assert own.json()["counterparty_id"] == demo["STORE-NB-01"]

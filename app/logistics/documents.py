@@ -52,7 +52,7 @@ from app.logistics.schemas import (
     SaleIn,
     SummaryLineOut,
 )
-from app.orgs.schemas import CHANNEL_KINDS
+from app.orgs.schemas import CHANNEL_KINDS, SELLING_KINDS
 
 # who sells to consumers: the kinds a member's claim sells at too (``app.members.points``)
 RETAIL_KINDS = ("store", "agent", "distributor")
@@ -604,7 +604,7 @@ async def _counterparty(
             counterparty = org["parent_id"] if counterparty is None else counterparty
     elif movement.receiver == "counterparty":  # shipping to it (outbound, return)
         if order is not None:
-            if not org["path"].startswith(order["from_path"]):
+            if not await _ships_for(conn, org["path"], order["from_path"]):
                 raise Unprocessable("the order ships from another organisation", code="wrong_order")
             if order["status"] in ("closed", "cancelled"):
                 raise Conflict(f"the order is {order['status']}", code="order_closed")
@@ -628,6 +628,25 @@ async def _counterparty(
     elif movement.sender == "in_transit":  # receiving a shipment, or an order's shipments
         counterparty, order_id = await _shipment_sender(conn, data, org, order)
     return counterparty, order_id
+
+
+async def _ships_for(conn: Conn, org_path: str, sender_path: str) -> bool:
+    """Whether the organisation at ``org_path`` ships an order of the sender at
+    ``sender_path``: the sender itself, or its side below it — no organisation that sells on
+    (agent, distributor, store: ``SELLING_KINDS``; a branch is the brand's side) on the way down
+    (a probe: an agent shipped its own goods against the brand's order to the agent's store,
+    counted as the brand's shipment, and a distributor filled its agent's order so)."""
+    if not org_path.startswith(sender_path):
+        return False
+    row = await (
+        await conn.execute(
+            """SELECT NOT EXISTS (SELECT 1 FROM orgs a
+                WHERE a.id = ANY(string_to_array(trim(both '/' FROM %s), '/')::bigint[])
+                  AND a.kind = ANY(%s)) AS own""",
+            (org_path[len(sender_path) :], list(SELLING_KINDS)),
+        )
+    ).fetchone()
+    return bool(row and row["own"])
 
 
 async def _last_shipper(conn: Conn, org_id: int) -> int | None:
