@@ -12,7 +12,9 @@ routing and handling:
   ``invalid_host`` or ``invalid_character`` before routing — each Host is checked
   (``app.edge.host_ok``) in the one pass over the headers that finds the request id; those
   refusals, and a 404 or 405 of a path or method no route has, take the shape of their path
-  prefix's errors (``refusals``: problem+json under ``/epcis``);
+  prefix's errors (``refusals``: problem+json under ``/epcis``); under the consumer pages'
+  prefixes the edge check's refusal is a page to a browser (``pages``: a scanned link with a
+  stray invisible character answered routing's English JSON to a phone, a probe);
 * the body of every HEAD answer dropped, headers kept (``app.head``);
 * ``Cache-Control: no-store`` on every answer to a request with credentials (an
   ``Authorization`` or ``X-API-Key`` header, or cookies: the pages' sessions) whose route set no
@@ -89,6 +91,9 @@ _NO_STORE = (b"cache-control", b"no-store")
 # errors answered before routing, shaped for a path prefix: (method, status, the project's error
 # object) -> body, media type, extra headers
 Refusal = Callable[[str, int, dict[str, Any]], tuple[dict[str, Any], str, dict[str, str]]]
+# the edge check's refusal as a page, for a path prefix: (scope, status, the project's error
+# object) -> an ASGI answer (a page, to a client that asks for one), or None: the JSON error
+PageRefusal = Callable[[Any, int, dict[str, Any]], Any]
 
 
 class _Ids:
@@ -133,18 +138,21 @@ class Tracecode(Litestar):
     ``access_log_sample``: the fraction of answers below 400 that get an access log line.
     ``refusals``: per path prefix, how errors answered before a route is found (the edge
     check's, a path or method no route has) are shaped there — the EPCIS binding's
-    problem+json; elsewhere the project's JSON error."""
+    problem+json; elsewhere the project's JSON error. ``pages``: per path prefix, the page a
+    browser gets for the edge check's refusal there (the consumer pages'), else as above."""
 
     def __init__(
         self,
         *args: Any,
         access_log_sample: float = 1.0,
         refusals: dict[str, Refusal] | None = None,
+        pages: dict[str, PageRefusal] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.access_log_sample = access_log_sample
         self.refusals = refusals or {}
+        self.pages = pages or {}
         # Litestar's app-level exception layer: this layer catches what it would and hands it
         # to its handling (``_exception``), unless Litestar wraps the router in more (CORS, ...)
         outer = self.asgi_handler
@@ -211,7 +219,11 @@ class Tracecode(Litestar):
                     check_edge(scope, bad_host)
                 except (InvalidHost, InvalidCharacter) as exc:
                     error = error_body(exc.code, exc.message, exc.details)["error"]
-                    await self._refuse(scope, front_send, exc.status, error, {})
+                    page = self._page(scope, exc.status, error)
+                    if page is not None:  # a browser on the consumer pages: a page
+                        await page(scope, receive, front_send)
+                    else:
+                        await self._refuse(scope, front_send, exc.status, error, {})
                     return
             scope["app"] = scope["litestar_app"] = self
             if "state" not in scope:
@@ -259,6 +271,17 @@ class Tracecode(Litestar):
                 _access_log.isEnabledFor(_INFO),
             ):
                 writer.wake()
+
+    def _page(self, scope: Any, status: int, error: dict[str, Any]) -> Any:
+        """The page (an ASGI answer) a client asking for one gets for the edge check's refusal
+        under a consumer page prefix (``pages``); None: the JSON shape."""
+        path = scope["path"]
+        make = next((f for prefix, f in self.pages.items() if path.startswith(prefix)), None)
+        if make is None:
+            return None
+        scope["app"] = scope["litestar_app"] = self  # the page's request reads the app's state
+        scope.setdefault("state", {})
+        return make(scope, status, error)
 
     def _shape(self, path: str) -> Refusal | None:
         return next((f for prefix, f in self.refusals.items() if path.startswith(prefix)), None)

@@ -78,6 +78,7 @@ from app.users.service import sync_builtin_roles
 from app.verify.regions import ip_table
 from app.verify.routes import document_verify
 from app.verify.service import Verifier
+from app.web.pages import edge_pages
 
 #: One router per domain (each ``app/<domain>/__init__.py``), in the order of the OpenAPI document.
 ROUTERS = [
@@ -216,6 +217,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         logging_config=None,
         access_log_sample=settings.access_log_sample,
         refusals={"/epcis/": epcis_refusal},  # problem+json, as every EPCIS error
+        pages=edge_pages(settings),  # the consumer pages': a page to a browser
     )
     document_verify(app.openapi_schema)  # builds the schema now (~0.3 s), with /v1/verify in it
     document_claims(app.openapi_schema)  # POST /members/me/claims, an ASGI handler too

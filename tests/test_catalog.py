@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import acting, assert_error, sales_order
+from app._core import gs1_check_digit
+from tests.helpers import acting, assert_error, onboarded_brand, sales_order
 from tests.race_support import audit_rows, deleted_once, lock_waiters, twice_held
 
 
@@ -728,3 +729,53 @@ async def test_names_reasons_and_texts_others_read_need_a_visible_character(
         "/api-keys", headers=admin, json={"name": "\u200b ERP", "permissions": ["catalog.read"]}
     )
     assert made.status_code == 201, made.text
+
+
+def _gtin_under(prefix: str, length: int = 13) -> str:
+    """A valid GTIN of ``length`` digits (13, or 14 with indicator digit 1) under ``prefix``."""
+    body = prefix + "".join(str(secrets.randbelow(10)) for _ in range(12 - len(prefix)))
+    body = ("1" + body) if length == 14 else body
+    return body + str(gs1_check_digit(body))
+
+
+async def test_a_gtin_under_another_brands_company_prefix_is_refused(
+    client: Any, login: Any
+) -> None:
+    """A probe: a tenant created a published product with a GTIN under another brand's GS1
+    company prefix (GTINs are printed on every pack), taking that brand's product page
+    ``/p/{gtin}`` and its Digital Link ``/01/{gtin}``; the brand itself was then refused its own
+    product (409 ``duplicate_gtin``, which told the tenant the GTIN was taken). Now a GTIN under
+    another brand's prefix is 422 ``gtin_of_other_brand`` naming ``gtin`` — on create and on
+    PATCH, whether the brand has catalogued it or not —; the brand's own are its to use, and a
+    brand without a prefix claims none."""
+    prefix = "58" + "".join(str(secrets.randbelow(10)) for _ in range(7))
+    _, admin_a = await onboarded_brand(client, login, gs1_company_prefix=prefix)
+    _, admin_b = await onboarded_brand(client, login)  # no prefix of its own
+    own, case_level = _gtin_under(prefix), _gtin_under(prefix, 14)
+    for gtin in (own, case_level):
+        squat = {"name": "Knock-off", "product_no": f"SQ-{gtin}", "gtin": gtin}
+        error = assert_error(
+            await client.post("/products", headers=admin_b, json=squat), 422, "gtin_of_other_brand"
+        )
+        assert error["details"] == {"field": "gtin"}, error
+    made = await client.post(
+        "/products", headers=admin_a, json={"name": "Serum", "product_no": "A-1", "gtin": own}
+    )
+    assert made.status_code == 201, made.text
+    # catalogued by the brand: still refused as the other brand's, not as a duplicate
+    taken = await client.post(
+        "/products", headers=admin_b, json={"name": "Copy", "product_no": "SQ-2", "gtin": own}
+    )
+    assert_error(taken, 422, "gtin_of_other_brand")
+    # no one's prefix: B's to use; changed to one under A's prefix, refused, nothing written
+    free = _gtin_under("59" + "".join(str(secrets.randbelow(10)) for _ in range(7)))
+    mine = await client.post(
+        "/products", headers=admin_b, json={"name": "B's", "product_no": "B-1", "gtin": free}
+    )
+    assert mine.status_code == 201, mine.text
+    url = f"/products/{mine.json()['id']}"
+    moved = await client.patch(url, headers=admin_b, json={"gtin": case_level})
+    assert_error(moved, 422, "gtin_of_other_brand")
+    assert (await client.get(url, headers=admin_b)).json()["gtin"] == "0" + free
+    renamed = await client.patch(url, headers=admin_b, json={"name": "B's own"})
+    assert renamed.status_code == 200, renamed.text

@@ -1545,3 +1545,23 @@ async def test_a_gbk_file_that_may_be_utf8_with_symbols_is_refused_not_guessed(
     assert stored["contact_name"] == "卢伟", stored
     assert decode("name\n李芳路\n".encode("gbk")) == "name\n李芳路\n"
     assert decode("name\n25°C 卢伟\n".encode()) == "name\n25°C 卢伟\n"  # three-byte UTF-8
+
+
+async def test_a_row_with_a_gtin_under_another_brands_prefix_is_that_rows_error(
+    client: Any, login: Any
+) -> None:
+    """A probe: a tenant could take a GTIN under another brand's GS1 company prefix (its product
+    page and Digital Link). The import goes through ``create_product``: such a row is
+    ``gtin_of_other_brand`` on ``gtin``, the file's other rows applied."""
+    prefix = "57" + "".join(str(secrets.randbelow(10)) for _ in range(7))
+    await onboarded_brand(client, login, gs1_company_prefix=prefix)
+    _, other = await onboarded_brand(client, login)
+    body12 = prefix + f"{secrets.randbelow(1000):03d}"
+    theirs = body12 + str(gs1_check_digit(body12))
+    rows = PRODUCT_HEADER + (
+        f"{code('GP1')},NO-{code('GP1')},Not mine,,,{theirs},true\n"
+        f"{code('GP2')},NO-{code('GP2')},Mine,,,{a_gtin()},true\n"
+    )
+    result = await imported(client, other, "products", rows)
+    assert counts(result) == (1, 0, 0, 1), result
+    assert errors(result) == [(1, "gtin", "gtin_of_other_brand")]

@@ -4,6 +4,7 @@ languages, escaping, page weight and friendly error pages — over HTTP on real 
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -12,6 +13,7 @@ import httpx
 import msgspec
 import pytest
 
+from app._core import gs1_check_digit
 from app.verify.service import Verifier
 from app.web import html as page_html
 from app.web.i18n import from_accept_language
@@ -24,7 +26,7 @@ from tests.h5_support import (
     unit,
     wrong_pin,
 )
-from tests.helpers import within_one_minute
+from tests.helpers import onboarded_brand, within_one_minute
 from tests.points_support import member_client, new_ip
 
 MAX_PAGE = 100 * 1024
@@ -231,6 +233,48 @@ async def test_a_link_cut_short_or_with_a_stray_character_is_not_called_not_genu
         assert not has_pin_form(page)
     posted = assert_page(await post_pin(client, serial[:-2], pin, lang), 400)
     assert result_of(posted) == "unreadable" and headline in text_of(posted)
+
+
+async def test_a_link_with_a_character_the_edge_refuses_is_a_page_to_a_browser(
+    client: Any, app: Any, batch: int
+) -> None:
+    """A probe: a scanned link with an invisible directional mark a chat app left on it (U+202C
+    after the serial, or in a campaign's query parameter) is refused by the request layer's
+    edge check before routing (400 ``invalid_character``), which shaped its answer for the
+    EPCIS paths only: a phone's browser got routing's English JSON, without the pages' CSP,
+    nosniff or no-referrer, on ``/c/``, ``/p/`` and ``/01/…/21/…`` alike. Now the 400 "code not
+    recognised" page in the visitor's language with the pages' headers (on the member pages,
+    the error page); an API client, and the API's own paths, keep the JSON error."""
+    serial, _ = unit(app, batch, 8)
+    browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+    for lang, headline in (("zh", "无法识别该码"), ("en", "Code not recognised")):
+        accept = {"Accept": browser, "Accept-Language": "zh-CN" if lang == "zh" else "en-US"}
+        for link in (
+            f"/c/{serial}%E2%80%AC",
+            f"/c/{serial}?from=wechat%E2%80%AC",
+            f"/01/06901234000023/21/{serial}%E2%80%AC",
+            "/p/06901234000023%E2%80%AC",
+        ):
+            answer = await client.get(link, headers=accept)
+            page = assert_page(answer, 400)
+            assert headline in text_of(page) and result_of(page) == "unreadable", (link, page)
+            assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+            assert answer.headers["x-content-type-options"] == "nosniff"
+            assert answer.headers["referrer-policy"] == "no-referrer"
+            assert "Accept" in answer.headers["vary"]
+    for link in ("/member/login?brand=1%E2%80%AC", "/member?x=%E2%80%AC"):
+        member = await client.get(link, headers={"Accept": browser})
+        assert "出错了" in text_of(assert_page(member, 400)), link
+    for link, accept in (
+        (f"/c/{serial}%E2%80%AC", {}),
+        (f"/c/{serial}%E2%80%AC", {"Accept": "application/json"}),
+        ("/01/06901234000023?x=%E2%80%AC", {"Accept": "*/*"}),
+        ("/products?q=%E2%80%AC", {"Accept": browser}),  # the API's: JSON
+        ("/members/me?x=%E2%80%AC", {"Accept": browser}),
+    ):
+        refused = await client.get(link, headers=accept)
+        assert refused.status_code == 400, (link, refused.text)
+        assert refused.json()["error"]["code"] == "invalid_character", (link, refused.text)
 
 
 async def test_unknown_addresses_of_the_consumer_pages_are_pages_not_json(
@@ -463,6 +507,61 @@ async def test_unknown_unpublished_and_malformed_gtins_are_friendly_pages(
     for bad in ("6901234000024", "abc", "1" * 30):
         page = assert_page(await client.get(f"/p/{bad}", params={"lang": "en"}), 400)
         assert "not a valid GTIN" in text_of(page)
+
+
+async def test_the_product_pages_of_an_organisation_turned_off_are_404_pages(
+    client: Any, login: Any
+) -> None:
+    """A probe: a brand the platform operator turned off (``POST /orgs/{id}/deactivate``) had
+    its list, story and sign-in pages answer 404, but its products' pages ``/p/{gtin}`` stayed
+    public (naming the brand, linking to its 404 pages). Now a product of an organisation
+    turned off — the brand, or one above the product's owner (turning an agent off turns off
+    its subtree) — is as unpublished: the 404 page, and off the brand's list; back on, back."""
+    platform = await login("platform")
+    brand, admin = await onboarded_brand(client, login)
+    tag = secrets.token_hex(4).upper()
+    agent = await client.post(
+        "/orgs",
+        headers=admin,
+        json={
+            "kind": "agent",
+            "name": f"Agent {tag}",
+            "erp_code": f"AG-{tag}",
+            "parent_id": brand["id"],
+        },
+    )
+    assert agent.status_code == 201, agent.text
+    gtins = {}
+    for owner in ("brand", "agent"):
+        body = "59" + "".join(str(secrets.randbelow(10)) for _ in range(10))
+        gtin = body + str(gs1_check_digit(body))
+        made = {"name": f"Cream of the {owner}", "product_no": f"{owner}-{tag}", "gtin": gtin}
+        made |= {"published": True} | ({"org_id": agent.json()["id"]} if owner == "agent" else {})
+        answer = await client.post("/products", headers=admin, json=made)
+        assert answer.status_code == 201, answer.text
+        gtins[owner] = gtin
+
+    async def shown() -> dict[str, int]:
+        return {
+            owner: (await client.get(f"/p/{gtin}", params={"lang": "en"})).status_code
+            for owner, gtin in gtins.items()
+        }
+
+    listed = {"brand": brand["id"], "lang": "en"}
+    assert await shown() == {"brand": 200, "agent": 200}
+    off = await client.post(f"/orgs/{agent.json()['id']}/deactivate", headers=admin)
+    assert off.status_code == 200, off.text
+    assert await shown() == {"brand": 200, "agent": 404}
+    page = assert_page(await client.get(f"/p/{gtins['agent']}", params={"lang": "en"}), 404)
+    assert "There is no product with this GTIN" in text_of(page)
+    listing = assert_page(await client.get("/brand/products", params=listed))
+    assert gtins["brand"] in listing and gtins["agent"] not in listing
+    off = await client.post(f"/orgs/{brand['id']}/deactivate", headers=platform)
+    assert off.status_code == 200, off.text
+    assert await shown() == {"brand": 404, "agent": 404}
+    back = await client.post(f"/orgs/{brand['id']}/activate", headers=platform)
+    assert back.status_code == 200, back.text
+    assert await shown() == {"brand": 200, "agent": 404}
 
 
 # -- escaping and weight -------------------------------------------------------------------------

@@ -693,3 +693,84 @@ async def test_a_story_saved_through_an_api_key_records_the_keys_maker(
         saved = await _save(client, key, f"<p>from the CMS, {version}</p>", version=version)
         assert saved.status_code == 200, saved.text
         assert saved.json()["updated_by"] == maker
+
+
+async def _longest_loop_stall(work: Any) -> tuple[Any, float]:
+    """``work``'s result and the longest the event loop ran nothing else meanwhile (a ticker
+    waking every 5 ms measures it)."""
+    gaps = [0.0]
+
+    async def ticker() -> None:
+        last = asyncio.get_running_loop().time()
+        while True:
+            await asyncio.sleep(0.005)
+            now = asyncio.get_running_loop().time()
+            gaps.append(now - last)
+            last = now
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0.02)
+    try:
+        result = await work
+        await asyncio.sleep(0.02)
+    finally:
+        task.cancel()
+    return result, max(gaps)
+
+
+async def test_a_story_nested_too_deep_is_refused_on_save(client: Any, login: Any) -> None:
+    """A probe: a story of 22,000 nested ``<ul>`` (88 KB, within every size limit) was kept,
+    and html5ever's tree builder is quadratic in nesting: sanitising it took 1.4 s of the
+    event loop, on every view of the public story page. Now elements nest at most 64 deep:
+    400 ``too_deep`` naming ``html`` beyond, nothing written; 64 levels are kept."""
+    _, admin = await onboarded_brand(client, login)
+    for html in ("<ul>" * 22_000, "<ul><li>" * 33 + "x", "<b>" * 65 + "deep"):
+        refused = await client.put("/brand-story", headers=admin, json={"html": html, "version": 0})
+        error = assert_error(refused, 400, "too_deep")
+        assert error["details"] == {"field": "html", "max_depth": 64}, error
+        assert "64" in error["message"] and "html" in error["message"], error
+    assert (await _story(client, admin))["version"] == 0
+    fits = "<ul><li>" * 32 + "x"  # 64 levels
+    saved = await _save(client, admin, fits, version=0)
+    assert saved.status_code == 200, saved.text
+    assert saved.json()["html"].count("<ul>") == 32
+
+
+async def test_a_story_page_view_sanitises_once_a_version_and_never_a_deep_kept_story(
+    client: Any, login: Any, app: Any, conn: Any, monkeypatch: Any
+) -> None:
+    """A probe: the public story page sanitised the story again on every view, on the event
+    loop (a new query string missed the page cache): a kept story of 22,000 nested lists held
+    every request of the process 1.4 s a view. Now a version is sanitised once, off the loop,
+    and a story kept deeper than 64 levels (before that bound) is never parsed again: the page
+    says there is none, at once."""
+    from app.content import story
+
+    brand, admin = await onboarded_brand(client, login)
+    assert (await _save(client, admin, "<p>Since <b>1999</b></p>", version=0)).status_code == 200
+    calls: list[str] = []
+    monkeypatch.setattr(story, "clean", lambda html: calls.append(html) or html)
+    async with member_client(app) as phone:
+        for _ in range(3):
+            page = await phone.get(
+                "/brand/story", params={"brand": brand["id"], "v": secrets.token_hex(4)}
+            )
+            assert page.status_code == 200 and "<b>1999</b>" in page.text, page.text[:300]
+        assert len(calls) == 1, calls  # once for the version, not per view
+        saved = await _save(client, admin, "<p>Since 2001</p>", version=1)
+        assert saved.status_code == 200, saved.text
+        page = await phone.get("/brand/story", params={"brand": brand["id"]})
+        assert "Since 2001" in page.text and len(calls) == 3, calls  # the save's, the view's
+        monkeypatch.undo()
+        # a story kept before the bound, 22,000 lists deep (198,000 characters, as sanitised)
+        deep = "<ul>" * 22_000 + "</ul>" * 22_000
+        await conn.execute(
+            "UPDATE brand_stories SET html = %s, version = version + 1 WHERE brand_id = %s",
+            (deep, brand["id"]),
+        )
+        await conn.commit()
+        for _ in range(2):
+            params = {"brand": brand["id"], "v": secrets.token_hex(4)}
+            page, stall = await _longest_loop_stall(phone.get("/brand/story", params=params))
+            assert page.status_code == 404 and "<ul><ul>" not in page.text, page.text[:300]
+            assert stall < 0.3, f"a story view held the event loop {stall:.2f} s"

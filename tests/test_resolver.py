@@ -203,3 +203,33 @@ async def test_a_scanned_digital_link_of_no_product_of_ours_is_a_page_not_json(
     for accept in ("*/*", "application/json, text/html", ""):
         api = await client.get(f"/01/09521234543213/21/{SERIAL}", headers={"Accept": accept})
         assert_error(api, 404, "unknown_gtin")
+
+
+async def test_a_product_of_a_brand_turned_off_resolves_as_unpublished(
+    client: Any, login: Any
+) -> None:
+    """A probe: a brand the platform operator turned off kept its Digital Links: ``/01/{gtin}``
+    still sent a phone to the product's page (its ``gs1:pip`` link), as if the brand were on
+    the platform. Now such a product resolves as an unpublished one: no ``gs1:pip`` link, the
+    bare GTIN 404 ``unknown_gtin``, a unit's printed QR still to its verification page."""
+    from tests.helpers import onboarded_brand
+
+    brand, admin = await onboarded_brand(client, login)
+    gtin = _gtin13()
+    made = await client.post(
+        "/products",
+        headers=admin,
+        json={"name": "Off cream", "product_no": "OFF-1", "gtin": gtin, "published": True},
+    )
+    assert made.status_code == 201, made.text
+    before = await client.get(f"/01/0{gtin}")
+    assert before.status_code == 307 and before.headers["location"].endswith(f"/p/0{gtin}")
+    platform = await login("platform")
+    off = await client.post(f"/orgs/{brand['id']}/deactivate", headers=platform)
+    assert off.status_code == 200, off.text
+    assert_error(await client.get(f"/01/0{gtin}"), 404, "unknown_gtin")
+    unit = await client.get(f"/01/0{gtin}/21/ABC123")
+    assert unit.status_code == 307 and "/c/ABC123?gtin=" in unit.headers["location"]
+    assert "/p/" not in unit.headers["link"], unit.headers["link"]
+    linkset = await client.get(f"/01/0{gtin}/21/ABC123", params={"linkType": "linkset"})
+    assert "pip" not in linkset.text, linkset.text

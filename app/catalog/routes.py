@@ -48,7 +48,8 @@ class ProductController(Controller):
 
     @post("/")
     async def create(self, data: ProductIn, conn: Conn, principal: Principal) -> ProductOut:
-        """Create a product; a GTIN-8/12/13/14 is check-digit validated and stored as GTIN-14."""
+        """Create a product; a GTIN-8/12/13/14 is check-digit validated and stored as GTIN-14
+        (422 ``gtin_of_other_brand`` under another brand's GS1 company prefix)."""
         return await service.create_product(conn, principal, data)
 
     @get("/")

@@ -220,9 +220,43 @@ async def _check_category(conn: Conn, category_id: int | None, owner: int) -> No
         )
 
 
+# the GS1 company prefixes a GTIN-14 may carry (orgs' CHECK: 6 to 12 digits), after its
+# indicator digit; a GTIN-12 or -13 is zero-padded so its prefix lands there too
+_PREFIX_LENGTHS = range(6, 13)
+
+
+async def _check_gtin_brand(conn: Conn, owner: int, gtin: str) -> None:
+    """422 ``gtin_of_other_brand`` when ``gtin`` falls under another brand's GS1 company prefix
+    than the owner's brand (the longest of them; a brand without a prefix claims none): GTINs
+    are printed on every pack, so a tenant could take another brand's product page ``/p/{gtin}``
+    and its Digital Link ``/01/{gtin}``, and the brand could no longer catalogue its own
+    product (a probe). Checked before uniqueness, so the answer tells nothing of the GTIN's
+    use elsewhere."""
+    candidates = [gtin[1 : 1 + n] for n in _PREFIX_LENGTHS]
+    claimed = await (
+        await conn.execute(
+            """SELECT 1 FROM orgs o,
+                      LATERAL (SELECT b.id FROM orgs b
+                                WHERE b.kind = 'brand' AND b.gs1_company_prefix = ANY(%(p)s)
+                                ORDER BY length(b.gs1_company_prefix) DESC LIMIT 1) AS claim
+                WHERE o.id = %(owner)s AND claim.id <> split_part(o.path, '/', 2)::bigint""",
+            {"p": candidates, "owner": owner},
+        )
+    ).fetchone()
+    if claimed is not None:
+        raise Unprocessable(
+            f"GTIN {gtin} is under another brand's GS1 company prefix: its products are that "
+            "brand's to catalogue",
+            code="gtin_of_other_brand",
+            details={"field": "gtin"},
+        )
+
+
 async def _check_unique(
     conn: Conn, owner: int, product_no: str | None, gtin: str | None, exclude: int = 0
 ) -> None:
+    if gtin is not None:
+        await _check_gtin_brand(conn, owner, gtin)
     if (
         product_no is not None
         and await (

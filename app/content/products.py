@@ -3,14 +3,22 @@ a brand's published products in the catalogue's ``display_order`` (then by id), 
 time. The catalogue (``app.catalog``) owns the products, ``published`` and the order; this only
 reads them for consumers: the public fields of a published product of any organisation of the
 brand's tree, as its own page ``/p/{gtin}`` shows them.
+
+A product is public while it is published and its owner's line is active (``_OWNER_LIVE``; as
+``app.web.queries.OWNER_LIVE`` for its own page and Digital Link): the
+owner and every organisation above it up to the brand, as access goes (``org_status``: turning
+off a brand or an agent turns off its subtree). A deactivated brand's product pages and Digital
+Link went on showing it (a probe) while its list, story and sign-in pages were 404.
 """
 
 from __future__ import annotations
 
+from app.auth.service import org_status
 from app.db import Conn
 from app.errors import NotFound
 from app.paging import Page, fetch_page
 
+_OWNER_LIVE = f"{org_status('o')} = 'active'"  # SQL: the owner (``o``) and its line active
 _PUBLIC = """p.id, p.name, p.spec, p.product_type, p.gtin, p.image_url, p.video_url,
              p.colour_no, c.name AS category"""
 
@@ -24,7 +32,7 @@ async def published_products(
         columns=_PUBLIC,
         source="products p JOIN orgs o ON o.id = p.org_id "
         "LEFT JOIN categories c ON c.id = p.category_id",
-        where=["p.published", "o.path LIKE %(brand)s"],
+        where=["p.published", "o.path LIKE %(brand)s", _OWNER_LIVE],
         params={"brand": f"/{brand_id}/%"},
         order="p.display_order, p.id",
         page=page,

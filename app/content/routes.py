@@ -23,6 +23,7 @@ class BrandStoryController(Controller):
     async def put_story(self, data: StoryIn, conn: Conn, principal: Principal) -> StoryOut:
         """Save the brand story (``content.write``, the brand's own staff: 403
         ``brand_staff_only`` below it). The HTML is sanitised by an allow-list and answered as
-        kept; ``version`` is the one the edit was made from: 409 ``story_changed`` when another
-        save came between (details: the current ``version``)."""
+        kept (400 ``too_deep`` when its tags nest more than 64 levels deep); ``version`` is the
+        one the edit was made from: 409 ``story_changed`` when another save came between
+        (details: the current ``version``)."""
         return await story.put_story(conn, principal, data)

@@ -15,12 +15,18 @@ upgraded to https when served over https), so a story picture is no new exposure
 ``Referrer-Policy: no-referrer`` the picture's host learns an address and no page. ``data:`` URLs
 are refused (a megabyte of base64 in a phone's page, and an old trick to smuggle markup).
 
-The text is sanitised when it is written (and kept sanitised), and again when a page shows it:
-the second pass costs microseconds and applies today's list to a story written under an older
-one.
+The text is sanitised when it is written (and kept sanitised), and again when a page first
+shows a version of it (``app.content.story.public_story`` keeps the result per version): today's
+list applies to a story written under an older one. Elements nest at most ``MAX_DEPTH`` deep
+(``depth``): html5ever's tree builder is quadratic in nesting (a probe: 22,000 nested ``<ul>``,
+88 KB, took 1.4 s to sanitise, on every view), so a deeper story is refused as it is written and
+a deeper one kept before that bound is never parsed again. Both passes run off the event loop
+(``nh3`` lets go of the GIL).
 """
 
 from __future__ import annotations
+
+import re
 
 import nh3
 
@@ -30,6 +36,15 @@ TAGS = frozenset(
 )
 ATTRIBUTES = {"a": {"href", "title"}, "img": {"src", "alt"}}
 URL_SCHEMES = frozenset({"http", "https"})
+MAX_DEPTH = 64  # elements inside elements: a story's lists and emphasis need a handful
+# elements that have no end tag (HTML's void elements: the allow-list's br and img, and those an
+# older list may have kept)
+_VOID = frozenset(
+    {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source"}
+    | {"param", "track", "wbr"}
+)
+_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9]*)")
+_TAG_REST = re.compile(r'(?:[^>"]|"[^"]*")*>')  # to the tag's end, past quoted values' ">"
 
 _CLEANER = nh3.Cleaner(
     tags=set(TAGS),
@@ -44,3 +59,26 @@ _CLEANER = nh3.Cleaner(
 def clean(html: str) -> str:
     """``html`` with only the allowed tags, attributes and URLs left, trimmed."""
     return _CLEANER.clean(html).strip()
+
+
+def depth(html: str, limit: int = MAX_DEPTH) -> int:
+    """How deep elements nest in ``html`` as the sanitiser writes it (every element closed,
+    text escaped, attribute values in double quotes), in one linear pass: no tree is built.
+    Counted up to ``limit + 1`` (deeper is as much too deep); a tag that never ends (no such
+    output) counts as too deep: what cannot be measured is not parsed."""
+    open_ = deepest = pos = 0
+    while (tag := _TAG.search(html, pos)) is not None:
+        rest = _TAG_REST.match(html, tag.end())
+        if rest is None:
+            return limit + 1
+        pos = rest.end()
+        if tag.group(2).lower() in _VOID:
+            continue
+        if tag.group(1):
+            open_ = max(0, open_ - 1)
+        else:
+            open_ += 1
+            deepest = max(deepest, open_)
+            if deepest > limit:
+                break
+    return deepest

@@ -248,6 +248,45 @@ def html_error(request: Request[Any, Any, Any], exc: Exception) -> Response[str]
 PAGE_ERRORS: dict[Any, Any] = dict.fromkeys(json_handlers, html_error)
 
 
+# The consumer pages' prefixes whose links are a code's (a scanned QR, a product's GTIN, a Digital
+# Link), and the others of the pages, for ``edge_pages``
+_CODE_LINKS = ("/c/", "/C/", "/p/", "/P/", "/01/", "/00/")
+_OTHER_PAGES = ("/member", "/brand/")  # ``/member`` and below, not the API's ``/members``
+
+
+def edge_pages(settings: Settings) -> dict[str, Any]:
+    """The request layer's refusals as pages (``app.front.Tracecode``'s ``pages``): a link to
+    the consumer pages with a character the edge check refuses (400 ``invalid_character``: an
+    invisible directional mark a chat app left after the serial, or in a campaign's query
+    parameter) is, to a browser (``wants_page``), the "code not recognised" page — advising to
+    scan the QR code again, as a serial nobody can read is — in the visitor's language with
+    the pages' headers; on the member and brand pages, the error page saying so. An API client
+    keeps the JSON error (a probe: the phone got routing's English JSON, without the pages'
+    CSP, nosniff or no-referrer)."""
+
+    def refusal(scope: Any, status: int, error: dict[str, Any]) -> Any:
+        request: Request[Any, Any, Any] = Request(scope)
+        if error["code"] != "invalid_character" or scope["method"] == "OPTIONS":
+            return None
+        if scope["path"].startswith("/members"):  # the API's, not a page
+            return None
+        if not wants_page(request):
+            return None
+        lang, remember = session.language(request, settings)
+        path = quote(scope["path"], safe="/")  # as ``html_error``
+        code = scope["path"].startswith(_CODE_LINKS)
+        kind, title, message = (
+            ("unreadable", "unreadable_title", "unreadable")
+            if code
+            else ("error", "error_title", "no_page")
+        )
+        headers = {"Vary": "Accept, Accept-Language, Cookie"}  # a page or JSON, by Accept
+        page = message_page(lang, remember, path, status, title, word(message, lang), kind, headers)
+        return page.to_asgi_response(None, request)
+
+    return dict.fromkeys((*_CODE_LINKS, *_OTHER_PAGES), refusal)
+
+
 # -- the verification page ---------------------------------------------------------------------
 
 

@@ -5,10 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.auth.service import org_status
 from app.db import Conn
 from app.members.points import RETURNED_UNSOLD, SPOILT, points_in_force
 
-_PRODUCT_BY_GTIN = """
+# SQL: the product's owner (aliased ``o``) and every organisation above it up to the brand are
+# active (turning off a brand or an agent turns off its subtree, as access goes): a product is
+# public — its page ``/p/{gtin}``, its ``gs1:pip`` link — while published and this holds (a
+# probe: a brand turned off kept its product pages and Digital Links)
+OWNER_LIVE = f"{org_status('o')} = 'active'"
+
+_PRODUCT_BY_GTIN = f"""
 SELECT p.name, p.spec, p.product_type, p.gtin, p.image_url, p.colour_no, p.efficacy,
        p.video_url, c.name AS category, b.name AS brand, b.id AS brand_id
   FROM products p
@@ -16,18 +23,23 @@ SELECT p.name, p.spec, p.product_type, p.gtin, p.image_url, p.colour_no, p.effic
   -- the brand, not the owner: a product may belong to any organisation of the brand's tree
   JOIN orgs b ON b.id = split_part(o.path, '/', 2)::bigint
   LEFT JOIN categories c ON c.id = p.category_id
- WHERE p.gtin = %s AND p.published
+ WHERE p.gtin = %s AND p.published AND {OWNER_LIVE}
 """
 
 
 async def published_product(conn: Conn, gtin14: str) -> dict[str, Any] | None:
-    """The public face of a product; None when unknown or not published."""
+    """The public face of a product; None when unknown, not published, or of an organisation
+    turned off (its brand, or one above its owner: ``OWNER_LIVE``)."""
     return await (await conn.execute(_PRODUCT_BY_GTIN, (gtin14,))).fetchone()
 
 
 async def is_published(conn: Conn, product_id: int) -> bool:
-    """Whether the product has a public page (``/p/{gtin}``: an unpublished one's is 404)."""
-    sql = "SELECT published FROM products WHERE id = %s"
+    """Whether the product has a public page (``/p/{gtin}``: an unpublished one's is 404, as
+    one of an organisation turned off)."""
+    sql = (
+        f"SELECT p.published AND {OWNER_LIVE} AS published FROM products p "
+        "JOIN orgs o ON o.id = p.org_id WHERE p.id = %s"
+    )
     row = await (await conn.execute(sql, (product_id,))).fetchone()
     return bool(row and row["published"])
 

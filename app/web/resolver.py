@@ -41,6 +41,7 @@ from app.head import GET_HEAD
 from app.web import session
 from app.web.i18n import word
 from app.web.pages import message_page, wants_page
+from app.web.queries import OWNER_LIVE
 
 GS1_VOC = "https://gs1.org/voc/"
 # Spellings of the GS1 Web Vocabulary namespace that a link type URI may use.
@@ -200,6 +201,10 @@ def link_header(anchor: str, links: dict[str, dict[str, str]]) -> str:
     return ", ".join(parts)
 
 
+_PRODUCT = f"""SELECT p.id, p.name, p.video_url, p.published AND {OWNER_LIVE} AS published
+                 FROM products p JOIN orgs o ON o.id = p.org_id WHERE p.gtin = %s"""
+
+
 @route(
     ["/01/{rest:path}", "/00/{rest:path}"], http_method=[*GET_HEAD, "OPTIONS"], tags=["resolver"]
 )
@@ -218,13 +223,11 @@ async def resolve(
     if "00" in ais:
         sscc = NotFound("no public links for logistic units (SSCC)", code="no_links", headers=CORS)
         return _refused(request, settings, sscc, "not_found_title", "err_not_found")
-    product = await (
-        await conn.execute(
-            "SELECT id, name, video_url, published FROM products WHERE gtin = %s", (ais["01"],)
-        )
-    ).fetchone()
+    product = await (await conn.execute(_PRODUCT, (ais["01"],))).fetchone()
     # an unpublished product has no public page, but its units' printed QR still verifies them
-    # (a probe: the QR on a genuine unit answered 404 while /c/{serial} verified it)
+    # (a probe: the QR on a genuine unit answered 404 while /c/{serial} verified it); one of a
+    # brand (or an organisation above its owner) turned off is as unpublished (a probe: its
+    # gs1:pip link still led to its page)
     if product is None or not (product["published"] or "21" in ais):
         unknown = NotFound(f"no product with GTIN {ais['01']}", code="unknown_gtin", headers=CORS)
         if "21" in ais:  # a unit's code naming no product of ours: not a genuine code
