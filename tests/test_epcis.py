@@ -1955,3 +1955,28 @@ async def test_an_instance_identifier_as_a_quantity_class_is_refused(
         assert (await capture(client, gd, document([sale]))).status_code == 400, named
     sale["quantityList"] = [{"epcClass": "urn:epc:class:lgtin:4012345.012345.998877"}]
     await captured(client, gd, document([sale]))  # a class, of no Tracecode product
+
+
+async def test_a_line_busy_with_the_same_codes_fails_the_job_as_a_retry(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any, monkeypatch: Any
+) -> None:
+    """A probe: the line's 409 ``busy`` (another upload kept winning the race for the same
+    codes) failed the capture as a 400 ValidationException, as if the document were wrong. It is
+    a passing conflict: the job fails with the binding's 503 ImplementationException ``retry``
+    (send it again), nothing kept. The race is made certain by leaving the line no attempt."""
+    from app.packing import scans
+
+    batch_no, product_id = await issue_units(client, login, demo, 1)
+    serial = app.state.scheme.serial(batch_no, 0)
+    operator = await login("operator")
+    context = {"product_id": product_id, "lot": "BZ", "production_date": "2026-11-01"}
+    assert (await client.put("/lines/SP1/context", headers=operator, json=context)).is_success
+    line = {"readPoint": {"id": "urn:tracecode:line:SP1"}}
+    event = _object("ADD", [unit_link(serial)], bizStep="commissioning", **line)
+    monkeypatch.setattr(scans, "_ATTEMPTS", 0)
+    job = await captured(client, operator, document([event]), state="failed")
+    assert (job["errors"]["status"], job["errors"]["title"]) == (503, "retry"), job
+    assert await _unit(conn, app, serial) is None
+    monkeypatch.undo()
+    await captured(client, operator, document([event]))
+    assert (await _unit(conn, app, serial) or {}).get("status") == "active"

@@ -361,7 +361,8 @@ _ROLLED_BACK = (
 
 
 class Contended(Exception):
-    """A job whose events kept conflicting with concurrent writers of the same codes."""
+    """A job whose events kept conflicting with concurrent writers of the same codes (a
+    deadlock each attempt, or the line's ``busy``)."""
 
     def body(self) -> dict[str, Any]:
         return {
@@ -987,6 +988,9 @@ async def _upload(
     except AppError as exc:
         if exc.status == 403:  # a permission the capturer lacks: a SecurityException
             raise Denied(exc, index) from exc
+        if exc.code == "busy":  # another upload packing the same codes: a passing conflict,
+            # answered as one (a probe: a permanent ValidationException "busy")
+            raise Contended from exc
         raise Refused(f"the line refused the event: {exc.message}", index, exc.code) from exc
     rejected = [
         {"code": s.code, "reason": s.reason, "message": s.message}
