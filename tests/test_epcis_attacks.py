@@ -165,6 +165,21 @@ async def test_own_events_match_only_the_transaction_type_asked_for(
     assert event_list(await query(client, admin, EQ_bizTransaction_recadv=advice)) == []
 
 
+async def test_a_transaction_parameter_without_a_value_matches_nothing(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: ``EQ_bizTransaction_desadv=`` (no value) filtered nothing — every event
+    served — while ``MATCH_epc=`` and every other list parameter without a value match
+    nothing. It matches nothing too, Tracecode's events and captured ones alike."""
+    await shipped(client, login, app, demo)
+    admin = await login("admin")
+    assert event_list(await query(client, admin, EQ_bizStep="shipping")) != []
+    for kind in ("desadv", "po", "urn:example:btt:x"):
+        for value in ("", "|"):
+            params = {f"EQ_bizTransaction_{kind}": value}
+            assert event_list(await query(client, admin, **params)) == [], (kind, value)
+
+
 # -- open (capture.py / document.py) --------------------------------------------------------------
 
 

@@ -188,7 +188,9 @@ def parse_query(params: list[tuple[str, str]]) -> Query:
         elif name.startswith("EQ_bizTransaction_") and len(name) > 18:
             # the name is decoded already: a type URI's own %-escapes stay as sent
             kind = _word(name[18:], spellings["bizTransaction"])
-            q.transactions += [(kind, v) for v in value.split("|") if v]
+            # no value matches nothing, as an empty list parameter does (a probe: it filtered
+            # nothing, every event served): an empty id, which no transaction has
+            q.transactions += [(kind, v) for v in value.split("|") if v] or [(kind, "")]
         elif name == "perPage":
             # ASCII digits: str.isdigit() also takes "²", which int() refuses
             if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_PER_PAGE:
