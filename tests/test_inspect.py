@@ -1510,3 +1510,34 @@ async def test_goods_a_branch_ships_to_its_agent_again_name_the_branchs_shipment
     item = found.json()["items"][0]
     assert (item["result"], item["shipped_to"]["id"]) == ("diverted", tree["A1"]), item
     assert item["document_no"] == again["doc_no"] != first["doc_no"], item
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        "https://verify.lumi-anti-counterfeit-service.example.com.cn/products/c/",
+        "https://qr.example.com/01/06901234000016/10/LOT-2026-12-A/21/",  # 64 characters
+    ],
+    ids=["long_url", "digital_link_with_lot"],
+)
+async def test_forged_codes_in_a_long_qr_keep_their_serials_and_alerts(
+    client: Any, login: Any, conn: Any, goods: dict[str, Any], prefix: str
+) -> None:
+    """A probe: two different forged tags whose QR text runs past 64 characters (a
+    counterfeiter's long resolver URL; a GS1 Digital Link with a lot) were recorded as the
+    text's first 64 characters — no serial left, the evidence lost — and the second bumped the
+    first one's alert. Past 64 characters a code that is not one is named by the serial it
+    carries: each record keeps its forged serial, each opens its own alert."""
+    inspector = await login("inspector")
+    forged = [forge(goods["units"][20]), forge(goods["units"][21])]
+    answers = [await scan(client, inspector, prefix + f, "STORE-HZ-01") for f in forged]
+    assert [a.status_code for a in answers] == [422, 422], answers[0].text
+    serials = [a.json()["error"]["details"]["items"][0]["serial"] for a in answers]
+    assert serials == forged
+    rows = await (
+        await conn.execute(
+            "SELECT dedup_key FROM alerts WHERE kind = 'fake' AND details ->> 'inspection' = ANY(%s)",
+            ([str(a.json()["error"]["details"]["id"]) for a in answers],),
+        )
+    ).fetchall()
+    assert len({r["dedup_key"] for r in rows}) == 2, rows

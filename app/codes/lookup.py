@@ -48,6 +48,18 @@ def case_label(text: str) -> bool:
     return text.startswith("00") and text.isdigit() and is_valid_sscc(text[2:])
 
 
+LABEL_MAX = 64  # characters of a scanned text kept as the label of a code that is not one
+
+
+def _label(text: str, serial: str) -> str:
+    """How a scanned text that is not (yet) a known code is named: the text as read, or — past
+    ``LABEL_MAX`` — the serial it carries (a probe: forged tags in a long QR URL, or a Digital
+    Link with a lot, were kept as the URL's first 64 characters, no serial left, and different
+    fakes shared one alert)."""
+    text = text.strip()
+    return text if len(text) <= LABEL_MAX else serial.strip()[:LABEL_MAX]
+
+
 async def read_codes(conn: Conn, scheme: Scheme, brand_id: int, texts: list[str]) -> list[Read]:
     """Classify and check every text: genuine codes of this brand, from batches not void. A
     serial of another key version than its batch's is ``forged`` (``made_under``)."""
@@ -72,9 +84,10 @@ async def read_codes(conn: Conn, scheme: Scheme, brand_id: int, texts: list[str]
             else:
                 read.reason = "invalid_sscc"
         else:
-            read = Read("unit", text.strip()[:64], gtin=gtin_from_scan(text))
+            serial = serial_from_scan(text)
+            read = Read("unit", _label(text, serial), gtin=gtin_from_scan(text))
             unit_at.append(i)
-            serials.append(serial_from_scan(text))
+            serials.append(serial)
         reads.append(read)
     if unit_at:
         verdicts = scheme.verify_many(serials)
