@@ -18,6 +18,7 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from app import localtime
+from app._core import gs1_check_digit
 from app.b2b import service
 from app.b2b.schemas import LmsVerifyIn
 from app.codes.batches import code_id
@@ -231,8 +232,12 @@ async def test_a_verified_pack_past_its_expiry_says_expired(
 async def test_another_brands_key_gets_the_answer_for_unknown(
     client: Any, login: Any, lms: Lms
 ) -> None:
-    _, other_admin = await onboarded_brand(client, login)
+    # a company prefix of its own, and a GTIN under it no other test makes: a fixed GTIN of the
+    # demo's range was now and then drawn at random by tests/test_catalog.py (409 duplicate_gtin)
+    prefix = "56" + "".join(str(secrets.randbelow(10)) for _ in range(7))
+    _, other_admin = await onboarded_brand(client, login, gs1_company_prefix=prefix)
     other = await make_key(client, other_admin, None, ["verify.b2b"])
+    gtin = f"0{prefix}001{gs1_check_digit(prefix + '001')}"
     unknown = await verify(client, other, ask(lms, gtin="06901234999990"))
     ours = await verify(client, other, ask(lms))
     assert (
@@ -247,11 +252,11 @@ async def test_another_brands_key_gets_the_answer_for_unknown(
     made = await client.post(
         "/products",
         headers=other_admin,
-        json={"name": "Other cream", "product_no": "OC-1", "gtin": "06901234777772"},
+        json={"name": "Other cream", "product_no": "OC-1", "gtin": gtin},
     )
     assert made.status_code == 201, made.text
-    theirs = await verify(client, other, ask(lms, gtin="06901234777772"))
-    forged = await verify(client, other, ask(lms, gtin="06901234777772", serialNumber="Z" * 20))
+    theirs = await verify(client, other, ask(lms, gtin=gtin))
+    forged = await verify(client, other, ask(lms, gtin=gtin, serialNumber="Z" * 20))
     assert (
         theirs["data"]
         == forged["data"]
