@@ -344,11 +344,16 @@ async def test_center_lists_document_lines_with_filters_and_paging(
     }
     assert await numbers(status="draft") == {shipped["draft"]["doc_no"]}
     assert await numbers(product_id=shipped["product_id"]) == mine - {shipped["draft"]["doc_no"]}
-    from app.localtime import today as brand_today
-
-    today = brand_today()  # documents are dated in the brands' calendar (Asia/Shanghai)
-    assert await numbers(**{"from": str(today), "to": str(today)}) == mine
-    assert await numbers(**{"from": str(today + timedelta(days=1))}) == set()
+    # the period: the days the four documents are dated (the brands' calendar, Asia/Shanghai),
+    # as they were dated when the module's fixture made them — "today" read here was another
+    # day when midnight passed since (the fixture runs before any test of the module)
+    days = set()
+    for key in ("inbound", "ship", "receipt", "draft"):
+        (dated,) = (await rows_of(client, admin, doc_no=shipped[key]["doc_no"]))["items"]
+        days.add(datetime.fromisoformat(dated["doc_date"]).date())
+    first, last = min(days), max(days)
+    assert await numbers(**{"from": str(first), "to": str(last)}) == mine
+    assert await numbers(**{"from": str(last + timedelta(days=1))}) == set()
     assert await numbers(handler_id=ship["handler_id"]) == {
         shipped["inbound"]["doc_no"],
         ship["doc_no"],

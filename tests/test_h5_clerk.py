@@ -21,6 +21,7 @@ from app.demo import DEMO_PASSWORD
 from tests.h5_support import new_product, result_of, text_of, wrong_pin
 from tests.points_support import member_client
 from tests.rebates_support import set_rebate, store_goods
+from tests.steady import clear_of_midnight
 from tests.test_auth import bearer, new_staff
 from tests.test_inspect import forge
 from tests.test_rebate_claims import code_of
@@ -136,6 +137,9 @@ async def test_sign_in_scan_pin_the_rebate_the_totals_and_the_list(
     assert "Secure" not in session  # plain http here (https: test below)
     assert any(c.startswith("tc_clerk_refresh=") and "Path=/clerk" in c for c in cookies)
 
+    # today's and this month's totals (Asia/Shanghai) read before and after the claim: the day
+    # (and the month, at its end) must not turn between the two
+    await clear_of_midnight()
     home = assert_page(await phone.get("/clerk"))
     before = totals(home)
     assert "第一步" in text_of(home) and 'id="code"' in home and "Hangzhou store" not in home

@@ -19,6 +19,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from app.demo import DEMO_PASSWORD
 from tests.h5_support import wrong_pin
 from tests.rebates_support import set_rebate, store_goods
+from tests.steady import clear_of_midnight
 from tests.test_h5_browser import server  # noqa: F401 - the fixture
 from tests.test_h5_members_browser import (  # noqa: F401 - phone_browser, phone_chromium are fixtures
     _fits_the_phone,
@@ -60,6 +61,9 @@ async def test_sign_in_scan_pin_the_rebate_and_the_totals(
     app: Any,
     goods: dict[str, Any],
 ) -> None:
+    # the clerk's today count (Asia/Shanghai) is read before the claim and after it, screens
+    # apart: the day must not turn between the two
+    await clear_of_midnight()
     driver = phone_browser
     driver.delete_all_cookies()
     zh = lang == "zh"
