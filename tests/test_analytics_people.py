@@ -767,6 +767,51 @@ async def test_verifications_and_claims_through_the_api_are_counted(
         assert await recount(conn) == []
 
 
+async def test_a_claim_sent_again_is_one_verification_of_a7_and_the_dashboard(
+    client: Any, login: Any, app: Any, demo: Any, settings: Any
+) -> None:
+    """A probe: a store clerk's rebate claim sent three times under one ``client_id`` (the till
+    lost the answer and retried) is checked, not counted as a new query of the code — its
+    retries are recorded ``claim_retry`` — yet A7 and the dashboard's verifications of today
+    grew by 3. They grow by the one claim; the recount agrees, and ``GET /verifications`` still
+    lists the retries, each with its reason."""
+    import redis as redis_sync
+
+    from app.verify import records
+    from tests.points_support import member_client
+    from tests.rebates_support import rebate_body, set_rebate, store_goods
+
+    admin, clerk = await login("admin"), await login("store_clerk")
+    await clear_of_midnight()  # today's figures: the day must not turn during the test
+    today = business_today().isoformat()
+    goods = await store_goods(client, login, app, demo)
+    await set_rebate(client, admin, goods["product_id"], 3)
+    sync_redis = redis_sync.Redis.from_url(settings.redis_url)
+
+    async def flushed_figures() -> tuple[int, int]:
+        with psycopg.connect(settings.database_url, autocommit=True) as pg:
+            while records.flush(sync_redis, pg, settings.redis_namespace):
+                pass
+        await roll()
+        a7 = await get(client, admin, "/analytics/verifications", **{"from": today, "to": today})
+        board = await get(client, admin, "/analytics/dashboard")
+        return a7["totals"]["total"], board["verifications"]["today"]
+
+    before = await flushed_figures()
+    serial = goods["units"][0]
+    body = rebate_body(app.state.scheme, serial)
+    async with member_client(app) as mc:  # the claim, then the till's two retries of it
+        sent = [await mc.post("/rebates/claims", headers=clerk, json=body) for _ in range(3)]
+    assert [r.status_code for r in sent] == [201, 200, 200]
+    after = await flushed_figures()
+    assert (after[0] - before[0], after[1] - before[1]) == (1, 1)
+    async with await autocommit() as conn:
+        assert await recount(conn) == []
+    listed = await get(client, admin, "/verifications", serial=serial, **{"from": today})
+    reasons = sorted(r["reason"] for r in listed["items"])
+    assert reasons == ["claim_retry", "claim_retry", "first_query"]
+
+
 async def test_rollup_without_the_lock_folds_nothing_twice(world: World, auto: Any) -> None:
     """Verification counts fold additively: two plain ``rollup`` calls racing on them consume
     each queue row once."""

@@ -217,3 +217,60 @@ def test_migration_0096_leaves_a_long_prefix_brand_room_for_its_pallets(fresh_db
         counts = dict(conn.execute("SELECT company_prefix, last_ref FROM sscc_refs").fetchall())
     assert counts[long_prefix] < sscc_capacity(long_prefix), counts
     assert counts[short_prefix] == 1500000, counts  # its room reaches past the sequence
+
+
+async def test_migration_0127_takes_claim_retries_already_counted_out_of_the_analytics(
+    fresh_db: str,
+) -> None:
+    """A probe: every retry of a claim (reason ``claim_retry``: checked, not a new query of the
+    code) was counted as one more verification by A7 and the dashboard. Migration 0127 stops
+    counting them and takes out those already folded: the kept dashboard day holding them is
+    dropped (counted again when asked), A7 falls back to the one claim and equals its recount,
+    and a retry written after it is not queued."""
+    from psycopg.rows import dict_row
+
+    from app.analytics.people import recount, rollup_alone
+
+    migrate_to(fresh_db, 126)
+    day_sql = "((now() - interval '2 days') AT TIME ZONE 'Asia/Shanghai')::date"
+    insert = """INSERT INTO verifications (at, record_key, brand_id, result, reason, pin_given)
+        SELECT now() - interval '2 days', gen_random_uuid(), %s, 'genuine', r, true
+        FROM unnest(%s::text[]) AS r"""
+    async with await psycopg.AsyncConnection.connect(
+        fresh_db, autocommit=True, row_factory=dict_row
+    ) as conn:
+        brand = await (
+            await conn.execute(
+                "INSERT INTO orgs (kind, name, erp_code) VALUES ('brand', 'Retried', 'RTRY') "
+                "RETURNING id"
+            )
+        ).fetchone()
+        assert brand is not None
+        await conn.execute(insert, (brand["id"], ["first_query", "claim_retry", "claim_retry"]))
+        await conn.execute(
+            f"INSERT INTO dashboard_days (brand_id, day, verifications, counterfeits, activations)"
+            f" VALUES (%s, {day_sql}, 3, 0, 0)",
+            (brand["id"],),
+        )
+        await rollup_alone(conn, wait=True)
+
+        async def a7() -> Any:
+            row = await (
+                await conn.execute(
+                    "SELECT sum(total) AS total FROM analytics_verifications "
+                    "WHERE brand_id = %s AND product_id = 0 AND level = 0",
+                    (brand["id"],),
+                )
+            ).fetchone()
+            return row and row["total"]
+
+        assert await a7() == 3  # as counted before the migration
+        db.migrate(fresh_db)
+        await conn.execute(insert, (brand["id"], ["claim_retry"]))  # after it: not queued
+        await rollup_alone(conn, wait=True)
+        assert await a7() == 1
+        kept = await (
+            await conn.execute("SELECT * FROM dashboard_days WHERE brand_id = %s", (brand["id"],))
+        ).fetchall()
+        assert kept == []
+        assert await recount(conn) == []

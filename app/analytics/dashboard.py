@@ -2,7 +2,8 @@
 
 Figures and where they come from — each an indexed range count, or a small table of days:
 
-- verifications: consumer verifications of the brand (``verifications``, by ``at``);
+- verifications: consumer verifications of the brand (``verifications``, by ``at``), a claim
+  sent again (``claim_retry``) not counted again (``app.analytics.people.NOT_RETRY``);
 - counterfeits: those answered ``not_genuine`` (a serial that is no code of the brand, a
   destroyed unit and the like — ``app.verify``);
 - activations: units activated on the packing lines (``commissioning`` events, their units);
@@ -30,6 +31,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from app.analytics.people import NOT_RETRY
 from app.analytics.sales import today
 from app.analytics.schemas_sales import Dashboard, Figure
 from app.auth.principal import Principal
@@ -47,11 +49,11 @@ _BOUNDS = f"(%(day)s::timestamp AT TIME ZONE '{REPORT_TZ}')"
 _COUNT_DAY = f"""
 SELECT
   (SELECT count(*) FROM verifications
-    WHERE brand_id = %(brand)s AND at >= {_BOUNDS} AND at < {_BOUNDS} + interval '1 day')
-    AS verifications,
+    WHERE brand_id = %(brand)s AND at >= {_BOUNDS} AND at < {_BOUNDS} + interval '1 day'
+      AND {NOT_RETRY}) AS verifications,
   (SELECT count(*) FROM verifications
     WHERE brand_id = %(brand)s AND at >= {_BOUNDS} AND at < {_BOUNDS} + interval '1 day'
-      AND result = 'not_genuine') AS counterfeits,
+      AND result = 'not_genuine' AND {NOT_RETRY}) AS counterfeits,
   (SELECT coalesce(sum(child_count), 0) FROM events
     WHERE brand_id = %(brand)s AND event_time >= {_BOUNDS}
       AND event_time < {_BOUNDS} + interval '1 day' AND biz_step = 'commissioning')

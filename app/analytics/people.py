@@ -6,9 +6,10 @@ rows, whoever writes them (the API, the verify flusher and its no-Redis fallback
 a member registered or changed its region, birthday or band (``analytics_member_queue``, one
 row per member); a points ledger row (``analytics_ledger_queue``); verifications, counted per
 inserting statement by brand, day, product, region and result (``analytics_verify_queue``: a
-flush of 5,000 records adds a few dozen rows, bench/RESULTS.md); and a product moved to another
-category (``analytics_product_queue``, migration 0079, with the category its purchases are
-still counted under).
+flush of 5,000 records adds a few dozen rows, bench/RESULTS.md; claims sent again left out,
+``NOT_RETRY``, migration 0127); and a product moved to another category
+(``analytics_product_queue``, migration 0079, with the category its purchases are still counted
+under).
 
 Exactly once. A roll-up batch takes queue rows with ``DELETE … WHERE … IN (SELECT … ORDER BY …
 LIMIT n FOR UPDATE SKIP LOCKED) RETURNING``, and folds them in the same transaction: a row is
@@ -67,6 +68,10 @@ MEMBER_QUEUE = "analytics_member_queue"  # dead-letter queue names: the tables t
 LEDGER_QUEUE = "analytics_ledger_queue"
 VERIFY_QUEUE = "analytics_verify_queue"
 RESULTS = ("genuine", "unconfirmed", "suspicious", "not_genuine", "wrong_pin", "locked")
+# The verification records the figures count: a claim sent again (reason ``claim_retry``) is
+# checked, not counted as a new query of its code (``app.verify.fallback.COUNTED``), nor here —
+# the trigger (migration 0127), the recount and the dashboard (``app.analytics.dashboard``).
+NOT_RETRY = "reason IS DISTINCT FROM 'claim_retry'"
 
 
 class UnknownRow(ValueError):
@@ -718,7 +723,7 @@ _RECOUNT_VERIFY = f"""
 WITH src AS (
     SELECT brand_id, (at AT TIME ZONE '{TZ}')::date AS day, product_id,
            coalesce(province, '') AS province, coalesce(city, '') AS city, result, count(*) AS n
-    FROM verifications WHERE brand_id IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6
+    FROM verifications WHERE brand_id IS NOT NULL AND {NOT_RETRY} GROUP BY 1, 2, 3, 4, 5, 6
     UNION ALL
     SELECT brand_id, day, product_id, province, city, result, -n FROM analytics_verify_queue
 ), expected AS (
