@@ -24,6 +24,13 @@ from litestar._openapi.schema_generation.schema import TYPE_MAP
 #: gift "valid from 2026-12-04T00:00:00" opened at 08:00 in Beijing (probe L).
 AwareTime = Annotated[datetime, msgspec.Meta(tz=True)]
 
+#: Characters of one scanned text, in every body that takes a scan: a document's, a sale's and a
+#: return's codes, an inspection's code, a claim's serial. A unit's whole QR content (a URL with
+#: parameters, a Digital Link with a lot) as the staff app sends it, up to its own limit
+#: (console/src/mobile/scan/parse.ts ``MAX_CODE``): a label the inspection read was refused by a
+#: document, a sale or a return at 256 (a probe). ``read_codes`` names a long one by its serial.
+SCAN_MAX = 512
+
 
 class _AnyDatetime(type):
     def __instancecheck__(cls, value: object) -> bool:

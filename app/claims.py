@@ -35,6 +35,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from app.auth import tokens
+from app.bodies import SCAN_MAX
 from app.codes.scheme import Scheme, SerialError, serial_from_scan
 from app.config import Settings
 from app.db import round_connection
@@ -225,7 +226,7 @@ class ClaimIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
     """A claim of either kind: the unit's serial (or the QR content) and PIN, and a client id of
     the claimant's choosing that makes retries safe."""
 
-    serial: Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+    serial: Annotated[str, msgspec.Meta(min_length=1, max_length=SCAN_MAX)]
     pin: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{4,10}(?!\n)$")]
     client_id: ClientId
     gps: Gps | None = None

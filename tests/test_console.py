@@ -303,15 +303,63 @@ def api_error_codes() -> dict[str, str]:
     return codes
 
 
+# reasons the API gives per code inside a 200 answer, which the apps show as they show error
+# codes: a document's scanned codes (``items[].reason`` of POST /documents/{id}/codes and
+# /codes/remove: read_codes' reasons, among the error codes above, and the ``reason = …`` of
+# these files) and a packing upload's rejections (the table of these files: reason -> message)
+_REASON_ASSIGNED = ("app/logistics/documents.py",)
+_REASON_TABLES = {"app/packing/scans.py": "MESSAGES"}
+
+
+def per_code_reasons() -> dict[str, str]:
+    """Every reason a 200 answer gives a code (``_REASON_ASSIGNED``, ``_REASON_TABLES``), with
+    the file that gives it."""
+    reasons: dict[str, str] = {}
+    for path in (*_REASON_ASSIGNED, *_REASON_TABLES):
+        for node in ast.walk(ast.parse((ROOT / path).read_text(), path)):
+            if not isinstance(node, ast.Assign | ast.AnnAssign) or node.value is None:
+                continue
+            for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                if not isinstance(target, ast.Name):
+                    continue
+                found: set[str] = set()
+                if path in _REASON_ASSIGNED and target.id == "reason":
+                    found = _literals(node.value)
+                elif _REASON_TABLES.get(path) == target.id:
+                    assert isinstance(node.value, ast.Dict), target.id
+                    found = set().union(*(_literals(k) for k in node.value.keys if k))
+                for reason in found:
+                    reasons.setdefault(reason, path)
+    return reasons
+
+
+def _zh_texts() -> dict[str, str]:
+    """The ``ZH_CN`` texts of apiErrors.ts by code."""
+    source = API_ERRORS.read_text()
+    block = re.search(r"^export const ZH_CN\b[^=]*= \{\n(.*?)^\}", source, re.M | re.S)
+    assert block, f"no `export const ZH_CN … = {{` object in {API_ERRORS}"
+    return dict(re.findall(r"^  ([a-z_0-9]+): '([^']+)',$", block.group(1), re.M))
+
+
+def test_every_reason_a_code_is_refused_for_in_a_200_has_a_chinese_text() -> None:
+    """A probe: a clerk's scan into a document refused ``not_activated`` / ``not_packed`` (the
+    commonest refusals, also what another party's goods answer) inside the 200 of POST
+    /documents/{id}/codes read on the phone as ``拒绝：not_activated``: these reasons, and a packing
+    upload's (``in_transit``, ``duplicate_scan``, …), had no text. Every such reason has one, as
+    the error codes do (the apps show it through errorText)."""
+    texts = _zh_texts()
+    reasons = per_code_reasons()
+    assert {"not_activated", "not_packed", "in_transit", "duplicate_scan"} <= reasons.keys()
+    missing = {reason: where for reason, where in sorted(reasons.items()) if reason not in texts}
+    assert not missing, f"reasons without a zh-CN text in {API_ERRORS.name}: {missing}"
+
+
 def test_every_error_code_has_a_chinese_text_in_the_console() -> None:
     """The console and the staff app show a refusal as the Chinese text of its code
     (console/src/i18n/apiErrors.ts, ``ZH_CN``; the API's English message only for a code without
     one): a code added in app/ without its text there fails here, instead of reaching office
     staff and clerks in English."""
-    source = API_ERRORS.read_text()
-    block = re.search(r"^export const ZH_CN\b[^=]*= \{\n(.*?)^\}", source, re.M | re.S)
-    assert block, f"no `export const ZH_CN … = {{` object in {API_ERRORS}"
-    texts = dict(re.findall(r"^  ([a-z_0-9]+): '([^']+)',$", block.group(1), re.M))
+    texts = _zh_texts()
     codes = api_error_codes()
     assert len(codes) > 200, sorted(codes)  # the collector still finds the codes
     assert {"not_found", "too_deep", "wrong_store", "not_held", "forged"} <= codes.keys()

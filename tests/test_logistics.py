@@ -1926,3 +1926,55 @@ async def test_an_exception_outbound_approved_by_an_api_key_names_its_approver(
     assert approved.json()["status"] == "confirmed"
     maker = (await client.get("/auth/me", headers=factory_admin)).json()["user_id"]
     assert approved.json()["approved_by"] == maker, approved.json()
+
+
+def _long_qr(serial: str, length: int) -> str:
+    """A unit's QR content as a label may carry it: the serial in a URL padded with parameters
+    to ``length`` characters."""
+    head = f"https://tc.example/c/{serial}?x="
+    return head + "a" * (length - len(head))
+
+
+async def test_a_whole_qr_content_the_app_sends_is_read_by_documents_sales_and_returns(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: the staff app sends a unit's QR content as read, up to 512 characters (its
+    scan/parse.ts ``MAX_CODE``), and ``POST /inspections`` reads the serial out of it; but
+    ``POST /documents/{id}/codes``, ``POST /sales`` and ``POST /returns`` stopped at 256 and
+    refused the whole request 400 ``validation_failed``: the same genuine unit, scanned from the
+    same label, could not be received, sold or taken back. One limit for a scan everywhere
+    (``SCAN_MAX``, 512); the answer names the unit by its serial, and a longer text is 400 as
+    before."""
+    from tests.rebates_support import store_goods  # it imports this module
+
+    units = (await store_goods(client, login, app, demo))["units"]
+    store = await login("store_clerk")
+    draft = await document(client, store, kind="return")
+    scanned = await client.post(
+        f"/documents/{draft['id']}/codes", headers=store, json={"codes": [_long_qr(units[0], 512)]}
+    )
+    assert scanned.status_code == 200, scanned.text
+    assert scanned.json()["items"] == [{"code": units[0], "result": "added", "kind": "unit"}]
+    removed = await client.post(
+        f"/documents/{draft['id']}/codes/remove",
+        headers=store,
+        json={"codes": [_long_qr(units[0], 400)]},
+    )
+    assert removed.status_code == 200 and removed.json()["removed"] == 1, removed.text
+    sold = await client.post("/sales", headers=store, json={"codes": [_long_qr(units[1], 512)]})
+    assert sold.status_code == 201 and sold.json()["units"] == 1, sold.text
+    back = await client.post(
+        "/returns",
+        headers=store,
+        json={"code": _long_qr(units[1], 300), "reason": "other",
+              "exchange_for": _long_qr(units[2], 512)},
+    )  # fmt: skip
+    assert back.status_code == 200, back.text
+    assert (back.json()["returned"], back.json()["exchanged_for"]) == (units[1], units[2])
+    too_long = _long_qr(units[3], 513)
+    for path, body in (
+        (f"/documents/{draft['id']}/codes", {"codes": [too_long]}),
+        ("/sales", {"codes": [too_long]}),
+        ("/returns", {"code": too_long, "reason": "other"}),
+    ):
+        assert_error(await client.post(path, headers=store, json=body), 400, "validation_failed")

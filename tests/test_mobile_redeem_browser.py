@@ -18,6 +18,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import Select
 
+from tests.helpers import new_user
 from tests.points_support import new_member
 from tests.rebates_support import store_goods
 from tests.test_mobile_browser import (  # noqa: F401 (fixtures)
@@ -140,4 +141,50 @@ async def test_a_consumer_returns_a_damaged_unit_for_another_on_the_phone(
     _scan(driver, units[0])
     _wait(driver).until(lambda d: "不能退货" in _text(d, "[data-test=verdict]"))
     assert not driver.find_elements(By.CSS_SELECTOR, "[data-test=submit-return]")
+    assert _errors(driver) == []
+
+
+async def test_customer_service_hands_a_gift_out_at_a_store_found_by_name(
+    browser: WebDriver,  # noqa: F811 (the fixture imported above)
+    server: str,  # noqa: F811
+    client: Any,
+    login: Any,
+    app: Any,
+    demo: dict[str, int],
+) -> None:
+    """A probe: the brand's customer service hands a physical gift out for a store (M4); the page
+    offered the first 200 active stores in a list, so a brand with more never offered the rest.
+    The store is searched by name or ERP code, as the inspection page's (StorePicker), and the
+    server records the store chosen."""
+    driver = browser
+    member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    await give(client, login, member_id, 100)
+    gift = await new_gift(client, login, name="Tote bag 帆布袋", points_cost=30, stock=5)
+    made = await redeem(app, headers, gift["id"])
+    assert made.status_code == 201, made.text
+    service = await new_user(client, await login("admin"), demo["BRAND-LUMI"], ["voucher_service"])
+
+    _sign_in(driver, server, service["username"], password=service["password"])
+    driver.get(f"{server}/m/redeem")
+    _scan(driver, made.json()["code"])
+    _wait(driver).until(lambda d: "Tote bag 帆布袋" in _text(d, "[data-test=gift]"))
+    assert "选择门店" in _text(driver, "[data-test=store]")
+    assert not _find(driver, "[data-test=fulfil]").is_enabled()  # no store chosen yet
+    _find(driver, "[data-test=store]").click()
+    _find(driver, ".van-popup input").send_keys("STORE-HZ-01")
+    cell = "[data-test=store-STORE-HZ-01]"
+    _wait(driver).until(lambda d: d.find_elements(By.CSS_SELECTOR, cell))
+    driver.execute_script("arguments[0].click();", driver.find_element(By.CSS_SELECTOR, cell))
+    _wait(driver).until(lambda d: "杭州西湖店" in _text(d, "[data-test=store]"))
+    _find(driver, "[data-test=fulfil]").click()
+    _confirm_dialog(driver)
+    _wait(driver).until(lambda d: "已兑换：Tote bag 帆布袋" in _text(d, "[data-test=verdict]"))
+    async with app.state.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT status, fulfilled_org_id FROM redemptions WHERE id = %s",
+                (made.json()["id"],),
+            )
+        ).fetchone()
+    assert (row["status"], row["fulfilled_org_id"]) == ("fulfilled", demo["STORE-HZ-01"])
     assert _errors(driver) == []

@@ -438,6 +438,59 @@ async def test_an_order_is_cancelled_only_before_goods_move_and_only_by_its_part
     assert "cancel" in {row["action"] for row in audit.json()["items"]}, audit.text
 
 
+async def _all_pages(client: Any, headers: Any, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every order of ``GET /orders`` with these filters, page after page, as the staff app
+    reads them."""
+    found: list[dict[str, Any]] = []
+    for page in range(1, 100):
+        answer = await client.get("/orders", headers=headers, params={**params, "page": page})
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        found += body["items"]
+        if page * body["per_page"] >= body["total"]:
+            return found
+    raise AssertionError("more than 99 pages")
+
+
+async def test_the_open_and_shipped_orders_are_asked_for_past_newer_cancelled_ones(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe (the staff app's order picker): it read the newest 100 orders and kept the open
+    and shipped ones on the phone, so an open order behind 100 newer cancelled ones was lost to
+    the clerk. ``status`` is given several times (``?status=open&status=shipped``): the orders
+    in any of them, paged and counted as such; one value filters as before, an unknown one is
+    400."""
+    goods = await pack(client, login, app, demo, 1)
+    partner, clerk = await login("partner"), await login("clerk")
+    still_open = await sales_order(client, login, demo, goods.product_id, 5)
+    shipped = await sales_order(client, login, demo, goods.product_id, 10)
+    await move(client, clerk, goods.cases, kind="outbound", order_id=shipped)
+    closed = await sales_order(client, login, demo, goods.product_id, 5)
+    assert (await client.post(f"/orders/{closed}/close", headers=partner)).status_code == 200
+    cancelled = []
+    for _ in range(3):  # newer than the open and shipped ones
+        cancelled.append(await sales_order(client, login, demo, goods.product_id, 5))
+        answer = await client.post(f"/orders/{cancelled[-1]}/cancel", headers=partner)
+        assert answer.status_code == 200, answer.text
+
+    wanted = {"status": ["open", "shipped"], "per_page": 2}
+    offered = await _all_pages(client, clerk, wanted)
+    assert {o["status"] for o in offered} <= {"open", "shipped"}, offered
+    ids = [o["id"] for o in offered]
+    assert {still_open, shipped} <= set(ids) and len(ids) == len(set(ids))
+    assert not {closed, *cancelled} & set(ids)
+    first = await client.get("/orders", headers=clerk, params={**wanted, "page": 1})
+    assert first.json()["total"] == len(ids) and len(first.json()["items"]) == 2
+    only_open = await _all_pages(client, clerk, {"status": "open", "per_page": 200})
+    assert still_open in {o["id"] for o in only_open} and shipped not in {
+        o["id"] for o in only_open
+    }
+    assert {o["status"] for o in only_open} == {"open"}
+    assert_error(
+        await client.get("/orders", headers=clerk, params={"status": ["open", "lost"]}), 400
+    )
+
+
 async def test_a_cancel_racing_a_confirm_one_wins(
     client: Any, login: Any, app: Any, demo: Any
 ) -> None:

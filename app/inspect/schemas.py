@@ -8,6 +8,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 
+from app.bodies import SCAN_MAX
 from app.idempotency import ClientId
 from app.textguard import VISIBLE
 
@@ -18,7 +19,7 @@ RESULTS: tuple[Result, ...] = ("counterfeit", "diverted", "unknown_route", "in_c
 # a scan of something: blanks only (spaces, a lone BOM, zero-width marks: ``VISIBLE``) read
 # nothing, and are refused as invalid, never recorded as a counterfeit with an empty serial and a
 # critical fake alert (a probe); whatever else a scanner sends is read and judged
-ScannedCode = Annotated[str, msgspec.Meta(min_length=1, max_length=512, pattern=VISIBLE)]
+ScannedCode = Annotated[str, msgspec.Meta(min_length=1, max_length=SCAN_MAX, pattern=VISIBLE)]
 ErpCode = Annotated[
     str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+(?!\n)$")
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg.errors
@@ -263,20 +264,24 @@ async def list_orders(
     actor: Principal,
     *,
     kind: OrderKind | None,
-    status: OrderStatus | None,
+    status: Sequence[OrderStatus] | None,
     org_id: int | None,
     erp_no: str | None,
     page: int,
     per_page: int,
 ) -> Page[OrderOut]:
+    """A page of the orders the caller may read; ``status``: in any of these (none: all)."""
     require_reader(actor)
     where = [f"(f.path LIKE %(prefix)s OR t.path LIKE %(prefix)s OR {_SHIPPED_BY_ME})"]
     params: dict[str, Any] = {"prefix": actor.org_path + "%", "me": actor.org_id}
-    for column, value in (("o.kind", kind), ("o.status", status), ("o.erp_no", erp_no)):
+    for column, value in (("o.kind", kind), ("o.erp_no", erp_no)):
         if value is not None:
             key = column.split(".")[1]
             where.append(f"{column} = %({key})s")
             params[key] = value
+    if status:
+        where.append("o.status = ANY(%(statuses)s)")
+        params["statuses"] = sorted(set(status))
     if org_id is not None:
         where.append("(o.from_org_id = %(org)s OR o.to_org_id = %(org)s)")
         params["org"] = org_id

@@ -61,12 +61,15 @@ class OrderController(Controller):
         conn: Conn,
         principal: Principal,
         kind: OrderKind | None = None,
-        order_status: Annotated[OrderStatus | None, QueryParameter(name="status")] = None,
+        order_status: Annotated[list[OrderStatus] | None, QueryParameter(name="status")] = None,
         org_id: int | None = None,
         erp_no: Number = None,
         page: PageNo = 1,
         per_page: PerPage = 50,
     ) -> Page[OrderOut]:
+        """Orders of the caller's subtree, newest first. ``status`` may be given several times
+        (``?status=open&status=shipped``: the orders in any of them, as the staff app asks for
+        those it may still ship or receive against)."""
         return await orders.list_orders(
             conn,
             principal,

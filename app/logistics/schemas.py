@@ -7,6 +7,7 @@ from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
+from app.bodies import SCAN_MAX
 from app.idempotency import ClientId
 from app.localtime import check_day
 
@@ -19,7 +20,7 @@ ReturnReason = Literal["damaged", "expired", "wrong_goods", "other"]
 # 包装类型 of a document line: the level of the packages it moved, ``mixed`` when of several
 PackageLevel = Literal["inner", "master", "pallet", "mixed"]
 Text = Annotated[str, msgspec.Meta(max_length=200)]
-ScanCode = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+ScanCode = Annotated[str, msgspec.Meta(min_length=1, max_length=SCAN_MAX)]
 MAX_CODES = 200_000
 
 

@@ -23225,7 +23225,7 @@ export interface operations {
         parameters: {
             query?: {
                 kind?: "sales" | "purchase" | "transfer" | "return" | null;
-                status?: "open" | "shipped" | "received" | "closed" | "cancelled" | null;
+                status?: ("open" | "shipped" | "received" | "closed" | "cancelled")[] | null;
                 org_id?: number | null;
                 erp_no?: string | null;
                 /** @description page number, from 1 */

@@ -43,9 +43,32 @@ export async function call<T>(method: string, path: string, body?: unknown): Pro
   return (await response.json()) as T
 }
 
-export function query(params: Record<string, string | number | undefined | null>): string {
+type Param = string | number | undefined | null
+
+/** A query string of the parameters given a value; a list repeats its name (`?status=open&status=shipped`). */
+export function query(params: Record<string, Param | readonly Param[]>): string {
   const out = new URLSearchParams()
-  for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== null && v !== '') out.set(k, String(v))
+  for (const [k, v] of Object.entries(params)) {
+    for (const one of Array.isArray(v) ? v : [v]) if (one !== undefined && one !== null && one !== '') out.append(k, String(one))
+  }
   const text = out.toString()
   return text ? `?${text}` : ''
+}
+
+/** The API's largest page (`per_page` at most 200). */
+export const PAGE_SIZE = 200
+/** Pages read at most by allPages: 10,000 items, a bound on what a phone loads into a list. */
+export const MAX_PAGES = 50
+
+/** Every item of a paged list (`GET path?params`), page after page of PAGE_SIZE until its
+ * `total`: a list the page filters on the phone, or shows whole, must not stop at one page (an
+ * open order behind 100 newer cancelled ones was never offered: a probe). */
+export async function allPages<T>(path: string, params: Record<string, Param | readonly Param[]> = {}): Promise<T[]> {
+  const items: T[] = []
+  for (let page = 1; page <= MAX_PAGES; page++) {
+    const got = await call<Page<T>>('GET', `${path}${query({ ...params, page, per_page: PAGE_SIZE })}`)
+    items.push(...got.items)
+    if (got.items.length < PAGE_SIZE || page * PAGE_SIZE >= got.total) break
+  }
+  return items
 }

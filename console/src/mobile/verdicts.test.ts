@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest'
 
 import type { Outcome, QueuedAction } from './offline/queue'
-import { errorCodes, errorMessage, refusalOf } from './verdicts'
+import { errorCodes, errorMessage, reasonText, refusalOf } from './verdicts'
+import { ZH_CN } from '@/i18n/apiErrors'
 
 function outcome(kind: QueuedAction['kind'], status: number, body: unknown): Outcome {
   const action: QueuedAction = { id: 'm-1', kind, user: 1, body: {}, label: 'x', created: 0, n: 0, attempts: 0 }
@@ -19,9 +20,19 @@ describe('answers as the phone shows them', () => {
   })
 
   it('finds the refusal of a document code inside a 200, not only a 4xx', () => {
-    expect(refusalOf(outcome('doc_codes', 200, { code: 'S', result: 'rejected', reason: 'not_packed' }), 'zh-CN')).toBe('not_packed')
+    expect(refusalOf(outcome('doc_codes', 200, { code: 'S', result: 'rejected', reason: 'not_packed' }), 'zh-CN')).toBe('此箱码未装箱，或不是本单位可收发的货品（not_packed）')
+    expect(refusalOf(outcome('doc_codes', 200, { code: 'S', result: 'rejected', reason: 'not_packed' }), 'en')).toBe('not_packed')
     expect(refusalOf(outcome('doc_codes', 200, { code: 'S', result: 'added' }), 'zh-CN')).toBeNull()
     expect(refusalOf(outcome('sale', 409, { error: { code: 'not_draft', message: 'the document is confirmed' } }), 'zh-CN')).toBe('单据已不是草稿（not_draft）')
     expect(refusalOf(outcome('inspection', 201, {}), 'en')).toBeNull()
+  })
+
+  it("shows a code's reason inside a 200 in the clerk's language, with the reason", () => {
+    // a probe: the phone showed 已拒绝：not_activated, the commonest refusal of a document scan
+    expect(reasonText('not_activated', 'zh-CN')).toBe('此码未激活，或不是本单位可收发的货品（not_activated）')
+    expect(reasonText('forged', 'zh-CN')).toBe(`${ZH_CN.forged}（forged）`) // read_codes' reasons alike
+    expect(reasonText('not_activated', 'en')).toBe('not_activated')
+    expect(reasonText('a_new_reason', 'zh-CN')).toBe('a_new_reason') // no text yet: as the API says it
+    expect(reasonText(undefined, 'zh-CN')).toBe('rejected')
   })
 })

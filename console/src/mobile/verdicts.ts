@@ -2,7 +2,7 @@
 import type { Tone } from './scan/feedback'
 import type { ScanOut } from './api'
 import type { Outcome } from './offline/queue'
-import { errorText, isChinese } from '@/i18n/apiErrors'
+import { errorText, isChinese, ZH_CN } from '@/i18n/apiErrors'
 
 /** One code's answer in a 200 of POST /documents/{id}/codes. */
 export interface ItemResult {
@@ -44,12 +44,20 @@ export function errorMessage(body: unknown, status: number, locale: string): str
   return codes.length ? `${text}${isChinese(locale) ? '：' : ': '}${codes.join(', ')}` : text
 }
 
+/** A document code's reason inside a 200 (`not_activated`, `not_packed`, …) as an error code
+ * reads (errorText: the reasons have their texts in the same map): in zh-CN its Chinese
+ * text（reason）; in English, or for a reason without a text, the reason itself (the API's word). */
+export function reasonText(reason: string | undefined, locale: string): string {
+  const code = reason || 'rejected'
+  return isChinese(locale) && code in ZH_CN ? errorText({ code, message: code }, locale) : code
+}
+
 /** Why the server refused an action that has left the queue: a 4xx's words (errorMessage), or a
- * document code's reason when it was `rejected` inside a 200 (`not_packed`, …); null when it was
+ * document code's reason when it was `rejected` inside a 200 (reasonText); null when it was
  * taken. */
 export function refusalOf(outcome: Outcome, locale: string): string | null {
   if (!outcome.ok) return errorMessage(outcome.body, outcome.status, locale)
   if (outcome.action.kind !== 'doc_codes') return null
   const item = outcome.body as ItemResult | undefined
-  return item?.result === 'rejected' ? (item.reason ?? 'rejected') : null
+  return item?.result === 'rejected' ? reasonText(item.reason, locale) : null
 }

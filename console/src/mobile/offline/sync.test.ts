@@ -181,7 +181,7 @@ describe('the sync pass', () => {
     // the app is closed here: what is left is IndexedDB and localStorage
     const queued = (await queue.all(user)).map((a) => a.id)
     expect(queued).toEqual([stalled.id])
-    expect(refusals(user).map((r) => [r.id, r.message])).toEqual([[refused.id, 'not_packed']])
+    expect(refusals(user).map((r) => [r.id, r.message])).toEqual([[refused.id, '此箱码未装箱，或不是本单位可收发的货品（not_packed）']]) // in the app's zh-CN
 
     down = true // the stalled request fails at last
     for (const reject of stalls) reject(new TypeError('Failed to fetch'))
