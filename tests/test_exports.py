@@ -1452,3 +1452,38 @@ async def test_a_cli_export_stopped_by_a_void_shows_its_real_progress_and_the_re
     assert proc.returncode == 2, err
     assert "20,000,000/20,000,000" not in err and "100.0%" not in err, err
     assert "void" in err.splitlines()[-1], err
+
+
+async def test_a_batchs_exports_list_newest_first_when_asked_page_by_page(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: the console's files dialog read ``GET /batches/{no}/exports?per_page=200``,
+    oldest first: once a batch printed in runs held 200 exports, the export just made was not
+    in the list and its files could not be downloaded. ``order=newest`` lists the newest
+    first; the pages (the id breaking a tie of times) neither repeat nor skip an export, and
+    the default stays oldest first."""
+    planner = await login("planner")
+    batch_no = (await _batch(client, login, demo, 10))["batch_no"]
+    body = {"outer": {"passphrase": PASS_OUT}, "inner": {"passphrase": PASS_IN}}
+    made = []
+    for start in range(5):
+        export = await client.post(
+            f"/batches/{batch_no}/exports",
+            headers=planner,
+            json={**body, "start": start, "end": start + 1},
+        )
+        assert export.status_code == 201, export.text
+        made.append(export.json()["id"])
+    path = f"/batches/{batch_no}/exports"
+    paged = []
+    for page in (1, 2, 3):
+        answer = await client.get(
+            path, headers=planner, params={"order": "newest", "page": page, "per_page": 2}
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["total"] == 5
+        paged += [e["id"] for e in answer.json()["items"]]
+    assert paged == made[::-1]
+    oldest = (await client.get(path, headers=planner, params={"per_page": 2})).json()["items"]
+    assert [e["id"] for e in oldest] == made[:2]
+    assert_error(await client.get(path, headers=planner, params={"order": "latest"}), 400)

@@ -8,6 +8,7 @@ import csv
 import io
 import math
 import re
+import secrets
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -20,6 +21,7 @@ from app.field.checkins import distance_m, judge
 from tests.field_support import HZ, check_in, client_id, nameplate, user_id
 from tests.helpers import assert_error
 from tests.race_support import audit_rows, lock_waiters, twice_held
+from tests.test_field_scoping import _user
 
 
 def test_the_distance_is_the_great_circle_distance_and_the_radius_is_inclusive() -> None:
@@ -518,3 +520,91 @@ async def test_a_store_position_set_to_what_it_is_writes_no_audit_row(
     rows = await audit_rows(app, "org", store, "set_position")
     assert len(rows) == 1, f"a no-op position write was audited: {rows}"
     assert (await client.get(f"/orgs/{store}", headers=admin)).json()["updated_at"] == stamped
+
+
+async def test_a_store_does_not_field_audit_itself(client: Any, login: Any, demo: Any) -> None:
+    """A probe: a store's own manager (``org_admin`` at the store, so holding every field
+    permission) set the position the store's visits are measured from, "checked in" at its own
+    store and scored its own shelf 5/5, counted in the brand's ``GET /field/stores/scores``.
+    Field work on a store is for those above it: the store's own staff get 404 (as for a store
+    outside their subtree) to a position, a check-in, a review, and 422 ``unknown_store`` to a
+    plan; printing its nameplate stays theirs. The agent above it and its reps go on."""
+    admin = await login("admin")
+    made = await client.post(
+        "/orgs",
+        headers=admin,
+        json={"kind": "store", "name": "Self-audit", "erp_code": f"PZS-{client_id()}",
+              "parent_id": demo["AGENT-ZJ"], "latitude": HZ[0], "longitude": HZ[1]},
+    )  # fmt: skip
+    assert made.status_code == 201, made.text
+    store = made.json()["id"]
+    _, manager = await _user(client, admin, store, ["org_admin"])
+    position = {"lat": HZ[0] + 0.01, "lng": HZ[1]}
+    moved = await client.put(f"/field/stores/{store}/position", headers=manager, json=position)
+    assert_error(moved, 404)
+    plate = await client.get(f"/field/stores/{store}/nameplate", headers=manager)
+    assert plate.status_code == 200, plate.text
+    assert_error(await check_in(client, manager, plate.json()["code"]), 404)
+    review = {"store_id": store, "shelf_score": 5, "knowledge_score": 5}
+    reviewed = await client.post(
+        "/field/reviews", headers=manager, json={"client_id": client_id(), **review}
+    )
+    assert_error(reviewed, 404)
+    planned = await client.post(
+        "/field/plans",
+        headers=manager,
+        json={"period": "week", "starts_on": "2031-07-07",
+              "items": [{"store_id": store, "planned_on": "2031-07-08"}]},
+    )  # fmt: skip
+    assert_error(planned, 422, "unknown_store")
+    scores = await client.get("/field/stores/scores", headers=admin, params={"per_page": 200})
+    assert store not in [s["store_id"] for s in scores.json()["items"]]
+    # those above it: the agent's admin places it, a rep of the agent visits and scores it
+    placed = await client.put(
+        f"/field/stores/{store}/position", headers=await login("agent_admin"), json=position
+    )
+    assert placed.status_code == 200, placed.text
+    rep = await login("fieldrep")
+    checked = await check_in(client, rep, plate.json()["code"], (position["lat"], HZ[1]))
+    assert checked.status_code == 201 and checked.json()["flag"] == "ok", checked.text
+    reviewed = await client.post(
+        "/field/reviews", headers=rep, json={"client_id": client_id(), **review}
+    )
+    assert reviewed.status_code == 201, reviewed.text
+
+
+async def test_the_rep_filter_offers_every_rep_the_caller_may_filter_by(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: the console's rep filter (check-ins, plans, reviews) offered the reps of the
+    newest 200 records only: a quiet rep behind a busy one's 200 check-ins could not be picked,
+    and a supervisor may not search the user directory. ``GET /field/reps`` lists, searched by
+    name, the reps the caller's lists can be filtered by: a rep itself, a supervisor also its
+    reps, a ``field.read`` holder its subtree's users who visit stores; another brand none."""
+    from tests.field_support import other_brand_admin
+
+    admin, tag = await login("admin"), f"rs{secrets.token_hex(3)}"
+    zj = demo["AGENT-ZJ"]
+    sup_id, sup = await _user(client, admin, zj, ["field_supervisor"], f"{tag}s")
+    rep_id, _ = await _user(client, admin, zj, ["field_rep"], f"{tag}a")
+    other_id, other = await _user(client, admin, zj, ["field_rep"], f"{tag}b")
+    await _user(client, admin, zj, ["inspector"], f"{tag}c")  # visits no store
+    boss = await client.put(
+        f"/field/reps/{rep_id}/supervisor", headers=admin, json={"supervisor_id": sup_id}
+    )
+    assert boss.status_code == 200, boss.text
+
+    async def offered(headers: dict[str, str]) -> set[int]:
+        answer = await client.get("/field/reps", headers=headers, params={"q": tag})
+        assert answer.status_code == 200, answer.text
+        return {r["id"] for r in answer.json()["items"]}
+
+    assert await offered(sup) == {sup_id, rep_id}
+    assert await offered(other) == {other_id}
+    assert await offered(admin) == {sup_id, rep_id, other_id}
+    assert await offered(await other_brand_admin(client, login)) == set()
+    assert_error(await client.get("/field/reps", headers=await login("planner")), 403)
+    named = await client.get("/field/reps", headers=sup, params={"q": f"{tag}a"})
+    assert named.json()["items"] == [
+        {"id": rep_id, "name": f"{tag}a", "username": f"{tag}a", "status": "active"}
+    ]

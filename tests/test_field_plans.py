@@ -3,14 +3,15 @@ by the rep's supervisor; every move audited, illegal moves 409 — on the real P
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from datetime import date, timedelta
 from typing import Any
 
 from tests.field_support import check_in, client_id, nameplate
-from tests.helpers import assert_error
-from tests.race_support import audit_rows
-from tests.test_field_scoping import _login, _user
+from tests.helpers import acting, assert_error
+from tests.race_support import audit_rows, lock_waiters
+from tests.test_field_scoping import _login, _org, _user
 
 
 async def _draft(
@@ -516,3 +517,78 @@ async def test_a_plan_decided_by_a_supervisor_above_the_rep_is_in_the_reps_organ
     assert log.status_code == 200, log.text
     actions = sorted(row["action"] for row in log.json()["items"])
     assert actions == ["approve", "create", "submit"], actions
+
+
+async def _submitted_at(
+    client: Any, admin: dict[str, str], org: int, store: int, sup_id: int, monday: str
+) -> tuple[int, str]:
+    """A new rep of ``org`` supervised by ``sup_id`` and its submitted week (from ``monday``)
+    with a visit at ``store``: (rep id, plan URL)."""
+    rep_id, rep = await _user(client, admin, org, ["field_rep"])
+    named = await client.put(
+        f"/field/reps/{rep_id}/supervisor", headers=admin, json={"supervisor_id": sup_id}
+    )
+    assert named.status_code == 200, named.text
+    plan = await client.post(
+        "/field/plans",
+        headers=rep,
+        json={
+            "period": "week",
+            "starts_on": monday,
+            "items": [{"store_id": store, "planned_on": monday}],
+        },
+    )
+    assert plan.status_code == 201, plan.text
+    url = f"/field/plans/{plan.json()['id']}"
+    assert (await client.post(f"{url}/submit", headers=rep)).status_code == 200
+    return rep_id, url
+
+
+async def test_a_departed_reps_plan_is_not_approved(client: Any, login: Any, demo: Any) -> None:
+    """A probe: approval re-checked the plan's stores, not its rep: a rep who had left (account
+    deactivated, or its organisation) had its submitted plan approved, visits nobody will make.
+    422 ``rep_inactive`` now; the supervisor may still return it."""
+    admin = await login("admin")
+    sup_id, sup = await _user(client, admin, demo["AGENT-ZJ"], ["field_supervisor"])
+    rep_id, url = await _submitted_at(
+        client, admin, demo["AGENT-ZJ"], demo["STORE-HZ-01"], sup_id, "2031-06-02"
+    )
+    gone = await client.patch(f"/users/{rep_id}", headers=admin, json={"status": "inactive"})
+    assert gone.status_code == 200, gone.text
+    assert_error(await client.post(f"{url}/approve", headers=sup), 422, "rep_inactive")
+    assert (await client.get(url, headers=sup)).json()["status"] == "submitted"
+    returned = await client.post(f"{url}/return", headers=sup, json={"reason": "left"})
+    assert returned.status_code == 200, returned.text
+    # a rep whose organisation closed: refused as the rep, not as its stores
+    distributor = await _org(client, admin, "distributor", demo["AGENT-ZJ"])
+    store = await _org(client, admin, "store", distributor)
+    _, url = await _submitted_at(client, admin, distributor, store, sup_id, "2031-06-09")
+    closed = await client.post(f"/orgs/{distributor}/deactivate", headers=admin)
+    assert closed.status_code == 200, closed.text
+    assert_error(await client.post(f"{url}/approve", headers=sup), 422, "rep_inactive")
+
+
+async def test_a_plan_approved_while_its_rep_is_deactivated_waits_and_is_refused(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """The approval reads the rep's account under a key share of its row: a deactivation under
+    way (``update_user`` holds the row) is waited for, and the approval then refused, never an
+    approval of the rep who has just left."""
+    admin = await login("admin")
+    sup_id, sup = await _user(client, admin, demo["AGENT-ZJ"], ["field_supervisor"])
+    rep_id, url = await _submitted_at(
+        client, admin, demo["AGENT-ZJ"], demo["STORE-HZ-01"], sup_id, "2031-06-16"
+    )
+    from app.users.schemas import UserPatch
+    from app.users.service import update_user
+
+    async with app.state.pool.connection() as holder, app.state.pool.connection() as watch:
+        await update_user(
+            holder, await acting(holder, "admin"), rep_id, UserPatch(status="inactive")
+        )
+        approving = asyncio.ensure_future(client.post(f"{url}/approve", headers=sup))
+        waited = await lock_waiters(watch, 1)
+        await holder.commit()
+        answer = await asyncio.wait_for(approving, 30)
+    assert waited, "the approval should wait for the rep's deactivation"
+    assert_error(answer, 422, "rep_inactive")

@@ -3,12 +3,18 @@ reps', brand and organisation admins their subtree's, another brand nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from tests.field_support import check_in, client_id, nameplate, other_brand_admin, user_id
-from tests.helpers import assert_error
-from tests.race_support import audit_rows, twice_held
+from tests.helpers import acting, assert_error, new_user, onboarded_brand
+from tests.images import png
+from tests.race_support import audit_rows, lock_waiters, twice_held
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 async def _records(client: Any, login: Any, demo: Any, rep_name: str, store: str) -> dict[str, int]:
@@ -235,23 +241,13 @@ async def _user_id(app: Any, username: str) -> int:
 
 
 async def _moved_rep(client: Any, login: Any, app: Any, demo: Any) -> dict[str, Any]:
-    """A store of AGENT-ZJ with a field rep supervised by AGENT-ZJ's supervisor (fieldsup);
-    the brand then moves the store (with its rep) to AGENT-GD."""
+    """A distributor of AGENT-ZJ with a store and a field rep (of the distributor: a store's
+    own staff do not audit it) supervised by AGENT-ZJ's supervisor (fieldsup); the brand then
+    moves the distributor (with its store and rep) to AGENT-GD."""
     admin = await login("admin")
-    tag = secrets.token_hex(3).upper()
-    store = await client.post(
-        "/orgs",
-        headers=admin,
-        json={
-            "kind": "store",
-            "name": f"Moving store {tag}",
-            "erp_code": f"MV-{tag}",
-            "parent_id": demo["AGENT-ZJ"],
-        },
-    )
-    assert store.status_code == 201, store.text
-    store_id = store.json()["id"]
-    rep_id, rep = await _user(client, admin, store_id, ["field_rep"])
+    distributor = await _org(client, admin, "distributor", demo["AGENT-ZJ"])
+    store_id = await _org(client, admin, "store", distributor)
+    rep_id, rep = await _user(client, admin, distributor, ["field_rep"])
     boss = await client.put(
         f"/field/reps/{rep_id}/supervisor",
         headers=await login("agent_admin"),
@@ -259,7 +255,7 @@ async def _moved_rep(client: Any, login: Any, app: Any, demo: Any) -> dict[str, 
     )
     assert boss.status_code == 200, boss.text
     moved = await client.post(
-        f"/orgs/{store_id}/move", headers=admin, json={"parent_id": demo["AGENT-GD"]}
+        f"/orgs/{distributor}/move", headers=admin, json={"parent_id": demo["AGENT-GD"]}
     )
     assert moved.status_code == 200, moved.text
     return {"store_id": store_id, "rep_id": rep_id, "rep": rep}
@@ -374,6 +370,156 @@ async def test_a_rep_moved_to_another_agent_by_import_loses_the_old_agents_super
     assert seen.json()["items"] == [], "AGENT-ZJ's supervisor reads a GD rep's reviews"
 
 
+async def _zj_era_records(client: Any, rep: dict[str, str], demo: Any) -> dict[str, Any]:
+    """A plan, a check-in (its day), a review and its photo of ``rep`` at a ZJ store."""
+    plan = await client.post(
+        "/field/plans",
+        headers=rep,
+        json={
+            "period": "week",
+            "starts_on": "2031-09-01",
+            "items": [{"store_id": demo["STORE-HZ-01"], "planned_on": "2031-09-02"}],
+        },
+    )
+    assert plan.status_code == 201, plan.text
+    photo = await client.post(
+        "/media/photos", headers={**rep, "Content-Type": "image/png"}, content=png(29)
+    )
+    assert photo.status_code == 201, photo.text
+    review = await client.post(
+        "/field/reviews",
+        headers=rep,
+        json={
+            "client_id": client_id(),
+            "store_id": demo["STORE-HZ-01"],
+            "shelf_score": 1,
+            "knowledge_score": 1,
+            "comment": "ZJ internal: shelf empty",
+            "photo_ids": [photo.json()["id"]],
+        },
+    )
+    assert review.status_code == 201, review.text
+    return {"plan": plan.json()["id"], "photo": photo.json()["url"], "review": review.json()}
+
+
+async def _field_records_seen(client: Any, headers: dict[str, str], rep_id: int) -> list[str]:
+    """What ``headers``' holder reads of a rep's field records: plans, check-ins, reviews."""
+    seen = []
+    for path in ("/field/plans", "/field/checkins", "/field/reviews"):
+        answer = await client.get(path, headers=headers, params={"rep_id": rep_id})
+        assert answer.status_code == 200, (path, answer.text)
+        seen += [f"{path} {item['id']}" for item in answer.json()["items"]]
+    return seen
+
+
+async def test_a_rep_moved_to_another_agent_by_import_takes_no_old_records_to_its_new_supervisor(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe, the mirror of the one above: a rep of AGENT-ZJ plans, checks in and reviews (a
+    photo attached) at a ZJ store, then is moved to AGENT-GD by the brand's import. GD's admin
+    (``field.read`` over GD) does not see those ZJ-era records, but the supervisor it names
+    read all of them (the supervise rule took every record of the rep, wherever made). The
+    supervisor reads no more than its reach or the rep's organisation of now: the rep's GD
+    records, not ZJ's, which stay ZJ's admin's."""
+    admin = await login("admin")
+    rep_name = f"pz{secrets.token_hex(4)}"
+    rep_id, rep = await _user(client, admin, demo["AGENT-ZJ"], ["field_rep"], rep_name)
+    old = await _zj_era_records(client, rep, demo)
+    plate = await nameplate(client, login, demo["STORE-HZ-01"], by="admin")
+    checked = await check_in(client, rep, plate["code"])
+    assert checked.status_code == 201, checked.text
+    day = datetime.fromisoformat(checked.json()["at"]).astimezone(SHANGHAI).date().isoformat()
+    row = {"erp_code": f"PZ-{secrets.token_hex(3)}", "username": rep_name}
+    imported = await client.post(
+        "/users/import", headers=admin, json={"items": [{**row, "org_erp_code": "AGENT-GD"}]}
+    )
+    assert imported.status_code == 200 and imported.json()["rejected"] == 0, imported.text
+    gd_admin = await login("gd_admin")
+    boss_id, boss_h = await _user(client, gd_admin, demo["AGENT-GD"], ["field_supervisor"])
+    named = await client.put(
+        f"/field/reps/{rep_id}/supervisor", headers=gd_admin, json={"supervisor_id": boss_id}
+    )
+    assert named.status_code == 200, named.text
+    assert await _field_records_seen(client, gd_admin, rep_id) == []
+    assert await _field_records_seen(client, boss_h, rep_id) == [], "ZJ's records read by GD"
+    assert_error(await client.get(old["photo"], headers=boss_h), 404)
+    assert_error(await client.get(f"/field/plans/{old['plan']}", headers=boss_h), 404)
+    track = await client.get("/field/track", headers=boss_h, params={"rep_id": rep_id, "day": day})
+    assert track.status_code == 200 and track.json()["checkins"] == [], track.text
+    old_track = await client.get(
+        "/field/track", headers=await login("agent_admin"), params={"rep_id": rep_id, "day": day}
+    )
+    assert [c["id"] for c in old_track.json()["checkins"]] == [checked.json()["id"]]
+    # ZJ's admin still reads them; the supervisor reads what the rep does at GD
+    assert len(await _field_records_seen(client, await login("agent_admin"), rep_id)) == 3
+    rep = await _login(client, rep_name)  # the move ended its sessions
+    review = await client.post(
+        "/field/reviews",
+        headers=rep,
+        json={
+            "client_id": client_id(),
+            "store_id": demo["STORE-GZ-01"],
+            "shelf_score": 4,
+            "knowledge_score": 4,
+        },
+    )
+    assert review.status_code == 201, review.text
+    seen = await _field_records_seen(client, boss_h, rep_id)
+    assert seen == [f"/field/reviews {review.json()['id']}"], seen
+
+
+async def test_a_supervisor_named_across_agents_by_the_brand_reads_the_reps_records(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """The supervise rule's other reach (with the probe above): the brand may name a rep's
+    supervisor in another agent (README: same brand); it reads the records the rep makes where
+    it is, as the rep's own organisation's admins do."""
+    admin = await login("admin")
+    rep_id, rep = await _user(client, admin, demo["AGENT-ZJ"], ["field_rep"])
+    boss_id, boss = await _user(client, admin, demo["AGENT-GD"], ["field_supervisor"])
+    named = await client.put(
+        f"/field/reps/{rep_id}/supervisor", headers=admin, json={"supervisor_id": boss_id}
+    )
+    assert named.status_code == 200, named.text
+    old = await _zj_era_records(client, rep, demo)
+    assert len(await _field_records_seen(client, boss, rep_id)) == 2  # the plan, the review
+    assert (await client.get(old["photo"], headers=boss)).status_code == 200
+
+
+async def test_the_platform_naming_a_tenants_supervisor_waits_for_the_tenants_demotion(
+    app: Any, client: Any, login: Any
+) -> None:
+    """A probe: ``PUT /field/reps/{id}/supervisor`` took the role-name lock of the caller's
+    brand; the platform operator (of its own brand) naming a tenant's supervisor did not wait
+    for the tenant's deactivation of that supervisor, which then found no rep to clear, and
+    the rep was left supervised by an inactive account (its plans' only decider). It takes the
+    rep's brand's lock now: it waits, then is refused (422 ``bad_supervisor``)."""
+    brand, _ = await onboarded_brand(client, login)
+    platform = await login("platform")
+    rep = await new_user(client, platform, brand["id"], ["field_rep"])
+    boss = await new_user(client, platform, brand["id"], ["field_supervisor"])
+    from app.users.schemas import UserPatch
+    from app.users.service import update_user
+
+    async with app.state.pool.connection() as holder, app.state.pool.connection() as watch:
+        await update_user(
+            holder, await acting(holder, "platform"), boss["id"], UserPatch(status="inactive")
+        )
+        naming = asyncio.ensure_future(
+            client.put(
+                f"/field/reps/{rep['id']}/supervisor",
+                headers=platform,
+                json={"supervisor_id": boss["id"]},
+            )
+        )
+        waited = await lock_waiters(watch, 1)
+        await holder.commit()
+        answer = await asyncio.wait_for(naming, 30)
+    assert waited, "the naming should wait for the tenant's deactivation"
+    assert_error(answer, 422, "bad_supervisor")
+    assert await _supervisor_of(app, rep["id"]) is None
+
+
 async def test_a_supervisor_moved_to_another_agent_by_import_leaves_its_reps_behind(
     client: Any, login: Any, app: Any, demo: Any
 ) -> None:
@@ -382,7 +528,7 @@ async def test_a_supervisor_moved_to_another_agent_by_import_leaves_its_reps_beh
     admin = await login("admin")
     sup_name = f"pz{secrets.token_hex(4)}"
     sup_id, _ = await _user(client, admin, demo["AGENT-ZJ"], ["field_supervisor"], sup_name)
-    rep_id, rep = await _user(client, admin, demo["STORE-HZ-01"], ["field_rep"])
+    rep_id, rep = await _user(client, admin, demo["AGENT-ZJ"], ["field_rep"])
     named = await client.put(
         f"/field/reps/{rep_id}/supervisor", headers=admin, json={"supervisor_id": sup_id}
     )

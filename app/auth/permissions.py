@@ -25,11 +25,13 @@ PERMISSIONS: dict[str, str] = {
     "logistics.approve": "approve exception outbound",
     "orders.write": "create and import orders",
     "inspect.scan": "inspect goods on store shelves",
-    "field.visit": "plan and record store visits: own visit plans, check-ins, reviews, photos",
+    "field.visit": "plan and record visits to the stores below one's organisation: own visit "
+    "plans, check-ins, reviews, photos",
     "field.supervise": "approve or return the visit plans of the reps one supervises; see their "
     "check-ins, reviews and photos",
     "field.read": "read and export every field rep's plans, check-ins and reviews (subtree)",
-    "field.nameplates": "print stores' nameplates (signed QR codes) and set stores' positions",
+    "field.nameplates": "print stores' nameplates (signed QR codes) and set the positions of "
+    "the stores below one's organisation",
     "sales.claim": "claim sales rebates",
     "reports.read": "read reports and analytics",
     "alerts.read": "read and acknowledge alerts",

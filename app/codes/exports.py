@@ -35,7 +35,7 @@ from app._core import build_sscc
 from app.auth.principal import Principal
 from app.codes import printfile
 from app.codes.batches import VoidWatch
-from app.codes.schemas import CaseExportIn, ExportIn, ExportOut, PartIn, PartOut
+from app.codes.schemas import CaseExportIn, ExportIn, ExportOrder, ExportOut, PartIn, PartOut
 from app.codes.scheme import NO_KEY_VERSION, Scheme, file_key
 from app.codes.service import own_printer, visible_sql
 from app.config import Settings
@@ -343,15 +343,23 @@ async def get_export(conn: Conn, actor: Principal, export_id: str) -> ExportOut:
 
 
 async def page_exports(
-    conn: Conn, actor: Principal, batch_no: int, page: int, per_page: int
+    conn: Conn,
+    actor: Principal,
+    batch_no: int,
+    page: int,
+    per_page: int,
+    order: ExportOrder = "oldest",
 ) -> Page[ExportOut]:
-    """One page of a batch's exports, oldest first (a printer's caller — ``codes.export`` or
-    ``codes.download``, as ``_visible`` — sees those with a file addressed to it, and only its
-    own files: ``_mine``; a probe: a printer's user was refused the list, so it could not find
-    its files). A batch the caller may not see (``visible_sql``, as ``GET /batches/{no}``) and
-    has no file of is 404 ``not_found``, as the batch's own page: a probe saw an empty page, as
-    if a mistyped number were "not exported yet"; another saw a printer told by it which batch
-    numbers went to the brand's other printers (an empty page for theirs, 404 for none)."""
+    """One page of a batch's exports, oldest first, or newest first for ``order="newest"``
+    (the console's files dialog shows the newest: a probe saw the export just made missing from
+    its one page of the oldest 200); the id breaks a tie of times either way, so the pages
+    neither repeat nor skip a row. A printer's caller (``codes.export`` or ``codes.download``,
+    as ``_visible``) sees those with a file addressed to it, and only its own files: ``_mine``;
+    a probe: a printer's user was refused the list, so it could not find its files. A batch the
+    caller may not see (``visible_sql``, as ``GET /batches/{no}``) and has no file of is 404
+    ``not_found``, as the batch's own page: a probe saw an empty page, as if a mistyped number
+    were "not exported yet"; another saw a printer told by it which batch numbers went to the
+    brand's other printers (an empty page for theirs, 404 for none)."""
     actor.require_any("codes.export", "codes.download")
     where, params, printer = await _mine(conn, actor)
     found = await fetch_page(
@@ -360,7 +368,7 @@ async def page_exports(
         source="code_exports e",
         where=["e.batch_no = %(batch_no)s", *where],
         params={**params, "batch_no": batch_no},
-        order="e.created_at, e.id",
+        order="e.created_at DESC, e.id DESC" if order == "newest" else "e.created_at, e.id",
         page=page,
         per_page=per_page,
         make=lambda row: _out(row, printer),

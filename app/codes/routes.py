@@ -31,6 +31,7 @@ from app.codes.schemas import (
     CodeAllocationOut,
     CodeStatusOut,
     ExportIn,
+    ExportOrder,
     ExportOut,
     PoolIn,
     PoolOut,
@@ -166,12 +167,13 @@ class BatchController(Controller):
         batch_no: int,
         read_conn: Conn,
         principal: Principal,
+        order: ExportOrder = "oldest",
         page: PageNo = 1,
         per_page: PerPage = 50,
     ) -> Page[ExportOut]:
-        """The batch's printer-file exports, oldest first (from the read replica when there is
-        one: an export's progress may show a moment late)."""
-        return await exports.page_exports(read_conn, principal, batch_no, page, per_page)
+        """The batch's printer-file exports, oldest first (``order=newest``: newest first), from
+        the read replica when there is one: an export's progress may show a moment late."""
+        return await exports.page_exports(read_conn, principal, batch_no, page, per_page, order)
 
 
 class CaseBatchController(Controller):

@@ -84,6 +84,9 @@ class PartOut(msgspec.Struct, frozen=True):
     method: str
 
 
+ExportOrder = Literal["oldest", "newest"]  # the order of a batch's exports listed
+
+
 class ExportOut(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     batch_no: int | None

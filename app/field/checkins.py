@@ -90,8 +90,8 @@ async def _store(
             (store_id,),
         )
     ).fetchone()
-    if row is None or row["kind"] != "store" or not actor.sees(row["path"]):
-        raise NotFound("store not found")
+    if row is None or row["kind"] != "store" or not scope.covers(actor, row["path"]):
+        raise NotFound("store not found")  # elsewhere, or the rep's own store
     if row["status"] != "active":  # closed, or under a closed organisation (a probe: taken)
         raise Unprocessable("the store is inactive", code="org_inactive")
     return row

@@ -90,13 +90,14 @@ async def _check_items(
 
 async def _check_stores(conn: Conn, rep_path: str, store_ids: set[int]) -> None:
     """422 ``unknown_store`` (details: ``store_ids``) unless every store is an active store
-    (``ORG_STATUS``) within the rep's subtree ``rep_path``."""
+    (``ORG_STATUS``) strictly below the rep's organisation at ``rep_path``: never the rep's own
+    store, where it may not check in (``scope.covers``)."""
     ids = sorted(store_ids)
     rows = await (
         await conn.execute(
             f"SELECT id FROM orgs o WHERE id = ANY(%s) AND kind = 'store' "
-            f"AND {ORG_STATUS} = 'active' AND path LIKE %s",
-            (ids, rep_path + "%"),
+            f"AND {ORG_STATUS} = 'active' AND path LIKE %s AND path <> %s",
+            (ids, rep_path + "%", rep_path),
         )
     ).fetchall()
     unknown = sorted(set(ids) - {r["id"] for r in rows})
@@ -235,19 +236,26 @@ async def _unchanged(conn: Conn, actor: Principal, plan: PlanOut, data: PlanEdit
 
 
 async def _recheck_items(conn: Conn, plan_id: int, rep_id: int) -> None:
-    """The plan's stores checked again at submit and approval, against the rep's organisation
-    of now: a probe found a plan submitted and approved with a store closed since its draft,
-    and one of a rep since moved to another agent (the old agent's stores, which the rep can
-    no longer check in at). The days need no second look: the period never changes."""
+    """The rep and the plan's stores checked again at submit and approval: 422
+    ``rep_inactive`` when the rep's account or organisation (or one above it) is inactive (a
+    probe: a departed rep's plan was approved, visits nobody will make); the stores against the
+    rep's organisation of now (a probe found a plan submitted and approved with a store closed
+    since its draft, and one of a rep since moved to another agent: the old agent's stores,
+    which the rep can no longer check in at). The days need no second look: the period never
+    changes. The rep's row is key-shared: a deactivation under way (``update_user`` holds the
+    row) is waited for and seen."""
     row = await (
         await conn.execute(
-            "SELECT o.path, array(SELECT DISTINCT i.store_id FROM visit_plan_items i "
+            f"SELECT o.path, u.status, {ORG_STATUS} AS org_status, "
+            "array(SELECT DISTINCT i.store_id FROM visit_plan_items i "
             "WHERE i.plan_id = %s) AS store_ids "
-            "FROM users u JOIN orgs o ON o.id = u.org_id WHERE u.id = %s",
+            "FROM users u JOIN orgs o ON o.id = u.org_id WHERE u.id = %s FOR KEY SHARE OF u",
             (plan_id, rep_id),
         )
     ).fetchone()
     assert row is not None  # the plan's rep: a user is never deleted
+    if row["status"] != "active" or row["org_status"] != "active":
+        raise Unprocessable("the rep's account or organisation is inactive", code="rep_inactive")
     await _check_stores(conn, row["path"], set(row["store_ids"]))
 
 
@@ -267,9 +275,9 @@ async def transition(
     conn: Conn, actor: Principal, plan_id: int, action: str, reason: str | None = None
 ) -> PlanOut:
     """Move a plan by ``action`` (submit, approve, return); 409 ``illegal_transition`` from a
-    state the action does not leave from; submit and approve check the items' stores again
-    (422 ``unknown_store``, as an edit); a submitted plan is the rep's organisation's of now,
-    as an edited one (``edit_plan``)."""
+    state the action does not leave from; submit and approve check the rep's account (422
+    ``rep_inactive``) and the items' stores again (422 ``unknown_store``, as an edit); a
+    submitted plan is the rep's organisation's of now, as an edited one (``edit_plan``)."""
     row = await _row(conn, actor, plan_id, lock=True)
     _check_actor(actor, action, row)
     sources, target = TRANSITIONS[action]

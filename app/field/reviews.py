@@ -71,8 +71,8 @@ async def _check(conn: Conn, actor: Principal, data: ReviewIn) -> None:
             (data.store_id,),
         )
     ).fetchone()
-    if store is None or store["kind"] != "store" or not actor.sees(store["path"]):
-        raise NotFound("store not found")
+    if store is None or store["kind"] != "store" or not scope.covers(actor, store["path"]):
+        raise NotFound("store not found")  # elsewhere, or the rep's own store
     if store["status"] != "active":  # as a check-in there (a probe: taken at a closed store)
         raise Unprocessable("the store is inactive", code="org_inactive")
     if data.checkin_id is not None:

@@ -13,7 +13,7 @@ from app.auth.principal import Principal
 from app.config import Settings
 from app.db import Conn
 from app.errors import BadRequest
-from app.field import checkins, nameplates, plans, reviews, stores
+from app.field import checkins, nameplates, plans, reps, reviews, stores
 from app.field.schemas import (
     CheckinIn,
     CheckinOut,
@@ -26,6 +26,7 @@ from app.field.schemas import (
     PlanStatus,
     PositionIn,
     PositionOut,
+    RepOut,
     ReviewIn,
     ReviewOut,
     StoreScoreOut,
@@ -164,6 +165,20 @@ class StoreController(Controller):
 
 class RepController(Controller):
     path = "/field/reps"
+
+    @get("/")
+    async def list_reps(
+        self,
+        conn: Conn,
+        principal: Principal,
+        q: str | None = None,
+        page: PageNo = 1,
+        per_page: PerPage = 50,
+    ) -> Page[RepOut]:
+        """The reps the caller's plans, check-ins and reviews can be filtered by (``rep_id``):
+        itself, the reps it supervises, with ``field.read`` its subtree's users who visit
+        stores; ``q`` searches the username and name."""
+        return await reps.page_reps(conn, principal, q, page, per_page)
 
     @put("/{user_id:int}/supervisor")
     async def set_supervisor(

@@ -109,6 +109,16 @@ class PositionOut(msgspec.Struct, frozen=True, kw_only=True):
     lng: float | None
 
 
+class RepOut(msgspec.Struct, frozen=True, kw_only=True):
+    """A rep the caller's field lists can be filtered by (``rep_id``): its name as the lists
+    show it (the display name, else the username)."""
+
+    id: int
+    name: str
+    username: str
+    status: str
+
+
 class SupervisorIn(_In, frozen=True, kw_only=True):
     """The rep's supervisor (a user holding ``field.supervise`` in the same brand), or null."""
 

@@ -3,7 +3,10 @@
 - ``field.read``: every rep's records made within the caller's subtree (brand admins: the
   brand's; another brand's token sees nothing, its subtree holds none of them);
 - ``field.supervise``: the caller's own records and those of the reps it supervises
-  (``users.supervisor_id``);
+  (``users.supervisor_id``) made within the caller's subtree or within the rep's organisation
+  of now: a rep moved to another agent takes no record of the old agent's to its new
+  supervisor (the new agent's ``field.read`` holders don't see them either), and a supervisor
+  named across agents by the brand reads what the rep does where it is;
 - ``field.visit``: the caller's own records.
 
 Records carry the rep (``rep_id``) and the rep's organisation when made (``org_id``); the
@@ -33,10 +36,13 @@ def condition(actor: Principal, rep: str, org_path: str) -> tuple[str, dict[str,
     organisation. Callers have checked ``require_any(*READERS)``."""
     params: dict[str, Any] = {"scope_me": actor.user_id or 0, "scope_prefix": actor.org_path + "%"}
     parts = [f"{rep} = %(scope_me)s"]
-    if actor.has("field.supervise"):
+    if actor.has("field.supervise"):  # within the supervisor's reach or the rep's of now (a
+        # probe: a rep moved to another agent by import, its new agent's supervisor read the
+        # reviews and check-ins it had made for the old agent, which that agent's admins don't)
         parts.append(
-            f"EXISTS (SELECT 1 FROM users su WHERE su.id = {rep} "
-            "AND su.supervisor_id = %(scope_me)s)"
+            f"EXISTS (SELECT 1 FROM users su JOIN orgs ro ON ro.id = su.org_id "
+            f"WHERE su.id = {rep} AND su.supervisor_id = %(scope_me)s "
+            f"AND ({org_path} LIKE %(scope_prefix)s OR {org_path} LIKE ro.path || '%%'))"
         )
     if actor.has("field.read"):
         parts.append(f"{org_path} LIKE %(scope_prefix)s")
@@ -80,6 +86,14 @@ def filters(
         conditions.append(f"{at} < %(t1)s")
         params["t1"] = day_bounds(date_to)[1]
     return conditions, params
+
+
+def covers(actor: Principal, store_path: str) -> bool:
+    """Whether the caller's field work reaches a store (by its path): one strictly below the
+    caller's organisation. A store's own staff do not audit it (a probe: a store's manager set
+    the position its visits are measured from, "checked in" and scored its own shelf 5/5,
+    counted in the brand's store scores); stores elsewhere are not the caller's either."""
+    return actor.sees(store_path) and store_path != actor.org_path
 
 
 def require_reader(actor: Principal) -> None:

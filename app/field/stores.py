@@ -2,7 +2,8 @@
 
 - A store's nameplate (``field.nameplates``, the store in the caller's subtree): its signed
   code and URL (``app.field.nameplates``), as JSON, PNG or PDF.
-- A store's recorded position (``field.nameplates``): the point check-ins are measured from.
+- A store's recorded position (``field.nameplates``, the store strictly below the caller's
+  organisation, ``scope.covers``: not its own staff's): the point check-ins are measured from.
 - A rep's supervisor (``users.write``, both users administered by the caller, the same brand,
   the supervisor active and holding ``field.supervise``). A supervisor who stops being one
   (``app.orgs.service.drop_unfit_supervisors``: its roles lose ``field.supervise``, its account
@@ -23,13 +24,16 @@ from app.auth.service import ORG_STATUS, ensure_not_stronger
 from app.config import Settings
 from app.db import Conn
 from app.errors import NotFound, Unprocessable
-from app.field import nameplates
+from app.field import nameplates, scope
 from app.field.schemas import NameplateOut, PositionIn, PositionOut, SupervisorIn, SupervisorOut
 
 
-async def _store(conn: Conn, actor: Principal, store_id: int, lock: str = "") -> dict[str, Any]:
-    """A store in the caller's subtree (404 otherwise, other kinds of organisation too); with
-    ``lock`` (``FOR NO KEY UPDATE``) its row held to the end of the transaction."""
+async def _store(
+    conn: Conn, actor: Principal, store_id: int, lock: str = "", audited: bool = False
+) -> dict[str, Any]:
+    """A store in the caller's subtree (404 otherwise, other kinds of organisation too; with
+    ``audited``, the caller's own store too: ``scope.covers``); with ``lock`` (``FOR NO KEY
+    UPDATE``) its row held to the end of the transaction."""
     row = await (
         await conn.execute(
             "SELECT id, name, erp_code, kind, path, latitude, longitude FROM orgs WHERE id = %s "
@@ -38,6 +42,8 @@ async def _store(conn: Conn, actor: Principal, store_id: int, lock: str = "") ->
         )
     ).fetchone()
     if row is None or row["kind"] != "store" or not actor.sees(row["path"]):
+        raise NotFound("store not found")
+    if audited and not scope.covers(actor, row["path"]):
         raise NotFound("store not found")
     return row
 
@@ -64,7 +70,7 @@ async def set_position(
     # the row held where its "before" is read, as ``app.orgs.service.update_org`` holds it: a
     # concurrent change is audited before or after this one, never skipped (a probe: two at once
     # both audited the original position); NO KEY: references to the store are not held up
-    store = await _store(conn, actor, store_id, "FOR NO KEY UPDATE")
+    store = await _store(conn, actor, store_id, "FOR NO KEY UPDATE", audited=True)
     out = PositionOut(store_id=store_id, lat=data.lat, lng=data.lng)
     if (store["latitude"], store["longitude"]) == (data.lat, data.lng):  # set to what it is
         # (a form, a retry): no write, no row (README: a call that changes nothing; a probe)
@@ -108,6 +114,20 @@ async def _user_row(conn: Conn, actor: Principal, user_id: int) -> dict[str, Any
     return row
 
 
+async def _rep_brand(conn: Conn, actor: Principal, user_id: int) -> int:
+    """The brand of a user the caller administers (404 otherwise): a user never leaves its
+    brand, so it is read before any lock."""
+    row = await (
+        await conn.execute(
+            "SELECT o.path FROM users u JOIN orgs o ON o.id = u.org_id WHERE u.id = %s",
+            (user_id,),
+        )
+    ).fetchone()
+    actor.ensure_administers(row["path"] if row else None, "user")
+    assert row is not None
+    return brand_of(row["path"])
+
+
 async def set_supervisor(
     conn: Conn, actor: Principal, user_id: int, data: SupervisorIn
 ) -> SupervisorOut:
@@ -115,12 +135,13 @@ async def set_supervisor(
     an edit of the rep's account, so not of one stronger than the caller (403
     ``stronger_account``), as every other edit of a user."""
     actor.require("users.write")
-    if data.supervisor_id is not None:  # the brand's role-name lock before any user's row (its
-        # order, ``Lock.ROLE_NAMES``): a demotion or a deactivation of the supervisor
+    if data.supervisor_id is not None:  # the rep's brand's role-name lock before any user's row
+        # (its order, ``Lock.ROLE_NAMES``): a demotion or a deactivation of the supervisor
         # (``drop_unfit_supervisors``, under it) is then before this naming, refused, or after
         # it, which it clears: never between the check below and the write, the demoted user
-        # left named
-        await locks.xact_lock(conn, locks.Lock.ROLE_NAMES, actor.brand_id)
+        # left named. The rep's brand, not the caller's: a platform operator naming one in a
+        # tenant brand did not wait for that brand's deactivation of the supervisor (a probe)
+        await locks.xact_lock(conn, locks.Lock.ROLE_NAMES, await _rep_brand(conn, actor, user_id))
     # the rep's row held before its supervisor (the audit's "before") is read, as ``update_user``
     # holds it: two namings at once are audited one after the other (a probe: both audited the
     # original supervisor). NO KEY: the new supervisor's row is then key-shared by the foreign

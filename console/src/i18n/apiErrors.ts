@@ -257,6 +257,7 @@ export const ZH_CN: Readonly<Record<string, string>> = {
   redis_unavailable: '暂时无法读取最近的上传记录，请稍后再试',
   refetch_unavailable: '该分配的文件不能重新生成',
   region_mismatch: '城市不属于所选省份',
+  rep_inactive: '业务员账号或所在组织已停用，不能提交或审批其拜访计划',
   rep_required: '请指定业务员',
   request_key_reused: '该请求编号已用于另一个批次',
   retry: '数据正被同时修改，请重试',

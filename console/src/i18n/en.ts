@@ -40,6 +40,7 @@ export default {
     noData: 'No data',
     createdAt: 'Created',
     updatedAt: 'Updated',
+    reasonTooLong: 'At most {max} characters',
     keyword: 'Keyword',
   },
   password: {

@@ -41,6 +41,7 @@ export default {
     createdAt: '创建时间',
     updatedAt: '更新时间',
     keyword: '关键字',
+    reasonTooLong: '原因最多 {max} 个字',
   },
   password: {
     change: '修改密码',

@@ -1,18 +1,21 @@
 import { describe, expect, it } from 'vitest'
 
-import { distinctReps } from './reps'
+import { repOptions } from './reps'
 
-describe('distinctReps', () => {
-  it('lists each rep once, by name', () => {
-    const rows = [
-      { rep_id: 3, rep: 'fieldrep2' },
-      { rep_id: 2, rep: 'fieldrep' },
-      { rep_id: 3, rep: 'fieldrep2' },
-    ]
-    expect(distinctReps(rows)).toEqual([
-      { id: 2, name: 'fieldrep' },
-      { id: 3, name: 'fieldrep2' },
-    ])
-    expect(distinctReps([])).toEqual([])
+describe('repOptions', () => {
+  const found = [
+    { id: 2, name: 'fieldrep' },
+    { id: 3, name: 'fieldrep2' },
+  ]
+
+  it('are the reps found, the chosen one among them', () => {
+    expect(repOptions(found, '', new Map())).toEqual(found)
+    expect(repOptions(found, '3', new Map())).toEqual(found)
+    expect(repOptions([], '', new Map())).toEqual([])
+  })
+
+  it('keep the chosen rep a search left out, by the name it was seen with', () => {
+    expect(repOptions(found, '9', new Map([[9, 'quiet rep']]))).toEqual([{ id: 9, name: 'quiet rep' }, ...found])
+    expect(repOptions(found, '9', new Map())).toEqual([{ id: 9, name: '#9' }, ...found]) // from the address
   })
 })
