@@ -21,7 +21,10 @@ lost member's token, or the lost store's nameplate, would name whoever was given
 So are the ids the API hands out and webhook messages carry (``IDS``, one margin, ``--ids``): an
 ERP keeps the order id ``POST /orders`` answered and later reads, cancels or closes that order
 by it; a webhook receiver keeps the ``document_id``, ``order_id``, ``claim_id``,
-``statement_id``, ``redemption_id``, ``alert_id`` and ``delivery_id`` it was sent. Without the
+``statement_id``, ``redemption_id``, ``alert_id`` and ``delivery_id`` it was sent; the console
+keeps a fraud hold's, a complaint's, a promotion's, a draw campaign's, prize's or result's id
+in its pages and links, the staff app a check-in's for the review it sends later, the brand's
+auditor an anchor's. (Printers are organisations: their ids move with ``orgs``.) Without the
 move the next order would get the lost order's id, and the ERP's order would name it (a probe).
 Staff tokens need nothing: an access token lives only as long as its session's refresh token
 row (``sid``, a random id), which the restore took back with the user; API keys are a random
@@ -90,6 +93,14 @@ IDS = (
     "sms_campaigns",  # /sms/campaigns/{id}
     "webhook_subscriptions",  # /webhooks/subscriptions/{id}
     "webhook_deliveries",  # every webhook message's delivery_id; /webhooks/deliveries/{id}
+    "fraud_holds",  # /forensics/holds/{id} (release, confirm)
+    "complaints",  # /complaints/{id} (take, reply, close)
+    "promotions",  # /promotions/{id}
+    "draw_campaigns",  # /draws/{id}
+    "draw_prizes",  # /draws/{campaign}/prizes/{id}
+    "draws",  # /draws/{campaign}/results/{id}/fulfil
+    "field_checkins",  # a check-in's id, sent back as a review's checkin_id (the staff app)
+    "event_chain_anchors",  # an anchor's id, kept by the brand's auditor (GET /chain/anchors)
 )
 IDS_MARGIN = 10_000_000
 # the default margin of every company prefix's SSCC serial references (``advance_ssccs``)

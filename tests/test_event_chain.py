@@ -850,3 +850,212 @@ async def test_the_anchor_pass_survives_a_head_it_cannot_anchor(settings: Any, c
         )
     assert [r["brand_id"] for r in anchored] == [good]
     assert error and "CheckViolation" in error
+
+
+# -- a chain trimmed, rewound, range-checked; anchors on demand; the verifier's strictness -----
+
+_TRIM_TAIL = (
+    # a DBA trims events 5 and 6 (their codes, links and rows) and rewinds the head to link 4
+    # as the chainer would have left it
+    "DELETE FROM event_codes WHERE event_id = ANY(%(gone)s)",
+    "DELETE FROM event_chain WHERE event_id = ANY(%(gone)s)",
+    "DELETE FROM events WHERE id = ANY(%(gone)s)",
+)
+_REWIND = """UPDATE event_chain_heads h SET position = 4,
+       hash = (SELECT hash FROM event_chain WHERE brand_id = h.brand_id AND position = 4),
+       last_id = %(keep)s, last_xact = (SELECT xact FROM events WHERE id = %(keep)s)
+ WHERE brand_id = %(brand)s"""
+
+
+async def _trim_tail(settings: Any, brand_id: int, ids: list[int]) -> None:
+    """Events 5 and 6 of ``ids`` trimmed from the chain and the head rewound to 4, committed."""
+    async with await connect(settings) as dba, dba.transaction():
+        args = {"gone": ids[4:], "keep": ids[3], "brand": brand_id}
+        for sql in (*_TRIM_TAIL, _REWIND):
+            await dba.execute(sql, args)
+
+
+def _kinds(report: Any) -> list[tuple[str, int | None]]:
+    return [(p["problem"], p["position"]) for p in report["problems"]]
+
+
+async def test_a_tail_trimmed_under_a_signed_anchor_is_reported(
+    client: Any, settings: Any, tenant: Any
+) -> None:
+    """A probe: a DBA deleted the last two events of a chain whose head (6) was anchored, with
+    their codes and links, and rewound the head to 4. The check read the anchors up to the head
+    only: ``ok``, ``anchors_checked`` 0, though a signed anchor says the chain reached 6. A check
+    that reaches the head now names every anchor past it (``anchor_beyond_head``); one that stops
+    before the head says nothing of it."""
+    brand_id, headers = tenant
+    ids = await write(settings, events_of(brand_id, 6, "trim"))
+    await chain_now(settings)
+    assert (await client.post("/chain/anchors", headers=headers)).json()["position"] == 6
+    await _trim_tail(settings, brand_id, ids)
+    answer = await client.post("/chain/check", headers=headers, json={})
+    assert answer.status_code == 200, answer.text
+    report = answer.json()
+    assert report["head_position"] == 4 and report["ok"] is False, report
+    assert _kinds(report) == [("anchor_beyond_head", 6)] and report["anchors_checked"] == 1
+    assert "beyond the head" in report["first_problem"]["message"]
+    ranged = (await client.post("/chain/check", headers=headers, json={"to": 3})).json()
+    assert ranged["ok"] is True and ranged["anchors_checked"] == 0
+    ran = await asyncio.to_thread(tracecode, "chain", "check", "--brand", str(brand_id))
+    assert ran.returncode == 1 and "anchor_beyond_head (position 6" in ran.stdout, ran.stdout
+
+
+async def test_a_position_anchored_with_another_hash_is_never_answered_as_the_heads(
+    client: Any, settings: Any, tenant: Any
+) -> None:
+    """A probe: after such a trimming, two new events brought the head back to 6, and ``POST
+    /chain/anchors`` answered 200 with the old anchor of 6 — a signed hash that is not the head's
+    (``ON CONFLICT DO NOTHING``, then the existing row unchecked). It is 409 ``chain_broken`` now
+    (the new events chained all the same), and the workers' pass keeps the error on the head."""
+    brand_id, headers = tenant
+    ids = await write(settings, events_of(brand_id, 6, "refill"))
+    await chain_now(settings)
+    old = (await client.post("/chain/anchors", headers=headers)).json()
+    await _trim_tail(settings, brand_id, ids)
+    await write(settings, events_of(brand_id, 2, "refill-new"))
+    again = await client.post("/chain/anchors", headers=headers)
+    assert_error(again, 409, "chain_broken")
+    head = (await client.get("/chain", headers=headers)).json()
+    assert head["position"] == 6 and head["hash"] != old["hash"]  # chained, not anchored
+    listed = (await client.get("/chain/anchors", headers=headers)).json()
+    assert listed["items"] == [old]
+    report = (await client.post("/chain/check", headers=headers, json={})).json()
+    assert _kinds(report) == [("anchor_mismatch", 6)], report
+    async with await connect(settings) as own:
+        await own.execute(
+            "UPDATE event_chain_anchors SET anchored_at = anchored_at - interval '2 hours' "
+            "WHERE brand_id = %s",
+            (brand_id,),
+        )
+        await anchors.anchor_due(own, settings)
+    head = (await client.get("/chain", headers=headers)).json()
+    assert head["error"] and "another hash" in head["error"], head
+    assert (await client.get("/chain/anchors", headers=headers)).json()["total"] == 1
+
+
+async def test_links_left_beyond_a_rewound_head_are_reported(settings: Any, tenant: Any) -> None:
+    """A probe: a DBA rewound only the head (6 -> 4), leaving links 5 and 6 and their events: the
+    check walked to the head and passed. The links past the head's position, or naming an event
+    after its ``(xact, id)``, are ``link_beyond_head`` now."""
+    brand_id, _ = tenant
+    ids = await write(settings, events_of(brand_id, 6, "rewind"))
+    await chain_now(settings)
+    report = await tampered(settings, brand_id, (_REWIND, {"keep": ids[3], "brand": brand_id}))
+    assert report.head_position == 4
+    assert [(p.problem, p.position, p.event_id) for p in report.problems] == [
+        ("link_beyond_head", 5, ids[4]),
+        ("link_beyond_head", 6, ids[5]),
+    ]
+    # the head's (xact, id) rewound alone: the links it no longer covers
+    only_id = await tampered(
+        settings,
+        brand_id,
+        ("UPDATE event_chain_heads SET last_id = %s WHERE brand_id = %s", (ids[3], brand_id)),
+    )
+    assert [(p.problem, p.position) for p in only_id.problems] == [
+        ("link_beyond_head", 5),
+        ("link_beyond_head", 6),
+    ]
+    assert (await tampered(settings, brand_id)).ok
+
+
+async def test_a_range_check_names_the_link_before_it_when_it_is_gone(
+    client: Any, settings: Any, tenant: Any
+) -> None:
+    """A probe: ``POST /chain/check {"from": 4}`` with link 3 deleted and event 4 altered said
+    ``ok``: the first event was re-hashed from nothing and its check skipped silently. The gone
+    link is ``link_missing`` at 3 now."""
+    brand_id, headers = tenant
+    ids = await write(settings, events_of(brand_id, 6, "range"))
+    await chain_now(settings)
+    intact = (await client.post("/chain/check", headers=headers, json={"from": 4})).json()
+    assert intact["ok"] is True and intact["links_checked"] == 3
+    async with await connect(settings) as dba:
+        await dba.execute("UPDATE events SET read_point = 'moved' WHERE id = %s", (ids[3],))
+        await dba.execute("DELETE FROM event_chain WHERE event_id = %s", (ids[2],))
+    report = (await client.post("/chain/check", headers=headers, json={"from": 4})).json()
+    assert report["ok"] is False and report["first_problem"]["problem"] == "link_missing"
+    assert report["first_problem"]["position"] == 3
+
+
+async def test_an_on_demand_anchor_waits_for_the_transactions_open_before_it(
+    client: Any, settings: Any, tenant: Any, monkeypatch: Any
+) -> None:
+    """A probe: any unrelated transaction open since before two events were committed held the
+    horizon below them: ``POST /chain/anchors`` chained nothing and answered the previous
+    anchor as if current. It waits for such a transaction to end now (a few seconds at most),
+    then anchors the head with the events; past the wait it is 503 ``chain_behind`` — never the
+    older anchor."""
+    from app.chain import service
+
+    brand_id, headers = tenant
+    await write(settings, events_of(brand_id, 2, "horizon-a"))
+    assert (await client.post("/chain/anchors", headers=headers)).json()["position"] == 2
+    async with await connect(settings, autocommit=False) as other:
+        await other.execute("SELECT pg_current_xact_id()")  # an unrelated open transaction
+        await write(settings, events_of(brand_id, 2, "horizon-b"))
+        made = asyncio.ensure_future(client.post("/chain/anchors", headers=headers))
+        await asyncio.sleep(0.5)
+        assert not made.done()  # waiting for ``other``
+        await other.rollback()
+        answer = await made
+    assert answer.status_code == 201 and answer.json()["position"] == 4, answer.text
+    monkeypatch.setattr(service, "HORIZON_WAIT_SECONDS", 0.3)
+    async with await connect(settings, autocommit=False) as other:
+        await other.execute("SELECT pg_current_xact_id()")
+        await write(settings, events_of(brand_id, 2, "horizon-c"))
+        behind = await client.post("/chain/anchors", headers=headers)
+        await other.rollback()
+    assert_error(behind, 503, "chain_behind")
+    assert behind.headers["retry-after"] == "1"
+    listed = (await client.get("/chain/anchors", headers=headers)).json()
+    assert [a["position"] for a in listed["items"]] == [4, 2]
+    assert (await client.post("/chain/anchors", headers=headers)).json()["position"] == 6
+
+
+def _with_codes(lines: list[str], codes: list[str]) -> list[str]:
+    """The export with its one event's ``codes`` replaced and its link's hash recomputed over
+    them joined by ``,`` (what someone editing an export would do)."""
+    item = json.loads(lines[1])
+    item["event"]["codes"] = codes
+    values = [item["event"][name] for name in chainverify.FIELDS[:-1]] + [",".join(codes)]
+    previous = chainverify.genesis(7)
+    item["hash"] = chainverify.link(previous, chainverify.canonical(values)).hex()
+    return [lines[0], json.dumps(item)]
+
+
+def test_the_offline_verifier_takes_each_code_as_one_kind_and_number(
+    tmp_path: Path, capsys: Any
+) -> None:
+    """A probe: the verifier hashed ``",".join(codes)``, so an export whose event named one code
+    ``u:1,u:2`` instead of units 1 and 2 (same bytes) verified ``ok``. Each element must be one
+    ``u:N`` or ``c:N``."""
+    lines = _offline_export(links=1)
+    assert _verify_file(tmp_path, _with_codes(lines, ["u:1", "u:2", "c:3"]), capsys)[0] == 0
+    for bad in (["u:1,u:2", "c:3"], ["u:1", "x:2"], ["u:1", "u:-2"], ["u:1 "], ["u:"], [""]):
+        status, printed = _verify_file(tmp_path, _with_codes(lines, bad), capsys)
+        assert status == 1 and "not one kind:code" in printed, (bad, printed)
+
+
+def test_the_offline_verifier_refuses_what_no_hash_covers(tmp_path: Path, capsys: Any) -> None:
+    """A probe: a key added to an exported event (``member_id``) or to its link line passed
+    unverified, as the verifier hashed the 23 fields and ignored the rest. An event must hold
+    exactly the ``FIELDS``, a link line ``position``, ``hash`` and ``event`` only."""
+    lines = _offline_export(links=1)
+    assert _verify_file(tmp_path, lines, capsys)[0] == 0
+    added = json.loads(lines[1])
+    added["event"]["member_id"] = "4242"
+    status, printed = _verify_file(tmp_path, [lines[0], json.dumps(added)], capsys)
+    assert status == 1 and "not hashed: member_id" in printed, printed
+    dropped = json.loads(lines[1])
+    del dropped["event"]["details"]  # hashed as null before
+    status, printed = _verify_file(tmp_path, [lines[0], json.dumps(dropped)], capsys)
+    assert status == 1 and "missing: details" in printed, printed
+    extra = json.loads(lines[1])
+    extra["verified_by"] = "auditor"
+    status, printed = _verify_file(tmp_path, [lines[0], json.dumps(extra)], capsys)
+    assert status == 1 and "keys no hash covers: verified_by" in printed, printed

@@ -8,9 +8,12 @@ the anchors handed out before (``GET /chain/anchors``, kept by the brand's audit
 match. The signed bytes are ``app.events.chainverify.anchor_message``. A head is anchored once
 (``UNIQUE (brand_id, position)``): the workers every ``TRACECODE_CHAIN_ANCHOR_SECONDS`` when the
 head moved, a user on demand (``POST /chain/anchors``); asking again for an unchanged head
-answers its anchor. A head the workers' pass cannot anchor (a hash that is not 32 bytes: the
-head was rewritten) keeps the error on its row, as a chain that cannot be extended does
-(``chainer.record_failure``), and the pass goes on with the other brands, in brand order.
+answers its anchor — never the anchor of another hash at the head's position (a chain trimmed
+and extended again to it): that is ``chain_broken``, for the request as for the workers' pass.
+A head the workers' pass cannot anchor (a hash that is not 32 bytes: the head was rewritten; its
+position anchored with another hash) keeps the error on its row, as a chain that cannot be
+extended does (``chainer.record_failure``), and the pass goes on with the other brands, in brand
+order.
 """
 
 from __future__ import annotations
@@ -84,7 +87,9 @@ async def anchor_head(
     conn: Conn, settings: Settings, brand_id: int, requested_by: int | None = None
 ) -> tuple[Anchor, bool]:
     """Anchor the brand's chain head as it is committed now: (the anchor, whether it is new).
-    409 ``chain_empty`` before the first link."""
+    409 ``chain_empty`` before the first link; 409 ``chain_broken`` when the head's position
+    was anchored already with another hash (the chain was trimmed and extended again): the
+    anchor answered is always the head's own."""
     head = await (
         await conn.execute(
             "SELECT position, hash FROM event_chain_heads WHERE brand_id = %s", (brand_id,)
@@ -124,6 +129,17 @@ async def anchor_head(
         )
     ).fetchone()
     assert existing is not None  # the conflict was this row
+    if bytes(existing["hash"]) != bytes(head["hash"]):
+        # signed when the chain had other events at this position: it was trimmed and refilled
+        raise Conflict(
+            f"anchor {existing['id']} signed another hash at position {head['position']}: "
+            "the brand's event chain was altered (tracecode chain check)",
+            code="chain_broken",
+            details={
+                "reason": f"the head differs from anchor {existing['id']} at its position",
+                "position": head["position"],
+            },
+        )
     return anchor_of(existing), False
 
 
@@ -136,11 +152,12 @@ async def anchor_due(conn: Conn, settings: Settings) -> int:
     rows = await (
         await conn.execute(
             """SELECT h.brand_id FROM event_chain_heads h
-               LEFT JOIN LATERAL (SELECT a.position, a.anchored_at FROM event_chain_anchors a
+               LEFT JOIN LATERAL (SELECT a.position, a.hash, a.anchored_at
+                                    FROM event_chain_anchors a
                                    WHERE a.brand_id = h.brand_id ORDER BY a.id DESC LIMIT 1) a
                  ON true
                WHERE h.position > 0 AND h.error IS NULL
-                 AND (a.position IS NULL OR (a.position <> h.position
+                 AND (a.position IS NULL OR ((a.position <> h.position OR a.hash <> h.hash)
                       AND a.anchored_at <= now() - make_interval(secs => %s)))
                ORDER BY h.brand_id""",
             (settings.chain_anchor_seconds,),
@@ -152,7 +169,8 @@ async def anchor_due(conn: Conn, settings: Settings) -> int:
             async with conn.transaction():
                 _, created = await anchor_head(conn, settings, row["brand_id"])
         except Exception as exc:
-            if not is_poison(exc):
+            broken = isinstance(exc, Conflict) and exc.code == "chain_broken"
+            if not (broken or is_poison(exc)):
                 raise  # the database is down, a lock conflict: the next pass tries again
             await record_failure(conn, row["brand_id"], exc, "anchored")
             continue  # this head cannot be anchored: the other brands go on
@@ -188,6 +206,21 @@ async def anchors_between(conn: Conn, brand_id: int, first: int, last: int) -> l
             f"""SELECT {_COLUMNS} FROM event_chain_anchors
                 WHERE brand_id = %s AND position BETWEEN %s AND %s ORDER BY position""",
             (brand_id, first, last),
+        )
+    ).fetchall()
+    return [anchor_of(r) for r in rows]
+
+
+async def anchors_beyond_head(conn: Conn, brand_id: int, limit: int) -> list[Anchor]:
+    """The brand's anchors of positions after its head (as this statement sees the head: no head
+    row counts as position 0), in position order, the first ``limit``."""
+    rows = await (
+        await conn.execute(
+            f"""SELECT {_COLUMNS} FROM event_chain_anchors
+                WHERE brand_id = %(brand)s AND position > coalesce(
+                    (SELECT position FROM event_chain_heads WHERE brand_id = %(brand)s), 0)
+                ORDER BY position LIMIT %(limit)s""",
+            {"brand": brand_id, "limit": limit},
         )
     ).fetchall()
     return [anchor_of(r) for r in rows]

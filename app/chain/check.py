@@ -9,7 +9,11 @@ the brand at or before the head's ``(xact, id)`` that no link names: one inserte
 back-dated) and ``head_mismatch``. Every anchor in the range is checked against its signature
 (``anchor_signature``) and against the stored link at its position (``anchor_mismatch``: the
 links were rewritten after it was signed — the one change a consistent rewrite of the link table
-cannot hide).
+cannot hide). A check that reaches the head also looks past it: a signed anchor of a position
+beyond the head (``anchor_beyond_head``: the chain was trimmed under it and the head rewound) and a
+link beyond the head or naming an event after the head's ``(xact, id)`` (``link_beyond_head``: the
+head was rewound, the links left). A range that starts after 1 needs link ``from - 1`` to re-hash
+its first event: when it is gone that is ``link_missing`` at ``from - 1``, never a pass.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ ProblemKind = Literal[
     "head_mismatch",
     "anchor_signature",
     "anchor_mismatch",
+    "link_beyond_head",
+    "anchor_beyond_head",
 ]
 
 
@@ -164,6 +170,83 @@ async def _anchors(
     return len(found)
 
 
+# The head as the statement reading past it sees it (the chainer moves it with its links in one
+# transaction, so one statement never sees a link committed after the head it compares with).
+_HEAD_NOW = """head AS (
+    SELECT coalesce(h.position, 0) AS position, coalesce(h.last_xact, '0'::xid8) AS last_xact,
+           coalesce(h.last_id, 0) AS last_id
+      FROM (SELECT 1) one LEFT JOIN event_chain_heads h ON h.brand_id = %(brand)s)"""
+
+_LINKS_BEYOND = f"""WITH {_HEAD_NOW}
+(SELECT c.position, c.event_id, head.position AS head FROM head, event_chain c
+  WHERE c.brand_id = %(brand)s AND c.position > head.position
+  ORDER BY c.position LIMIT %(limit)s)
+UNION
+(SELECT c.position, c.event_id, head.position AS head FROM head, events e
+   JOIN event_chain c ON c.event_id = e.id
+  WHERE e.brand_id = %(brand)s AND (e.xact, e.id) > (head.last_xact, head.last_id)
+  ORDER BY e.xact, e.id LIMIT %(limit)s)
+ORDER BY position LIMIT %(limit)s"""
+
+
+async def _links_beyond(conn: Conn, walk: _Walk, brand_id: int) -> None:
+    """The links past the head: of a position after it, or naming an event after its
+    ``(xact, id)`` (the head was rewound and the links left in place)."""
+    rows = await (
+        await conn.execute(_LINKS_BEYOND, {"brand": brand_id, "limit": MAX_PROBLEMS})
+    ).fetchall()
+    for row in rows:
+        walk.add(
+            "link_beyond_head",
+            row["position"],
+            row["event_id"],
+            f"link {row['position']} (event {row['event_id']}) lies beyond the head "
+            f"(position {row['head']})",
+        )
+
+
+async def _anchors_beyond(conn: Conn, settings: Settings, walk: _Walk, brand_id: int) -> int:
+    """The anchors of positions after the head: proof the chain once went further (its tail was
+    trimmed and the head rewound), or — not signed by this server's key — a forged row."""
+    public = anchors.public_key(settings)
+    found = await anchors.anchors_beyond_head(conn, brand_id, MAX_PROBLEMS)
+    for anchor in found:
+        if not anchors.verifies(anchor, public):
+            walk.add(
+                "anchor_signature",
+                anchor.position,
+                None,
+                f"anchor {anchor.id} is not signed by this server's key",
+            )
+        else:
+            walk.add(
+                "anchor_beyond_head",
+                anchor.position,
+                None,
+                f"anchor {anchor.id} ({anchor.anchored_at}) signed position {anchor.position}, "
+                "beyond the head: the chain was trimmed after it",
+            )
+    return len(found)
+
+
+async def _previous(conn: Conn, walk: _Walk, brand_id: int, first: int) -> bytes | None:
+    """The hash the link at ``first`` is re-hashed from: the genesis, or the stored link
+    ``first - 1`` — ``None`` when that is gone (``link_missing`` there: the first event of the
+    range cannot be verified)."""
+    if first == 1:
+        return genesis(brand_id)
+    before = await _links(conn, brand_id, first - 1, first - 1)
+    if not before:
+        walk.add(
+            "link_missing",
+            first - 1,
+            None,
+            f"link {first - 1} is gone: link {first} cannot be re-hashed",
+        )
+        return None
+    return bytes(before[0]["hash"])
+
+
 async def check_chain(
     conn: Conn, settings: Settings, brand_id: int, first: int = 1, last: int | None = None
 ) -> CheckReport:
@@ -177,15 +260,14 @@ async def check_chain(
     ).fetchone() or {"position": 0, "hash": genesis(brand_id), "last_xact": "0", "last_id": 0}
     end = head["position"] if last is None else min(last, head["position"])
     walk = _Walk()
-    if first == 1:
-        previous: bytes | None = genesis(brand_id)
-    else:
-        before = await _links(conn, brand_id, first - 1, first - 1)
-        previous = bytes(before[0]["hash"]) if before else None
+    previous = await _previous(conn, walk, brand_id, first)
     await _walk_links(conn, walk, brand_id, first, end, previous)
-    if end == head["position"] and end > 0 and walk.stored.get(end) != bytes(head["hash"]):
-        walk.add("head_mismatch", end, None, "the head's hash is not its last link's")
     anchors_checked = await _anchors(conn, settings, walk, brand_id, first, end)
+    if end == head["position"]:  # to the head: and what lies past it
+        if end > 0 and walk.stored.get(end) != bytes(head["hash"]):
+            walk.add("head_mismatch", end, None, "the head's hash is not its last link's")
+        await _links_beyond(conn, walk, brand_id)
+        anchors_checked += await _anchors_beyond(conn, settings, walk, brand_id)
     if first == 1 and end == head["position"]:
         await _unchained(conn, walk, brand_id, head)
     kinds = list(ProblemKind.__args__)  # type: ignore[attr-defined]

@@ -83,15 +83,17 @@ async def _run(url: str, settings: Settings, args: argparse.Namespace) -> int:
             return 1 if done.failed else 0
         brands = [brand] if brand is not None else await check.brands_chained(conn)
         if args.action == "anchor":
+            broken = False
             for brand_id in brands:
                 try:
                     made, created = await anchors.anchor_head(conn, settings, brand_id)
-                except Conflict as exc:  # no link yet
+                except Conflict as exc:  # no link yet, or its position signed with another hash
                     print(f"brand {brand_id}: {exc}")
+                    broken = broken or exc.code == "chain_broken"
                     continue
                 state = "anchored" if created else "already anchored"
                 print(f"brand {brand_id}: {state} position {made.position} hash {made.hash}")
-            return 0
+            return 1 if broken else 0
         if args.action == "export":
             head = await service.head_of(conn, settings, args.brand)
             first, last = service.chain_range(head.position, args.first, args.last, 2**62, False)

@@ -50,7 +50,9 @@ class ChainController(Controller):
     ) -> Response[anchors.Anchor]:
         """Chain what is committed, then anchor the head: 201, or 200 with the anchor the head
         has already; 409 ``chain_empty`` before the first link, ``chain_broken`` when the
-        stored chain was altered."""
+        stored chain was altered (its head's position signed with another hash among them); 503
+        ``chain_behind`` when a transaction open since before the request still holds the chain
+        back after a few seconds (retry)."""
         made, created = await service.anchor_now(conn, settings, principal)
         return Response(made, status_code=201 if created else 200)
 

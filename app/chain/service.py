@@ -8,7 +8,9 @@ caller only ever reaches its own brand's chain: no route takes a brand id.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -21,14 +23,18 @@ from app.auth.principal import Principal
 from app.chain import anchors, chainer
 from app.chain.check import BATCH, CheckReport, check_chain, events_by_id
 from app.config import Settings
-from app.db import Conn
-from app.errors import BadRequest, Conflict, Forbidden
+from app.db import HORIZON_CTE, Conn
+from app.errors import BadRequest, Conflict, Forbidden, ServiceUnavailable
 from app.events.chainverify import FIELDS, FORMAT, genesis, key_id
 
 PERMISSION = "audit.read"
 MAX_EXPORT = 10_000  # links per GET /chain/export (the CLI exports any range to a file)
 MAX_CHECK = 200_000  # links per POST /chain/check (the CLI checks whole chains)
 CATCH_UP_BATCHES = 10  # an on-demand anchor chains at most this many batches first
+# how long an on-demand anchor waits for the transactions open when it came to end (below the
+# horizon, what was committed before it can be chained), then 503 ``chain_behind``
+HORIZON_WAIT_SECONDS = 5.0
+HORIZON_POLL_SECONDS = (0.01, 0.25)  # the first pause between two looks, the longest
 
 
 class Head(msgspec.Struct, frozen=True):
@@ -76,15 +82,61 @@ async def head_of(conn: Conn, settings: Settings, brand_id: int) -> Head:
     )
 
 
+async def _snapshot_xmax(conn: Conn) -> str:
+    """The first transaction id not yet given out: every event committed by now has a lower
+    ``xact``."""
+    row = await (
+        await conn.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS x")
+    ).fetchone()
+    assert row is not None
+    return str(row["x"])
+
+
+async def _wait_for_horizon(conn: Conn, target: str) -> None:
+    """Wait until the transaction horizon (``app.db.HORIZON_CTE``) reaches ``target``: every
+    transaction that was open then has ended, so each event committed before is chainable in its
+    final place. A transaction of the request's own is no part of its horizon. Looks again after
+    short pauses (no lock held, nothing written yet) for at most ``HORIZON_WAIT_SECONDS``, then
+    503 ``chain_behind`` (retryable: a long transaction elsewhere holds the chain back)."""
+    deadline = time.monotonic() + HORIZON_WAIT_SECONDS
+    pause, longest = HORIZON_POLL_SECONDS
+    while True:
+        row = await (
+            await conn.execute(
+                f"WITH {HORIZON_CTE} SELECT (SELECT x FROM horizon) >= %s::xid8 AS passed",
+                (target,),
+            )
+        ).fetchone()
+        if row is not None and row["passed"]:
+            return
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise ServiceUnavailable(
+                "a transaction open since before the request holds the event chain back: "
+                "what was committed before it cannot be anchored yet; retry shortly",
+                code="chain_behind",
+                details={"waited_seconds": HORIZON_WAIT_SECONDS},
+                headers={"Retry-After": str(max(1, round(HORIZON_WAIT_SECONDS)))},
+            )
+        await asyncio.sleep(min(pause, left))
+        pause = min(pause * 2, longest)
+
+
 async def anchor_now(
     conn: Conn, settings: Settings, actor: Principal
 ) -> tuple[anchors.Anchor, bool]:
     """Chain what is committed (a few batches at most), then anchor the head; audited when a
-    new anchor is made. The head row is waited for, not skipped, when another chainer (a
-    background pass, another anchor request) holds it: the anchor covers every event committed
-    before the request, never the head as it was before them. The lock is held until the
-    request's transaction ends, so two anchors at once are made one after the other."""
+    new anchor is made. The anchor covers every event committed before the request: it first
+    waits for the transactions open at its start to end (``_wait_for_horizon``; 503
+    ``chain_behind`` after ``HORIZON_WAIT_SECONDS`` — the chainer takes nothing above the
+    horizon, and the head as it was would be answered as if current). The head row is waited
+    for, not skipped, when another chainer (a background pass, another anchor request) holds
+    it, for the same reason. The lock is held until the request's transaction ends, so two
+    anchors at once are made one after the other. A head whose position was anchored with
+    another hash is 409 ``chain_broken`` (``anchors.anchor_head``), the events chained first
+    committed all the same."""
     brand_id = chain_brand(actor)
+    await _wait_for_horizon(conn, await _snapshot_xmax(conn))
     try:
         for _ in range(CATCH_UP_BATCHES):
             if await chainer.chain_batch(conn, brand_id, wait=True) < chainer.BATCH:
@@ -95,7 +147,12 @@ async def anchor_now(
             code="chain_broken",
             details={"reason": str(exc)[:300]},
         ) from None
-    anchor, created = await anchors.anchor_head(conn, settings, brand_id, actor.person)
+    try:
+        anchor, created = await anchors.anchor_head(conn, settings, brand_id, actor.person)
+    except Conflict as exc:
+        if exc.code == "chain_broken":  # the head's position was signed with another hash
+            await conn.commit()  # what was chained stays: valid links, although not anchored
+        raise
     if created:
         await audit.record(
             conn, actor, "create", "event_chain_anchor", anchor.id, after=anchor, org_id=brand_id

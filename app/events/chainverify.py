@@ -29,10 +29,12 @@ An export is JSON lines: first a header ``{"format", "brand_id", "from", "to",
 "previous_hash", "public_key", "key_id", ...}`` (``previous_hash``: link ``from - 1``; the
 genesis when ``from`` is 1), then one ``{"position", "hash", "event": {FIELDS…}}`` per link in
 order (``codes`` a list of ``kind:code`` texts), then one ``{"anchor": {...}}`` per anchor
-whose position lies in the range. The verifier recomputes every link from the previous one and
-the event's fields, checks each anchor's signature and that its hash is the link's at its
-position, requires a link line for every position ``from``..``to`` (an export whose link lines
-were cut, or stripped altogether, fails), and names the first line that does not hold. Get the
+whose position lies in the range. A link line holds those three keys only, and its event exactly
+the ``FIELDS`` (nothing a hash does not cover), each code one ``kind:code`` (``u:N``, ``c:N``).
+The verifier recomputes every link from the previous one and the event's fields, checks each
+anchor's signature and that its hash is the link's at its position, requires a link line for
+every position ``from``..``to`` (an export whose link lines were cut, or stripped altogether,
+fails), and names the first line that does not hold. Get the
 public key from the brand's ``GET /chain`` (or the operator) and pass it with
 ``--public-key``: the header's own copy proves nothing about who signed.
 """
@@ -42,6 +44,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -74,6 +77,8 @@ FIELDS = (
     "codes",
 )
 _NULL = b"\xff\xff\xff\xff"
+_CODE = re.compile(r"[uc]:[0-9]+")  # one code of an exported event's ``codes`` list
+_LINK_KEYS = frozenset({"position", "hash", "event"})
 
 
 def genesis(brand_id: int) -> bytes:
@@ -210,13 +215,24 @@ class Report:
 
 
 def event_values(event: dict[str, object]) -> list[str | None]:
-    """An exported event's ``FIELDS`` values (``codes`` joined back into its text)."""
+    """An exported event's ``FIELDS`` values (``codes`` joined back into its text); ``ValueError``
+    unless it holds exactly the ``FIELDS`` (a key no hash covers would pass unverified) and each
+    code is one ``kind:code`` (``["u:1,u:2"]`` joins to the bytes of ``["u:1", "u:2"]``)."""
+    if set(event) != set(FIELDS):
+        extra, missing = sorted(set(event) - set(FIELDS)), sorted(set(FIELDS) - set(event))
+        raise ValueError(
+            "the event's fields are not the hashed ones"
+            + (f"; not hashed: {', '.join(extra)}" if extra else "")
+            + (f"; missing: {', '.join(missing)}" if missing else "")
+        )
     values: list[str | None] = []
     for name in FIELDS:
-        value = event.get(name)
+        value = event[name]
         if name == "codes":
             if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
                 raise ValueError("codes is not a list of texts")
+            if not all(_CODE.fullmatch(c) for c in value):
+                raise ValueError("codes holds an element that is not one kind:code (u:N or c:N)")
             value = ",".join(value)
         if value is not None and not isinstance(value, str):
             raise ValueError(f"{name} is not a text or null")
@@ -275,6 +291,9 @@ class _Verifier:
         position, event = item.get("position"), item.get("event")
         if position != self.expected or not isinstance(event, dict):
             return f"expected the link at position {self.expected}", None, None
+        if not set(item) <= _LINK_KEYS:
+            extra = ", ".join(sorted(set(item) - _LINK_KEYS))
+            return f"the link line holds keys no hash covers: {extra}", position, event.get("id")
         event_id = event.get("id")
         try:
             computed = link(self.previous, canonical(event_values(event)))

@@ -1475,6 +1475,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/field/reps": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** ListReps */
+        get: operations["FieldRepsListReps"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/field/reps/{user_id}/supervisor": {
         parameters: {
             query?: never;
@@ -5996,6 +6013,13 @@ export interface components {
             per_page: number;
             total: number;
         };
+        /** Page[RepOut] */
+        "Page_app.field.schemas.RepOut_": {
+            items: components["schemas"]["RepOut"][];
+            page: number;
+            per_page: number;
+            total: number;
+        };
         /** Page[ReviewOut] */
         "Page_app.field.schemas.ReviewOut_": {
             items: components["schemas"]["ReviewOut"][];
@@ -6531,7 +6555,7 @@ export interface components {
             message: string;
             position: number | null;
             /** @enum {string} */
-            problem: "event_changed" | "event_deleted" | "event_unchained" | "link_missing" | "head_mismatch" | "anchor_signature" | "anchor_mismatch";
+            problem: "event_changed" | "event_deleted" | "event_unchained" | "link_missing" | "head_mismatch" | "anchor_signature" | "anchor_mismatch" | "link_beyond_head" | "anchor_beyond_head";
         };
         /** ProductIn */
         ProductIn: {
@@ -6889,6 +6913,13 @@ export interface components {
             reason?: string | null;
             /** @enum {string} */
             result: "removed" | "not_on_document" | "rejected";
+        };
+        /** RepOut */
+        RepOut: {
+            id: number;
+            name: string;
+            status: string;
+            username: string;
         };
         /** ReplaceIn */
         ReplaceIn: {
@@ -11073,6 +11104,7 @@ export interface operations {
     BatchesBatchNoExportsListExports: {
         parameters: {
             query?: {
+                order?: "oldest" | "newest";
                 /** @description page number, from 1 */
                 page?: number;
                 /** @description items per page (max 200) */
@@ -17444,6 +17476,86 @@ export interface operations {
             };
             /** @description the body is not of a media type this operation reads */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description well-formed but breaks a rule */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description a store (PostgreSQL or Redis) is unavailable; retry shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    FieldRepsListReps: {
+        parameters: {
+            query?: {
+                q?: string | null;
+                /** @description page number, from 1 */
+                page?: number;
+                /** @description items per page (max 200) */
+                per_page?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_app.field.schemas.RepOut_"];
+                };
+            };
+            /** @description malformed request: bad JSON, a value of the wrong type or out of range, a control character (`invalid_character`), JSON nested too deep (`too_deep`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description no or an invalid token or API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description a permission is missing */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description not found, or not visible to the caller */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

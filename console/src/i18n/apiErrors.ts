@@ -65,6 +65,7 @@ export const ZH_CN: Readonly<Record<string, string>> = {
   case_batch_in_use: '该批次已有箱子装箱，请先拆箱再作废',
   case_void: '此箱码已作废',
   child_rejected: '箱内有码不能装箱',
+  chain_behind: '仍有更早开始的数据库事务未结束，事件链暂时无法锚定，请稍后重试',
   chain_broken: '事件链已被改动，无法继续：请运行 tracecode chain check',
   chain_empty: '事件链中还没有事件，无法生成锚点',
   category_in_use: '该分类下还有产品',
