@@ -17,6 +17,7 @@ from app.codes import printfile
 from app.codes.allocation_stream import STEP
 from tests.field_support import other_brand_admin
 from tests.helpers import activate, assert_error, issue_units, scheme_for_tests
+from tests.race_support import lock_waiters
 from tests.stream_support import Paused
 
 SCHEME = scheme_for_tests()
@@ -679,6 +680,71 @@ async def test_a_pool_is_not_shared_with_a_closed_organisation(
     assert (await client.post(f"/orgs/{printer}/activate", headers=admin)).status_code == 200
     made = await client.post("/pools", headers=planner, json=body)
     assert made.status_code == 201, made.text
+
+
+async def test_an_allocation_from_a_pool_shared_with_an_organisation_closed_since_is_refused(
+    client: httpx.AsyncClient, login: Any, demo: Any
+) -> None:
+    """A probe: a pool cannot be shared with a closed organisation (422 ``org_inactive``), but
+    once the pool's recipient was deactivated, the brand's planner allocating from the pool on
+    its behalf was given the codes and PINs (201), recorded as received by the closed
+    organisation (``allocate`` never looked at it). 422 ``org_inactive`` naming ``pool_id``,
+    nothing given out; the pool allocates again once the organisation is active again."""
+    admin, planner = await login("admin"), await login("planner")
+    printer = await _contract_printer(client, admin, demo)
+    batch_no, _ = await issue_units(client, login, demo, 10)
+    pool = await client.post(
+        "/pools",
+        headers=planner,
+        json={"name": f"closed-{batch_no}", "batches": [batch_no], "recipient_org_id": printer},
+    )
+    assert pool.status_code == 201, pool.text
+    pool_id = pool.json()["id"]
+    assert (await client.post(f"/orgs/{printer}/deactivate", headers=admin)).status_code == 200
+    error = assert_error(await _allocate(client, planner, pool_id=pool_id, count=2), 422)
+    assert error["code"] == "org_inactive" and error["details"]["field"] == "pool_id", error
+    left = await client.get(f"/pools/{pool_id}", headers=planner)
+    assert left.json()["remaining"] == 10, left.text
+    listed = await client.get("/allocations", headers=planner, params={"pool_id": pool_id})
+    assert listed.json()["total"] == 0, listed.text
+    assert (await client.post(f"/orgs/{printer}/activate", headers=admin)).status_code == 200
+    given = await _allocate(client, planner, pool_id=pool_id, count=2)
+    assert given.status_code == 201, given.text
+
+
+async def test_a_recipients_deactivation_waits_for_an_allocation_to_it(
+    client: httpx.AsyncClient, login: Any, demo: Any, app: Any
+) -> None:
+    """An allocation past its check of the pool's recipient holds the recipient's row
+    (``FOR SHARE``) to its commit: a deactivation sent meanwhile waits for it and comes after
+    (unlocked, it committed at once and the codes went to a closed organisation), and the next
+    allocation is refused. (The allocation is held after its check by a transaction holding the
+    pool's batch.)"""
+    admin, planner = await login("admin"), await login("planner")
+    printer = await _contract_printer(client, admin, demo)
+    batch_no, _ = await issue_units(client, login, demo, 10)
+    pool = await client.post(
+        "/pools",
+        headers=planner,
+        json={"name": f"race-{batch_no}", "batches": [batch_no], "recipient_org_id": printer},
+    )
+    assert pool.status_code == 201, pool.text
+    pool_id = pool.json()["id"]
+    async with app.state.pool.connection() as holder, app.state.pool.connection() as watch:
+        await holder.execute(
+            "SELECT 1 FROM code_batches WHERE batch_no = %s FOR UPDATE", (batch_no,)
+        )
+        giving = asyncio.ensure_future(_allocate(client, planner, pool_id=pool_id, count=2))
+        assert await lock_waiters(watch, 1), "the allocation should wait for the held batch"
+        closing = asyncio.ensure_future(client.post(f"/orgs/{printer}/deactivate", headers=admin))
+        waited = await lock_waiters(watch, 2)
+        await holder.commit()
+        given, closed = await asyncio.wait_for(asyncio.gather(giving, closing), 60)
+    assert waited, "the deactivation should wait for the allocation holding the recipient"
+    assert given.status_code == 201, given.text
+    assert closed.status_code == 200, closed.text
+    again = await _allocate(client, planner, pool_id=pool_id, count=2)
+    assert_error(again, 422, "org_inactive")
 
 
 async def test_a_printer_user_allocating_without_download_reaches_only_its_printer(

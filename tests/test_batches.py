@@ -296,6 +296,97 @@ async def test_a_contract_printers_key_lists_no_other_printer(
     assert {ours, demo["PRINTER-SH"]} <= {p["id"] for p in every.json()["items"]}
 
 
+async def test_a_printer_user_lists_its_own_printer(client: Any, login: Any, demo: Any) -> None:
+    """A probe: README gives ``GET /printers`` to "a caller at a printer: its own only", and the
+    demo printer user (built-in role ``printer``: ``codes.download``, ``codes.allocate``)
+    registers its own RSA key (``PUT /printers/{id}/public-key``), but it was refused the list
+    (403 ``permission_denied``, ``codes.issue``): it could not learn its printer's id nor
+    whether its key is registered. Any permission of code issuance lists: its own printer only,
+    and a role holding none of them is still refused."""
+    printer = await login("printer")
+    listed = await client.get("/printers", headers=printer, params={"per_page": 200})
+    assert listed.status_code == 200, listed.text
+    assert [p["id"] for p in listed.json()["items"]] == [demo["PRINTER-SH"]]
+    assert "has_public_key" in listed.json()["items"][0]
+    assert_error(await client.get("/printers", headers=await login("operator")), 403)
+
+
+async def _printer(client: Any, admin: dict[str, str], demo: Any) -> int:
+    """A new printer organisation of the brand: its id."""
+    org = await client.post(
+        "/orgs",
+        headers=admin,
+        json={
+            "kind": "printer",
+            "name": f"Race printer {secrets.token_hex(3)}",
+            "erp_code": f"RP-{secrets.token_hex(3)}",
+            "parent_id": demo["BRAND-LUMI"],
+        },
+    )
+    assert org.status_code == 201, org.text
+    return int(org.json()["id"])
+
+
+async def test_a_batch_is_not_issued_to_a_printer_closed_while_the_issuance_runs(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: ``POST /batches`` read the printer's status unlocked (``check_printer``), so a
+    deactivation committed between that read and the insert was missed: 201, a batch for a
+    printer closed by the time the batch existed. The printer's row is read ``FOR SHARE`` last
+    before the insert: the issuance sees a deactivation committed meanwhile, 422
+    ``printer_inactive``, and no batch is made. (The issuance is held by a transaction holding
+    its product's row while the deactivation commits.)"""
+    admin, planner = await login("admin"), await login("planner")
+    printer = await _printer(client, admin, demo)
+    found = await client.get("/products", headers=planner, params={"q": "LM-SC-30"})
+    product_id = found.json()["items"][0]["id"]
+    async with app.state.pool.connection() as holder, app.state.pool.connection() as watch:
+        await holder.execute("SELECT 1 FROM products WHERE id = %s FOR UPDATE", (product_id,))
+        issuing = asyncio.ensure_future(
+            client.post(
+                "/batches",
+                headers=planner,
+                json={"size": 5, "printer_id": printer, "product_id": product_id},
+            )
+        )
+        assert await lock_waiters(watch, 1), "the issuance should wait for the held product"
+        closed = await client.post(f"/orgs/{printer}/deactivate", headers=admin)
+        assert closed.status_code == 200, closed.text
+        await holder.commit()
+        issued = await asyncio.wait_for(issuing, 60)
+    assert_error(issued, 422, "printer_inactive")
+    listed = await client.get("/batches", headers=planner, params={"printer_id": printer})
+    assert listed.json()["total"] == 0, listed.text
+
+
+async def test_a_printers_deactivation_waits_for_a_batch_being_issued_to_it(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """The other order: an issuance past its check of the printer holds the printer's row to
+    its commit, so a deactivation sent meanwhile waits for it (unlocked, the deactivation
+    committed at once and the batch was issued after it to a closed printer): the batch is
+    issued (201), the printer is closed after it, and the next batch for it is refused. (The
+    issuance is held after its check by a transaction holding the planner's user row, which the
+    insert's foreign key check waits for.)"""
+    admin, planner = await login("admin"), await login("planner")
+    printer = await _printer(client, admin, demo)
+    async with app.state.pool.connection() as holder, app.state.pool.connection() as watch:
+        await holder.execute("SELECT 1 FROM users WHERE username = 'planner' FOR UPDATE")
+        issuing = asyncio.ensure_future(
+            client.post("/batches", headers=planner, json={"size": 5, "printer_id": printer})
+        )
+        assert await lock_waiters(watch, 1), "the issuance should wait for the held user"
+        closing = asyncio.ensure_future(client.post(f"/orgs/{printer}/deactivate", headers=admin))
+        waited = await lock_waiters(watch, 2)
+        await holder.commit()
+        issued, closed = await asyncio.wait_for(asyncio.gather(issuing, closing), 60)
+    assert waited, "the deactivation should wait for the issuance holding the printer"
+    assert issued.status_code == 201, issued.text
+    assert closed.status_code == 200, closed.text
+    again = await client.post("/batches", headers=planner, json={"size": 5, "printer_id": printer})
+    assert_error(again, 422, "printer_inactive")
+
+
 async def test_a_request_key_sent_again_with_another_note_is_another_request(
     client: Any, login: Any, demo: Any
 ) -> None:

@@ -22,7 +22,7 @@ from app._core import is_valid_sscc
 from app.codes import exports, printfile
 from tests.conftest import ROOT
 from tests.helpers import activate, assert_error, issue_cases, issue_units, scheme_for_tests
-from tests.race_support import audit_rows
+from tests.race_support import audit_rows, lock_waiters
 from tests.stream_support import Paused
 
 PASS_OUT = "outer-passphrase-1"
@@ -1277,7 +1277,7 @@ async def test_another_printers_batch_has_no_export_list_for_a_printer(
     learnt which batch numbers the brand gave other printers (``page_exports`` checked the
     batch against the brand, not against what the caller may see: ``visible_sql``). Still
     listed: an export of such a batch with a file addressed to the caller (it knows the batch).
-    Case batches have no export list (``GET /case-batches/{id}/exports`` is not a route)."""
+    Case batches' export lists (``GET /case-batches/{id}/exports``) answer the same."""
     admin, planner, printer = await login("admin"), await login("planner"), await login("printer")
     other = await _new_printer(client, admin, demo, "OTHER")
     product = (await client.get("/products", headers=admin, params={"q": "LM-SC-30"})).json()
@@ -1487,3 +1487,82 @@ async def test_a_batchs_exports_list_newest_first_when_asked_page_by_page(
     oldest = (await client.get(path, headers=planner, params={"per_page": 2})).json()["items"]
     assert [e["id"] for e in oldest] == made[:2]
     assert_error(await client.get(path, headers=planner, params={"order": "latest"}), 400)
+
+
+async def test_a_case_batchs_exports_are_listed_to_the_planner_and_its_printer(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: a unit batch's files are found again through ``GET /batches/{no}/exports``, but
+    a case batch's had no list (``GET /case-batches/{id}/exports`` was 405, and the case batch
+    names none): the printer, and a planner whose 201 answer was lost, could not find the
+    export id the SSCC file is downloaded by. Listed as a unit batch's: paged, oldest first
+    (``order=newest``: newest first); brand staff every export, a printer those with a file
+    addressed to it, and a case batch the caller cannot see (or none) is 404."""
+    admin, planner, printer = await login("admin"), await login("planner"), await login("printer")
+    other = await _new_printer(client, admin, demo, "CASES")
+    made = await client.post(
+        "/case-batches",
+        headers=planner,
+        json={"level": "inner", "size": 3, "printer_id": demo["PRINTER-SH"]},
+    )
+    assert made.status_code == 201, made.text
+    case_batch = made.json()["id"]
+    path = f"/case-batches/{case_batch}/exports"
+    empty = await client.get(path, headers=planner)
+    assert empty.status_code == 200 and empty.json()["total"] == 0, empty.text
+    ids = []
+    for part in ({"passphrase": PASS_OUT}, {"printer_id": other, "passphrase": PASS_OUT}):
+        export = await client.post(path, headers=planner, json={"cases": part})
+        assert export.status_code == 201, export.text
+        ids.append(export.json()["id"])
+    listed = await client.get(path, headers=planner)
+    assert [e["id"] for e in listed.json()["items"]] == ids, listed.text
+    assert listed.json()["items"][0]["case_batch_id"] == case_batch
+    newest = await client.get(path, headers=planner, params={"order": "newest", "per_page": 1})
+    assert [e["id"] for e in newest.json()["items"]] == ids[1:], newest.text
+    assert newest.json()["total"] == 2
+    mine = await client.get(path, headers=printer)  # the file addressed to the other: not its
+    assert mine.status_code == 200, mine.text
+    assert [e["id"] for e in mine.json()["items"]] == ids[:1]
+    assert set(mine.json()["items"][0]["files"]) == {"cases"}
+    theirs = await client.post(
+        "/case-batches", headers=planner, json={"level": "pallet", "size": 2, "printer_id": other}
+    )
+    assert theirs.status_code == 201, theirs.text
+    other_path = f"/case-batches/{theirs.json()['id']}/exports"
+    assert (await client.get(other_path, headers=planner)).status_code == 200
+    assert_error(await client.get(other_path, headers=printer), 404, "not_found")
+    assert_error(await client.get("/case-batches/987654321/exports", headers=planner), 404)
+    assert_error(await client.get(path, headers=planner, params={"order": "latest"}), 400)
+
+
+async def test_a_printers_deactivation_waits_for_an_export_addressed_to_it(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """An export past its check of a file's printer holds the printer's row (``FOR SHARE``) to
+    its commit: a deactivation sent meanwhile waits for it (read unlocked, the deactivation
+    committed at once and the file was made for a closed printer); the next export to it is
+    refused, 422 ``printer_inactive``. (The export is held after its check by a transaction
+    holding the planner's user row, which the insert's foreign key check waits for.)"""
+    admin, planner = await login("admin"), await login("planner")
+    other = await _new_printer(client, admin, demo, "RACE")
+    batch_no = (await _batch(client, login, demo, 4))["batch_no"]
+    path = f"/batches/{batch_no}/exports"
+    body = {
+        "outer": {"printer_id": other, "passphrase": PASS_OUT},
+        "inner": {"passphrase": PASS_IN},
+        "end": 2,
+    }
+    async with app.state.pool.connection() as holder, app.state.pool.connection() as watch:
+        await holder.execute("SELECT 1 FROM users WHERE username = 'planner' FOR UPDATE")
+        exporting = asyncio.ensure_future(client.post(path, headers=planner, json=body))
+        assert await lock_waiters(watch, 1), "the export should wait for the held user"
+        closing = asyncio.ensure_future(client.post(f"/orgs/{other}/deactivate", headers=admin))
+        waited = await lock_waiters(watch, 2)
+        await holder.commit()
+        exported, closed = await asyncio.wait_for(asyncio.gather(exporting, closing), 60)
+    assert waited, "the deactivation should wait for the export holding the printer"
+    assert exported.status_code == 201, exported.text
+    assert closed.status_code == 200, closed.text
+    again = await client.post(path, headers=planner, json={**body, "start": 2, "end": 4})
+    assert_error(again, 422, "printer_inactive")

@@ -107,12 +107,18 @@ def _out(row: dict[str, Any], printer_id: int | None = None) -> ExportOut:
 
 
 async def _printer_key(conn: Conn, actor: Principal, printer_id: int) -> str | None:
+    """The RSA public key of a file's printer, an active printer of the caller's brand. Its row
+    is read ``FOR SHARE``, as a batch's issuance reads it (``service.check_printer``): a
+    deactivation committed meanwhile is seen, a later one waits for the export's commit (read
+    unlocked, one between the read and the insert was missed: a file for a closed printer)."""
     row = await (
         await conn.execute(
-            "SELECT kind, path, status, public_key_pem FROM orgs WHERE id = %s", (printer_id,)
+            "SELECT kind, path, status, public_key_pem FROM orgs "
+            "WHERE id = %s AND path LIKE %s FOR SHARE",
+            (printer_id, f"/{actor.brand_id}/%"),
         )
     ).fetchone()
-    if row is None or not row["path"].startswith(f"/{actor.brand_id}/"):
+    if row is None:
         raise NotFound("printer organisation not found", code="unknown_printer")
     if row["kind"] != "printer":
         raise ValidationFailed("the file must go to a printer organisation", code="not_a_printer")
@@ -349,24 +355,30 @@ async def page_exports(
     page: int,
     per_page: int,
     order: ExportOrder = "oldest",
+    *,
+    case_batch: bool = False,
 ) -> Page[ExportOut]:
-    """One page of a batch's exports, oldest first, or newest first for ``order="newest"``
-    (the console's files dialog shows the newest: a probe saw the export just made missing from
-    its one page of the oldest 200); the id breaks a tie of times either way, so the pages
-    neither repeat nor skip a row. A printer's caller (``codes.export`` or ``codes.download``,
-    as ``_visible``) sees those with a file addressed to it, and only its own files: ``_mine``;
-    a probe: a printer's user was refused the list, so it could not find its files. A batch the
-    caller may not see (``visible_sql``, as ``GET /batches/{no}``) and has no file of is 404
-    ``not_found``, as the batch's own page: a probe saw an empty page, as if a mistyped number
-    were "not exported yet"; another saw a printer told by it which batch numbers went to the
-    brand's other printers (an empty page for theirs, 404 for none)."""
+    """One page of a batch's exports — of the unit batch ``batch_no``, or of the case batch of
+    that id (``case_batch``: a probe found an SSCC file's export id nowhere to be read again,
+    ``GET /case-batches/{id}/exports`` was 405) —, oldest first, or newest first for
+    ``order="newest"`` (the console's files dialog shows the newest: a probe saw the export just
+    made missing from its one page of the oldest 200); the id breaks a tie of times either way,
+    so the pages neither repeat nor skip a row. A printer's caller (``codes.export`` or
+    ``codes.download``, as ``_visible``) sees those with a file addressed to it, and only its
+    own files: ``_mine``; a probe: a printer's user was refused the list, so it could not find
+    its files. A batch the caller may not see (``visible_sql``, as ``GET /batches/{no}`` and
+    ``GET /case-batches/{id}``) and has no file of is 404 ``not_found``, as the batch's own
+    page: a probe saw an empty page, as if a mistyped number were "not exported yet"; another
+    saw a printer told by it which batch numbers went to the brand's other printers (an empty
+    page for theirs, 404 for none)."""
     actor.require_any("codes.export", "codes.download")
     where, params, printer = await _mine(conn, actor)
+    column = "e.case_batch_id" if case_batch else "e.batch_no"
     found = await fetch_page(
         conn,
         columns=_COLUMNS,
         source="code_exports e",
-        where=["e.batch_no = %(batch_no)s", *where],
+        where=[f"{column} = %(batch_no)s", *where],
         params={**params, "batch_no": batch_no},
         order="e.created_at DESC, e.id DESC" if order == "newest" else "e.created_at, e.id",
         page=page,
@@ -374,15 +386,25 @@ async def page_exports(
         make=lambda row: _out(row, printer),
     )
     if found.total == 0:  # with a file addressed to it the caller knows the batch
-        seen, seen_params = await visible_sql(conn, actor)
-        if not await (
-            await conn.execute(
-                f"SELECT 1 FROM code_batches b WHERE b.batch_no = %(no)s AND {seen}",
-                {**seen_params, "no": batch_no},
-            )
-        ).fetchone():
-            raise NotFound(f"no batch {batch_no}")
+        await _ensure_seen(conn, actor, batch_no, case_batch)
     return found
+
+
+async def _ensure_seen(conn: Conn, actor: Principal, batch_no: int, case_batch: bool) -> None:
+    """404 unless the caller sees the unit batch ``batch_no`` or the case batch of that id
+    (``visible_sql``, one rule for both)."""
+    if case_batch:
+        alias, source, what = "c", "case_batches c WHERE c.id", "case batch"
+    else:
+        alias, source, what = "b", "code_batches b WHERE b.batch_no", "batch"
+    seen, seen_params = await visible_sql(conn, actor, alias)
+    row = await (
+        await conn.execute(
+            f"SELECT 1 FROM {source} = %(no)s AND {seen}", {**seen_params, "no": batch_no}
+        )
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no {what} {batch_no}")
 
 
 async def list_exports(conn: Conn, actor: Principal, batch_no: int) -> list[ExportOut]:

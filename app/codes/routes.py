@@ -220,6 +220,23 @@ class CaseBatchController(Controller):
         made = await exports.create_case_export(conn, principal, settings, scheme, batch_id, data)
         return await _start(conn, state, settings, scheme, made)
 
+    @get("/{batch_id:int}/exports")
+    async def list_exports(
+        self,
+        batch_id: int,
+        read_conn: Conn,
+        principal: Principal,
+        order: ExportOrder = "oldest",
+        page: PageNo = 1,
+        per_page: PerPage = 50,
+    ) -> Page[ExportOut]:
+        """The case batch's SSCC file exports, oldest first (``order=newest``: newest first),
+        seen as the unit batch's (brand staff: all; a printer: those with a file addressed to
+        it), from the read replica when there is one."""
+        return await exports.page_exports(
+            read_conn, principal, batch_id, page, per_page, order, case_batch=True
+        )
+
 
 class ExportController(Controller):
     path = "/exports"

@@ -32,11 +32,24 @@ _COLUMNS = """b.batch_no, b.brand_id, b.printer_id, b.product_id, b.size, b.key_
 
 
 async def check_printer(conn: Conn, actor: Principal, printer_id: int) -> None:
-    """The printer must be an active organisation of kind printer in the caller's brand."""
+    """The printer must be an active organisation of kind printer in the caller's brand.
+
+    Its row is read ``FOR SHARE``, held to the end of the transaction: a deactivation
+    (``app.orgs.service.set_status``: an UPDATE of the row) committed before is seen, one
+    after waits for this transaction. Read unlocked, a deactivation committed between the read
+    and the batch's INSERT was missed: a batch issued to a closed printer (a probe). Not
+    ``FOR KEY SHARE`` (as a foreign key takes), which an UPDATE of the status does not wait for;
+    nor the brand's ``ROLE_NAMES`` lock that ``set_status`` takes, which would queue every
+    issuance of the brand behind the others. Call it after anything else the insert waits for
+    (``_product``), so no deactivation waits behind that too. Another brand's row is never
+    locked: 404 at once, as for none."""
     row = await (
-        await conn.execute("SELECT kind, path, status FROM orgs WHERE id = %s", (printer_id,))
+        await conn.execute(
+            "SELECT kind, path, status FROM orgs WHERE id = %s AND path LIKE %s FOR SHARE",
+            (printer_id, f"/{actor.brand_id}/%"),
+        )
     ).fetchone()
-    if row is None or not row["path"].startswith(f"/{actor.brand_id}/"):
+    if row is None:
         raise NotFound("printer organisation not found", code="unknown_printer")
     if row["kind"] != "printer":
         raise ValidationFailed(
@@ -49,13 +62,17 @@ async def check_printer(conn: Conn, actor: Principal, printer_id: int) -> None:
 
 
 async def _product(conn: Conn, actor: Principal, product_id: int) -> None:
+    """The product must be the caller's brand's. Held ``FOR KEY SHARE`` (as the batch's foreign
+    key holds it) before the printer is checked: the insert then waits for nothing of the
+    product's while the printer is held (``check_printer``)."""
     row = await (
         await conn.execute(
-            "SELECT o.path FROM products p JOIN orgs o ON o.id = p.org_id WHERE p.id = %s",
-            (product_id,),
+            "SELECT 1 FROM products p JOIN orgs o ON o.id = p.org_id "
+            "WHERE p.id = %s AND o.path LIKE %s FOR KEY SHARE OF p",
+            (product_id, f"/{actor.brand_id}/%"),
         )
     ).fetchone()
-    if row is None or not row["path"].startswith(f"/{actor.brand_id}/"):
+    if row is None:
         raise NotFound("product not found", code="unknown_product")
 
 
@@ -142,9 +159,9 @@ async def create_batch(
         earlier = await _requested_before(conn, actor, data)
         if earlier is not None:
             return earlier, False
-    await check_printer(conn, actor, data.printer_id)
     if data.product_id is not None:
         await _product(conn, actor, data.product_id)
+    await check_printer(conn, actor, data.printer_id)  # held to the commit: last before the insert
     row = await (
         await conn.execute(
             """INSERT INTO code_batches
@@ -468,9 +485,12 @@ async def set_printer_key(conn: Conn, actor: Principal, printer_id: int, pem: st
 async def list_printers(conn: Conn, actor: Principal, page: int, per_page: int) -> Page[PrinterOut]:
     """The printer organisations the caller may address batches and files to (planners choose
     where files go): brand staff every one of the brand, anyone else (``own_printer``) its own
-    organisation only — a probe: a contract printer's key listed the brand's other printers."""
-    if not actor.has("codes.export"):
-        actor.require("codes.issue")
+    organisation only — a probe: a contract printer's key listed the brand's other printers.
+    Any permission of code issuance lets the caller list them (README: "a caller at a printer:
+    its own only"): a probe found the demo printer user (``codes.download``,
+    ``codes.allocate``) refused, so it could not learn its id nor whether its RSA key, which it
+    registers itself, was there."""
+    actor.require_any("codes.issue", "codes.export", "codes.download", "codes.allocate")
     where = ["kind = 'printer'", "path LIKE %(prefix)s"]
     params: dict[str, Any] = {"prefix": f"/{actor.brand_id}/%"}
     own = await own_printer(conn, actor)

@@ -668,7 +668,8 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        /** ListExports */
+        get: operations["CaseBatchesBatchIdExportsListExports"];
         put?: never;
         /** Export */
         post: operations["CaseBatchesBatchIdExportsExport"];
@@ -11789,6 +11790,88 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["CaseBatchOut"];
+                };
+            };
+            /** @description malformed request: bad JSON, a value of the wrong type or out of range, a control character (`invalid_character`), JSON nested too deep (`too_deep`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description no or an invalid token or API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description a permission is missing */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description well-formed but breaks a rule */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description a store (PostgreSQL or Redis) is unavailable; retry shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    CaseBatchesBatchIdExportsListExports: {
+        parameters: {
+            query?: {
+                order?: "oldest" | "newest";
+                /** @description page number, from 1 */
+                page?: number;
+                /** @description items per page (max 200) */
+                per_page?: number;
+            };
+            header?: never;
+            path: {
+                batch_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_app.codes.schemas.ExportOut_"];
                 };
             };
             /** @description malformed request: bad JSON, a value of the wrong type or out of range, a control character (`invalid_character`), JSON nested too deep (`too_deep`) */
