@@ -122,6 +122,20 @@ async def sales_order(
     return int(response.json()["id"])
 
 
+async def key_of(client: Any, headers: dict[str, str], permissions: list[str]) -> dict[str, str]:
+    """The headers of a new API key (a partner system's) made by the caller of ``headers``,
+    with ``permissions``: its actions are recorded as its maker's (``Principal.person``)."""
+    import secrets
+
+    made = await client.post(
+        "/api-keys",
+        headers=headers,
+        json={"name": f"crm {secrets.token_hex(3)}", "permissions": permissions},
+    )
+    assert made.status_code == 201, made.text
+    return {"X-API-Key": made.json()["key"]}
+
+
 async def acting(conn: Any, username: str) -> Any:
     """The principal of a demo user, loaded on ``conn``: for driving a service on a connection
     of its own (a transaction held open while a request races it)."""

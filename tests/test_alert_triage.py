@@ -8,8 +8,9 @@ import json
 import secrets
 from typing import Any
 
-from tests.helpers import assert_error, onboarded_brand
+from tests.helpers import assert_error, key_of, onboarded_brand
 from tests.race_support import audit_rows, twice_held
+from tests.rebates_support import user_id
 
 
 async def _alert(
@@ -85,6 +86,29 @@ async def test_a_verdict_is_given_replaced_and_audited(
             "/alerts", headers=admin, params={"kind": kind, "verdict": verdict}
         )
         assert found.json()["total"] == expected, verdict
+
+
+async def test_an_alert_closed_through_an_api_key_names_its_maker(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: a SOC's script (an API key the admin made, ``alerts.read``) acknowledged one
+    alert and gave another a verdict: the verdict named the key's maker (``decided_by``) but
+    both alerts' ``acknowledged_by`` were null — closed by nobody. They name the person behind
+    the key now (``Principal.person``), as the verdict does."""
+    key = await key_of(client, await login("admin"), ["alerts.read"])
+    kind = f"probe_{secrets.token_hex(4)}"
+    acked, judged = await _alert(app, demo, kind), await _alert(app, demo, kind)
+    done = await client.post(f"/alerts/{acked}/acknowledge", headers=key)
+    assert done.status_code == 200, done.text
+    await _mark(client, key, judged, "true_positive")
+    async with app.state.pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT acknowledged_by FROM alerts WHERE id = ANY(%s)", ([acked, judged],)
+            )
+        ).fetchall()
+        admin_id = await user_id(conn, "admin")
+    assert [r["acknowledged_by"] for r in rows] == [admin_id, admin_id], rows
 
 
 async def test_two_markers_at_once_leave_one_verdict_counted_once(

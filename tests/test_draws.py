@@ -15,8 +15,9 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from tests.helpers import assert_error, onboarded_brand
+from tests.helpers import assert_error, key_of, onboarded_brand
 from tests.points_support import claim_body, into_channel, member_client, new_member
+from tests.rebates_support import user_id
 from tests.test_logistics import pack
 
 DRAW = "/members/me/draws"
@@ -824,3 +825,73 @@ async def test_prizes_added_later_stop_at_the_campaigns_maximum_even_at_once(
     assert len(got["prizes"]) == MAX_PRIZES
     too_many = {**body, "prizes": [*prizes, *[prize(f"Q{i}") for i in range(3)]]}
     assert_error(await client.post("/draws", headers=admin, json=too_many), 400)  # at creation
+
+
+async def _won(
+    client: Any, headers: dict[str, str], app: Any, demo: Any, goods: dict[str, Any], serial: str
+) -> tuple[int, int, int]:
+    """A campaign of its own whose only prize is a gift, made with ``headers``, and a new member
+    who drew it on ``serial``: (campaign id, draw id, member id)."""
+    campaign = await new_campaign(
+        client, headers, campaign_body(goods["product_id"], [prize("Parcel", "gift", 5, 1)])
+    )
+    member_id, member, _ = await new_member(app, demo["BRAND-LUMI"])
+    won = await draw(app, member, serial)
+    assert won.status_code == 201 and won.json()["prize"]["name"] == "Parcel", won.text
+    results = (await client.get(f"/draws/{campaign['id']}/results", headers=headers)).json()
+    (result,) = results["items"]
+    return campaign["id"], result["id"], member_id
+
+
+async def test_a_frozen_members_prize_waits_until_the_member_is_unfrozen(
+    client: Any, login: Any, app: Any, demo: Any, goods: dict[str, Any], units: Units
+) -> None:
+    """A probe: member service froze a member (a suspected fraudster) and the gift the member had
+    just won was still marked handed over (200): the parcel went out. 409 ``member_frozen``, as
+    a frozen member's gift redemption answers, the prize left pending; handed over once the
+    member is unfrozen."""
+    admin = await login("admin")
+    cid, draw_id, member_id = await _won(client, admin, app, demo, goods, units.take()[0])
+    freeze = f"/members/{member_id}/freeze"
+    frozen = await client.post(freeze, headers=admin, json={"reason": "fraud ring"})
+    assert frozen.status_code == 200, frozen.text
+    fulfil = f"/draws/{cid}/results/{draw_id}/fulfil"
+    assert_error(
+        await client.post(fulfil, headers=admin, json={"note": "SF-9"}), 409, "member_frozen"
+    )
+    results = (await client.get(f"/draws/{cid}/results", headers=admin)).json()
+    assert results["items"][0]["fulfil_status"] == "pending", results
+    thawed = await client.post(f"/members/{member_id}/unfreeze", headers=admin, json={})
+    assert thawed.status_code == 200, thawed.text
+    done = await client.post(fulfil, headers=admin, json={"note": "SF-9"})
+    assert done.status_code == 200 and done.json()["fulfil_status"] == "fulfilled", done.text
+
+
+async def test_a_campaign_and_a_prize_handed_over_through_an_api_key_name_its_maker(
+    client: Any,
+    login: Any,
+    app: Any,
+    demo: Any,
+    goods: dict[str, Any],
+    units: Units,
+    conn: Any,
+) -> None:
+    """A probe: the brand's e-shop back end (an API key the admin made, ``draws.write``) made a
+    campaign and marked its won gift shipped: ``created_by`` and ``fulfilled_by`` were null (the
+    key has no user): made and handed over by nobody. Both name the key's maker now, as a
+    gift redemption's fulfilment does."""
+    key = await key_of(client, await login("admin"), ["draws.write"])
+    cid, draw_id, _ = await _won(client, key, app, demo, goods, units.take()[0])
+    done = await client.post(
+        f"/draws/{cid}/results/{draw_id}/fulfil", headers=key, json={"note": "SF1234567890"}
+    )
+    assert done.status_code == 200, done.text
+    row = await (
+        await conn.execute(
+            "SELECT c.created_by, d.fulfilled_by FROM draws d "
+            "JOIN draw_campaigns c ON c.id = d.campaign_id WHERE d.id = %s",
+            (draw_id,),
+        )
+    ).fetchone()
+    admin_id = await user_id(conn, "admin")
+    assert (row["created_by"], row["fulfilled_by"]) == (admin_id, admin_id), row

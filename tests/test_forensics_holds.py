@@ -14,7 +14,7 @@ import msgspec
 import psycopg
 from psycopg.rows import dict_row
 
-from tests.helpers import assert_error, onboarded_brand
+from tests.helpers import assert_error, key_of, onboarded_brand
 from tests.points_support import (
     claim_body,
     member_client,
@@ -246,6 +246,26 @@ async def test_holds_are_the_brands_and_bad_input_is_refused(
     assert_error(await client.post("/forensics/holds/999999999/confirm", headers=admin), 404)
     assert_error(await client.post("/forensics/holds/abc/confirm", headers=admin), 404)
     assert tenant["id"] != demo["BRAND-LUMI"]
+
+
+async def test_a_hold_put_and_decided_through_an_api_key_names_its_maker(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """A probe: a reviewer's script (an API key the admin made, ``fraud.review``) put a member
+    on hold by hand and released it: ``created_by`` was null — what the ring detector's holds
+    show — and ``decided_by`` null too: a manual hold read as the detector's, released by
+    nobody. Both name the person behind the key now (``Principal.person``)."""
+    key = await key_of(client, await login("admin"), ["fraud.review"])
+    for decision in ("release", "confirm"):
+        member_id, _, _ = await new_member(app, demo["BRAND-LUMI"])
+        hold = await _hold(client, key, "member", member_id, "rang the member")
+        decided = await client.post(
+            f"/forensics/holds/{hold['id']}/{decision}", headers=key, json={"note": "checked"}
+        )
+        assert decided.status_code == 200, decided.text
+        admin_id = await user_id(conn, "admin")
+        assert hold["created_by"] == admin_id, hold
+        assert decided.json()["decided_by"] == admin_id, decided.json()
 
 
 async def _verified(

@@ -14,7 +14,8 @@ import psycopg
 import pytest
 import redis as redis_sync
 
-from tests.helpers import assert_error, new_user
+from tests.helpers import assert_error, key_of, new_user
+from tests.rebates_support import user_id
 from tests.test_members_auth import new_phone, sign_in
 
 PASSWORD = "members-admin-pw-1"
@@ -249,6 +250,21 @@ async def test_freeze_and_unfreeze_with_a_reason_audited(
     mine = [a for a in audit if a["entity_id"] == str(member_id)]
     assert {a["action"] for a in mine} >= {"freeze", "unfreeze"}, mine
     assert not any(signed["member"]["phone"] in str(a) for a in audit)
+
+
+async def test_a_member_frozen_through_an_api_key_names_its_maker(
+    client: Any, app: Any, demo: Any, login: Any, conn: Any
+) -> None:
+    """A probe: member service's CRM froze a member through an API key (``members.write``) and
+    ``frozen_by`` was null — what a freeze carried over from an erased membership shows (frozen
+    by nobody). It names the person behind the key now (``Principal.person``)."""
+    _, signed = await sign_in(client, app, demo["BRAND-LUMI"])
+    key = await key_of(client, await login("admin"), ["members.write", "members.read"])
+    frozen = await client.post(
+        f"/members/{signed['member']['id']}/freeze", headers=key, json={"reason": "chargeback"}
+    )
+    assert frozen.status_code == 200, frozen.text
+    assert frozen.json()["frozen_by"] == await user_id(conn, "admin"), frozen.json()
 
 
 def _queue_record(

@@ -274,3 +274,113 @@ async def test_migration_0127_takes_claim_retries_already_counted_out_of_the_ana
         ).fetchall()
         assert kept == []
         assert await recount(conn) == []
+
+
+def test_migration_0128_names_the_key_maker_where_the_audit_log_is_sure(fresh_db: str) -> None:
+    """A probe: changes made through an API key recorded nobody (the key has no user): a manual
+    fraud hold read as the ring detector's (``created_by`` null), released by nobody, a member
+    frozen by nobody, a draw campaign and an alert closed by nobody. Migration 0128 fills those
+    from the audit log's row of that very change (same entity, id and action, in the same
+    transaction) with the key's maker; a system key's (no maker), the ring detector's, a user's
+    and a change the audit log does not match keep what they had."""
+    migrate_to(fresh_db, 127)
+
+    def audited(
+        conn: psycopg.Connection[Any], sql: str, args: tuple[Any, ...], audit: tuple[Any, ...]
+    ) -> int:
+        """``sql`` (returning an id) and the audit row of it, (user, key, action, entity), in
+        one transaction as ``audit.record`` writes it: the id."""
+        with conn.transaction():
+            row = conn.execute(sql, args).fetchone()  # type: ignore[arg-type]
+            assert row is not None
+            user, key, action, entity = audit
+            conn.execute(
+                "INSERT INTO audit_log (actor_user, actor_key, action, entity, entity_id) "
+                "VALUES (%s, %s, %s, %s, %s)",
+                (user, key, action, entity, str(row[0])),
+            )
+        return int(row[0])
+
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+
+        def new_id(sql: str, *args: Any) -> int:
+            row = conn.execute(sql, args).fetchone()  # type: ignore[arg-type]
+            assert row is not None
+            return int(row[0])
+
+        brand = new_id(
+            "INSERT INTO orgs (kind, name, erp_code) VALUES ('brand', 'K', 'K') RETURNING id"
+        )
+        maker = new_id(
+            "INSERT INTO users (org_id, username, password_hash) VALUES (%s, 'crm_maker', 'x') "
+            "RETURNING id",
+            brand,
+        )
+        api_key = "INSERT INTO api_keys (org_id, name, prefix, secret_hash, permissions, "
+        api_key += "created_by) VALUES (%s, %s, %s, '\\x00', '{}', %s) RETURNING id"
+        made = new_id(api_key, brand, "crm", "crm", maker)
+        system = new_id(api_key, brand, "sys", "sys", None)
+        member = "INSERT INTO members (brand_id, phone) VALUES (%s, %s) RETURNING id"
+        members = [new_id(member, brand, f"1390000000{i}") for i in range(5)]
+        hold = "INSERT INTO fraud_holds (brand_id, party_kind, party_id, rule, created_by) "
+        hold += "VALUES (%s, 'member', %s, %s, %s) RETURNING id"
+        by_key = audited(conn, hold, (brand, members[0], "manual", None),
+                         (None, made, "create", "fraud_hold"))  # fmt: skip
+        by_system = audited(conn, hold, (brand, members[1], "manual", None),
+                            (None, system, "create", "fraud_hold"))  # fmt: skip
+        by_user = audited(conn, hold, (brand, members[2], "manual", maker),
+                          (maker, None, "create", "fraud_hold"))  # fmt: skip
+        detector = new_id(hold, brand, members[3], "shared_device", None)
+        decide = "UPDATE fraud_holds SET state = %s, decided_at = now() WHERE id = %s RETURNING id"
+        audited(conn, decide, ("released", by_key), (None, made, "release", "fraud_hold"))
+        audited(conn, decide, ("confirmed", detector), (None, made, "confirm", "fraud_hold"))
+        freeze = "UPDATE members SET status = 'frozen', frozen_at = now() WHERE id = %s "
+        freeze += "RETURNING id"
+        audited(conn, freeze, (members[0],), (None, made, "freeze", "member"))
+        # frozen again later, by hand in the database: the key's freeze is not this one
+        conn.execute(
+            "INSERT INTO audit_log (actor_key, action, entity, entity_id, at) "
+            "VALUES (%s, 'freeze', 'member', %s, now() - interval '1 day')",
+            (made, str(members[4])),
+        )
+        conn.execute(
+            "UPDATE members SET status = 'frozen', frozen_at = now() WHERE id = %s", (members[4],)
+        )
+        campaign = audited(
+            conn,
+            "INSERT INTO draw_campaigns (brand_id, name, starts_at, ends_at, product_ids, "
+            "no_prize_weight) VALUES (%s, 'Key draw', now(), now() + interval '1 day', '{1}', 1) "
+            "RETURNING id",
+            (brand,),
+            (None, made, "create", "draw_campaign"),
+        )
+        alert = audited(
+            conn,
+            "INSERT INTO alerts (brand_id, org_id, kind, severity, message, dedup_key, "
+            "acknowledged_at) VALUES (%s, %s, 'probe', 'warning', 'm', 'k', now()) RETURNING id",
+            (brand, brand),
+            (None, made, "acknowledge", "alert"),
+        )
+    db.migrate(fresh_db)
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        holds = {
+            row[0]: row[1:]
+            for row in conn.execute(
+                "SELECT id, created_by, decided_by FROM fraud_holds WHERE brand_id = %s", (brand,)
+            )
+        }
+        frozen = dict(
+            conn.execute(
+                "SELECT id, frozen_by FROM members WHERE id = ANY(%s)", ([members[0], members[4]],)
+            ).fetchall()
+        )
+        others = conn.execute(
+            "SELECT (SELECT created_by FROM draw_campaigns WHERE id = %s), "
+            "(SELECT acknowledged_by FROM alerts WHERE id = %s)",
+            (campaign, alert),
+        ).fetchone()
+    assert holds[by_key] == (maker, maker)
+    assert holds[by_system] == (None, None) and holds[by_user] == (maker, None)
+    assert holds[detector] == (None, maker)  # the detector's hold, confirmed through the key
+    assert frozen == {members[0]: maker, members[4]: None}
+    assert others == (maker, maker)

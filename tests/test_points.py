@@ -21,7 +21,7 @@ import redis as redis_sync
 
 from app.verify import messages, records
 from tests.h5_support import new_product
-from tests.helpers import acting, activate, assert_error, issue_units
+from tests.helpers import acting, activate, assert_error, issue_units, key_of
 from tests.points_support import (
     claim_body,
     member_client,
@@ -30,7 +30,7 @@ from tests.points_support import (
     shipped_goods,
 )
 from tests.race_support import lock_waiters
-from tests.rebates_support import store_goods
+from tests.rebates_support import store_goods, user_id
 from tests.servers import granian_server
 from tests.test_inspect import forge
 from tests.test_logistics import deep_tree, via_branch  # noqa: F401 (fixtures)
@@ -719,6 +719,45 @@ async def test_an_adjustment_reason_of_blanks_is_refused(
             )
         ).fetchone()
     assert row["n"] == 0
+
+
+async def test_an_adjustment_a_rule_and_a_gift_made_through_an_api_key_name_its_maker(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """A probe: the CRM (an API key the admin made) credited a goodwill adjustment: the ledger
+    row's ``recorded_by`` — the only record on the append-only ledger of who moved a member's
+    points by hand — was null (the key has no user), as were a points rule's ``updated_by`` and
+    a gift's ``created_by`` it wrote. Each names the person behind the key now
+    (``Principal.person``, as a redemption's fulfilment records it)."""
+    key = await key_of(client, await login("admin"), ["points.rules", "gifts.write"])
+    member_id, _, _ = await new_member(app, demo["BRAND-LUMI"])
+    body = {
+        "member_id": member_id,
+        "points": 50,
+        "reason": "goodwill: late parcel",
+        "client_id": secrets.token_hex(8),
+        "kind": "adjustment",
+    }
+    made = await client.post("/points/adjustments", headers=key, json=body)
+    assert made.status_code == 201, made.text
+    product = await new_product(client, login)
+    rule = await set_rule(client, key, product["id"], 3)
+    gift = await client.post(
+        "/gifts",
+        headers=key,
+        json={"name": "Key gift", "points_cost": 30, "kind": "offline", "stock": 1},
+    )
+    assert gift.status_code == 201, gift.text
+    row = await (
+        await conn.execute(
+            """SELECT (SELECT recorded_by FROM points_ledger WHERE id = %s) AS ledger,
+                      (SELECT updated_by FROM point_rules WHERE id = %s) AS rule,
+                      (SELECT created_by FROM gifts WHERE id = %s) AS gift""",
+            (made.json()["entry_id"], rule["id"], gift.json()["id"]),
+        )
+    ).fetchone()
+    admin_id = await user_id(conn, "admin")
+    assert row == {"ledger": admin_id, "rule": admin_id, "gift": admin_id}, row
 
 
 async def test_goods_shipped_straight_to_a_store_earn_the_nearest_rule_above_it(

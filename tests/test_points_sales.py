@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from app.analytics.sales import recount
-from tests.helpers import assert_error
+from tests.helpers import assert_error, key_of
 from tests.points_support import claim_body, member_client, new_member, set_rule
 from tests.race_support import lock_waiters
-from tests.rebates_support import rebate_body, set_rebate, store_goods
+from tests.rebates_support import rebate_body, set_rebate, store_goods, user_id
 from tests.steady import clear_of_midnight
 from tests.test_analytics_sales import STORES, auto, get, roll_all, shanghai
 from tests.test_logistics import confirm, document
@@ -699,3 +699,30 @@ async def test_a_returns_withdrawal_is_audited_under_the_brand_not_the_store(
     [row] = brand.json()["items"]
     assert (row["action"], row["org_id"]) == ("withdraw", demo["BRAND-LUMI"])
     assert row["after"]["member_id"] == member_id
+
+
+async def test_points_a_return_through_an_api_key_takes_back_name_its_maker(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """A probe: a return taken through the brand's returns system (an API key the admin made,
+    ``logistics.scan``) took the member's points back with a ledger row ``recorded_by`` null:
+    points moved by nobody. It names the person behind the key now (``Principal.person``)."""
+    goods = await store_goods(client, login, app, demo)
+    await set_rule(client, await login("admin"), goods["product_id"], 5)
+    serial = goods["units"][2]
+    member_id, member, _ = await new_member(app, demo["BRAND-LUMI"])
+    async with member_client(app) as mc:
+        claimed = await mc.post(
+            "/members/me/claims", headers=member, json=claim_body(app.state.scheme, serial)
+        )
+    assert claimed.status_code == 201, claimed.text
+    key = await key_of(client, await login("admin"), ["logistics.scan"])
+    back = await client.post("/returns", headers=key, json={"code": serial, "reason": "other"})
+    assert back.status_code == 200, back.text
+    taken = await one(
+        conn,
+        "SELECT points, recorded_by FROM points_ledger WHERE member_id = %s ORDER BY id DESC "
+        "LIMIT 1",
+        member_id,
+    )
+    assert taken["points"] < 0 and taken["recorded_by"] == await user_id(conn, "admin"), taken

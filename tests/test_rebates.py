@@ -8,9 +8,9 @@ import secrets
 from typing import Any
 
 from app._core import gs1_check_digit
-from tests.helpers import assert_error
+from tests.helpers import assert_error, key_of
 from tests.points_support import set_rule
-from tests.rebates_support import set_rebate
+from tests.rebates_support import set_rebate, user_id
 from tests.test_members_admin import _staff
 from tests.test_members_cross_brand import _other_brand_admin
 
@@ -88,6 +88,23 @@ async def test_rules_are_set_listed_overridden_and_removed_with_an_audit_trail(
         ("create", None, 20.0),
         ("delete", 20.0, None),
     ]
+
+
+async def test_a_rule_set_through_an_api_key_names_its_maker(
+    client: Any, login: Any, conn: Any
+) -> None:
+    """A probe: the ERP (an API key the admin made, ``rebates.rules``) set a rebate: the rule's
+    ``updated_by`` was null (the key has no user), set by nobody. It names the person behind
+    the key now (``Principal.person``), on its creation and on each update."""
+    admin = await login("admin")
+    key = await key_of(client, admin, ["rebates.rules"])
+    product = (await new_product(client, admin))["id"]
+    for amount in (3, 5):  # made, then changed
+        rule = await set_rebate(client, key, product, amount)
+        row = await (
+            await conn.execute("SELECT updated_by FROM rebate_rules WHERE id = %s", (rule["id"],))
+        ).fetchone()
+        assert row["updated_by"] == await user_id(conn, "admin"), row
 
 
 async def test_the_amount_is_a_multiple_of_half_a_yuan_up_to_100000(

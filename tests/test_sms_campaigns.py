@@ -13,8 +13,9 @@ from psycopg.rows import dict_row
 from app.sms import sender
 from app.sms.gateway import Result, gateway_from_settings
 from tests import steady
-from tests.helpers import assert_error
+from tests.helpers import assert_error, key_of
 from tests.race_support import audit_rows, deleted_once, twice_held
+from tests.rebates_support import user_id
 from tests.sms_gateway import LocalGateway
 
 
@@ -91,6 +92,38 @@ async def test_templates_are_the_brands_and_need_the_permission(client: Any, log
         403,
         "permission_denied",
     )
+
+
+async def test_a_template_and_a_campaign_made_through_an_api_key_name_its_maker(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: the brand's CRM (an API key the admin made, ``sms.campaigns``) wrote a template
+    and sent a campaign with it: both rows' ``created_by`` null (the key has no user), made by
+    nobody. Both name the person behind the key now (``Principal.person``)."""
+    key = await key_of(client, await login("admin"), ["sms.campaigns"])
+    template_id = await _template(client, key)
+    province = await _province_of_this_test(app, demo["BRAND-LUMI"], "青海省")
+    made = await client.post(
+        "/sms/campaigns",
+        headers=key,
+        json={
+            "template_id": template_id,
+            "audience": "members",
+            "filter": {"provinces": [province]},
+            "variables": {"season": "春季", "discount": "8"},
+        },
+    )
+    assert made.status_code == 201, made.text
+    async with app.state.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                """SELECT (SELECT created_by FROM sms_templates WHERE id = %s) AS template,
+                          (SELECT created_by FROM sms_campaigns WHERE id = %s) AS campaign""",
+                (template_id, made.json()["id"]),
+            )
+        ).fetchone()
+        admin_id = await user_id(conn, "admin")
+    assert row == {"template": admin_id, "campaign": admin_id}, row
 
 
 async def test_a_member_campaign_reaches_its_filtered_audience_once_skipping_opt_outs(

@@ -190,7 +190,7 @@ async def create_campaign(conn: Conn, actor: Principal, data: DrawCampaignIn) ->
                 products,
                 provinces,
                 data.no_prize_weight,
-                actor.user_id,
+                actor.person,
             ),
         )
     ).fetchone()
@@ -453,8 +453,10 @@ async def fulfil(
 ) -> DrawResultOut:
     """Mark a voucher or gift prize handed over, with the staff's note; the same note again
     answers the fulfilled draw (a retry). 409 ``prize_not_pending`` for a draw with nothing to
-    fulfil (no prize, points credited) or fulfilled with another note. An erased member's
-    prize is marked handed over without the note (``membership erased`` in its place)."""
+    fulfil (no prize, points credited) or fulfilled with another note; 409 ``member_frozen``
+    for a frozen member's (left pending until unfrozen, as a gift redemption's). An erased
+    member's prize is marked handed over without the note (``membership erased`` in its
+    place). Who handed it over: the user, or the person behind an API key (its maker)."""
     # imported here: the erasure imports the points, which import the forensics and the draws
     from app.members.erasure import ERASED
 
@@ -486,10 +488,13 @@ async def fulfil(
             code="prize_not_pending",
             details={"fulfil_status": row["fulfil_status"]},
         )
+    if member["status"] == "frozen":  # locked FOR SHARE above: it stays so meanwhile (a probe:
+        # the parcel of a prize won just before the freeze still went out to the member)
+        raise Conflict("this membership is frozen", code="member_frozen")
     await conn.execute(
         """UPDATE draws SET fulfil_status = 'fulfilled', fulfilled_at = now(), fulfilled_by = %s,
                             fulfil_note = %s WHERE id = %s""",
-        (actor.user_id, note, draw_id),
+        (actor.person, note, draw_id),
     )
     row = await (
         await conn.execute(f"SELECT {_RESULT} FROM {_RESULTS} WHERE d.id = %s", (draw_id,))

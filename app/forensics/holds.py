@@ -176,7 +176,7 @@ async def put_on_hold(conn: Conn, actor: Principal, data: HoldIn) -> HoldOut:
                 "rule": "manual",
                 "evidence": Jsonb({}),
                 "note": data.note,
-                "by": actor.user_id,
+                "by": actor.person,  # a key's: its maker (NULL is the ring detector)
             },
         )
     ).fetchone()
@@ -251,7 +251,7 @@ async def _decide(
     decided = await (
         await conn.execute(
             _DECIDE,
-            {"state": state, "by": actor.user_id, "note": data.note, "id": hold_id, "brand": brand},
+            {"state": state, "by": actor.person, "note": data.note, "id": hold_id, "brand": brand},
         )
     ).fetchone()
     if decided is None:  # decided before (or meanwhile, by a concurrent click)

@@ -320,7 +320,7 @@ async def set_frozen(
         await conn.execute(
             """UPDATE members SET status = 'frozen', frozen_reason = %s, frozen_by = %s,
                       frozen_at = now(), updated_at = now() WHERE id = %s""",
-            (reason, actor.user_id, member_id),
+            (reason, actor.person, member_id),
         )
     else:
         await conn.execute(

@@ -76,7 +76,7 @@ async def create_gift(conn: Conn, actor: Principal, data: GiftIn) -> GiftOut:
                 data.display_order,
                 data.collect_days,
                 data.how_to_collect,
-                actor.user_id,
+                actor.person,
             ),
         )
     ).fetchone()

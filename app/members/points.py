@@ -136,7 +136,7 @@ async def put_rule(conn: Conn, actor: Principal, data: RuleIn) -> tuple[RuleOut,
                    SET points = EXCLUDED.points, updated_by = EXCLUDED.updated_by,
                        updated_at = now()
                 RETURNING {_RULE}""",
-            (actor.brand_id, data.product_id, data.agent_id, data.points, actor.user_id),
+            (actor.brand_id, data.product_id, data.agent_id, data.points, actor.person),
         )
     ).fetchone()
     assert row is not None
@@ -306,7 +306,7 @@ async def adjust(conn: Conn, actor: Principal, data: AdjustmentIn) -> tuple[Adju
         kind=data.kind,
         points=data.points,
         reason=data.reason,
-        recorded_by=actor.user_id,
+        recorded_by=actor.person,  # a key's: its maker (as a redemption's fulfiller)
         client_id=data.client_id,
     )
     if posted is None:

@@ -92,6 +92,6 @@ async def take_back(
             kind="adjustment",
             points=-taken,
             reason=reason,
-            recorded_by=actor.user_id,
+            recorded_by=actor.person,
         )
     return {"points": taken, **({"owed": points - taken} if taken < points else {})}

@@ -87,7 +87,7 @@ async def put_rule(conn: Conn, actor: Principal, data: RuleIn) -> tuple[RuleOut,
                   SET amount = EXCLUDED.amount, updated_by = EXCLUDED.updated_by,
                       updated_at = now()
                RETURNING id""",
-            (actor.brand_id, data.product_id, data.agent_id, data.amount, actor.user_id),
+            (actor.brand_id, data.product_id, data.agent_id, data.amount, actor.person),
         )
     ).fetchone()
     assert row is not None

@@ -306,7 +306,7 @@ async def create_template(conn: Conn, actor: Principal, data: TemplateIn) -> Tem
         f"""INSERT INTO sms_templates (brand_id, name, body, provider_template_id, created_by)
             VALUES (%s, %s, %s, %s, %s)
             ON CONFLICT (brand_id, name) DO NOTHING RETURNING {_TEMPLATE_COLUMNS}""",
-        (actor.brand_id, data.name, data.body, data.provider_template_id, actor.user_id),
+        (actor.brand_id, data.name, data.body, data.provider_template_id, actor.person),
     )
     row = await cur.fetchone()
     if row is None:
@@ -589,7 +589,7 @@ async def create_campaign(
             Jsonb(data.variables),
             data.client_id,
             idempotency.fingerprint(data) if data.client_id is not None else None,
-            actor.user_id,
+            actor.person,
         ),
     )
     row = await cur.fetchone()

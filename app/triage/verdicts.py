@@ -127,7 +127,7 @@ async def set_verdict(conn: Conn, actor: Principal, alert_id: int, data: Verdict
     closed = await conn.execute(
         """UPDATE alerts SET acknowledged_at = now(), acknowledged_by = %s
             WHERE id = %s AND acknowledged_at IS NULL""",
-        (actor.user_id, alert_id),
+        (actor.person, alert_id),
     )
     after = await current(conn, alert_id)
     assert after is not None

@@ -73,7 +73,7 @@ async def acknowledge(conn: Conn, actor: Principal, alert_id: int) -> AlertOut:
         await conn.execute(
             "UPDATE alerts a SET acknowledged_at = now(), acknowledged_by = %s "
             "WHERE id = %s AND acknowledged_at IS NULL RETURNING id",
-            (actor.user_id, alert_id),
+            (actor.person, alert_id),
         )
     ).fetchone()
     out = await _alert(conn, alert_id)
