@@ -275,6 +275,11 @@ UNIQUE_CONFLICTS: dict[str, tuple[str, str]] = {
     "orgs_erp_code_brand_uq": ("duplicate_erp_code", "the ERP code is taken"),
     "orgs_brand_erp_code_uq": ("duplicate_erp_code", "the ERP code is taken"),
     "orgs_gs1_company_prefix_uq": ("duplicate_company_prefix", "the company prefix is taken"),
+    "orgs_brand_name_uq": ("duplicate_brand_name", "another brand has this name"),
+    "wechat_accounts_app_id_uq": (
+        "wechat_app_id_taken",
+        "this WeChat app id is another brand's account",
+    ),
     "products_org_id_product_no_key": ("duplicate_product_no", "the product number exists"),
     "products_gtin_key": ("duplicate_gtin", "the GTIN is already used"),
     "categories_org_id_name_key": ("duplicate_category", "the category exists"),

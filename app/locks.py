@@ -35,7 +35,9 @@ class Lock(IntEnum):
     MIGRATIONS = 7_245_001  # session, one key: one migrator at a time
     EXPORT_RUN = 7_245_003  # session, per export id: one runner per export, the next waits 2 s
     CASE_ALLOCATION = 7_245_004  # transaction, per brand: one case-batch allocator
-    SSCC_BLOCK = 7_245_005  # transaction, 0: who may take which GS1 company prefix
+    # transaction, 0: who may take which GS1 company prefix; shared by a product's GTIN check
+    # (app.catalog.service: GTINs checked at once do not wait for each other, a prefix given does)
+    SSCC_BLOCK = 7_245_005
     EVENT_PARTITIONS = 7_245_006  # transaction, 0: one creator of the next events partition
     ORDER_IMPORT = 7_245_008  # transaction, per brand: one order import at a time, never waited for
     STOCK_ROLLUP = 7_245_009  # session, one key: one stock roller across processes
@@ -100,6 +102,9 @@ class Lock(IntEnum):
     # filing limit (app.marketing.complaints.file: each counted before the INSERT's ON CONFLICT
     # made the others replays — a probe)
     COMPLAINT_CLIENT_ID = 7_245_035
+    # transaction, 0: a brand's name checked against the other brands' and written one at a
+    # time (app.orgs.service: two brands given one name at once both read it free)
+    BRAND_NAMES = 7_245_036
     # session, one key each (B5, app.forensics): one leak detector, one ring detector at a time
     FORENSICS_LEAKS = 7_245_111
     FORENSICS_RINGS = 7_245_112
@@ -170,6 +175,12 @@ def xact_try(lock: Lock, key: Key = None) -> Statement:
 async def xact_lock(conn: Conn, lock: Lock, key: Key = None) -> None:
     """Wait for ``lock`` (with ``key``), held until the current transaction ends."""
     await conn.execute(*xact(lock, key))
+
+
+async def xact_lock_shared(conn: Conn, lock: Lock, key: Key = None) -> None:
+    """Wait for ``lock`` (with ``key``) in shared mode — held by many at once, excluding only
+    ``xact_lock``'s — until the current transaction ends."""
+    await conn.execute(*_call("pg_advisory_xact_lock_shared", lock, key))
 
 
 async def run_alone(

@@ -91,3 +91,55 @@ def result_of(page: str) -> str | None:
 
 def has_pin_form(page: str) -> bool:
     return 'name="pin"' in page and 'method="post"' in page
+
+
+async def tenant_units(
+    client: Any, app: Any, login: Any, size: int = 3, *, shipped: bool = False
+) -> dict[str, Any]:
+    """A brand onboarded for the test with a published product and ``size`` activated units
+    of it (``serials``), commissioned on a line of its own; with ``shipped``, shipped to an
+    agent of its own (the sales channel, as a unit must be to be drawn). Answers the brand, its admin's headers, the product id and the serials."""
+    from tests.test_logistics import confirm, document
+
+    brand, admin = await helpers.onboarded_brand(client, login)
+    tag = secrets.token_hex(3)
+    product = await client.post(
+        "/products",
+        headers=admin,
+        json={"name": f"Tenant cream {tag}", "product_no": f"TC-{tag}", "published": True},
+    )
+    assert product.status_code == 201, product.text
+
+    async def org(kind: str, parent: int) -> int:
+        made = await client.post(
+            "/orgs",
+            headers=admin,
+            json={"kind": kind, "name": f"{kind} {tag}", "erp_code": f"{kind}-{tag}",
+                  "parent_id": parent},
+        )  # fmt: skip
+        assert made.status_code == 201, made.text
+        return int(made.json()["id"])
+
+    batch = await client.post(
+        "/batches",
+        headers=admin,
+        json={"size": size, "printer_id": await org("printer", brand["id"]),
+              "product_id": product.json()["id"]},
+    )  # fmt: skip
+    assert batch.status_code == 201, batch.text
+    serials = [app.state.scheme.serial(batch.json()["batch_no"], i) for i in range(size)]
+    line, context = f"TN{tag}", {"lot": "L1", "production_date": "2026-11-01"}
+    ctx = await client.put(
+        f"/lines/{line}/context",
+        headers=admin,
+        json={"product_id": product.json()["id"], **context},
+    )
+    assert ctx.status_code == 200, ctx.text
+    scans = [{"id": f"t-{s}", "code": s, "at": "2026-11-01T08:00:00+08:00"} for s in serials]
+    done = await client.post(f"/lines/{line}/scans", headers=admin, json={"scans": scans})
+    assert done.status_code == 200 and done.json()["rejected"] == 0, done.text
+    if shipped:  # commissioned by the brand's admin, held by the brand: shipped from there
+        agent = await org("agent", brand["id"])
+        ship = await document(client, admin, serials, kind="outbound", counterparty_id=agent)
+        assert (ok := await confirm(client, admin, ship)).status_code == 200, ok.text
+    return {"brand": brand, "admin": admin, "product_id": product.json()["id"], "serials": serials}

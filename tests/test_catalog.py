@@ -779,3 +779,31 @@ async def test_a_gtin_under_another_brands_company_prefix_is_refused(
     assert (await client.get(url, headers=admin_b)).json()["gtin"] == "0" + free
     renamed = await client.patch(url, headers=admin_b, json={"name": "B's own"})
     assert renamed.status_code == 200, renamed.text
+
+
+async def test_a_product_catalogued_while_its_prefix_is_given_to_another_brand_is_refused(
+    client: Any, login: Any, app: Any
+) -> None:
+    """A GTIN is checked against the brands' prefixes, and a prefix against the brands' GTINs
+    (``app.orgs.service.check_company_prefix``): done at once, each read the other's row not
+    yet committed and both were written — a prefix given over a GTIN another brand had just
+    catalogued. The GTIN's check takes the prefix's lock and comes second: 422
+    ``gtin_of_other_brand``."""
+    from app.orgs.schemas import OrgPatch
+    from app.orgs.service import update_org
+
+    prefix = "8" + "".join(str(secrets.randbelow(10)) for _ in range(8))
+    given, _ = await onboarded_brand(client, login)
+    _, admin = await onboarded_brand(client, login)
+    product = {"name": "Racing cream", "product_no": "RC-1", "gtin": _gtin_under(prefix)}
+    async with app.state.pool.connection() as giving, app.state.pool.connection() as watch:
+        platform = await acting(giving, "platform")
+        patch = OrgPatch(gs1_company_prefix=prefix)
+        await update_org(giving, platform, given["id"], patch)  # not committed yet
+        made = asyncio.ensure_future(client.post("/products", headers=admin, json=product))
+        done, _ = await asyncio.wait({made}, timeout=2)
+        assert not done, (await made).text  # it waits for the prefix's transaction
+        assert await lock_waiters(watch, 1)
+        await giving.commit()
+        answer = await made
+    assert_error(answer, 422, "gtin_of_other_brand")

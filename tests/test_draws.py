@@ -895,3 +895,29 @@ async def test_a_campaign_and_a_prize_handed_over_through_an_api_key_name_its_ma
     ).fetchone()
     admin_id = await user_id(conn, "admin")
     assert (row["created_by"], row["fulfilled_by"]) == (admin_id, admin_id), row
+
+
+async def test_a_deactivated_brand_s_answer_page_links_to_no_draw(
+    client: Any, login: Any, app: Any
+) -> None:
+    """A probe: the answer page of a genuine unit of a brand turned off still linked to its
+    running draw, whose members are refused. No campaign of a brand turned off runs for the
+    answer page (``running_for``)."""
+    from app.draws.service import running_for
+    from tests.h5_support import tenant_units
+
+    t = await tenant_units(client, app, login, 2, shipped=True)
+    body = campaign_body(t["product_id"], [prize("Tenant mug")], name="Tenant draw")
+    await new_campaign(client, t["admin"], body)
+    on, off = t["serials"]
+    async with member_client(app) as phone:
+        linked = await phone.post(f"/c/{on}", data={"pin": app.state.scheme.pin(on)})
+        assert 'id="draw-link"' in linked.text, linked.text  # while the brand is active
+        shut = await client.post(
+            f"/orgs/{t['brand']['id']}/deactivate", headers=await login("platform")
+        )
+        assert shut.status_code == 200, shut.text
+        answer = await phone.post(f"/c/{off}", data={"pin": app.state.scheme.pin(off)})
+    assert answer.status_code == 200 and 'id="draw-link"' not in answer.text, answer.text
+    async with app.state.pool.connection() as conn:
+        assert (await running_for(conn, code_of(app, off))).campaign_id is None

@@ -1160,3 +1160,30 @@ async def test_a_signed_out_member_token_names_no_member_on_a_verification(
         goods[1][0]: None,
         goods[2][0]: None,
     }
+
+
+async def test_a_deactivated_brand_s_answer_page_offers_no_points_claim(
+    client: Any, app: Any, login: Any
+) -> None:
+    """A probe: the answer page of a genuine unit of a brand turned off still offered its
+    points ("登录 / 注册后领取积分"), with a form to ``/member/login?brand=…`` — the 404 page: a
+    brand turned off has no members and no sign-in. The answer, and no offer."""
+    from tests.h5_support import tenant_units
+
+    t = await tenant_units(client, app, login, 2, shipped=True)
+    rule = {"product_id": t["product_id"], "points": 10}
+    assert (await client.put("/points/rules", headers=t["admin"], json=rule)).status_code == 200
+    on, off = t["serials"]
+    async with member_client(app) as phone:
+        offered = assert_page(await phone.post(f"/c/{on}", data={"pin": app.state.scheme.pin(on)}))
+        assert 'id="claim"' in offered  # while the brand is active
+        shut = await client.post(
+            f"/orgs/{t['brand']['id']}/deactivate", headers=await login("platform")
+        )
+        assert shut.status_code == 200, shut.text
+        answer = assert_page(await phone.post(f"/c/{off}", data={"pin": app.state.scheme.pin(off)}))
+        assert result_of(answer) == "genuine", text_of(answer)
+        assert 'id="claim"' not in answer and "/member/login" not in answer
+        assert (
+            await phone.get("/member/login", params={"brand": t["brand"]["id"]})
+        ).status_code == 404

@@ -846,3 +846,114 @@ async def test_a_key_made_where_a_weaker_admin_deactivates_or_moves_waits_for_it
             )
         ).fetchall()
     assert [r["action"] for r in rows] == ["move", "create"], "the key made before the move"
+
+
+async def test_an_all_zero_company_prefix_is_refused(client: Any, login: Any) -> None:
+    """A probe: ``"000000"`` was given as a brand's company prefix. GS1 allocates no prefix of
+    zeros, and by the longest-prefix rule such a brand claimed every other brand's GTIN-8
+    (their GTIN-14 is 000000…): 400 on creation and on PATCH, as an all-zero GTIN is."""
+    platform = await login("platform")
+    tag = secrets.token_hex(4).upper()
+    brand, _ = await onboarded_brand(client, login)
+    for zeros in ("000000", "000000000", "000000000000"):
+        body = {"kind": "brand", "name": f"Z {tag}", "erp_code": f"Z-{tag}"}
+        made = await client.post(
+            "/orgs", headers=platform, json={**body, "gs1_company_prefix": zeros}
+        )
+        assert_error(made, 400, "validation_failed")
+        patched = await client.patch(
+            f"/orgs/{brand['id']}", headers=platform, json={"gs1_company_prefix": zeros}
+        )
+        assert_error(patched, 400, "validation_failed")
+    shown = await client.get(f"/orgs/{brand['id']}", headers=platform)
+    assert shown.json()["gs1_company_prefix"] is None
+
+
+async def test_a_prefix_another_brand_s_gtins_carry_is_not_given(client: Any, login: Any) -> None:
+    """A probe: a prefix another brand's catalogued GTINs (printed on its packs) carry was
+    given to a new brand: A's product was then "under C's prefix", yet its page and Digital
+    Link stayed A's, and C could not catalogue that number. 409 ``duplicate_company_prefix``
+    for another brand — the prefix or a shorter one the GTIN starts with, after its indicator
+    digit (a GTIN-14 of a case too) —; the brand whose products carry it may take it."""
+    from app._core import gs1_check_digit
+
+    prefix = "8" + "".join(str(secrets.randbelow(10)) for _ in range(8))
+    owner, owner_admin = await onboarded_brand(client, login)
+    body = "1" + prefix + "123"  # a case's GTIN-14, indicator digit 1
+    gtin = body + str(gs1_check_digit(body))
+    tag = secrets.token_hex(3)
+    product = {"name": "Cream", "product_no": f"CR-{tag}", "gtin": gtin}
+    made = await client.post("/products", headers=owner_admin, json=product)
+    assert made.status_code == 201, made.text
+    platform = await login("platform")
+    other, _ = await onboarded_brand(client, login)
+    for taken in (prefix, prefix[:7]):
+        new = {"kind": "brand", "name": f"C {tag} {taken}", "erp_code": f"C-{tag}-{taken}"}
+        error = assert_error(
+            await client.post("/orgs", headers=platform, json={**new, "gs1_company_prefix": taken}),
+            409,
+            "duplicate_company_prefix",
+        )
+        assert error["details"] == {"field": "gs1_company_prefix"}
+        patched = await client.patch(
+            f"/orgs/{other['id']}", headers=platform, json={"gs1_company_prefix": taken}
+        )
+        assert_error(patched, 409, "duplicate_company_prefix")
+    own = await client.patch(
+        f"/orgs/{owner['id']}", headers=platform, json={"gs1_company_prefix": prefix}
+    )
+    assert own.status_code == 200 and own.json()["gs1_company_prefix"] == prefix, own.text
+
+
+async def test_a_brand_name_is_one_brand_s(client: Any, login: Any, demo: Any) -> None:
+    """A probe: a tenant's admin renamed its brand to the demo brand's exact name — the name
+    every H5 page of the brand shows and every SMS of it is signed with. Another brand's name,
+    in any case and with blanks at either end, is 409 ``duplicate_brand_name`` on PATCH and on
+    creation; the brand's own in another case is its to write, and an organisation that is no
+    brand may bear a brand's name."""
+    platform, lumi_admin = await login("platform"), await login("admin")
+    lumi = (await client.get(f"/orgs/{demo['BRAND-LUMI']}", headers=lumi_admin)).json()["name"]
+    brand, admin = await onboarded_brand(client, login)
+    url = f"/orgs/{brand['id']}"
+    for name in (lumi, lumi.upper(), f"  {lumi}\u3000", f"\u200b{lumi.lower()} "):
+        error = assert_error(
+            await client.patch(url, headers=admin, json={"name": name}), 409, "duplicate_brand_name"
+        )
+        assert error["details"] == {"field": "name"}
+    assert (await client.get(url, headers=admin)).json()["name"] == brand["name"]
+    tag = secrets.token_hex(4).upper()
+    copy = {"kind": "brand", "name": brand["name"].lower(), "erp_code": f"CP-{tag}"}
+    assert_error(
+        await client.post("/orgs", headers=platform, json=copy), 409, "duplicate_brand_name"
+    )
+    own = await client.patch(url, headers=admin, json={"name": brand["name"].upper()})
+    assert own.status_code == 200, own.text
+    store = {"kind": "store", "name": lumi, "erp_code": f"ST-{tag}", "parent_id": brand["id"]}
+    assert (await client.post("/orgs", headers=admin, json=store)).status_code == 201
+
+
+async def test_two_brands_given_one_name_at_once_one_is_refused(
+    client: Any, app: Any, login: Any
+) -> None:
+    """Two brands onboarded with one name at once (both read it free before either wrote): one
+    is made, the other 409 ``duplicate_brand_name``."""
+    from app.locks import Lock
+
+    platform = await login("platform")
+    tag = secrets.token_hex(4).upper()
+    bodies = tuple(
+        {"kind": "brand", "name": f"Twin {tag}", "erp_code": f"TW-{tag}-{n}"} for n in (1, 2)
+    )
+    async with app.state.pool.connection() as holder, app.state.pool.connection() as watch:
+        await holder.execute("SELECT pg_advisory_xact_lock(%s, 0)", (int(Lock.BRAND_NAMES),))
+        racing = [
+            asyncio.ensure_future(client.post("/orgs", headers=platform, json=body))
+            for body in bodies
+        ]
+        done, _ = await asyncio.wait(racing, timeout=2)
+        if not done:
+            assert await lock_waiters(watch, 2)
+        await holder.commit()
+        answers = await asyncio.gather(*racing)
+    assert sorted(a.status_code for a in answers) == [201, 409], [a.text for a in answers]
+    assert_error(next(a for a in answers if a.status_code == 409), 409, "duplicate_brand_name")

@@ -967,3 +967,102 @@ async def test_a_member_losing_a_new_openid_to_another_keeps_its_old_binding(
         await mine.commit()
         assert await bindings.openid_of(look, first) == old  # kept
         assert await bindings.member_of(look, brand, wanted) == second
+
+
+# -- one brand's account, one brand's marketing --------------------------------------------------
+
+
+async def test_a_deactivated_brand_s_points_reminder_is_failed_and_its_redemption_sent(
+    client: Any, login: Any, app: Any, wechat: FakeWechat, aconn: Any
+) -> None:
+    """A probe: a points reminder queued for WeChat before the brand was turned off was still
+    sent after it, while its SMS twin was failed "the brand is deactivated". Marketing of a
+    brand turned off is failed with the SMS's words; a redemption's notice still goes."""
+    from app.sms.sender import BRAND_OFF
+
+    brand, admin = await onboarded_brand(client, login)
+    await _account(client, admin, wechat)
+    member, openid = await _bound_member(app, brand["id"], wechat)
+    redemption = await _enqueue(app, brand["id"], member, f"off-{secrets.token_hex(4)}")
+    async with app.state.pool.connection() as conn:
+        reminder = await outbox.enqueue(
+            conn,
+            brand_id=brand["id"],
+            member_id=member,
+            kind="points_reminder",
+            cause_key=f"reminder:{secrets.token_hex(6)}",
+            data={"first": "A gift is yours", "keyword1": "120", "keyword2": "Thermos"},
+            url="https://example.com/member/gifts",
+        )
+        outbox.discard(conn)
+    assert reminder and redemption
+    off = await client.post(f"/orgs/{brand['id']}/deactivate", headers=await login("platform"))
+    assert off.status_code == 200, off.text
+    gateway = WechatGateway(app.state.settings, app.state.redis)
+    try:
+        stats = await sender.drain(aconn, gateway, app.state.settings, [reminder, redemption])
+    finally:
+        await gateway.aclose()
+    assert (stats.sent, stats.failed) == (1, 1), stats
+    failed = await _row(app, reminder)
+    assert (failed["state"], failed["last_error"]) == ("failed", BRAND_OFF)
+    assert (await _row(app, redemption))["state"] == "sent"
+    assert [m["template_id"] for m in wechat.sent_to(openid)] == [TEMPLATES["redemption"]]
+
+
+async def test_an_app_id_is_one_brand_s_account(
+    client: Any, login: Any, app: Any, wechat: FakeWechat
+) -> None:
+    """A probe: brand B saved brand A's (public) app id with a made-up secret and sent its
+    template messages as A's account. Another brand's app id is 409 ``wechat_app_id_taken``,
+    two brands saving one new app id at once included; the brand's own saves go on."""
+    _, a_admin = await onboarded_brand(client, login)
+    _, b_admin = await onboarded_brand(client, login)
+    app_id, secret = await _account(client, a_admin, wechat)
+    forged = {"app_id": app_id, "app_secret": "f" * 32, "templates": TEMPLATES, "enabled": True}
+    taken = await client.put("/wechat/account", headers=b_admin, json=forged)
+    assert_error(taken, 409, "wechat_app_id_taken")
+    assert secret not in taken.text
+    assert (await client.get("/wechat/account", headers=b_admin)).json()["configured"] is False
+    again = {"app_id": app_id, "templates": TEMPLATES, "enabled": False}  # A's own: kept
+    assert (await client.put("/wechat/account", headers=a_admin, json=again)).status_code == 200
+
+    _, c_admin = await onboarded_brand(client, login)
+    fresh = {"app_id": "wx" + secrets.token_hex(8), "app_secret": secret, "templates": TEMPLATES}
+    both = await asyncio.gather(
+        *(client.put("/wechat/account", headers=h, json=fresh) for h in (b_admin, c_admin))
+    )
+    assert sorted(r.status_code for r in both) == [200, 409], [r.text for r in both]
+    for lost in (r for r in both if r.status_code == 409):
+        assert_error(lost, 409, "wechat_app_id_taken")
+
+
+async def test_an_access_token_is_found_only_with_the_secret_it_was_fetched_with(
+    app: Any, wechat: FakeWechat
+) -> None:
+    """A probe: the token was cached under the app id alone — a sender with a made-up secret
+    found the one the app's own sends had fetched. Cached per app and secret (an HMAC of it:
+    the secret is never part of a key); a wrong secret must fetch its own, and WeChat says
+    no."""
+    from app.wechat.gateway import WechatRefused
+
+    app_id, secret = "wx" + secrets.token_hex(8), secrets.token_hex(16)
+    wechat.add_app(app_id, secret)
+    gateway = WechatGateway(app.state.settings, app.state.redis)
+    try:
+        token = await gateway.access_token(app_id, secret)
+        assert await gateway.access_token(app_id, secret) == token  # cached: one call
+        with pytest.raises(WechatRefused) as refused:
+            await gateway.access_token(app_id, "f" * 32)
+        assert refused.value.errcode == 40125
+    finally:
+        await gateway.aclose()
+    assert len([c for c in wechat.token_calls if c["appid"] == app_id]) == 2
+    keys = [k.decode() if isinstance(k, bytes) else k for k in await _redis_keys(app, app_id)]
+    assert keys and all(secret not in k and "f" * 32 not in k for k in keys), keys
+
+
+async def _redis_keys(app: Any, app_id: str) -> list[Any]:
+    """The Redis keys naming ``app_id`` (the gateway's token cache)."""
+    namespace = app.state.settings.redis_namespace
+    return [k async for k in app.state.redis.scan_iter(match=f"{namespace}:wechat:*{app_id}*")]

@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from app import audit
+from app import audit, locks
 from app._core import Gs1Error, normalize_gtin
 from app.auth.principal import Principal
 from app.catalog.schemas import (
@@ -231,7 +231,14 @@ async def _check_gtin_brand(conn: Conn, owner: int, gtin: str) -> None:
     are printed on every pack, so a tenant could take another brand's product page ``/p/{gtin}``
     and its Digital Link ``/01/{gtin}``, and the brand could no longer catalogue its own
     product (a probe). Checked before uniqueness, so the answer tells nothing of the GTIN's
-    use elsewhere."""
+    use elsewhere. Under the SSCC block lock, shared (GTINs checked at once do not wait for each
+    other), as a brand is given a prefix under it exclusively
+    (``app.orgs.service.check_company_prefix``, which refuses one another brand's GTINs carry):
+    of a product catalogued and a prefix given at once, the second sees the first (the owner
+    held ``FOR KEY SHARE`` first — the product's row will — as the prefix's change holds the
+    brand's row before the lock: the same order, no deadlock)."""
+    await conn.execute("SELECT 1 FROM orgs WHERE id = %s FOR KEY SHARE", (owner,))
+    await locks.xact_lock_shared(conn, locks.Lock.SSCC_BLOCK, 0)
     candidates = [gtin[1 : 1 + n] for n in _PREFIX_LENGTHS]
     claimed = await (
         await conn.execute(

@@ -522,7 +522,8 @@ async def running_for(conn: Conn, code: int) -> DrawRunningOut:
     """The campaign a draw of unit ``code`` would go to now (none: no link on the answer page):
     a unit shipped into the channel, not drawn yet (or its draw withdrawn by a return), neither
     returned damaged or expired nor returned and not sold since (a review: the link was offered,
-    and the draw refused), covered by a running one of its brand."""
+    and the draw refused), covered by a running one of its brand — an active brand: one turned
+    off has no members to draw (a probe: the answer page linked to its draw)."""
     # imported here: app.members.points imports the forensics, which import the draws' prizes
     from app.members.points import RETURNED_UNSOLD, SPOILT
 
@@ -531,6 +532,7 @@ async def running_for(conn: Conn, code: int) -> DrawRunningOut:
             f"""SELECT c.id, c.name, c.brand_id FROM unit_state u
                 JOIN orgs ch ON ch.id = u.channel_org_id
                 JOIN draw_campaigns c ON c.brand_id = u.brand_id
+                JOIN orgs b ON b.id = u.brand_id AND b.status = 'active'
                 WHERE u.code = %(code)s
                   AND u.status IN ('active', 'sold')
                   AND NOT {SPOILT} AND NOT {RETURNED_UNSOLD}

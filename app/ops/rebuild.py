@@ -78,10 +78,10 @@ first_place, fb_at)
                                                 (``app.replica``); without it a principal that
                                                 just wrote may read from the standby, at most
                                                 ``TRACECODE_REPLICA_MAX_LAG_SECONDS`` behind
-``{ns}:wechat:token:{appid}``                   not rebuilt: a cache of the WeChat access token
-                                                (``app.wechat.gateway``); the next send fetches
-                                                one again from WeChat
-``{ns}:wechat:token-lock:{appid}``              transient (the fetch's time-out), as above
+``{ns}:wechat:token:{appid}:{proof}``           not rebuilt: a cache of the WeChat access token
+                                                (``app.wechat.gateway``; ``proof`` an HMAC of
+                                                the secret); the next send fetches one again
+``{ns}:wechat:token-lock:{appid}:{proof}``      transient (the fetch's time-out), as above
 ``{ns}:wechat:oauth:{sha256}``                  lost by design: a WeChat sign-in's ``state``, for
                                                 300 s (``app.web.wechat_pages``); a sign-in under
                                                 way is 400 ``wechat_state_invalid``, and the

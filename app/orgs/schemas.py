@@ -31,7 +31,9 @@ CityCode = Annotated[str, msgspec.Meta(pattern=r"^[1-9][0-9]{3}00(?!\n)$")]  # e
 Text = Annotated[str, msgspec.Meta(max_length=500)]
 # A brand's GS1 company prefix: 6-12 digits, as GS1 allocates them (and as
 # TRACECODE_GS1_COMPANY_PREFIX, the platform's, is checked); its case codes' SSCCs carry it.
-CompanyPrefix = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6,12}(?!\n)$")]
+# Not all zeros: GS1 allocates no such prefix (a probe: "000000" was given, and by the longest
+# prefix rule it claimed every other brand's GTIN-8, whose GTIN-14 starts 000000).
+CompanyPrefix = Annotated[str, msgspec.Meta(pattern=r"^(?!0+$)[0-9]{6,12}(?!\n)$")]
 Phone = Annotated[str, msgspec.Meta(max_length=32, pattern=r"^[0-9+() -]*(?!\n)$")]
 # WGS 84 degrees; both or neither (a store's position: field check-ins are measured from it)
 Latitude = Annotated[float, msgspec.Meta(ge=-90, le=90)]

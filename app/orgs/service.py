@@ -36,6 +36,14 @@ _COLUMNS = (
 )
 
 
+# SQL: a brand's name as brands are told apart — without blanks at either end (the blanks of
+# ``app.textguard.BLANK``: Unicode whitespace, the ideographic and no-break spaces, the
+# zero-width marks and the BOM), case folded. Migration 0130 indexes it (``orgs_brand_name_uq``):
+# written alike, character for character, or the index and this check disagree.
+_BLANKS = r"[\s\u00a0\u3000\u200b-\u200f\u2060\ufeff]"
+BRAND_NAME_KEY = f"lower(regexp_replace(name, '^{_BLANKS}+|{_BLANKS}+$', '', 'g'))"
+
+
 def _out(row: dict[str, Any]) -> OrgOut:
     return OrgOut(**row)
 
@@ -162,6 +170,8 @@ async def create_org(conn: Conn, actor: Principal | None, data: OrgIn) -> OrgOut
     await _check_erp_code(conn, data.erp_code, parent_path, data.kind == "brand")
     if data.gs1_company_prefix is not None:
         await check_company_prefix(conn, data.gs1_company_prefix)
+    if data.kind == "brand":  # after the prefix's lock, as ``update_org`` takes the two
+        await _check_brand_name(conn, data.name)
     fields = msgspec.structs.asdict(data)
     columns = ", ".join(fields)
     placeholders = ", ".join(["%s"] * len(fields))
@@ -198,6 +208,32 @@ async def _check_erp_code(
         raise Conflict(f"ERP code {erp_code} is taken", code="duplicate_erp_code")
 
 
+async def _check_brand_name(conn: Conn, name: str, brand_id: int = 0) -> None:
+    """409 ``duplicate_brand_name`` when a brand other than ``brand_id`` has ``name`` (as
+    ``BRAND_NAME_KEY`` compares: blanks at either end aside, any case). A brand's name is its
+    face to consumers — every H5 page shows it, every SMS is signed with it — so a tenant
+    naming itself as another brand spoke as that brand (a probe). Under the brand-name lock
+    (``Lock.BRAND_NAMES``): two brands given one name at once, the second sees the first. The
+    unique index of migration 0130 holds it too, except between brands that shared a name
+    before it (kept as they were)."""
+    await locks.xact_lock(conn, locks.Lock.BRAND_NAMES, 0)
+    taken = await (
+        await conn.execute(
+            f"""SELECT 1 FROM orgs
+                 WHERE kind = 'brand' AND id <> %(brand)s
+                   AND {BRAND_NAME_KEY} = (SELECT {BRAND_NAME_KEY}
+                                             FROM (SELECT %(name)s::text AS name) AS given)""",
+            {"name": name, "brand": brand_id},
+        )
+    ).fetchone()
+    if taken is not None:
+        raise Conflict(
+            "another brand has this name",
+            code="duplicate_brand_name",
+            details={"field": "name"},
+        )
+
+
 async def check_company_prefix(conn: Conn, prefix: str, brand_id: int = 0) -> None:
     """409 ``duplicate_company_prefix`` when ``prefix`` is another brand's than ``brand_id``'s:
     another brand's own (or one either starts: GS1 allocates no prefix inside another, so two
@@ -205,10 +241,14 @@ async def check_company_prefix(conn: Conn, prefix: str, brand_id: int = 0) -> No
     issued under (the platform's ``TRACECODE_GS1_COMPANY_PREFIX``, taken by a brand without
     its own: those codes are that brand's), or one that starts, or is started by, a prefix
     serial references are counted under (``sscc_refs``: any brand's, its own earlier one too;
-    counted per prefix, two such would make one SSCC). The platform's, not yet taken, may be
-    given to a brand (a single-brand deployment naming its own). Under the SSCC block lock, as
-    a brand's first case batch under the platform's prefix is decided (``app.codes.cases``): of
-    the two, one comes second and sees the other."""
+    counted per prefix, two such would make one SSCC), or one another brand's catalogued GTINs
+    carry (their digits after the indicator start with it: those printed barcodes are that
+    brand's products — a probe: the prefix was given, and ``/p/{gtin}`` stayed the other
+    brand's while the new one could not catalogue "its" number). The platform's, not yet
+    taken, may be given to a brand (a single-brand deployment naming its own). Under the SSCC
+    block lock, as a brand's first case batch under the platform's prefix is decided
+    (``app.codes.cases``) and as a product's GTIN is checked against the brands' prefixes
+    (``app.catalog.service``): of the two, one comes second and sees the other."""
     await locks.xact_lock(conn, locks.Lock.SSCC_BLOCK, 0)
     taken = await (
         await conn.execute(
@@ -224,6 +264,10 @@ async def check_company_prefix(conn: Conn, prefix: str, brand_id: int = 0) -> No
                 WHERE company_prefix <> %(prefix)s
                   AND (starts_with(company_prefix, %(prefix)s)
                        OR starts_with(%(prefix)s, company_prefix))
+               UNION ALL
+               SELECT 1 FROM products p JOIN orgs o ON o.id = p.org_id
+                WHERE starts_with(substr(p.gtin, 2), %(prefix)s)
+                  AND split_part(o.path, '/', 2)::bigint <> %(brand)s
                LIMIT 1""",
             {"prefix": prefix, "brand": brand_id},
         )
@@ -231,7 +275,7 @@ async def check_company_prefix(conn: Conn, prefix: str, brand_id: int = 0) -> No
     if taken is not None:
         raise Conflict(
             f"GS1 company prefix {prefix} is another brand's, or starts or is started by one "
-            "case codes are issued under",
+            "case codes are issued under, or another brand's products' GTINs carry it",
             code="duplicate_company_prefix",
             details={"field": "gs1_company_prefix"},
         )
@@ -351,6 +395,8 @@ async def update_org(conn: Conn, actor: Principal, org_id: int, patch: OrgPatch)
         await _check_erp_code(
             conn, changes["erp_code"], path["path"], before.kind == "brand", org_id
         )
+    if "name" in changes and before.kind == "brand":
+        await _check_brand_name(conn, changes["name"], org_id)
     await update_row(conn, "orgs", org_id, changes)
     after = await get_org(conn, None, org_id)
     await audit.record(

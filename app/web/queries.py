@@ -52,7 +52,11 @@ SELECT u.brand_id, """
        EXISTS (SELECT 1 FROM point_claims c
                 WHERE c.code_id = u.code AND c.withdrawn_at IS NULL) AS claimed
   FROM unit_state u
+  JOIN orgs b ON b.id = u.brand_id
  WHERE u.code = %s
+   -- a brand turned off has no members and no sign-in (its /member/login is the 404 page):
+   -- nothing to offer (a probe), as its products have no pages (``OWNER_LIVE``)
+   AND b.status = 'active'
    -- as the claim decides (``app.members.points``): nothing to offer for a unit returned by a
    -- consumer and not sold since, or returned damaged or expired
    AND NOT """
@@ -64,7 +68,8 @@ SELECT u.brand_id, """
 
 async def claimable(conn: Conn, code: int) -> tuple[int, int] | None:
     """(brand id, points) of a unit whose points are still to be claimed; None when it earns
-    none or was claimed already (the claim itself decides; this only picks what to offer)."""
+    none, was claimed already or its brand is turned off (the claim itself decides; this only
+    picks what to offer)."""
     row = await (await conn.execute(_CLAIMABLE, (code,))).fetchone()
     if row is None or not row["points"] or row["claimed"]:
         return None

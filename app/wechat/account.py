@@ -11,6 +11,7 @@ it keeps the one stored (staff change a template id without retyping the secret)
 app id changes, since a secret is its app's. ``enabled`` turns the "sign in with WeChat" link
 and the template messages on; a brand without an account, or with it off, has neither.
 Every change is audited (the app id, the templates, ``enabled``, whether the secret changed).
+An app id is one brand's (409 ``wechat_app_id_taken``; migration 0130's unique index).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from app import audit
 from app.auth.principal import Principal
 from app.config import Settings
 from app.db import Conn
-from app.errors import NotFound, ValidationFailed
+from app.errors import Conflict, NotFound, ValidationFailed
 from app.members.principal import brand_of_staff
 from app.paging import Page, fetch_page
 from app.webhooks import signing
@@ -37,13 +38,15 @@ _COLUMNS = "brand_id, app_id, secret_sealed, templates, enabled, updated_by, upd
 
 
 class Account(msgspec.Struct, frozen=True, kw_only=True):
-    """A brand's account as the OAuth pages and the sender use it (secret unsealed)."""
+    """A brand's account as the OAuth pages and the sender use it (secret unsealed);
+    ``brand_active``: whether its brand is (a brand turned off sends no marketing)."""
 
     brand_id: int
     app_id: str
     secret: str
     templates: dict[str, str]
     enabled: bool
+    brand_active: bool = True
 
     def __repr__(self) -> str:  # never print the secret
         return f"Account(brand_id={self.brand_id}, app_id={self.app_id!r}, secret='***')"
@@ -111,6 +114,26 @@ def _audited(out: AccountOut | None) -> dict[str, Any] | None:
     }
 
 
+async def _check_app_id(conn: Conn, brand_id: int, app_id: str) -> None:
+    """409 ``wechat_app_id_taken`` when another brand's account has ``app_id``. An app id is
+    public (every OAuth redirect of the brand's sign-in page shows it): a brand saving another's
+    with a made-up secret sent its template messages as that brand's account (a probe). One
+    brand's: the unique index of migration 0130 decides two saves at once (the loser meets it,
+    ``app.errors.UNIQUE_CONFLICTS``)."""
+    taken = await (
+        await conn.execute(
+            "SELECT 1 FROM wechat_accounts WHERE app_id = %s AND brand_id <> %s",
+            (app_id, brand_id),
+        )
+    ).fetchone()
+    if taken is not None:
+        raise Conflict(
+            "this WeChat app id is another brand's account",
+            code="wechat_app_id_taken",
+            details={"field": "app_id"},
+        )
+
+
 async def get_account(conn: Conn, actor: Principal) -> AccountOut:
     """The caller's brand's account (never its secret)."""
     brand_id = _brand(actor)
@@ -131,6 +154,7 @@ async def put_account(
             f"invalid request (app_secret): {message}",
             details=[{"field": "app_secret", "message": message, "source": "body"}],
         )
+    await _check_app_id(conn, brand_id, data.app_id)
     if data.app_secret is not None:
         sealed = seal(settings, data.app_secret)
     else:
@@ -195,8 +219,18 @@ async def delete_account(conn: Conn, actor: Principal) -> None:
 
 async def load(conn: Conn, settings: Settings, brand_id: int) -> Account | None:
     """The brand's account with its secret, when it is set and enabled (and its secret readable
-    under this master key); None otherwise."""
-    row = await _row(conn, brand_id)
+    under this master key); None otherwise. With whether the brand is active: the sender fails
+    a turned-off brand's marketing (a probe: a points reminder queued before the deactivation
+    went out by WeChat while its SMS twin was failed)."""
+    row = await (
+        await conn.execute(
+            """SELECT a.app_id, a.secret_sealed, a.templates, a.enabled,
+                      b.status = 'active' AS brand_active
+                 FROM wechat_accounts a JOIN orgs b ON b.id = a.brand_id
+                WHERE a.brand_id = %s""",
+            (brand_id,),
+        )
+    ).fetchone()
     if row is None or not row["enabled"]:
         return None
     try:
@@ -209,6 +243,7 @@ async def load(conn: Conn, settings: Settings, brand_id: int) -> Account | None:
         secret=secret,
         templates=dict(row["templates"] or {}),
         enabled=True,
+        brand_active=bool(row["brand_active"]),
     )
 
 

@@ -4,13 +4,17 @@ Three calls, against ``TRACECODE_WECHAT_API_URL`` (``https://api.weixin.qq.com``
 
 * **access token** — ``POST /cgi-bin/stable_token`` ``{"grant_type": "client_credential",
   "appid", "secret", "force_refresh"}`` → ``{"access_token", "expires_in"}``. The token is the
-  app's, shared by every process: it is cached in Redis (``{ns}:wechat:token:{appid}``) until
-  ``TOKEN_MARGIN`` seconds before it expires (half its life when that is short), and fetched by
-  one caller at a time — a Redis lock per app (``SET NX PX``); the others wait for the token it
-  stores. A template send answered 40001 / 42001 / 40014 (the token invalid, expired or
-  malformed) asks for a fresh one: ``force_refresh: true``, only while the cache still holds
-  the token that failed (a sender that comes second finds the new one cached and uses it —
-  ``force_refresh`` is limited per day by WeChat, and it invalidates the token the others hold).
+  app's, shared by every process: it is cached in Redis (``{ns}:wechat:token:{appid}:{proof}``,
+  ``proof`` an HMAC of the secret under a key of its own, ``Settings.subkey``: never the secret)
+  until ``TOKEN_MARGIN`` seconds before it expires (half its life when that is short), and
+  fetched by one caller at a time — a Redis lock per app and secret (``SET NX PX``); the others
+  wait for the token it stores. Only a caller holding the secret the token was fetched with
+  finds it: under the app id alone, a brand that saved another's (public) app id with a
+  made-up secret sent as that brand with the token its sends had cached (a probe). A template
+  send answered 40001 / 42001 / 40014 (the token invalid, expired or malformed) asks for a
+  fresh one: ``force_refresh: true``, only while the cache still holds the token that failed
+  (a sender that comes second finds the new one cached and uses it — ``force_refresh`` is
+  limited per day by WeChat, and it invalidates the token the others hold).
 * **OAuth code** — ``GET /sns/oauth2/access_token?appid&secret&code&grant_type=
   authorization_code`` → ``{"openid", "unionid"?, …}`` (``oauth_identity``).
 * **template message** — ``POST /cgi-bin/message/template/send?access_token=…`` ``{"touser",
@@ -30,6 +34,8 @@ logged either (httpx's own request log is kept at warnings, ``app.logs.quiet_lib
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import secrets as _secrets
 import time
 from typing import Any, Literal
@@ -99,6 +105,7 @@ class WechatGateway:
         self.timeout = settings.wechat_timeout
         self.redis = redis
         self.namespace = settings.redis_namespace
+        self._proof_key = settings.subkey("wechat-token-cache")
         self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(settings.wechat_timeout))
 
     async def aclose(self) -> None:
@@ -156,14 +163,17 @@ class WechatGateway:
 
     # -- access tokens -------------------------------------------------------------------------
 
-    def _key(self, app_id: str, what: str) -> str:
-        return f"{self.namespace}:wechat:{what}:{app_id}"
+    def _key(self, app_id: str, secret: str, what: str) -> str:
+        """The Redis key of the app's ``what`` fetched with ``secret``: named by the app id and
+        a proof of the secret (an HMAC, 16 bytes in hex), which tells nothing of it."""
+        proof = hmac.new(self._proof_key, secret.encode(), hashlib.sha256).hexdigest()[:32]
+        return f"{self.namespace}:wechat:{what}:{app_id}:{proof}"
 
     async def access_token(self, app_id: str, secret: str, failed: str | None = None) -> str:
-        """The app's access token: the cached one, or one fetched under the app's lock.
-        ``failed``: a token WeChat just refused — a fresh one is forced unless the cache holds
-        another already."""
-        key, lock = self._key(app_id, "token"), self._key(app_id, "token-lock")
+        """The app's access token: the cached one, or one fetched under the app's lock — both
+        of this secret's. ``failed``: a token WeChat just refused — a fresh one is forced unless
+        the cache holds another already."""
+        key, lock = self._key(app_id, secret, "token"), self._key(app_id, secret, "token-lock")
         deadline = time.monotonic() + 2 * self.timeout + 1
         mine = _secrets.token_hex(8)
         while True:

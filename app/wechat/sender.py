@@ -10,6 +10,9 @@ As the SMS sender (``app.sms.sender``), in steps:
    member's openid (its binding now) and the row's data (text values, field names WeChat
    takes). A row that cannot be made — the account removed or turned off, the template
    unmapped, the member unbound, bad data — is ``failed`` with the reason, and the others go on.
+   So is a marketing row (``MARKETING``: the points reminder) of a brand turned off, "the brand
+   is deactivated", as its SMS twin is (``app.sms.sender``); redemptions and complaint replies
+   still go.
 3. **Send**, outside any transaction, ``WECHAT_CONCURRENCY`` at once (``app.wechat.gateway``:
    the token cached per app, refreshed once on a token error).
 4. **Record**, each row fenced on ``state = 'sending' AND attempts = <the claim's>`` (a sender
@@ -41,6 +44,7 @@ import msgspec
 from app.config import Settings
 from app.db import Conn
 from app.deadletters import WECHAT_MESSAGES, is_poison, reason_of
+from app.sms.sender import BRAND_OFF
 from app.textguard import storable
 from app.wechat import account as accounts
 from app.wechat.bindings import masked
@@ -50,6 +54,8 @@ from app.wechat.outbox import VALUE_MAX
 log = logging.getLogger("tracecode.wechat")
 
 CLAIM_WAVES = 4  # rows per claim: this many waves of WECHAT_CONCURRENCY sends
+# the kinds that advertise (as the SMS's marketing purposes): none is sent for a brand turned off
+MARKETING = frozenset({"points_reminder"})
 _FIELD = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
 
 
@@ -185,6 +191,8 @@ async def _make(
     account = cache[row.brand_id]
     if account is None:
         raise Unsendable("the brand has no enabled WeChat account")
+    if row.kind in MARKETING and not account.brand_active:
+        raise Unsendable(BRAND_OFF)
     template = account.templates.get(row.kind)
     if not template:
         raise Unsendable(f"the account has no template for {row.kind}")
