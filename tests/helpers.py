@@ -122,16 +122,18 @@ async def sales_order(
     return int(response.json()["id"])
 
 
-async def key_of(client: Any, headers: dict[str, str], permissions: list[str]) -> dict[str, str]:
+async def key_of(
+    client: Any, headers: dict[str, str], permissions: list[str], org_id: int | None = None
+) -> dict[str, str]:
     """The headers of a new API key (a partner system's) made by the caller of ``headers``,
-    with ``permissions``: its actions are recorded as its maker's (``Principal.person``)."""
+    with ``permissions``, for ``org_id`` (none: the caller's organisation): its actions are
+    recorded as its maker's (``Principal.person``)."""
     import secrets
 
-    made = await client.post(
-        "/api-keys",
-        headers=headers,
-        json={"name": f"crm {secrets.token_hex(3)}", "permissions": permissions},
-    )
+    body: dict[str, Any] = {"name": f"crm {secrets.token_hex(3)}", "permissions": permissions}
+    if org_id is not None:
+        body["org_id"] = org_id
+    made = await client.post("/api-keys", headers=headers, json=body)
     assert made.status_code == 201, made.text
     return {"X-API-Key": made.json()["key"]}
 

@@ -16,7 +16,7 @@ from Crypto.PublicKey import RSA
 from app.codes import printfile
 from app.codes.allocation_stream import STEP
 from tests.field_support import other_brand_admin
-from tests.helpers import activate, assert_error, issue_units, scheme_for_tests
+from tests.helpers import activate, assert_error, issue_units, key_of, scheme_for_tests
 from tests.race_support import lock_waiters
 from tests.stream_support import Paused
 
@@ -83,6 +83,24 @@ async def test_100_concurrent_allocations_of_one_batch_are_disjoint_and_cover_it
     assert error["details"]["remaining"] == 0
     batch = await client.get(f"/batches/{batch_no}", headers=await login("planner"))
     assert batch.json()["state"] == "exported"
+
+
+async def test_a_pool_made_through_an_api_key_names_its_maker(
+    client: httpx.AsyncClient, login: Any, demo: Any
+) -> None:
+    """A probe: a printer's serialization server (an API key the admin made for the printer,
+    ``codes.issue`` and ``codes.allocate``) pooled a batch addressed to it, and the pool's
+    ``created_by`` was null — a pool made by nobody. It names the person behind the key now
+    (``Principal.person``)."""
+    batch_no, _ = await issue_units(client, login, demo, 5)
+    admin = await login("admin")
+    key = await key_of(client, admin, ["codes.issue", "codes.allocate"], demo["PRINTER-SH"])
+    pool = await client.post(
+        "/pools", headers=key, json={"name": f"key-{batch_no}", "batches": [batch_no]}
+    )
+    assert pool.status_code == 201, pool.text
+    maker = (await client.get("/auth/me", headers=admin)).json()["user_id"]
+    assert pool.json()["created_by"] == maker, pool.json()
 
 
 async def test_a_pool_rolls_over_to_its_next_batch_and_refuses_or_serves_partially(

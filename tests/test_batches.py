@@ -15,6 +15,7 @@ from tests.helpers import (
     assert_error,
     issue_cases,
     issue_units,
+    key_of,
     onboarded_brand,
     scheme_for_tests,
 )
@@ -275,6 +276,46 @@ async def test_a_void_reason_of_blanks_alone_is_refused(
         f"/batches/{batch_no}/void", headers=planner, json={"reason": f"{blank}recall{blank}"}
     )
     assert voided.status_code == 200, voided.text
+
+
+async def test_a_batch_voided_through_an_api_key_names_its_maker_and_so_do_its_events(
+    client: Any, login: Any, demo: Any, conn: Any
+) -> None:
+    """A probe: the brand's recall tool (an API key the admin made, ``codes.issue``) voided a
+    batch with units on a shelf and in a case: the batch's ``voided_by`` was null, and so was
+    the ``recorded_by`` of the decommissioning and unpacking events its void wrote — a void by
+    nobody. Both name the person behind the key now (``Principal.person``)."""
+    batch_no, product_id = await issue_units(client, login, demo, 3)
+    scheme = scheme_for_tests()
+    units = [scheme.serial(batch_no, i) for i in range(3)]
+    await activate(client, login, units, product_id, line="VK1")
+    box = (await issue_cases(client, login, demo, "inner", 1))[0]
+    scan = {"id": f"vk-{box}", "code": box, "at": "2026-11-01T09:00:00+08:00",
+            "children": units[:2]}  # fmt: skip
+    packed = await client.post(
+        "/lines/VK1/scans", headers=await login("operator"), json={"scans": [scan]}
+    )
+    assert packed.json()["scans"][0]["result"] == "ok", packed.text
+    admin = await login("admin")
+    key = await key_of(client, admin, ["codes.issue"])
+    voided = await client.post(f"/batches/{batch_no}/void", headers=key, json={"reason": "recall"})
+    assert voided.status_code == 200, voided.text
+    maker = (await client.get("/auth/me", headers=admin)).json()["user_id"]
+    row = await (
+        await conn.execute("SELECT voided_by FROM code_batches WHERE batch_no = %s", (batch_no,))
+    ).fetchone()
+    assert row["voided_by"] == maker, row
+    events = await (
+        await conn.execute(
+            "SELECT biz_step, recorded_by FROM events WHERE details ->> 'batch_no' = %s "
+            "AND brand_id = %s ORDER BY id",
+            (str(batch_no), demo["BRAND-LUMI"]),
+        )
+    ).fetchall()
+    assert [(e["biz_step"], e["recorded_by"]) for e in events] == [
+        ("decommissioning", maker),
+        ("unpacking", maker),
+    ], events
 
 
 async def test_a_contract_printers_key_lists_no_other_printer(

@@ -20,7 +20,7 @@ from app.config import CATALOG_MEDIA_MAX_BYTES_CAP, SettingsError, load_settings
 from app.media import imagemeta
 from app.media.storage import store_from_settings
 from tests.h5_support import new_product
-from tests.helpers import assert_error, onboarded_brand
+from tests.helpers import assert_error, key_of, onboarded_brand
 from tests.images import jpeg, jpeg_exif, jpeg_sof, png, png_chunk, png_ihdr, webp
 from tests.test_media_s3 import _s3_settings, _serve, s3rver  # noqa: F401  (the fixture)
 
@@ -255,6 +255,26 @@ async def test_the_same_bytes_twice_or_at_once_are_one_medium(
     _, other = await onboarded_brand(client, login)
     theirs = await upload(client, other, data)
     assert theirs.status_code == 201 and theirs.json()["id"] != first["id"]
+
+
+async def test_a_medium_uploaded_through_an_api_key_names_its_maker(
+    client: Any, login: Any, conn: Any
+) -> None:
+    """A probe: a brand's PIM (an API key its admin made, ``catalog.write``) uploaded a product
+    image and the medium's ``created_by`` was null — an image on the public pages uploaded by
+    nobody. It names the person behind the key now (``Principal.person``)."""
+    _, admin = await onboarded_brand(client, login)
+    key = await key_of(client, admin, ["catalog.write"])
+    made = await upload(client, key, png(5, b"pim"), kind="image")
+    assert made.status_code == 201, made.text
+    row = await (
+        await conn.execute(
+            "SELECT created_by FROM catalog_media WHERE id = %s", (made.json()["id"],)
+        )
+    ).fetchone()
+    await conn.commit()
+    maker = (await client.get("/auth/me", headers=admin)).json()["user_id"]
+    assert row["created_by"] == maker, row
 
 
 async def test_products_name_their_brand_s_media_and_the_pages_show_them(

@@ -21,7 +21,14 @@ from Crypto.PublicKey import RSA
 from app._core import is_valid_sscc
 from app.codes import exports, printfile
 from tests.conftest import ROOT
-from tests.helpers import activate, assert_error, issue_cases, issue_units, scheme_for_tests
+from tests.helpers import (
+    activate,
+    assert_error,
+    issue_cases,
+    issue_units,
+    key_of,
+    scheme_for_tests,
+)
 from tests.race_support import audit_rows, lock_waiters
 from tests.stream_support import Paused
 
@@ -98,6 +105,25 @@ async def test_export_round_trip_equals_the_generator(
     assert actions == [("download", "inner"), ("download", "outer"), ("create", None)]
     assert audit["items"][0]["after"]["range"] == [0, 1000]
     assert PASS_OUT not in str(audit) and PASS_IN not in str(audit)
+
+
+async def test_an_export_made_through_an_api_key_names_its_maker(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: the brand's print-ordering tool (an API key the admin made, ``codes.export``)
+    made a batch's printer files, and the export's ``created_by`` was null — files of serials
+    and PINs made by nobody. It names the person behind the key now (``Principal.person``)."""
+    batch = await _batch(client, login, demo, 10)
+    admin = await login("admin")
+    key = await key_of(client, admin, ["codes.export"])
+    made = await client.post(
+        f"/batches/{batch['batch_no']}/exports",
+        headers=key,
+        json={"outer": {"passphrase": PASS_OUT}, "inner": {"passphrase": PASS_IN}},
+    )
+    assert made.status_code == 201, made.text
+    maker = (await client.get("/auth/me", headers=admin)).json()["user_id"]
+    assert made.json()["created_by"] == maker, made.json()
 
 
 async def test_range_export_and_bad_ranges(client: Any, login: Any, demo: Any, app: Any) -> None:

@@ -19,7 +19,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from tests.helpers import activate, assert_error, issue_cases, issue_units
+from tests.helpers import activate, assert_error, issue_cases, issue_units, key_of
 from tests.steady import clear_of_midnight
 from tests.test_field_scoping import _login, _user
 from tests.test_logistics import (  # noqa: F401 (deep_tree, via_branch: fixtures)
@@ -878,6 +878,35 @@ async def test_an_api_key_s_inspection_client_ids_are_its_own(
     assert reused.json()["recorded"] == 1, reused.text  # a scan of its own, not a replay
     ids = {b.json()["items"][0]["scan"]["id"] for b in (batch, reused)}
     assert len(ids) == 2
+
+
+async def test_an_inspection_through_an_api_key_names_its_maker_on_its_event(
+    client: Any, login: Any, demo: Any, conn: Any
+) -> None:
+    """A probe: the brand's market-check tool (an API key the admin made, ``inspect.scan``)
+    scanned at a store, one scan and a batch: each inspection's EPCIS event had ``recorded_by``
+    null — an observation by nobody in the event log (the scan's row names the key). The events
+    name the person behind the key now (``Principal.person``); the scan keeps no inspector (a
+    key's client ids are the key's own)."""
+    admin = await login("admin")
+    key = await key_of(client, admin, ["inspect.scan", "reports.read"])
+    body = {"code": "NOTACODE3", "gps": GPS, "store_id": demo["STORE-HZ-01"]}
+    single = await client.post("/inspections", headers=key, json=body)
+    assert single.status_code == 422, single.text  # a counterfeit: recorded, answered 422
+    item = {**body, "client_id": f"key-{secrets.token_hex(4)}"}
+    batch = await client.post("/inspections/batch", headers=key, json={"items": [item]})
+    assert batch.status_code == 200 and batch.json()["recorded"] == 1, batch.text
+    scans = [single.json()["error"]["details"]["id"], batch.json()["items"][0]["scan"]["id"]]
+    rows = await (
+        await conn.execute(
+            """SELECT s.inspector_id, e.recorded_by FROM inspection_scans s
+                 JOIN events e ON e.id = s.event_id WHERE s.id = ANY(%s)""",
+            (scans,),
+        )
+    ).fetchall()
+    await conn.commit()
+    maker = (await client.get("/auth/me", headers=admin)).json()["user_id"]
+    assert [(r["inspector_id"], r["recorded_by"]) for r in rows] == [(None, maker)] * 2, rows
 
 
 async def moved_by_import(client: Any, admin: dict[str, str], name: str, org_erp: str) -> None:

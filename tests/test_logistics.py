@@ -12,7 +12,15 @@ from typing import Any
 import pytest
 
 from app import localtime
-from tests.helpers import acting, assert_error, issue_cases, issue_units, new_org, sales_order
+from tests.helpers import (
+    acting,
+    assert_error,
+    issue_cases,
+    issue_units,
+    key_of,
+    new_org,
+    sales_order,
+)
 from tests.race_support import lock_waiters
 from tests.test_field_scoping import _user
 
@@ -1053,6 +1061,39 @@ async def test_a_deactivated_store_takes_no_consumer_return(
     back = await client.post("/returns", headers=zj, json={"code": units[0], "reason": "other"})
     assert assert_error(back, 409, "org_inactive")["details"] == {"org_id": store}
     assert (await state_of(conn, app, units[0]))["status"] == "sold"
+
+
+async def test_a_sale_and_a_return_at_a_till_s_api_key_name_its_maker(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """A probe: a store's till (an API key the agent's administrator made for the store,
+    ``logistics.scan``) sold a unit and took it back from the consumer: the sale's
+    ``handler_id`` was null, and so was the ``recorded_by`` of the selling and the return
+    events — a sale and a return by nobody, where a document drafted through a key names its
+    maker. They name the person behind the key now (``Principal.person``)."""
+    store, units, _ = await _store_of_its_own(client, login, app, demo)
+    zj = await login("agent_admin")
+    till = await key_of(client, zj, ["logistics.scan", "orgs.read"], store)
+    sold = await client.post("/sales", headers=till, json={"codes": units[:1]})
+    assert sold.status_code == 201, sold.text
+    back = await client.post("/returns", headers=till, json={"code": units[0], "reason": "other"})
+    assert back.status_code == 200, back.text
+    batch_no, index, _ = app.state.scheme.verify(units[0])
+    events = await (
+        await conn.execute(
+            """SELECT e.biz_step, e.recorded_by FROM events e JOIN event_codes c
+                 ON c.event_id = e.id AND c.kind = 'u' AND c.code = %s
+                ORDER BY e.id DESC LIMIT 2""",
+            ((batch_no << 32) | index,),
+        )
+    ).fetchall()
+    await conn.commit()
+    maker = (await client.get("/auth/me", headers=zj)).json()["user_id"]
+    assert sold.json()["handler_id"] == maker, sold.json()
+    assert [(e["biz_step"], e["recorded_by"]) for e in events] == [
+        ("receiving", maker),  # the consumer's return, after the sale
+        ("retail_selling", maker),
+    ], events
 
 
 async def test_a_sale_waiting_for_its_units_as_its_store_closes_is_refused(

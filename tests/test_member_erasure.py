@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import assert_error
+from tests.helpers import assert_error, key_of
 from tests.points_support import member_client, new_member
 from tests.race_support import lock_waiters
 from tests.test_members_auth import new_phone, sign_in
@@ -457,6 +457,38 @@ async def test_a_balance_past_a_32_bit_entry_is_forfeited_whole(
         member_id,
     )
     assert (row["balance"], row["forfeited"]) == (0, -2_200_000_000)
+
+
+async def test_an_erasure_through_an_api_key_names_its_maker_on_the_forfeited_balance(
+    client: Any, app: Any, login: Any, demo: Any
+) -> None:
+    """A probe: member service's CRM (an API key the admin made, ``members.write``) erased a
+    member on their request, and the ledger's entry forfeiting the balance had ``recorded_by``
+    null — what the member's own erasure (``DELETE /members/me``) writes: staff's erasure read
+    as the member's. It names the person behind the key now (``Principal.person``)."""
+    from app.members import points
+
+    member_id, _, _ = await new_member(app, demo["BRAND-LUMI"])
+    async with app.state.pool.connection() as conn:
+        await points.post_entry(
+            conn,
+            member_id=member_id,
+            brand_id=demo["BRAND-LUMI"],
+            kind="adjustment",
+            points=120,
+            reason="test",
+        )
+    admin = await login("admin")
+    key = await key_of(client, admin, ["members.write", "members.read"])
+    erased = await client.post(f"/members/{member_id}/erase", headers=key)
+    assert erased.status_code == 204, erased.text
+    row = await _one(
+        app,
+        "SELECT points, recorded_by FROM points_ledger WHERE member_id = %s AND kind = 'expiry'",
+        member_id,
+    )
+    maker = (await client.get("/auth/me", headers=admin)).json()["user_id"]
+    assert (row["points"], row["recorded_by"]) == (-120, maker), row
 
 
 async def test_a_number_that_opted_out_stays_opted_out_after_erasure_and_sign_up_again(

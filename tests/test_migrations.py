@@ -384,3 +384,207 @@ def test_migration_0128_names_the_key_maker_where_the_audit_log_is_sure(fresh_db
     assert holds[detector] == (None, maker)  # the detector's hold, confirmed through the key
     assert frozen == {members[0]: maker, members[4]: None}
     assert others == (maker, maker)
+
+
+def test_migration_0130_keeps_one_brand_per_wechat_app_id_and_brand_name(fresh_db: str) -> None:
+    """Probes: brand B saved brand A's WeChat app id and sent as A's account; a tenant renamed
+    its brand to another brand's name. Migration 0130 makes both one brand's: an app id stored
+    twice stays the oldest account's — the later ones removed, each with an audit row —, and
+    brand names (blanks at either end aside, any case) get a unique index that leaves out, by
+    id, the brands that shared an older brand's name already (not renamed)."""
+    migrate_to(fresh_db, 129)
+    app_id = "wx" + "ab" * 8
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+
+        def brand(name: str, age: str) -> int:
+            row = conn.execute(
+                "INSERT INTO orgs (kind, name, erp_code, created_at) "
+                "VALUES ('brand', %s, %s, now() - %s::interval) RETURNING id",
+                (name, f"E-{name.strip()}-{age}", age),
+            ).fetchone()
+            assert row is not None
+            return int(row[0])
+
+        older, later, other = (
+            brand("Twin", "2 days"),
+            brand(" twin\u3000", "1 day"),
+            brand("Solo", "0"),
+        )
+        for brand_id, age in ((later, "1 day"), (older, "2 days"), (other, "0")):
+            conn.execute(
+                "INSERT INTO wechat_accounts (brand_id, app_id, secret_sealed, enabled, created_at)"
+                " VALUES (%s, %s, '\\x00', true, now() - %s::interval)",
+                (brand_id, app_id if brand_id != other else "wx" + "cd" * 8, age),
+            )
+    db.migrate(fresh_db)
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        kept = conn.execute("SELECT brand_id FROM wechat_accounts ORDER BY brand_id").fetchall()
+        assert [r[0] for r in kept] == [older, other]
+        audited = conn.execute(
+            "SELECT org_id, action, before ->> 'app_id', after ->> 'by' FROM audit_log "
+            "WHERE entity = 'wechat_account'"
+        ).fetchall()
+        assert audited == [(later, "delete", app_id, "migration 0130")]
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute(
+                "INSERT INTO wechat_accounts (brand_id, app_id, secret_sealed) VALUES (%s, %s, '')",
+                (later, app_id),
+            )
+        names = conn.execute("SELECT name FROM orgs WHERE id = %s", (later,)).fetchone()
+        assert names == (" twin\u3000",)  # not renamed
+        for taken in ("TWIN", "solo "):
+            with pytest.raises(psycopg.errors.UniqueViolation):
+                conn.execute(
+                    "INSERT INTO orgs (kind, name, erp_code) VALUES ('brand', %s, %s)",
+                    (taken, f"N-{taken.strip()}"),
+                )
+        conn.execute(  # a brand's name, not any organisation's
+            "INSERT INTO orgs (kind, name, erp_code, parent_id) VALUES ('store', 'Solo', 'S', %s)",
+            (other,),
+        )
+
+
+def test_migration_0131_names_more_key_makers_where_the_audit_log_is_sure(fresh_db: str) -> None:
+    """A probe: more changes made through an API key recorded nobody: a batch voided, a code
+    pool, a printer-file export, a webhook subscription, an order and a catalogue medium made,
+    a packing line set and a till's sale handled, all by nobody. Migration 0131 fills those
+    from the audit log's row of that very change (as 0128: same entity, id and action, in the
+    same transaction) with the key's maker, and a sale's handler from the key its row names; a
+    system key's (no maker), a user's, a change the audit log does not match and a sale of no
+    key keep what they had."""
+    migrate_to(fresh_db, 130)
+
+    def audited(
+        conn: psycopg.Connection[Any], sql: str, args: tuple[Any, ...], audit: tuple[Any, ...]
+    ) -> Any:
+        """``sql`` (returning an id) and the audit row of it, (user, key, action, entity), in
+        one transaction as ``audit.record`` writes it: the id."""
+        with conn.transaction():
+            row = conn.execute(sql, args).fetchone()  # type: ignore[arg-type]
+            assert row is not None
+            user, key, action, entity = audit
+            conn.execute(
+                "INSERT INTO audit_log (actor_user, actor_key, action, entity, entity_id) "
+                "VALUES (%s, %s, %s, %s, %s)",
+                (user, key, action, entity, str(row[0])),
+            )
+        return row[0]
+
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+
+        def new_id(sql: str, *args: Any) -> Any:
+            row = conn.execute(sql, args).fetchone()  # type: ignore[arg-type]
+            assert row is not None
+            return row[0]
+
+        brand = new_id(
+            "INSERT INTO orgs (kind, name, erp_code) VALUES ('brand', 'Makers', 'MK') RETURNING id"
+        )
+        store = new_id(
+            "INSERT INTO orgs (kind, name, erp_code, parent_id) VALUES ('store', 'Till', 'MK-T', "
+            "%s) RETURNING id",
+            brand,
+        )
+        maker = new_id(
+            "INSERT INTO users (org_id, username, password_hash) VALUES (%s, 'key_maker', 'x') "
+            "RETURNING id",
+            brand,
+        )
+        api_key = "INSERT INTO api_keys (org_id, name, prefix, secret_hash, permissions, "
+        api_key += "created_by) VALUES (%s, %s, %s, '\\x00', '{}', %s) RETURNING id"
+        made = new_id(api_key, brand, "erp", "erp", maker)
+        system = new_id(api_key, brand, "sys", "sys", None)
+        key_by, system_by = (None, made), (None, system)
+
+        batch = "INSERT INTO code_batches (batch_no, brand_id, printer_id, size, key_version) "
+        batch += "VALUES (%s, %s, %s, 10, 1) RETURNING batch_no"
+        batches = [new_id(batch, n, brand, brand) for n in (1, 2, 3, 4)]
+        void = "UPDATE code_batches SET state = 'void', voided_at = now(), voided_by = %s "
+        void += "WHERE batch_no = %s RETURNING batch_no"
+        audited(conn, void, (None, batches[0]), (*key_by, "void", "code_batch"))
+        audited(conn, void, (None, batches[1]), (*system_by, "void", "code_batch"))
+        audited(conn, void, (maker, batches[2]), (maker, None, "void", "code_batch"))
+        conn.execute(  # voided again by hand later: the key's void is not this one
+            "INSERT INTO audit_log (actor_key, action, entity, entity_id, at) "
+            "VALUES (%s, 'void', 'code_batch', %s, now() - interval '1 day')",
+            (made, str(batches[3])),
+        )
+        conn.execute(void, (None, batches[3]))
+
+        pool = audited(
+            conn,
+            "INSERT INTO code_pools (brand_id, name) VALUES (%s, 'key pool') RETURNING id",
+            (brand,),
+            (*key_by, "create", "code_pool"),
+        )
+        export = audited(
+            conn,
+            "INSERT INTO code_exports (id, brand_id, batch_no, range_start, range_end, "
+            "key_version, url_prefix, parts) VALUES (gen_random_uuid(), %s, %s, 0, 10, 1, "
+            "'https://x', '{}') RETURNING id",
+            (brand, batches[0]),
+            (*key_by, "create", "code_export"),
+        )
+        hook = "INSERT INTO webhook_subscriptions (brand_id, org_id, owner_org_id, url, "
+        hook += "event_kinds, secret_sealed) VALUES (%s, %s, %s, 'https://hook.invalid', "
+        hook += "'{x}', '\\x00') RETURNING id"
+        args = (brand, brand, brand)
+        hooks = [
+            audited(conn, hook, args, (*key_by, "create", "webhook_subscription")),
+            audited(conn, hook, args, (*system_by, "create", "webhook_subscription")),
+        ]
+        order = audited(
+            conn,
+            "INSERT INTO orders (brand_id, erp_no, kind, from_org_id, to_org_id) "
+            "VALUES (%s, 'SO-1', 'sales', %s, %s) RETURNING id",
+            (brand, brand, store),
+            (*key_by, "create", "order"),
+        )
+        line = "INSERT INTO lines (org_id, code) VALUES (%s, %s) RETURNING id"
+        lines = [
+            audited(conn, line, (brand, "L1"), (*key_by, "set_context", "line")),
+            audited(conn, line, (brand, "L2"), (*key_by, "set_context", "line")),
+        ]
+        conn.execute(  # L2 changed since, and not by the key (its context is no longer the key's)
+            "UPDATE lines SET lot = 'B', updated_at = now() + interval '1 minute' WHERE id = %s",
+            (lines[1],),
+        )
+        medium = audited(
+            conn,
+            "INSERT INTO catalog_media (id, brand_id, kind, content_type, size_bytes, sha256, "
+            "storage_key) VALUES (gen_random_uuid(), %s, 'image', 'image/png', 1, '\\x01', 'k') "
+            "RETURNING id",
+            (brand,),
+            (*key_by, "upload", "catalog_media"),
+        )
+        sale = "INSERT INTO documents (brand_id, doc_no, direction, kind, org_id, api_key_id) "
+        sale += "VALUES (%s, %s, 'outbound', 'sale', %s, %s) RETURNING id"
+        sales = [
+            new_id(sale, brand, "S1", store, made),
+            new_id(sale, brand, "S2", store, system),
+            new_id(sale, brand, "S3", store, None),  # a claim's sale: no key, no handler
+        ]
+    db.migrate(fresh_db)
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+
+        def by(sql: str, ids: list[Any]) -> list[Any]:
+            found = dict(conn.execute(sql, (ids,)).fetchall())  # type: ignore[arg-type]
+            return [found[i] for i in ids]
+
+        voided = by(
+            "SELECT batch_no, voided_by FROM code_batches WHERE batch_no = ANY(%s)", batches
+        )
+        made_by = [
+            by("SELECT id, created_by FROM code_pools WHERE id = ANY(%s)", [pool]),
+            by("SELECT id, created_by FROM code_exports WHERE id = ANY(%s)", [export]),
+            by("SELECT id, created_by FROM orders WHERE id = ANY(%s)", [order]),
+            by("SELECT id, created_by FROM catalog_media WHERE id = ANY(%s)", [medium]),
+        ]
+        hooked = by("SELECT id, created_by FROM webhook_subscriptions WHERE id = ANY(%s)", hooks)
+        set_by = by("SELECT id, updated_by FROM lines WHERE id = ANY(%s)", lines)
+        handlers = by("SELECT id, handler_id FROM documents WHERE id = ANY(%s)", sales)
+    assert voided == [maker, None, maker, None]
+    assert made_by == [[maker]] * 4
+    assert hooked == [maker, None]
+    assert set_by == [maker, None]
+    assert handlers == [maker, None, None]

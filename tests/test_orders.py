@@ -10,7 +10,14 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import assert_error, issue_cases, issue_units, new_user, sales_order
+from tests.helpers import (
+    assert_error,
+    issue_cases,
+    issue_units,
+    key_of,
+    new_user,
+    sales_order,
+)
 from tests.test_hardening_logistics import document, move
 
 _ids = itertools.count()
@@ -718,3 +725,28 @@ async def test_only_the_senders_side_ships_its_order(
     )
     assert own.status_code == 201, own.text
     assert own.json()["counterparty_id"] == demo["STORE-NB-01"]
+
+
+async def test_an_order_made_through_an_api_key_names_its_maker(
+    client: Any, login: Any, demo: Any, conn: Any
+) -> None:
+    """A probe: the brand's ERP (an API key the admin made, ``orders.write``) sent an order and
+    its ``created_by`` was null — an order made by nobody, where one sent by the ERP user names
+    that user. It names the person behind the key now (``Principal.person``)."""
+    admin = await login("admin")
+    key = await key_of(client, admin, ["orders.write", "orgs.read", "catalog.read"])
+    found = await client.get("/products", headers=admin, params={"q": "LM-SC-30"})
+    sun = found.json()["items"][0]["id"]
+    made = await client.post(
+        "/orders",
+        headers=key,
+        json={"erp_no": f"KEY-{next(_ids)}-{secrets.token_hex(3)}", "kind": "sales",
+              "from_org_id": demo["FACTORY-SZ"], "to_org_id": demo["AGENT-ZJ"],
+              "lines": [{"product_id": sun, "quantity": 1}]},
+    )  # fmt: skip
+    assert made.status_code == 201, made.text
+    row = await (
+        await conn.execute("SELECT created_by FROM orders WHERE id = %s", (made.json()["id"],))
+    ).fetchone()
+    maker = (await client.get("/auth/me", headers=admin)).json()["user_id"]
+    assert row["created_by"] == maker, row

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import activate, assert_error, issue_cases, issue_units
+from tests.helpers import activate, assert_error, issue_cases, issue_units, key_of
 from tests.race_support import audit_rows, lock_waiters, twice_held
 
 AT = "2026-11-20T09:00:00+08:00"
@@ -779,6 +779,53 @@ async def test_replace_a_unit_that_failed_qc(
         409,
         "void",
     )
+
+
+async def test_a_line_driven_through_an_api_key_names_its_maker_in_its_row_and_events(
+    client: Any, login: Any, app: Any, conn: Any, lumi: Any
+) -> None:
+    """A probe: a factory's line system (an API key the factory administrator made,
+    ``packing.scan``) set a line's context, activated and packed units, undid a case, unpacked
+    a unit and replaced another: the line's ``updated_by`` and the ``recorded_by`` of every
+    event it wrote were null — goods commissioned, packed and decommissioned by nobody. They
+    name the person behind the key now (``Principal.person``)."""
+    factory_admin = await login("factory_admin")
+    key = await key_of(client, factory_admin, ["packing.scan", "catalog.read", "orgs.read"])
+    context = {"product_id": lumi.product_id, "lot": "LOT1", "production_date": "2026-11-20"}
+    assert (await client.put("/lines/KY1/context", headers=key, json=context)).status_code == 200
+    units = serials(app, lumi.batch_no, 0, 21)
+    scans = [scan(s) for s in units[:10]] + [scan(lumi.inner[0])]
+    scans += [scan(s) for s in units[10:20]] + [scan(lumi.inner[1])]
+    uploaded = await client.post("/lines/KY1/scans", headers=key, json={"scans": scans})
+    assert uploaded.json()["rejected"] == 0, uploaded.text
+    edits = (
+        ("/lines/KY1/undo", {"reason": "wrong case"}),
+        ("/packing/unpack", {"parent": lumi.inner[0], "children": units[:1], "reason": "QC"}),
+        ("/packing/replace", {"old": units[1], "new": units[20], "reason": "QC"}),
+    )
+    for url, body in edits:
+        edited = await client.post(url, headers=key, json=body)
+        assert edited.status_code == 200, edited.text
+    me = (await client.get("/auth/me", headers=factory_admin)).json()
+    maker = me["user_id"]
+    line = await (
+        await conn.execute(
+            "SELECT updated_by FROM lines WHERE org_id = %s AND code = 'KY1'", (me["org_id"],)
+        )
+    ).fetchone()
+    events = await (
+        await conn.execute(
+            """SELECT e.biz_step, e.recorded_by FROM events e
+                WHERE e.id IN (SELECT event_id FROM event_codes WHERE kind = 'u'
+                                  AND code >= %s AND code < %s)""",
+            (lumi.batch_no << 32, (lumi.batch_no + 1) << 32),
+        )
+    ).fetchall()
+    await conn.commit()
+    assert line["updated_by"] == maker, line
+    steps = {"commissioning", "packing", "unpacking", "decommissioning", "replacing"}
+    assert {e["biz_step"] for e in events} == steps, events
+    assert {e["recorded_by"] for e in events} == {maker}, events
 
 
 async def test_two_lines_binding_the_same_units_exactly_one_wins(

@@ -36,7 +36,7 @@ from app.verify.records import raise_alerts
 from tests import steady
 from tests.conftest import SESSION
 from tests.field_support import other_brand_admin
-from tests.helpers import assert_error
+from tests.helpers import assert_error, key_of
 from tests.servers import free_port
 from tests.test_logistics import confirm, document, pack
 from tests.test_migrations import migrate_to
@@ -339,6 +339,28 @@ async def test_a_name_that_resolves_to_a_private_address_is_refused_when_subscri
     )
     assert trail.status_code == 200 and "RECEIVER-SECRET" not in trail.text
     assert "https://93.184.216.34/hook?" in trail.text
+
+
+async def test_a_subscription_made_through_an_api_key_names_its_maker(
+    client: Any, login: Any, conn: Any
+) -> None:
+    """A probe: the brand's ERP (an API key the admin made, ``webhooks.manage``) subscribed an
+    endpoint and the subscription's ``created_by`` was null — an endpoint receiving the brand's
+    events that nobody subscribed. It names the person behind the key now
+    (``Principal.person``)."""
+    admin = await login("admin")
+    key = await key_of(client, admin, ["webhooks.manage"])
+    body = {"url": "https://erp-hook.invalid/events", "event_kinds": ["shipment.confirmed"]}
+    made = await client.post("/webhooks/subscriptions", headers=key, json=body)
+    assert made.status_code == 201, made.text
+    row = await (
+        await conn.execute(
+            "SELECT created_by FROM webhook_subscriptions WHERE id = %s", (made.json()["id"],)
+        )
+    ).fetchone()
+    await conn.commit()
+    maker = (await client.get("/auth/me", headers=admin)).json()["user_id"]
+    assert row["created_by"] == maker, row
 
 
 async def test_bad_kinds_control_characters_and_permissions(

@@ -217,7 +217,7 @@ async def create_pool(
         await conn.execute(
             "INSERT INTO code_pools (brand_id, name, recipient_org_id, created_by) "
             "VALUES (%s, %s, %s, %s) RETURNING id",
-            (actor.brand_id, data.name, recipient, actor.user_id),
+            (actor.brand_id, data.name, recipient, actor.person),
         )
     ).fetchone()
     assert row is not None

@@ -286,7 +286,7 @@ async def _insert(
                 version,
                 url_prefix,
                 Jsonb(parts),
-                actor.user_id,
+                actor.person,  # a key's export: its maker's
             ),
         )
     ).fetchone()

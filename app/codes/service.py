@@ -283,7 +283,7 @@ async def void_batch(conn: Conn, actor: Principal, batch_no: int, reason: str) -
     await conn.execute(
         "UPDATE code_batches SET state = 'void', voided_at = now(), voided_by = %s, "
         "void_reason = %s WHERE batch_no = %s",
-        (actor.user_id, reason, batch_no),
+        (actor.person, reason, batch_no),  # a key's void: its maker's
     )
     await _decommission(conn, actor, batch_no, reason)
     after = await _get(conn, batch_no)
@@ -342,7 +342,7 @@ async def _decommission(conn: Conn, actor: Principal, batch_no: int, reason: str
             at=now,
             units=units,
             biz_location=place,
-            recorded_by=actor.user_id,
+            recorded_by=actor.person,
             details={"batch_no": batch_no, "reason": reason},
         )
         for event_id, (place, units) in zip(event_ids, sorted(places.items()), strict=True)
@@ -374,7 +374,7 @@ async def _unpackings(
             parent=parent,
             units=[row["code"] for row in units],
             biz_location=units[0]["holder_org_id"],
-            recorded_by=actor.user_id,
+            recorded_by=actor.person,
             details=details,
         )
         for event_id, (parent, units) in zip(ids, sorted(inside.items()), strict=True)

@@ -590,7 +590,7 @@ def _event(
         cases=[case_sscc] if case_sscc is not None else [],
         read_point=f"geo:{data.gps.lat},{data.gps.lng}",
         biz_location=store.id,
-        recorded_by=actor.user_id,
+        recorded_by=actor.person,
         details={
             "inspection": scan_id,
             "scanned": scanned.label,

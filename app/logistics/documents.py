@@ -1082,7 +1082,7 @@ async def sell(
                 actor.brand_id,
                 doc_no,
                 org["id"],
-                actor.user_id,
+                actor.person,  # the handler: a till's key's maker (as another document's)
                 data.customer,
                 data.phone,
                 actor.user_id,
@@ -1202,7 +1202,7 @@ async def consumer_return(
     )
     details = {"reason": data.reason, "return": "consumer", "note": data.note}
     await movements.apply(
-        conn, plan, recorded_by=actor.user_id, details=details, disposition=disposition
+        conn, plan, recorded_by=actor.person, details=details, disposition=disposition
     )
     # here, not at the top: app.rebates' routes import the claims, which import logistics
     from app.draws.returns import take_back_prize, withdraw_draw

@@ -245,7 +245,7 @@ async def _insert_order(
                 data.order_date,
                 data.note,
                 source,
-                actor.user_id,
+                actor.person,  # an ERP key's order: its maker's
             ),
         )
     ).fetchone()

@@ -300,7 +300,7 @@ async def _keep(
                 ON CONFLICT (brand_id, sha256)
                   DO UPDATE SET brand_id = catalog_media.brand_id
                 RETURNING {_columns()}, storage_key = %s AS ours""",
-            (media_id, brand, kind, content_type, len(data), digest, key, actor.user_id, key),
+            (media_id, brand, kind, content_type, len(data), digest, key, actor.person, key),
         )
     ).fetchone()
     assert row is not None

@@ -139,7 +139,7 @@ async def erase(
             kind="expiry",
             points=-balance,
             reason="membership erased",
-            recorded_by=actor.user_id if actor else None,
+            recorded_by=actor.person if actor else None,
         )
     # the member's own words go (their complaints and suggestions: a closed record of the
     # brand's, its reply and product kept; one still open is closed, nobody left to answer) —

@@ -90,7 +90,7 @@ async def set_context(conn: Conn, actor: Principal, code: str, data: LineContext
                 WHERE (lines.product_id, lines.lot, lines.production_date) IS DISTINCT FROM
                       (EXCLUDED.product_id, EXCLUDED.lot, EXCLUDED.production_date)
                RETURNING id""",
-            (actor.org_id, code, data.product_id, data.lot, data.production_date, actor.user_id),
+            (actor.org_id, code, data.product_id, data.lot, data.production_date, actor.person),
         )
     ).fetchone()
     line = await get_line(conn, actor, code)

@@ -108,7 +108,7 @@ class Context:
     product_id: int
     lot: str
     production_date: date
-    user_id: int | None
+    person: int | None  # who scans: the user, or the maker of the line's API key
     scope: str  # the caller's organisation path: codes held outside it are not known here
     gtin: str | None = None  # the product's: a Digital Link naming another is wrong_product
     commissions: bool = True  # a factory's (or the brand's) line: it may activate new codes
@@ -224,7 +224,7 @@ async def _context(conn: Conn, actor: Principal, line: LineOut, data: ScanUpload
         product_id,
         lot,
         made,
-        actor.user_id,
+        actor.person,
         actor.org_path,
         product["gtin"],
         await commissions(conn, actor),
@@ -813,7 +813,7 @@ def _commission(
         brand_id=ctx.brand_id,
         at=at,
         units=[m.read.code for m in members],
-        recorded_by=ctx.user_id,
+        recorded_by=ctx.person,
         details={
             "product_id": ctx.product_id,
             "lot": ctx.lot,
@@ -841,7 +841,7 @@ def _aggregations(
                 parent=s.read.code,
                 units=[code for kind, code in kids if kind == "unit"],
                 cases=[code for kind, code in kids if kind == "case"],
-                recorded_by=ctx.user_id,
+                recorded_by=ctx.person,
                 client_event_id=s.scan.id,
                 details={"line": ctx.line.code, "level": s.read.level},
                 read_point=f"line:{ctx.line.code}",

@@ -163,7 +163,7 @@ async def create(
                 data.description,
                 kinds,
                 signing.seal(settings, secret),
-                actor.user_id,
+                actor.person,  # a key's subscription: its maker's
             ),
         )
     ).fetchone()
