@@ -285,7 +285,11 @@ def parse_digital_link(uri: str) -> dict[str, str]:
     Returns ``{"prefix": custom path prefix or "", "01" or "00": ..., "22"/"10"/"21": ...,
     query AIs such as "17": ..., "linkType": ... if given}``; the GTIN is normalised to 14
     digits, check digits and AI syntax are validated, segments are percent-decoded, a trailing
-    slash is tolerated. Other non-AI query parameters are ignored. Raises ``Gs1Error``.
+    slash is tolerated. Every all-digit query key must be a GS1 AI (not a key or key qualifier:
+    those are the path's) whose value fits its format (GS1 General Specifications: ``N6``,
+    ``N..8``, ``X..20``, ``N6+N4``…; dates are calendar dates, the century by GS1's sliding
+    window, day 00 only where GS1 allows it). Other query parameters (non-GS1 extensions) are
+    ignored. Raises ``Gs1Error``.
     """
 
 def sgtin_urn(gtin: str, serial: str, company_prefix_len: int) -> str:

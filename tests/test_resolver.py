@@ -7,10 +7,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 
 from tests.h5_support import result_of, text_of
 from tests.helpers import assert_error
 from tests.points_support import new_ip
+
+WEBM = b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\x82\x84webm" + bytes(range(256)) * 8
 
 GTIN = "06901234000016"  # demo product LM-HY-50
 SERIAL = "ABCDEFGHJKMNPQRSTVWX"
@@ -108,9 +111,30 @@ async def test_bad_uris_are_400_and_unknown_products_404(client: Any, demo: Any)
 
 
 async def test_well_known_description(client: Any) -> None:
-    body = (await client.get("/.well-known/gs1resolver")).json()
-    assert body["supportedPrimaryKeys"] == ["gtin", "sscc"]
+    response = await client.get("/.well-known/gs1resolver")
+    body = response.json()
+    # the resolver standard's description schema (1.2.0): primary keys by their numeric AI
+    assert body["supportedPrimaryKeys"] == ["01", "00"]
     assert "gs1:verificationService" in body["linkTypes"]
+    assert response.headers["access-control-allow-origin"] == "*"
+
+
+async def test_the_description_answers_a_cors_preflight(client: Any) -> None:
+    """A web app's preflighted request for the description (one with a header of its own) was
+    answered by the framework's OPTIONS: 204 without any ``Access-Control-Allow-*`` header,
+    so the browser blocked it, while ``/01/…``'s preflight passed."""
+    preflight = await client.options(
+        "/.well-known/gs1resolver",
+        headers={
+            "Origin": "https://scanner.example",
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "accept",
+        },
+    )
+    assert preflight.status_code == 204
+    assert preflight.headers["access-control-allow-origin"] == "*"
+    assert preflight.headers["access-control-allow-methods"] == "GET, HEAD, OPTIONS"
+    assert "accept" in preflight.headers["access-control-allow-headers"].lower()
 
 
 def _gtin13() -> str:
@@ -233,3 +257,191 @@ async def test_a_product_of_a_brand_turned_off_resolves_as_unpublished(
     assert "/p/" not in unit.headers["link"], unit.headers["link"]
     linkset = await client.get(f"/01/0{gtin}/21/ABC123", params={"linkType": "linkset"})
     assert "pip" not in linkset.text, linkset.text
+
+
+async def test_a_catalogue_video_is_linked_under_the_public_url_by_its_own_type(
+    client: Any, login: Any, settings: Any
+) -> None:
+    """A probe: a product video uploaded here (``/media/catalog/{id}`` in ``video_url``, as the
+    console sets it) was linked by its bare path — in the linkset, the ``Link`` header and the
+    ``Location`` of ``gs1:instructions`` —, a link leading nowhere outside this server, and
+    typed ``video/mp4`` whatever it was (a WebM here). Now the medium's ``absolute_url`` and
+    its own media type; a video elsewhere is typed by its extension, or not at all."""
+    from tests.h5_support import new_product
+
+    uploaded = await client.post(
+        "/media/catalog",
+        params={"kind": "video"},
+        headers={**await login("admin"), "Content-Type": "application/octet-stream"},
+        content=WEBM + secrets.token_bytes(8),
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    medium = uploaded.json()
+    assert medium["content_type"] == "video/webm"
+    gtin = (await new_product(client, login, video_url=medium["url"]))["gtin"].zfill(14)
+    linkset = await client.get(f"/01/{gtin}", params={"linkType": "linkset"})
+    video = linkset.json()["linkset"][0]["https://gs1.org/voc/instructions"][0]
+    assert video["href"] == medium["absolute_url"] == f"{settings.public_url}{medium['url']}"
+    assert video["type"] == "video/webm"
+    redirect = await client.get(f"/01/{gtin}", params={"linkType": "gs1:instructions"})
+    assert redirect.status_code == 307
+    assert redirect.headers["location"] == medium["absolute_url"]
+    link = redirect.headers["link"]
+    assert f'<{medium["absolute_url"]}>; rel="https://gs1.org/voc/instructions"; ' in link
+    assert 'type="video/webm"' in link and "video/mp4" not in link
+    # a video elsewhere: its type by its name's extension, or none (no guess, no "video/mp4")
+    for url, kind in (
+        ("https://video.example.com/a/serum.WebM?s=1", "video/webm"),
+        ("https://video.example.com/watch?v=abc", None),
+    ):
+        gtin = (await new_product(client, login, video_url=url))["gtin"].zfill(14)
+        linkset = await client.get(f"/01/{gtin}", params={"linkType": "linkset"})
+        video = linkset.json()["linkset"][0]["https://gs1.org/voc/instructions"][0]
+        assert video["href"] == url and video.get("type") == kind, video
+        redirect = await client.get(f"/01/{gtin}", params={"linkType": "gs1:instructions"})
+        entry = next(e for e in redirect.headers["link"].split(", <") if "instructions" in e)
+        assert ("type=" in entry) is (kind is not None), entry
+
+
+async def test_a_link_cut_short_after_its_key_is_refused_as_unreadable(
+    app: Any, client: Any, demo: Any
+) -> None:
+    """A probe: a QR whose link was cut right after the key (``…/01/``, ``…/01``, ``…/00/``)
+    answered routing's English JSON 404 ``not_found`` without CORS — while one cut a segment
+    later (``/01/{gtin}/21``) is the resolver's 400 ``invalid_digital_link``, or the "code not
+    recognised" page to a browser. Now both alike."""
+    for path in ("/01/", "/01", "/00/", "/00", f"/01/{GTIN}/21"):
+        api = await client.get(path)
+        assert_error(api, 400, "invalid_digital_link")
+        assert api.headers["access-control-allow-origin"] == "*", path
+    assert (await client.head("/01")).status_code == 400
+    transport = httpx.ASGITransport(app=app, client=(new_ip(), 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as phone:
+        for path in ("/01/", "/00"):
+            page = await phone.get(
+                path, headers={"Accept": BROWSER, "Accept-Language": "zh-CN,zh;q=0.9"}
+            )
+            assert page.status_code == 400
+            assert page.headers["content-type"].startswith("text/html"), page.text[:200]
+            assert '<html lang="zh-CN">' in page.text
+            assert result_of(page.text) == "unreadable"
+            assert page.headers["access-control-allow-origin"] == "*"
+
+
+def test_the_query_goes_in_the_target_s_query_before_its_fragment() -> None:
+    from app.web.resolver import with_query
+
+    assert with_query("https://v.example/serum.mp4#t=5", "17=271231") == (
+        "https://v.example/serum.mp4?17=271231#t=5"
+    )
+    assert with_query("https://v.example/s.mp4?a=1#t=5", "17=271231&lang=en") == (
+        "https://v.example/s.mp4?a=1&17=271231&lang=en#t=5"
+    )
+    assert with_query("https://h/c/S?gtin=1", "17=2") == "https://h/c/S?gtin=1&17=2"
+    assert with_query("https://h/p/1", "") == "https://h/p/1"
+
+
+async def test_the_query_reaches_a_link_target_that_has_a_fragment(client: Any, login: Any) -> None:
+    """A probe: a video named with a media fragment (``…/serum.mp4#t=5``, start at 5 s) got
+    the request's query after the fragment (``…#t=5?17=271231``): the data attributes never
+    reached the target's server (the standard: the resolver passes the query on)."""
+    from tests.h5_support import new_product
+
+    product = await new_product(client, login, video_url="https://video.example.com/s.mp4#t=5")
+    gtin = product["gtin"].zfill(14)
+    redirect = await client.get(f"/01/{gtin}?17=271231&linkType=gs1:instructions")
+    assert redirect.status_code == 307, redirect.text
+    assert redirect.headers["location"] == "https://video.example.com/s.mp4?17=271231#t=5"
+
+
+async def test_data_attributes_are_checked_against_their_ai_format(
+    client: Any, demo: Any, settings: Any
+) -> None:
+    """A probe: the resolver says it validates the Digital Link syntax
+    (``validatesDigitalLinkSyntax``) but any data attribute but a date passed with 1-90 CSET 82
+    characters: a net weight ``3103=ABCDEF`` (N6), a variant ``20=XYZ`` (N2), an expiry
+    date-time ``7003=ZZ`` (N10) were redirected and handed on. Each AI's format is checked now,
+    and an all-digit key that is no AI is refused; other keys (no AI: extensions) pass on."""
+    uri = f"/01/{GTIN}/21/{SERIAL}"
+    for query in ("3103=ABCDEF", "3103=12", "20=XYZ", "7003=ZZ", "7003=2712312460", "3106=1"):
+        assert_error(await client.get(f"{uri}?{query}"), 400, "invalid_digital_link")
+    assert_error(await client.get(f"{uri}?12345=1"), 400, "invalid_digital_link")  # no AI
+    assert_error(await client.get(f"{uri}?8004=X1"), 400, "invalid_digital_link")  # a key
+    good = "3103=000189&20=01&7003=2712312359&422=156&10x=1&utm_source=qr"
+    response = await client.get(f"{uri}?{good}")
+    assert response.status_code == 307, response.text
+    assert response.headers["location"] == (f"{settings.public_url}/c/{SERIAL}?gtin={GTIN}&{good}")
+
+
+async def test_dates_are_calendar_dates(client: Any, demo: Any) -> None:
+    """A probe: ``17=270229`` (29 February 2027, a common year) was accepted: every February
+    had a 29th. Now the year by GS1's sliding window and its leap day; day 00 ("end of the
+    month") stays allowed where GS1 allows it (11, 12, 13, 15, 16, 17)."""
+    uri = f"/01/{GTIN}/21/{SERIAL}"
+    for bad in ("17=270229", "17=270230", "15=270431", "7006=270200"):
+        assert_error(await client.get(f"{uri}?{bad}"), 400, "invalid_digital_link")
+    for good in ("17=280229", "17=270200", "16=270228", "7006=270101"):
+        assert (await client.get(f"{uri}?{good}")).status_code == 307, good
+
+
+@pytest.mark.parametrize(
+    ("accept", "link_type", "answer"),
+    [
+        ("application/linkset+json", None, "application/linkset+json"),
+        ("application/linkset+json, */*;q=0.1", None, "application/linkset+json"),
+        ("application/linkset+json;q=0, */*", None, 307),
+        ("application/linkset+json; q=0", None, 307),
+        ("application/linkset+json;q=0.5, text/html", None, 307),
+        ("*/*", None, 307),
+        ("application/json", None, 307),
+        (BROWSER, None, 307),
+        ("", "linkset", "application/linkset+json"),
+        ("*/*", "linkset", "application/linkset+json"),
+        ("application/json", "all", "application/json"),
+        ("application/linkset+json;q=0, application/json", "linkset", "application/json"),
+    ],
+)
+async def test_a_linkset_is_answered_only_where_acceptable(
+    client: Any, demo: Any, accept: str, link_type: str | None, answer: str | int
+) -> None:
+    """A probe: content negotiation looked for the text ``application/linkset+json`` anywhere
+    in ``Accept``: ``application/linkset+json;q=0, */*`` (RFC 9110: q=0 is "not acceptable")
+    got the linkset. Now the q-values are read: a linkset when ``Accept`` names it with a
+    q-value above 0 and under none other, or when ``linkType`` asks for it."""
+    params = {"linkType": link_type} if link_type else {}
+    response = await client.get(
+        f"/01/{GTIN}/21/{SERIAL}", params=params, headers={"Accept": accept}
+    )
+    if answer == 307:
+        assert response.status_code == 307, response.text
+        assert response.headers["location"].endswith(f"/c/{SERIAL}?gtin={GTIN}")
+    else:
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"].startswith(str(answer))
+        assert "linkset" in response.json()
+
+
+async def test_a_query_string_not_utf_8_is_a_bad_link_not_a_500(app: Any, client: Any) -> None:
+    """A server that passes a query string's raw bytes on (uvicorn, hypercorn) gave the
+    resolver one that is no UTF-8: ``request.url`` failed to decode it, a 500. Now a 400."""
+    await client.get("/health")  # the app's lifespan has started
+    path = f"/01/{GTIN}/21/{SERIAL}"
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+        "scheme": "http", "path": path, "raw_path": path.encode(),
+        "query_string": b"17=271231&lang=\xff", "root_path": "",
+        "client": ("127.0.0.1", 9), "server": ("testserver", 80),
+        "headers": [(b"host", b"testserver")],
+    }  # fmt: skip
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    assert sent[0]["status"] == 400, sent
+    body = b"".join(m.get("body", b"") for m in sent[1:])
+    assert b"invalid_digital_link" in body, body

@@ -11,12 +11,21 @@ from litestar import Router
 
 from app.web import clerk_pages, console, draw_pages, member_pages, mobile
 from app.web.pages import no_page, pin_page, product_page, scan_page
-from app.web.resolver import resolve, resolver_description
+from app.web.resolver import (
+    resolve,
+    resolve_cut_short,
+    resolver_description,
+    resolver_description_preflight,
+)
 
 router = Router(
     path="",
     route_handlers=[
         resolve,
+        resolve_cut_short,
+        # before the description's GET: registered after it, Litestar's own OPTIONS (without
+        # CORS) would be the path's
+        resolver_description_preflight,
         resolver_description,
         scan_page,
         pin_page,

@@ -4,8 +4,9 @@ What the GS1-Conformant resolver standard asks, and how it is met here:
 
 - GET, HEAD and OPTIONS, with CORS; HEAD answers the headers of GET without a body (the body is
   dropped once, for every route, by ``app.head``).
-- The URI syntax is validated (check digits included): 400 on a bad URI, never a 200 error page;
-  a trailing slash is tolerated.
+- The URI syntax is validated (check digits included, each data attribute of the query against
+  its AI's format, dates against the calendar): 400 on a bad URI, never a 200 error page — a
+  link cut right after its key (``/01``, ``/00/``) too; a trailing slash is tolerated.
 - The default link is a 307 redirect with an empty body: the verification page when the URI
   names a serial (``/c/{serial}?gtin={gtin}``: the page refuses a unit of another product than
   the URI's GTIN names, as ``POST /v1/verify`` refuses the whole URI), else the product
@@ -13,9 +14,13 @@ What the GS1-Conformant resolver standard asks, and how it is met here:
   type URIs, a title each) and the linkset.
 - ``?linkType=`` picks a link by CURIE (``gs1:pip``) or URI (``https://gs1.org/voc/pip``); an
   unknown type gets the default link. ``linkType=linkset`` (and the older ``all``) or
-  ``Accept: application/linkset+json`` answer the RFC 9264 linkset.
-- The request's query string is passed on to the redirect target, less ``linkType``.
-- ``/.well-known/gs1resolver`` describes the resolver.
+  ``Accept: application/linkset+json`` (with a q-value above 0 and none higher) answer the
+  RFC 9264 linkset.
+- Every link is absolute: a catalogue medium of this server (``/media/catalog/{id}``) under
+  the public URL, typed by its own media type.
+- The request's query string is passed on to the redirect target, less ``linkType``, in the
+  target's query (before its fragment).
+- ``/.well-known/gs1resolver`` describes the resolver (GET, HEAD and OPTIONS, with CORS).
 - A refusal (400 ``invalid_digital_link``, 404 ``unknown_gtin`` / ``no_links``) is the JSON
   error for API clients; a browser, which asks for HTML first (``pages.wants_page``: the
   consumer who scanned a fake pack's QR, or one whose link was cut short), gets a consumer page
@@ -28,17 +33,21 @@ turn the resolver into a redirector to someone else's site.
 
 from __future__ import annotations
 
+import re
+from pathlib import PurePosixPath
 from typing import Any
-from urllib.parse import quote, unquote_plus
+from urllib.parse import quote, unquote_plus, urlsplit, urlunsplit
 
 from litestar import MediaType, Request, Response, route
 
 from app._core import Gs1Error, parse_digital_link
+from app.catalog.schemas import CATALOG_PATH
 from app.config import Settings
 from app.db import Conn
 from app.errors import AppError, NotFound, ValidationFailed
 from app.head import GET_HEAD
 from app.web import session
+from app.web.html import own_media
 from app.web.i18n import word
 from app.web.pages import message_page, wants_page
 from app.web.queries import OWNER_LIVE
@@ -69,6 +78,23 @@ HEADER_TITLES = {
     "gs1:instructions": "Product video",
 }
 QUALIFIERS = ("22", "10", "21")  # key qualifiers of a GTIN, in URI order
+_QVALUE = re.compile(r"0(\.[0-9]{0,3})?|1(\.0{0,3})?")  # RFC 9110 12.4.2
+# The media type of a video elsewhere, by its name's extension (none for another: left out)
+VIDEO_TYPES = {
+    ".mp4": "video/mp4",
+    ".m4v": "video/mp4",
+    ".webm": "video/webm",
+    ".ogv": "video/ogg",
+    ".mov": "video/quicktime",
+    ".m3u8": "application/vnd.apple.mpegurl",
+    ".mpd": "application/dash+xml",
+}
+
+
+def _invalid(reason: str) -> ValidationFailed:
+    return ValidationFailed(
+        f"not a valid GS1 Digital Link URI: {reason}", code="invalid_digital_link", headers=CORS
+    )
 
 
 def _parse(request: Request[Any, Any, Any]) -> dict[str, str]:
@@ -76,14 +102,22 @@ def _parse(request: Request[Any, Any, Any]) -> dict[str, str]:
     # decodes each one after (decoded first, a lot "L1%2F21%2FXYZ" became a serial "XYZ").
     raw = request.scope.get("raw_path")
     path = raw.split(b"?", 1)[0].decode("latin-1") if raw else quote(request.url.path, safe="/")
-    uri = path + (f"?{request.url.query}" if request.url.query else "")
+    try:  # (``request.url`` decodes it as UTF-8 and fails: a 500 under a server that passes it)
+        query = request.scope.get("query_string", b"").decode()
+    except UnicodeDecodeError:
+        raise _invalid("the query string is not UTF-8") from None
     try:
-        ais = parse_digital_link(uri)
+        ais = parse_digital_link(path + (f"?{query}" if query else ""))
     except Gs1Error as exc:
-        raise ValidationFailed(
-            f"not a valid GS1 Digital Link URI: {exc}", code="invalid_digital_link", headers=CORS
-        ) from None
+        raise _invalid(str(exc)) from None
     return ais  # type: ignore[no-any-return]
+
+
+def _unreadable(
+    request: Request[Any, Any, Any], settings: Settings, exc: ValidationFailed
+) -> Response[Any]:
+    """A Digital Link nobody can read (cut short, a wrong check digit): no verdict."""
+    return _refused(request, settings, exc, "unreadable_title", "unreadable", "unreadable")
 
 
 def _refused(
@@ -128,9 +162,59 @@ def passed_on(query: str) -> str:
 
 
 def with_query(href: str, query: str) -> str:
+    """``href`` with ``query`` added to its own query, before its fragment (a video's
+    ``…/serum.mp4#t=5`` → ``…/serum.mp4?17=271231#t=5``: after the fragment, the data
+    attributes never reached the target's server)."""
     if not query:
         return href
-    return f"{href}{'&' if '?' in href else '?'}{query}"
+    parts = urlsplit(href)
+    return urlunsplit(parts._replace(query=f"{parts.query}&{query}" if parts.query else query))
+
+
+def _ranges(accept: str) -> list[tuple[str, str, float]]:
+    """The media ranges of ``Accept`` with their q-values (RFC 9110 12.5.1; one that is no
+    qvalue counts as 1, as Litestar's ``request.accept`` has it); none: ``*/*``."""
+    if not accept.strip():
+        return [("*", "*", 1.0)]
+    ranges = []
+    for item in accept.split(","):
+        kind, *params = item.split(";")
+        main, _, sub = kind.strip().lower().partition("/")
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q" and _QVALUE.fullmatch(value.strip()):
+                q = float(value)
+        ranges.append((main, sub, q))
+    return ranges
+
+
+def _quality(ranges: list[tuple[str, str, float]], media_type: str) -> tuple[float, int]:
+    """The q-value of ``media_type``: that of the most specific range matching it (RFC 9110
+    12.5.1), 0 if none does; and how specific (3: the type itself, 2: ``type/*``, 1: ``*/*``)."""
+    main, sub = media_type.split("/", 1)
+    specific = {(main, sub): 3, (main, "*"): 2, ("*", "*"): 1}
+    best = (0.0, 0)
+    for range_main, range_sub, q in ranges:
+        rank = specific.get((range_main, range_sub), 0)
+        if rank > best[1]:
+            best = (q, rank)
+    return best
+
+
+def linkset_type(accept: str, wanted: str | None) -> str | None:
+    """The media type of the linkset answer, or None for the link's redirect (the q-values
+    read: ``request.accept`` takes ``q=0`` for a type accepted). A linkset when ``linkType``
+    asks for one, or when ``Accept`` names ``application/linkset+json`` itself with a q-value
+    above 0 and below none other (``*/*`` alone, a browser's, is the redirect); as plain JSON
+    when the client rates ``application/json`` above the linkset type."""
+    ranges = _ranges(accept)
+    linkset_q, rank = _quality(ranges, LINKSET)
+    if wanted not in LINKSET_TYPES:
+        top = max(q for _, _, q in ranges)
+        if wanted is not None or rank != 3 or linkset_q <= 0 or linkset_q < top:
+            return None
+    return MediaType.JSON if _quality(ranges, MediaType.JSON)[0] > linkset_q else LINKSET
 
 
 def canonical_path(ais: dict[str, str]) -> str:
@@ -159,13 +243,25 @@ def _links(base: str, ais: dict[str, str], product: dict[str, Any]) -> dict[str,
             "title": "Verify this item (enter the PIN) — 验证真伪",
             "type": "text/html",
         }
-    if product["published"] and product.get("video_url"):
-        links["gs1:instructions"] = {
-            "href": product["video_url"],
-            "title": f"{product['name']} — video",
-            "type": "video/mp4",
-        }
+    video = product.get("video_url") if product["published"] else None
+    if video:
+        links["gs1:instructions"] = _video_link(base, video, product)
     return links
+
+
+def _video_link(base: str, video: str, product: dict[str, Any]) -> dict[str, str]:
+    """The product's video: a catalogue medium of this server (``/media/catalog/{id}``) under
+    the public URL (a bare path in a linkset leads nowhere: the probe), typed by the medium's
+    own media type; one elsewhere typed by its name's extension, or not at all."""
+    link = {"href": video, "title": f"{product['name']} — video"}
+    if own_media(video):
+        link["href"] = base + video
+        kind = product.get("video_type")
+    else:
+        kind = VIDEO_TYPES.get(PurePosixPath(urlsplit(video).path).suffix.lower())
+    if kind:
+        link["type"] = kind
+    return link
 
 
 def _linkset(anchor: str, links: dict[str, dict[str, str]], default: str) -> dict[str, Any]:
@@ -191,9 +287,10 @@ def link_header(anchor: str, links: dict[str, dict[str, str]]) -> str:
     full, non-ASCII title), then the linkset."""
     parts = []
     for curie, link in links.items():
+        kind = f"type={_quoted(link['type'])}; " if "type" in link else ""  # known, or none
         parts.append(
             f"<{header_url(link['href'])}>; rel={_quoted(GS1_VOC + curie.split(':', 1)[1])}; "
-            f'type={_quoted(link["type"])}; hreflang="zh"; hreflang="en"; '
+            f'{kind}hreflang="zh"; hreflang="en"; '
             f"title={_quoted(HEADER_TITLES.get(curie, 'Link'))}; "
             f"title*=UTF-8''{quote(link['title'], safe='')}"
         )
@@ -201,8 +298,15 @@ def link_header(anchor: str, links: dict[str, dict[str, str]]) -> str:
     return ", ".join(parts)
 
 
-_PRODUCT = f"""SELECT p.id, p.name, p.video_url, p.published AND {OWNER_LIVE} AS published
-                 FROM products p JOIN orgs o ON o.id = p.org_id WHERE p.gtin = %s"""
+# video_type: the media type of the product's video when it is a catalogue medium of this server
+# (the CASE keeps any other URL from the uuid cast, and the join on the medium's primary key)
+_PRODUCT = f"""SELECT p.id, p.name, p.video_url, p.published AND {OWNER_LIVE} AS published,
+                      m.content_type AS video_type
+                 FROM products p JOIN orgs o ON o.id = p.org_id
+                 LEFT JOIN catalog_media m
+                   ON m.id = CASE WHEN p.video_url ~ '^{CATALOG_PATH}$'
+                                  THEN substr(p.video_url, {len("/media/catalog/") + 1})::uuid END
+                WHERE p.gtin = %s"""
 
 
 @route(
@@ -215,11 +319,9 @@ async def resolve(
     try:
         ais = _parse(request)
     except ValidationFailed as exc:  # a link cut short, a wrong check digit: no verdict
-        return _refused(request, settings, exc, "unreadable_title", "unreadable", "unreadable")
+        return _unreadable(request, settings, exc)
     if request.method == "OPTIONS":
-        return Response(
-            None, status_code=204, headers={**CORS, "Access-Control-Allow-Headers": "Accept"}
-        )
+        return _preflight()
     if "00" in ais:
         sscc = NotFound("no public links for logistic units (SSCC)", code="no_links", headers=CORS)
         return _refused(request, settings, sscc, "not_found_title", "err_not_found")
@@ -240,14 +342,9 @@ async def resolve(
     links = _links(base, ais, product)
     default = "gs1:verificationService" if "21" in ais else "gs1:pip"
     wanted = link_type(ais.get("linkType") or request.query_params.get("linktype"))
-    accept = request.headers.get("accept", "")
-    if wanted in LINKSET_TYPES or (wanted is None and LINKSET in accept):
-        plain_json = LINKSET not in accept and MediaType.JSON in accept
-        return Response(
-            _linkset(anchor, links, default),
-            media_type=MediaType.JSON if plain_json else LINKSET,
-            headers=CORS,
-        )
+    linkset = linkset_type(request.headers.get("accept", ""), wanted)
+    if linkset:
+        return Response(_linkset(anchor, links, default), media_type=linkset, headers=CORS)
     link = links.get(wanted or default) or links[default]  # unknown type: the default link
     return Response(
         b"",
@@ -261,13 +358,38 @@ async def resolve(
     )
 
 
+@route(
+    ["/01", "/00"], http_method=[*GET_HEAD, "OPTIONS"], tags=["resolver"], include_in_schema=False
+)
+async def resolve_cut_short(request: Request[Any, Any, Any], settings: Settings) -> Response[Any]:
+    """``/01``, ``/00`` (and ``/01/``): a link cut right after its key, by a chat app or a
+    damaged print. Refused as any unreadable Digital Link (a probe: routing's English JSON 404,
+    without CORS, reached the consumer's phone)."""
+    return _unreadable(request, settings, _invalid("the key has no value"))
+
+
+def _preflight() -> Response[Any]:
+    """A CORS preflight's answer: every origin, the resolver's methods and ``Accept``."""
+    return Response(
+        None, status_code=204, headers={**CORS, "Access-Control-Allow-Headers": "Accept"}
+    )
+
+
+@route("/.well-known/gs1resolver", http_method="OPTIONS", include_in_schema=False)
+async def resolver_description_preflight() -> Response[Any]:
+    """The description's CORS preflight (the framework's own OPTIONS had no
+    ``Access-Control-Allow-*`` header: a web app's preflighted request was refused)."""
+    return _preflight()
+
+
 @route("/.well-known/gs1resolver", http_method=GET_HEAD, tags=["resolver"])
 async def resolver_description(settings: Settings) -> Response[dict[str, Any]]:
-    """The resolver description document of the GS1-Conformant resolver standard."""
+    """The resolver description document of the GS1-Conformant resolver standard (1.2.0: the
+    primary keys by their AI), with CORS."""
     body = {
         "name": "Tracecode GS1 Digital Link resolver",
         "resolverRoot": settings.public_url,
-        "supportedPrimaryKeys": ["gtin", "sscc"],
+        "supportedPrimaryKeys": ["01", "00"],
         "supportedLinkType": [
             {"namespace": GS1_VOC, "prefix": "gs1:", "profile": GS1_VOC + "linkTypes"}
         ],
@@ -277,4 +399,4 @@ async def resolver_description(settings: Settings) -> Response[dict[str, Any]]:
         "validatesDigitalLinkSyntax": True,
         "methods": ["GET", "HEAD", "OPTIONS"],
     }
-    return Response(body, headers={"Access-Control-Allow-Origin": "*"})
+    return Response(body, headers=CORS)

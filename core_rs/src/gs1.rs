@@ -1,10 +1,12 @@
 //! GS1 helpers: mod-10 check digits, GTIN and SSCC, GS1 Digital Link URIs, EPC URNs.
 //!
-//! Sources: GS1 General Specifications (check digit, GTIN, SSCC, AI 10/17/21/22, CSET 82),
+//! Sources: GS1 General Specifications (check digit, GTIN, SSCC, the AI formats and their dates
+//! as the GS1 Barcode Syntax Dictionary breaks them into components, CSET 82),
 //! GS1 Digital Link URI syntax (path order, query data attributes, percent-encoding) and the
 //! GS1 EPC Tag Data Standard (SGTIN and SSCC pure identity URNs and their escaping).
 
 use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gs1Error(pub String);
@@ -130,22 +132,460 @@ fn check_cset82(ai: &str, value: &str, max: usize) -> Result<(), Gs1Error> {
     Ok(())
 }
 
-/// YYMMDD with month 01-12 and day 00-31 within the month (00 = end of month, as GS1 allows).
-fn check_date(ai: &str, value: &str) -> Result<(), Gs1Error> {
-    let ok = value.len() == 6 && all_digits(value) && {
-        let month: u32 = value[2..4].parse().unwrap_or(0);
-        let day: u32 = value[4..6].parse().unwrap_or(99);
-        let max = match month {
-            2 => 29,
-            4 | 6 | 9 | 11 => 30,
-            _ => 31,
-        };
-        (1..=12).contains(&month) && day <= max
+/// A date YYMMDD (`day_zero`: DD may be 00, "end of the month", GS1 linter `yymmd0`): a
+/// calendar date of the year that GS1's sliding window gives the two digits (`now`: this year).
+fn date_ok(d: &[u8], day_zero: bool, now: i64) -> bool {
+    let two = |i: usize| i64::from(d[i] - b'0') * 10 + i64::from(d[i + 1] - b'0');
+    if d.len() != 6 || !d.iter().all(u8::is_ascii_digit) {
+        return false;
+    }
+    let (year, month, day) = (full_year(two(0), now), two(2), two(4));
+    let last = match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        1..=12 => 31,
+        _ => return false,
     };
-    if !ok {
-        return err(format!("AI {ai} must be a date YYMMDD"));
+    (day >= 1 || day_zero) && day <= last
+}
+
+/// The year of a two-digit year YY by the GS1 General Specifications' sliding window (7.12):
+/// YY 51 to 99 above this year's is of the previous century, 50 to 99 below of the next one,
+/// else of this century.
+fn full_year(yy: i64, now: i64) -> i64 {
+    let (century, this) = (now - now.rem_euclid(100), now.rem_euclid(100));
+    match yy - this {
+        51..=99 => century - 100 + yy,
+        -99..=-50 => century + 100 + yy,
+        _ => century + yy,
+    }
+}
+
+/// This year (UTC).
+fn current_year() -> i64 {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    year_of_day(i64::try_from(secs / 86_400).unwrap_or(0))
+}
+
+/// The civil year of a day counted from 1970-01-01 (the inverse of Howard Hinnant's
+/// `days_from_civil`, up to the year).
+fn year_of_day(days: i64) -> i64 {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let march_based_month = (5 * doy + 2) / 153; // 0 = March .. 11 = February
+    yoe + era * 400 + i64::from(march_based_month >= 10)
+}
+
+/// The character set of a component of an AI's value (General Specifications 7.11): digits,
+/// CSET 82, CSET 39, CSET 64 (the file-safe base64 of a digital signature).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Set {
+    N,
+    X,
+    Y,
+    Z,
+}
+
+/// The content checks of the GS1 Syntax Dictionary ("linters") made here beyond the character
+/// set: the cheap ones that decide whether a value means anything (check digits, dates, times).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lint {
+    No,
+    Csum,
+    Yymmd0,
+    Yymmdd,
+    Yymmddhh,
+    Hhmm,
+    Mmoptss,
+    Zero,
+    Hyphen,
+}
+
+impl Lint {
+    /// How a date or time component is written, for an error message.
+    fn pattern(self) -> Option<&'static str> {
+        match self {
+            Lint::Yymmd0 | Lint::Yymmdd => Some("YYMMDD"),
+            Lint::Yymmddhh => Some("YYMMDDHH"),
+            Lint::Hhmm => Some("HHMM"),
+            Lint::Mmoptss => Some("MM[SS]"),
+            _ => None,
+        }
+    }
+}
+
+/// One component of an AI's format: `N6` is `fix(N, 6)`, `X..20` `upto(X, 20)`, `[N..4]`
+/// `opt(upto(N, 4))`. Only the last component (or the last one before an optional one) may
+/// vary in length, as in every GS1 format.
+#[derive(Debug, Clone, Copy)]
+struct Part {
+    set: Set,
+    min: u8,
+    max: u8,
+    optional: bool,
+    lint: Lint,
+}
+
+const fn fix(set: Set, len: u8) -> Part {
+    Part {
+        set,
+        min: len,
+        max: len,
+        optional: false,
+        lint: Lint::No,
+    }
+}
+
+const fn upto(set: Set, max: u8) -> Part {
+    Part {
+        set,
+        min: 1,
+        max,
+        optional: false,
+        lint: Lint::No,
+    }
+}
+
+const fn lint(part: Part, lint: Lint) -> Part {
+    Part { lint, ..part }
+}
+
+const fn opt(part: Part) -> Part {
+    Part {
+        optional: true,
+        ..part
+    }
+}
+
+use Set::{N, X, Y, Z};
+
+const N1: &[Part] = &[fix(N, 1)];
+const N2: &[Part] = &[fix(N, 2)];
+const N3: &[Part] = &[fix(N, 3)];
+const N4: &[Part] = &[fix(N, 4)];
+const N6: &[Part] = &[fix(N, 6)];
+const N13: &[Part] = &[fix(N, 13)];
+const N14: &[Part] = &[fix(N, 14)];
+const N20: &[Part] = &[fix(N, 10), fix(N, 10)];
+const N13_CSUM: &[Part] = &[lint(fix(N, 13), Lint::Csum)];
+const N14_CSUM: &[Part] = &[lint(fix(N, 14), Lint::Csum)];
+const N17_CSUM: &[Part] = &[lint(fix(N, 17), Lint::Csum)];
+const N18_CSUM: &[Part] = &[lint(fix(N, 18), Lint::Csum)];
+const N_4: &[Part] = &[upto(N, 4)];
+const N_6: &[Part] = &[upto(N, 6)];
+const N_8: &[Part] = &[upto(N, 8)];
+const N_10: &[Part] = &[upto(N, 10)];
+const N_12: &[Part] = &[upto(N, 12)];
+const N_15: &[Part] = &[upto(N, 15)];
+const X2: &[Part] = &[fix(X, 2)];
+const X_2: &[Part] = &[upto(X, 2)];
+const X_3: &[Part] = &[upto(X, 3)];
+const X_10: &[Part] = &[upto(X, 10)];
+const X_12: &[Part] = &[upto(X, 12)];
+const X_20: &[Part] = &[upto(X, 20)];
+const X_25: &[Part] = &[upto(X, 25)];
+const X_28: &[Part] = &[upto(X, 28)];
+const X_30: &[Part] = &[upto(X, 30)];
+const X_34: &[Part] = &[upto(X, 34)];
+const X_35: &[Part] = &[upto(X, 35)];
+const X_50: &[Part] = &[upto(X, 50)];
+const X_70: &[Part] = &[upto(X, 70)];
+const X_90: &[Part] = &[upto(X, 90)];
+const DATE0: &[Part] = &[lint(fix(N, 6), Lint::Yymmd0)];
+const DATE: &[Part] = &[lint(fix(N, 6), Lint::Yymmdd)];
+const DATE0_TIME: &[Part] = &[DATE0[0], lint(fix(N, 4), Lint::Hhmm)];
+const DATE_TIME: &[Part] = &[DATE[0], lint(fix(N, 4), Lint::Hhmm)];
+const DATE_OPT_TIME: &[Part] = &[DATE[0], opt(lint(fix(N, 4), Lint::Hhmm))];
+const DATE_OPT_DATE: &[Part] = &[DATE[0], opt(DATE[0])];
+const PROD_TIME: &[Part] = &[
+    lint(fix(N, 8), Lint::Yymmddhh),
+    opt(lint(upto(N, 4), Lint::Mmoptss)),
+];
+const GDTI: &[Part] = &[N13_CSUM[0], opt(upto(X, 17))];
+const GCN: &[Part] = &[N13_CSUM[0], opt(upto(N, 12))];
+const GRAI: &[Part] = &[lint(fix(N, 1), Lint::Zero), N13_CSUM[0], opt(upto(X, 16))];
+const ITIP: &[Part] = &[N14_CSUM[0], fix(N, 4)];
+const N3_X_9: &[Part] = &[fix(N, 3), upto(X, 9)];
+const N3_X_27: &[Part] = &[fix(N, 3), upto(X, 27)];
+const N3_N_15: &[Part] = &[fix(N, 3), upto(N, 15)];
+const X2_X_28: &[Part] = &[fix(X, 2), upto(X, 28)];
+const N1_X1_X1_X1: &[Part] = &[fix(N, 1), fix(X, 1), fix(X, 1), fix(X, 1)];
+const TEMPERATURE: &[Part] = &[fix(N, 6), opt(lint(fix(X, 1), Lint::Hyphen))];
+const Y_30: &[Part] = &[upto(Y, 30)];
+const Z_90: &[Part] = &[upto(Z, 90)];
+
+/// One row of the AI table: the AIs `lo..=hi` (of one length), their format, and whether they
+/// are a Digital Link primary key or key qualifier (path only, never a query's data attribute).
+type AiRow = (&'static str, &'static str, &'static [Part], bool);
+
+/// The GS1 Application Identifiers and their formats (GS1 General Specifications 3.2, as the
+/// GS1 Barcode Syntax Dictionary breaks them into components), in the lexical order of their AI:
+/// AIs are prefix-free, so the row of an AI is the last one starting at or before it.
+const AIS: &[AiRow] = &[
+    ("00", "00", N18_CSUM, true),  // SSCC
+    ("01", "01", N14_CSUM, true),  // GTIN
+    ("02", "02", N14_CSUM, false), // CONTENT
+    ("10", "10", X_20, true),      // BATCH/LOT
+    ("11", "13", DATE0, false),    // PROD DATE, DUE DATE, PACK DATE
+    ("15", "17", DATE0, false),    // BEST BEFORE, SELL BY, USE BY or EXPIRY
+    ("20", "20", N2, false),       // VARIANT
+    ("21", "22", X_20, true),      // SERIAL, CPV
+    ("235", "235", X_28, true),    // TPX
+    ("240", "241", X_30, false),   // ADDITIONAL ID, CUST. PART No.
+    ("242", "242", N_6, false),    // MTO VARIANT
+    ("243", "243", X_20, false),   // PCN
+    ("250", "251", X_30, false),   // SECONDARY SERIAL, REF. TO SOURCE
+    ("253", "253", GDTI, true),    // GDTI
+    ("254", "254", X_20, true),    // GLN EXTENSION COMPONENT
+    ("255", "255", GCN, true),     // GCN
+    ("30", "30", N_8, false),      // VAR. COUNT
+    ("3100", "3105", N6, false),   // NET WEIGHT (kg) ... 31nn-36nn: trade measures
+    ("3110", "3115", N6, false),
+    ("3120", "3125", N6, false),
+    ("3130", "3135", N6, false),
+    ("3140", "3145", N6, false),
+    ("3150", "3155", N6, false),
+    ("3160", "3165", N6, false),
+    ("3200", "3205", N6, false),
+    ("3210", "3215", N6, false),
+    ("3220", "3225", N6, false),
+    ("3230", "3235", N6, false),
+    ("3240", "3245", N6, false),
+    ("3250", "3255", N6, false),
+    ("3260", "3265", N6, false),
+    ("3270", "3275", N6, false),
+    ("3280", "3285", N6, false),
+    ("3290", "3295", N6, false),
+    ("3300", "3305", N6, false),
+    ("3310", "3315", N6, false),
+    ("3320", "3325", N6, false),
+    ("3330", "3335", N6, false),
+    ("3340", "3345", N6, false),
+    ("3350", "3355", N6, false),
+    ("3360", "3365", N6, false),
+    ("3370", "3375", N6, false),
+    ("3400", "3405", N6, false),
+    ("3410", "3415", N6, false),
+    ("3420", "3425", N6, false),
+    ("3430", "3435", N6, false),
+    ("3440", "3445", N6, false),
+    ("3450", "3455", N6, false),
+    ("3460", "3465", N6, false),
+    ("3470", "3475", N6, false),
+    ("3480", "3485", N6, false),
+    ("3490", "3495", N6, false),
+    ("3500", "3505", N6, false),
+    ("3510", "3515", N6, false),
+    ("3520", "3525", N6, false),
+    ("3530", "3535", N6, false),
+    ("3540", "3545", N6, false),
+    ("3550", "3555", N6, false),
+    ("3560", "3565", N6, false),
+    ("3570", "3575", N6, false),
+    ("3600", "3605", N6, false),
+    ("3610", "3615", N6, false),
+    ("3620", "3625", N6, false),
+    ("3630", "3635", N6, false),
+    ("3640", "3645", N6, false),
+    ("3650", "3655", N6, false),
+    ("3660", "3665", N6, false),
+    ("3670", "3675", N6, false),
+    ("3680", "3685", N6, false),
+    ("3690", "3695", N6, false),
+    ("37", "37", N_8, false),               // COUNT
+    ("3900", "3909", N_15, false),          // AMOUNT
+    ("3910", "3919", N3_N_15, false),       // AMOUNT (ISO 4217 currency)
+    ("3920", "3929", N_15, false),          // PRICE
+    ("3930", "3939", N3_N_15, false),       // PRICE (ISO 4217 currency)
+    ("3940", "3943", N4, false),            // PRCNT OFF
+    ("3950", "3955", N6, false),            // PRICE/UoM
+    ("400", "400", X_30, false),            // ORDER NUMBER
+    ("401", "401", X_30, true),             // GINC
+    ("402", "402", N17_CSUM, true),         // GSIN
+    ("403", "403", X_30, false),            // ROUTE
+    ("410", "413", N13_CSUM, false),        // SHIP TO LOC, BILL TO, PURCHASE FROM, SHIP FOR LOC
+    ("414", "415", N13_CSUM, true),         // LOC No., PAY TO
+    ("416", "416", N13_CSUM, false),        // PROD/SERV LOC
+    ("417", "417", N13_CSUM, true),         // PARTY
+    ("420", "420", X_20, false),            // SHIP TO POST
+    ("421", "421", N3_X_9, false),          // SHIP TO POST (ISO 3166 country)
+    ("422", "422", N3, false),              // ORIGIN
+    ("423", "423", N_15, false),            // COUNTRY - INITIAL PROCESS
+    ("424", "424", N3, false),              // COUNTRY - PROCESS
+    ("425", "425", N_15, false),            // COUNTRY - DISASSEMBLY
+    ("426", "426", N3, false),              // COUNTRY - FULL PROCESS
+    ("427", "427", X_3, false),             // ORIGIN SUBDIVISION
+    ("4300", "4301", X_35, false),          // SHIP TO COMP, NAME
+    ("4302", "4306", X_70, false),          // SHIP TO ADD1, ADD2, SUB, LOC, REG
+    ("4307", "4307", X2, false),            // SHIP TO COUNTRY
+    ("4308", "4308", X_30, false),          // SHIP TO PHONE
+    ("4309", "4309", N20, false),           // SHIP TO GEO
+    ("4310", "4311", X_35, false),          // RTN TO COMP, NAME
+    ("4312", "4316", X_70, false),          // RTN TO ADD1, ADD2, SUB, LOC, REG
+    ("4317", "4317", X2, false),            // RTN TO COUNTRY
+    ("4318", "4318", X_20, false),          // RTN TO POST
+    ("4319", "4319", X_30, false),          // RTN TO PHONE
+    ("4320", "4320", X_35, false),          // SRV DESCRIPTION
+    ("4321", "4323", N1, false),            // DANGEROUS GOODS, AUTH TO LEAVE, SIG REQUIRED
+    ("4324", "4325", DATE0_TIME, false),    // NOT BEF DEL DT, NOT AFT DEL DT
+    ("4326", "4326", DATE, false),          // REL DATE
+    ("4330", "4333", TEMPERATURE, false),   // MAX/MIN TEMP F./C.
+    ("7001", "7001", N13, false),           // NSN
+    ("7002", "7002", X_30, false),          // MEAT CUT
+    ("7003", "7003", DATE_TIME, false),     // EXPIRY TIME
+    ("7004", "7004", N_4, false),           // ACTIVE POTENCY
+    ("7005", "7005", X_12, false),          // CATCH AREA
+    ("7006", "7006", DATE, false),          // FIRST FREEZE DATE
+    ("7007", "7007", DATE_OPT_DATE, false), // HARVEST DATE
+    ("7008", "7008", X_3, false),           // AQUATIC SPECIES
+    ("7009", "7009", X_10, false),          // FISHING GEAR TYPE
+    ("7010", "7010", X_2, false),           // PROD METHOD
+    ("7011", "7011", DATE_OPT_TIME, false), // TEST BY DATE
+    ("7020", "7022", X_20, false),          // REFURB LOT, FUNC STAT, REV STAT
+    ("7023", "7023", X_30, false),          // GIAI - ASSEMBLY
+    ("7030", "7039", N3_X_27, false),       // PROCESSOR # 0-9
+    ("7040", "7040", N1_X1_X1_X1, true),    // UIC+EXT
+    ("710", "716", X_20, false),            // NHRN PZN, CIP, CN, DRN, AIM, NDC, AIC
+    ("7230", "7239", X2_X_28, false),       // CERT # 1-10
+    ("7240", "7240", X_20, false),          // PROTOCOL
+    ("7241", "7241", N2, false),            // AIDC MEDIA TYPE
+    ("7242", "7242", X_25, false),          // VCN
+    ("8001", "8001", N14, false),           // DIMENSIONS
+    ("8002", "8002", X_20, false),          // CMT No.
+    ("8003", "8003", GRAI, true),           // GRAI
+    ("8004", "8004", X_30, true),           // GIAI
+    ("8005", "8005", N6, false),            // PRICE PER UNIT
+    ("8006", "8006", ITIP, true),           // ITIP
+    ("8007", "8007", X_34, false),          // IBAN
+    ("8008", "8008", PROD_TIME, false),     // PROD TIME
+    ("8009", "8009", X_50, false),          // OPTSEN
+    ("8010", "8010", Y_30, true),           // CPID
+    ("8011", "8011", N_12, true),           // CPID SERIAL
+    ("8012", "8012", X_20, false),          // VERSION
+    ("8013", "8013", X_25, true),           // GMN
+    ("8017", "8018", N18_CSUM, true),       // GSRN - PROVIDER, RECIPIENT
+    ("8019", "8019", N_10, true),           // SRIN
+    ("8020", "8020", X_25, true),           // REF No.
+    ("8026", "8026", ITIP, false),          // ITIP CONTENT
+    ("8030", "8030", Z_90, false),          // DIGSIG
+    ("8110", "8110", X_70, false),          // coupon code
+    ("8111", "8111", N4, false),            // POINTS
+    ("8112", "8112", X_70, false),          // positive offer file coupon code
+    ("8200", "8200", X_70, false),          // PRODUCT URL
+    ("90", "90", X_30, false),              // INTERNAL
+    ("91", "99", X_90, false),              // INTERNAL
+];
+
+/// The row of an AI (2 to 4 digits), or None if no AI is spelt so.
+fn ai_row(ai: &str) -> Option<&'static AiRow> {
+    let at = AIS.partition_point(|row| row.0 <= ai);
+    let row = AIS.get(at.checked_sub(1)?)?;
+    (row.0.len() == ai.len() && ai <= row.1).then_some(row)
+}
+
+fn set_has(set: Set, b: u8) -> bool {
+    match set {
+        N => b.is_ascii_digit(),
+        X => is_cset82(b),
+        Y => b.is_ascii_digit() || b.is_ascii_uppercase() || b"#-/".contains(&b),
+        Z => b.is_ascii_alphanumeric() || b"-_=".contains(&b),
+    }
+}
+
+/// Whether a component (its characters already of its set) passes its content check.
+fn lint_ok(lint: Lint, v: &[u8], now: i64) -> bool {
+    let two = |i: usize| (v[i] - b'0') * 10 + (v[i + 1] - b'0'); // digits, checked before
+    match lint {
+        Lint::No => true,
+        Lint::Csum => check_ok(std::str::from_utf8(v).unwrap_or("0")),
+        Lint::Yymmd0 => date_ok(v, true, now),
+        Lint::Yymmdd => date_ok(v, false, now),
+        Lint::Yymmddhh => date_ok(&v[..6], false, now) && two(6) <= 23,
+        Lint::Hhmm => two(0) <= 23 && two(2) <= 59,
+        Lint::Mmoptss => matches!(v.len(), 2 | 4) && two(0) <= 59 && (v.len() == 2 || two(2) <= 59),
+        Lint::Zero => v == b"0",
+        Lint::Hyphen => v == b"-",
+    }
+}
+
+/// Whether `value` is of the format `parts`: the components in turn, each of its length,
+/// character set and content (`now`: this year, for the century of a date).
+fn fits(parts: &[Part], value: &[u8], now: i64) -> bool {
+    let mut rest = value;
+    for (i, part) in parts.iter().enumerate() {
+        if rest.is_empty() && part.optional {
+            return true;
+        }
+        // a component of variable length takes what is left but what the next ones need
+        let after: usize = parts[i + 1..]
+            .iter()
+            .filter(|p| !p.optional)
+            .map(|p| usize::from(p.min))
+            .sum();
+        let len = if part.min == part.max {
+            usize::from(part.min)
+        } else {
+            rest.len().saturating_sub(after).min(usize::from(part.max))
+        };
+        if len < usize::from(part.min) || len > rest.len() {
+            return false;
+        }
+        let (here, next) = rest.split_at(len);
+        if !here.iter().all(|&b| set_has(part.set, b)) || !lint_ok(part.lint, here, now) {
+            return false;
+        }
+        rest = next;
+    }
+    rest.is_empty()
+}
+
+/// A format as the General Specifications write it: `N6`, `N3+X..27`, `N8+[N..4]`.
+fn describe(parts: &[Part]) -> String {
+    let words: Vec<String> = parts
+        .iter()
+        .map(|p| {
+            let set = format!("{:?}", p.set);
+            let len = if p.min == p.max {
+                p.min.to_string()
+            } else {
+                format!("..{}", p.max)
+            };
+            if p.optional {
+                format!("[{set}{len}]")
+            } else {
+                format!("{set}{len}")
+            }
+        })
+        .collect();
+    words.join("+")
+}
+
+/// Checks an AI's value against the AI's format (`now`: this year, for dates).
+fn check_ai_at(ai: &str, value: &str, now: i64) -> Result<(), Gs1Error> {
+    let Some((_, _, parts, _)) = ai_row(ai) else {
+        return err(format!("{ai} is not a GS1 Application Identifier"));
+    };
+    if !fits(parts, value.as_bytes(), now) {
+        let when: Vec<&str> = parts.iter().filter_map(|p| p.lint.pattern()).collect();
+        let what = if when.is_empty() {
+            String::new()
+        } else {
+            format!(" ({}, a date that exists)", when.join("+"))
+        };
+        return err(format!("AI {ai} must be {}{what}", describe(parts)));
     }
     Ok(())
+}
+
+/// Checks an AI's value against the AI's format, dates against this year's century window.
+fn check_ai(ai: &str, value: &str) -> Result<(), Gs1Error> {
+    check_ai_at(ai, value, current_year())
 }
 
 fn is_unreserved(b: u8) -> bool {
@@ -243,7 +683,7 @@ pub fn digital_link(host: &str, gtin: &str, parts: LinkParts<'_>) -> Result<Stri
         }
     }
     if let Some(expiry) = parts.expiry {
-        check_date("17", expiry)?;
+        check_ai("17", expiry)?;
         uri.push_str("?17=");
         uri.push_str(expiry);
     }
@@ -293,7 +733,9 @@ fn parse_tail(segs: &[String]) -> Result<Vec<(String, String)>, Gs1Error> {
 
 /// Parses a Digital Link URI (or only its path and query) into (key, value) pairs: `prefix` (the
 /// custom path prefix, "" if none), the AIs of the path and query in order, and `linkType` if
-/// given. Other non-AI query parameters are ignored.
+/// given. Every all-digit query key is an AI, a data attribute whose value must fit the AI's
+/// format (`AIS`), and no key or key qualifier; other query parameters (non-GS1 extensions)
+/// are ignored.
 pub fn parse_digital_link(uri: &str) -> Result<Vec<(String, String)>, Gs1Error> {
     if uri.len() > MAX_URI {
         return err("Digital Link URI is too long");
@@ -356,6 +798,7 @@ pub fn parse_digital_link(uri: &str) -> Result<Vec<(String, String)>, Gs1Error> 
     let prefix: String = raw[..start].iter().map(|s| format!("/{s}")).collect();
     let mut out = vec![("prefix".to_string(), prefix)];
     out.extend(path_ais);
+    let mut now = None; // this year, read once and only for a query's data attributes
     for param in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = param.split_once('=').unwrap_or((param, ""));
         let (k, v) = (percent_decode(k)?, percent_decode(v)?);
@@ -366,19 +809,19 @@ pub fn parse_digital_link(uri: &str) -> Result<Vec<(String, String)>, Gs1Error> 
             out.push((k, v));
             continue;
         }
-        if !(all_digits(&k) && (2..=4).contains(&k.len())) {
+        // a key not all digits is no AI: a non-GS1 extension, passed through; an all-digit
+        // one is an AI, a data attribute (GS1 Digital Link URI syntax): it must be one, of
+        // its format, and neither a key nor a key qualifier (those are the path's)
+        if !all_digits(&k) {
             continue;
         }
-        if matches!(k.as_str(), "00" | "01" | "10" | "21" | "22") {
+        if ai_row(&k).is_some_and(|row| row.3) {
             return err(format!("AI {k} belongs in the path, not the query"));
         }
         if out.iter().any(|(key, _)| *key == k) {
             return err(format!("AI {k} is given twice"));
         }
-        match k.as_str() {
-            "11" | "12" | "13" | "15" | "16" | "17" => check_date(&k, &v)?,
-            _ => check_cset82(&k, &v, 90)?,
-        }
+        check_ai_at(&k, &v, *now.get_or_insert_with(current_year))?;
         out.push((k, v));
     }
     Ok(out)
@@ -604,6 +1047,147 @@ mod tests {
             ..Default::default()
         };
         assert!(digital_link("h", "09521234543213", bad_date).is_err());
+    }
+
+    #[test]
+    fn data_attributes_are_checked_against_their_ai_format() {
+        let gtin = "/01/09521234543213/21/S?";
+        for bad in [
+            "3103=ABCDEF",                        // N6: digits
+            "3103=12",                            // N6: six of them
+            "3106=000189",                        // 310n: n is 0 to 5
+            "20=XYZ",                             // N2
+            "20=123",                             // N2
+            "7003=ZZ",                            // N10: YYMMDDHHMM
+            "7003=2712312460",                    // no hour 24
+            "7003=2712001200",                    // 7003's date has no day 00
+            "30=123456789",                       // N..8
+            "422=15",                             // N3
+            "8005=12345A",                        // N6
+            "4330=001250+",                       // N6 [X1] with "-" only
+            "8008=2712311",                       // N8 [N..4]: minutes, or minutes and seconds
+            "90=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", // X..30
+            "99=%C3%A9",                          // CSET 82
+            "12345=1",                            // all digits: no AI is spelt so
+            "7=1",
+            "8004=X", // a primary key: the path's
+            "254=X",  // a key qualifier: the path's
+            "235=X",
+        ]
+        .map(|q| format!("{gtin}{q}"))
+        {
+            assert!(parse_digital_link(&bad).is_err(), "{bad}");
+        }
+        for good in [
+            "3103=000189",
+            "3925=1999",
+            "3932=1561999",
+            "20=01",
+            "7003=2712312359",
+            "7007=270101",
+            "7007=270101270131",
+            "8008=27123123",
+            "8008=2712312359",
+            "8008=271231235959",
+            "4330=001250-",
+            "8200=https%3A%2F%2Fex.example%2Fp",
+            "240=A-1",
+            "422=156&427=31",
+            "11=270100&13=270100&15=270100&16=270100",
+            "10x=pass&utm_source=qr&3103=000189",
+        ]
+        .map(|q| format!("{gtin}{q}"))
+        {
+            assert!(parse_digital_link(&good).is_ok(), "{good}");
+        }
+        let pairs = parse_digital_link("/01/09521234543213?3103=000189&x7=y&20=01").unwrap();
+        assert_eq!(pairs[2], ("3103".to_string(), "000189".to_string()));
+        assert_eq!(pairs[3], ("20".to_string(), "01".to_string()));
+        assert_eq!(
+            parse_digital_link("/01/09521234543213?3103=12"),
+            Err(Gs1Error("AI 3103 must be N6".into()))
+        );
+        assert_eq!(
+            parse_digital_link("/01/09521234543213?20=0&7030=156A"),
+            Err(Gs1Error("AI 20 must be N2".into()))
+        );
+        assert!(check_ai_at("7030", "156PLANT-1", 2026).is_ok());
+        assert_eq!(
+            check_ai_at("7030", "15", 2026),
+            Err(Gs1Error("AI 7030 must be N3+X..27".into()))
+        );
+        assert!(check_ai_at("253", "9521234543213", 2026).is_ok());
+        assert!(check_ai_at("253", "9521234543213DOC", 2026).is_ok());
+        assert!(check_ai_at("253", "9521234543212", 2026).is_err()); // check digit
+    }
+
+    #[test]
+    fn the_ai_table_is_in_lexical_order_and_prefix_free() {
+        for pair in AIS.windows(2) {
+            let ((lo, hi, ..), (next, ..)) = (pair[0], pair[1]);
+            assert!(lo <= hi && hi < next, "{lo}-{hi} before {next}");
+            assert!(
+                !next.starts_with(hi) && !hi.starts_with(next),
+                "{hi} {next}"
+            );
+        }
+        for (lo, hi, parts, _) in AIS {
+            assert_eq!(lo.len(), hi.len());
+            assert!((2..=4).contains(&lo.len()) && all_digits(lo) && all_digits(hi));
+            assert!(!parts.is_empty());
+            assert_eq!(ai_row(lo).map(|r| r.0), Some(*lo));
+            assert_eq!(ai_row(hi).map(|r| r.0), Some(*lo));
+        }
+        for unknown in [
+            "03", "14", "18", "3", "31", "3106", "3380", "38", "4", "9", "999", "89",
+        ] {
+            assert!(ai_row(unknown).is_none(), "{unknown}");
+        }
+    }
+
+    #[test]
+    fn dates_are_calendar_dates_in_the_sliding_century_window() {
+        // GS1 General Specifications 7.12: up to 50 years ahead, else up to 49 behind
+        assert_eq!(full_year(76, 2026), 2076);
+        assert_eq!(full_year(77, 2026), 1977);
+        assert_eq!(full_year(0, 2026), 2000);
+        assert_eq!(full_year(0, 2075), 2100);
+        assert_eq!(full_year(99, 2001), 1999);
+        assert_eq!(full_year(49, 1999), 2049);
+        assert_eq!(full_year(50, 1999), 1950);
+        assert_eq!(full_year(48, 1998), 2048);
+        assert_eq!(full_year(49, 1998), 1949);
+        assert!(check_ai_at("17", "270229", 2026).is_err()); // 2027: a common year
+        assert!(check_ai_at("17", "280229", 2026).is_ok()); // 2028: a leap year
+        assert!(check_ai_at("17", "000229", 2049).is_ok()); // 2000: leap (by 400)
+        assert!(check_ai_at("17", "000229", 2051).is_err()); // 2100: common (by 100)
+        assert!(check_ai_at("17", "270230", 2026).is_err());
+        assert!(check_ai_at("17", "270431", 2026).is_err());
+        assert!(check_ai_at("17", "271301", 2026).is_err());
+        assert!(check_ai_at("17", "270001", 2026).is_err());
+        // day 00, "the end of the month", where the Syntax Dictionary allows it (yymmd0)
+        for ai in ["11", "12", "13", "15", "16", "17"] {
+            assert!(check_ai_at(ai, "270200", 2026).is_ok(), "{ai}");
+        }
+        assert!(check_ai_at("7006", "270200", 2026).is_err());
+        assert!(check_ai_at("4326", "270200", 2026).is_err());
+        assert!(check_ai_at("7006", "270228", 2026).is_ok());
+        assert!(parse_digital_link("/01/09521234543213?17=270229").is_err()); // 2027 (till 2077)
+                                                                              // the calendar under current_year()
+        assert_eq!(year_of_day(0), 1970);
+        assert_eq!(year_of_day(-1), 1969);
+        assert_eq!(year_of_day(10_956), 1999);
+        assert_eq!(year_of_day(10_957), 2000); // 2000-01-01
+        assert_eq!(year_of_day(11_016), 2000); // 2000-02-29
+        assert_eq!(year_of_day(11_322), 2000); // 2000-12-31
+        assert_eq!(year_of_day(11_323), 2001);
+        assert!((2025..2200).contains(&current_year()));
+        let bad_leap_day = LinkParts {
+            expiry: Some("270229"),
+            ..Default::default()
+        };
+        let built = digital_link("h", "09521234543213", bad_leap_day);
+        assert!(built.is_err());
     }
 
     #[test]
