@@ -40,6 +40,10 @@ def _configure_environment() -> None:
     os.environ.pop("TRACECODE_MASTER_KEY_FILE", None)
     os.environ.pop("TRACECODE_JWT_SECRET", None)
     os.environ["TRACECODE_LOG_LEVEL"] = "WARNING"
+    # Media under a folder of the session's own: files are kept by brand id, and brand ids start
+    # again in each session's database — another xdist worker's brand, or a brand of an earlier
+    # run, of the same id wrote into the same folder the media tests look in.
+    os.environ["TRACECODE_MEDIA_DIR"] = str(var / "test-media" / SESSION)
     # Every request of the shared test client comes from one address, and fuzzing tests fail
     # logins by the hundred: the per-IP login limit is tested on an app of its own
     # (tests/test_hardening_access.py), not left to trip the rest of the suite.
@@ -72,7 +76,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    import shutil
+
     from app import embedded
+
+    shutil.rmtree(os.environ["TRACECODE_MEDIA_DIR"], ignore_errors=True)
 
     if _admin_db_url:
         try:
