@@ -346,6 +346,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         if self.db_pool_min > self.db_pool_max:
             raise SettingsError(f"{PREFIX}DB_POOL_MIN must not exceed {PREFIX}DB_POOL_MAX")
+        # as an organisation's (``app.orgs.schemas.CompanyPrefix``): GS1 allocates no all-zero
+        # prefix, and by the longest-prefix rule "000000" claims every GTIN-8 (000000…)
+        if not self.gs1_company_prefix.strip("0"):
+            raise SettingsError(
+                f"{PREFIX}GS1_COMPANY_PREFIX={self.gs1_company_prefix} is all zeros: GS1 "
+                "allocates no such prefix"
+            )
         versions = self.active_key_versions
         if self.replica_sticky_seconds < self.replica_max_lag_seconds:
             raise SettingsError(

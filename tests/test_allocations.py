@@ -730,6 +730,43 @@ async def test_an_allocation_from_a_pool_shared_with_an_organisation_closed_sinc
     assert given.status_code == 201, given.text
 
 
+async def test_an_allocations_codes_are_not_fetched_again_once_its_recipient_is_closed(
+    client: httpx.AsyncClient, login: Any, demo: Any
+) -> None:
+    """A probe: a new allocation for a closed recipient is 422 ``org_inactive``, but the brand's
+    planner fetched an earlier allocation's codes and PINs again (``GET /allocations/{id}/codes``,
+    200; a retry of its ``POST`` under the same client id likewise) after its recipient was
+    deactivated. 422 ``org_inactive`` (GET and HEAD naming ``allocation_id``, the retry
+    ``client_id``), nothing audited; the codes come again once it is active again."""
+    admin, planner = await login("admin"), await login("planner")
+    printer = await _contract_printer(client, admin, demo)
+    batch_no, _ = await issue_units(client, login, demo, 10)
+    pool = await client.post(
+        "/pools",
+        headers=planner,
+        json={"name": f"refetch-{batch_no}", "batches": [batch_no], "recipient_org_id": printer},
+    )
+    assert pool.status_code == 201, pool.text
+    body = {"pool_id": pool.json()["id"], "count": 2, "client_id": f"refetch-{batch_no}"}
+    given = await _allocate(client, planner, **body)
+    assert len(_codes(given)) == 2
+    location = given.headers["location"]
+    assert (await client.get(f"{location}/codes", headers=planner)).status_code == 200
+    assert (await client.post(f"/orgs/{printer}/deactivate", headers=admin)).status_code == 200
+    refused = await client.get(f"{location}/codes", headers=planner)
+    error = assert_error(refused, 422)
+    assert error["code"] == "org_inactive" and error["details"]["field"] == "allocation_id", error
+    head = await client.head(f"{location}/codes", headers=planner)
+    assert head.status_code == 422 and not head.content
+    retry = assert_error(await _allocate(client, planner, **body), 422)
+    assert retry["code"] == "org_inactive" and retry["details"]["field"] == "client_id", retry
+    assert (await client.post(f"/orgs/{printer}/activate", headers=admin)).status_code == 200
+    again = await client.get(f"{location}/codes", headers=planner)
+    assert again.status_code == 200 and again.text == given.text, again.text
+    replayed = await _allocate(client, planner, **body)
+    assert replayed.status_code == 200 and replayed.text == given.text, replayed.text
+
+
 async def test_a_recipients_deactivation_waits_for_an_allocation_to_it(
     client: httpx.AsyncClient, login: Any, demo: Any, app: Any
 ) -> None:

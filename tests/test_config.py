@@ -33,6 +33,7 @@ def test_defaults_and_values_from_the_environment() -> None:
         ({"TRACECODE_PORT": "70000"}, "TRACECODE_PORT"),
         ({"TRACECODE_PIN_LENGTH": "3"}, "TRACECODE_PIN_LENGTH"),
         ({"TRACECODE_GS1_COMPANY_PREFIX": "12AB"}, "TRACECODE_GS1_COMPANY_PREFIX"),
+        ({"TRACECODE_GS1_COMPANY_PREFIX": "000000"}, "TRACECODE_GS1_COMPANY_PREFIX"),
         ({"TRACECODE_LOG_LEVEL": "LOUD"}, "TRACECODE_LOG_LEVEL"),
         (
             {"TRACECODE_CURRENT_KEY_VERSION": "3", "TRACECODE_KEY_VERSIONS": "1,2"},
@@ -45,6 +46,17 @@ def test_defaults_and_values_from_the_environment() -> None:
 def test_bad_values_name_the_variable(env: dict[str, str], variable: str) -> None:
     with pytest.raises(SettingsError, match=variable):
         load_settings(env)
+
+
+def test_an_all_zero_company_prefix_is_refused() -> None:
+    """A probe: an organisation's company prefix of zeros only is refused (GS1 allocates none,
+    and "000000" claimed every GTIN-8), but ``TRACECODE_GS1_COMPANY_PREFIX=000000`` (or any
+    length of zeros) was taken. Now the start-up stops with the variable named and why."""
+    for zeros in ("000000", "0000000", "000000000000"):
+        with pytest.raises(SettingsError, match=f"GS1_COMPANY_PREFIX={zeros} is all zeros"):
+            load_settings({"TRACECODE_GS1_COMPANY_PREFIX": zeros})
+    for prefix in ("000001", "100000", "6901234"):
+        assert load_settings({"TRACECODE_GS1_COMPANY_PREFIX": prefix}).gs1_company_prefix == prefix
 
 
 def test_master_key_must_exist_and_be_32_bytes(tmp_path: Path) -> None:

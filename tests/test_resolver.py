@@ -421,6 +421,38 @@ async def test_a_linkset_is_answered_only_where_acceptable(
         assert "linkset" in response.json()
 
 
+@pytest.mark.parametrize(
+    ("accept", "page"),
+    [
+        ("text/html;q=0", False),
+        ("text/html;q=0, application/json;q=0", False),
+        ("text/html;q=0, */*", False),
+        ("text/*;q=0, */*", False),
+        ("application/json;q=0, text/html;q=0.1, */*;q=0.5", True),
+        ("application/json;q=0, text/*", True),
+        ("text/html, */*", True),
+        (BROWSER, True),
+        ("*/*", False),
+        ("application/json, text/html", False),
+        ("", False),
+    ],
+)
+async def test_a_page_only_where_html_is_acceptable_before_json(
+    client: Any, accept: str, page: bool
+) -> None:
+    """A probe: whether a client wants a page (``pages.wants_page``, the resolver's refusals and
+    every H5 page's errors) was Litestar's ``request.accept``, which takes ``q=0`` for a type
+    accepted: ``Accept: text/html;q=0`` (RFC 9110 12.5.1: "not acceptable") got the HTML page,
+    and ``application/json;q=0, text/html;q=0.1, */*;q=0.5`` the JSON it refused. Now the
+    q-values are read as the linkset's are (``app.web.accept``)."""
+    response = await client.get(f"/01/09521234543213/21/{SERIAL}", headers={"Accept": accept})
+    assert response.status_code == 404, response.text
+    html = response.headers["content-type"].startswith("text/html")
+    assert html is page, (accept, response.headers["content-type"])
+    if not page:
+        assert_error(response, 404, "unknown_gtin")
+
+
 async def test_a_query_string_not_utf_8_is_a_bad_link_not_a_500(app: Any, client: Any) -> None:
     """A server that passes a query string's raw bytes on (uvicorn, hypercorn) gave the
     resolver one that is no UTF-8: ``request.url`` failed to decode it, a 500. Now a 400."""

@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 from app import audit
 from app.auth.principal import Principal, path_ids
+from app.auth.service import ORG_STATUS
 from app.codes.batches import load_batches, made_under
 from app.codes.schemas import AllocationOut, AllocationRangeOut, CodeAllocationOut
 from app.codes.scheme import NO_KEY_VERSION, ForgedSerial, Scheme, file_key
@@ -280,6 +281,41 @@ async def _file(
     return row["wrap"], data_key(scheme, settings, allocation_id, version)
 
 
+async def check_recipient(
+    conn: Conn, actor: Principal, org_id: int, field: str = "recipient_org_id"
+) -> None:
+    """An organisation of the brand (else 404 ``unknown_org``), active with every one above it:
+    a pool shared with a closed organisation was made, where a batch for a closed printer is
+    refused (a probe): 422 ``org_inactive`` (``field``: the request's field naming it). The
+    recipient of a pool, of a pool's allocation, and of an allocation fetched again.
+
+    Its line (it and every organisation above it) is held ``FOR SHARE`` first, read after: a
+    deactivation (an UPDATE of one of the rows, ``app.orgs.service.set_status``) committed
+    before is seen, one after waits for this transaction, as for a batch's printer
+    (``service.check_printer``). Only the brand's rows are locked (another's: 404 at once)."""
+    brand = f"/{actor.brand_id}/%"
+    await conn.execute(
+        "SELECT 1 FROM orgs o JOIN orgs a "
+        "ON a.id = ANY(string_to_array(trim(both '/' FROM o.path), '/')::bigint[]) "
+        "WHERE o.id = %s AND o.path LIKE %s ORDER BY a.id FOR SHARE OF a",
+        (org_id, brand),
+    )
+    row = await (
+        await conn.execute(
+            f"SELECT {ORG_STATUS} AS status FROM orgs o WHERE o.id = %s AND o.path LIKE %s",
+            (org_id, brand),
+        )
+    ).fetchone()
+    if row is None:
+        raise NotFound("recipient organisation not found", code="unknown_org")
+    if row["status"] != "active":
+        raise Unprocessable(
+            f"organisation {org_id} is inactive (or one above it)",
+            code="org_inactive",
+            details={"field": field},
+        )
+
+
 async def fetch_codes(
     conn: Conn,
     actor: Principal,
@@ -294,6 +330,9 @@ async def fetch_codes(
     # 403 without codes.allocate: the codes (and PINs) are for those who allocate
     kind = await scope(conn, actor)
     out = visible(actor, kind, await load(conn, allocation_id))
+    # its recipient may have been closed since (a probe: its codes and PINs were streamed again
+    # to brand staff after): 422 ``org_inactive``, as a new allocation for it
+    await check_recipient(conn, actor, out.recipient_org_id, field="allocation_id")
     made = await again(conn, scheme, settings, out)
     if audited:
         await audit.record(

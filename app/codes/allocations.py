@@ -49,13 +49,13 @@ from psycopg.types.json import Jsonb
 
 from app import audit
 from app.auth.principal import Principal
-from app.auth.service import ORG_STATUS
 from app.codes import printfile
 from app.codes.allocation_records import (
     Allocated,
     Scope,
     Take,
     again,
+    check_recipient,
     data_key,
     load,
     place,
@@ -126,40 +126,6 @@ def _pool_where(actor: Principal, kind: Scope) -> tuple[list[str], dict[str, Any
     return where, params
 
 
-async def _check_recipient(
-    conn: Conn, actor: Principal, org_id: int, field: str = "recipient_org_id"
-) -> None:
-    """An organisation of the brand (else 404 ``unknown_org``), active with every one above it:
-    a pool shared with a closed organisation was made, where a batch for a closed printer is
-    refused (a probe): 422 ``org_inactive`` (``field``: the request's field naming it).
-
-    Its line (it and every organisation above it) is held ``FOR SHARE`` first, read after: a
-    deactivation (an UPDATE of one of the rows, ``app.orgs.service.set_status``) committed
-    before is seen, one after waits for this transaction, as for a batch's printer
-    (``service.check_printer``). Only the brand's rows are locked (another's: 404 at once)."""
-    brand = f"/{actor.brand_id}/%"
-    await conn.execute(
-        "SELECT 1 FROM orgs o JOIN orgs a "
-        "ON a.id = ANY(string_to_array(trim(both '/' FROM o.path), '/')::bigint[]) "
-        "WHERE o.id = %s AND o.path LIKE %s ORDER BY a.id FOR SHARE OF a",
-        (org_id, brand),
-    )
-    row = await (
-        await conn.execute(
-            f"SELECT {ORG_STATUS} AS status FROM orgs o WHERE o.id = %s AND o.path LIKE %s",
-            (org_id, brand),
-        )
-    ).fetchone()
-    if row is None:
-        raise NotFound("recipient organisation not found", code="unknown_org")
-    if row["status"] != "active":
-        raise Unprocessable(
-            f"organisation {org_id} is inactive (or one above it)",
-            code="org_inactive",
-            details={"field": field},
-        )
-
-
 async def _pool_recipient(
     conn: Conn, actor: Principal, kind: Scope, org_id: int | None
 ) -> int | None:
@@ -171,7 +137,7 @@ async def _pool_recipient(
             raise NotFound("recipient organisation not found", code="unknown_org")
         return actor.org_id
     if org_id is not None:
-        await _check_recipient(conn, actor, org_id)
+        await check_recipient(conn, actor, org_id)
     return org_id
 
 
@@ -460,6 +426,8 @@ async def _replay(
             details={"allocation_id": str(earlier["id"])},
         )
     out = visible(actor, kind, await load(conn, str(earlier["id"])))
+    # as ``GET /allocations/{id}/codes``: not again to a recipient closed since
+    await check_recipient(conn, actor, out.recipient_org_id, field="client_id")
     made = await again(conn, scheme, settings, out)
     await audit.record(
         conn, actor, "replay", "code_allocation", out.id, after={"client_id": data.client_id}
@@ -497,7 +465,7 @@ async def allocate(
     if pool is not None and pool.recipient_org_id is not None:
         # the organisation the pool was shared with may have been closed since (a probe: codes
         # and PINs given out to it, 201): held, as the batches next, to the commit
-        await _check_recipient(conn, actor, pool.recipient_org_id, field="pool_id")
+        await check_recipient(conn, actor, pool.recipient_org_id, field="pool_id")
     if pool is not None:
         rows = await _lock_pool(conn, pool.id)
     else:

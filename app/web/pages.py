@@ -48,6 +48,7 @@ from app.verify.record import CHECK_RETRY_SECONDS
 from app.verify.routes import client_ip
 from app.verify.schemas import VerifyIn, VerifyOut
 from app.web import content_html, draw_html, html, member_html, session
+from app.web.accept import media_ranges, quality
 from app.web.console import accepts_gzip
 from app.web.i18n import WORDS, Lang, pick, word
 from app.web.queries import claimable, is_published, published_product
@@ -201,9 +202,18 @@ def message_page(
 def wants_page(request: Request[Any, Any, Any]) -> bool:
     """Whether the client asks for a page before JSON (``Accept``, RFC 9110 q-values): a
     phone's browser (``text/html,…,*/*;q=0.8``), not an API client (``*/*``, JSON, none)."""
-    if not request.headers.get("accept"):
+    return page_first(request.headers.get("accept", ""))
+
+
+def page_first(accept: str) -> bool:
+    """Whether ``accept`` rates HTML above JSON (``accept.quality``: the most specific range
+    decides, a tie in q goes to the more specific one, an exact tie to JSON). ``q=0`` is not
+    acceptable (RFC 9110 12.5.1): ``text/html;q=0`` is no page (``request.accept`` took it)."""
+    if not accept.strip():
         return False
-    return request.accept.best_match([MediaType.JSON, MediaType.HTML]) == MediaType.HTML
+    ranges = media_ranges(accept)
+    page = quality(ranges, MediaType.HTML)
+    return page[0] > 0 and page > quality(ranges, MediaType.JSON)
 
 
 def html_error(request: Request[Any, Any, Any], exc: Exception) -> Response[str]:

@@ -33,7 +33,6 @@ turn the resolver into a redirector to someone else's site.
 
 from __future__ import annotations
 
-import re
 from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import quote, unquote_plus, urlsplit, urlunsplit
@@ -47,6 +46,7 @@ from app.db import Conn
 from app.errors import AppError, NotFound, ValidationFailed
 from app.head import GET_HEAD
 from app.web import session
+from app.web.accept import media_ranges, quality
 from app.web.html import own_media
 from app.web.i18n import word
 from app.web.pages import message_page, wants_page
@@ -78,7 +78,6 @@ HEADER_TITLES = {
     "gs1:instructions": "Product video",
 }
 QUALIFIERS = ("22", "10", "21")  # key qualifiers of a GTIN, in URI order
-_QVALUE = re.compile(r"0(\.[0-9]{0,3})?|1(\.0{0,3})?")  # RFC 9110 12.4.2
 # The media type of a video elsewhere, by its name's extension (none for another: left out)
 VIDEO_TYPES = {
     ".mp4": "video/mp4",
@@ -171,50 +170,19 @@ def with_query(href: str, query: str) -> str:
     return urlunsplit(parts._replace(query=f"{parts.query}&{query}" if parts.query else query))
 
 
-def _ranges(accept: str) -> list[tuple[str, str, float]]:
-    """The media ranges of ``Accept`` with their q-values (RFC 9110 12.5.1; one that is no
-    qvalue counts as 1, as Litestar's ``request.accept`` has it); none: ``*/*``."""
-    if not accept.strip():
-        return [("*", "*", 1.0)]
-    ranges = []
-    for item in accept.split(","):
-        kind, *params = item.split(";")
-        main, _, sub = kind.strip().lower().partition("/")
-        q = 1.0
-        for param in params:
-            name, _, value = param.partition("=")
-            if name.strip().lower() == "q" and _QVALUE.fullmatch(value.strip()):
-                q = float(value)
-        ranges.append((main, sub, q))
-    return ranges
-
-
-def _quality(ranges: list[tuple[str, str, float]], media_type: str) -> tuple[float, int]:
-    """The q-value of ``media_type``: that of the most specific range matching it (RFC 9110
-    12.5.1), 0 if none does; and how specific (3: the type itself, 2: ``type/*``, 1: ``*/*``)."""
-    main, sub = media_type.split("/", 1)
-    specific = {(main, sub): 3, (main, "*"): 2, ("*", "*"): 1}
-    best = (0.0, 0)
-    for range_main, range_sub, q in ranges:
-        rank = specific.get((range_main, range_sub), 0)
-        if rank > best[1]:
-            best = (q, rank)
-    return best
-
-
 def linkset_type(accept: str, wanted: str | None) -> str | None:
     """The media type of the linkset answer, or None for the link's redirect (the q-values
     read: ``request.accept`` takes ``q=0`` for a type accepted). A linkset when ``linkType``
     asks for one, or when ``Accept`` names ``application/linkset+json`` itself with a q-value
     above 0 and below none other (``*/*`` alone, a browser's, is the redirect); as plain JSON
     when the client rates ``application/json`` above the linkset type."""
-    ranges = _ranges(accept)
-    linkset_q, rank = _quality(ranges, LINKSET)
+    ranges = media_ranges(accept)
+    linkset_q, rank = quality(ranges, LINKSET)
     if wanted not in LINKSET_TYPES:
         top = max(q for _, _, q in ranges)
         if wanted is not None or rank != 3 or linkset_q <= 0 or linkset_q < top:
             return None
-    return MediaType.JSON if _quality(ranges, MediaType.JSON)[0] > linkset_q else LINKSET
+    return MediaType.JSON if quality(ranges, MediaType.JSON)[0] > linkset_q else LINKSET
 
 
 def canonical_path(ais: dict[str, str]) -> str:
