@@ -33,7 +33,7 @@ Text = Annotated[str, msgspec.Meta(max_length=500)]
 # TRACECODE_GS1_COMPANY_PREFIX, the platform's, is checked); its case codes' SSCCs carry it.
 # Not all zeros: GS1 allocates no such prefix (a probe: "000000" was given, and by the longest
 # prefix rule it claimed every other brand's GTIN-8, whose GTIN-14 starts 000000).
-CompanyPrefix = Annotated[str, msgspec.Meta(pattern=r"^(?!0+$)[0-9]{6,12}(?!\n)$")]
+CompanyPrefix = Annotated[str, msgspec.Meta(pattern=r"^(?!0+(?!\n)$)[0-9]{6,12}(?!\n)$")]
 Phone = Annotated[str, msgspec.Meta(max_length=32, pattern=r"^[0-9+() -]*(?!\n)$")]
 # WGS 84 degrees; both or neither (a store's position: field check-ins are measured from it)
 Latitude = Annotated[float, msgspec.Meta(ge=-90, le=90)]
