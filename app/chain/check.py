@@ -147,20 +147,29 @@ async def _unchained(conn: Conn, walk: _Walk, brand_id: int, head: dict[str, Any
         )
 
 
+def _unsigned(walk: _Walk, anchor: anchors.Anchor, public: bytes) -> bool:
+    """Whether ``anchor`` is not signed by this server's key (then reported
+    ``anchor_signature``): a forged row, whatever it names."""
+    if anchors.verifies(anchor, public):
+        return False
+    walk.add(
+        "anchor_signature",
+        anchor.position,
+        None,
+        f"anchor {anchor.id} is not signed by this server's key",
+    )
+    return True
+
+
 async def _anchors(
     conn: Conn, settings: Settings, walk: _Walk, brand_id: int, first: int, last: int
 ) -> int:
     public = anchors.public_key(settings)
     found = await anchors.anchors_between(conn, brand_id, first, last)
     for anchor in found:
-        if not anchors.verifies(anchor, public):
-            walk.add(
-                "anchor_signature",
-                anchor.position,
-                None,
-                f"anchor {anchor.id} is not signed by this server's key",
-            )
-        elif walk.stored.get(anchor.position, b"").hex() != anchor.hash:
+        if _unsigned(walk, anchor, public):
+            continue
+        if walk.stored.get(anchor.position, b"").hex() != anchor.hash:
             walk.add(
                 "anchor_mismatch",
                 anchor.position,
@@ -211,14 +220,7 @@ async def _anchors_beyond(conn: Conn, settings: Settings, walk: _Walk, brand_id:
     public = anchors.public_key(settings)
     found = await anchors.anchors_beyond_head(conn, brand_id, MAX_PROBLEMS)
     for anchor in found:
-        if not anchors.verifies(anchor, public):
-            walk.add(
-                "anchor_signature",
-                anchor.position,
-                None,
-                f"anchor {anchor.id} is not signed by this server's key",
-            )
-        else:
+        if not _unsigned(walk, anchor, public):
             walk.add(
                 "anchor_beyond_head",
                 anchor.position,
