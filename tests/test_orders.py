@@ -15,6 +15,7 @@ from tests.helpers import (
     issue_cases,
     issue_units,
     key_of,
+    new_org,
     new_user,
     sales_order,
 )
@@ -469,26 +470,31 @@ async def test_the_open_and_shipped_orders_are_asked_for_past_newer_cancelled_on
     400."""
     goods = await pack(client, login, app, demo, 1)
     partner, clerk = await login("partner"), await login("clerk")
-    still_open = await sales_order(client, login, demo, goods.product_id, 5)
-    shipped = await sales_order(client, login, demo, goods.product_id, 10)
+    # an agent of the test's own: its orders alone are paged (``org_id``), not the open ones
+    # every other test leaves to the demo's agents (more than 99 pages of 2 on a whole run)
+    agent = await new_org(client, await login("admin"), "agent", demo["BRAND-LUMI"])
+    ours = {**demo, "OURS": agent["id"]}
+    still_open = await sales_order(client, login, ours, goods.product_id, 5, to="OURS")
+    shipped = await sales_order(client, login, ours, goods.product_id, 10, to="OURS")
     await move(client, clerk, goods.cases, kind="outbound", order_id=shipped)
-    closed = await sales_order(client, login, demo, goods.product_id, 5)
+    closed = await sales_order(client, login, ours, goods.product_id, 5, to="OURS")
     assert (await client.post(f"/orders/{closed}/close", headers=partner)).status_code == 200
     cancelled = []
     for _ in range(3):  # newer than the open and shipped ones
-        cancelled.append(await sales_order(client, login, demo, goods.product_id, 5))
+        cancelled.append(await sales_order(client, login, ours, goods.product_id, 5, to="OURS"))
         answer = await client.post(f"/orders/{cancelled[-1]}/cancel", headers=partner)
         assert answer.status_code == 200, answer.text
 
-    wanted = {"status": ["open", "shipped"], "per_page": 2}
+    wanted = {"status": ["open", "shipped"], "per_page": 1, "org_id": agent["id"]}
     offered = await _all_pages(client, clerk, wanted)
     assert {o["status"] for o in offered} <= {"open", "shipped"}, offered
     ids = [o["id"] for o in offered]
     assert {still_open, shipped} <= set(ids) and len(ids) == len(set(ids))
     assert not {closed, *cancelled} & set(ids)
+    assert ids == [shipped, still_open]  # newest first, one a page
     first = await client.get("/orders", headers=clerk, params={**wanted, "page": 1})
-    assert first.json()["total"] == len(ids) and len(first.json()["items"]) == 2
-    only_open = await _all_pages(client, clerk, {"status": "open", "per_page": 200})
+    assert first.json()["total"] == 2 and len(first.json()["items"]) == 1
+    only_open = await _all_pages(client, clerk, {"status": "open", "org_id": agent["id"]})
     assert still_open in {o["id"] for o in only_open} and shipped not in {
         o["id"] for o in only_open
     }
