@@ -19,7 +19,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from tests.helpers import activate, assert_error, issue_cases, issue_units, key_of
+from tests.helpers import activate, assert_error, issue_cases, issue_units, key_of, new_user
 from tests.steady import clear_of_midnight
 from tests.test_field_scoping import _login, _user
 from tests.test_logistics import (  # noqa: F401 (deep_tree, via_branch: fixtures)
@@ -1570,3 +1570,46 @@ async def test_forged_codes_in_a_long_qr_keep_their_serials_and_alerts(
         )
     ).fetchall()
     assert len({r["dedup_key"] for r in rows}) == 2, rows
+
+
+async def test_the_inspector_filter_lists_who_made_the_records_each_caller_sees(
+    client: Any, login: Any, demo: Any, goods: dict[str, Any]
+) -> None:
+    """The console's inspector filter offered the inspectors of the newest 200 records only (an
+    inspector or a report reader may not read the user directory): one who inspects rarely was
+    missing. ``GET /inspections/inspectors`` names everyone behind the records the caller sees,
+    by name, with how many and the newest; another agent's inspectors are not among them."""
+    tag = secrets.token_hex(3)
+    zj, gd = await login("agent_admin"), await login("gd_admin")
+    people = {}
+    for admin, org, who in ((zj, "AGENT-ZJ", "b"), (gd, "AGENT-GD", "a")):
+        made = await new_user(client, admin, demo[org], ["inspector"], username=f"{who}-insp-{tag}")
+        people[org] = (made["id"], await login(made["username"], made["password"]))
+    for unit in goods["units"][20:22]:  # case 2: never shipped, found at a ZJ store
+        answer = await scan(client, people["AGENT-ZJ"][1], unit, "STORE-HZ-01")
+        assert answer.status_code == 201, answer.text
+    answer = await scan(client, people["AGENT-GD"][1], goods["units"][22], "STORE-GZ-01")
+    assert answer.status_code == 201, answer.text
+
+    async def inspectors(headers: Any, **query: Any) -> list[tuple[int, str, int]]:
+        found = await client.get("/inspections/inspectors", headers=headers, params=query)
+        assert found.status_code == 200, found.text
+        body = found.json()
+        assert body["total"] == len(body["items"]) and all(i["last_at"] for i in body["items"])
+        return [(i["id"], i["username"], i["records"]) for i in body["items"]]
+
+    zj_id, gd_id = people["AGENT-ZJ"][0], people["AGENT-GD"][0]
+    assert await inspectors(zj, q=tag) == [(zj_id, f"b-insp-{tag}", 2)]
+    assert await inspectors(gd, q=f"INSP-{tag}") == [(gd_id, f"a-insp-{tag}", 1)]  # any case
+    both = [(gd_id, f"a-insp-{tag}", 1), (zj_id, f"b-insp-{tag}", 2)]
+    assert await inspectors(await login("admin"), q=tag) == both  # by name
+    # the inspector itself reads its own area's records: itself
+    assert await inspectors(people["AGENT-ZJ"][1], q=tag) == [(zj_id, f"b-insp-{tag}", 2)]
+    assert await inspectors(zj, q="%") == []  # a % is a %, not every name
+    for bad in ({"q": ""}, {"q": "x" * 65}, {"per_page": 201}, {"page": 0}):
+        assert_error(await client.get("/inspections/inspectors", headers=zj, params=bad), 400)
+    assert_error(
+        await client.get("/inspections/inspectors", headers=await login("fieldrep")),
+        403,
+        "permission_denied",
+    )

@@ -20,6 +20,7 @@ from app.inspect.schemas import (
     InspectionBatchOut,
     InspectionIn,
     InspectionOut,
+    InspectorOut,
     Result,
     ScanOut,
     SummaryOut,
@@ -127,6 +128,19 @@ class InspectionController(Controller):
         units inspected, those found outside its area and at which stores. Default: 30 days.
         ``store_id`` narrows either to the inspections at that store."""
         return await summaries.summary(conn, principal, by, date_from, date_to, store_id)
+
+    @get("/inspectors")
+    async def list_inspectors(
+        self,
+        conn: Conn,
+        principal: Principal,
+        q: Annotated[str | None, Parameter(min_length=1, max_length=64)] = None,
+        page: PageNo = 1,
+        per_page: PerPage = 50,
+    ) -> Page[InspectorOut]:
+        """Who made the records the caller sees, by name, with how many and the newest: the
+        inspector filter's choices. ``q``: part of a username or display name."""
+        return await service.list_inspectors(conn, principal, q, page, per_page)
 
     @get("/{record_id:int}")
     async def get_record(self, record_id: int, conn: Conn, principal: Principal) -> InspectionOut:

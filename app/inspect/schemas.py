@@ -69,6 +69,16 @@ class ProductRef(msgspec.Struct, frozen=True, kw_only=True):
     name: str
 
 
+class InspectorOut(msgspec.Struct, frozen=True, kw_only=True):
+    """Someone who made inspection records the caller sees: the console's inspector filter."""
+
+    id: int
+    username: str
+    display_name: str
+    records: int  # of those the caller sees
+    last_at: datetime  # the newest of them (the phone's time of its scan when it sent one)
+
+
 class InspectionOut(msgspec.Struct, frozen=True, kw_only=True):
     """One unit inspected (one record of the log).
 

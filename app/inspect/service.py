@@ -58,6 +58,7 @@ from app.inspect.schemas import (
     Gps,
     InspectionIn,
     InspectionOut,
+    InspectorOut,
     OrgRef,
     ProductRef,
     ScanOut,
@@ -67,7 +68,7 @@ from app.localtime import REPORT_TZ, ZONE
 from app.locks import Lock, xact_lock
 from app.logistics.center import nearest_agent
 from app.orgs.schemas import SELLING_KINDS
-from app.paging import Page, check_period, fetch_page
+from app.paging import Page, check_period, contains, fetch_page
 
 SEVERITY = {"diverted": "critical", "unknown_route": "warning", "counterfeit": "critical"}
 # a counterfeit is a fake wherever it is found (alert.counterfeit to webhooks; probe K:
@@ -979,6 +980,32 @@ async def list_records(
         page=page,
         per_page=per_page,
         make=record_out,
+    )
+
+
+async def list_inspectors(
+    conn: Conn, actor: Principal, q: str | None, page: int, per_page: int
+) -> Page[InspectorOut]:
+    """The people who made the records the caller sees (``list_records``' scope), by name;
+    ``q``: part of the username or display name. An inspector or a report reader may not read
+    the user directory, and the newest records alone missed those who inspect rarely."""
+    require_reader(actor)
+    where, params = _where(actor, Filters())
+    source = f"""(SELECT i.inspector_id AS id, count(*) AS records, max({SCAN_AT}) AS last_at
+                 FROM {RECORD_SOURCE}
+                 WHERE {" AND ".join(where)} AND i.inspector_id IS NOT NULL
+                 GROUP BY i.inspector_id) x JOIN users u ON u.id = x.id"""
+    named = ["(u.username ILIKE %(q)s OR u.display_name ILIKE %(q)s)"] if q else []
+    return await fetch_page(
+        conn,
+        columns="x.id, u.username, u.display_name, x.records, x.last_at",
+        source=source,
+        where=named,
+        params={**params, "q": contains(q)} if q else params,
+        order="lower(coalesce(nullif(u.display_name, ''), u.username)), x.id",
+        page=page,
+        per_page=per_page,
+        make=lambda row: InspectorOut(**row),
     )
 
 

@@ -1806,6 +1806,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/inspections/inspectors": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** ListInspectors */
+        get: operations["InspectionsInspectorsListInspectors"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/inspections/scans/{scan_id}": {
         parameters: {
             query?: never;
@@ -5369,6 +5386,15 @@ export interface components {
             to_date: string;
             totals: components["schemas"]["InspectCounts"];
         };
+        /** InspectorOut */
+        InspectorOut: {
+            display_name: string;
+            id: number;
+            /** Format: date-time */
+            last_at: string;
+            records: number;
+            username: string;
+        };
         /** ItemError */
         ItemError: {
             code: string;
@@ -6052,6 +6078,13 @@ export interface components {
         /** Page[InspectionOut] */
         "Page_app.inspect.schemas.InspectionOut_": {
             items: components["schemas"]["InspectionOut"][];
+            page: number;
+            per_page: number;
+            total: number;
+        };
+        /** Page[InspectorOut] */
+        "Page_app.inspect.schemas.InspectorOut_": {
+            items: components["schemas"]["InspectorOut"][];
             page: number;
             per_page: number;
             total: number;
@@ -19854,6 +19887,86 @@ export interface operations {
             };
             /** @description the body is not of a media type this operation reads */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description well-formed but breaks a rule */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description a store (PostgreSQL or Redis) is unavailable; retry shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    InspectionsInspectorsListInspectors: {
+        parameters: {
+            query?: {
+                q?: string | null;
+                /** @description page number, from 1 */
+                page?: number;
+                /** @description items per page (max 200) */
+                per_page?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_app.inspect.schemas.InspectorOut_"];
+                };
+            };
+            /** @description malformed request: bad JSON, a value of the wrong type or out of range, a control character (`invalid_character`), JSON nested too deep (`too_deep`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description no or an invalid token or API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description a permission is missing */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description not found, or not visible to the caller */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
