@@ -186,6 +186,30 @@ async def served(app: Any) -> AsyncIterator[Any]:
         yield client
 
 
+async def every_item(
+    client: Any, path: str, headers: dict[str, str], **params: Any
+) -> list[dict[str, Any]]:
+    """Every item of a paged list, page after page of 200, each page saying the same total: a
+    list of the demo's (its organisations, keys, categories, lines …) grows with every test of
+    the process, past the first 200 on a whole run, and what a test made may sit on any page
+    (lists in display, id or path order put a new item last, or anywhere)."""
+    items: list[dict[str, Any]] = []
+    total = None
+    for page in itertools.count(1):
+        answer = await client.get(
+            path, headers=headers, params={**params, "page": page, "per_page": 200}
+        )
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert total in (None, body["total"]), (total, body["total"])
+        total = body["total"]
+        items += body["items"]
+        if not body["items"] or len(items) >= total:
+            break
+    assert len(items) == total, (len(items), total)
+    return items
+
+
 async def new_org(
     client: Any, headers: dict[str, str], kind: str, parent_id: int, **fields: Any
 ) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from app._core import gs1_check_digit
-from tests.helpers import acting, assert_error, onboarded_brand, sales_order
+from tests.helpers import acting, assert_error, every_item, onboarded_brand, sales_order
 from tests.race_support import audit_rows, deleted_once, lock_waiters, twice_held
 
 
@@ -271,8 +271,9 @@ async def test_a_store_reads_the_catalogue_entries_its_brand_keeps_elsewhere(
     assert one.status_code == 200 and one.json() == made.json(), one.text
     listed = await client.get("/products", headers=manager, params={"q": f"FAC-{tag}"})
     assert [p["id"] for p in listed.json()["items"]] == [product_id], listed.text
-    categories = await client.get("/categories", headers=manager, params={"per_page": 200})
-    assert category.json()["id"] in {c["id"] for c in categories.json()["items"]}
+    # every page: in display order a new category comes last, after every other test's
+    categories = await every_item(client, "/categories", manager)
+    assert category.json()["id"] in {c["id"] for c in categories}
     assert_error(
         await client.patch(f"/products/{product_id}", headers=manager, json={"name": "x"}), 403
     )

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from tests.helpers import acting, assert_error, onboarded_brand
+from tests.helpers import acting, assert_error, every_item, onboarded_brand
 from tests.race_support import lock_waiters
 
 
@@ -162,10 +162,8 @@ async def test_move_carries_the_subtree_and_refuses_cycles(
         f"/orgs/{dist['id']}/move", headers=admin, json={"parent_id": demo["AGENT-GD"]}
     )
     assert moved.status_code == 200 and moved.json()["parent_id"] == demo["AGENT-GD"]
-    gd_tree = await client.get(
-        "/orgs", headers=admin, params={"root_id": demo["AGENT-GD"], "per_page": 200}
-    )
-    ids = {o["id"] for o in gd_tree.json()["items"]}
+    # every page: other tests add organisations under AGENT-GD, listed in path order
+    ids = {o["id"] for o in await every_item(client, "/orgs", admin, root_id=demo["AGENT-GD"])}
     assert {dist["id"], store["id"]} <= ids
     old_tree = await client.get("/orgs", headers=admin, params={"root_id": agent["id"]})
     assert {o["id"] for o in old_tree.json()["items"]} == {agent["id"]}
@@ -223,8 +221,9 @@ async def test_deactivated_organisation_locks_out_its_users(
 
 async def test_agent_sees_only_its_own_subtree(client: Any, login: Any, demo: Any) -> None:
     zj = await login("agent_admin")
-    listed = await client.get("/orgs", headers=zj, params={"per_page": 200})
-    erp_codes = {o["erp_code"] for o in listed.json()["items"]}
+    # every page: other tests open stores under AGENT-ZJ (by the dozen), listed in path order
+    # (``/brand/agent/123/`` before ``/brand/agent/7/``): the demo's may sit past the first 200
+    erp_codes = {o["erp_code"] for o in await every_item(client, "/orgs", zj)}
     assert {"AGENT-ZJ", "DIST-NB", "STORE-HZ-01", "STORE-NB-01"} <= erp_codes
     assert not erp_codes & {"BRAND-LUMI", "AGENT-GD", "STORE-GZ-01", "FACTORY-SZ"}
     for erp in ("AGENT-GD", "STORE-GZ-01", "BRAND-LUMI"):
