@@ -660,11 +660,12 @@ def _bad_postgres_option(params: Mapping[str, Any]) -> str | None:
 
 
 def _secret_file(path: Path, var: str) -> str:
-    """The text of a file a secret setting names, stripped; unreadable or not UTF-8 text (32
-    raw bytes where hex or base64 belongs: a probe, a traceback naming no setting) is a
-    ``SettingsError`` naming the variable."""
+    """The text of a file a secret setting names, stripped, without a leading byte order mark
+    (Notepad's UTF-8: a probe, a right key refused, as the CLI's passphrase files read it);
+    unreadable or not UTF-8 text (32 raw bytes where hex or base64 belongs: a probe, a
+    traceback naming no setting) is a ``SettingsError`` naming the variable."""
     try:
-        return path.read_text(encoding="utf-8").strip()
+        return path.read_text(encoding="utf-8-sig").strip()
     except OSError as exc:
         raise SettingsError(f"{var}={path} cannot be read: {exc.strerror}") from None
     except UnicodeDecodeError:

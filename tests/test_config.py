@@ -93,6 +93,9 @@ def test_an_unpadded_url_safe_base64_master_key_is_read(tmp_path: Path) -> None:
     path = tmp_path / "master.key"
     path.write_text(unpadded + "\n")
     assert load_settings({"TRACECODE_MASTER_KEY_FILE": str(path)}).master_key_bytes() == key
+    # saved by Notepad (UTF-8 with a byte order mark): a probe, the right key refused
+    path.write_text(key.hex() + "\r\n", encoding="utf-8-sig")
+    assert load_settings({"TRACECODE_MASTER_KEY_FILE": str(path)}).master_key_bytes() == key
     for wrong in (unpadded[:-1], unpadded + "A", unpadded + "==", unpadded[:-2] + "!?"):
         with pytest.raises(SettingsError, match="32 bytes"):  # still 32 bytes of base64 only
             load_settings({"TRACECODE_MASTER_KEY": wrong}).master_key_bytes()

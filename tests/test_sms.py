@@ -790,6 +790,17 @@ async def test_callbacks_are_refused_unsigned_wrongly_signed_or_stale(
         app.state.settings = settings
 
 
+@pytest.mark.parametrize("path", ["/sms/callbacks/http", "/sms/callbacks/http/replies"])
+async def test_a_callback_with_a_huge_timestamp_is_refused_not_a_500(
+    client: Any, callback_secret: None, path: str
+) -> None:
+    """A probe: a 400-digit ``X-Tracecode-Timestamp`` from anyone overflowed the float of its
+    age (only ``ValueError`` was caught) — 500 ``internal_error`` before the signature."""
+    body = b'{"reports": []}'
+    huge = {**_signed(body), "X-Tracecode-Timestamp": "9" * 400}
+    assert_error(await client.post(path, content=body, headers=huge), 401, "invalid_signature")
+
+
 async def test_the_callbacks_document_their_refusals(client: Any) -> None:
     """401 invalid_signature and 403 callbacks_disabled are in the OpenAPI document (schemathesis
     found the 403 undocumented)."""

@@ -91,7 +91,7 @@ def verify_signature(
         raise Forbidden("SMS callbacks are not configured", code="callbacks_disabled")
     try:
         age = abs(time.time() - int(timestamp or ""))
-    except ValueError:
+    except (ValueError, OverflowError):  # 400 digits overflow the float (a probe: a 500)
         age = float("inf")
     expected = sign(secret, timestamp or "", body)
     # Bytes, not str: compare_digest raises TypeError on non-ASCII str (a forged header).
