@@ -19,7 +19,7 @@ from app.config import load_settings
 from app.field import nameplates
 from app.field.checkins import distance_m, judge
 from tests.field_support import HZ, check_in, client_id, nameplate, user_id
-from tests.helpers import assert_error
+from tests.helpers import assert_error, new_org, new_user
 from tests.race_support import audit_rows, lock_waiters, twice_held
 from tests.test_field_scoping import _user
 
@@ -608,3 +608,33 @@ async def test_the_rep_filter_offers_every_rep_the_caller_may_filter_by(
     assert named.json()["items"] == [
         {"id": rep_id, "name": f"{tag}a", "username": f"{tag}a", "status": "active"}
     ]
+
+
+async def test_a_stores_own_admin_moves_its_position_nowhere(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: ``PUT /field/stores/{id}/position`` refused the store's own staff (404), but
+    ``PATCH /orgs/{id}`` on its own organisation wrote the same position for its org_admin —
+    moved to where a rep then checked in 140 km away, the visit was judged in range. The
+    position through ``PATCH /orgs`` and the organisation import is 422 ``own_org`` for the
+    store's own staff; the agent above it still sets it there."""
+    agent_admin = await login("agent_admin")
+    store = await new_org(
+        client, agent_admin, "store", demo["AGENT-ZJ"], latitude=HZ[0], longitude=HZ[1]
+    )
+    manager = await new_user(client, agent_admin, store["id"], ["org_admin"])
+    own = await login(manager["username"], manager["password"])
+    far = {"latitude": 29.8700, "longitude": 121.5530}  # Ningbo
+    path = f"/orgs/{store['id']}"
+    assert_error(await client.patch(path, headers=own, json=far), 422, "own_org")
+    row = {"erp_code": store["erp_code"], "latitude": far["latitude"]}
+    answer = await client.post("/orgs/import", headers=own, json={"items": [row]})
+    assert answer.status_code == 200 and answer.json()["rejected"] == 1, answer.text
+    assert [e["code"] for e in answer.json()["errors"]] == ["own_org"], answer.text
+    renamed = await client.patch(path, headers=own, json={"name": f"{store['name']} 2"})
+    assert renamed.status_code == 200, renamed.text  # the rest of its own record: its own
+    plate = (await nameplate(client, login, store["id"]))["code"]
+    checked = await check_in(client, await login("fieldrep"), plate, at=tuple(far.values()))
+    assert checked.status_code == 201 and checked.json()["flag"] == "out_of_range", checked.text
+    moved = await client.patch(path, headers=agent_admin, json=far)
+    assert moved.status_code == 200 and moved.json()["latitude"] == far["latitude"], moved.text

@@ -359,7 +359,7 @@ async def update_org(conn: Conn, actor: Principal, org_id: int, patch: OrgPatch)
     operator's to give or change (``platform.admin``, as a brand's creation;
     ``check_company_prefix``, ``_check_company_prefix_change``)."""
     actor.require("orgs.write")
-    await administered(conn, actor, org_id)
+    org_path = (await administered(conn, actor, org_id))["path"]
     prefix_asked = patch.gs1_company_prefix is not msgspec.UNSET
     # the row held before its "before" is read: a concurrent change is audited before or after
     # this one, never skipped (a probe); NO KEY: references to the organisation are not held up,
@@ -382,6 +382,17 @@ async def update_org(conn: Conn, actor: Principal, org_id: int, patch: OrgPatch)
         await _check_company_prefix_change(conn, before, prefix)
         if prefix is not None:
             await check_company_prefix(conn, prefix, org_id)
+    if (
+        before.kind == "store"
+        and org_path == actor.org_path
+        and {"latitude", "longitude"} & set(changes)
+    ):
+        # the field force's check-ins are measured from it: set from above, as
+        # ``PUT /field/stores/{id}/position`` is (a probe: a store's own org_admin moved it to
+        # where a rep checked in 140 km away, judged in range)
+        raise Unprocessable(
+            "a store's position is set by the organisations above it", code="own_org"
+        )
     merged = {**msgspec.structs.asdict(before), **changes}
     check_region(
         merged["province_code"], merged["province_name"], merged["city_code"], merged["city_name"]
