@@ -108,8 +108,13 @@ def formula_safe(text: str) -> str:
 
 def local_time(value: datetime) -> str:
     """A moment as the brands' wall clock shows it, with its offset (``…+08:00``): a file read
-    in Beijing showed UTC times, eight hours off what the console shows (probe AA)."""
-    return (value.astimezone(ZONE) if value.tzinfo is not None else value).isoformat()
+    in Beijing showed UTC times, eight hours off what the console shows (probe AA). A moment
+    past 9999 there (stored before bodies were bounded, ``app.bodies.AwareTime``) keeps its own
+    offset."""
+    try:
+        return (value.astimezone(ZONE) if value.tzinfo is not None else value).isoformat()
+    except OverflowError:
+        return value.isoformat()
 
 
 def csv_cell(value: Any) -> Any:

@@ -23,6 +23,7 @@ import pytest
 
 from app.verify.service import Verifier
 from tests.h5_support import activated_batch, result_of, text_of, unit
+from tests.helpers import assert_error
 from tests.points_support import member_client, new_member, random_phone, set_rule
 from tests.rebates_support import store_goods
 from tests.sms_gateway import LocalGateway, last_code, sms_gateway  # noqa: F401 - the fixture
@@ -1187,3 +1188,33 @@ async def test_a_deactivated_brand_s_answer_page_offers_no_points_claim(
         assert (
             await phone.get("/member/login", params={"brand": t["brand"]["id"]})
         ).status_code == 404
+
+
+@pytest.mark.usefixtures("sms_gateway")
+async def test_a_gift_offered_past_the_calendar_is_refused_and_its_last_moment_is_shown(
+    h5: httpx.AsyncClient, client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: a gift offered until 9999-12-31T23:59:59Z (year 10000 in Beijing, where the
+    gifts page shows its end) made the members' gifts page a 500. Refused as any bad date is
+    (400 naming the field), on a new gift and a change; the calendar's last moment is shown."""
+    admin = await login("admin")
+    body = {"name": "永久 Forever", "points_cost": 1, "kind": "offline", "stock": 1}
+    for late in ("9999-12-31T23:59:59Z", "9999-12-31T20:00:00-05:00"):
+        answer = await client.post("/gifts", headers=admin, json={**body, "valid_to": late})
+        error = assert_error(answer, 400, "validation_failed")
+        assert error["details"][0]["field"] == "valid_to", error
+    gift = await new_gift(client, login, **body)
+    changed = await client.patch(
+        f"/gifts/{gift['id']}", headers=admin, json={"valid_to": "9999-12-31T23:59:59Z"}
+    )
+    assert assert_error(changed, 400, "validation_failed")["details"][0]["field"] == "valid_to"
+    last = await client.patch(
+        f"/gifts/{gift['id']}", headers=admin, json={"valid_to": "9999-12-31T15:59:59Z"}
+    )
+    assert last.status_code == 200, last.text
+    await signed_in(h5, demo["BRAND-LUMI"])
+    page = assert_page(await h5.get("/member/gifts"))
+    card = page[page.index(f'data-gift="{gift["id"]}"') :].split("</section>")[0]
+    assert "9999-12-31 23:59" in text_of(card)
+    gone = await client.delete(f"/gifts/{gift['id']}", headers=admin)
+    assert gone.status_code == 204, gone.text

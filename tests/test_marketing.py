@@ -699,3 +699,53 @@ async def test_an_unknown_province_filter_is_blamed_on_the_query(client: Any, lo
     assert (detail["field"], detail["source"]) == ("province", "query"), detail
     named = await client.get("/promotions", headers=marketer, params={"province": "Zhejiang"})
     assert named.status_code == 200, named.text
+
+
+async def test_a_promotion_past_the_calendar_is_refused_and_its_last_moment_is_shown(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a promotion "always on", ending 9999-12-31T23:59:59Z, was created (201), and the
+    members' page of promotions was a 500 for every member of its province: in Beijing, where
+    the page shows its end, that moment is in year 10000. A time past the calendar's last moment
+    in Beijing is refused as any bad date is (400 naming the field); the last one is shown."""
+    marketer = await login("marketer")
+    base = {"title": f"Always on {_tag()}", "published": True}
+    for late in ("9999-12-31T23:59:59Z", "9999-12-31T16:00:00Z", "9999-12-31T23:59:59-12:00"):
+        answer = await client.post("/promotions", headers=marketer, json={**base, "ends_at": late})
+        error = assert_error(answer, 400, "validation_failed")
+        assert error["details"][0]["field"] == "ends_at", error
+    early = await client.post(
+        "/promotions", headers=marketer, json={**base, "starts_at": "0001-01-01T00:00:00+01:00"}
+    )  # year 0 in UTC, where the database keeps it
+    assert assert_error(early, 400, "validation_failed")["details"][0]["field"] == "starts_at"
+    made = await _promotion(client, marketer, provinces=["浙江省"], **base)
+    later = await client.patch(
+        f"/promotions/{made['id']}", headers=marketer, json={"ends_at": "9999-12-31T23:59:59Z"}
+    )
+    assert assert_error(later, 400, "validation_failed")["details"][0]["field"] == "ends_at"
+    last = await client.patch(
+        f"/promotions/{made['id']}", headers=marketer, json={"ends_at": "9999-12-31T23:59:59+08:00"}
+    )
+    assert last.status_code == 200, last.text
+    _, member, _ = await new_member(app, demo["BRAND-LUMI"], province="浙江省")
+    assert made["title"] in await _shown(client, member)
+    async with _signed_in(app, member) as mc:
+        page = await mc.get("/member/promotions")
+    assert page.status_code == 200, page.text
+    shown = text_of(page.text)
+    assert made["title"] in shown and "9999-12-31 23:59" in shown
+    gone = await client.delete(f"/promotions/{made['id']}", headers=marketer)
+    assert gone.status_code == 204, gone.text
+
+
+def test_a_time_past_the_calendar_in_beijing_is_shown_not_a_500() -> None:
+    """A time stored before bodies were bounded (``app.bodies.AwareTime``) has no Beijing
+    reading: pages show the calendar's last minute, files the time at its own offset."""
+    from app.tabular import local_time
+    from app.verify.messages import when
+
+    stored = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+    assert when(stored) == "9999-12-31 23:59"
+    assert when(datetime(9999, 12, 31, 15, 59, tzinfo=UTC)) == "9999-12-31 23:59"
+    assert local_time(stored) == "9999-12-31T23:59:59+00:00"
+    assert local_time(datetime(2026, 12, 1, tzinfo=UTC)) == "2026-12-01T08:00:00+08:00"

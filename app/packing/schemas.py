@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from app.bodies import AwareTime
+from app.bodies import OffsetTime
 from app.localtime import check_day
 from app.textguard import VISIBLE
 
@@ -70,7 +70,7 @@ class ScanIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
 
     id: ClientEventId
     code: ScanCode
-    at: AwareTime
+    at: OffsetTime
     children: Annotated[list[ScanCode], msgspec.Meta(max_length=MAX_SCANS)] | None = None
 
 

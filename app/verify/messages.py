@@ -85,7 +85,10 @@ def when(at: datetime | None) -> str:
     """``2026-11-25 18:44``, in China time."""
     if at is None:
         return ""
-    t = at.astimezone(CHINA)
+    try:
+        t = at.astimezone(CHINA)
+    except OverflowError:  # past 9999 there, stored before bodies were bounded (AwareTime)
+        t = datetime.max if at.year == datetime.max.year else datetime.min
     return f"{t.year}-{t.month:02}-{t.day:02} {t.hour:02}:{t.minute:02}"
 
 
