@@ -94,7 +94,10 @@ async def caller_first(request: Request[Any, Any, Any]) -> None:
     loaded on a connection of its own given back at once (review R: 64 MB buffered per
     anonymous capture). ``provide_principal`` loads the caller again once the body is in; any
     other request pays a set and a dict look-up or two here. A member's routes the same way (a
-    probe: an anonymous malformed ``PATCH /members/me`` was 400 about its body, not 401)."""
+    probe: an anonymous malformed ``PATCH /members/me`` was 400 about its body, not 401). A
+    route whose body is an upload names the permissions it takes (any of them) in its ``opt``,
+    ``permission``: a caller holding none is 403 ``permission_denied`` here too (a probe: a
+    signed-in store clerk's stalled 50 MB upload was waited for, and buffered, before its 403)."""
     if request.method not in _WITH_BODY:
         return
     parameters = request.route_handler.parsed_fn_signature.parameters
@@ -103,7 +106,10 @@ async def caller_first(request: Request[Any, Any, Any]) -> None:
         require_credentials(headers.get("authorization"), headers.get("x-api-key"))
         state = request.app.state
         async with state.pool.connection() as first:
-            await _caller(request, first, state.settings)
+            principal = await _caller(request, first, state.settings)
+        needed = request.route_handler.opt.get("permission")
+        if needed:
+            principal.require_any(*needed)
     elif "member" in parameters:
         state = request.app.state
         async with state.pool.connection() as first:

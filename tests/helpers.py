@@ -297,3 +297,26 @@ async def verifications_changed(conn: Any, ids: list[int]) -> AsyncIterator[None
     await conn.execute(_REQUEUE.format(sign="-"), (ids,))
     yield
     await conn.execute(_REQUEUE.format(sign=""), (ids,))
+
+
+async def answered_before_its_body(
+    client: Any, url: str, headers: dict[str, str], content_type: str = "application/octet-stream"
+) -> Any:
+    """The answer to ``POST url`` whose body stalls after its first bytes (a client holding an
+    upload back), which must come within 3 s, without the rest of the body."""
+    release = asyncio.Event()
+
+    async def stalled() -> AsyncIterator[bytes]:
+        yield b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR"
+        await release.wait()
+        yield b"\x00" * 16
+
+    started = time.monotonic()
+    task = asyncio.create_task(
+        client.post(url, headers={**headers, "Content-Type": content_type}, content=stalled())
+    )
+    done, _ = await asyncio.wait([task], timeout=3)
+    release.set()
+    answer = await task
+    assert done, f"POST {url}: no answer in {time.monotonic() - started:.1f} s, the body waited for"
+    return answer

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import unicodedata
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import pytest
 
 from app._core import gs1_check_digit
@@ -637,6 +640,122 @@ async def test_a_category_deleted_while_a_product_joins_it_answers_unknown_categ
         await deleter.commit()
         answer = await racing
     assert_error(answer, 400, "unknown_category")
+
+
+def _draw(product_ids: list[int]) -> dict[str, Any]:
+    """A lucky-draw campaign of the products, running now (``POST /draws``'s body)."""
+    now = datetime.now(UTC)
+    return {
+        "name": f"Draw {secrets.token_hex(3)}",
+        "starts_at": (now - timedelta(hours=1)).isoformat(),
+        "ends_at": (now + timedelta(days=7)).isoformat(),
+        "product_ids": product_ids,
+        "no_prize_weight": 1,
+        "prizes": [{"name": "gift", "kind": "gift", "quantity": 1, "weight": 1}],
+    }
+
+
+async def test_a_product_a_lucky_draw_names_is_in_use(client: Any, login: Any) -> None:
+    """A probe: a campaign names its products in an array (``draw_campaigns.product_ids``, no
+    foreign key), and ``DELETE /products/{id}`` looked at foreign keys and stock only: 204, and
+    the campaign's own product list saved again was then 422 ``unknown_product``. 409
+    ``in_use`` while a campaign not withdrawn names it; once withdrawn, the product may go."""
+    _, office = await onboarded_brand(client, login)
+    pid = await _new_product(client, office)
+    made = await client.post("/draws", headers=office, json=_draw([pid]))
+    assert made.status_code == 201, made.text
+    campaign = made.json()["id"]
+    used = assert_error(await client.delete(f"/products/{pid}", headers=office), 409, "in_use")
+    assert used["details"] == {"draw_campaign_id": campaign}
+    saved = await client.patch(
+        f"/draws/{campaign}", headers=office, json={"product_ids": [pid], "name": "renamed"}
+    )
+    assert saved.status_code == 200, saved.text
+    assert (await client.delete(f"/draws/{campaign}", headers=office)).status_code == 204
+    gone = await client.delete(f"/products/{pid}", headers=office)
+    assert gone.status_code == 204, gone.text
+
+
+@pytest.mark.parametrize("first", ["deletion", "campaign"])
+async def test_a_product_deletion_and_a_draw_naming_it_meet_one_after_the_other(
+    client: Any, app: Any, login: Any, first: str
+) -> None:
+    """Of a product's deletion and a campaign naming it at once, exactly one wins: the campaign
+    holds its products' rows ``FOR KEY SHARE`` as it checks them, the deletion the product's
+    ``FOR UPDATE`` — the second waits for the first and then sees it (422 ``unknown_product``
+    for a campaign after the deletion, 409 ``in_use`` for a deletion after the campaign)."""
+    from app.auth.service import load_user
+    from app.bodies import aware_time
+    from app.catalog import service as catalog
+    from app.draws import service as draws
+    from app.draws.schemas import DrawCampaignIn
+
+    brand, office = await onboarded_brand(client, login)
+    pid = await _new_product(client, office)
+    body = _draw([pid])
+    async with app.state.pool.connection() as held, app.state.pool.connection() as watch:
+        user = await (
+            await held.execute("SELECT id FROM users WHERE org_id = %s", (brand["id"],))
+        ).fetchone()
+        actor = await load_user(held, user["id"])
+        if first == "deletion":
+            await catalog.delete_product(held, actor, pid)  # not committed yet
+            request = client.post("/draws", headers=office, json=body)
+        else:
+            data = msgspec.convert(body, DrawCampaignIn, dec_hook=lambda _, v: aware_time(v))
+            await draws.create_campaign(held, actor, data)  # not committed yet
+            request = client.delete(f"/products/{pid}", headers=office)
+        racing = asyncio.ensure_future(request)
+        done, _ = await asyncio.wait({racing}, timeout=2)
+        if not done:
+            assert await lock_waiters(watch, 1)
+        await held.commit()
+        answer = await racing
+    if first == "deletion":
+        assert_error(answer, 422, "unknown_product")
+    else:
+        assert_error(answer, 409, "in_use")
+
+
+async def test_a_product_number_or_category_name_typed_decomposed_is_the_same(
+    client: Any, login: Any
+) -> None:
+    """A probe: "CAFÉ-1" typed on a Mac (NFD: "E" and U+0301) and on Windows (NFC: "É") made
+    two products of the "same" number (and two categories of the same name). Numbers and
+    category names are kept in NFC now, by the API and the ERP import alike."""
+    _, office = await onboarded_brand(client, login)
+    number = unicodedata.normalize("NFC", "CAFÉ-1")
+    decomposed = unicodedata.normalize("NFD", number)
+    cream = unicodedata.normalize("NFC", "Crème")
+    assert decomposed != number
+    made = await client.post(
+        "/products", headers=office, json={"name": "a", "product_no": decomposed}
+    )
+    assert made.status_code == 201, made.text
+    assert made.json()["product_no"] == number
+    for no in (number, decomposed):
+        again = await client.post("/products", headers=office, json={"name": "b", "product_no": no})
+        assert_error(again, 409, "duplicate_product_no")
+    other = await _new_product(client, office)
+    renumbered = await client.patch(
+        f"/products/{other}", headers=office, json={"product_no": decomposed}
+    )
+    assert_error(renumbered, 409, "duplicate_product_no")
+    category = await client.post(
+        "/categories", headers=office, json={"name": unicodedata.normalize("NFD", cream)}
+    )
+    assert category.status_code == 201 and category.json()["name"] == cream, category.text
+    twin = await client.post("/categories", headers=office, json={"name": cream})
+    assert_error(twin, 409, "duplicate_category")
+    # the ERP's row names both decomposed: the product is adopted, put in the category
+    row = {"erp_code": "CAFE-1", "product_no": decomposed}
+    row["category"] = unicodedata.normalize("NFD", cream)
+    imported = await client.post("/products/import", headers=office, json={"items": [row]})
+    assert imported.status_code == 200, imported.text
+    result = imported.json()["results"][0]
+    assert (result["result"], result["id"]) == ("updated", made.json()["id"]), imported.json()
+    shown = (await client.get(f"/products/{result['id']}", headers=office)).json()
+    assert shown["category_id"] == category.json()["id"]
 
 
 async def test_a_product_patch_that_changes_nothing_writes_no_audit_row(

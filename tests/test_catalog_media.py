@@ -20,7 +20,7 @@ from app.config import CATALOG_MEDIA_MAX_BYTES_CAP, SettingsError, load_settings
 from app.media import imagemeta
 from app.media.storage import store_from_settings
 from tests.h5_support import new_product
-from tests.helpers import assert_error, key_of, onboarded_brand
+from tests.helpers import answered_before_its_body, assert_error, key_of, onboarded_brand
 from tests.images import jpeg, jpeg_exif, jpeg_sof, png, png_chunk, png_ihdr, webp
 from tests.test_media_s3 import _s3_settings, _serve, s3rver  # noqa: F401  (the fixture)
 
@@ -376,6 +376,81 @@ async def test_a_deletion_and_a_product_naming_the_medium_meet_one_after_the_oth
         exists = (await client.get(image["url"])).status_code == 200
         assert (shown["image_url"] == image["url"]) == exists == (named.status_code == 200)
         await client.patch(f"/products/{product['id']}", headers=admin, json={"image_url": None})
+
+
+async def test_a_medium_named_by_its_absolute_url_is_named_by_its_path(
+    client: Any, login: Any
+) -> None:
+    """A probe: the upload answers ``absolute_url`` too, and a product's ``image_url`` takes any
+    http(s) URL: a product made with it was not seen as showing the medium — listed as unused,
+    and deleted (204) from under the published product — and another brand's product took it
+    past the brand check. Such a URL (whatever its host) is kept as the medium's path now, and
+    checked as the path is; a URL naming no medium here stays as it is. The ERP import too."""
+    _, office = await onboarded_brand(client, login)
+    image = (await upload(client, office, png(secrets.randbelow(1 << 24)))).json()
+    video = (await upload(client, office, mp4(3000, secrets.token_bytes(8)))).json()
+    made = await client.post(
+        "/products",
+        headers=office,
+        json={
+            "name": "Absolute",
+            "product_no": "ABS-1",
+            "image_url": image["absolute_url"],
+            "video_url": "https://cdn.example.com" + video["url"] + "?v=2",  # a proxy in front
+            "published": True,
+        },
+    )
+    assert made.status_code == 201, made.text
+    product = made.json()
+    assert (product["image_url"], product["video_url"]) == (image["url"], video["url"])
+    assert _ids(await _listed(client, office, unused="true")) == []
+    used = assert_error(await client.delete(image["url"], headers=office), 409, "in_use")
+    assert used["details"] == {"product_id": product["id"]}
+    # the form saved again with the absolute URL: no change
+    again = await client.patch(
+        f"/products/{product['id']}", headers=office, json={"image_url": image["absolute_url"]}
+    )
+    assert again.status_code == 200, again.text
+    assert again.json()["updated_at"] == product["updated_at"]
+    # a video in the image field, another brand's medium: refused as by the path
+    wrong = await client.patch(
+        f"/products/{product['id']}", headers=office, json={"image_url": video["absolute_url"]}
+    )
+    assert assert_error(wrong, 400, "unknown_catalog_media")["details"] == {"field": "image_url"}
+    _, other = await onboarded_brand(client, login)
+    stolen = await client.post(
+        "/products",
+        headers=other,
+        json={"name": "x", "product_no": "ABS-1", "image_url": image["absolute_url"]},
+    )
+    assert assert_error(stolen, 400, "unknown_catalog_media")["details"] == {"field": "image_url"}
+    # another site's URL of the same shape names no medium here: kept as it is
+    elsewhere = "https://cdn.example.com/media/catalog/00000000-0000-4000-8000-000000000000"
+    kept = await client.patch(
+        f"/products/{product['id']}", headers=office, json={"image_url": elsewhere}
+    )
+    assert kept.status_code == 200 and kept.json()["image_url"] == elsewhere, kept.text
+    # the ERP's rows: the path kept, the same row again unchanged
+    row = {"erp_code": "ABS-ERP", "product_no": "ABS-2", "name": "Abs"}
+    row["image_url"] = image["absolute_url"]
+    for result in ("created", "unchanged"):
+        imported = await client.post("/products/import", headers=office, json={"items": [row]})
+        assert imported.status_code == 200, imported.text
+        assert imported.json()["results"][0]["result"] == result, imported.json()
+    erp = await client.get(f"/products/{imported.json()['results'][0]['id']}", headers=office)
+    assert erp.json()["image_url"] == image["url"]
+
+
+async def test_an_upload_without_the_permission_is_refused_before_its_body(
+    client: Any, login: Any
+) -> None:
+    """A probe: a signed-in store clerk (no ``catalog.write``) streamed a body to ``POST
+    /media/catalog`` (up to 50 MB) and held it back: the body was waited for, and buffered
+    whole, before the 403 (``app.deps.caller_first`` refused only the anonymous early). The
+    route's permission is checked before the body now."""
+    clerk = await login("store_clerk")
+    answer = await answered_before_its_body(client, "/media/catalog", clerk)
+    assert_error(answer, 403, "permission_denied")
 
 
 # -- S3 -------------------------------------------------------------------------------------------

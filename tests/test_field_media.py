@@ -18,7 +18,7 @@ from app.errors import AppError
 from app.media import imagemeta
 from app.media.storage import LocalStore
 from tests.field_support import client_id, other_brand_admin
-from tests.helpers import assert_error
+from tests.helpers import answered_before_its_body, assert_error
 from tests.images import jpeg, png, png_chunk, png_ihdr, webp
 
 GPS = b"GPS 31.2304N 121.4737E, Huawei P60"
@@ -346,6 +346,17 @@ async def test_a_caller_without_credentials_is_refused_before_its_body_is_read(
             10,
         )
         assert response.status_code == 401, response.text
+
+
+async def test_a_caller_without_the_permission_is_refused_before_its_body_is_read(
+    client: Any, login: Any
+) -> None:
+    """A probe: a signed-in store clerk (neither ``field.visit`` nor ``inspect.scan``) streamed a
+    photo and held it back: the body was waited for, and buffered, before the 403
+    (``app.deps.caller_first`` refused only the anonymous early). Checked before the body now."""
+    clerk = await login("store_clerk")
+    answer = await answered_before_its_body(client, "/media/photos", clerk, "image/jpeg")
+    assert_error(answer, 403, "permission_denied")
 
 
 async def test_a_declared_oversized_photo_is_refused_before_its_body_is_read(

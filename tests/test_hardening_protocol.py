@@ -23,7 +23,7 @@ import pytest
 from litestar.params import KwargDefinition
 from litestar.routes import HTTPRoute
 
-from tests.helpers import assert_error, issue_units
+from tests.helpers import answered_before_its_body, assert_error, issue_units
 from tests.servers import granian_server
 
 FORMULAS = ["=1+2", "+SUM(A1)", "-3+4", "@cmd", "\tTAB", "\rCR"]
@@ -568,6 +568,29 @@ async def test_a_caller_cut_off_while_its_body_was_on_the_way_writes_nothing(
     assert status == 401, (status, answer)
     found = await client.get("/users", headers=admin, params={"q": backdoor})
     assert found.json()["total"] == 0, found.json()
+
+
+@pytest.mark.parametrize(
+    ("url", "content_type"),
+    [
+        ("/orgs/import", "text/csv"),
+        ("/products/import", "text/csv"),
+        ("/users/import", "text/csv"),
+        ("/orders/import", "text/csv"),
+        ("/epcis/capture", "application/json"),
+    ],
+)
+async def test_an_upload_without_the_permission_is_refused_before_its_body(
+    client: Any, login: Any, url: str, content_type: str
+) -> None:
+    """A probe (of the media uploads, and these alike): a signed-in store clerk, without the
+    route's permission, sent a large body and held it back; the request's connection reads the
+    body whole before the handler, so it was waited for and buffered before the 403. The
+    permission a route's body needs (its ``opt``) is checked before the body now."""
+    clerk = await login("store_clerk")
+    answer = await answered_before_its_body(client, url, clerk, content_type)
+    assert answer.status_code == 403, answer.text  # EPCIS's adds its problem+json fields
+    assert answer.json()["error"]["code"] == "permission_denied", answer.json()
 
 
 # --- 13 and 14: one CSV/XLSX writer with the formula guard, one charset ----------------------

@@ -588,3 +588,76 @@ def test_migration_0131_names_more_key_makers_where_the_audit_log_is_sure(fresh_
     assert hooked == [maker, None]
     assert set_by == [maker, None]
     assert handlers == [maker, None, None]
+
+
+def test_migration_0133_names_a_product_s_media_by_their_paths(fresh_db: str) -> None:
+    """A probe: a product naming its brand's catalogue medium by the upload's ``absolute_url``
+    was not seen as showing it (the in-use check and the unused list look for the path), and
+    the medium was deleted from under it. The catalogue keeps such a URL as the path now;
+    migration 0133 did the same for the products saved before — only where the medium is of the
+    product's brand and of the field's kind (another brand's, or a video as an image, is left
+    as it was, as is any other URL)."""
+    import hashlib
+    import uuid
+
+    migrate_to(fresh_db, 132)
+    image, video = uuid.uuid4(), uuid.uuid4()
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+
+        def new_id(sql: str, *args: Any) -> Any:
+            row = conn.execute(sql, args).fetchone()
+            assert row is not None
+            return row[0]
+
+        brand = new_id(
+            "INSERT INTO orgs (kind, name, erp_code) VALUES ('brand', 'B', 'B') RETURNING id"
+        )
+        other = new_id(
+            "INSERT INTO orgs (kind, name, erp_code) VALUES ('brand', 'O', 'O') RETURNING id"
+        )
+        conn.execute("UPDATE orgs SET path = '/' || id || '/' WHERE id IN (%s, %s)", (brand, other))
+        for medium, kind in ((image, "image"), (video, "video")):
+            conn.execute(
+                """INSERT INTO catalog_media (id, brand_id, kind, content_type, size_bytes, sha256,
+                                              storage_key)
+                   VALUES (%s, %s, %s, 'image/png', 1, %s, %s)""",
+                (medium, brand, kind, hashlib.sha256(medium.bytes).digest(), str(medium)),
+            )
+        urls = [
+            (
+                brand,
+                f"http://127.0.0.1:8000/media/catalog/{image}",
+                f"https://h/media/catalog/{video}",
+            ),
+            (brand, f"https://cdn.example.com/media/catalog/{str(image).upper()}?v=2", None),
+            (other, f"https://h/media/catalog/{image}", None),  # another brand's: as it was
+            (brand, f"https://h/media/catalog/{video}", f"https://h/media/catalog/{image}"),
+            (brand, f"https://h/media/catalog/{image}/x", "https://img.example.com/a.mp4"),
+        ]
+        products = [
+            new_id(
+                "INSERT INTO products (org_id, name, product_no, image_url, video_url) "
+                "VALUES (%s, 'p', %s, %s, %s) RETURNING id",
+                org,
+                f"P-{n}",
+                image_url,
+                video_url,
+            )
+            for n, (org, image_url, video_url) in enumerate(urls)
+        ]
+    db.migrate(fresh_db)
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        found = {
+            row[0]: (row[1], row[2])
+            for row in conn.execute(
+                "SELECT id, image_url, video_url FROM products WHERE id = ANY(%s)", (products,)
+            ).fetchall()
+        }
+    path = f"/media/catalog/{image}"
+    assert [found[p] for p in products] == [
+        (path, f"/media/catalog/{video}"),
+        (path, None),
+        urls[2][1:],
+        urls[3][1:],
+        urls[4][1:],
+    ]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 
@@ -47,15 +48,31 @@ Gtin = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{8}(?!\n)$|^[0-9]{12,14}(?!\n
 Order = Annotated[int, msgspec.Meta(ge=-1_000_000, le=1_000_000)]
 
 
+def nfc(struct: Any, *fields: str) -> None:
+    """Each of the struct's ``fields`` given as text, in Unicode NFC (its ``__post_init__``, as
+    it is decoded): a number or a name a clerk reads as one is one — "CAFÉ-1" typed on a Mac
+    (NFD: "E" and U+0301) and on Windows (NFC: "É") were two products (a probe)."""
+    for field in fields:
+        value = getattr(struct, field)
+        if isinstance(value, str) and not unicodedata.is_normalized("NFC", value):
+            msgspec.structs.force_setattr(struct, field, unicodedata.normalize("NFC", value))
+
+
 class CategoryIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     name: CategoryName
     display_order: Order = 0
     org_id: int | None = None
 
+    def __post_init__(self) -> None:
+        nfc(self, "name")
+
 
 class CategoryPatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     name: CategoryName | msgspec.UnsetType = msgspec.UNSET
     display_order: Order | msgspec.UnsetType = msgspec.UNSET
+
+    def __post_init__(self) -> None:
+        nfc(self, "name")
 
 
 class CategoryOut(msgspec.Struct, frozen=True, kw_only=True):
@@ -83,6 +100,9 @@ class ProductIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     published: bool = False
     org_id: int | None = None
 
+    def __post_init__(self) -> None:
+        nfc(self, "product_no")
+
 
 class ProductPatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     name: Name | msgspec.UnsetType = msgspec.UNSET
@@ -98,6 +118,9 @@ class ProductPatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     video_url: Url | msgspec.UnsetType | None = msgspec.UNSET
     display_order: Order | msgspec.UnsetType = msgspec.UNSET
     published: bool | msgspec.UnsetType = msgspec.UNSET
+
+    def __post_init__(self) -> None:
+        nfc(self, "product_no")
 
 
 class ProductOut(msgspec.Struct, frozen=True, kw_only=True):

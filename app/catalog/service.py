@@ -378,7 +378,8 @@ async def update_product(
     )
     if "gtin" in changes:
         changes["gtin"] = _gtin14(changes["gtin"])
-    changes = changed(before, changes)  # the GTIN compared in its stored, 14-digit form
+    await own_media_paths(conn, changes)
+    changes = changed(before, changes)  # the GTIN, a medium's URL compared as stored
     if not changes:  # saved unchanged: no write and no row, as a category's (a probe)
         return before
     if "gtin" in changes:
@@ -412,7 +413,8 @@ async def delete_product(conn: Conn, actor: Principal, product_id: int) -> None:
     (a probe: a product whose units were activated from a batch issued without one, by a line
     since moved on, was deleted, and its genuine units then verified as never activated). Its
     row is locked first, so of two deletions at once the second finds it gone (404) — a probe:
-    both answered 204 and both were audited."""
+    both answered 204 and both were audited. A lucky-draw campaign names it too
+    (``_check_not_drawn``)."""
     await _writable(conn, actor, "products", product_id, "product")
     before = await _product(conn, product_id, "FOR UPDATE")
     if await _activated(conn, product_id):
@@ -421,10 +423,36 @@ async def delete_product(conn: Conn, actor: Principal, product_id: int) -> None:
             "take it off the consumer pages)",
             code="in_use",
         )
+    await _check_not_drawn(conn, product_id)
     await conn.execute("DELETE FROM products WHERE id = %s", (product_id,))
     await audit.record(
         conn, actor, "delete", "product", product_id, before=before, org_id=before.org_id
     )
+
+
+async def _check_not_drawn(conn: Conn, product_id: int) -> None:
+    """409 ``in_use`` (``details.draw_campaign_id``) while a lucky-draw campaign not withdrawn
+    names the product: ``draw_campaigns.product_ids`` is an array, with no foreign key (a probe:
+    the product was deleted, 204, and saving the campaign's own product list was then 422
+    ``unknown_product``). Race-safe with the product's row held ``FOR UPDATE`` (the caller's):
+    a campaign naming it holds the row ``FOR KEY SHARE`` as it checks its products
+    (``app.draws.service._products``), so of a deletion and a campaign's creation or edit at
+    once, the second waits for the first and sees it — the campaign here, or the product gone
+    there (422 ``unknown_product``)."""
+    row = await (
+        await conn.execute(
+            "SELECT id FROM draw_campaigns WHERE product_ids @> ARRAY[%s]::bigint[] "
+            "AND deleted_at IS NULL ORDER BY id LIMIT 1",
+            (product_id,),
+        )
+    ).fetchone()
+    if row is not None:
+        raise Conflict(
+            "a lucky-draw campaign names this product: take it off the campaign's products (or "
+            "withdraw the campaign) first",
+            code="in_use",
+            details={"draw_campaign_id": row["id"]},
+        )
 
 
 async def _activated(conn: Conn, product_id: int) -> bool:
@@ -494,6 +522,12 @@ async def check_rule_target(
 # Media ---------------------------------------------------------------------------------------
 
 _MEDIA_PATH = re.compile(CATALOG_PATH)
+# a catalogue medium named by an absolute URL: its upload's ``absolute_url``
+# (``{TRACECODE_PUBLIC_SCHEME}://{RESOLVER_HOST}/media/catalog/{id}``), with any query or fragment
+_MEDIA_URL = re.compile(
+    r"https?://[^/?#\s]+/media/catalog/"
+    r"([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})(?:[?#]\S*)?"
+)
 
 
 def _media_id(url: str | None) -> uuid.UUID | None:
@@ -502,11 +536,35 @@ def _media_id(url: str | None) -> uuid.UUID | None:
     return uuid.UUID(url.rsplit("/", 1)[1]) if found and url else None
 
 
+async def own_media_paths(conn: Conn, changes: dict[str, Any]) -> None:
+    """Each of a product's ``image_url`` / ``video_url`` among ``changes`` that names a
+    catalogue medium of this server by an absolute URL (its upload's ``absolute_url``) becomes
+    its path, ``/media/catalog/{id}``, as the catalogue keeps it: the brand's and kind's check,
+    the medium's in-use check (``DELETE /media/catalog/{id}``) and its unused list look for that
+    path (a probe: a product naming its medium by ``absolute_url`` was not seen — the medium was
+    listed as unused and deleted from under the published product, and another brand's product
+    took it past the brand check). Whatever the URL's host (the public one, an older one, a
+    proxy in front): a medium's id is random, so a URL naming one of this server's media ids was
+    made from that medium's URL. A URL naming no medium here stays as it is (another site's)."""
+    for field in ("image_url", "video_url"):
+        found = _MEDIA_URL.fullmatch(changes.get(field) or "")
+        if found is None:
+            continue
+        media_id = uuid.UUID(found[1])
+        row = await (
+            await conn.execute("SELECT 1 FROM catalog_media WHERE id = %s", (media_id,))
+        ).fetchone()
+        if row is not None:
+            changes[field] = f"/media/catalog/{media_id}"
+
+
 async def check_product_media(conn: Conn, owner: int, changes: dict[str, Any]) -> None:
     """400 ``unknown_catalog_media`` (``details.field``) unless each of the product's
-    ``image_url`` / ``video_url`` among ``changes`` that names a medium of this server names one
-    of the owner's brand, of its kind (an image for ``image_url``). Its row held ``FOR KEY
-    SHARE`` to the end of the transaction: a deletion in flight is waited for, then found."""
+    ``image_url`` / ``video_url`` among ``changes`` that names a medium of this server (by its
+    path, or by an absolute URL: made its path first, ``own_media_paths``) names one of the
+    owner's brand, of its kind (an image for ``image_url``). Its row held ``FOR KEY SHARE`` to
+    the end of the transaction: a deletion in flight is waited for, then found."""
+    await own_media_paths(conn, changes)
     for field, kind in (("image_url", "image"), ("video_url", "video")):
         media_id = _media_id(changes.get(field))
         if media_id is None:

@@ -89,12 +89,16 @@ def _prize_points(kind: str, points: int | None) -> None:
 
 
 async def _products(conn: Conn, brand_id: int, product_ids: list[int]) -> list[int]:
-    """The products, each the brand's (422 ``unknown_product``), deduplicated and sorted."""
+    """The products, each the brand's (422 ``unknown_product``), deduplicated and sorted. Their
+    rows held ``FOR KEY SHARE`` to the end of the transaction (``product_ids`` has no foreign
+    key): a product's deletion in flight is waited for and the product then found gone, and one
+    that comes after waits for this campaign and sees it (409 ``in_use``,
+    ``app.catalog.service.delete_product``) — a probe: a product a campaign named was deleted."""
     wanted = sorted(set(product_ids))
     rows = await (
         await conn.execute(
             "SELECT p.id FROM products p JOIN orgs o ON o.id = p.org_id "
-            "WHERE p.id = ANY(%s) AND o.path LIKE %s",
+            "WHERE p.id = ANY(%s) AND o.path LIKE %s ORDER BY p.id FOR KEY SHARE OF p",
             (wanted, f"/{brand_id}/%"),
         )
     ).fetchall()

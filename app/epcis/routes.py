@@ -247,7 +247,12 @@ class CaptureController(Controller):
 
     path = "/epcis/capture"
 
-    @post("/", status_code=202, request_max_body_size=capture.MAX_BYTES + 1024)
+    @post(
+        "/",
+        status_code=202,
+        request_max_body_size=capture.MAX_BYTES + 1024,
+        opt={"permission": ("epcis.capture",)},  # before the body (app.deps.caller_first)
+    )
     async def capture_document(
         self,
         request: Request[Any, Any, Any],

@@ -26,7 +26,7 @@ from app import audit
 from app._core import Gs1Error, normalize_gtin
 from app.auth.principal import Principal
 from app.catalog.schemas import ProductIn, ProductPatch
-from app.catalog.service import create_product, update_product
+from app.catalog.service import create_product, own_media_paths, update_product
 from app.db import Conn
 from app.erp.masterdata import Importer, attempt, differences, each_row, given, values_of
 from app.erp.rows import Item, Spec
@@ -109,6 +109,7 @@ async def apply(conn: Conn, actor: Principal, items: list[Item], dry_run: bool) 
             continue
         held_by = current["org_id"] if current else owner
         values = _values(item, held_by, categories)
+        await own_media_paths(conn, values)  # a medium's absolute URL compared as stored
         if item.ok:
             plans.append(_Plan(item, current, adopting, held_by, values))
     ordered = _freed_first(plans)

@@ -32,6 +32,8 @@ DryRun = Annotated[
         name="dry_run", description="check the file and answer what would happen; change nothing"
     ),
 ]
+# each route's ``opt`` names its importer's permission: checked before the body
+# (app.deps.caller_first; the request's connection reads it whole before the handler)
 _IMPORT: dict[str, Any] = {"status_code": 200, "request_max_body_size": MAX_BYTES + 1024}
 _IMPORT_DOC = """
 
@@ -74,7 +76,7 @@ async def _run(
     return await masterdata.run(conn, principal, importer, raw, fmt, dry_run, encoding)
 
 
-@post("/orgs/import", **_IMPORT)
+@post("/orgs/import", **_IMPORT, opt={"permission": (orgs.IMPORTER.permission,)})
 async def import_orgs(
     request: Request[Any, Any, Any], conn: Conn, principal: Principal, dry_run: DryRun = False
 ) -> MasterDataOut:
@@ -85,7 +87,7 @@ async def import_orgs(
     return await _run(request, conn, principal, orgs.IMPORTER, dry_run)
 
 
-@post("/products/import", **_IMPORT)
+@post("/products/import", **_IMPORT, opt={"permission": (products.IMPORTER.permission,)})
 async def import_products(
     request: Request[Any, Any, Any], conn: Conn, principal: Principal, dry_run: DryRun = False
 ) -> MasterDataOut:
@@ -95,7 +97,7 @@ async def import_products(
     return await _run(request, conn, principal, products.IMPORTER, dry_run)
 
 
-@post("/users/import", **_IMPORT)
+@post("/users/import", **_IMPORT, opt={"permission": (users.IMPORTER.permission,)})
 async def import_users(
     request: Request[Any, Any, Any], conn: Conn, principal: Principal, dry_run: DryRun = False
 ) -> MasterDataOut:

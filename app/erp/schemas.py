@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from app.catalog.schemas import CategoryName, ProductNo
+from app.catalog.schemas import CategoryName, ProductNo, nfc
 from app.catalog.schemas import Name as ProductName  # one visible character (a probe)
 from app.orgs.schemas import (
     CityCode,
@@ -81,6 +81,9 @@ class ProductRow(_Row, frozen=True, forbid_unknown_fields=True, kw_only=True):
     video_url: Url | UnsetType | None = UNSET
     display_order: Annotated[int, msgspec.Meta(ge=-1_000_000, le=1_000_000)] | UnsetType = UNSET
     published: bool | UnsetType = UNSET
+
+    def __post_init__(self) -> None:
+        nfc(self, "product_no", "category")  # compared with the catalogue's, kept in NFC
 
 
 class UserRow(_Row, frozen=True, forbid_unknown_fields=True, kw_only=True):

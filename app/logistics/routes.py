@@ -81,7 +81,12 @@ class OrderController(Controller):
             per_page=per_page,
         )
 
-    @post("/import", status_code=200, request_max_body_size=imports.MAX_BYTES + 1024)
+    @post(
+        "/import",
+        status_code=200,
+        request_max_body_size=imports.MAX_BYTES + 1024,
+        opt={"permission": ("orders.write",)},  # before the body (app.deps.caller_first)
+    )
     async def import_csv(
         self, request: Request[Any, Any, Any], conn: Conn, principal: Principal
     ) -> imports.ImportOut:

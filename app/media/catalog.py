@@ -23,7 +23,8 @@ Served at ``GET /media/catalog/{id}`` to anyone, with no credentials: the id is 
 and a medium never changes (no overwrite; a new upload is a new id), so the answer is cached for a
 year (``immutable``), with a strong ETag of its digest, ``nosniff`` and its own type, and byte
 ranges for a video's seeking. A product's ``image_url`` / ``video_url`` names it by its path
-(``/media/catalog/{id}``, a same-origin URL for the console and the consumer pages); the
+(``/media/catalog/{id}``, a same-origin URL for the console and the consumer pages; one given its
+``absolute_url`` is kept as that path, ``app.catalog.service.own_media_paths``); the
 catalogue checks that such a path names a medium of the product's brand and of the right kind
 (``app.catalog.service.check_product_media``). ``DELETE /media/catalog/{id}`` removes one no
 product names (409 ``in_use`` otherwise; 404 for another brand's).

@@ -122,13 +122,14 @@ def _matches(if_none_match: str, etag: str) -> bool:
 class CatalogMediaController(Controller):
     path = "/media/catalog"
 
-    # raw_body: the bytes are the file, never a form, whatever the Content-Type says
+    # raw_body: the bytes are the file, never a form, whatever the Content-Type says;
+    # permission: checked before the body (app.deps.caller_first)
     @post(
         "/",
         status_code=201,
         guards=[declared_size],
         request_max_body_size=CATALOG_MEDIA_MAX_BYTES_CAP,
-        opt={"raw_body": True},
+        opt={"raw_body": True, "permission": ("catalog.write",)},
         dependencies={"content": Provide(read_body), "principal": Provide(uploader)},
     )
     async def upload(

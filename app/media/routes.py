@@ -69,13 +69,14 @@ class PhotoController(Controller):
     path = "/media/photos"
 
     # raw_body: the bytes are an image, never a form, whatever the Content-Type says (a probe:
-    # curl's default form type made a PNG's bytes 400 invalid_character)
+    # curl's default form type made a PNG's bytes 400 invalid_character); permission: checked
+    # before the body (app.deps.caller_first)
     @post(
         "/",
         status_code=201,
         guards=[declared_size],
         request_max_body_size=MEDIA_MAX_BYTES_CAP,
-        opt={"raw_body": True},
+        opt={"raw_body": True, "permission": service.UPLOADERS},
         dependencies={"photo": Provide(read_photo), "principal": Provide(uploader)},
     )
     async def upload(
