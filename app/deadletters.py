@@ -5,6 +5,9 @@ every dramatiq job sets a record it cannot handle aside in the ``dead_letters`` 
 name, the payload as it was queued (bytea: it holds anything), the reason and the time — and goes
 on with the others. A batch that fails for a reason of its data is split in halves until the bad
 records are alone (``bisect``), so one bad record costs a few extra statements, never the batch.
+The reason is the error's first line (``reason_of``): PostgreSQL's DETAIL and CONTEXT lines
+quote the record (a client's address, a phone), which ``app.retention`` clears from the payload
+only (a probe found the address in a letter's reason, past its retention).
 
 Which failures are the record's fault (``is_poison``): PostgreSQL data and integrity errors (a
 NUL in text, a value out of range, a broken constraint) and the Python errors of decoding a
@@ -22,6 +25,7 @@ dead_letters``, fixes the cause, replays what can be replayed, and deletes the r
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -83,9 +87,24 @@ def is_poison(exc: BaseException) -> bool:
     return isinstance(exc, POISON)
 
 
+# What PostgreSQL's message adds after its first line, each field on a line of its own — or on
+# the same line, in a reason stored before ``first_line`` whose breaks were made spaces.
+_MORE = re.compile(r"\s(?:DETAIL|HINT|QUERY|CONTEXT|LOCATION|STATEMENT):\s")
+
+
+def first_line(text: str) -> str:
+    """The primary message of an error's text: its first line, without the DETAIL, HINT and
+    CONTEXT lines of PostgreSQL's, which quote the row ("Failing row contains (…)", the JSON
+    around a bad character: a client's address, a phone)."""
+    line = text.splitlines()[0] if text else ""
+    return _MORE.split(line, maxsplit=1)[0].rstrip()
+
+
 def reason_of(exc: BaseException) -> str:
-    """A one-line reason that PostgreSQL can store (no NUL or other control character)."""
-    text = f"{type(exc).__name__}: {exc}".strip()
+    """A one-line reason that PostgreSQL can store (no NUL or other control character): the
+    error's type and the first line of its message (``first_line``: a letter's reason outlives
+    the retention of the payload it would quote — a probe found a client's address in one)."""
+    text = f"{type(exc).__name__}: {first_line(str(exc).strip())}".strip()
     if has_control(text):
         text = "".join(c if c.isprintable() else " " for c in text)
     return text[:MAX_REASON]

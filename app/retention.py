@@ -25,17 +25,21 @@ every worker process every ``SWEEP_SECONDS`` (one at a time: ``Lock.RETENTION_SW
 * the keyed hash of the phone an erasure keeps on the SMS the throttles still read
   (``app.members.erasure``, migration 0126) once their windows are over — a day of sign-in
   codes, ``SMS_MARKETING_INTERVAL_HOURS`` of marketing, the longer of the two after the message
-  was queued (``app.sms.outbox.kept_hours``), whatever ``TRACECODE_RETAIN_SMS_DAYS`` says;
+  was queued (``app.sms.outbox.kept_hours``), whatever ``TRACECODE_RETAIN_SMS_DAYS`` says (a
+  failed SMS's copy in ``dead_letters`` is made without it, ``app.sms.sender``: a probe found
+  one kept there for ever; migration 0132 took it out of the copies made before);
 * sign-in codes a day after they expired (a code is useless once expired; their rows hold the
   phone and the asking address);
 * the same in the operators' ``dead_letters``: a verification record PostgreSQL refused loses its
   details, a failed SMS's copy its number and variables, as many days after it was set aside
   (a record that is no JSON object, whose fields cannot be told apart, loses its whole payload);
   the letter stays, for the operator to replay or drop (a probe: the copies kept everything
-  for ever).
+  for ever), its reason cut to its first line (PostgreSQL's DETAIL and CONTEXT lines quote the
+  record: a probe found the client's address there; migration 0132 cut those already cleared)
+  and saying so.
 
 0 days keeps that kind for ever. Each kind advances a mark (``retention_marks``): records by
-their time, in windows of an hour, SMS by their id, in blocks of ``SMS_BLOCK`` — so a sweep
+their time, in windows of an hour, SMS by their id, ``SMS_BLOCK`` rows at a time — so a sweep
 reads what it clears and what it skips over, never the years already swept; a sweep stops
 after ``BUDGET_SECONDS`` and the next goes on from its mark. WeChat messages and fraud holds
 need no mark: a partial index of the rows still holding something (migration 0122) is all a
@@ -62,18 +66,19 @@ import msgspec
 
 from app.config import Settings
 from app.db import Conn
-from app.deadletters import SMS_OUTBOX, VERIFICATIONS, reason_of
+from app.deadletters import MAX_REASON, SMS_OUTBOX, VERIFICATIONS, first_line, reason_of
 from app.sms.outbox import kept_hours
 from app.verify.record import decoded
 
 log = logging.getLogger("tracecode.retention")
 _SCAN_DETAILS = ("client_ip", "client_id", "user_agent", "lat", "lng", "retry")
 LETTERS_BLOCK = 500  # dead letters read in one statement
+RETAINED = " (personal data cleared: past its retention)"  # a cleared letter's reason says so
 
 SWEEP_SECONDS = 3600.0
 BUDGET_SECONDS = 20.0  # of work per sweep; the next sweep goes on from the marks
 WINDOW = timedelta(hours=1)  # of verification records cleared in one statement
-SMS_BLOCK = 5000  # SMS ids cleared in one statement
+SMS_BLOCK = 5000  # SMS rows read (and cleared) in one statement
 SMS_TOMBSTONE = "0" * 15  # digits (the column's rule), and no phone
 BLOCK = 1000  # WeChat messages or fraud holds cleared in one statement
 
@@ -150,8 +155,11 @@ async def _scans(conn: Conn, cutoff: datetime, deadline: float) -> int:
 
 
 async def _sms(conn: Conn, cutoff: datetime, deadline: float) -> int:
-    """Tombstone the finished SMS queued before ``cutoff``, a block of ids at a time, up to the
-    first one still too young or still in flight (ids grow with the time a row was queued)."""
+    """Tombstone the finished SMS queued before ``cutoff``, ``SMS_BLOCK`` rows at a time (the
+    next ones past the mark, by the primary key's index), up to the first one still too young
+    or still in flight (ids grow with the time a row was queued). The rows, not a range of ids:
+    ids a rolled-back campaign burnt (a gap of more than a block) stopped the sweep for ever (a
+    probe: a block of no row was read as nothing past the mark yet)."""
     _, done_id = await _mark(conn, "sms")
     cleared = 0
     while time.monotonic() < deadline:
@@ -160,7 +168,8 @@ async def _sms(conn: Conn, cutoff: datetime, deadline: float) -> int:
                 """SELECT min(id) FILTER (WHERE created_at >= %(cutoff)s
                                              OR state IN ('pending', 'sending')) AS stop,
                           max(id) AS last
-                     FROM sms_outbox WHERE id > %(from)s AND id <= %(from)s + %(block)s""",
+                     FROM (SELECT id, created_at, state FROM sms_outbox WHERE id > %(from)s
+                            ORDER BY id LIMIT %(block)s) AS block""",
                 {"cutoff": cutoff, "from": done_id, "block": SMS_BLOCK},
             )
         ).fetchone()
@@ -200,13 +209,14 @@ def _cleared(queue: str, payload: bytes) -> bytes | None:
 
 async def _letters(conn: Conn, queue: str, cutoff: datetime, deadline: float) -> int:
     """Clear the personal part of ``queue``'s dead letters set aside before ``cutoff``, in
-    (time, id) order from the mark on."""
+    (time, id) order from the mark on; a letter cleared has its reason cut to its first line
+    (``first_line``: PostgreSQL's DETAIL and CONTEXT lines quote the record) and saying so."""
     done_at, done_id = await _mark(conn, f"dead:{queue}")
     cleared = 0
     while time.monotonic() < deadline:
         rows = await (
             await conn.execute(
-                """SELECT id, at, payload FROM dead_letters
+                """SELECT id, at, payload, reason FROM dead_letters
                     WHERE queue = %s AND (at, id) > (%s, %s) AND at < %s
                     ORDER BY at, id LIMIT %s""",
                 (queue, done_at or "-infinity", done_id, cutoff, LETTERS_BLOCK),
@@ -216,11 +226,10 @@ async def _letters(conn: Conn, queue: str, cutoff: datetime, deadline: float) ->
             for row in rows:
                 payload = _cleared(queue, bytes(row["payload"]))
                 if payload is not None:
-                    note = " (personal data cleared: past its retention)"
+                    reason = (first_line(row["reason"]) + RETAINED)[:MAX_REASON]
                     await conn.execute(
-                        "UPDATE dead_letters SET payload = %s, "
-                        "reason = left(reason || %s, 2000) WHERE id = %s",
-                        (payload, note, row["id"]),
+                        "UPDATE dead_letters SET payload = %s, reason = %s WHERE id = %s",
+                        (payload, reason, row["id"]),
                     )
                     cleared += 1
             if rows:

@@ -326,6 +326,61 @@ async def test_the_member_s_dead_verification_records_are_scrubbed(
     assert [bytes(r["payload"]) for r in rows[2:]] == others
 
 
+async def test_the_erasure_cuts_its_dead_letters_reasons_to_their_first_line(
+    client: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a dead letter's reason was PostgreSQL's whole error, whose DETAIL and CONTEXT
+    lines quote the refused record (the client's address, the phone); the erasure cleared the
+    payloads of the member's letters and kept those. It cuts their reasons to the first line;
+    another member's letter is left as it was."""
+    import msgspec
+
+    brand = demo["BRAND-LUMI"]
+    phone = new_phone("137")
+    headers, leaving = await sign_in(client, app, brand, phone)
+    member_id = leaving["member"]["id"]
+    quoted = 'DataError: refused\nCONTEXT:  JSON data, line 1: ..."client_ip":"10.9.8.7"'
+
+    def record(member: int) -> bytes:
+        return msgspec.json.encode({"serial": "S-1", "client_ip": "10.9.8.7", "member_id": member})
+
+    async with app.state.pool.connection() as conn:
+        ids = []
+        for payload in (record(member_id), record(member_id * 10 + 7)):
+            row = await (
+                await conn.execute(
+                    """INSERT INTO dead_letters (queue, payload, reason)
+                       VALUES ('verifications', %s, %s) RETURNING id""",
+                    (payload, quoted),
+                )
+            ).fetchone()
+            ids.append(row["id"])
+        row = await (  # a message to the phone failed for good: its copy, a reason of lines
+            await conn.execute(
+                """WITH o AS (
+                       INSERT INTO sms_outbox (brand_id, member_id, phone, template, purpose,
+                                               state)
+                       VALUES (%s, %s, %s, 'otp', 'otp', 'failed') RETURNING *
+                   )
+                   INSERT INTO dead_letters (queue, payload, reason)
+                   SELECT 'sms_outbox', convert_to(row_to_json(o)::text, 'UTF8'),
+                          E'out of attempts: gateway answered 400\\nnumber ' || o.phone
+                     FROM o RETURNING id""",
+                (brand, member_id, phone),
+            )
+        ).fetchone()
+        ids.append(row["id"])
+    async with member_client(app) as mc:
+        assert (await mc.delete("/members/me", headers=headers)).status_code == 204
+    reasons = [
+        (await _one(app, "SELECT reason FROM dead_letters WHERE id = %s", id_))["reason"]
+        for id_ in ids
+    ]
+    async with app.state.pool.connection() as conn:
+        await conn.execute("DELETE FROM dead_letters WHERE id = ANY(%s)", (ids,))
+    assert reasons == ["DataError: refused", quoted, "out of attempts: gateway answered 400"]
+
+
 async def test_a_claim_refused_by_postgres_after_the_erasure_is_set_aside_anonymous(
     client: Any, app: Any, demo: Any, settings: Any
 ) -> None:
@@ -562,6 +617,152 @@ async def test_a_frozen_member_does_not_shed_the_freeze_by_erasure_and_sign_up_a
     assert (await client.delete("/members/me", headers=headers)).status_code == 204
     _, third = await sign_in(client, app, brand, phone)  # unfrozen, then erased: nothing kept
     assert third["member"]["status"] == "active"
+
+
+async def test_the_audit_of_a_freeze_keeps_no_words_about_the_member(
+    client: Any, app: Any, login: Any, demo: Any
+) -> None:
+    """A probe: the ``freeze``/``unfreeze`` audit rows copied the reasons staff wrote (a phone
+    rung, a name, an address) into before/after, and no erasure clears the audit log — the
+    erasure wiped ``frozen_reason`` and the audit kept the words. The audit records whether a
+    reason was given (``reasoned``); the reason stays on the member while frozen, for staff, and
+    on the kept freeze a membership of the phone signed up again carries over."""
+    brand, phone = demo["BRAND-LUMI"], new_phone()
+    _, signed = await sign_in(client, app, brand, phone)
+    member_id = signed["member"]["id"]
+    service, admin = await login("service"), await login("admin")
+    tag = secrets.token_hex(3)
+    said, appeal, again = f"rang 13912345678 {tag}", f"appeal 王小明 {tag}", f"幸福路 {tag} 号"
+    url = f"/members/{member_id}"
+    frozen = await client.post(f"{url}/freeze", headers=service, json={"reason": said})
+    assert frozen.status_code == 200 and frozen.json()["frozen_reason"] == said  # staff see it
+    thawed = await client.post(f"{url}/unfreeze", headers=service, json={"reason": appeal})
+    assert thawed.status_code == 200, thawed.text
+    assert (await client.post(f"{url}/freeze", headers=service, json={"reason": again})).is_success
+    assert (await client.get(url, headers=admin)).json()["frozen_reason"] == again
+    assert (await client.post(f"{url}/erase", headers=service)).status_code == 204
+    assert (await client.get(url, headers=admin)).json()["frozen_reason"] is None
+    _, anew = await sign_in(client, app, brand, phone)  # the freeze carried over, with its reason
+    new_id = anew["member"]["id"]
+    assert (await client.get(f"/members/{new_id}", headers=admin)).json()["frozen_reason"] == again
+    trails = {}
+    for member in (member_id, new_id):
+        trail = await client.get(
+            "/audit", headers=admin, params={"entity": "member", "entity_id": str(member)}
+        )
+        assert trail.status_code == 200, trail.text
+        assert tag not in trail.text, trail.text
+        trails[member] = [
+            (e["action"], e["before"], e["after"]) for e in reversed(trail.json()["items"])
+        ]
+    assert trails[member_id][:3] == [
+        ("freeze", {"status": "active", "reasoned": False},
+         {"status": "frozen", "reasoned": True}),
+        ("unfreeze", {"status": "frozen", "reasoned": True},
+         {"status": "active", "reasoned": True}),
+        ("freeze", {"status": "active", "reasoned": False},
+         {"status": "frozen", "reasoned": True}),
+    ]  # fmt: skip
+    assert trails[member_id][3][0] == "erase"
+    assert trails[new_id] == [
+        ("freeze", {"status": "active", "reasoned": False},
+         {"status": "frozen", "reasoned": True, "carried_over": True}),
+    ]  # fmt: skip
+    lifted = await client.post(f"/members/{new_id}/unfreeze", headers=service, json={})
+    assert lifted.status_code == 200, lifted.text  # the phone's kept freeze forgotten
+    (entry,) = [
+        e
+        for e in (
+            await client.get(
+                "/audit",
+                headers=admin,
+                params={"entity": "member", "entity_id": str(new_id), "action": "unfreeze"},
+            )
+        ).json()["items"]
+    ]
+    assert (entry["before"], entry["after"]) == (
+        {"status": "frozen", "reasoned": True, "carried_over": True},
+        {"status": "active", "reasoned": False},
+    )
+
+
+async def test_the_erasure_replaces_the_reasons_staff_wrote_on_the_ledger(
+    client: Any, app: Any, login: Any, demo: Any
+) -> None:
+    """A probe: a points adjustment's ``reason`` is staff's free text about the member (a call,
+    an address), and the erased member's points still showed it — the ledger is append-only,
+    and the erasure wiped every other staff note about the member. It replaces the reasons of
+    the member's adjustments and manual expiries by "membership erased"; the entries, their
+    points and kinds stay, as does the erasure's own expiry."""
+    brand = demo["BRAND-LUMI"]
+    member_id, _, _ = await new_member(app, brand)
+    other, _, _ = await new_member(app, brand)
+    admin, service = await login("admin"), await login("service")
+    tag = secrets.token_hex(3)
+    words = [f"补偿: 13912345678 张伟 {tag}", f"expired by hand: 幸福路 {tag} 号"]
+    for who, points, kind, reason in [
+        (member_id, 30, "adjustment", words[0]),
+        (member_id, -5, "expiry", words[1]),
+        (other, 10, "adjustment", f"another member {tag}"),
+    ]:
+        made = await client.post(
+            "/points/adjustments",
+            headers=admin,
+            json={"member_id": who, "points": points, "kind": kind, "reason": reason,
+                  "client_id": secrets.token_hex(8)},
+        )  # fmt: skip
+        assert made.status_code == 201, made.text
+    assert (await client.post(f"/members/{member_id}/erase", headers=service)).status_code == 204
+    ledger = await client.get(f"/members/{member_id}/points", headers=admin)
+    assert ledger.status_code == 200, ledger.text
+    assert tag not in ledger.text
+    assert [(e["kind"], e["points"], e["reason"]) for e in ledger.json()["items"]] == [
+        ("expiry", -25, "membership erased"),
+        ("expiry", -5, "membership erased"),
+        ("adjustment", 30, "membership erased"),
+    ]
+    assert tag not in (await client.get(f"/members/{member_id}", headers=admin)).text
+    kept = await client.get(f"/members/{other}/points", headers=admin)  # another's: as it was
+    assert [e["reason"] for e in kept.json()["items"]] == [f"another member {tag}"]
+
+
+async def test_the_ledger_stays_append_only_but_for_the_erasure_s_reasons(
+    client: Any, app: Any, login: Any, demo: Any
+) -> None:
+    """The ledger's trigger (migration 0135) lets the erasure replace an erased member's
+    reasons and nothing else: every UPDATE outside an erasure, any other column, another text,
+    a member not erased, and every DELETE are refused (each in a transaction rolled back)."""
+    import psycopg
+
+    brand = demo["BRAND-LUMI"]
+    erased, _, _ = await new_member(app, brand)
+    living, _, _ = await new_member(app, brand)
+    await give(client, login, erased, 10)
+    await give(client, login, living, 10)
+    service = await login("service")
+    assert (await client.post(f"/members/{erased}/erase", headers=service)).status_code == 204
+    erasing = ("SELECT set_config('tracecode.erasing', 'on', true)", ())
+    update = "UPDATE points_ledger SET {} WHERE member_id = %s"
+    erased_reason = "reason = 'membership erased'"
+    for statements in [
+        [(update.format(erased_reason), (erased,))],  # outside an erasure
+        [erasing, (update.format(erased_reason + ", points = points + 1"), (erased,))],
+        [erasing, (update.format("reason = 'another text'"), (erased,))],
+        [erasing, (update.format(erased_reason), (living,))],  # not erased
+        [erasing, ("DELETE FROM points_ledger WHERE member_id = %s", (erased,))],
+        [("UPDATE points_ledger SET reason = reason WHERE false", ())],  # none: still refused
+    ]:
+        async with app.state.pool.connection() as conn:
+            with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
+                async with conn.transaction():
+                    for sql, args in statements:
+                        await conn.execute(sql, args)  # type: ignore[arg-type]
+    rows = await _one(
+        app,
+        "SELECT count(*) AS n, sum(points) AS total FROM points_ledger WHERE member_id = %s",
+        living,
+    )
+    assert (rows["n"], rows["total"]) == (1, 10)
 
 
 async def test_a_sign_in_racing_the_member_s_own_erasure_does_not_deadlock(

@@ -11,6 +11,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from app import db, embedded
 from app.processes import server_command
@@ -588,6 +589,147 @@ def test_migration_0131_names_more_key_makers_where_the_audit_log_is_sure(fresh_
     assert hooked == [maker, None]
     assert set_by == [maker, None]
     assert handlers == [maker, None, None]
+
+
+def test_migration_0132_takes_the_quoted_record_and_the_erased_hash_out_of_dead_letters(
+    fresh_db: str,
+) -> None:
+    """A probe: a dead letter's reason was PostgreSQL's whole error, its DETAIL and CONTEXT
+    lines quoting the refused record, which the retention and the erasure kept when they
+    cleared the payload; and a failed SMS's copy held the keyed hash of an erased member's
+    phone for ever. New letters are made without either; migration 0132 cuts the old reasons
+    of the two queues the retention clears to their first line (the sweep's or the erasure's
+    note kept) and nulls the hash in the old copies, their text in row_to_json's form."""
+    migrate_to(fresh_db, 131)
+    quoted = 'DataError: refused\nCONTEXT:  JSON data, line 1: ..."client_ip":"10.9.8.7"'
+    swept = " (personal data cleared: past its retention)"
+    copy = '{"id":42,"phone":"000000000000042","phone_hash":"\\\\xabcd","variables":{}}'
+    letters = [
+        ("verifications", b"{}", quoted + swept),
+        ("verifications", b"{}", quoted.replace("\n", " ") + swept),  # breaks made spaces
+        ("verifications", b"{}", "DataError: refused" + swept),
+        ("sms_outbox", copy.encode(), "out of attempts: boom\nDETAIL:  13912345678"),
+        ("sms_outbox", b'{"id":43,"phone_hash":null}', "out of attempts"),
+        ("stock_deltas", b"{}", quoted),  # no personal data: the retention's queues only
+    ]
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        ids = [
+            conn.execute(
+                "INSERT INTO dead_letters (queue, payload, reason) VALUES (%s, %s, %s) "
+                "RETURNING id",
+                letter,
+            ).fetchone()[0]  # type: ignore[index]
+            for letter in letters
+        ]
+    db.migrate(fresh_db)
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT payload, reason FROM dead_letters WHERE id = ANY(%s) ORDER BY id", (ids,)
+        ).fetchall()
+    assert [r[1] for r in rows] == [
+        "DataError: refused" + swept,
+        "DataError: refused" + swept,
+        "DataError: refused" + swept,
+        "out of attempts: boom",
+        "out of attempts",
+        quoted,
+    ]
+    assert bytes(rows[3][0]) == (
+        b'{"id":42,"phone":"000000000000042","phone_hash":null,"variables":{}}'
+    )
+    assert bytes(rows[4][0]) == b'{"id":43,"phone_hash":null}'
+
+
+def test_migration_0134_takes_the_freeze_reasons_out_of_the_members_audit(fresh_db: str) -> None:
+    """A probe: a member's ``freeze``/``unfreeze`` audit rows kept the reasons staff wrote (a
+    phone rung, a name), which the erasure never reaches. Migration 0134 replaces them in the
+    old rows by whether one was given (``reasoned``), the rest of each row kept; other
+    entities' and actions' rows stay as they were."""
+    migrate_to(fresh_db, 133)
+    rows = [
+        ("freeze", "member", {"status": "active", "reason": None},
+         {"status": "frozen", "reason": "rang 13912345678"}),
+        ("unfreeze", "member", {"status": "frozen", "reason": "rang 13912345678",
+                                "carried_over": True}, {"status": "active", "reason": None}),
+        ("freeze", "member", None, {"status": "frozen", "reason": "幸福路", "carried_over": True}),
+        ("freeze", "member", {"status": "active", "reasoned": False}, "not an object"),
+        ("release", "fraud_hold", None, {"reason": "kept"}),
+        ("update", "member", {"reason": "kept"}, None),
+    ]  # fmt: skip
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        ids = [
+            conn.execute(
+                "INSERT INTO audit_log (action, entity, entity_id, before, after) "
+                "VALUES (%s, %s, '1', %s, %s) RETURNING id",
+                (action, entity, Jsonb(before) if before is not None else None, Jsonb(after)),
+            ).fetchone()[0]  # type: ignore[index]
+            for action, entity, before, after in rows
+        ]
+    db.migrate(fresh_db)
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        got = conn.execute(
+            "SELECT before, after FROM audit_log WHERE id = ANY(%s) ORDER BY id", (ids,)
+        ).fetchall()
+    assert [tuple(r) for r in got] == [
+        ({"status": "active", "reasoned": False}, {"status": "frozen", "reasoned": True}),
+        ({"status": "frozen", "reasoned": True, "carried_over": True},
+         {"status": "active", "reasoned": False}),
+        (None, {"status": "frozen", "reasoned": True, "carried_over": True}),
+        ({"status": "active", "reasoned": False}, "not an object"),
+        (None, {"reason": "kept"}),
+        ({"reason": "kept"}, None),
+    ]  # fmt: skip
+
+
+def test_migration_0135_lets_only_the_erasure_replace_an_erased_member_s_reasons(
+    fresh_db: str,
+) -> None:
+    """The ledger stays append-only (0016) but for the erasure's one change (0135): inside an
+    erasure (``tracecode.erasing`` set for the transaction) the reason of an erased member's
+    entry may become "membership erased", nothing else; DELETE and TRUNCATE never."""
+    db.migrate(fresh_db)
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+
+        def one(sql: str, *args: Any) -> Any:
+            return conn.execute(sql, args).fetchone()[0]  # type: ignore[index,arg-type]
+
+        brand = one(
+            "INSERT INTO orgs (kind, name, erp_code) VALUES ('brand', 'L', 'L') RETURNING id"
+        )
+        member = "INSERT INTO members (brand_id, phone, status, erased_at) "
+        member += "VALUES (%s, %s, %s, CASE WHEN %s THEN now() END) RETURNING id"
+        erased, living = (
+            one(member, brand, "000000000000001", "erased", True),
+            one(member, brand, "13900000002", "active", False),
+        )
+        entry = "INSERT INTO points_ledger (member_id, brand_id, kind, points, reason) "
+        entry += "VALUES (%s, %s, 'adjustment', 5, 'rang 13912345678') RETURNING id"
+        mine, theirs = one(entry, erased, brand), one(entry, living, brand)
+        on = "SELECT set_config('tracecode.erasing', 'on', true)"
+        erase = "UPDATE points_ledger SET reason = 'membership erased'"
+        for statements in [
+            [erase + " WHERE id = %(mine)s"],
+            [on, erase + ", points = 6 WHERE id = %(mine)s"],
+            [on, erase + ", at = at - interval '1 day' WHERE id = %(mine)s"],
+            [on, "UPDATE points_ledger SET reason = 'x' WHERE id = %(mine)s"],
+            [on, erase + " WHERE id = %(theirs)s"],
+            [on, "DELETE FROM points_ledger WHERE id = %(mine)s"],
+            [on, "TRUNCATE points_ledger CASCADE"],
+        ]:
+            with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
+                with conn.transaction():
+                    for sql in statements:
+                        conn.execute(sql, {"mine": mine, "theirs": theirs})  # type: ignore[arg-type]
+        with conn.transaction():
+            conn.execute(on)
+            conn.execute(erase + " WHERE id = %s", (mine,))
+        with pytest.raises(psycopg.errors.RaiseException, match="append-only"):  # set locally
+            conn.execute(erase + " WHERE id = %s", (mine,))
+        got = conn.execute(
+            "SELECT id, points, reason FROM points_ledger WHERE id = ANY(%s) ORDER BY id",
+            ([mine, theirs],),
+        ).fetchall()
+    assert got == [(mine, 5, "membership erased"), (theirs, 5, "rang 13912345678")]
 
 
 def test_migration_0133_names_a_product_s_media_by_their_paths(fresh_db: str) -> None:

@@ -801,7 +801,9 @@ async def test_staff_list_redemptions_one_by_one_scoped(
 ) -> None:
     """GET /redemptions (issue 15 item 7): a store sees the redemptions it fulfilled, an agent
     its stores', the brand all (outstanding ones too); phones masked unless members.read_phone;
-    another subtree's store 404, another brand nothing; CSV of the same rows."""
+    another subtree's store 404, another brand nothing; CSV of the same rows. The member behind
+    each is the brand's alone (a probe: a store's clerk and an agent got every ``member_id``,
+    linking one consumer's redemptions across stores): null below the brand, JSON and CSV."""
     start = datetime.now(UTC) - timedelta(minutes=1)
     member_id, headers, phone = await new_member(app, demo["BRAND-LUMI"])
     await give(client, login, member_id, 100)
@@ -838,6 +840,7 @@ async def test_staff_list_redemptions_one_by_one_scoped(
     everything = await listed(admin)
     assert ids(everything) == {r["id"] for r in reds}
     assert {r["phone"] for r in everything} == {phone}  # brand_admin: members.read_phone
+    assert {r["member_id"] for r in everything} == {member_id}  # the brand's staff: the member
     assert all("code" not in r for r in everything)
     assert ids(await listed(eshop)) == {r["id"] for r in reds}  # brand staff, masked
     assert {r["phone"] for r in await listed(eshop)} == {masked}
@@ -847,7 +850,7 @@ async def test_staff_list_redemptions_one_by_one_scoped(
     # a store: its own fulfilment only, masked, with who and where
     (mine,) = await listed(clerk)
     assert (mine["id"], mine["phone"], mine["status"]) == (hz["id"], masked, "fulfilled")
-    assert mine["fulfilled_by_name"] == "store_clerk" and mine["member_id"] == member_id
+    assert mine["fulfilled_by_name"] == "store_clerk" and mine["member_id"] is None
     assert (mine["fulfilled_org_id"], mine["fulfilled_org_erp_code"]) == (
         demo["STORE-HZ-01"],
         "STORE-HZ-01",
@@ -855,7 +858,8 @@ async def test_staff_list_redemptions_one_by_one_scoped(
     assert await listed(clerk, status="issued") == []
     assert ids(await listed(clerk, store_id=demo["STORE-HZ-01"])) == {hz["id"]}
     # an agent: its stores'; the other agent: its own store's
-    assert ids(await listed(await login("agent_admin"))) == {hz["id"]}
+    (agents,) = await listed(await login("agent_admin"))
+    assert (agents["id"], agents["phone"], agents["member_id"]) == (hz["id"], masked, None)
     gd = await login("gd_admin")
     assert ids(await listed(gd)) == {gz["id"]}
     # other organisations' stores are not found; another brand sees nothing of ours
@@ -882,7 +886,10 @@ async def test_staff_list_redemptions_one_by_one_scoped(
     lines = csv_answer.text.lstrip("\ufeff").splitlines()
     assert lines[0].startswith("id,member_id,phone,gift_id,gift_name,gift_kind,points,status")
     row = next(line for line in lines if line.startswith(f"{hz['id']},"))
+    assert row.startswith(f"{hz['id']},,{masked},")  # no member below the brand
     assert masked in row and phone not in row and "STORE-HZ-01" in row
+    brand_csv = await client.get("/redemptions", headers=admin, params={"format": "csv"})
+    assert f"\n{hz['id']},{member_id},{phone}," in brand_csv.text.replace("\r\n", "\n")
     assert not any(line.startswith((f"{gz['id']},", f"{online['id']},")) for line in lines)
     async with app.state.pool.connection() as conn:
         audited = await (
@@ -1278,9 +1285,10 @@ async def test_a_store_given_members_read_phone_still_sees_its_redemptions_phone
     store_user = await _staff(client, admin, demo["STORE-HZ-01"], [role.json()["name"]])
     listed = await client.get("/redemptions", headers=store_user, params={"per_page": 200})
     assert listed.status_code == 200, listed.text
-    mine = [r for r in listed.json()["items"] if r["member_id"] == member_id]
+    mine = [r for r in listed.json()["items"] if r["id"] == redeemed.json()["id"]]
     assert mine, listed.text  # the store sees the redemption it fulfilled
     assert mine[0]["phone"] == phone[:3] + "****" + phone[-4:], mine[0]
+    assert mine[0]["member_id"] is None  # nor the member
     exported = await client.get("/redemptions", headers=store_user, params={"format": "csv"})
     assert exported.status_code == 200, exported.text
     assert phone not in exported.text

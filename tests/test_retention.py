@@ -16,6 +16,8 @@ from app import retention
 from app.config import SettingsError, load_settings
 from tests import steady
 
+_RETAINED = " (personal data cleared: past its retention)"  # what a cleared letter's reason says
+
 
 async def _conn(settings: Any) -> psycopg.AsyncConnection[Any]:
     return await psycopg.AsyncConnection.connect(
@@ -371,3 +373,240 @@ async def test_a_record_timed_minus_infinity_loses_its_details_and_stops_nothing
         await conn.execute("DELETE FROM verifications WHERE serial = %s", (serial,))
     assert swept.scans >= 1 and row == {"client_ip": None, "user_agent": None}
     assert mark is not None and mark["done_at"] is not None and left == 0
+
+
+async def _old_sms(conn: Any, brand: int, phone: str, days: int = 400) -> int:
+    row = await (
+        await conn.execute(
+            """INSERT INTO sms_outbox (brand_id, phone, template, variables, purpose, state,
+                                       created_at)
+               VALUES (%s, %s, 'otp', '{"code": "246810"}', 'otp', 'sent',
+                       now() - make_interval(days => %s))
+               RETURNING id""",
+            (brand, phone, days),
+        )
+    ).fetchone()
+    return int(row["id"])
+
+
+async def test_a_gap_in_the_sms_ids_stops_no_sweep(app: Any, demo: Any) -> None:
+    """A probe: a campaign of more than ``SMS_BLOCK`` recipients whose transaction rolled back
+    burnt its ids (the sequence never gives them back). The sweep read the next ``SMS_BLOCK``
+    ids after its mark, found no row there, took it for "nothing past the mark yet" — every
+    sweep, for ever: no SMS queued after the gap lost its number. It reads the next rows now."""
+    settings = app.state.settings
+    brand, phone = demo["BRAND-LUMI"], steady.phone("139")
+    async with await _conn(settings) as conn:
+        before = await _old_sms(conn, brand, phone)
+        # rows of other tests before this one, young, would stop the sweep: they were swept, say
+        await conn.execute(
+            """INSERT INTO retention_marks (what, done_id) VALUES ('sms', %s)
+               ON CONFLICT (what) DO UPDATE SET done_id = EXCLUDED.done_id""",
+            (before - 1,),
+        )
+        # the campaign's transaction, rolled back: its ids burnt
+        async with conn.transaction(force_rollback=True):
+            await conn.execute(
+                """INSERT INTO sms_outbox (brand_id, phone, template, purpose)
+                   SELECT %s, '13800000000', 'promo', 'campaign'
+                     FROM generate_series(1, %s)""",
+                (brand, retention.SMS_BLOCK + 1000),
+            )
+        after = await _old_sms(conn, brand, phone)
+        assert after - before > retention.SMS_BLOCK
+        swept = await retention.sweep(conn, settings)
+        rows = await (
+            await conn.execute(
+                "SELECT id, phone, variables FROM sms_outbox WHERE id = ANY(%s)",
+                ([before, after],),
+            )
+        ).fetchall()
+        mark = await (
+            await conn.execute("SELECT done_id FROM retention_marks WHERE what = 'sms'")
+        ).fetchone()
+    assert swept.sms >= 2
+    assert [(r["phone"], r["variables"]) for r in rows] == [(retention.SMS_TOMBSTONE, {})] * 2
+    assert mark is not None and mark["done_id"] >= after  # past the gap
+
+
+def test_a_dead_letter_s_reason_is_the_first_line_of_the_error(settings: Any) -> None:
+    """A probe: a dead letter's reason was the whole text of PostgreSQL's error, whose DETAIL
+    and CONTEXT lines quote the refused record ("Failing row contains (…, 10.9.8.7, …)", the
+    JSON around a bad character) — kept for ever: the retention clears the payload only. The
+    reason is the error's type and first line now; a reason stored before is cut the same way,
+    also one whose line breaks were made spaces (a control character in it)."""
+    from app.deadletters import first_line, reason_of
+
+    with psycopg.connect(settings.database_url, autocommit=True) as pg:
+        with pytest.raises(psycopg.errors.UntranslatableCharacter) as refused:
+            pg.execute("""SELECT '{"client_ip":"10.9.8.7","client_id":"d\\u0000"}'::jsonb""")
+    assert "10.9.8.7" in str(refused.value)  # in its CONTEXT line
+    assert reason_of(refused.value) == (
+        "UntranslatableCharacter: unsupported Unicode escape sequence"
+    )
+    legacy = (
+        'CheckViolation: new row for relation "x" violates check constraint "y"  DETAIL:  '
+        "Failing row contains (1, 10.9.8.7, Phone/2.0). (personal data cleared)"
+    )
+    assert (
+        first_line(legacy)
+        == 'CheckViolation: new row for relation "x" violates check constraint "y"'
+    )
+    assert first_line("out of attempts: gateway answered 500") == (
+        "out of attempts: gateway answered 500"
+    )
+    assert first_line("") == ""
+
+
+async def test_a_refused_record_s_dead_letter_quotes_no_client_in_its_reason(
+    app: Any, demo: Any
+) -> None:
+    """The probe's case whole: a record with a NUL in its client id, refused by PostgreSQL and
+    set aside by the flusher, names its client's address nowhere but in its payload — which
+    loses it past its days, the letter's reason saying so."""
+    import json
+    import uuid
+
+    import redis as redis_sync
+
+    from app.verify import records
+
+    settings = app.state.settings
+    ip = f"10.{secrets.randbelow(250)}.{secrets.randbelow(250)}.{secrets.randbelow(250)}"
+    record = {  # RecordRow's field order, as the verify script queues it
+        "at": "2025-01-01T00:00:00Z",
+        "record_key": str(uuid.uuid4()),
+        "code_id": None,
+        "serial": f"RET-DL-{secrets.token_hex(3)}",
+        "brand_id": demo["BRAND-LUMI"],
+        "product_id": None,
+        "pin_given": False,
+        "client_ip": ip,
+        "client_id": "dev\u0000ice",
+        "user_agent": "Phone/2.0",
+        "province": None,
+        "city": None,
+        "lat": 30.1,
+        "lng": 120.2,
+        "result": "not_genuine",
+        "reason": "malformed",
+        "queries": 0,
+    }
+    payload = json.dumps(record, separators=(",", ":")).encode()
+    sync_redis = redis_sync.Redis.from_url(settings.redis_url)
+    sync_redis.lpush(f"{settings.redis_namespace}:verif:queue", payload)
+    with psycopg.connect(settings.database_url, autocommit=True) as pg:
+        while records.flush(sync_redis, pg, settings.redis_namespace):
+            pass
+    async with await _conn(settings) as conn:
+        letter = await (
+            await conn.execute(
+                "SELECT id, reason FROM dead_letters WHERE queue = 'verifications' "
+                "AND payload = %s",
+                (payload,),
+            )
+        ).fetchone()
+        assert letter is not None
+        set_aside = letter["reason"]
+        await conn.execute(
+            "UPDATE dead_letters SET at = now() - interval '400 days' WHERE id = %s",
+            (letter["id"],),
+        )
+        await conn.execute("DELETE FROM retention_marks WHERE what = 'dead:verifications'")
+        await retention.sweep(conn, settings)
+        after = await (
+            await conn.execute(
+                "SELECT payload, reason FROM dead_letters WHERE id = %s", (letter["id"],)
+            )
+        ).fetchone()
+        await conn.execute("DELETE FROM dead_letters WHERE id = %s", (letter["id"],))
+    assert set_aside == "UntranslatableCharacter: unsupported Unicode escape sequence"
+    assert msgspec.json.decode(bytes(after["payload"]))["client_ip"] is None
+    assert after["reason"] == set_aside + _RETAINED
+
+
+async def test_a_dead_letter_s_reason_stored_whole_is_cut_past_its_retention(
+    app: Any, demo: Any
+) -> None:
+    """Letters set aside before: the sweep that clears their payload cuts their reason to its
+    first line too (the lines after it quoted the record); one still within its days keeps
+    all."""
+    settings = app.state.settings
+    token = secrets.token_hex(4)
+    whole = (
+        'CheckViolation: new row for relation "verifications" violates check constraint\n'
+        f"DETAIL:  Failing row contains ({token}, 10.9.8.7, device-1, Phone/2.0, 30.1, 120.2)."
+    )
+    record = msgspec.json.encode({"serial": f"DL-{token}", "client_ip": "10.9.8.7"})
+    reasons = {"old": whole, "flat": whole.replace("\n", " "), "young": whole}
+    async with await _conn(settings) as conn:
+        await conn.execute("DELETE FROM retention_marks WHERE what = 'dead:verifications'")
+        ids = {}
+        for name, reason in reasons.items():
+            row = await (
+                await conn.execute(
+                    """INSERT INTO dead_letters (queue, payload, reason, at)
+                       VALUES ('verifications', %s, %s, now() - make_interval(days => %s))
+                       RETURNING id""",
+                    (record, reason, 10 if name == "young" else 400),
+                )
+            ).fetchone()
+            ids[name] = row["id"]
+        await retention.sweep(conn, settings)
+        rows = await (
+            await conn.execute(
+                "SELECT id, reason FROM dead_letters WHERE id = ANY(%s)", (list(ids.values()),)
+            )
+        ).fetchall()
+        await conn.execute("DELETE FROM dead_letters WHERE id = ANY(%s)", (list(ids.values()),))
+    kept = {r["id"]: r["reason"] for r in rows}
+    first = 'CheckViolation: new row for relation "verifications" violates check constraint'
+    assert kept[ids["old"]] == kept[ids["flat"]] == first + _RETAINED
+    assert kept[ids["young"]] == whole
+
+
+async def test_a_failed_sms_s_copy_keeps_no_erased_phone_s_hash(
+    client: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a message in flight (``sending``) when its member was erased keeps a keyed hash
+    of the phone for the throttles, which the sweep clears from the row once their windows are
+    over; failing for good after, it was copied whole to ``dead_letters`` — the hash with it,
+    which nothing cleared there. The copy is made without it now (null)."""
+    from app.sms import sender
+    from tests.points_support import new_member
+
+    settings = app.state.settings
+    brand = demo["BRAND-LUMI"]
+    member_id, headers, phone = await new_member(app, brand)
+    async with await _conn(settings) as conn:
+        row = await (
+            await conn.execute(
+                """INSERT INTO sms_outbox (brand_id, member_id, phone, template, variables,
+                                           purpose, state, attempts, claimed_at)
+                   VALUES (%s, %s, %s, 'otp', '{"code": "112233"}', 'otp', 'sending', %s,
+                           now() - interval '1 hour')
+                   RETURNING id""",
+                (brand, member_id, phone, settings.sms_max_attempts),
+            )
+        ).fetchone()
+        sms_id = int(row["id"])
+        erased = await client.delete("/members/me", headers=headers)
+        assert erased.status_code == 204, erased.text
+        assert await sender.recover(conn, settings) >= 1  # the sender died: failed, set aside
+        kept = await (
+            await conn.execute("SELECT phone_hash FROM sms_outbox WHERE id = %s", (sms_id,))
+        ).fetchone()
+        letter = await (
+            await conn.execute(
+                """SELECT id, payload FROM dead_letters WHERE queue = 'sms_outbox'
+                      AND convert_from(payload, 'UTF8')::jsonb ->> 'id' = %s""",
+                (str(sms_id),),
+            )
+        ).fetchone()
+        assert letter is not None
+        await conn.execute("DELETE FROM dead_letters WHERE id = %s", (letter["id"],))
+    assert kept["phone_hash"] is not None  # the row's: the throttles still read it
+    copy = msgspec.json.decode(bytes(letter["payload"]))
+    assert copy["id"] == sms_id and copy["state"] == "failed"
+    assert "phone_hash" in copy and copy["phone_hash"] is None, copy
+    assert bytes(letter["payload"]).startswith(f'{{"id":{sms_id},'.encode())  # as erasure reads

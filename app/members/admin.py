@@ -10,7 +10,8 @@ the redemption endpoints (``app.members.redemptions``), with masked phones, not 
 
 Phones are masked (``138****1234``, ``app.members.mask``) unless the caller holds
 ``members.read_phone``, in the JSON and in the CSV alike. Freezing (``members.write``) takes a
-reason, is audited, and stops the member from claiming and redeeming (``Member.require_active``)
+reason (kept on the member's row while frozen; the audit records only that one was given),
+is audited, and stops the member from claiming and redeeming (``Member.require_active``)
 and its codes issued already from being handed out (``app.members.redemptions``); the member
 may still sign in and read. A freeze outlives the erasure of the membership: the phone signed
 up again starts frozen (``app.members.freezes``), and unfreezing it forgets the kept freeze.
@@ -328,7 +329,10 @@ async def set_frozen(
                       frozen_at = NULL, updated_at = now() WHERE id = %s""",
             (member_id,),
         )
-    before = {"status": row["status"], "reason": row["frozen_reason"]}
+    # whether a reason was given, not its words (a phone rung, an address): the audit log, which
+    # no erasure clears, keeps no words about the member (a probe read them after the erasure);
+    # the reason stays on the member's row while frozen, beside who froze it
+    before = {"status": row["status"], "reasoned": row["frozen_reason"] is not None}
     if not frozen and await freezes.release(conn, member_id):  # the phone's kept freeze too
         before["carried_over"] = True
     await audit.record(
@@ -338,7 +342,7 @@ async def set_frozen(
         "member",
         member_id,
         before=before,
-        after={"status": "frozen" if frozen else "active", "reason": reason},
+        after={"status": "frozen" if frozen else "active", "reasoned": reason is not None},
     )
     return await detail(conn, actor, member_id)
 

@@ -17,8 +17,9 @@ in one transaction:
   not sent yet are failed), its lucky draws' fulfilment notes, the client address and user
   agent in the evidence of its fraud holds and the staff's notes on them (its held claims and
   draws are rejected: a release after the erasure credited them), the one-time codes it asked
-  for, open redemption codes (expired as at their date: refunded, the gift back in stock) and
-  the points balance (forfeited by an ``expiry`` entry: the ledger is append-only); and, once
+  for, open redemption codes (expired as at their date: refunded, the gift back in stock),
+  the points balance (forfeited by an ``expiry`` entry: the ledger is append-only) and the
+  reasons staff wrote on its ledger's adjustments and expiries (``_ledger_reasons``); and, once
   the rest is done, the sign-in limits' memory of the phone in Redis (the addresses it signed
   in from);
 * what stays, anonymous: the row (status ``erased``), the claims, the draws, the ledger, the
@@ -52,12 +53,13 @@ from app import audit, locks
 from app.auth.principal import Principal
 from app.config import Settings, load_settings
 from app.db import Conn
-from app.deadletters import SMS_OUTBOX, VERIFICATIONS
+from app.deadletters import MAX_REASON, SMS_OUTBOX, VERIFICATIONS, first_line
 from app.errors import Conflict, NotFound
 from app.locks import Lock
 from app.members import freezes, points
 from app.members.limits import MemberLimits
 from app.members.redemptions import STATUS_NOW
+from app.members.returns import DRAW_WITHDRAWN, REPAID, WITHDRAWN
 from app.sms.outbox import erased_phone_hash
 from app.verify.record import anonymous, decoded, member_of
 from app.wechat import bindings as wechat_bindings
@@ -162,6 +164,7 @@ async def erase(
             WHERE id = %s""",
         (gone, member_id),
     )
+    await _ledger_reasons(conn, member_id)  # the member erased first: the ledger's trigger
     await conn.execute(
         """UPDATE verifications SET member_id = NULL, client_ip = NULL, client_id = NULL,
                   user_agent = NULL, lat = NULL, lng = NULL, retry = NULL
@@ -218,7 +221,7 @@ async def _erase_sms(conn: Conn, settings: Settings, brand_id: int, phone: str, 
     ).fetchall()
     if sms:  # the copies of its failed messages kept for the operators (app.sms.sender): one
         # pass over them, each read by its id (row_to_json writes it first), no byte decoded
-        await conn.execute(
+        letters = await conn.execute(
             """UPDATE dead_letters d
                   SET payload = convert_to(jsonb_set(jsonb_set(
                           convert_from(d.payload, 'UTF8')::jsonb,
@@ -226,9 +229,11 @@ async def _erase_sms(conn: Conn, settings: Settings, brand_id: int, phone: str, 
                           'UTF8')
                 WHERE d.queue = %(queue)s
                   AND (regexp_match(encode(substring(d.payload FROM 1 FOR 32), 'escape'),
-                                    '^\\{"id":(\\d{1,18}),'))[1]::bigint = ANY(%(ids)s)""",
+                                    '^\\{"id":(\\d{1,18}),'))[1]::bigint = ANY(%(ids)s)
+                RETURNING d.id, d.reason""",
             {"gone": gone, "queue": SMS_OUTBOX, "ids": [row["id"] for row in sms]},
         )
+        await _first_lines(conn, await letters.fetchall())
 
 
 async def _holds_and_draws(conn: Conn, member_id: int) -> None:
@@ -263,6 +268,25 @@ async def _holds_and_draws(conn: Conn, member_id: int) -> None:
             WHERE member_id = %s AND hold_state = 'held'""",
         (member_id,),
     )
+
+
+# The ledger's reasons the service writes itself (no words about the member): kept
+_SYSTEM_REASONS = [WITHDRAWN, DRAW_WITHDRAWN, REPAID, ERASED]
+
+
+async def _ledger_reasons(conn: Conn, member_id: int) -> None:
+    """The reasons staff wrote on the member's adjustments and manual expiries (a call, a name,
+    an address: a probe read them on the erased member's points) become ``ERASED``; the entries
+    stay, their points and kinds. The ledger's append-only trigger allows just that, inside an
+    erasure (``tracecode.erasing``, set around the statement) and on an erased member's rows
+    (migration 0135)."""
+    await conn.execute("SELECT set_config('tracecode.erasing', 'on', true)")
+    await conn.execute(
+        """UPDATE points_ledger SET reason = %s
+            WHERE member_id = %s AND kind IN ('adjustment', 'expiry') AND reason <> ALL(%s)""",
+        (ERASED, member_id, _SYSTEM_REASONS),
+    )
+    await conn.execute("SELECT set_config('tracecode.erasing', 'off', true)")
 
 
 async def _member(conn: Conn, brand_id: int, member_id: int, *, lock: bool) -> dict[str, Any]:
@@ -313,7 +337,7 @@ async def _scrub_dead_verifications(conn: Conn, member_id: int, since: datetime)
     mark = f'"member_id":{member_id}'.encode()
     rows = await (
         await conn.execute(
-            """SELECT id, payload FROM dead_letters
+            """SELECT id, payload, reason FROM dead_letters
                 WHERE queue = %s AND at >= %s AND position(%s::bytea IN payload) > 0
                   FOR UPDATE""",
             (VERIFICATIONS, since, mark),
@@ -331,9 +355,22 @@ async def _scrub_dead_verifications(conn: Conn, member_id: int, since: datetime)
             continue
         else:
             scrubbed, note = anonymous(fields), ""
+        reason = (first_line(row["reason"]) + note)[:MAX_REASON]  # PostgreSQL's DETAIL quotes it
         await conn.execute(
-            "UPDATE dead_letters SET payload = %s, reason = left(reason || %s, 2000) WHERE id = %s",
-            (scrubbed, note, row["id"]),
+            "UPDATE dead_letters SET payload = %s, reason = %s WHERE id = %s",
+            (scrubbed, reason, row["id"]),
+        )
+
+
+async def _first_lines(conn: Conn, letters: list[dict[str, Any]]) -> None:
+    """The reasons of ``letters`` (id, reason) cleared by the erasure cut to their first line
+    (``app.deadletters.first_line``): what follows quotes the record (a probe)."""
+    cut = {r["id"]: line for r in letters if (line := first_line(r["reason"])) != r["reason"]}
+    if cut:
+        await conn.execute(
+            """UPDATE dead_letters d SET reason = c.reason
+                 FROM unnest(%s::bigint[], %s::text[]) AS c(id, reason) WHERE d.id = c.id""",
+            (list(cut), list(cut.values())),
         )
 
 

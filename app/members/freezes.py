@@ -69,8 +69,12 @@ async def carry_over(
             "freeze",
             "member",
             member_id,
-            before={"status": "active", "reason": None},
-            after={"status": "frozen", "reason": row["frozen_reason"], "carried_over": True},
+            before={"status": "active", "reasoned": False},  # no words (``admin.set_frozen``)
+            after={
+                "status": "frozen",
+                "reasoned": row["frozen_reason"] is not None,
+                "carried_over": True,
+            },
             org_id=brand_id,
         )
     return row

@@ -30,7 +30,8 @@ unit is one sale whichever comes first. A unit at the brand, a factory, a wareho
 or in transit, is not sold by a claim (it never reached the channel); ``point_claims
 .sale_event_id`` names the sale a claim recorded.
 
-Ledger. ``points_ledger`` is append-only (a trigger refuses UPDATE and DELETE); kinds claim,
+Ledger. ``points_ledger`` is append-only (a trigger refuses UPDATE and DELETE, but for the
+erasure's replacing an erased member's reasons: ``app.members.erasure``); kinds claim,
 redemption, refund, expiry and adjustment (with a reason). ``point_balances`` caches each
 member's sum in the same transaction as every ledger row and can never go negative (a CHECK);
 ``check_balances`` recomputes every sum from the ledger (``tracecode points check``).

@@ -822,7 +822,11 @@ LIST_COLUMNS = [
     "created_at", "expires_at", "fulfilled_at", "fulfilled_by", "fulfilled_by_name",
     "fulfilled_org_id", "fulfilled_org_name", "fulfilled_org_erp_code", "expired_at",
 ]  # fmt: skip
-_LIST_SELECT = f"""r.id, r.member_id, m.phone, r.gift_id, g.name AS gift_name, r.gift_kind,
+# The member behind a redemption is the brand's alone (``app.members.admin``: below it staff see
+# no member): NULL below the brand, as in ``GET /verifications`` and a store's webhook (0093) — a
+# store's or an agent's staff linked one consumer's redemptions across stores by it (a probe)
+_MEMBER, _MEMBER_BELOW = "r.member_id", "NULL::bigint AS member_id"
+_LIST_SELECT = f"""r.id, {{member}}, m.phone, r.gift_id, g.name AS gift_name, r.gift_kind,
     r.points, {STATUS_NOW} AS status, r.created_at, r.expires_at, r.fulfilled_at, r.fulfilled_by,
     u.username AS fulfilled_by_name, r.fulfilled_org_id, o.name AS fulfilled_org_name,
     o.erp_code AS fulfilled_org_erp_code, r.expired_at"""
@@ -843,6 +847,11 @@ class ListFilters(msgspec.Struct, frozen=True, kw_only=True):
     end: datetime | None = None
     status: RedemptionStatus | None = None
     kind: GiftKind | None = None
+
+
+def _list_select(actor: Principal) -> str:
+    """The list's columns for ``actor``: the member's id only for the brand's own staff."""
+    return _LIST_SELECT.format(member=_MEMBER if actor.org_id == actor.brand_id else _MEMBER_BELOW)
 
 
 async def _list_query(
@@ -885,11 +894,11 @@ async def list_redemptions(
     conn: Conn, actor: Principal, f: ListFilters, page: int, per_page: int
 ) -> Page[StaffRedemptionRow]:
     """The redemptions the caller may see, newest first; phones masked unless the caller
-    holds ``members.read_phone``; never the code."""
+    holds ``members.read_phone``; the member's id null below the brand; never the code."""
     where, params = await _list_query(conn, actor, f)
     return await fetch_page(
         conn,
-        columns=_LIST_SELECT,
+        columns=_list_select(actor),
         source=_LIST_SOURCE,
         where=where,
         params=params,
@@ -917,7 +926,7 @@ async def list_csv(
             after={"filters": msgspec.to_builtins(f), "phones": sees_phones(actor)},
         )
     sql = (
-        f"SELECT {_LIST_SELECT} FROM {_LIST_SOURCE} WHERE {' AND '.join(where)} "
+        f"SELECT {_list_select(actor)} FROM {_LIST_SOURCE} WHERE {' AND '.join(where)} "
         f"ORDER BY {_LIST_ORDER}"
     )
     return tabular.csv_chunks(LIST_COLUMNS, _csv_batches(pool, actor, sql, params))

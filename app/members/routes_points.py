@@ -281,7 +281,8 @@ class RedemptionsController(Controller):
         per_page: PerPage = 50,
     ) -> Page[StaffRedemptionRow]:
         """Redemptions one by one (``redemptions.read``), newest first: the member's phone
-        (138****1234 unless ``members.read_phone``), the gift, the status, and who fulfilled it
+        (138****1234 unless ``members.read_phone``) and id (null below the brand, whose staff
+        see no member), the gift, the status, and who fulfilled it
         at which organisation and when; never the code. Staff of the brand organisation see
         them all (``issued`` = outstanding, ``fulfilled``, ``expired``); staff below see those
         fulfilled in their subtree: a store its own, an agent its stores'. ``store_id``: those

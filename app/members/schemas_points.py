@@ -262,10 +262,10 @@ class SettlementRow(msgspec.Struct, frozen=True, kw_only=True):
 class StaffRedemptionRow(msgspec.Struct, frozen=True, kw_only=True):
     """A redemption in the staff list (``GET /redemptions``): the member's phone (masked unless
     ``members.read_phone``), the gift, where it stands, and who fulfilled it where and when;
-    never the code."""
+    never the code. ``member_id``: null below the brand (the brand's staff alone see members)."""
 
     id: int
-    member_id: int
+    member_id: int | None
     phone: str
     gift_id: int
     gift_name: str

@@ -30,7 +30,8 @@ Each row is sent by one sender at a time and its outcome recorded once:
    ``SMS_BACKOFF_MAX_SECONDS``), or ``failed`` once ``SMS_MAX_ATTEMPTS`` are spent. Each update
    is fenced on ``state = 'sending' AND attempts = <the claim's>``: a sender that lost its claim
    (see 4) records nothing. Failed rows are copied to ``dead_letters`` (queue ``sms_outbox``)
-   in the same transaction; secrets (the code) are wiped from rows that are done.
+   in the same transaction, without an erased phone's keyed hash (``_COPY``); secrets (the
+   code) are wiped from rows that are done.
 4. **Recover** (the sweeper): a row ``sending`` for longer than ``SMS_LEASE_SECONDS`` was claimed
    by a sender that died (kill -9, OOM, power) somewhere between 1 and 3 — it may or may not
    have reached the gateway. With ``SMS_RESEND_UNCONFIRMED`` (the default) it goes back to
@@ -133,6 +134,11 @@ async def apply_held_reports(conn: Conn) -> int:
     return (await conn.execute(_APPLY_HELD)).rowcount
 
 
+# A failed row's copy for the operators: the row as it was, without the keyed hash of the phone
+# an erasure keeps for the throttles (``app.retention`` clears it from the row once their
+# windows are over; a probe found it in the copy for ever). A key of the row's, null.
+_COPY = """row_to_json(json_populate_record(moved, '{"phone_hash": null}'))::text"""
+
 _RETRY = f"""
 WITH r AS (
   SELECT * FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(errors)s::text[])
@@ -151,7 +157,7 @@ WITH r AS (
   RETURNING o.*
 )
 INSERT INTO dead_letters (queue, payload, reason)
-SELECT %(queue)s, convert_to(row_to_json(moved)::text, 'UTF8'),
+SELECT %(queue)s, convert_to({_COPY}, 'UTF8'),
        'out of attempts: ' || coalesce(moved.last_error, '')
   FROM moved WHERE moved.state = 'failed'
 """
@@ -167,10 +173,10 @@ WITH r AS (
   RETURNING o.*
 )
 INSERT INTO dead_letters (queue, payload, reason)
-SELECT %(queue)s, convert_to(row_to_json(moved)::text, 'UTF8'), moved.last_error FROM moved
+SELECT %(queue)s, convert_to({_COPY}, 'UTF8'), moved.last_error FROM moved
 """
 
-_RECOVER = """
+_RECOVER = f"""
 WITH moved AS (
   UPDATE sms_outbox o
      SET state = CASE WHEN %(resend)s AND o.attempts < %(max)s THEN 'pending' ELSE 'failed' END,
@@ -183,7 +189,7 @@ WITH moved AS (
   RETURNING o.*
 ), buried AS (
   INSERT INTO dead_letters (queue, payload, reason)
-  SELECT %(queue)s, convert_to(row_to_json(moved)::text, 'UTF8'),
+  SELECT %(queue)s, convert_to({_COPY}, 'UTF8'),
          CASE WHEN %(resend)s THEN 'out of attempts: ' ELSE 'not re-sent (at most once): ' END
            || moved.last_error
     FROM moved WHERE moved.state = 'failed'

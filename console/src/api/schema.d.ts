@@ -7176,7 +7176,7 @@ export interface components {
             gift_kind: "online" | "offline";
             gift_name: string;
             id: number;
-            member_id: number;
+            member_id: number | null;
             phone: string;
             points: number;
             /** @enum {string} */
