@@ -60,9 +60,15 @@ class QueryTime(datetime, metaclass=_AnyDatetime):
 #: ending 9999-12-31T23:59:59Z, year 10000 in Beijing, made the members' page a 500).
 FIRST_TIME = datetime(1, 1, 1, tzinfo=UTC)
 LAST_TIME = datetime.max.replace(tzinfo=timezone(timedelta(hours=8)))
-#: A time with its offset, not bounded here: a scan's, which its service bounds tighter and
-#: answers per scan (``app.packing.scans``: ``bad_time``, the rest of the upload applied), of
-#: thousands in a body (no hook per value).
+_ZERO = timedelta(0)
+#: The widest UTC offset a time may carry: EPCIS's (xsd, -14:00 to +14:00, the world's zones).
+#: RFC 3339 (msgspec, Python) takes up to ±23:59, PostgreSQL's input ±15:59: a probe's scan at
+#: +23:59, bound in a text array, made a whole upload 400 with PostgreSQL's "time zone
+#: displacement out of range"; one at +14:30 was served as an EPCIS event our own capture refuses.
+MAX_OFFSET = timedelta(hours=14)
+#: A time with its offset, not bounded here: a scan's, which its service bounds tighter (its
+#: offset too) and answers per scan (``app.packing.scans``: ``bad_time``, the rest of the upload
+#: applied), of thousands in a body (no hook per value).
 OffsetTime = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
@@ -70,7 +76,8 @@ class AwareTime(datetime, metaclass=_AnyDatetime):
     """A time in a body: with its offset. A time without one is refused (400), never read as
     UTC: a gift "valid from 2026-12-04T00:00:00" opened at 08:00 in Beijing (probe L). So is
     one outside ``FIRST_TIME``..``LAST_TIME`` (400 ``validation_failed`` naming the field), as
-    msgspec refuses a year 0 or 10000 as written.
+    msgspec refuses a year 0 or 10000 as written, and one whose offset is beyond ``MAX_OFFSET``
+    (±14:00; RFC 3339 writes up to ±23:59, which PostgreSQL and EPCIS refuse).
 
     As ``QueryTime``, only the field's type: a body decodes it with ``decode_data``'s hook (or
     Litestar with ``_decoder``) into a plain ``datetime``; its OpenAPI schema is a datetime's."""
@@ -90,6 +97,8 @@ def aware_time(value: Any) -> datetime:
         raise ValueError(
             "expected a time from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999+08:00"
         )
+    if abs(moment.utcoffset() or _ZERO) > MAX_OFFSET:
+        raise ValueError("expected a UTC offset from -14:00 to +14:00")
     return moment
 
 

@@ -8,6 +8,7 @@ import re
 import time
 import weakref
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
@@ -279,6 +280,21 @@ def migrate(url: str) -> list[str]:
         finally:
             conn.execute(*locks.release(Lock.MIGRATIONS))
     return applied_now
+
+
+def in_utc(moment: datetime | None) -> datetime | None:
+    """An aware time in UTC, for a list of times bound as a ``timestamptz[]`` (psycopg sends a
+    list as text) or a COPY row: there PostgreSQL reads each time's offset itself and refuses
+    one past ±15:59 — RFC 3339, msgspec and Python take up to ±23:59 — failing the whole
+    statement (a probe: one inspection at +23:59 was a 400 for its whole batch). None, a naive
+    time and one past year 1 or 9999 in UTC are given as they are. A single time bound alone
+    (binary) needs none of this."""
+    if moment is None or moment.tzinfo is None:
+        return moment
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        return moment
 
 
 def array(values: list[Any]) -> str:

@@ -12,7 +12,7 @@ import json
 import secrets
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -1980,3 +1980,56 @@ async def test_a_line_busy_with_the_same_codes_fails_the_job_as_a_retry(
     monkeypatch.undo()
     await captured(client, operator, document([event]))
     assert (await _unit(conn, app, serial) or {}).get("status") == "active"
+
+
+def test_an_event_s_time_zone_offset_is_always_one_epcis_takes() -> None:
+    """``eventTimeZoneOffset`` is an xsd offset, -14:00 to +14:00 (``app.epcis.document._when``
+    refuses any other); RFC 3339 writes up to ±23:59. ``tz_offset`` gives a time's own offset
+    within that range, and the brands' zone's (+08:00) beyond it — never one a capture refuses."""
+    from app.events.log import tz_offset
+
+    moment = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+    for hours, minutes, expected in [
+        (0, 0, "+00:00"),
+        (14, 0, "+14:00"),
+        (-14, 0, "-14:00"),
+        (5, 45, "+05:45"),
+        (-9, -30, "-09:30"),
+        (14, 30, "+08:00"),
+        (-14, -1, "+08:00"),
+        (23, 59, "+08:00"),
+        (-23, -59, "+08:00"),
+    ]:
+        zone = timezone(timedelta(hours=hours, minutes=minutes))
+        assert tz_offset(moment.astimezone(zone)) == expected, (hours, minutes)
+
+
+async def test_a_scan_at_an_offset_past_14_hours_is_never_served_as_an_invalid_event(
+    client: Any, login: Any, app: Any, demo: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A probe: a line's scan at +14:30 was stored with ``tz_offset`` "+14:30" and served by
+    ``GET /epcis/events/{id}`` as an ``eventTimeZoneOffset`` our own ``POST /epcis/capture``
+    refuses (and so would a partner's EPCIS repository). The line now answers such a scan
+    ``bad_time``; behind that, with the line's rule widened, the event is served at the brands'
+    zone's offset, +08:00, at the instant scanned."""
+    from app.packing import scans
+
+    monkeypatch.setattr(scans, "MAX_OFFSET", timedelta(hours=24), raising=False)
+    batch_no, product_id = await issue_units(client, login, demo, 1)
+    serial = app.state.scheme.serial(batch_no, 0)
+    operator = await login("operator")
+    context = {"product_id": product_id, "lot": "TZ", "production_date": "2026-11-01"}
+    assert (await client.put("/lines/TZ1/context", headers=operator, json=context)).is_success
+    hour_ago = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=0)
+    at = hour_ago.astimezone(timezone(timedelta(hours=14, minutes=30))).isoformat()
+    scan = {"id": f"tz14-{serial}", "code": serial, "at": at}
+    answer = await client.post("/lines/TZ1/scans", headers=operator, json={"scans": [scan]})
+    assert answer.status_code == 200 and answer.json()["accepted"] == 1, answer.text
+    trace = await client.get(f"/trace/{serial}", headers=await login("admin"))
+    event_id = trace.json()["events"][0]["event_id"]
+    got = await client.get(
+        f"/epcis/events/{quote(event_id, safe='')}", headers=await login("partner")
+    )
+    assert got.status_code == 200, got.text
+    assert got.json()["eventTimeZoneOffset"] == "+08:00", got.text
+    assert datetime.fromisoformat(got.json()["eventTime"]) == hour_ago

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -358,6 +358,91 @@ async def _zj_inspector(client: Any, login: Any, demo: Any) -> Any:
     )  # fmt: skip
     assert created.status_code == 201, created.text
     return await login(name, "inspect-pass-1")
+
+
+def _at(moment: datetime, hours: int, minutes: int = 0) -> str:
+    """``moment`` written at the offset ``hours:minutes`` (negative hours: west of UTC)."""
+    sign = -1 if hours < 0 else 1
+    return moment.astimezone(
+        timezone(sign * timedelta(hours=abs(hours), minutes=minutes))
+    ).isoformat()
+
+
+async def test_a_scan_time_at_an_offset_past_14_hours_is_that_items_invalid_client_at(
+    client: Any, login: Any, demo: Any, conn: Any, goods: dict[str, Any]
+) -> None:
+    """A probe: the inspector app's queue sent one ``client_at`` an hour ago at +23:59 (valid
+    RFC 3339, beyond PostgreSQL's ±15:59): the batch bound the times as a text array and the
+    whole batch was 400 ``validation_failed`` — the other items lost too. An offset beyond
+    EPCIS's -14:00..+14:00 is that item's 400 ``invalid_client_at`` (the shared
+    ``check_client_at``, a single ``POST /inspections`` alike); ±14:00 itself is recorded, at
+    the instant sent, its event at the phone's offset."""
+    inspector = await login("inspector")
+    tag = secrets.token_hex(4)
+    hour_ago = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=0)
+    store = demo["STORE-NB-01"]
+    times = [_at(hour_ago, 0), _at(hour_ago, 23, 59), _at(hour_ago, 14, 30), _at(hour_ago, 14)]
+    items = [
+        item(goods["units"][n], store, f"tz-{tag}-{n}", client_at=at) for n, at in enumerate(times)
+    ]
+    answer = await client.post("/inspections/batch", headers=inspector, json={"items": items})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert [a["status"] for a in body["items"]] == [201, 400, 400, 201], body["items"]
+    for refused in body["items"][1:3]:
+        assert refused["error"]["code"] == "invalid_client_at"
+        assert refused["error"]["details"][0]["field"] == "client_at"
+    kiribati = body["items"][3]["scan"]
+    assert datetime.fromisoformat(kiribati["client_at"]) == hour_ago
+    event = await (
+        await conn.execute(
+            "SELECT event_time, tz_offset FROM events WHERE id = %s", (kiribati["event_id"],)
+        )
+    ).fetchone()
+    await conn.commit()
+    assert (event["event_time"], event["tz_offset"]) == (hour_ago, "+14:00")
+    single = {"code": goods["units"][4], "gps": GPS, "store_id": store}
+    west = await client.post(
+        "/inspections", headers=inspector, json={**single, "client_at": _at(hour_ago, -14, 30)}
+    )
+    assert_error(west, 400, "invalid_client_at")
+
+
+async def test_batched_scan_times_reach_postgresql_in_utc(
+    client: Any,
+    login: Any,
+    demo: Any,
+    conn: Any,
+    goods: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Defence behind ``check_client_at``: the batch binds its times as a text array (and the
+    events by COPY), where PostgreSQL reads each offset itself; every time is written in UTC.
+    With the offset rule widened, an item at +23:59 is recorded with the others, at the instant
+    sent, and its event at an offset EPCIS takes (``app.events.log.tz_offset``)."""
+    from app.field import checkins
+
+    monkeypatch.setattr(checkins, "MAX_OFFSET", timedelta(hours=24), raising=False)
+    inspector = await login("inspector")
+    tag = secrets.token_hex(4)
+    hour_ago = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=0)
+    items = [
+        item(goods["units"][n], demo["STORE-NB-01"], f"tzw-{tag}-{n}", client_at=at)
+        for n, at in enumerate([_at(hour_ago, 0), _at(hour_ago, 23, 59)])
+    ]
+    answer = await client.post("/inspections/batch", headers=inspector, json={"items": items})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert [a["status"] for a in body["items"]] == [201, 201], body["items"]
+    far = body["items"][1]["scan"]
+    assert datetime.fromisoformat(far["client_at"]) == hour_ago
+    event = await (
+        await conn.execute(
+            "SELECT event_time, tz_offset FROM events WHERE id = %s", (far["event_id"],)
+        )
+    ).fetchone()
+    await conn.commit()
+    assert (event["event_time"], event["tz_offset"]) == (hour_ago, "+08:00")
 
 
 async def test_a_retried_scan_is_replayed_after_its_store_moved_to_another_agent(

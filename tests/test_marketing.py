@@ -701,6 +701,39 @@ async def test_an_unknown_province_filter_is_blamed_on_the_query(client: Any, lo
     assert named.status_code == 200, named.text
 
 
+async def test_a_promotion_time_at_an_offset_past_14_hours_is_refused(
+    client: Any, login: Any
+) -> None:
+    """RFC 3339 (and msgspec) write offsets up to ±23:59; PostgreSQL takes ±15:59, EPCIS and the
+    world's zones ±14:00. A body's time (``app.bodies.AwareTime``: promotions, gifts, draws)
+    beyond ±14:00 is refused as any bad time is (400 naming the field); ±14:00 is taken."""
+    marketer = await login("marketer")
+    base = {"title": f"Far east {_tag()}", "published": True}
+    for name, odd in [
+        ("starts_at", "2026-12-01T00:00:00+14:30"),
+        ("starts_at", "2026-12-01T00:00:00-14:01"),
+        ("ends_at", "2026-12-31T00:00:00+23:59"),
+        ("ends_at", "2026-12-31T00:00:00-23:59"),
+    ]:
+        answer = await client.post("/promotions", headers=marketer, json={**base, name: odd})
+        error = assert_error(answer, 400, "validation_failed")
+        assert error["details"][0]["field"] == name, error
+        assert "offset" in error["details"][0]["message"], error
+    made = await _promotion(
+        client,
+        marketer,
+        starts_at="2026-12-01T00:00:00+14:00",
+        ends_at="2026-12-31T00:00:00-14:00",
+        **base,
+    )
+    later = await client.patch(
+        f"/promotions/{made['id']}", headers=marketer, json={"ends_at": "2026-12-31T00:00:00+15:00"}
+    )
+    assert assert_error(later, 400, "validation_failed")["details"][0]["field"] == "ends_at"
+    gone = await client.delete(f"/promotions/{made['id']}", headers=marketer)
+    assert gone.status_code == 204, gone.text
+
+
 async def test_a_promotion_past_the_calendar_is_refused_and_its_last_moment_is_shown(
     client: Any, login: Any, app: Any, demo: Any
 ) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -435,6 +435,116 @@ async def test_a_scan_from_a_wrong_clock_is_rejected_and_the_rest_go_through(
         [scan(units[0], at=(datetime.now(UTC) - timedelta(days=20)).isoformat())],
     )
     assert late["scans"][0]["result"] == "ok"  # an offline scanner uploading late
+
+
+def _at(moment: datetime, hours: int, minutes: int = 0) -> str:
+    """``moment`` written at the offset ``hours:minutes`` (negative hours: west of UTC)."""
+    sign = -1 if hours < 0 else 1
+    offset = timezone(sign * timedelta(hours=abs(hours), minutes=minutes))
+    return moment.astimezone(offset).isoformat()
+
+
+async def test_a_scan_at_an_offset_past_14_hours_is_bad_time_and_the_rest_go_through(
+    client: Any, login: Any, app: Any, conn: Any, lumi: Any
+) -> None:
+    """A probe: a scanner's clock at +23:59 (valid RFC 3339, up to ±23:59) sent one scan an
+    hour old; the times went to PostgreSQL as a text array, which takes ±15:59 only, so the
+    whole upload was 400 ``validation_failed`` ("time zone displacement out of range") and
+    every re-send of the queue failed alike. An offset beyond EPCIS's -14:00..+14:00 is that
+    scan's ``bad_time``; the rest of the upload is applied, ±14:00 itself included (a unit's
+    activation time and a case's packing time kept as the instant sent, the event's
+    eventTimeZoneOffset the scanner's)."""
+    line = "TZ-" + secrets.token_hex(3)
+    await set_line(client, login, lumi.product_id, line)
+    units = serials(app, lumi.batch_no, 50, 58)
+    hour_ago = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=0)
+    mixed = await upload(
+        client,
+        login,
+        line,
+        [
+            scan(units[0], at=hour_ago.isoformat()),
+            scan(units[1], at=_at(hour_ago, 23, 59)),
+            scan(units[2], at=_at(hour_ago, 14, 30)),
+            scan(units[3], at=_at(hour_ago, -14, 1)),
+            scan(units[4], at=_at(hour_ago, 14)),
+            scan(units[5], at=_at(hour_ago, -14)),
+        ],
+    )
+    assert [(s["result"], s.get("reason")) for s in mixed["scans"]] == [
+        ("ok", None),
+        ("rejected", "bad_time"),
+        ("rejected", "bad_time"),
+        ("rejected", "bad_time"),
+        ("ok", None),
+        ("ok", None),
+    ]
+    assert "offset" in mixed["scans"][1]["message"]
+    packed = await upload(
+        client,
+        login,
+        line,
+        [scan(units[6], at=_at(hour_ago, 14)), scan(lumi.inner[40], at=_at(hour_ago, -14))],
+    )
+    assert [s["result"] for s in packed["scans"]] == ["ok", "ok"], packed
+    rows = await (
+        await conn.execute(
+            "SELECT activated_at FROM unit_state WHERE code = ANY(%s)",
+            ([(lumi.batch_no << 32) | i for i in (50, 54, 55, 56)],),
+        )
+    ).fetchall()
+    case = await (
+        await conn.execute(
+            "SELECT packed_at FROM case_state WHERE sscc = %s", (int(lumi.inner[40]),)
+        )
+    ).fetchone()
+    await conn.commit()
+    assert [r["activated_at"] for r in rows] == [hour_ago] * 4
+    assert case["packed_at"] == hour_ago
+    trace = await client.get(f"/trace/{units[6]}", headers=await login("admin"))
+    offsets = {e["biz_step"]: e["tz_offset"] for e in trace.json()["events"]}
+    assert offsets == {"commissioning": "+14:00", "packing": "-14:00"}, trace.text
+    for serial in units[1:4]:  # refused: nothing of them was written
+        status = await client.get(f"/codes/{serial}/status", headers=await login("planner"))
+        assert status.json()["status"] != "active", status.text
+
+
+async def test_every_scan_time_reaches_postgresql_in_utc(
+    client: Any, login: Any, app: Any, conn: Any, lumi: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defence behind ``bad_time``: the bulk writes bind their times as text arrays (and the
+    events by COPY), where PostgreSQL parses each offset itself and refuses one past ±15:59;
+    every time is written in UTC. With the offset rule widened, scans and a case at +23:59 are
+    applied, at the instant sent."""
+    from app.packing import scans as packing_scans
+
+    monkeypatch.setattr(packing_scans, "MAX_OFFSET", timedelta(hours=24), raising=False)
+    line = "TZ-" + secrets.token_hex(3)
+    await set_line(client, login, lumi.product_id, line)
+    units = serials(app, lumi.batch_no, 60, 62)
+    hour_ago = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=0)
+    far = _at(hour_ago, 23, 59)
+    body = await upload(
+        client,
+        login,
+        line,
+        [scan(units[0], at=far), scan(units[1], at=far), scan(lumi.inner[41], at=far)],
+    )
+    assert [s["result"] for s in body["scans"]] == ["ok", "ok", "ok"], body
+    rows = await (
+        await conn.execute(
+            "SELECT activated_at FROM unit_state WHERE code = ANY(%s)",
+            ([(lumi.batch_no << 32) | i for i in (60, 61)],),
+        )
+    ).fetchall()
+    case = await (
+        await conn.execute(
+            "SELECT packed_at FROM case_state WHERE sscc = %s", (int(lumi.inner[41]),)
+        )
+    ).fetchone()
+    await conn.commit()
+    assert [r["activated_at"] for r in rows] == [hour_ago] * 2
+    assert case["packed_at"] == hour_ago
 
 
 async def test_a_unit_scan_naming_children_is_rejected(

@@ -13,7 +13,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import msgspec
@@ -950,6 +950,38 @@ async def test_a_delivery_time_without_an_offset_is_beijing_time(
     assert answer.json() == {"updated": 1, "unknown": 0}, answer.text
     row = (await _rows(aconn, [sent]))[sent]
     assert row["state"] == "delivered" and row["status_at"] == a_minute_ago, row["status_at"]
+
+
+async def test_a_delivery_time_at_any_rfc_3339_offset_is_taken_with_the_others(
+    client: Any,
+    app: Any,
+    demo: Any,
+    settings: Any,
+    gateway: LocalGateway,
+    aconn: Any,
+    callback_secret: None,
+) -> None:
+    """A probe of the bulk writes: a time at +23:59 (valid RFC 3339, beyond PostgreSQL's
+    ±15:59), bound in a text array, failed the statement — every report of the call refused
+    (400). The times go in UTC: both reports apply, at the instants sent."""
+    sent, rows = await _sent(app, demo, settings, gateway, aconn, 2)
+    a_minute_ago = (datetime.now(UTC) - timedelta(minutes=1)).replace(microsecond=0)
+    far_east = timezone(timedelta(hours=23, minutes=59))
+    reports = [
+        {
+            "message_id": rows[s]["provider_message_id"],
+            "status": "delivered",
+            "at": a_minute_ago.astimezone(far_east if n == 0 else UTC).isoformat(),
+        }
+        for n, s in enumerate(sent)
+    ]
+    body = msgspec.json.encode({"reports": reports})
+    answer = await client.post("/sms/callbacks/http", content=body, headers=_signed(body))
+    assert answer.json() == {"updated": 2, "unknown": 0}, answer.text
+    now = await _rows(aconn, sent)
+    assert [(now[s]["state"], now[s]["status_at"]) for s in sent] == [
+        ("delivered", a_minute_ago)
+    ] * 2
 
 
 async def test_a_td_reply_opts_out_of_marketing_but_never_out_of_codes(

@@ -15,7 +15,8 @@ from zoneinfo import ZoneInfo
 import msgspec
 from psycopg.types.json import Jsonb
 
-from app.db import Conn
+from app.bodies import MAX_OFFSET
+from app.db import Conn, in_utc
 from app.events.epcis import Action, BizStep, Disposition, EventType
 from app.localtime import REPORT_TZ
 from app.locks import Lock, xact_each, xact_lock
@@ -62,8 +63,15 @@ class NewEvent(msgspec.Struct, kw_only=True):
 
 
 def tz_offset(moment: datetime) -> str:
-    """EPCIS eventTimeZoneOffset (``+08:00``) of an aware datetime."""
+    """EPCIS eventTimeZoneOffset (``+08:00``) of an aware datetime: its own offset, or, beyond
+    EPCIS's -14:00..+14:00 (``app.bodies.MAX_OFFSET``; RFC 3339 writes up to ±23:59), the
+    brands' zone's (Asia/Shanghai, ``+08:00``) — the services refuse such times on the way in
+    (a scan's ``bad_time``, ``invalid_client_at``), but an event is never served with an offset
+    our own ``POST /epcis/capture`` (and any EPCIS repository) refuses (a probe: a scan at +14:30
+    was served as ``"eventTimeZoneOffset": "+14:30"``). A naive one: ``+00:00``."""
     offset = moment.utcoffset()
+    if offset is not None and abs(offset) > MAX_OFFSET:
+        offset = _CHINA.utcoffset(moment.replace(tzinfo=None))
     minutes = int(offset.total_seconds() // 60) if offset is not None else 0
     sign = "-" if minutes < 0 else "+"
     return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
@@ -101,7 +109,7 @@ async def write_events(conn: Conn, events: list[NewEvent]) -> list[int]:
                     e.action,
                     e.biz_step,
                     e.disposition,
-                    e.event_time,
+                    in_utc(e.event_time),  # COPY is text: PostgreSQL reads its offset
                     tz_offset(e.event_time),
                     e.read_point,
                     e.biz_location,

@@ -27,6 +27,7 @@ from typing import Any
 from app import idempotency, tabular
 from app.auth.principal import Principal
 from app.auth.service import org_status
+from app.bodies import MAX_OFFSET
 from app.config import Settings
 from app.db import Conn
 from app.errors import NotFound, Unprocessable, ValidationFailed
@@ -143,13 +144,18 @@ OFFLINE_DAYS = 30
 
 
 def check_client_at(client_at: datetime | None) -> None:
-    """400 ``invalid_client_at`` unless a phone's scan time (None: not sent) has its zone, is
-    at most ``CLOCK_SKEW`` ahead of the server's clock and at most ``OFFLINE_DAYS`` old."""
+    """400 ``invalid_client_at`` unless a phone's scan time (None: not sent) has its zone, one
+    from -14:00 to +14:00 (``app.bodies.MAX_OFFSET``: RFC 3339 writes up to ±23:59, which
+    PostgreSQL and EPCIS refuse — a probe's inspection at +23:59 failed its whole batch), is at
+    most ``CLOCK_SKEW`` ahead of the server's clock and at most ``OFFLINE_DAYS`` old."""
     if client_at is None:
         return
     now = datetime.now(UTC)
-    if client_at.tzinfo is None:
+    offset = client_at.utcoffset()
+    if offset is None:
         reason = "a time with its zone (the phone's offset, or Z)"
+    elif abs(offset) > MAX_OFFSET:
+        reason = "a time at a UTC offset from -14:00 to +14:00"
     elif client_at > now + CLOCK_SKEW:
         reason = "not in the future"
     elif client_at < now - timedelta(days=OFFLINE_DAYS):

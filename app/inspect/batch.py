@@ -28,7 +28,7 @@ from app.auth.principal import Principal
 from app.codes.batches import serials_of
 from app.codes.lookup import read_codes
 from app.codes.scheme import Scheme
-from app.db import Conn
+from app.db import Conn, in_utc
 from app.errors import AppError, BadRequest, PayloadTooLarge
 from app.events.log import allocate_ids, write_events
 from app.field.checkins import check_client_at
@@ -343,7 +343,8 @@ async def _record(
                 "units": [len(s.findings) for _, _, s in scanned],
                 "events": event_ids,
                 "photos": [",".join(str(p) for p in items[i].photo_ids) for i, _, _ in scanned],
-                "ats": [items[i].client_at for i, _, _ in scanned],
+                # in UTC: in an array PostgreSQL reads each offset itself (±15:59 at most)
+                "ats": [in_utc(items[i].client_at) for i, _, _ in scanned],
             },
         )
     ).fetchall()

@@ -47,6 +47,7 @@ import msgspec
 from psycopg.rows import args_row
 
 from app.auth.principal import Principal
+from app.bodies import MAX_OFFSET
 from app.codes.lookup import LEVEL_RANK, VOID_STATES, Read, read_codes, sscc_label
 from app.codes.scheme import Scheme
 from app.db import Conn, array
@@ -87,13 +88,17 @@ MESSAGES = {
     "over_full_case": "more items than the packing rule allows",
     "child_rejected": "a named child cannot be packed",
     "unit_with_children": "a unit holds no items: only a container closes over children",
-    "bad_time": "the scan's time is before 2000 or over a day ahead: the scanner's clock is wrong",
+    "bad_time": "the scan's time is before 2000, over a day ahead or at a UTC offset beyond "
+    "±14:00: the scanner's clock is wrong",
 }
 # A scan's time: an offline scanner uploads late, never from before the platform or the future
 # (probe L: a scan at 9999-12-31T23:59:59-12:00, year 10000 in UTC, was stored and every trace
 # and EPCIS page holding it failed to read; a scan of 2099 made trace list its unpacking first).
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_AHEAD = timedelta(days=1)
+# Nor at an offset beyond EPCIS's ±14:00 (``app.bodies.MAX_OFFSET``; RFC 3339 writes up to
+# ±23:59: a probe's scan at +23:59 made PostgreSQL refuse the whole upload, one at +14:30 was
+# served as an event EPCIS refuses). The times are written in UTC all the same (``_utc_times``).
 
 
 class _Race(Exception):
@@ -237,7 +242,7 @@ async def _read_scans(conn: Conn, scheme: Scheme, ctx: Context, data: ScanUpload
     for s in data.scans:
         texts.extend(s.children or ())
     reads = await read_codes(conn, scheme, ctx.brand_id, texts)
-    latest = datetime.now(UTC) + MAX_AHEAD
+    latest, widest = datetime.now(UTC) + MAX_AHEAD, MAX_OFFSET
     scans: list[_Scan] = []
     extra = len(data.scans)
     for i, s in enumerate(data.scans):
@@ -246,7 +251,9 @@ async def _read_scans(conn: Conn, scheme: Scheme, ctx: Context, data: ScanUpload
             children = reads[extra : extra + len(s.children)]
             extra += len(s.children)
         read = reads[i]
-        if not EARLIEST <= s.at <= latest and read.reason is None:
+        if read.reason is None and not (  # an ``OffsetTime``: its utcoffset() is never None
+            EARLIEST <= s.at <= latest and abs(s.at.utcoffset()) <= widest  # type: ignore[arg-type]
+        ):
             read = dataclasses.replace(read, reason="bad_time")
         scans.append(_Scan(s, read, children))
     return scans
@@ -851,6 +858,15 @@ def _aggregations(
     return events
 
 
+def _utc_times(times: list[datetime]) -> str:
+    """Aware times as a ``timestamptz[]`` literal, written in UTC (``app.db.in_utc``: in a text
+    array PostgreSQL reads each offset itself and refuses one past ±15:59 for the whole
+    statement). Scan times, from 2000 to a day ahead: none overflows. msgspec writes them as
+    RFC 3339 (``"…Z"``): a JSON array of them is the array literal, in brackets — cheaper than
+    ``isoformat`` without the conversion was."""
+    return "{" + msgspec.json.encode([t.astimezone(UTC) for t in times])[1:-1].decode() + "}"
+
+
 async def _insert_units(conn: Conn, ctx: Context, unit_rows: list[_UnitRow]) -> None:
     """The state rows of the new units, in one statement; ``_Race`` if one already exists.
     Inserted in code order, as the rows are locked (``_locked``): two uploads of the same new
@@ -879,7 +895,7 @@ async def _insert_units(conn: Conn, ctx: Context, unit_rows: list[_UnitRow]) -> 
                 "line": ctx.line.id,
                 "codes": array([r[0] for r in unit_rows]),
                 "parents": array([r[1] for r in unit_rows]),
-                "times": array([r[2].isoformat() for r in unit_rows]),
+                "times": _utc_times([r[2] for r in unit_rows]),
                 "events": array([r[3] for r in unit_rows]),
                 "clients": array([r[4] for r in unit_rows]),
             },
@@ -926,7 +942,7 @@ async def _insert_cases(conn: Conn, ctx: Context, plan: _Plan, agg_id: dict[int,
                 "batches": array([r[1] for r in rows]),
                 "levels": array([r[2] for r in rows]),
                 "parents": array([r[3] for r in rows]),
-                "times": array([r[4].isoformat() for r in rows]),
+                "times": _utc_times([r[4] for r in rows]),
                 "events": array([agg_id.get(r[3] or -1, agg_id.get(r[0], 0)) for r in rows]),
                 "clients": array([r[5] for r in rows]),
             },

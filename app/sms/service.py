@@ -25,6 +25,7 @@ import hmac
 import re
 import time
 import unicodedata
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -116,7 +117,7 @@ async def delivery_reports(
         "mids": [r.message_id for r in data.reports],
         "statuses": [r.status for r in data.reports],
         "errors": [r.error for r in data.reports],
-        "ats": [r.at and aware(r.at) for r in data.reports],
+        "ats": [_report_time(r.at) for r in data.reports],
     }
     cur = await conn.execute(
         f"""UPDATE sms_outbox o
@@ -141,6 +142,19 @@ async def delivery_reports(
     await sender.apply_held_reports(conn)  # a send committed since the update above
     unknown = sum(1 for r in data.reports if r.message_id not in matched)
     return DeliveryReportsOut(updated=len(matched), unknown=unknown)
+
+
+def _report_time(at: datetime | None) -> datetime | None:
+    """A report's time, in UTC: the times are bound as an array, where PostgreSQL reads each
+    offset itself and refuses one past ±15:59 (a gateway's +23:59 failed every report of the
+    call; ``app.db.in_utc``). Past year 1 or 9999 in UTC it is none: dated when it came, as
+    ``_REPORTS`` dates a time before 2000."""
+    if at is None:
+        return None
+    try:
+        return aware(at).astimezone(UTC)
+    except OverflowError:
+        return None
 
 
 # The reports of one call, one row per message id (its last report), dated.
