@@ -356,6 +356,27 @@ async def test_a_medium_goes_only_when_no_product_shows_it_and_only_by_its_brand
     assert_error(await client.delete(image["url"], headers=admin), 404)
 
 
+async def test_a_medium_s_upload_and_deletion_are_audited_under_its_brand(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: a deletion was audited with no ``before`` (which file went could not be told)
+    and under the caller's organisation. The medium is its brand's: its upload and deletion
+    are filed under the brand, the deletion with the medium as it was (type, size, hash, its
+    path — never its bytes), whoever in the brand's tree did it (a distributor's ERP key)."""
+    admin = await login("admin")
+    erp = await key_of(client, admin, ["catalog.read", "catalog.write"], demo["DIST-NB"])
+    medium = (await upload(client, erp, png(secrets.randbelow(1 << 24)))).json()
+    assert (await client.delete(medium["url"], headers=erp)).status_code == 204
+    got = await client.get(
+        "/audit", headers=admin, params={"entity": "catalog_media", "entity_id": medium["id"]}
+    )
+    assert got.status_code == 200, got.text
+    gone, made = got.json()["items"]
+    assert (made["action"], made["org_id"], made["before"]) == ("upload", demo["BRAND-LUMI"], None)
+    assert (gone["action"], gone["org_id"], gone["after"]) == ("delete", demo["BRAND-LUMI"], None)
+    assert gone["before"] == made["after"] == medium
+
+
 async def test_a_deletion_and_a_product_naming_the_medium_meet_one_after_the_other(
     client: Any, login: Any
 ) -> None:

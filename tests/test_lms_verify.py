@@ -389,6 +389,49 @@ async def test_a_partners_catalog_key_neither_recalls_the_brands_lots_nor_sets_i
     assert any(lot["lot"] == lms.lot for lot in lots.json()["items"])
 
 
+async def _audits(client: Any, headers: dict[str, str], entity: str, entity_id: Any) -> list[Any]:
+    params = {"entity": entity, "entity_id": str(entity_id), "per_page": 200}
+    got = await client.get("/audit", headers=headers, params=params)
+    assert got.status_code == 200, got.text
+    return got.json()["items"]  # type: ignore[no-any-return]
+
+
+async def test_a_lot_or_gln_saved_unchanged_is_neither_written_nor_audited(
+    client: Any, login: Any
+) -> None:
+    """README: a call that changes nothing writes no audit row (a probe: a lot saved again as it
+    was wrote another ``update`` row, before == after, and moved ``updated_at``, re-sorting
+    ``GET /v1/lms/lots``, "last changed first"; the responder's GLN saved again, another
+    row). The same values (an expiry as YYMMDD or ISO) answer the lot as it is; a change is
+    written and audited."""
+    admin = await login("admin")
+    lot = f"L{secrets.token_hex(4).upper()}"
+    url = f"/v1/lms/lots/{SERUM}/{lot}"
+    steps = [
+        ({"expirationDate": "2028-12-31"}, {"expirationDate": "281231", "recalled": False}),
+        ({"expirationDate": "2028-12-31", "recalled": True, "recall_note": "seal"},) * 2,
+    ]
+    for changed, same in steps:
+        first = await client.put(url, headers=admin, json=changed)
+        assert first.status_code == 200, first.text
+        again = await client.put(url, headers=admin, json=same)
+        assert again.status_code == 200, again.text
+        assert again.json() == first.json()  # updated_at and recalled_at kept
+    rows = await _audits(client, admin, "lms_lot", f"{first.json()['product_id']}/{lot}")
+    assert len(rows) == 2, [(r["before"], r["after"]) for r in rows]
+    assert rows[0]["before"]["recalled"] is False and rows[0]["after"]["recalled"] is True
+
+    brand, office = await onboarded_brand(client, login)
+    for gln in ("0614141000005", "0614141000005", "0614141000012"):
+        put = await client.put("/v1/lms/responder", headers=office, json={"gln": gln})
+        assert put.status_code == 200 and put.json() == {"gln": gln}, put.text
+    rows = await _audits(client, office, "lms_responder", brand["id"])
+    assert [(r["before"], r["after"]) for r in rows] == [
+        ({"gln": "0614141000005"}, {"gln": "0614141000012"}),
+        ({"gln": None}, {"gln": "0614141000005"}),
+    ]
+
+
 async def test_consumer_counts_are_not_touched(app: Any, client: Any, lms: Lms) -> None:
     serial = lms.serials[8]
     pin = app.state.scheme.pin(serial)

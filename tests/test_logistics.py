@@ -1570,6 +1570,29 @@ async def test_a_draft_counts_packages_and_gives_codes_back_before_it_ships(
     )
 
 
+async def test_a_cancelled_draft_is_audited_as_it_was_and_as_it_is(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """README: every change writes an audit row with before/after (a probe: a draft's
+    cancellation was recorded with neither — which draft, of what kind, to whom, was thrown
+    away could not be told — while confirm, approve and reject record the document)."""
+    clerk = await login("clerk")
+    draft = await document(client, clerk, kind="outbound", counterparty_id=demo["AGENT-GD"])
+    cancelled = await client.post(f"/documents/{draft['id']}/cancel", headers=clerk)
+    assert cancelled.status_code == 200, cancelled.text
+    rows = await client.get(
+        "/audit",
+        headers=await login("admin"),
+        params={"entity": "document", "entity_id": draft["doc_no"], "action": "cancel"},
+    )
+    assert rows.status_code == 200, rows.text
+    (row,) = rows.json()["items"]
+    assert row["before"] == {**cancelled.json(), "status": "draft"}
+    assert row["after"] == cancelled.json() and row["after"]["status"] == "cancelled"
+    assert row["before"]["kind"] == "outbound"
+    assert row["before"]["counterparty_id"] == demo["AGENT-GD"]
+
+
 async def test_a_void_code_comes_off_a_draft_and_a_mixed_pallet_is_one_package(
     client: Any, login: Any, app: Any, demo: Any
 ) -> None:

@@ -225,6 +225,43 @@ async def test_the_account_s_secret_is_write_only_and_changes_are_audited(
     )
 
 
+async def _account_audits(client: Any, headers: dict[str, str]) -> list[dict[str, Any]]:
+    got = await client.get("/audit", headers=headers, params={"entity": "wechat_account"})
+    assert got.status_code == 200, got.text
+    return got.json()["items"]  # type: ignore[no-any-return]
+
+
+async def test_an_account_saved_unchanged_is_neither_written_nor_audited(
+    client: Any, login: Any
+) -> None:
+    """README: a call that changes nothing writes no audit row (a probe: saving the account
+    page again as it was wrote a second ``update`` row, and moved ``updated_at`` and
+    ``updated_by``). The same values, without a secret or with the one stored, change nothing;
+    a new secret, a template or ``enabled`` does, and is audited."""
+    _, admin = await onboarded_brand(client, login)
+    secret = secrets.token_hex(16)
+    body = {"app_id": "wx" + secrets.token_hex(8), "templates": TEMPLATES, "enabled": True}
+    first = await client.put("/wechat/account", headers=admin, json={**body, "app_secret": secret})
+    assert first.status_code == 200, first.text
+    for same in (body, {**body, "app_secret": secret}, {**body, "templates": {**TEMPLATES}}):
+        again = await client.put("/wechat/account", headers=admin, json=same)
+        assert again.status_code == 200, again.text
+        assert again.json() == first.json()  # updated_at, updated_by kept
+    assert [r["action"] for r in await _account_audits(client, admin)] == ["create"]
+    for changed in (
+        {**body, "app_secret": secrets.token_hex(16)},
+        {**body, "templates": {"redemption": "TPL_other"}},
+        {**body, "enabled": False},
+    ):
+        saved = await client.put("/wechat/account", headers=admin, json=changed)
+        assert saved.status_code == 200, saved.text
+    rows = await _account_audits(client, admin)
+    assert [r["action"] for r in rows] == ["update"] * 3 + ["create"]
+    assert rows[2]["after"]["secret_changed"] is True
+    assert rows[1]["after"]["templates"]["redemption"] == "TPL_other"
+    assert rows[0]["before"]["enabled"] is True and rows[0]["after"]["enabled"] is False
+
+
 async def test_another_brand_never_reads_or_changes_the_account_or_its_log(
     client: Any, login: Any, app: Any, demo: Any, wechat: FakeWechat
 ) -> None:

@@ -297,10 +297,9 @@ async def decide(conn: Conn, scheme: Scheme, brand_id: int, req: Request) -> Dec
 # Verifying: decide, record, answer
 
 
-async def _responder_gln(conn: Conn, brand_id: int) -> str | None:
-    row = await (
-        await conn.execute("SELECT gln FROM lms_responders WHERE brand_id = %s", (brand_id,))
-    ).fetchone()
+async def _responder_gln(conn: Conn, brand_id: int, lock: bool = False) -> str | None:
+    sql = "SELECT gln FROM lms_responders WHERE brand_id = %s" + (" FOR UPDATE" if lock else "")
+    row = await (await conn.execute(sql, (brand_id,))).fetchone()
     return row["gln"] if row else None
 
 
@@ -469,7 +468,8 @@ async def put_lot(conn: Conn, actor: Principal, gtin: str, lot: str, data: LotIn
     """Declare a lot's expiry and recall (``catalog.write``, the brand's own master data: 403
     ``brand_staff_only`` below the brand — a distributor's ERP key writing its own products
     recalled the brand's lots); audited. Recalling keeps the first recall's time; ``recalled:
-    false`` lifts it."""
+    false`` lifts it. The values the lot has (compared under its row lock): the lot as it is,
+    nothing written or audited."""
     brand_of_staff(actor, "catalog.write", "a lot's expiry and recall are declared")
     if not _CSET82.match(lot):
         raise ValidationFailed(
@@ -477,8 +477,15 @@ async def put_lot(conn: Conn, actor: Principal, gtin: str, lot: str, data: LotIn
         )
     product_id = await _brand_product(conn, actor, gtin)
     expiry = parse_expiry(data.expirationDate) if data.expirationDate is not None else None
-    before = await _lot(conn, product_id, lot)
-    await conn.execute(
+    before = await _lot(conn, product_id, lot, lock=True)
+    if before is not None and (before.expiry, before.recalled, before.recall_note) == (
+        expiry,
+        data.recalled,
+        data.recall_note,
+    ):
+        return before  # nothing differs: nothing written, nothing audited (README)
+    # the WHERE: a lot none was locked for, written at once by another save with these values
+    written = await conn.execute(
         """INSERT INTO lms_lots AS l (product_id, lot, brand_id, expiry, recalled_at, recall_note,
                                       updated_by, updated_key)
            VALUES (%(product)s, %(lot)s, %(brand)s, %(expiry)s,
@@ -488,7 +495,9 @@ async def put_lot(conn: Conn, actor: Principal, gtin: str, lot: str, data: LotIn
                recalled_at = CASE WHEN %(recalled)s THEN coalesce(l.recalled_at, now()) END,
                recall_note = EXCLUDED.recall_note,
                updated_by = EXCLUDED.updated_by, updated_key = EXCLUDED.updated_key,
-               updated_at = now()""",
+               updated_at = now()
+           WHERE (l.expiry, l.recalled_at IS NOT NULL, l.recall_note)
+                 IS DISTINCT FROM (EXCLUDED.expiry, %(recalled)s, EXCLUDED.recall_note)""",
         {
             "product": product_id,
             "lot": lot,
@@ -502,17 +511,21 @@ async def put_lot(conn: Conn, actor: Principal, gtin: str, lot: str, data: LotIn
     )
     after = await _lot(conn, product_id, lot)
     assert after is not None
+    if written.rowcount == 0:
+        return after
     await audit.record(
         conn, actor, "update", "lms_lot", f"{product_id}/{lot}", before=before, after=after
     )
     return after
 
 
-async def _lot(conn: Conn, product_id: int, lot: str) -> LotOut | None:
+async def _lot(conn: Conn, product_id: int, lot: str, lock: bool = False) -> LotOut | None:
+    """The lot as declared (``lock``: its row held until the transaction ends)."""
     row = await (
         await conn.execute(
             f"""SELECT {_LOT_COLUMNS} FROM lms_lots l JOIN products p ON p.id = l.product_id
-                WHERE l.product_id = %s AND l.lot = %s""",
+                WHERE l.product_id = %s AND l.lot = %s"""
+            + (" FOR UPDATE OF l" if lock else ""),
             (product_id, lot),
         )
     ).fetchone()
@@ -554,15 +567,21 @@ async def get_responder(conn: Conn, actor: Principal) -> ResponderOut:
 
 async def put_responder(conn: Conn, actor: Principal, data: ResponderIn) -> ResponderOut:
     """Set the brand's GLN, answered as ``responderGLN`` (``catalog.write``; 403
-    ``brand_staff_only`` below the brand); audited."""
+    ``brand_staff_only`` below the brand); audited — the GLN it has: nothing written."""
     brand_of_staff(actor, "catalog.write", "the brand's responder GLN is set")
     gln = parse_gln(data.gln)
-    before = await _responder_gln(conn, actor.brand_id)
-    await conn.execute(
-        """INSERT INTO lms_responders (brand_id, gln) VALUES (%s, %s)
-           ON CONFLICT (brand_id) DO UPDATE SET gln = EXCLUDED.gln, updated_at = now()""",
+    before = await _responder_gln(conn, actor.brand_id, lock=True)
+    if before == gln:
+        return ResponderOut(gln=gln)  # nothing differs: nothing written, nothing audited
+    # the WHERE: a GLN none was locked for, set at once by another save to this one
+    written = await conn.execute(
+        """INSERT INTO lms_responders AS r (brand_id, gln) VALUES (%s, %s)
+           ON CONFLICT (brand_id) DO UPDATE SET gln = EXCLUDED.gln, updated_at = now()
+           WHERE r.gln IS DISTINCT FROM EXCLUDED.gln""",
         (actor.brand_id, gln),
     )
+    if written.rowcount == 0:
+        return ResponderOut(gln=gln)
     await audit.record(
         conn,
         actor,

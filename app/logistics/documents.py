@@ -943,10 +943,15 @@ async def _in_reach(
 
 
 async def cancel(conn: Conn, actor: Principal, doc_id: int) -> DocumentOut:
+    """Cancel a draft; audited with the draft as it was (its kind, counterparty and codes) and
+    as it is."""
     await _draft(conn, actor, doc_id)
+    before = await get_document(conn, actor, doc_id)
     await conn.execute("UPDATE documents SET status = 'cancelled' WHERE id = %s", (doc_id,))
     out = await get_document(conn, actor, doc_id)
-    await audit.record(conn, actor, "cancel", "document", out.doc_no, org_id=out.org_id)
+    await audit.record(
+        conn, actor, "cancel", "document", out.doc_no, before=before, after=out, org_id=out.org_id
+    )
     return out
 
 

@@ -262,8 +262,10 @@ async def upload(
         async with pool.connection() as conn:  # committed as the block ends
             row = await _keep(conn, actor, media_id, key, data, digest, found, content_type, quota)
             out = _out(row, public_url)
-            if row["ours"]:
-                await audit.record(conn, actor, "upload", "catalog_media", media_id, after=out)
+            if row["ours"]:  # filed under the brand, whose medium it is
+                await audit.record(
+                    conn, actor, "upload", "catalog_media", media_id, after=out, org_id=brand
+                )
     except BaseException:
         await _forget(store, key)
         raise
@@ -434,16 +436,23 @@ async def public_row(pool: AsyncConnectionPool[Conn], media_id: uuid.UUID) -> di
 
 
 async def delete(
-    pool: AsyncConnectionPool[Conn], actor: Principal, store: PhotoStore, media_id: uuid.UUID
+    pool: AsyncConnectionPool[Conn],
+    actor: Principal,
+    store: PhotoStore,
+    media_id: uuid.UUID,
+    *,
+    public_url: str,
 ) -> None:
     """Delete a medium of the caller's brand that no product names (409 ``in_use``; 404 for
     another brand's or none). The row goes first, in its transaction, with the product check
-    under its lock (a product naming it waits, then finds it gone: 400); the object after."""
+    under its lock (a product naming it waits, then finds it gone: 400); the object after.
+    Audited as the upload is, under the brand, with the medium as it was (never its bytes)."""
     actor.require("catalog.write")
     async with pool.connection() as conn:
         row = await (
             await conn.execute(
-                "SELECT storage_key FROM catalog_media WHERE id = %s AND brand_id = %s FOR UPDATE",
+                f"""SELECT {_columns()}, storage_key FROM catalog_media
+                    WHERE id = %s AND brand_id = %s FOR UPDATE""",
                 (media_id, actor.brand_id),
             )
         ).fetchone()
@@ -463,5 +472,13 @@ async def delete(
                 details={"product_id": used["id"]},
             )
         await conn.execute("DELETE FROM catalog_media WHERE id = %s", (media_id,))
-        await audit.record(conn, actor, "delete", "catalog_media", media_id)
+        await audit.record(
+            conn,
+            actor,
+            "delete",
+            "catalog_media",
+            media_id,
+            before=_out(row, public_url),
+            org_id=actor.brand_id,
+        )
     await _forget(store, row["storage_key"])

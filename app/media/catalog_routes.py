@@ -230,4 +230,10 @@ class CatalogMediaController(Controller):
     ) -> None:
         """Delete a medium of the caller's brand that no product shows (409 ``in_use``; 404 for
         another brand's). Copies cached by browsers and proxies may live on for a while."""
-        await catalog.delete(state.pool, principal, store_from_settings(settings), media_id)
+        await catalog.delete(
+            state.pool,
+            principal,
+            store_from_settings(settings),
+            media_id,
+            public_url=settings.public_url,
+        )

@@ -10,7 +10,9 @@ left out of the audit rows and the logs. The first ``PUT`` must carry it; a late
 it keeps the one stored (staff change a template id without retyping the secret) — unless the
 app id changes, since a secret is its app's. ``enabled`` turns the "sign in with WeChat" link
 and the template messages on; a brand without an account, or with it off, has neither.
-Every change is audited (the app id, the templates, ``enabled``, whether the secret changed).
+Every change is audited (the app id, the templates, ``enabled``, whether the secret changed);
+a save that changes nothing (the same values, no secret or the stored one) writes nothing and
+is not audited.
 An app id is one brand's (409 ``wechat_app_id_taken``; migration 0130's unique index).
 """
 
@@ -134,6 +136,29 @@ async def _check_app_id(conn: Conn, brand_id: int, app_id: str) -> None:
         )
 
 
+def _kept_templates(templates: Templates) -> dict[str, str]:
+    """The template ids as stored: those set."""
+    return {k: v for k, v in msgspec.to_builtins(templates).items() if v}
+
+
+def _unchanged(
+    settings: Settings, row: dict[str, Any], data: AccountIn, templates: dict[str, str]
+) -> bool:
+    """Whether saving ``data`` over the stored (locked) ``row`` changes nothing: the same app
+    id, template ids and ``enabled``, and no secret or the one stored (read under this master
+    key: one sealed under another is sealed again, a change)."""
+    if (row["app_id"], row["enabled"]) != (data.app_id, data.enabled):
+        return False
+    if _kept_templates(_templates(row["templates"])) != templates:
+        return False
+    if data.app_secret is None:
+        return True
+    try:
+        return unseal(settings, bytes(row["secret_sealed"])) == data.app_secret
+    except ValueError:
+        return False
+
+
 async def get_account(conn: Conn, actor: Principal) -> AccountOut:
     """The caller's brand's account (never its secret)."""
     brand_id = _brand(actor)
@@ -155,12 +180,14 @@ async def put_account(
             details=[{"field": "app_secret", "message": message, "source": "body"}],
         )
     await _check_app_id(conn, brand_id, data.app_id)
+    templates = _kept_templates(data.templates or Templates())
+    if row is not None and _unchanged(settings, row, data, templates):
+        return before  # nothing differs: nothing written, nothing audited (README)
     if data.app_secret is not None:
         sealed = seal(settings, data.app_secret)
     else:
         assert row is not None  # checked above
         sealed = bytes(row["secret_sealed"])
-    templates = {k: v for k, v in msgspec.to_builtins(data.templates or Templates()).items() if v}
 
     saved = await (
         await conn.execute(
