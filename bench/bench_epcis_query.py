@@ -459,7 +459,7 @@ async def fill(db_url: str, layout: Layout) -> None:
                    VALUES (%s, %s, %s, 'success', %s, %s, %s, %s)""",
                 (job["id"], job["brand_id"], job["org_id"], len(parsed), len(parsed), at, at),
             )
-            await _write(conn, job, [(i, e.event_id, e) for i, e in enumerate(parsed)], set())  # type: ignore[misc]
+            await _write(conn, job, [(i, e.event_id, e) for i, e in enumerate(parsed)], set(), {})  # type: ignore[misc]
             written += len(parsed)
             if n % COMMIT_JOBS == COMMIT_JOBS - 1 or n == len(todo) - 1:
                 await conn.commit()

@@ -206,12 +206,13 @@ def wait(driver: webdriver.Chrome, timeout: float = 30) -> WebDriverWait[webdriv
     return WebDriverWait(driver, timeout, ignored_exceptions=(WebDriverException,))
 
 
-# the queue's IndexedDB, as console/src/mobile/offline/queue.ts opens and writes it
+# the queue's IndexedDB, as console/src/mobile/offline/queue.ts opens and writes it (its
+# DB_VERSION 2: ordered by n; a script opening version 1 after the page failed to open it)
 QUEUE_PUT = """
 const [actions, done] = [arguments[0], arguments[arguments.length - 1]];
-const open = indexedDB.open('tracecode-m', 1);
+const open = indexedDB.open('tracecode-m', 2);
 open.onupgradeneeded = () => open.result.createObjectStore('queue', {keyPath: 'id'})
-  .createIndex('order', ['created', 'n']);
+  .createIndex('order', 'n');
 open.onerror = () => done('open: ' + open.error);
 open.onsuccess = () => {
   const tx = open.result.transaction('queue', 'readwrite');
@@ -223,7 +224,7 @@ open.onsuccess = () => {
 """
 QUEUE_COUNT = """
 const done = arguments[arguments.length - 1];
-const open = indexedDB.open('tracecode-m', 1);
+const open = indexedDB.open('tracecode-m', 2);
 open.onerror = () => done(-1);
 open.onsuccess = () => {
   const req = open.result.transaction('queue', 'readonly').objectStore('queue').count();
@@ -235,7 +236,8 @@ open.onsuccess = () => {
 
 def flush(driver: webdriver.Chrome, actions: list[dict[str, Any]]) -> float:
     """Put the actions in the (offline) queue, go online; seconds until the queue is empty."""
-    assert driver.execute_async_script(QUEUE_PUT, actions) == "ok"
+    put = driver.execute_async_script(QUEUE_PUT, actions)
+    assert put == "ok", put
     assert driver.execute_async_script(QUEUE_COUNT) == len(actions)
     started = time.perf_counter()
     network(driver, offline=False)

@@ -8,7 +8,9 @@ PostgreSQL, Redis and a master key from the ``TRACECODE_*`` environment) or ``se
 (the same app entered through Litestar's own ``__call__``, without the request layer of
 ``app/front.py``). ``PATH``: ``/ping`` (GET) or ``/v1/verify`` (POST; a first query with the
 right PIN for each line of ``--codes``, a ``tracecode demo codes`` file; the namespace's query
-counters, lockouts and rate windows are reset first, so every run asks the same questions).
+counters, lockouts and rate windows are reset first, so every run asks the same questions; set
+``TRACECODE_VERIFY_RATE_LIMIT`` high, e.g. 10000000, or one address's queries are refused 429
+after a few hundred).
 
 Requests go through the app's ``__call__`` as granian hands them over: the scope granian 2.8
 builds (captured from a real request), one task per request, ``--inflight`` at a time (64: the
@@ -121,7 +123,10 @@ def reset_counters() -> None:
     single Redis, or a cluster's keys one by one)."""
     from app.redisconn import connect_sync, is_cluster
 
-    client = connect_sync(os.environ["TRACECODE_REDIS_URL"])
+    url = os.environ.get("TRACECODE_REDIS_URL")
+    if not url:  # the service's own, as its other TRACECODE_* settings (a KeyError was all)
+        sys.exit("set TRACECODE_REDIS_URL (and TRACECODE_DATABASE_URL) to the service's own")
+    client = connect_sync(url)
     ns = os.environ.get("TRACECODE_REDIS_NAMESPACE", "tracecode")
     step = 1 if is_cluster(client) else 5000  # a cluster's DEL takes keys of one slot
     try:
