@@ -732,6 +732,69 @@ def test_migration_0135_lets_only_the_erasure_replace_an_erased_member_s_reasons
     assert got == [(mine, 5, "membership erased"), (theirs, 5, "rang 13912345678")]
 
 
+def test_migration_0136_makes_an_adjustment_s_client_id_its_caller_s(fresh_db: str) -> None:
+    """A probe: a points adjustment's client id was the member's, shared by every caller of the
+    brand (the CRM key's "welcome-1" answered with a person's entry). Migration 0136 keys it by
+    its caller (``client_owner``): the entries kept before are attributed from the audit row of
+    their creation — a key's to the key, a user's to the user's organisation —, one the audit
+    log does not name stays the brand's; the ledger stays append-only."""
+    migrate_to(fresh_db, 135)
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+
+        def one(sql: str, *args: Any) -> Any:
+            return conn.execute(sql, args).fetchone()[0]  # type: ignore[index,arg-type]
+
+        brand = one(
+            "INSERT INTO orgs (kind, name, erp_code) VALUES ('brand', 'M', 'M') RETURNING id"
+        )
+        admin = one(
+            "INSERT INTO users (org_id, username, password_hash) VALUES (%s, 'pts_admin', 'x') "
+            "RETURNING id",
+            brand,
+        )
+        key = one(
+            "INSERT INTO api_keys (org_id, name, prefix, secret_hash, permissions, created_by) "
+            "VALUES (%s, 'crm', 'crm', '\\x00', '{}', %s) RETURNING id",
+            brand,
+            admin,
+        )
+        member = one("INSERT INTO members (brand_id, phone) VALUES (%s, '13900000009') "
+                     "RETURNING id", brand)  # fmt: skip
+        entry = "INSERT INTO points_ledger (member_id, brand_id, kind, points, reason, "
+        entry += "recorded_by, client_id) VALUES (%s, %s, 'adjustment', 5, 'r', %s, %s) "
+        entry += "RETURNING id"
+        audit = "INSERT INTO audit_log (actor_user, actor_key, org_id, action, entity, entity_id) "
+        audit += "VALUES (%s, %s, %s, 'create', 'points_entry', %s)"
+        by_key = one(entry, member, brand, admin, "k-1")
+        conn.execute(audit, (None, key, brand, str(by_key)))
+        by_user = one(entry, member, brand, admin, "u-1")
+        conn.execute(audit, (admin, None, brand, str(by_user)))
+        unknown = one(entry, member, brand, None, "x-1")
+        plain = one(entry, member, brand, admin, None)
+    db.migrate(fresh_db)
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        owners = dict(
+            conn.execute(
+                "SELECT id, client_owner FROM points_ledger WHERE member_id = %s", (member,)
+            ).fetchall()
+        )
+        assert owners == {
+            by_key: f"key:{key}",
+            by_user: f"org:{brand}",
+            unknown: "brand",
+            plain: None,
+        }
+        with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
+            conn.execute("UPDATE points_ledger SET client_owner = 'x' WHERE id = %s", (by_key,))
+        again = "INSERT INTO points_ledger (member_id, brand_id, kind, points, reason, client_id, "
+        again += "client_owner) VALUES (%s, %s, 'adjustment', 5, 'r', 'k-1', %s)"
+        conn.execute(again, (member, brand, f"org:{brand}"))  # another caller's same id
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute(again, (member, brand, f"key:{key}"))
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute(again.replace("'k-1'", "NULL"), (member, brand, f"key:{key}"))
+
+
 def test_migration_0133_names_a_product_s_media_by_their_paths(fresh_db: str) -> None:
     """A probe: a product naming its brand's catalogue medium by the upload's ``absolute_url``
     was not seen as showing it (the in-use check and the unused list look for the path), and

@@ -760,6 +760,55 @@ async def test_an_adjustment_a_rule_and_a_gift_made_through_an_api_key_name_its_
     assert row == {"ledger": admin_id, "rule": admin_id, "gift": admin_id}, row
 
 
+async def test_an_adjustment_client_id_is_the_callers_own(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """A probe: the brand's CRM (an API key) and a person at the brand both number their
+    credits "welcome-1". The client id was the member's: the key's credit was answered 200 with
+    the person's entry (its 10 points silently dropped), and its other entry under that id 409
+    ``client_id_reused`` for an id it never used. README: client ids are the caller's own — an
+    API key's its own, a user's shared by the user's organisation (``points_ledger
+    .client_owner``, migration 0136)."""
+    admin = await login("admin")
+    crm = await key_of(client, admin, ["points.rules"])
+    colleague = await _staff(client, admin, demo["BRAND-LUMI"], ["brand_admin"])
+    member_id, _, _ = await new_member(app, demo["BRAND-LUMI"])
+    body = {"member_id": member_id, "points": 10, "reason": "welcome", "client_id": "welcome-1",
+            "kind": "adjustment"}  # fmt: skip
+    first = await client.post("/points/adjustments", headers=admin, json=body)
+    assert first.status_code == 201, first.text
+    theirs = await client.post("/points/adjustments", headers=crm, json=body)
+    assert theirs.status_code == 201, theirs.text
+    assert theirs.json()["entry_id"] != first.json()["entry_id"]
+    assert theirs.json()["balance"] == 20
+    again = await client.post("/points/adjustments", headers=crm, json=body)
+    assert again.status_code == 200 and again.json()["entry_id"] == theirs.json()["entry_id"]
+    other = {**body, "points": 11}
+    assert_error(await client.post("/points/adjustments", headers=crm, json=other), 409,
+                 "client_id_reused")  # fmt: skip
+    # a user's client ids are its organisation's: a colleague's retry is the first entry
+    shared = await client.post("/points/adjustments", headers=colleague, json=body)
+    assert shared.status_code == 200 and shared.json()["entry_id"] == first.json()["entry_id"]
+    assert_error(await client.post("/points/adjustments", headers=colleague, json=other), 409,
+                 "client_id_reused")  # fmt: skip
+    # racing: each caller's copies make exactly one entry of its own
+    racer, _, _ = await new_member(app, demo["BRAND-LUMI"])
+    raced = {**body, "member_id": racer}
+    answers = await asyncio.gather(
+        *[client.post("/points/adjustments", headers=who, json=raced) for who in [admin, crm] * 4]
+    )
+    by_caller = [sorted(a.status_code for a in answers[i::2]) for i in (0, 1)]
+    assert by_caller == [[200, 200, 200, 201]] * 2, [(a.status_code, a.text) for a in answers]
+    assert len({a.json()["entry_id"] for a in answers}) == 2
+    row = await (
+        await conn.execute(
+            "SELECT count(*) AS n, sum(points) AS total FROM points_ledger WHERE member_id = %s",
+            (racer,),
+        )
+    ).fetchone()
+    assert (row["n"], row["total"]) == (2, 20)
+
+
 async def test_goods_shipped_straight_to_a_store_earn_the_nearest_rule_above_it(
     client: Any, login: Any, app: Any, demo: Any
 ) -> None:

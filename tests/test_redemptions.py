@@ -1243,6 +1243,29 @@ async def test_a_redemption_sent_again_answers_the_first_how_to_collect(
     assert (again.json()["how_to_collect"], mine[0]["how_to_collect"]) == (how, how)
 
 
+async def test_a_redemption_sent_again_answers_the_balance(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a member redeems a gift (201, ``balance`` 70); the app lost the answer and sends
+    the same ``client_id`` again: the 200 said ``balance: null`` (README, Redeem: "the same
+    ``client_id`` again → 200 with the first"). Should: the replay is the first answer, with the
+    member's balance as it is now — the first one's, and a later one once points moved."""
+    member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    await give(client, login, member_id, 100)
+    gift = await new_gift(client, login, points_cost=30, stock=5)
+    client_id = f"bal-{secrets.token_hex(4)}"
+    first = await redeem(app, headers, gift["id"], client_id)
+    assert first.status_code == 201, first.text
+    assert first.json()["balance"] == 70
+    again = await redeem(app, headers, gift["id"], client_id)
+    assert again.status_code == 200, again.text
+    assert again.json() == first.json()
+    await give(client, login, member_id, 5)
+    later = await redeem(app, headers, gift["id"], client_id)
+    assert later.status_code == 200, later.text
+    assert later.json() == {**first.json(), "balance": 75}
+
+
 async def test_a_store_given_members_read_phone_still_sees_its_redemptions_phones_masked(
     client: Any, app: Any, demo: Any, login: Any
 ) -> None:

@@ -230,11 +230,13 @@ async def post_entry(
     reason: str | None = None,
     recorded_by: int | None = None,
     client_id: str | None = None,
+    client_owner: str | None = None,
 ) -> tuple[int, int] | None:
     """Append one ledger row and move the balance with it, in the caller's transaction; (entry
     id, new balance), or None when the balance would go below zero (nothing written). Not for
     claims (``Claimer`` writes those in bulk). The balance row is locked first, so debits of one
-    member run one at a time. ``updated_at`` is the time of the write (``BALANCE_TOUCHED``)."""
+    member run one at a time. ``updated_at`` is the time of the write (``BALANCE_TOUCHED``). A
+    ``client_id`` comes with its ``client_owner`` (``client_owner``)."""
     if points < 0:  # a debit: only while the balance covers it (no row: a balance of 0)
         sql = f"""UPDATE point_balances SET balance = balance + %(points)s,
                          updated_at = {BALANCE_TOUCHED}
@@ -250,18 +252,45 @@ async def post_entry(
     entry = await (
         await conn.execute(
             """INSERT INTO points_ledger (member_id, brand_id, kind, points, redemption_id, reason,
-                                          recorded_by, client_id)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
-            (member_id, brand_id, kind, points, redemption_id, reason, recorded_by, client_id),
+                                          recorded_by, client_id, client_owner)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
+            (
+                member_id,
+                brand_id,
+                kind,
+                points,
+                redemption_id,
+                reason,
+                recorded_by,
+                client_id,
+                client_owner,
+            ),
         )
     ).fetchone()
     assert entry is not None
     return int(entry["id"]), int(moved["balance"])
 
 
+def client_owner(actor: Principal) -> str:
+    """Whose an adjustment's client id is (``points_ledger.client_owner``, migration 0136): an
+    API key's its own, a user's shared by the user's organisation — the owner text of
+    ``app.codes.service.request_key_owner``. A probe: client ids were per member, so the CRM
+    key's "welcome-1" was answered with a person's entry of that id (its credit dropped) or 409.
+    Entries kept from before that the audit log could not attribute are ``BRAND_OWNED``: any
+    caller of the brand."""
+    if actor.api_key_id is not None:
+        return f"key:{actor.api_key_id}"
+    return f"org:{actor.org_id}"
+
+
+BRAND_OWNED = "brand"
+
+
 async def adjust(conn: Conn, actor: Principal, data: AdjustmentIn) -> tuple[AdjustmentOut, bool]:
     """A manual ledger entry by the brand (``points.rules``): an adjustment with its reason, or
-    an expiry of points; (entry, created). The same client id again answers the first entry."""
+    an expiry of points; (entry, created). The same caller's client id again answers the first
+    entry (``client_owner``); the member's row is locked first, so racing retries run one at a
+    time and exactly one writes."""
     brand_of_staff(actor, "points.rules")
     if data.points == 0 or (data.kind == "expiry" and data.points > 0):
         raise Unprocessable(
@@ -278,11 +307,12 @@ async def adjust(conn: Conn, actor: Principal, data: AdjustmentIn) -> tuple[Adju
     ).fetchone()
     if member is None:
         raise NotFound("member not found")
+    owner = client_owner(actor)
     earlier = await (
         await conn.execute(
             "SELECT id, kind, points, reason FROM points_ledger "
-            "WHERE member_id = %s AND client_id = %s",
-            (data.member_id, data.client_id),
+            "WHERE member_id = %s AND client_id = %s AND client_owner IN (%s, %s)",
+            (data.member_id, data.client_id, owner, BRAND_OWNED),
         )
     ).fetchone()
     if earlier is not None:  # the reason too: another adjustment of the same size is no retry
@@ -309,6 +339,7 @@ async def adjust(conn: Conn, actor: Principal, data: AdjustmentIn) -> tuple[Adju
         reason=data.reason,
         recorded_by=actor.person,  # a key's: its maker (as a redemption's fulfiller)
         client_id=data.client_id,
+        client_owner=owner,
     )
     if posted is None:
         raise Unprocessable("the balance would go below zero", code="insufficient_points")

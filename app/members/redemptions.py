@@ -234,7 +234,8 @@ async def redeem(
             raise Conflict(
                 "this client id was used for another redemption", code="client_id_reused"
             )
-        out = _mine(settings, earlier, data.lang)
+        # the balance as it is now (locked above): the first answer's, unless it moved since
+        out = _mine(settings, earlier, data.lang, locked["balance"] if locked else 0)
         _warn_unreadable([out])
         return out, False
     if now is None or now["status"] == "erased":  # erased while this waited (a probe: "frozen")

@@ -108,8 +108,9 @@ class MyPointsController(Controller):
     ) -> Response[RedemptionOut]:
         """Redeem a gift (201): its points are debited, one of its stock taken and a redemption
         code sent by SMS (and shown here). The same ``client_id`` again answers the first
-        redemption (200). 422 ``insufficient_points``, ``gift_not_offered``; 409
-        ``out_of_stock``, ``client_id_reused``; 404 unknown gift; 403 ``member_frozen``."""
+        redemption (200; ``balance`` as it is now). 422 ``insufficient_points``,
+        ``gift_not_offered``; 409 ``out_of_stock``, ``client_id_reused``; 404 unknown gift; 403
+        ``member_frozen``."""
         out, created = await redemptions.redeem(conn, settings, member, data)
         return Response(out, status_code=201 if created else 200)
 
@@ -168,7 +169,8 @@ class PointRulesController(Controller):
     ) -> Response[AdjustmentOut]:
         """A manual ledger entry (``points.rules``): ``adjustment`` (either sign) or ``expiry``
         (negative), with its reason; never below zero (422 ``insufficient_points``). The same
-        ``client_id`` again answers the first entry (200)."""
+        ``client_id`` again answers the first entry (200); it is the caller's own (an API
+        key's, a user's organisation's): another caller's same id is another entry."""
         out, created = await points.adjust(conn, principal, data)
         return Response(out, status_code=201 if created else 200)
 
