@@ -1164,8 +1164,8 @@ def cmd_codes(settings: Settings, args: argparse.Namespace) -> int:
                 return await service.void_batch(conn, principal, args.batch, reason)
 
             result = msgspec.to_builtins(asyncio.run(_direct(settings, args.as_user, work)))
-    except msgspec.ValidationError as exc:  # an AppError: one line from ``main``
-        return _fail(str(exc))
+    except msgspec.ValidationError as exc:  # as the API answers it
+        return _fail(f"validation_failed: {exc}")
     print(msgspec.json.encode(result).decode())
     return 0
 
@@ -1426,7 +1426,8 @@ def main(argv: list[str] | None = None) -> int:
         "--drain-timeout",
         type=float,
         default=120.0,
-        help="seconds to wait for another flusher while draining (default 120)",
+        help="seconds to wait for the verification records queued now to be written (by "
+        "this or a running worker's flusher) before the rebuild (default 120)",
     )
 
     def auth_options(p: argparse.ArgumentParser) -> None:
@@ -1561,8 +1562,11 @@ def main(argv: list[str] | None = None) -> int:
         # BadRequest's traceback from `chain export`): its code and words, as the API's
         if isinstance(exc, AppError):
             return _fail(f"{exc.code}: {exc.message}")
-        # a server or a file that is not there, a value the API's schema refuses: one line
-        if isinstance(exc, (OSError, psycopg.Error, httpx.HTTPError, msgspec.ValidationError)):
+        # a value the API's schema refuses: the API's code (a probe: the type's name)
+        if isinstance(exc, msgspec.ValidationError):
+            return _fail(f"validation_failed: {exc}")
+        # a server or a file that is not there: one line
+        if isinstance(exc, (OSError, psycopg.Error, httpx.HTTPError)):
             # libpq's words may quote a connection string whole, its password too
             return _fail(f"{type(exc).__name__}: {redact_url(str(exc))}")
         raise

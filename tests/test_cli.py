@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import stat
@@ -410,6 +411,8 @@ def test_codes_list_show_and_void(client: Any, demo: Any) -> None:
     ):
         refused = _tracecode(*bad)
         assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+        # one ``tracecode: CODE: message`` line, the API's code (a probe: the type's name)
+        assert re.match(r"tracecode: (validation_failed|invalid_character): ", refused.stderr)
     shown = json.loads(_tracecode("codes", "show", str(issued["batch_no"])).stdout)
     assert shown["state"] != "void"
     voided = json.loads(
