@@ -138,8 +138,9 @@ class InspectionController(Controller):
         page: PageNo = 1,
         per_page: PerPage = 50,
     ) -> Page[InspectorOut]:
-        """Who made the records the caller sees, by name, with how many and the newest: the
-        inspector filter's choices. ``q``: part of a username or display name."""
+        """Who made the records the caller sees within the last year, by name, with how many
+        and the newest: the inspector filter's choices. ``q``: part of a username or display
+        name."""
         return await service.list_inspectors(conn, principal, q, page, per_page)
 
     @get("/{record_id:int}")

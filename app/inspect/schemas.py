@@ -75,8 +75,8 @@ class InspectorOut(msgspec.Struct, frozen=True, kw_only=True):
     id: int
     username: str
     display_name: str
-    records: int  # of those the caller sees
-    last_at: datetime  # the newest of them (the phone's time of its scan when it sent one)
+    records: int  # of those the caller sees, within the last year
+    last_at: datetime  # when the newest of them was recorded
 
 
 class InspectionOut(msgspec.Struct, frozen=True, kw_only=True):
