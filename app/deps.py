@@ -96,7 +96,7 @@ async def caller_first(request: Request[Any, Any, Any]) -> None:
     other request pays a set and a dict look-up or two here. A member's routes the same way (a
     probe: an anonymous malformed ``PATCH /members/me`` was 400 about its body, not 401). A
     route whose body is an upload names the permissions it takes (any of them) in its ``opt``,
-    ``permission``: a caller holding none is 403 ``permission_denied`` here too (a probe: a
+    ``permission``: a caller holding none is refused here too (``require_any``'s 403; a probe: a
     signed-in store clerk's stalled 50 MB upload was waited for, and buffered, before its 403)."""
     if request.method not in _WITH_BODY:
         return
