@@ -105,6 +105,13 @@ class Lock(IntEnum):
     # transaction, 0: a brand's name checked against the other brands' and written one at a
     # time (app.orgs.service: two brands given one name at once both read it free)
     BRAND_NAMES = 7_245_036
+    # transaction, per brand: a lucky-draw campaign's products checked and the campaign written
+    # (app.draws.service._products), and a product's deletion's look for a campaign naming it
+    # (app.catalog.service._check_not_drawn), one at a time: of the two at once, the second
+    # sees the first. A deletion takes it after the product's row (FOR UPDATE); a campaign's
+    # write takes it after the campaign's row and reads its products with no row lock — FOR KEY
+    # SHARE of them, in id order, met an ERP import renumbering them in file order: a deadlock
+    DRAW_PRODUCTS = 7_245_037
     # session, one key each (B5, app.forensics): one leak detector, one ring detector at a time
     FORENSICS_LEAKS = 7_245_111
     FORENSICS_RINGS = 7_245_112

@@ -680,10 +680,10 @@ async def test_a_product_a_lucky_draw_names_is_in_use(client: Any, login: Any) -
 async def test_a_product_deletion_and_a_draw_naming_it_meet_one_after_the_other(
     client: Any, app: Any, login: Any, first: str
 ) -> None:
-    """Of a product's deletion and a campaign naming it at once, exactly one wins: the campaign
-    holds its products' rows ``FOR KEY SHARE`` as it checks them, the deletion the product's
-    ``FOR UPDATE`` — the second waits for the first and then sees it (422 ``unknown_product``
-    for a campaign after the deletion, 409 ``in_use`` for a deletion after the campaign)."""
+    """Of a product's deletion and a campaign naming it at once, exactly one wins: both take the
+    brand's lock (``Lock.DRAW_PRODUCTS``; the deletion after the product's row) — the second
+    waits for the first and then sees it (422 ``unknown_product`` for a campaign after the
+    deletion, 409 ``in_use`` for a deletion after the campaign)."""
     from app.auth.service import load_user
     from app.bodies import aware_time
     from app.catalog import service as catalog
@@ -715,6 +715,48 @@ async def test_a_product_deletion_and_a_draw_naming_it_meet_one_after_the_other(
         assert_error(answer, 422, "unknown_product")
     else:
         assert_error(answer, 409, "in_use")
+
+
+async def test_a_draw_naming_products_an_erp_import_renumbers_at_once_both_succeed(
+    client: Any, app: Any, login: Any
+) -> None:
+    """A review: a campaign's write held its products ``FOR KEY SHARE`` in id order, and an ERP
+    import renumbering them (a ``product_no`` is a unique key: its change locks the row ``FOR
+    UPDATE``) takes them in file order — the import having renumbered the later one, the
+    campaign held the earlier one and waited for the later, and the import then waited for the
+    earlier: a deadlock (40P01). The campaign reads its products with no row lock now. Made
+    deterministic by a third product, between the two in the file, held while both are sent."""
+    _, office = await onboarded_brand(client, login)
+    tag = secrets.token_hex(3)
+    codes = [f"DL-{tag}-{n}" for n in range(3)]  # the campaign's first product, the held, the last
+    made = await client.post(
+        "/products/import",
+        headers=office,
+        json={"items": [{"erp_code": c, "product_no": c, "name": "deadlock"} for c in codes]},
+    )
+    assert made.status_code == 200, made.text
+    ids = [r["id"] for r in made.json()["results"]]
+    assert ids == sorted(ids) and all(r["result"] == "created" for r in made.json()["results"])
+    renumbered = [{"erp_code": c, "product_no": f"{c}-NEW"} for c in reversed(codes)]
+    async with app.state.pool.connection() as holder, app.state.pool.connection() as watch:
+        await holder.execute("SELECT 1 FROM products WHERE id = %s FOR UPDATE", (ids[1],))
+        body = {"items": renumbered}
+        importing = asyncio.ensure_future(
+            client.post("/products/import", headers=office, json=body)
+        )
+        assert await lock_waiters(watch, 1), "the import should wait for the held product"
+        drawing = asyncio.ensure_future(
+            client.post("/draws", headers=office, json=_draw([ids[0], ids[2]]))
+        )
+        done, _ = await asyncio.wait({drawing}, timeout=2)
+        if not done:  # the campaign waits for the import (it did: then the deadlock)
+            assert await lock_waiters(watch, 2)
+        await holder.commit()
+        imported, drawn = await asyncio.wait_for(asyncio.gather(importing, drawing), 60)
+    assert drawn.status_code == 201, drawn.text
+    assert imported.status_code == 200, imported.text
+    results = imported.json()["results"]
+    assert [r["result"] for r in results] == ["updated"] * 3, results
 
 
 async def test_a_product_number_or_category_name_typed_decomposed_is_the_same(
@@ -756,6 +798,73 @@ async def test_a_product_number_or_category_name_typed_decomposed_is_the_same(
     assert (result["result"], result["id"]) == ("updated", made.json()["id"]), imported.json()
     shown = (await client.get(f"/products/{result['id']}", headers=office)).json()
     assert shown["category_id"] == category.json()["id"]
+
+
+async def test_a_number_or_name_nfc_lengthens_past_its_limit_names_its_field(
+    client: Any, login: Any
+) -> None:
+    """A review: the limits were checked before the NFC normalisation, and NFC lengthens a few
+    characters (U+0958, a composition exclusion, is two): a 64-character number became 65 and
+    met the column's CHECK — 422 with no field, and an ERP row's error named no column. The
+    limit is checked again in NFC: 400 ``validation_failed`` naming the field (the row's
+    column ``invalid_value``)."""
+    _, office = await onboarded_brand(client, login)
+    number = "A" * 63 + "\u0958"  # 64 characters, 65 in NFC
+    name = "A" * 99 + "\u0958"  # 100, 101 in NFC
+    assert len(unicodedata.normalize("NFC", number)) == 65
+    made = await client.post("/products", headers=office, json={"name": "n", "product_no": number})
+    assert assert_error(made, 400, "validation_failed")["details"][0]["field"] == "product_no"
+    pid = await _new_product(client, office)
+    patched = await client.patch(f"/products/{pid}", headers=office, json={"product_no": number})
+    assert assert_error(patched, 400, "validation_failed")["details"][0]["field"] == "product_no"
+    category = await client.post("/categories", headers=office, json={"name": name})
+    assert assert_error(category, 400, "validation_failed")["details"][0]["field"] == "name"
+    kept = await client.post("/categories", headers=office, json={"name": "c"})
+    assert kept.status_code == 201, kept.text
+    renamed = await client.patch(
+        f"/categories/{kept.json()['id']}", headers=office, json={"name": name}
+    )
+    assert assert_error(renamed, 400, "validation_failed")["details"][0]["field"] == "name"
+    fits = "A" * 62 + "\u0958"  # 64 in NFC: as long as a number may be
+    fine = await client.post("/products", headers=office, json={"name": "n", "product_no": fits})
+    assert fine.status_code == 201, fine.text
+    rows = [
+        {"erp_code": f"LONG-{secrets.token_hex(3)}", "product_no": number, "name": "n"},
+        {"erp_code": f"LONG-{secrets.token_hex(3)}", "product_no": "LONG-1", "category": name},
+    ]
+    imported = await client.post(
+        "/products/import", headers=office, json={"items": rows}, params={"dry_run": "true"}
+    )
+    assert imported.status_code == 200, imported.text
+    found = [(e["column"], e["code"]) for e in imported.json()["errors"]]
+    assert found == [("product_no", "invalid_value"), ("category", "invalid_value")], found
+
+
+async def test_an_order_file_naming_a_product_number_decomposed_finds_it(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A review: the catalogue keeps numbers in NFC, and ``POST /orders/import`` looked a CSV's
+    ``product_no`` up as written — a file saved on a Mac ("CAFÉ-1" decomposed) was 422
+    ``unknown_product`` for every row. The number is compared in NFC."""
+    number = unicodedata.normalize("NFC", f"CAFÉ-{secrets.token_hex(3)}")
+    made = await client.post(
+        "/products", headers=await login("admin"), json={"name": "café", "product_no": number}
+    )
+    assert made.status_code == 201, made.text
+    erp_no = f"NFD-{secrets.token_hex(4)}"
+    decomposed = unicodedata.normalize("NFD", number)
+    text = (
+        "erp_no,kind,from_erp_code,to_erp_code,order_date,product_no,quantity\n"
+        f"{erp_no},sales,FACTORY-SZ,AGENT-ZJ,,{decomposed},5\n"
+    )
+    answer = await client.post(
+        "/orders/import",
+        headers={**await login("partner"), "Content-Type": "text/csv; charset=utf-8"},
+        content=text.encode(),
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["errors"] == [], answer.json()
+    assert [o["result"] for o in answer.json()["orders"]] == ["created"], answer.json()
 
 
 async def test_a_product_patch_that_changes_nothing_writes_no_audit_row(

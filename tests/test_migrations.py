@@ -866,3 +866,82 @@ def test_migration_0133_names_a_product_s_media_by_their_paths(fresh_db: str) ->
         urls[3][1:],
         urls[4][1:],
     ]
+
+
+def test_migration_0137_keeps_product_numbers_and_category_names_in_nfc(fresh_db: str) -> None:
+    """A review: numbers and category names are kept in NFC since the API and the ERP import
+    normalise them, but rows stored before kept the form they were typed in — a re-import of
+    the same file, now in NFC, met a decomposed category as ``unknown_category`` and made a
+    second product of a decomposed number. Migration 0137 stores them in NFC, except where that
+    would collide on the unique key (an NFC twin in the organisation, or two rows alike once
+    normalised: all left) or pass the column's length limit."""
+    import unicodedata
+
+    def nfd(text: str) -> str:
+        return unicodedata.normalize("NFD", text)
+
+    cafe, creme, s_dots = "CAF\u00c9-1", "CR\u00c8ME", "\u1e68-1"  # each in NFC
+    reordered = "S\u0307\u0323-1"  # another non-NFC form of s_dots (its marks out of order)
+    long_no = "\u0958" * 33  # 33 characters; NFC: 66, over products.product_no's 64
+    assert nfd(s_dots) != reordered
+    assert unicodedata.normalize("NFC", reordered) == s_dots
+    migrate_to(fresh_db, 136)
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+
+        def new_id(sql: str, *args: Any) -> Any:
+            row = conn.execute(sql, args).fetchone()
+            assert row is not None
+            return row[0]
+
+        brand, other = (
+            new_id(
+                "INSERT INTO orgs (kind, name, erp_code) VALUES ('brand', %s, %s) RETURNING id",
+                n,
+                n,
+            )
+            for n in ("B", "O")
+        )
+        conn.execute("UPDATE orgs SET path = '/' || id || '/' WHERE id IN (%s, %s)", (brand, other))
+        numbers = [
+            (brand, nfd(cafe)),  # alone: NFC
+            (brand, creme),
+            (brand, nfd(creme)),  # its NFC twin exists: left
+            (other, nfd(creme)),  # another organisation's: NFC
+            (brand, nfd(s_dots)),  # two rows alike once normalised: both left
+            (brand, reordered),
+            (brand, long_no),  # too long in NFC: left
+        ]
+        products = [
+            new_id(
+                "INSERT INTO products (org_id, name, product_no) VALUES (%s, 'p', %s) RETURNING id",
+                org,
+                number,
+            )
+            for org, number in numbers
+        ]
+        names = [
+            (brand, nfd(creme)),  # alone: NFC
+            (brand, cafe),
+            (brand, nfd(cafe)),  # its NFC twin exists: left
+            (other, nfd(cafe)),  # another organisation's: NFC
+            (brand, "\u0958" * 51),  # NFC: 102 characters, over categories.name's 100: left
+        ]
+        categories = [
+            new_id("INSERT INTO categories (org_id, name) VALUES (%s, %s) RETURNING id", org, name)
+            for org, name in names
+        ]
+    db.migrate(fresh_db)
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        stored = dict(
+            conn.execute(
+                "SELECT id, product_no FROM products WHERE id = ANY(%s)", (products,)
+            ).fetchall()
+        )
+        named = dict(
+            conn.execute(
+                "SELECT id, name FROM categories WHERE id = ANY(%s)", (categories,)
+            ).fetchall()
+        )
+    kept = [n for _, n in numbers]
+    assert [stored[p] for p in products] == [cafe, creme, kept[2], creme, *kept[4:]]
+    assert [named[c] for c in categories] == [creme, cafe, names[2][1], cafe, names[4][1]]

@@ -31,31 +31,46 @@ Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=VISIBLE
 # words one ASCII space apart, without other blanks, zero-width marks or full-width forms of ASCII
 # characters (Chinese characters are welcome: "水乳-01").
 _NO_LOOK_ALIKES = rf"[^{BLANK}\uff01-\uff5e]+"
+PRODUCT_NO_MAX = 64  # products.product_no's CHECK
+CATEGORY_NAME_MAX = 100  # categories.name's CHECK
 ProductNo = Annotated[
     str,
     msgspec.Meta(
         min_length=1,
-        max_length=64,
+        max_length=PRODUCT_NO_MAX,
         pattern=rf"^{_NO_LOOK_ALIKES}(?: {_NO_LOOK_ALIKES})*(?!\n)$",
     ),
 ]
 # no blank at either end: a CSV cell is trimmed, so such a name could never be named there
 CategoryName = Annotated[
     str,
-    msgspec.Meta(min_length=1, max_length=100, pattern=rf"^{VISIBLE}(?:.*{VISIBLE})?(?!\n)$"),
+    msgspec.Meta(
+        min_length=1,
+        max_length=CATEGORY_NAME_MAX,
+        pattern=rf"^{VISIBLE}(?:.*{VISIBLE})?(?!\n)$",
+    ),
 ]
 Gtin = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{8}(?!\n)$|^[0-9]{12,14}(?!\n)$")]
 Order = Annotated[int, msgspec.Meta(ge=-1_000_000, le=1_000_000)]
 
 
-def nfc(struct: Any, *fields: str) -> None:
-    """Each of the struct's ``fields`` given as text, in Unicode NFC (its ``__post_init__``, as
-    it is decoded): a number or a name a clerk reads as one is one — "CAFÉ-1" typed on a Mac
-    (NFD: "E" and U+0301) and on Windows (NFC: "É") were two products (a probe)."""
-    for field in fields:
+def nfc(struct: Any, **limits: int) -> None:
+    """Each of the struct's fields named in ``limits`` given as text, in Unicode NFC (its
+    ``__post_init__``, as it is decoded): a number or a name a clerk reads as one is one —
+    "CAFÉ-1" typed on a Mac (NFD: "E" and U+0301) and on Windows (NFC: "É") were two products
+    (a probe). Its maximum length (``limits``: the field's, its column's CHECK) is checked again
+    in NFC, which lengthens a few characters (U+0958, a composition exclusion, is two): a
+    ``ValueError`` naming the field, as msgspec names one (its decoding error: 400
+    ``validation_failed``, the field named; a review: the column's CHECK, 422 with none)."""
+    for field, limit in limits.items():
         value = getattr(struct, field)
         if isinstance(value, str) and not unicodedata.is_normalized("NFC", value):
-            msgspec.structs.force_setattr(struct, field, unicodedata.normalize("NFC", value))
+            value = unicodedata.normalize("NFC", value)
+            if len(value) > limit:
+                raise ValueError(
+                    f"Expected `str` of length <= {limit} in Unicode NFC - at `$.{field}`"
+                )
+            msgspec.structs.force_setattr(struct, field, value)
 
 
 class CategoryIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -64,7 +79,7 @@ class CategoryIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
     org_id: int | None = None
 
     def __post_init__(self) -> None:
-        nfc(self, "name")
+        nfc(self, name=CATEGORY_NAME_MAX)
 
 
 class CategoryPatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -72,7 +87,7 @@ class CategoryPatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     display_order: Order | msgspec.UnsetType = msgspec.UNSET
 
     def __post_init__(self) -> None:
-        nfc(self, "name")
+        nfc(self, name=CATEGORY_NAME_MAX)
 
 
 class CategoryOut(msgspec.Struct, frozen=True, kw_only=True):
@@ -101,7 +116,7 @@ class ProductIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     org_id: int | None = None
 
     def __post_init__(self) -> None:
-        nfc(self, "product_no")
+        nfc(self, product_no=PRODUCT_NO_MAX)
 
 
 class ProductPatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -120,7 +135,7 @@ class ProductPatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     published: bool | msgspec.UnsetType = msgspec.UNSET
 
     def __post_init__(self) -> None:
-        nfc(self, "product_no")
+        nfc(self, product_no=PRODUCT_NO_MAX)
 
 
 class ProductOut(msgspec.Struct, frozen=True, kw_only=True):

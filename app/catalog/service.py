@@ -15,7 +15,7 @@ import msgspec
 
 from app import audit, locks
 from app._core import Gs1Error, normalize_gtin
-from app.auth.principal import Principal
+from app.auth.principal import Principal, brand_of
 from app.catalog.schemas import (
     CATALOG_PATH,
     CategoryIn,
@@ -27,7 +27,7 @@ from app.catalog.schemas import (
 )
 from app.db import Conn, changed, changes_of, update_row
 from app.errors import Conflict, NotFound, Unprocessable, ValidationFailed
-from app.orgs.service import visible
+from app.orgs.service import org_path, visible
 from app.paging import Page, contains, fetch_page
 
 # The owner is an organisation of the caller's brand (``brand`` from ``_brand``): a product
@@ -423,27 +423,30 @@ async def delete_product(conn: Conn, actor: Principal, product_id: int) -> None:
             "take it off the consumer pages)",
             code="in_use",
         )
-    await _check_not_drawn(conn, product_id)
+    await _check_not_drawn(conn, before)
     await conn.execute("DELETE FROM products WHERE id = %s", (product_id,))
     await audit.record(
         conn, actor, "delete", "product", product_id, before=before, org_id=before.org_id
     )
 
 
-async def _check_not_drawn(conn: Conn, product_id: int) -> None:
+async def _check_not_drawn(conn: Conn, product: ProductOut) -> None:
     """409 ``in_use`` (``details.draw_campaign_id``) while a lucky-draw campaign not withdrawn
     names the product: ``draw_campaigns.product_ids`` is an array, with no foreign key (a probe:
     the product was deleted, 204, and saving the campaign's own product list was then 422
-    ``unknown_product``). Race-safe with the product's row held ``FOR UPDATE`` (the caller's):
-    a campaign naming it holds the row ``FOR KEY SHARE`` as it checks its products
-    (``app.draws.service._products``), so of a deletion and a campaign's creation or edit at
-    once, the second waits for the first and sees it — the campaign here, or the product gone
-    there (422 ``unknown_product``)."""
+    ``unknown_product``). Looked for under the product's brand's lock (``Lock.DRAW_PRODUCTS``,
+    taken after the product's row, held ``FOR UPDATE`` by the caller), which a campaign's
+    creation or edit takes as it checks its products (``app.draws.service._products``): of a
+    deletion and a campaign naming the product at once, the second waits for the first and
+    sees it — the campaign here, or the product gone there (422 ``unknown_product``)."""
+    owner = await org_path(conn, product.org_id)
+    assert owner is not None  # the product's foreign key
+    await locks.xact_lock(conn, locks.Lock.DRAW_PRODUCTS, brand_of(owner))
     row = await (
         await conn.execute(
             "SELECT id FROM draw_campaigns WHERE product_ids @> ARRAY[%s]::bigint[] "
             "AND deleted_at IS NULL ORDER BY id LIMIT 1",
-            (product_id,),
+            (product.id,),
         )
     ).fetchone()
     if row is not None:

@@ -43,6 +43,7 @@ from app.draws.schemas import (
     draw_status,
 )
 from app.errors import Conflict, NotFound, Unprocessable
+from app.locks import Lock, xact_lock
 from app.members.mask import sees_phones, shown_phone
 from app.members.principal import brand_of_staff
 from app.members.profile import member_provinces
@@ -89,16 +90,19 @@ def _prize_points(kind: str, points: int | None) -> None:
 
 
 async def _products(conn: Conn, brand_id: int, product_ids: list[int]) -> list[int]:
-    """The products, each the brand's (422 ``unknown_product``), deduplicated and sorted. Their
-    rows held ``FOR KEY SHARE`` to the end of the transaction (``product_ids`` has no foreign
-    key): a product's deletion in flight is waited for and the product then found gone, and one
-    that comes after waits for this campaign and sees it (409 ``in_use``,
-    ``app.catalog.service.delete_product``) — a probe: a product a campaign named was deleted."""
+    """The products, each the brand's (422 ``unknown_product``), deduplicated and sorted.
+    Checked under the brand's lock (``Lock.DRAW_PRODUCTS``, to the end of the transaction;
+    ``product_ids`` has no foreign key): a product's deletion in flight is waited for and the
+    product then found gone, and one that comes after waits for this campaign and sees it (409
+    ``in_use``, ``app.catalog.service.delete_product``) — a probe: a product a campaign named
+    was deleted. The products' rows are read with no lock: ``FOR KEY SHARE`` of them (in id
+    order) deadlocked with an ERP import renumbering them (in file order; a review)."""
     wanted = sorted(set(product_ids))
+    await xact_lock(conn, Lock.DRAW_PRODUCTS, brand_id)
     rows = await (
         await conn.execute(
             "SELECT p.id FROM products p JOIN orgs o ON o.id = p.org_id "
-            "WHERE p.id = ANY(%s) AND o.path LIKE %s ORDER BY p.id FOR KEY SHARE OF p",
+            "WHERE p.id = ANY(%s) AND o.path LIKE %s",
             (wanted, f"/{brand_id}/%"),
         )
     ).fetchall()

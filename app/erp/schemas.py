@@ -15,7 +15,13 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from app.catalog.schemas import CategoryName, ProductNo, nfc
+from app.catalog.schemas import (
+    CATEGORY_NAME_MAX,
+    PRODUCT_NO_MAX,
+    CategoryName,
+    ProductNo,
+    nfc,
+)
 from app.catalog.schemas import Name as ProductName  # one visible character (a probe)
 from app.orgs.schemas import (
     CityCode,
@@ -83,7 +89,8 @@ class ProductRow(_Row, frozen=True, forbid_unknown_fields=True, kw_only=True):
     published: bool | UnsetType = UNSET
 
     def __post_init__(self) -> None:
-        nfc(self, "product_no", "category")  # compared with the catalogue's, kept in NFC
+        # compared with the catalogue's, kept in NFC (and no longer there than it may be)
+        nfc(self, product_no=PRODUCT_NO_MAX, category=CATEGORY_NAME_MAX)
 
 
 class UserRow(_Row, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -20,6 +20,7 @@ savepoint, so importing the same file again creates nothing new.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Annotated, Literal
@@ -149,20 +150,30 @@ async def _lookup_orgs(conn: Conn, brand: int, codes: set[str]) -> dict[str, int
     return {r["erp_code"]: r["id"] for r in rows}
 
 
+def _nfc(number: str) -> str:
+    """A product number as the catalogue keeps it, in Unicode NFC (``app.catalog.schemas.nfc``):
+    a file saved on a Mac names "CAFÉ-1" decomposed ("E" and U+0301) — a review: its rows named
+    no product, ``unknown_product``."""
+    return unicodedata.normalize("NFC", number)
+
+
 async def _lookup_products(
     conn: Conn, brand: int, numbers: set[str], gtins: set[str]
 ) -> tuple[dict[str, list[int]], dict[str, int]]:
+    """The brand's products by number (in NFC: a number as the file writes it, or in NFC) and
+    by GTIN-14."""
+    wanted = numbers | {_nfc(number) for number in numbers}
     rows = await (
         await conn.execute(
             """SELECT p.id, p.product_no, p.gtin FROM products p JOIN orgs o ON o.id = p.org_id
                WHERE (p.product_no = ANY(%s) OR p.gtin = ANY(%s)) AND o.path LIKE %s""",
-            (sorted(numbers), sorted(gtins), f"/{brand}/%"),
+            (sorted(wanted), sorted(gtins), f"/{brand}/%"),
         )
     ).fetchall()
     by_no: dict[str, list[int]] = {}
     by_gtin: dict[str, int] = {}
     for r in rows:
-        by_no.setdefault(r["product_no"], []).append(r["id"])
+        by_no.setdefault(_nfc(r["product_no"]), []).append(r["id"])
         if r["gtin"]:
             by_gtin[r["gtin"]] = r["id"]
     return by_no, by_gtin
@@ -321,7 +332,7 @@ def _check_lines(grouped: list[tuple[_Row, _Order]], refs: _References, errors: 
             else:
                 product = by_gtin[gtins[row.line]]
         elif text_no:
-            found = by_no.get(text_no, [])
+            found = by_no.get(_nfc(text_no), [])
             if not found:
                 fail(order, row, "product_no", "unknown_product", f"no product {text_no!r}")
             elif len(found) > 1:
