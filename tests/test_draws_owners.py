@@ -459,3 +459,54 @@ async def test_a_held_draw_returned_before_its_release_draws_no_prize(
     assert (row["hold_state"], row["prize_id"]) == ("released", None)
     got = (await client.get(f"/draws/{campaign['id']}", headers=admin)).json()
     assert got["prizes"][0]["remaining"] == 5 and got["winners"] == 0
+
+
+# -- a relabel (P5) -------------------------------------------------------------------------
+
+
+def _relabel(client: Any, headers: dict[str, str], old: str, new: str) -> Any:
+    async def relabel() -> Any:
+        body = {"old": old, "new": new, "reason": "torn label"}
+        return await client.post("/packing/replace", headers=headers, json=body)
+
+    return relabel
+
+
+def _drawing(app: Any, headers: dict[str, str], serial: str) -> Any:
+    async def drawing() -> Any:
+        return await draw(app, headers, serial)
+
+    return drawing
+
+
+async def test_a_draw_and_a_relabel_of_its_unit_at_once_never_both_win(
+    client: Any, login: Any, app: Any, demo: Any, goods: dict[str, Any], units: Units
+) -> None:
+    """A probe: a drawn unit (a draw sells nothing: it stays on hand at the agent) relabelled
+    by the brand (P5, ``POST /packing/replace``: the new code takes the old one's place) was
+    drawn again under its new label — one unit, two prizes. A code that earned its reward is
+    not relabelled (409 ``already_drawn``), checked under the unit's lock every draw and claim
+    round takes: a draw and a relabel at once, in either order, never both win — the first
+    to the unit's row does, the other is refused."""
+    from tests.race_support import held_in_turn
+
+    admin = await login("admin")
+    await new_campaign(
+        client, admin, campaign_body(goods["product_id"], [prize("Relabel comb", quantity=100)])
+    )
+    labels, _ = await issue_units(client, login, demo, 2, "LM-LS-01")
+    lock = "SELECT 1 FROM unit_state WHERE code = %s FOR UPDATE"
+    for n, serial in enumerate(units.take(2)):
+        _, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+        drawing = _drawing(app, headers, serial)
+        relabel = _relabel(client, admin, serial, app.state.scheme.serial(labels, n))
+        first, second = (drawing, relabel) if n == 0 else (relabel, drawing)
+        one, two = await held_in_turn(app, lock, (code_of(app, serial),), first, second)
+        drawn, relabelled = (one, two) if n == 0 else (two, one)
+        if n == 0:  # the draw first: the unit is drawn and keeps its label
+            assert drawn.status_code == 201, drawn.text
+            assert_error(relabelled, 409, "already_drawn")  # was 200
+        else:  # the relabel first: the old label is void, drawn by nobody
+            assert relabelled.status_code == 200, relabelled.text
+            assert drawn.status_code >= 400, drawn.text
+            assert await _owners(app, serial) == set()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -18,6 +18,7 @@ from tests.helpers import assert_error, key_of, onboarded_brand
 from tests.points_support import (
     claim_body,
     member_client,
+    new_ip,
     new_member,
     set_rule,
     shipped_goods,
@@ -278,14 +279,28 @@ async def _verified(
     province: str | None = None,
     at: datetime | None = None,
     retry: str | None = None,
+    pin: bool = True,
 ) -> None:
-    """A verification record as the flusher stores it (a member's right-PIN check)."""
+    """A verification record as the flusher stores it: a member's right-PIN check, or (``pin``
+    false) a scan without a PIN of a code never shipped — ``suspicious`` too, no PIN proven."""
+    result, reason = ("genuine", "first_query") if pin else ("suspicious", "never_shipped")
     await conn.execute(
         """INSERT INTO verifications (at, record_key, code_id, brand_id, result, reason, queries,
                                       pin_given, client_ip, user_agent, province, member_id, retry)
-           VALUES (%s, %s, %s, %s, 'genuine', 'first_query', 1, true, %s, 'ring-phone', %s, %s,
-                   %s)""",
-        (at or datetime.now(UTC), uuid.uuid4(), code, brand, ip, province, member, retry),
+           VALUES (%s, %s, %s, %s, %s, %s, 1, %s, %s, 'ring-phone', %s, %s, %s)""",
+        (
+            at or datetime.now(UTC),
+            uuid.uuid4(),
+            code,
+            brand,
+            result,
+            reason,
+            pin,
+            ip,
+            province,
+            member,
+            retry,
+        ),
     )
 
 
@@ -334,6 +349,66 @@ async def test_the_ring_detector_holds_members_of_one_device_once(
     async with await _autocommit(app) as c:
         third = await detect_rings(c, tuned, wait=True)
     assert third.ran and third.held.get("shared_device", 0) == 0
+
+
+async def test_the_ring_rules_count_only_checks_with_the_right_pin(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any, settings: Any
+) -> None:
+    """A probe: ``shared_device`` and ``verified_elsewhere`` counted every ``genuine`` or
+    ``suspicious`` record, and a scan WITHOUT a PIN of a code never shipped (or over the repeat
+    threshold) is ``suspicious``: three shoppers scanning a shelf pack's QR code from one shop's
+    Wi-Fi were held as a ring, and a member claiming codes others had only looked at elsewhere
+    too. Only checks with the right PIN (``pin_given``) count, as the rules say."""
+    from app.forensics.rings import detect_rings
+
+    brand = demo["BRAND-LUMI"]
+    ip = str(ipaddress.ip_address("198.51.100.0") + int(uuid.uuid4().int % 200))
+    lookers = [(await new_member(app, brand))[0] for _ in range(3)]
+    for m in lookers:
+        await _verified(conn, brand=brand, member=m, ip=ip, pin=False)
+    # verified_elsewhere: each member claims two codes someone else checked in another province
+    # a minute before — without a PIN (the looker's) or with the right PIN (the buyer's)
+    goods = await shipped_goods(client, login, app, demo)
+    await set_rule(client, await login("admin"), goods["product_id"], 10)
+    looker, looker_headers, _ = await new_member(app, brand)
+    buyer, buyer_headers, _ = await new_member(app, brand)
+    before = datetime.now(UTC) - timedelta(minutes=1)
+    claims = [(looker_headers, False, [0, 1]), (buyer_headers, True, [2, 3])]
+    for _, pin, units in claims:
+        for i in units:
+            code = (goods["batch_no"] << 32) | i
+            await _verified(
+                conn,
+                brand=brand,
+                member=None,
+                ip=new_ip(),
+                code=code,
+                province="广东省",
+                at=before,
+                pin=pin,
+            )
+    await conn.commit()
+    async with member_client(app) as mc:
+        for headers, _, units in claims:
+            for i in units:
+                body = claim_body(app.state.scheme, goods["units"][i])
+                answer = await mc.post("/members/me/claims", headers=headers, json=body)
+                assert answer.status_code == 201, answer.text
+    tuned = msgspec.structs.replace(
+        settings, ring_shared_device_members=3, ring_verified_elsewhere_claims=2
+    )
+    async with await _autocommit(app) as c:
+        run = await detect_rings(c, tuned, wait=True)
+    assert run.ran and run.failed == 0
+    held = await (
+        await conn.execute(
+            "SELECT party_id, rule FROM fraud_holds WHERE party_kind = 'member' "
+            "AND party_id = ANY(%s)",
+            ([*lookers, looker, buyer],),
+        )
+    ).fetchall()
+    # the right-PIN checks still count: the rule is alive, only the PIN-less scans are not
+    assert [(h["party_id"], h["rule"]) for h in held] == [(buyer, "verified_elsewhere")], held
 
 
 async def _autocommit(app: Any) -> Any:
@@ -699,3 +774,124 @@ async def test_the_settling_sweep_credits_the_good_held_claims_beside_one_it_can
     async with await _autocommit(app) as c:
         await detect_rings(c, settings, wait=True)
     assert await _balance(conn, bad) == (points[0], 1)
+
+
+# -- a release after the batch was voided -----------------------------------------------------
+
+
+async def _void(client: Any, login: Any, batch_no: int) -> None:
+    """The brand voids the batch (a leaked print file: the fraud a hold is for)."""
+    voided = await client.post(
+        f"/batches/{batch_no}/void", headers=await login("planner"), json={"reason": "leak"}
+    )
+    assert voided.status_code == 200, voided.text
+
+
+async def _release_audit(conn: Any, hold_id: int) -> dict[str, Any]:
+    row = await (
+        await conn.execute(
+            "SELECT after FROM audit_log WHERE entity = 'fraud_hold' AND entity_id = %s "
+            "AND action = 'release'",
+            (str(hold_id),),
+        )
+    ).fetchone()
+    await conn.commit()
+    after: dict[str, Any] = row["after"]
+    return after
+
+
+async def test_a_release_after_the_batch_was_voided_pays_no_points_nor_prize_of_it(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """A probe: a held member's claim and draw of units whose batch the brand voided afterwards
+    (README: a void batch's units "earn no rebate or points from then on") were paid by the
+    hold's release — the points credited, the prize drawn. They are rejected now, as the claim
+    rounds refuse a void code and as ``confirm`` settles them; the member's claim of another
+    batch is credited as ever, and the release's audit row says why the others were not."""
+    from tests.test_draws import campaign_body, draw, new_campaign, prize
+
+    leaked = await shipped_goods(client, login, app, demo)
+    sound = await shipped_goods(client, login, app, demo)
+    admin = await login("admin")
+    await set_rule(client, admin, leaked["product_id"], 10)
+    campaign = await new_campaign(
+        client, admin, campaign_body(leaked["product_id"], [prize("Void gift", "gift", 3, 1)])
+    )
+    try:
+        member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+        hold = await _hold(client, admin, "member", member_id)
+        scheme = app.state.scheme
+        async with member_client(app) as mc:
+            claimed = [
+                await mc.post("/members/me/claims", headers=headers, json=claim_body(scheme, s))
+                for s in (leaked["units"][0], sound["units"][0])
+            ]
+        for answer in claimed:
+            assert answer.status_code == 201, answer.text
+            assert answer.json()["status"] == "under_review"
+        drawn = await draw(app, headers, leaked["units"][1], "void-1")
+        assert drawn.status_code == 201 and drawn.json()["status"] == "under_review", drawn.text
+        await _void(client, login, leaked["batch_no"])
+        released = await client.post(f"/forensics/holds/{hold['id']}/release", headers=admin)
+        assert released.status_code == 200, released.text
+        assert released.json()["state"] == "released"
+        assert released.json()["claims"] == {"held": 0, "released": 1, "rejected": 2}
+        assert await _balance(conn, member_id) == (claimed[1].json()["points"], 1)
+        states = await (
+            await conn.execute(
+                "SELECT id, hold_state FROM point_claims WHERE member_id = %s ORDER BY id",
+                (member_id,),
+            )
+        ).fetchall()
+        assert [r["hold_state"] for r in states] == ["rejected", "released"]
+        results = await client.get(f"/draws/{campaign['id']}/results", headers=admin)
+        items = [(r["status"], r["prize_id"]) for r in results.json()["items"]]
+        assert items == [("rejected", None)], results.text
+        got = (await client.get(f"/draws/{campaign['id']}", headers=admin)).json()
+        assert got["prizes"][0]["remaining"] == 3 and got["winners"] == 0
+        after = await _release_audit(conn, hold["id"])
+        assert (after["settled"], after["rejected"]) == (3, {"void": 2}), after
+    finally:  # the campaign covers the sun cream other modules' draws use
+        assert (await client.delete(f"/draws/{campaign['id']}", headers=admin)).status_code == 204
+
+
+async def test_a_clerk_release_after_the_batch_was_voided_ranks_no_rebate_of_it(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """The same for a store clerk on hold: the rebate of a unit of a batch voided since is
+    rejected by the release — not queued for the rankings nor taken by the statements, never
+    announced — while the clerk's rebate of another batch is released."""
+    from tests.test_rebate_claims import new_clerk
+
+    leaked = await store_goods(client, login, app, demo)
+    sound = await store_goods(client, login, app, demo)
+    admin = await login("admin")
+    await set_rebate(client, admin, leaked["product_id"], 2.5)
+    clerk_id, clerk = await new_clerk(client, login, demo["STORE-HZ-01"])
+    hold = await _hold(client, admin, "clerk", clerk_id)
+    claimed = []
+    for goods in (leaked, sound):
+        answer = await client.post(
+            "/rebates/claims", headers=clerk, json=rebate_body(app.state.scheme, goods["units"][0])
+        )
+        assert answer.status_code == 201 and answer.json()["status"] == "under_review", answer.text
+        claimed.append(answer.json()["claim_id"])
+    await _void(client, login, leaked["batch_no"])
+    released = await client.post(f"/forensics/holds/{hold['id']}/release", headers=admin)
+    assert released.status_code == 200, released.text
+    assert released.json()["claims"] == {"held": 0, "released": 1, "rejected": 1}
+    rows = await (
+        await conn.execute(
+            """SELECT c.hold_state, q.claim_id IS NOT NULL AS queued FROM rebate_claims c
+                 LEFT JOIN rebate_tally_queue q ON q.claim_id = c.id
+                WHERE c.id = ANY(%s) ORDER BY c.id""",
+            (claimed,),
+        )
+    ).fetchall()
+    await conn.commit()
+    assert [(r["hold_state"], r["queued"]) for r in rows] == [
+        ("rejected", False),
+        ("released", True),
+    ], rows
+    after = await _release_audit(conn, hold["id"])
+    assert (after["settled"], after["rejected"]) == (2, {"void": 1}), after

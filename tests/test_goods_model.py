@@ -333,13 +333,15 @@ async def test_model_walk_factory_agent_store_sale_return(
         json={"old": old, "new": new, "reason": "QC"},
     )
     assert rep.status_code == 200, rep.text
-    m.units[new] = Unit("AGENT-ZJ", parent=cases[1])
+    # it takes the old one's place, and its history (L11: its trace has the old code's)
+    m.units[new] = Unit("AGENT-ZJ", parent=cases[1], history=list(m.units[old].history))
     m.units[old].status = "void"
     m.units[old].parent = None
     await w.check("replaced in case")
     assert await w.case_contents(cases[1]) == m.contents(cases[1])
     tr = (await client.get(f"/trace/{new}", headers=await w.h("admin"))).json()
-    assert [c["code"] for c in tr["containers"]] == [cases[1]], tr["containers"]
+    stays = [(c["code"], c["inside"]) for c in tr["containers"]]
+    assert stays == [(cases[1], old), (cases[1], new)], tr["containers"]
 
     # the agent ships case 0 (now 9 units) and the unit taken out to the store
     to_store = await w.doc(
@@ -542,7 +544,8 @@ async def test_race_replace_in_case_and_ship_the_case(
     )
     assert r_ship.status_code == 200, r_ship.text
     if r_rep.status_code == 200:
-        w.model.units[spare[0]] = Unit("WH-SZ-01", parent=cases[0])
+        history = list(w.model.units[old].history)
+        w.model.units[spare[0]] = Unit("WH-SZ-01", parent=cases[0], history=history)
         w.model.units[old].status, w.model.units[old].parent = "void", None
     w.model.ship(cases, "AGENT-ZJ")
     await w.check("replace vs ship")
@@ -707,7 +710,7 @@ async def random_walk(client: Any, login: Any, app: Any, demo: Any, seed: int, s
                 json={"old": old, "new": new, "reason": "walk"},
             )
             assert r.status_code == 200, (label, r.text)
-            m.units[new] = Unit(org, parent=m.units[old].parent)
+            m.units[new] = Unit(org, parent=m.units[old].parent, history=list(m.units[old].history))
             m.units[old].status, m.units[old].parent = "void", None
             log.append(f"{label} replace")
         elif op == "sell" and org in SELLERS and here:

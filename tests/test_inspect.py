@@ -1116,6 +1116,66 @@ async def test_a_unit_relabelled_in_its_case_at_the_agent_names_the_cases_shipme
     assert item["document_no"] == ship["doc_no"], item
 
 
+async def test_a_unit_relabelled_loose_at_the_agent_names_the_shipment_that_brought_it(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a loose unit at the agent relabelled (P5: the new code takes over its channel
+    and shipping time) and shipped on to a store was in channel there, but its record named no
+    document where its sibling's named the factory's outbound (D2: the leak report loses it) —
+    the shipments were searched from the new code only. They are searched from each code it
+    replaced, up to the replacement, and back through a relabel of a relabel; in the bulk upload
+    too."""
+    packed = await pack(client, login, app, demo, 1)
+    units, cases = packed["units"], packed["cases"]
+    clerk, agent = await login("clerk"), await login("agent_admin")
+    inbound = await document(client, clerk, cases, kind="factory_inbound")
+    assert (await confirm(client, clerk, inbound)).status_code == 200
+    ship = await document(client, clerk, cases, kind="outbound", counterparty_id=demo["AGENT-ZJ"])
+    assert (await confirm(client, clerk, ship)).status_code == 200
+    received = await document(client, agent, kind="inbound", shipment_id=ship["id"])
+    assert (await confirm(client, agent, received)).status_code == 200
+    out = await client.post(
+        "/packing/unpack", headers=agent, json={"parent": cases[0], "reason": "pick"}
+    )
+    assert out.status_code == 200, out.text
+    batch_no, _ = await issue_units(client, login, demo, 2)
+    first, new = (app.state.scheme.serial(batch_no, i) for i in range(2))
+    admin = await login("admin")
+    for old, code in ((units[0], first), (first, new)):  # relabelled, then again
+        body = {"old": old, "new": code, "reason": "label torn"}
+        assert (await client.post("/packing/replace", headers=admin, json=body)).status_code == 200
+    on = await document(
+        client, agent, [new, units[1]], kind="outbound", counterparty_id=demo["STORE-HZ-01"]
+    )
+    assert (await confirm(client, agent, on)).status_code == 200
+    store = await login("store_clerk")
+    got = await document(client, store, kind="inbound", shipment_id=on["id"])
+    assert (await confirm(client, store, got)).status_code == 200
+    inspector, tag = await login("inspector"), f"relabelled-{secrets.token_hex(4)}"
+    named = []
+    for code in (units[1], new):
+        found = await scan(client, inspector, code, "STORE-HZ-01")
+        assert found.status_code == 201, found.text
+        named.append(found.json()["items"][0])
+    bulk = await client.post(
+        "/inspections/batch",
+        headers=inspector,
+        json={
+            "items": [{"code": new, "gps": GPS, "store_id": demo["STORE-HZ-01"], "client_id": tag}]
+        },
+    )
+    assert bulk.status_code == 200 and bulk.json()["recorded"] == 1, bulk.text
+    named.append(bulk.json()["items"][0]["scan"]["items"][0])
+    expected = ("in_channel", "designated_store", ship["doc_no"], on["doc_no"])
+    for item in named:
+        assert (
+            item["result"],
+            item["reason"],
+            item["document_no"],
+            item["store_document_no"],
+        ) == expected, item
+
+
 async def _one_case_in_stock(client: Any, login: Any, app: Any, demo: Any) -> dict[str, Any]:
     """One case of 10 units, received in the factory warehouse."""
     goods = await pack(client, login, app, demo, 1)

@@ -1422,6 +1422,66 @@ async def test_a_back_dated_packing_scan_does_not_widen_a_trace_to_the_history_b
     assert [e["biz_step"] for e in whole["events"]][:2] == ["packing", "commissioning"]
 
 
+async def test_a_relabelled_unit_s_trace_has_the_history_of_the_codes_it_replaced(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """L11 after P5. A probe: a unit relabelled loose at its agent, then shipped on to a store,
+    had in its trace the agent's shipment but not the factory's outbound that brought it there
+    (its untouched sibling's had it), though its state says shipped. The trace follows the
+    replacements back (a relabel of a relabel too): each replaced code's events (``via`` its
+    serial) and its containers' while it was in them (the stay names it, ``inside``) — as the
+    caller may see them: the store, from the shipment to it on, as for the sibling."""
+    goods = await pack(client, login, app, demo, 1)
+    units, [case] = goods["units"], goods["cases"]
+    clerk, zj, store = await login("clerk"), await login("agent_admin"), await login("store_clerk")
+    inbound = await document(client, clerk, [case], kind="factory_inbound")
+    assert (await confirm(client, clerk, inbound)).status_code == 200
+    await _received(client, clerk, zj, [case], demo["AGENT-ZJ"])
+    unpacked = await client.post(
+        "/packing/unpack", headers=zj, json={"parent": case, "reason": "pick"}
+    )
+    assert unpacked.status_code == 200, unpacked.text
+    batch_no, _ = await issue_units(client, login, demo, 2)
+    first, new = (app.state.scheme.serial(batch_no, i) for i in range(2))
+    admin = await login("admin")
+    for old, code in ((units[0], first), (first, new)):  # relabelled, then again
+        body = {"old": old, "new": code, "reason": "torn label"}
+        assert (await client.post("/packing/replace", headers=admin, json=body)).status_code == 200
+    await _received(client, zj, store, [new, units[1]], demo["STORE-HZ-01"])
+
+    async def traced(code: str, headers: Any) -> dict[str, Any]:
+        answer = await client.get(f"/trace/{code}", headers=headers)
+        assert answer.status_code == 200, answer.text
+        return answer.json()  # type: ignore[no-any-return]
+
+    def moves(trace: dict[str, Any]) -> list[tuple[str, int]]:
+        steps = ("shipping", "receiving")
+        return [
+            (e["biz_step"], e["location"]["id"]) for e in trace["events"] if e["biz_step"] in steps
+        ]
+
+    whole, sibling = await traced(new, admin), await traced(units[1], admin)
+    assert moves(whole) == moves(sibling), (moves(whole), moves(sibling))
+    shipped = [
+        (e["destination"]["id"], e["via"]) for e in whole["events"] if e["biz_step"] == "shipping"
+    ]
+    assert shipped == [(demo["AGENT-ZJ"], case), (demo["STORE-HZ-01"], None)], shipped
+    lives = [(e["via"], e["biz_step"]) for e in whole["events"] if "commissioning" in e["biz_step"]]
+    assert lives == [
+        (units[0], "commissioning"),
+        (units[0], "decommissioning"),
+        (first, "commissioning"),
+        (first, "decommissioning"),
+        (None, "commissioning"),
+    ], lives
+    assert [(c["code"], c["inside"]) for c in whole["containers"]] == [(case, units[0])]
+    for headers in (zj, store):  # each sees of it what it sees of its sibling
+        mine, theirs = await traced(new, headers), await traced(units[1], headers)
+        assert moves(mine) == moves(theirs), (moves(mine), moves(theirs))
+        assert len(mine["containers"]) == len(theirs["containers"]), mine["containers"]
+    assert all(e["via"] is None for e in (await traced(new, store))["events"])
+
+
 async def test_a_case_of_a_voided_case_batch_is_still_traced(
     client: Any, login: Any, app: Any, demo: Any
 ) -> None:
@@ -2042,3 +2102,65 @@ async def test_a_whole_qr_content_the_app_sends_is_read_by_documents_sales_and_r
         ("/returns", {"code": too_long, "reason": "other"}),
     ):
         assert_error(await client.post(path, headers=store, json=body), 400, "validation_failed")
+
+
+async def test_a_sold_unit_of_a_voided_batch_comes_back_void_and_withdraws_its_claims(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """A probe: a unit sold at a store, its rebate and its points claimed, then its batch voided
+    (a recall): the buyer's return was 422 ``bad_code`` ("void"), so the rebate was settled,
+    the member kept the points and the refunded sale stayed counted. A sold unit of a void batch
+    is taken back as any sold unit, its claims withdrawn, but comes back void — into no stock,
+    never sold again (the recount agrees). A void code never sold is refused as before, and so
+    is a void unit given in exchange."""
+    from app.logistics.rollup import recount
+    from tests.points_support import claim_body, member_client, new_member, set_rule
+    from tests.rebates_support import rebate_body, set_rebate, store_goods
+
+    goods = await store_goods(client, login, app, demo)
+    units, scheme = goods["units"], app.state.scheme
+    admin, store = await login("admin"), await login("store_clerk")
+    await set_rule(client, admin, goods["product_id"], 10)
+    await set_rebate(client, admin, goods["product_id"], 2.5)
+    rebate = await client.post("/rebates/claims", headers=store, json=rebate_body(scheme, units[0]))
+    assert rebate.status_code == 201, rebate.text  # it sells the unit
+    brand = (await client.get("/auth/me", headers=admin)).json()["org_id"]
+    _, member, _ = await new_member(app, int(brand))
+    async with member_client(app) as mc:
+        claimed = await mc.post(
+            "/members/me/claims", headers=member, json=claim_body(scheme, units[0])
+        )
+    assert claimed.status_code == 201, claimed.text
+    sold = await client.post("/sales", headers=store, json={"codes": [units[1]]})
+    assert sold.status_code == 201, sold.text
+    voided = await client.post(
+        f"/batches/{goods['batch_no']}/void",
+        headers=await login("planner"),
+        json={"reason": "recall"},
+    )
+    assert voided.status_code == 200, voided.text
+
+    back = await client.post("/returns", headers=store, json={"code": units[0], "reason": "other"})
+    assert back.status_code == 200, back.text
+    body = back.json()
+    assert (body["returned"], body["disposition"]) == (units[0], "returned")
+    assert body["rebate_withdrawn"] == rebate.json()["claim_id"]
+    assert body["points_withdrawn"] is not None
+    state = await state_of(conn, app, units[0])
+    assert (state["status"], state["holder_org_id"]) == ("void", demo["STORE-HZ-01"])
+    mismatches = [m for m in await recount(conn) if m.org_id == demo["STORE-HZ-01"]]
+    await conn.commit()
+    assert mismatches == []  # into no stock: the void unit is counted nowhere
+    assert_error(await client.post("/sales", headers=store, json={"codes": units[:1]}), 422)
+    again = {"code": units[0], "reason": "other"}
+    assert_error(await client.post("/returns", headers=store, json=again), 422, "bad_code")
+    never_sold = {"code": units[2], "reason": "other"}  # on the shelf when voided
+    assert_error(await client.post("/returns", headers=store, json=never_sold), 422, "bad_code")
+    for_void = {"code": units[1], "reason": "other", "exchange_for": units[2]}
+    assert_error(await client.post("/returns", headers=store, json=for_void), 422, "bad_codes")
+    assert (await state_of(conn, app, units[1]))["status"] == "sold"  # nothing recorded
+    damaged = {"code": units[1], "reason": "damaged"}
+    back = await client.post("/returns", headers=store, json=damaged)
+    assert back.status_code == 200, back.text
+    state = await state_of(conn, app, units[1])
+    assert (state["status"], state["disposition"]) == ("void", "damaged")

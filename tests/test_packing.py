@@ -868,7 +868,15 @@ async def test_replace_a_unit_that_failed_qc(
     assert new in contents and old not in contents and len(contents) == 10
     replaced = (await client.get(f"/trace/{new}", headers=operator)).json()
     assert replaced["lot"] == "LOT1" and replaced["state"]["parent"] == lumi.inner[0]
-    assert replaced["events"][0]["details"]["replaces"] == old
+    own = [e for e in replaced["events"] if e["via"] is None]
+    assert own[0]["details"]["replaces"] == old
+    # before it, the old code's history (L11): its events up to its decommissioning, and its
+    # stay in the case (a probe: the new code's stay began at the replacement, the case's
+    # history before it left out)
+    before = [e["biz_step"] for e in replaced["events"] if e["via"] == old]
+    assert before[-1] == "decommissioning" and "commissioning" in before, before
+    stays = [(c["code"], c["inside"]) for c in replaced["containers"]]
+    assert stays == [(lumi.inner[0], old), (lumi.inner[0], new)], stays
     gone = (await client.get(f"/trace/{old}", headers=operator)).json()
     assert gone["state"]["status"] == "void"
     assert gone["events"][-1]["biz_step"] == "decommissioning"
@@ -1947,3 +1955,88 @@ async def test_an_empty_case_on_a_pallet_keeps_its_batch_from_being_voided(
     assert off.status_code == 200, off.text
     voided = await client.post(void, headers=planner, json={"reason": "misprint"})
     assert voided.status_code == 200, voided.text
+
+
+async def test_undoing_a_packing_takes_out_the_units_that_replaced_its_units(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe (P4 after P5): the line packed 10 units into a case, QC replaced one of them in
+    the case, then the operator undid the line's newest packing: the 9 originals came out, the
+    new label stayed alone in the case, and no later undo reached it. The undo takes out the
+    units that took the place of the packing's — a replacement of a replacement too — in its
+    one unpacking event and audit row."""
+    batch_no, product_id = await issue_units(client, login, demo, 13)
+    await set_rules(client, login, product_id, [])
+    [case] = await issue_cases(client, login, demo, "inner", 1)
+    line = f"UX{batch_no}"
+    await set_line(client, login, product_id, line)
+    units = serials(app, batch_no, 0, 13)
+    body = await upload(client, login, line, [scan(s) for s in units[:10]] + [scan(case)])
+    assert body["rejected"] == 0, body
+    operator = await login("operator")
+    for old, new in ((units[3], units[10]), (units[10], units[11]), (units[5], units[12])):
+        replaced = await client.post(
+            "/packing/replace", headers=operator, json={"old": old, "new": new, "reason": "QC"}
+        )
+        assert replaced.status_code == 200, replaced.text
+    undone = await client.post(f"/lines/{line}/undo", headers=operator, json={"reason": "wrong"})
+    assert undone.status_code == 200, undone.text
+    inside = [u for u in units[:10] if u not in (units[3], units[5])] + units[11:]
+    assert undone.json()["parent"] == case
+    assert sorted(undone.json()["codes"]) == sorted(inside)  # was without units 11 and 12
+    assert (await client.get(f"/trace/{case}", headers=operator)).json()["contents"] == []
+    trace = (await client.get(f"/trace/{units[11]}", headers=operator)).json()
+    assert trace["state"]["parent"] is None
+    assert trace["events"][-1]["biz_step"] == "unpacking"
+    audit = await audit_rows(app, "case", case, "unpack")
+    assert sorted(audit[-1]["after"]["codes"]) == sorted(inside)
+    assert_error(
+        await client.post(f"/lines/{line}/undo", headers=operator, json={"reason": "x"}),
+        404,
+        "nothing_to_undo",
+    )
+
+
+async def test_a_unit_claimed_in_transit_is_not_relabelled(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """A probe (M2 once per code, P5): a member claimed a unit's points while it travelled to
+    the agent (a claim in transit sells nothing: the unit stays active); the agent received
+    it, the brand relabelled it, and another member claimed the new label: one unit, paid
+    twice. A code that earned its reward (a live points or rebate claim, a draw) is not
+    relabelled: 409 ``already_claimed``, the new label left unused."""
+    from tests.points_support import claim_body, member_client, new_member, set_rule
+    from tests.test_logistics import confirm, document, pack
+
+    goods = await pack(client, login, app, demo, 1)
+    admin, clerk = await login("admin"), await login("clerk")
+    await set_rule(client, admin, goods["product_id"], 10)
+    inbound = await document(client, clerk, goods["cases"], kind="factory_inbound")
+    assert (await confirm(client, clerk, inbound)).status_code == 200
+    ship = await document(
+        client, clerk, goods["cases"], kind="outbound", counterparty_id=demo["AGENT-ZJ"]
+    )
+    assert (await confirm(client, clerk, ship)).status_code == 200
+    scheme, unit = app.state.scheme, goods["units"][0]
+    _, member, _ = await new_member(app, demo["BRAND-LUMI"])
+    async with member_client(app) as mc:
+        claimed = await mc.post("/members/me/claims", headers=member, json=claim_body(scheme, unit))
+    assert claimed.status_code == 201, claimed.text
+    agent = await login("agent_clerk")
+    got = await document(client, agent, kind="inbound", shipment_id=ship["id"])
+    assert (await confirm(client, agent, got)).status_code == 200
+    labels, _ = await issue_units(client, login, demo, 1)
+    [new] = serials(app, labels, 0, 1)
+    replaced = await client.post(
+        "/packing/replace", headers=admin, json={"old": unit, "new": new, "reason": "torn"}
+    )
+    assert_error(replaced, 409, "already_claimed")  # was 200: the new label claimable again
+    trace = (await client.get(f"/trace/{unit}", headers=admin)).json()
+    assert trace["state"]["status"] == "active", trace["state"]
+    row = await (
+        await conn.execute(
+            "SELECT count(*) AS n FROM unit_state WHERE code = %s", ((labels << 32) | 0,)
+        )
+    ).fetchone()
+    await conn.commit()
+    assert row["n"] == 0

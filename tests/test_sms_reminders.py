@@ -4,6 +4,7 @@ outbox (opt-out honoured), and not again for the same balance."""
 from __future__ import annotations
 
 import secrets
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -175,3 +176,136 @@ async def test_a_deactivated_brand_s_members_are_sent_no_reminder(
     member_id = await _member(aconn, brand, 10)  # balance 10 reaches the 5-point gift
     await reminders.scan(aconn, settings)
     assert await _reminders(aconn, member_id) == []
+
+
+async def _checked_at(conn: Any, member_id: int) -> datetime | None:
+    row = await (
+        await conn.execute(
+            "SELECT checked_at FROM sms_reminders WHERE member_id = %s", (member_id,)
+        )
+    ).fetchone()
+    return row["checked_at"] if row else None
+
+
+async def test_a_member_is_reminded_when_its_brands_offer_opens_or_changes(
+    aconn: Any, client: Any, login: Any, settings: Any
+) -> None:
+    """A probe: a gift launched on a date (``valid_from`` ahead), a member whose points already
+    cover it. The scan found nothing offered and recorded the member as checked; the launch
+    came, and the member was never reminded — nor after a period, when the brand added a gift
+    — until its balance happened to move. Now a member is looked at again when its brand's
+    offer changed since (a gift created or updated, or one whose window opened), once: still
+    at most one reminder per period, and a member looked at is not looked at again for
+    nothing."""
+    from tests.helpers import onboarded_brand
+
+    org, admin = await onboarded_brand(client, login)
+    brand = int(org["id"])
+    cost = 600_000 + secrets.randbelow(1000)
+    gift = {"name": "Launch gift", "points_cost": cost, "kind": "offline", "stock": 5}
+    launch = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    made = await client.post("/gifts", headers=admin, json={**gift, "valid_from": launch})
+    assert made.status_code == 201, made.text
+    member = await _member(aconn, brand, cost + 1)
+    quiet = await _member(aconn, brand, cost + 1, opted_out=True)
+    await reminders.scan(aconn, settings)
+    assert await _reminders(aconn, member) == []  # not offered yet
+    # the launch day comes: the window opens, nothing is written
+    await aconn.execute(
+        "UPDATE gifts SET valid_from = now() - interval '1 minute' WHERE id = %s",
+        (made.json()["id"],),
+    )
+    await reminders.scan(aconn, settings)
+    assert len(await _reminders(aconn, member)) == 1
+    checked = await _checked_at(aconn, quiet)  # opted out: looked at, not reminded
+    assert checked is not None
+    await reminders.scan(aconn, settings)  # nothing changed: not looked at again
+    assert await _checked_at(aconn, quiet) == checked
+
+    # a period later, the balance unchanged: nothing; the brand adds a gift: reminded again
+    await aconn.execute(
+        "UPDATE sms_reminders SET sent_at = now() - interval '31 days' WHERE member_id = %s",
+        (member,),
+    )
+    await aconn.execute(
+        "UPDATE sms_outbox SET created_at = now() - interval '31 days' WHERE member_id = %s",
+        (member,),
+    )
+    await reminders.scan(aconn, settings)
+    assert len(await _reminders(aconn, member)) == 1
+    added = await client.post("/gifts", headers=admin, json={**gift, "name": "Second gift"})
+    assert added.status_code == 201, added.text
+    await reminders.scan(aconn, settings)
+    assert len(await _reminders(aconn, member)) == 2
+    assert await _checked_at(aconn, quiet) > checked  # type: ignore[operator]
+    # the offer changes again within the period: once per period
+    patched = await client.patch(f"/gifts/{added.json()['id']}", headers=admin, json={"stock": 9})
+    assert patched.status_code == 200, patched.text
+    await reminders.scan(aconn, settings)
+    assert len(await _reminders(aconn, member)) == 2
+
+
+async def _reminder_row(conn: Any, member_id: int) -> int:
+    """The member's queued reminder, due again now (as after a gateway's "retry later")."""
+    row = await (
+        await conn.execute(
+            "UPDATE sms_outbox SET state = 'pending', next_attempt_at = now() "
+            "WHERE member_id = %s AND purpose = 'reminder' RETURNING id",
+            (member_id,),
+        )
+    ).fetchone()
+    assert row is not None
+    return int(row["id"])
+
+
+async def test_a_frozen_members_queued_reminder_is_failed_not_sent(
+    aconn: Any, client: Any, login: Any, settings: Any
+) -> None:
+    """A probe: a reminder queued (or back for a retry), then its member frozen ("no more
+    claims or redemptions") before the sender took it: "your points are enough for a gift" went
+    out all the same. Now the sender's claim fails a marketing row of a member not active, as an
+    opted-out phone's (``last_error`` "member frozen"); a member still active beside it is sent,
+    and an erased member's reminder in flight is failed as before (opted out by the erasure)."""
+    from app.sms import sender
+    from app.sms.gateway import Result
+    from app.sms.outbox import OPTED_OUT
+    from tests.helpers import onboarded_brand
+
+    org, admin = await onboarded_brand(client, login)
+    brand = int(org["id"])
+    await aconn.execute(
+        "INSERT INTO gifts (brand_id, name, points_cost, kind, stock) "
+        "VALUES (%s, 'Scarf', 5, 'offline', 5)",
+        (brand,),
+    )
+    frozen, active, erased = [await _member(aconn, brand, 10) for _ in range(3)]
+    await reminders.scan(aconn, settings)
+    rows = {m: await _reminder_row(aconn, m) for m in (frozen, active, erased)}
+    answer = await client.post(f"/members/{frozen}/freeze", headers=admin, json={"reason": "fraud"})
+    assert answer.status_code == 200, answer.text
+    # the erased member's reminder was in flight at the erasure (a pending one is failed by
+    # it), and comes back for a retry
+    await aconn.execute("UPDATE sms_outbox SET state = 'sending' WHERE id = %s", (rows[erased],))
+    gone = await client.post(f"/members/{erased}/erase", headers=admin)
+    assert gone.status_code == 204, gone.text
+    await aconn.execute(
+        "UPDATE sms_outbox SET state = 'pending', next_attempt_at = now() WHERE id = %s",
+        (rows[erased],),
+    )
+    claimed = await sender.claim(aconn, ids=list(rows.values()))
+    assert [c.id for c in claimed] == [rows[active]]
+    await sender.record(aconn, "test", settings, [(claimed[0], Result("accepted", "t-1"))])
+    states = {
+        r["id"]: (r["state"], r["last_error"])
+        for r in await (
+            await aconn.execute(
+                "SELECT id, state, last_error FROM sms_outbox WHERE id = ANY(%s)",
+                (list(rows.values()),),
+            )
+        ).fetchall()
+    }
+    assert states == {
+        rows[frozen]: ("failed", sender.MEMBER_FROZEN),
+        rows[active]: ("sent", None),
+        rows[erased]: ("failed", OPTED_OUT),
+    }, states

@@ -387,6 +387,54 @@ async def test_records_reach_postgres_and_raise_alerts(
     assert_error(await client.get("/alerts", headers=await login("operator")), 403)
 
 
+async def test_a_look_without_a_pin_raises_no_repeat_alert_after_a_false_positive(
+    client: Any, login: Any, demo: Any, app: Any, conn: Any, verifier_with: Any, settings: Any
+) -> None:
+    """A probe: a code over the repeat threshold, its alert judged a false positive (closed); a
+    scan without a PIN counts no query, yet its record (``over_threshold``, answered
+    ``suspicious``) opened a new critical ``repeat`` alert — every look at a demo pack did. Only
+    a counted query raises it: the next right-PIN query past the threshold opens a new alert."""
+    verifier_with(verify_flag_never_shipped=False, verify_repeat_threshold=1)
+    scheme = app.state.scheme
+    batch_no = await _activated_batch(client, login, demo, conn)
+    serial, code = scheme.serial(batch_no, 12), (batch_no << 32) | 12
+    sync_redis = redis_sync.Redis.from_url(settings.redis_url)
+    admin = await login("admin")
+
+    async def flushed_alerts() -> list[dict[str, Any]]:
+        with psycopg.connect(settings.database_url, autocommit=True) as pg:
+            while records.flush(sync_redis, pg, settings.redis_namespace):
+                pass
+        listed = await client.get(
+            "/alerts", headers=admin, params={"kind": "repeat", "per_page": 200}
+        )
+        return [a for a in listed.json()["items"] if a["code_id"] == code]
+
+    await _verify(client, serial, scheme.pin(serial))
+    crossing = await _verify(client, serial, scheme.pin(serial))
+    assert (crossing["reason"], crossing["queries"]) == ("over_threshold", 2)
+    [alert] = await flushed_alerts()  # the crossing right-PIN query opens it
+    assert (alert["severity"], alert["acknowledged_at"]) == ("critical", None)
+    judged = await client.put(
+        f"/alerts/{alert['id']}/verdict",
+        headers=admin,
+        json={"verdict": "false_positive", "note": "the store's demo unit"},
+    )
+    assert judged.status_code == 200, judged.text
+    look = await _verify(client, serial)  # still answered suspicious, counted nothing
+    assert (look["result"], look["reason"], look["queries"]) == ("suspicious", "over_threshold", 2)
+    assert [(a["id"], a["acknowledged_at"] is None) for a in await flushed_alerts()] == [
+        (alert["id"], False)
+    ]
+    again = await _verify(client, serial, scheme.pin(serial))  # a counted query past it
+    assert (again["reason"], again["queries"]) == ("over_threshold", 3)
+    after = await flushed_alerts()
+    opened = [a for a in after if a["acknowledged_at"] is None]
+    assert len(after) == 2 and len(opened) == 1 and opened[0]["id"] != alert["id"]
+    assert opened[0]["occurrences"] == 1  # the new query alone, not the look
+    sync_redis.close()
+
+
 def _without_redis(app: Any, settings: Any) -> tuple[Verifier, Redis]:
     """A verifier whose Redis is down (nothing listens on port 1), two wrong PINs to a lock;
     and that Redis client, to close."""
@@ -716,6 +764,44 @@ async def test_the_outage_answers_raise_the_alerts_of_the_redis_path(
         (idle << 32, "fake"),
         ((batch_no << 32) | 44, "repeat"),
     ]
+    await dead.aclose()
+
+
+async def test_an_outage_look_without_a_pin_raises_no_repeat_alert(
+    client: Any, login: Any, demo: Any, app: Any, conn: Any, settings: Any
+) -> None:
+    """The repeat rule on the PostgreSQL path as on the flusher's: a scan without a PIN over
+    the threshold answers ``suspicious`` but raises no alert (nor bumps the open one); a
+    right-PIN query past it does."""
+    scheme = app.state.scheme
+    batch_no = await _activated_batch(client, login, demo, conn)
+    down, dead = _without_redis(app, settings)
+    down.settings = msgspec.structs.replace(down.settings, verify_repeat_threshold=1)
+    serial, code = scheme.serial(batch_no, 46), (batch_no << 32) | 46
+    pinned = VerifyIn(serial=serial, pin=scheme.pin(serial))
+
+    async def repeat_alerts() -> list[tuple[int, int]]:
+        rows = await (
+            await conn.execute(
+                "SELECT occurrences, (acknowledged_at IS NULL)::int AS open FROM alerts "
+                "WHERE code_id = %s AND kind = 'repeat'",
+                (code,),
+            )
+        ).fetchall()
+        await conn.commit()
+        return [(r["occurrences"], r["open"]) for r in rows]
+
+    for _ in range(2):  # the second right-PIN query crosses the threshold: the alert opens
+        crossing = await down.verify(pinned, None, None)
+    assert (crossing.reason, crossing.queries) == ("over_threshold", 2)
+    assert await repeat_alerts() == [(1, 1)]
+    for _ in range(2):  # looks: no query counted, no occurrence of the alert either
+        look = await down.verify(VerifyIn(serial=serial), None, None)
+        assert (look.result, look.reason, look.queries) == ("suspicious", "over_threshold", 2)
+    assert await repeat_alerts() == [(1, 1)]
+    counted = await down.verify(pinned, None, None)
+    assert (counted.reason, counted.queries) == ("over_threshold", 3)
+    assert await repeat_alerts() == [(2, 1)]
     await dead.aclose()
 
 

@@ -1047,6 +1047,60 @@ async def test_a_deactivated_brand_s_points_reminder_is_failed_and_its_redemptio
     assert [m["template_id"] for m in wechat.sent_to(openid)] == [TEMPLATES["redemption"]]
 
 
+async def test_a_points_reminder_of_a_member_frozen_or_opted_out_since_is_failed(
+    client: Any, login: Any, app: Any, wechat: FakeWechat, aconn: Any
+) -> None:
+    """A probe: a points reminder queued, then its member frozen (or opted out of marketing),
+    was failed by SMS ("member frozen") and still sent by WeChat. Both are failed with the
+    SMS's words; the frozen member's redemption notice still goes."""
+    from app.sms.outbox import OPTED_OUT
+    from app.sms.sender import MEMBER_FROZEN
+
+    brand, admin = await onboarded_brand(client, login)
+    await _account(client, admin, wechat)
+    frozen, openid = await _bound_member(app, brand["id"], wechat)
+    opted, _ = await _bound_member(app, brand["id"], wechat)
+    active, active_openid = await _bound_member(app, brand["id"], wechat)
+    redemption = await _enqueue(app, brand["id"], frozen, f"fz-{secrets.token_hex(4)}")
+    reminders = {}
+    async with app.state.pool.connection() as conn:
+        for member in (frozen, opted, active):
+            reminders[member] = await outbox.enqueue(
+                conn,
+                brand_id=brand["id"],
+                member_id=member,
+                kind="points_reminder",
+                cause_key=f"reminder:{secrets.token_hex(6)}",
+                data={"first": "A gift is yours", "keyword1": "120", "keyword2": "Thermos"},
+                url="https://example.com/member/gifts",
+            )
+        outbox.discard(conn)
+    froze = await client.post(
+        f"/members/{frozen}/freeze", json={"reason": "held for review"}, headers=admin
+    )
+    assert froze.status_code == 200, froze.text
+    async with app.state.pool.connection() as conn:  # as the H5 page's opt-out switch sets it
+        await conn.execute("UPDATE members SET marketing_opt_out = true WHERE id = %s", (opted,))
+    gateway = WechatGateway(app.state.settings, app.state.redis)
+    try:
+        stats = await sender.drain(
+            aconn, gateway, app.state.settings, [*reminders.values(), redemption]
+        )
+    finally:
+        await gateway.aclose()
+    assert (stats.sent, stats.failed) == (2, 2), stats
+    failed = [await _row(app, reminders[m]) for m in (frozen, opted)]
+    assert [(r["state"], r["last_error"]) for r in failed] == [
+        ("failed", MEMBER_FROZEN),
+        ("failed", OPTED_OUT),
+    ]
+    assert (await _row(app, reminders[active]))["state"] == "sent"
+    assert [m["template_id"] for m in wechat.sent_to(openid)] == [TEMPLATES["redemption"]]
+    assert [m["template_id"] for m in wechat.sent_to(active_openid)] == [
+        TEMPLATES["points_reminder"]
+    ]
+
+
 async def test_an_app_id_is_one_brand_s_account(
     client: Any, login: Any, app: Any, wechat: FakeWechat
 ) -> None:

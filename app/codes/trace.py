@@ -10,7 +10,7 @@ from typing import Any, Literal
 import msgspec
 
 from app.auth.principal import Principal
-from app.codes.batches import serials_of, split_code_id
+from app.codes.batches import codes_of, serials_of, split_code_id
 from app.codes.lookup import read_codes, sscc_label
 from app.codes.scheme import Scheme
 from app.db import Conn
@@ -18,6 +18,7 @@ from app.errors import NotFound, Unprocessable, ValidationFailed
 from app.events.log import CASE, UNIT, CodeKind, events_of
 
 _MAX_DEPTH = 4  # unit → inner → master → pallet
+_MAX_RELABELS = 8  # replacements of replacements followed back (P5), at most
 
 
 class OrgRef(msgspec.Struct, frozen=True):
@@ -87,7 +88,9 @@ class TraceEvent(msgspec.Struct, frozen=True, kw_only=True):
     biz_transactions: list[dict[str, str]] | None
     parent: str | None
     child_count: int
-    via: str | None  # the container whose event this is, when not the traced code's own
+    # the code whose event this is, when not the traced code's own: a container it (or a code
+    # it replaced) was in, or the unit it replaced (P5, ``_replaced``)
+    via: str | None
     details: dict[str, Any] | None
     error_declaration: dict[str, Any] | None
 
@@ -146,9 +149,13 @@ async def trace(conn: Conn, actor: Principal, scheme: Scheme, text: str) -> Trac
     state = found if found["status"] is not None else None
     own = await events_of(conn, kind, read.code)
     stays, foreign = await _containers(conn, kind, read.code, read.label, own, 0)
+    if kind == UNIT:
+        earlier_stays, earlier = await _replaced(conn, scheme, own)
+        stays, foreign = earlier_stays + stays, earlier + foreign  # the earlier stays first
     contents = await _contents(conn, scheme, read.code) if kind == CASE else []
-    rows = sorted(
-        [(e, None) for e in own] + foreign, key=lambda pair: (pair[0]["event_time"], pair[0]["id"])
+    rows: list[tuple[dict[str, Any], str | None]] = sorted(
+        [*((e, None) for e in own), *foreign],
+        key=lambda pair: (pair[0]["event_time"], pair[0]["id"]),
     )
     org_ids = {
         e[k] for e, _ in rows for k in ("biz_location", "source_org", "destination_org") if e[k]
@@ -289,6 +296,45 @@ async def _containers(
         )
         stays += deeper_stays
         foreign += deeper
+    return stays, foreign
+
+
+async def _replaced(
+    conn: Conn, scheme: Scheme, own: list[dict[str, Any]]
+) -> tuple[list[Stay], list[tuple[dict[str, Any], str]]]:
+    """The history of the unit this one replaced (P5: its commissioning — and its replacing
+    into the old one's case — names the old serial, ``details.replaces``), up to the
+    replacement: the old code's own events (``via`` its serial) and its containers' while it was
+    in them (as ``_containers``: ``via`` the container, whose stay names the old serial as what
+    it held, ``inside``; the old code's decommissioning ends them); and so on back through a
+    replacement of a replacement, ``_MAX_RELABELS`` at most. The new code took over the old
+    one's state — holder, channel, shipping time —, so its trace shows how the goods got there
+    (a probe: a unit relabelled at its agent had no factory outbound in its trace, its untouched
+    sibling had). The caller's scope (``_scope``) applies to these events as to the others."""
+    stays: list[Stay] = []
+    foreign: list[tuple[dict[str, Any], str]] = []
+    for _ in range(_MAX_RELABELS):
+        took = min(
+            (
+                e
+                for e in own
+                if e["biz_step"] in ("commissioning", "replacing")
+                and isinstance(e["details"], dict)
+                and isinstance(e["details"].get("replaces"), str)
+            ),
+            key=lambda e: e["id"],
+            default=None,
+        )
+        if took is None:
+            break
+        label = took["details"]["replaces"]
+        [code] = codes_of(scheme, [label])
+        if code is None:
+            break
+        own = await events_of(conn, UNIT, code, None, took["id"])  # up to the replacement
+        more_stays, more = await _containers(conn, UNIT, code, label, own, 0)
+        stays = more_stays + stays
+        foreign += [(e, label) for e in own] + more
     return stays, foreign
 
 

@@ -18,7 +18,9 @@ and balances; rebates: their rows in the rankings' queue — each claim moved fr
 ``released`` by an UPDATE whose row locks make a second release (or a sweep) running at the same
 time find it moved already: credited exactly once, however often release is clicked, and
 announced then (``points.claimed`` / ``rebate.claimed``, written by the functions the claims'
-triggers call: migration 0123).
+triggers call: migration 0123). A held claim (or draw) of a code whose batch is void by then
+is ``rejected`` instead, as the claim rounds refuse it (reason ``void``): nothing credited,
+queued, announced or drawn; the release's audit row counts them (``rejected: {"void": n}``).
 ``confirm``: the hold's claims become ``rejected`` (never credited nor announced; their codes
 stay taken), audited. A
 decided hold is answered as it is when decided again the same way, and 409 ``hold_decided``
@@ -261,9 +263,11 @@ async def _decide(
         raise Conflict(
             f"this hold was {now.state} already", code="hold_decided", details={"state": now.state}
         )
-    settled = await settle(conn, [hold_id])
+    settled, void = await _settle(conn, [hold_id])
     out = await _read(conn, brand, hold_id)
     after = {**_audited(out), "settled": settled}
+    if void:  # why a released hold's claims were rejected: their batch is void (the rounds' word)
+        after["rejected"] = {"void": void}
     action = "release" if state == "released" else "confirm"
     await audit.record(
         conn, actor, action, "fraud_hold", hold_id, before=_audited(before), after=after,
@@ -292,22 +296,42 @@ def _audited(hold: HoldOut) -> dict[str, Any]:
     return out
 
 
+def _settled_state(t: str) -> str:
+    """The state a held claim or draw (alias ``t``, of a decided hold ``h``) settles in:
+    ``released`` with its hold, but ``rejected`` — as ``confirm`` settles it — when its code's
+    batch is void by then: a void batch's units earn no rebate, points or prize from then on
+    (README, "Voiding a batch"), the claim rounds refuse them (``not_genuine``, reason
+    ``void``), and a held claim is no exception (a probe: a release paid the claim of a unit
+    whose print file had leaked — the fraud the hold had kept it back for)."""
+    void = (
+        f"EXISTS (SELECT 1 FROM code_batches b WHERE b.batch_no = {t}.code_id >> 32 "
+        "AND b.state = 'void')"
+    )
+    return f"CASE WHEN h.state = 'released' AND NOT {void} THEN 'released' ELSE 'rejected' END"
+
+
+def _voided(t: str) -> str:
+    """In the RETURNING of a settle: the claim (alias ``t``, its new row) was rejected by the
+    release because its batch is void (``_settled_state``)."""
+    return f"(h.state = 'released' AND {t}.hold_state = 'rejected')"
+
+
 # The held claims of decided holds (``%(ids)s``, or every decided hold: the sweep) settled, each
 # ONCE: the UPDATE moves a claim out of ``held`` under its row lock, so a concurrent settle waits
 # and then finds it moved. Released points: a ledger row each (kind claim) and the balances, in
 # member order as a claim round writes them, and their points.claimed events (the claims'
 # trigger skipped them, held); a claim withdrawn meanwhile (a consumer's return) is released but
 # neither credited nor announced. Rejected claims are never announced.
-_SETTLE_POINTS = """
+_SETTLE_POINTS = f"""
 WITH c AS (
     UPDATE point_claims pc
-       SET hold_state = CASE WHEN h.state = 'released' THEN 'released' ELSE 'rejected' END
+       SET hold_state = {_settled_state("pc")}
       FROM fraud_holds h
      WHERE pc.hold_state = 'held' AND h.id = pc.hold_id AND h.state <> 'open'
        AND (%(ids)s::bigint[] IS NULL OR h.id = ANY(%(ids)s::bigint[]))
        AND NOT h.id = ANY(%(aside)s::bigint[])
     RETURNING pc AS claim, pc.id, pc.member_id, pc.brand_id, pc.points, pc.hold_state,
-              pc.withdrawn_at
+              pc.withdrawn_at, {_voided("pc")} AS void
 ), credit AS MATERIALIZED (
     SELECT * FROM c WHERE hold_state = 'released' AND withdrawn_at IS NULL
 ), e AS (  -- points.claimed, written as the claims' trigger writes it (migration 0123)
@@ -322,20 +346,21 @@ WITH c AS (
     ON CONFLICT (member_id) DO UPDATE SET balance = b.balance + EXCLUDED.balance,
                                           updated_at = EXCLUDED.updated_at
 )
-SELECT (SELECT count(*) FROM c) AS n, (SELECT events FROM e) AS events  -- e: read, so it runs
+SELECT (SELECT count(*) FROM c) AS n, (SELECT count(*) FILTER (WHERE void) FROM c) AS void,
+       (SELECT events FROM e) AS events  -- e: read, so it runs
 """
 
 # Released rebates go to the rankings' queue (the roll-up ranks them; statements take them
 # from now on: they skip only held and rejected claims) and are announced (rebate.claimed).
-_SETTLE_REBATES = """
+_SETTLE_REBATES = f"""
 WITH c AS (
     UPDATE rebate_claims rc
-       SET hold_state = CASE WHEN h.state = 'released' THEN 'released' ELSE 'rejected' END
+       SET hold_state = {_settled_state("rc")}
       FROM fraud_holds h
      WHERE rc.hold_state = 'held' AND h.id = rc.hold_id AND h.state <> 'open'
        AND (%(ids)s::bigint[] IS NULL OR h.id = ANY(%(ids)s::bigint[]))
        AND NOT h.id = ANY(%(aside)s::bigint[])
-    RETURNING rc AS claim, rc.id, rc.hold_state
+    RETURNING rc AS claim, rc.id, rc.hold_state, {_voided("rc")} AS void
 ), q AS (
     INSERT INTO rebate_tally_queue (claim_id)
     SELECT id FROM c WHERE hold_state = 'released' ON CONFLICT DO NOTHING
@@ -343,7 +368,8 @@ WITH c AS (
     SELECT webhook_rebate_claimed(array_agg(claim ORDER BY id)) AS events
       FROM c WHERE hold_state = 'released'
 )
-SELECT (SELECT count(*) FROM c) AS n, (SELECT events FROM e) AS events  -- e: read, so it runs
+SELECT (SELECT count(*) FROM c) AS n, (SELECT count(*) FILTER (WHERE void) FROM c) AS void,
+       (SELECT events FROM e) AS events  -- e: read, so it runs
 """
 
 
@@ -351,15 +377,15 @@ SELECT (SELECT count(*) FROM c) AS n, (SELECT events FROM e) AS events  -- e: re
 # not withdrawn meanwhile (a consumer's return) are drawn now (``app.draws.prizes.award``: the
 # prizes' stock at this time, under their locks, taken before the points claims'), rejected
 # ones never. The campaign is the one the draw took its code for, whether or not it still runs.
-_SETTLE_DRAWS = """
+_SETTLE_DRAWS = f"""
 UPDATE draws d
-   SET hold_state = CASE WHEN h.state = 'released' THEN 'released' ELSE 'rejected' END
+   SET hold_state = {_settled_state("d")}
   FROM fraud_holds h
  WHERE d.hold_state = 'held' AND h.id = d.hold_id AND h.state <> 'open'
    AND (%(ids)s::bigint[] IS NULL OR h.id = ANY(%(ids)s::bigint[]))
    AND NOT h.id = ANY(%(aside)s::bigint[])
 RETURNING d.id, d.campaign_id, d.member_id, d.brand_id, d.day, d.drawn_at, d.hold_state,
-          d.withdrawn_at
+          d.withdrawn_at, {_voided("d")} AS void
 """
 
 
@@ -373,29 +399,44 @@ async def settle(conn: Conn, hold_ids: list[int] | None, aside: Sequence[int] = 
     balances), then the released draws' prizes drawn (``award``: the prizes locked already, the
     balances again). A review: the draws' prizes were drawn before the points claims were
     settled, so a release held a member's balance (a points prize) while it waited for a held
-    claim's row that a return held while it waited for the balance — a deadlock."""
+    claim's row that a return held while it waited for the balance — a deadlock.
+
+    A released hold's claims and draws of a void batch's codes are rejected instead
+    (``_settled_state``): nothing credited, queued, announced or drawn."""
+    return (await _settle(conn, hold_ids, aside))[0]
+
+
+async def _settle(
+    conn: Conn, hold_ids: list[int] | None, aside: Sequence[int] = ()
+) -> tuple[int, int]:
+    """``settle``: (how many were settled, how many of them a release rejected because their
+    batch is void)."""
     # here, not at the top: the draws import the points claims, which import this package
     from app.draws.prizes import award, lock_prizes
 
     params = {"ids": hold_ids, "aside": list(aside)}
-    n = await _settled(conn, _SETTLE_REBATES, params)
+    n, void = await _settled(conn, _SETTLE_REBATES, params)  # (settled, rejected: void batch)
     draws = await (await conn.execute(_SETTLE_DRAWS, params)).fetchall()
     n += len(draws)
+    void += sum(1 for d in draws if d["void"])
     released = sorted(
         (d for d in draws if d["hold_state"] == "released" and d["withdrawn_at"] is None),
         key=lambda d: d["id"],
     )
     if released:
         await lock_prizes(conn, released)
-    n += await _settled(conn, _SETTLE_POINTS, params)
+    points, points_void = await _settled(conn, _SETTLE_POINTS, params)
     await award(conn, released, released=True)
-    return n
+    if void + points_void:
+        log.info("%d released claims rejected: their batch is void", void + points_void)
+    return n + points, void + points_void
 
 
-async def _settled(conn: Conn, sql: str, params: dict[str, Any]) -> int:
-    """How many claims ``sql`` (``_SETTLE_POINTS`` or ``_SETTLE_REBATES``) settled."""
+async def _settled(conn: Conn, sql: str, params: dict[str, Any]) -> tuple[int, int]:
+    """How many claims ``sql`` (``_SETTLE_POINTS`` or ``_SETTLE_REBATES``) settled, and how
+    many of them it rejected for their void batch."""
     row = await (await conn.execute(sql, params)).fetchone()
-    return int(row["n"]) if row else 0
+    return (int(row["n"]), int(row["void"])) if row else (0, 0)
 
 
 # The decided holds with something still held (the sweep's list once it goes hold by hold).

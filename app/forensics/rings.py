@@ -47,13 +47,18 @@ _DECIDED = """LEFT JOIN (
 ) d ON d.party_id = {party}"""
 _AFTER_DECIDED = "(d.decided_at IS NULL OR {at} > d.decided_at)"
 
+# A check with the right PIN (``app.verify.fallback.RIGHT_PIN``): a PIN was entered and the
+# result is genuine or suspicious. Without ``pin_given`` a PIN-less scan of a code never shipped
+# or over the repeat threshold (``suspicious``) would count: it proves nothing about the pack.
+_RIGHT_PIN = "v.pin_given AND v.result IN ('genuine', 'suspicious')"
+
 _SHARED_DEVICE = f"""
 WITH g AS (
     SELECT v.brand_id, host(v.client_ip) AS ip, coalesce(v.user_agent, '') AS agent,
            array_agg(DISTINCT v.member_id) AS members, count(*) AS checks
     FROM verifications v {_DECIDED.format(party="v.member_id")}
     WHERE v.at >= %(since)s AND v.member_id IS NOT NULL AND v.client_ip IS NOT NULL
-      AND v.brand_id IS NOT NULL AND v.result IN ('genuine', 'suspicious')
+      AND v.brand_id IS NOT NULL AND {_RIGHT_PIN}
       AND {_AFTER_DECIDED.format(at="v.at")}
     GROUP BY 1, 2, 3
     HAVING count(DISTINCT v.member_id) >= %(n)s
@@ -83,11 +88,11 @@ HAVING count(DISTINCT elsewhere.id) >= %(n)s
 # A code verified (right PIN) elsewhere shortly before the claim, by someone else: not the
 # claim's own verification (a rebate claim's retry key names the claimer; a member's carries
 # the member's id).
-_ELSEWHERE = """EXISTS (
+_ELSEWHERE = f"""EXISTS (
     SELECT 1 FROM verifications v
     WHERE v.code_id = c.code_id AND v.at >= c.claimed_at - %(before)s AND v.at < c.claimed_at
-      AND v.result IN ('genuine', 'suspicious') AND v.province IS NOT NULL
-      AND v.province IS DISTINCT FROM {province} AND {other})"""
+      AND {_RIGHT_PIN} AND v.province IS NOT NULL
+      AND v.province IS DISTINCT FROM {{province}} AND {{other}})"""
 
 _NOT_THE_CLERKS = (
     "(v.retry IS NULL OR v.retry NOT LIKE 'tracecode-rebate-claims:' || c.clerk_id || ':%%')"

@@ -117,7 +117,8 @@ async def inspect_batch(
     fresh = await _with_photos(conn, actor, items, fresh, answers)
     scanned = await _scan_all(conn, actor, scheme, items, fresh, answers)
     recorded = await _record(conn, actor, items, scanned)
-    wanted = {**{items[i].client_id: s for i, s in recorded.items()}, **earlier}
+    # every recorded item is the first of its client id (``first``)
+    wanted = {**{cid: recorded[i] for cid, i in first.items() if i in recorded}, **earlier}
     retried = {found[c][0] for c in (items[i].client_id for i in same_as) if c in found}
     scans = await scans_out(conn, sorted({*wanted.values(), *retried}))
     for cid, i in first.items():
@@ -274,16 +275,16 @@ async def _scan_all(
             )
         except AppError as error:
             answers[i] = _error(items[i], error)
-    await _documents([f for _, _, s in out for f in s.findings], conn)
+    await _documents([f for _, _, s in out for f in s.findings], conn, scheme)
     return out
 
 
-async def _documents(findings: list[Finding], conn: Conn) -> None:
+async def _documents(findings: list[Finding], conn: Conn, scheme: Scheme) -> None:
     """``service._documents`` for findings that may name the same unit more than once."""
     one: dict[int | None, Finding] = {}
     for f in findings:
         one.setdefault(f.code, f)
-    await service._documents(conn, list(one.values()))
+    await service._documents(conn, list(one.values()), scheme)
     for f in findings:
         twin = one[f.code]
         f.document_no, f.store_document_no = twin.document_no, twin.store_document_no

@@ -45,7 +45,7 @@ from psycopg.types.json import Jsonb
 from app import audit, idempotency, tabular
 from app.auth.principal import Principal
 from app.auth.service import org_status
-from app.codes.batches import serials_of
+from app.codes.batches import codes_of, serials_of
 from app.codes.lookup import VOID_STATES, read_codes, sscc_label
 from app.codes.scheme import Scheme, serial_from_scan
 from app.db import Conn
@@ -92,6 +92,7 @@ class Finding:
     store: int | None = None  # designated store
     document_no: str | None = None
     store_document_no: str | None = None
+    relabelled: bool = False  # it took a replaced unit's place (``_UNITS``' ``took_over``)
 
 
 class Store(msgspec.Struct, frozen=True, gc=False):
@@ -122,6 +123,7 @@ class _Unit(msgspec.Struct, frozen=True, gc=False):
     agent_id: int | None  # the designated agent (see the module docstring)
     agent_path: str | None  # its subtree: the sales area
     in_stock: bool  # back in the brand's own stock (see ``_UNITS``)
+    took_over: bool  # shipped before it was activated: a replacement (see ``_UNITS``)
 
 
 class _Scanned(msgspec.Struct, frozen=True, gc=False):
@@ -181,10 +183,13 @@ def _in_channel(alias: str) -> str:
 # logistics keep it through a return), but the agent no longer answers for it.
 # ``ag``: the nearest agent at or above the channel (a store or distributor the factory shipped
 # to straight is its agent's); none, and the channel itself is the area.
+# ``took_over``: shipped before it was activated — a replacement (P5) took over the replaced
+# unit's shipping time, and the shipments that brought it are the replaced code's (``_documents``)
 _UNITS = f"""SELECT u.code, u.product_id, u.lot, u.status, u.channel_org_id, u.store_org_id,
        u.shipped_at, ag.id AS agent_id, ag.path AS agent_path,
        coalesce(u.transit_to IS NULL AND h.path NOT LIKE c.path || '%%'
-                AND NOT {_in_channel("h")}, false) AS in_stock
+                AND NOT {_in_channel("h")}, false) AS in_stock,
+       coalesce(u.shipped_at < u.activated_at, false) AS took_over
     FROM unit_state u LEFT JOIN orgs c ON c.id = u.channel_org_id
     LEFT JOIN orgs ag ON ag.id = coalesce({nearest_agent("c.path")}, c.id)
     JOIN orgs h ON h.id = u.holder_org_id"""
@@ -200,6 +205,7 @@ def _judge(row: _Unit, serial: str, store: Store) -> Finding:
         lot=row.lot,
         source=row.agent_id,
         store=row.store_org_id,
+        relabelled=row.took_over,
     )
     if row.status in VOID_STATES:
         found.result, found.reason = "counterfeit", row.status
@@ -271,12 +277,14 @@ async def _findings(
 # stays (``app.codes.trace._containers``): a stay in a case runs from the packing to the next
 # unpacking of the code from it or its decommissioning, and a stay in a case's case within both
 # (a probe: a unit taken out of its case at the factory was blamed on the case's later
-# shipment). Oldest first.
+# shipment). Each unit is searched from itself and from each unit it replaced (``codes``, up to
+# the replacement's event, ``until``: ``_replaced``). Oldest first.
 _FOREVER = 9_223_372_036_854_775_807
 _SHIPMENTS = f"""
 WITH RECURSIVE anc (unit, kind, code, depth, lo, hi) AS (
-    SELECT u, 'u'::"char", u, 0, 0::bigint, {_FOREVER}::bigint
-    FROM unnest(%(units)s::bigint[]) AS u
+    SELECT s.unit, 'u'::"char", s.code, 0, 0::bigint, s.until
+    FROM unnest(%(units)s::bigint[], %(codes)s::bigint[], %(until)s::bigint[])
+         AS s (unit, code, until)
     UNION
     SELECT a.unit, 'c'::"char", e.parent_code, a.depth + 1,
            -- a replacement takes over the replaced unit's stay (a probe: a unit relabelled in
@@ -311,7 +319,36 @@ ORDER BY e.event_time, e.id
 """
 
 
-async def _documents(conn: Conn, findings: list[Finding]) -> None:
+# The replacing events (P5) of relabelled units: the commissioning naming the replaced serial.
+_REPLACED = """
+SELECT x.code, e.id, e.details ->> 'replaces' AS replaces
+FROM event_codes x JOIN events e ON e.id = x.event_id
+WHERE x.kind = 'u' AND x.code = ANY(%s) AND e.event_type = 'ObjectEvent' AND e.action = 'ADD'
+  AND e.biz_step = 'commissioning' AND e.details ->> 'replaces' IS NOT NULL"""
+_MAX_RELABELS = 8  # replacements of replacements followed back, at most
+
+
+async def _replaced(conn: Conn, scheme: Scheme, units: list[int]) -> list[tuple[int, int, int]]:
+    """(unit, a code it replaced, the id of the replacement's commissioning event) for these
+    relabelled units (``Finding.relabelled``): the replaced serial is in the new code's
+    commissioning (``details.replaces``), and so back through a replacement of a replacement.
+    One indexed query per step back (none for units that were not relabelled): a unit relabelled
+    on the agent's shelf took over its shipping time, and its own events have no shipment to the
+    agent (a probe: its inspection named no document, its untouched sibling's the outbound)."""
+    found: list[tuple[int, int, int]] = []
+    step = {code: code for code in units}  # code to search from: the unit found
+    for _ in range(_MAX_RELABELS):
+        if not step:
+            break
+        rows = await (await conn.execute(_REPLACED, (sorted(step),))).fetchall()
+        olds = codes_of(scheme, [row["replaces"] for row in rows])
+        took = [(r, old) for r, old in zip(rows, olds, strict=True) if old is not None]
+        found += [(step[r["code"]], old, r["id"]) for r, old in took]
+        step = {old: step[r["code"]] for r, old in took}
+    return found
+
+
+async def _documents(conn: Conn, findings: list[Finding], scheme: Scheme) -> None:
     """Name the outbound that shipped each unit to its agent, and the one to its store.
 
     To the agent: the shipment that gave it the unit's current designation — the latest
@@ -323,9 +360,12 @@ async def _documents(conn: Conn, findings: list[Finding]) -> None:
     shipped = {f.code: f for f in findings if f.source is not None and f.code is not None}
     if not shipped:
         return
-    rows = await (
-        await conn.execute(_SHIPMENTS, {"units": list(shipped), "depth": _MAX_DEPTH})
-    ).fetchall()
+    relabelled = [code for code, f in shipped.items() if f.relabelled]
+    seeds = [(code, code, _FOREVER) for code in shipped]
+    seeds += await _replaced(conn, scheme, relabelled) if relabelled else []
+    units, codes, until = (list(column) for column in zip(*seeds, strict=True))
+    params = {"units": units, "codes": codes, "until": until, "depth": _MAX_DEPTH}
+    rows = await (await conn.execute(_SHIPMENTS, params)).fetchall()
     agents = sorted({f.source for f in shipped.values() if f.source is not None})
     area = {
         r["id"]: r["path"]
@@ -388,7 +428,7 @@ async def inspect(conn: Conn, actor: Principal, scheme: Scheme, data: Inspection
         if missing:
             raise unknown_photos(missing)
     scanned = await _findings(conn, actor, scheme, store, data.code)
-    await _documents(conn, scanned.findings)
+    await _documents(conn, scanned.findings, scheme)
     counts = Counter(f.result for f in scanned.findings)
     overall = next(r for r in RESULTS if counts[r])
     now = datetime.now(UTC)
@@ -703,7 +743,8 @@ async def write_alerts(conn: Conn, rows: list[dict[str, Any]]) -> None:
     dedup keys: transactions bumping the same open alerts lock them in one order (a probe: two
     inspectors' offline batches of the same units, in opposite orders, deadlocked)."""
     if rows:
-        await conn.cursor().executemany(_ALERT, sorted(rows, key=lambda r: r["dedup"]))
+        ordered = sorted(rows, key=lambda r: r["dedup"])
+        await conn.cursor().executemany(_ALERT, ordered)
 
 
 def _alert_groups(brand: int, findings: list[Finding]) -> dict[tuple[str, int, int], list[Finding]]:

@@ -11,6 +11,7 @@ round's own statement (``movements.claim_sale_documents``). Cases move with thei
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Literal, cast, get_args
 
 import msgspec
@@ -1135,33 +1136,85 @@ async def _replayed_sale(conn: Conn, doc_id: int) -> DocumentOut:
     return await _out(conn, row)
 
 
+# A sold unit of a batch voided since (a recall, a leaked print file) brought back by its buyer:
+# the return is recorded and withdraws what any return does (rebate, points, draw), but the unit
+# comes back void — goods no more (``VOID_STATES``), as the void made the batch's units in the
+# chain — and into no stock: the roll-up's recount counts active units only, so no stock delta.
+# A probe: the refund of a recalled unit could not be recorded (422 ``bad_code``), and its
+# rebate was settled, its points kept, its sale counted.
+VOID_RETURN = replace(
+    MOVEMENTS["consumer_return"],
+    stock=(),
+    unit_sets="status = 'void', sold_at = NULL, returned_at = %(now)s",
+)
+
+
+def _sold(state: dict[str, Any]) -> bool:
+    """Whether a unit's state row is a sale: sold, and not given away (a gift, a sample, staff
+    welfare — a probe: a warehouse took its gift back); a damaged or expired unit is never sold,
+    so "sold" with one is a gift that kept it (a probe: a damaged unit given away as a sample
+    came back into stock as a return)."""
+    return state["status"] == "sold" and state["disposition"] not in (GIVEN_AWAY, *NOT_FOR_SALE)
+
+
 async def _sold_unit(
     conn: Conn, actor: Principal, scheme: Scheme, text: str
 ) -> tuple[Read, dict[str, Any]]:
     """The unit a consumer brings back, its state row locked: sold to a consumer in the caller's
-    subtree, else 404 ``unknown_code`` (as if it did not exist) or 409 ``not_sold``."""
+    subtree, else 404 ``unknown_code`` (as if it did not exist) or 409 ``not_sold``. A unit of a
+    void batch is returned only when so sold (``VOID_RETURN``), else 422 ``bad_code`` as any
+    other void code is (and one named by another product's GTIN, which ``read_codes`` does not
+    check of a void code)."""
     read = (await read_codes(conn, scheme, actor.brand_id, [text]))[0]
-    if read.kind != "unit" or read.reason not in (None, "unknown"):
+    if read.kind != "unit" or read.reason not in (None, "unknown", "void"):
         raise Unprocessable(f"{text}: {read.reason or 'not a unit code'}", code="bad_code")
     state = None
-    if read.reason is None:
+    if read.reason in (None, "void"):
         state = await (
             await conn.execute(
                 """SELECT u.code, u.product_id, u.lot, u.status, u.holder_org_id, u.transit_to,
-                          u.parent_sscc, u.channel_org_id, u.disposition, o.path
+                          u.parent_sscc, u.channel_org_id, u.disposition, o.path, p.gtin
                    FROM unit_state u JOIN orgs o ON o.id = u.holder_org_id
+                   LEFT JOIN products p ON p.id = u.product_id
                    WHERE u.code = %s FOR UPDATE OF u""",
                 (read.code,),
             )
         ).fetchone()
+    if read.reason == "void" and (
+        state is None
+        or not actor.sees(state["path"])
+        or not _sold(state)
+        or read.gtin not in (None, state["gtin"])
+    ):
+        raise Unprocessable(f"{text}: void", code="bad_code")
     if state is None or not actor.sees(state["path"]):
         raise NotFound(f"{read.label}: no such code here", code="unknown_code")
-    if state["status"] != "sold" or state["disposition"] in (GIVEN_AWAY, *NOT_FOR_SALE):
-        # a gift, a sample, staff welfare: not sold (a probe: a warehouse took its gift back);
-        # a damaged or expired unit is never sold, so "sold" with one is a gift that kept it
-        # (a probe: a damaged unit given away as a sample came back into stock as a return)
+    if not _sold(state):
         raise Conflict("only a sold unit can be returned by a consumer", code="not_sold")
     return read, state
+
+
+async def _take_back(
+    conn: Conn, actor: Principal, read: Read, state: dict[str, Any], data: ReturnIn
+) -> Disposition:
+    """Step of ``consumer_return``: the unit's movement back into the store (its disposition:
+    why it came back); a unit of a void batch comes back void, into no stock (``VOID_RETURN``)."""
+    reasons: dict[str, Disposition] = {"damaged": "damaged", "expired": "expired"}
+    disposition = reasons.get(data.reason, "returned")
+    plan = Plan(
+        movement=VOID_RETURN if read.reason == "void" else MOVEMENTS["consumer_return"],
+        brand_id=actor.brand_id,
+        org=state["holder_org_id"],
+        other=None,
+        units=[cast(UnitRow, state)],
+        cases=[],
+        scanned=set(),
+    )
+    details = {"reason": data.reason, "return": "consumer", "note": data.note}
+    await movements.apply(
+        conn, plan, recorded_by=actor.person, details=details, disposition=disposition
+    )
+    return disposition
 
 
 def _exchanged_for(text: str, returned: Read, other: Read) -> Read:
@@ -1187,7 +1240,9 @@ async def consumer_return(
     if data.exchange_for is not None:  # both units locked at once, in code order, as a claim
         # round locks them (a probe: the return held one, the round the other: a deadlock)
         both = await read_codes(conn, scheme, actor.brand_id, [data.code, data.exchange_for])
-        units = sorted({r.code for r in both if r.kind == "unit" and r.reason is None})
+        units = sorted(
+            {r.code for r in both if r.kind == "unit" and r.reason in (None, "void")}
+        )  # a void one too: a sold unit of a void batch comes back (``VOID_RETURN``)
         await conn.execute(
             "SELECT code FROM unit_state WHERE code = ANY(%s) ORDER BY code FOR UPDATE", (units,)
         )
@@ -1196,21 +1251,7 @@ async def consumer_return(
     await _ensure_active(conn, state["holder_org_id"], "it takes no returns")
     if data.exchange_for is not None:
         other = _exchanged_for(data.exchange_for, read, both[1])
-    reasons: dict[str, Disposition] = {"damaged": "damaged", "expired": "expired"}
-    disposition = reasons.get(data.reason, "returned")
-    plan = Plan(
-        movement=MOVEMENTS["consumer_return"],
-        brand_id=actor.brand_id,
-        org=state["holder_org_id"],
-        other=None,
-        units=[cast(UnitRow, state)],
-        cases=[],
-        scanned=set(),
-    )
-    details = {"reason": data.reason, "return": "consumer", "note": data.note}
-    await movements.apply(
-        conn, plan, recorded_by=actor.person, details=details, disposition=disposition
-    )
+    disposition = await _take_back(conn, actor, read, state, data)
     # here, not at the top: app.rebates' routes import the claims, which import logistics
     from app.draws.returns import take_back_prize, withdraw_draw
     from app.members.returns import withdraw_points

@@ -8,12 +8,14 @@ holder or its ancestors), not in transit, not sold. A code that was never activa
 whose goods are held outside the caller's subtree, answers 404 ``unknown_code`` alike (scoping:
 as if it did not exist); goods in transit (to or from the caller's subtree) or sold answer 409
 ``not_on_hand``. A replacement unit takes over the old one's whole state (holder, container,
-designated channel and store), so stock does not change.
+designated channel and store), so stock does not change; a unit whose code earned its reward (a
+points or rebate claim, a lucky draw) is not replaced (``_unclaimed``), and an undo of a packing
+takes out the units that replaced its units in the case (``_replacements``).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
@@ -21,8 +23,9 @@ import msgspec
 from psycopg.rows import class_row
 
 from app import audit
+from app._core import VERIFY_OK
 from app.auth.principal import Principal
-from app.codes.batches import serials_of
+from app.codes.batches import code_id, serials_of
 from app.codes.lookup import VOID_STATES, Read, read_codes, sscc_label
 from app.codes.scheme import Scheme
 from app.db import Conn
@@ -138,10 +141,15 @@ async def _children(conn: Conn, sscc: int) -> list[tuple[str, int]]:
 
 
 async def _inside(
-    conn: Conn, sscc: int, packing: int | None = None, lock: bool = True
+    conn: Conn,
+    sscc: int,
+    packing: int | None = None,
+    lock: bool = True,
+    units: Collection[int] = (),
 ) -> list[tuple[str, int, int]]:
     """``_children`` with each one's last event; with ``packing`` (an aggregation event) only
-    the children it put there — those it lists (``event_codes``, by its key) — still inside."""
+    the children it put there — those it lists (``event_codes``, by its key) — still inside,
+    and the ``units`` named (those that took the place of one of them: ``_replacements``)."""
     found: dict[str, list[tuple[str, int, int]]] = {}
     for kind, table, key in (("case", "case_state", "sscc"), ("unit", "unit_state", "code")):
         rows = await (
@@ -150,9 +158,10 @@ async def _inside(
                     WHERE t.parent_sscc = %(p)s
                       AND (%(e)s::bigint IS NULL OR EXISTS (
                           SELECT 1 FROM event_codes x WHERE x.code = t.{key}
-                            AND x.kind = '{kind[0]}' AND x.event_id = %(e)s))
+                            AND x.kind = '{kind[0]}' AND x.event_id = %(e)s)
+                          OR t.{key} = ANY(%(u)s))
                     ORDER BY t.{key}{" FOR UPDATE OF t" if lock else ""}""",
-                {"p": sscc, "e": packing},
+                {"p": sscc, "e": packing, "u": list(units) if kind == "unit" else []},
             )
         ).fetchall()
         found[kind] = [(kind, row["code"], row["last_event_id"]) for row in rows]
@@ -333,11 +342,11 @@ async def undo_last(
     read_point = f"line:{line.code}"
     async for sscc, packing in _packings(conn, actor.org_id, read_point):
         label = sscc_label(sscc)
-        if not await _in_place(conn, actor, sscc, packing, label, lock=False):
+        if not await _in_place(conn, actor, scheme, sscc, packing, label, lock=False):
             continue  # undone or unpacked at the line already: the packing before it
         await lock_cases(conn, [sscc])  # the whole tree first, in a document's order
         case = await _on_hand(conn, actor, _Held, sscc, label)
-        children = await _in_place(conn, actor, sscc, packing, label)
+        children = await _in_place(conn, actor, scheme, sscc, packing, label)
         if children:  # (none if taken out meanwhile)
             return await _take_out(
                 conn, actor, scheme, sscc, children, reason, read_point, case.holder_org_id
@@ -368,23 +377,32 @@ async def _packings(conn: Conn, org_id: int, read_point: str) -> AsyncIterator[t
 
 
 async def _in_place(
-    conn: Conn, actor: Principal, sscc: int, packing: int, label: str, lock: bool = True
+    conn: Conn,
+    actor: Principal,
+    scheme: Scheme,
+    sscc: int,
+    packing: int,
+    label: str,
+    lock: bool = True,
 ) -> list[tuple[str, int]]:
     """The children a packing of the caller's line put into the container that are in it
-    still (none: undone or unpacked there), while the packing is where the line left it —
-    else 409 ``packing_moved``: its children's last event is another (a movement — received
-    into a warehouse, shipped, given away — is the last event of every unit and case it moves,
-    inside their containers too), or the container left the caller's organisation. Found by
-    the container and the packing's own list of codes: a later event on a child hid it, and
-    the undo took an older case instead (a probe)."""
-    found = await _inside(conn, sscc, packing, lock)
+    still (none: undone or unpacked there), and the units that took the place of one of them
+    (``_replacements``), while the packing is where the line left it — else 409
+    ``packing_moved``: its children's last event is another than the packing (a replacement's:
+    its replacing) — a movement, received into a warehouse, shipped, given away, is the last
+    event of every unit and case it moves, inside their containers too —, or the container
+    left the caller's organisation. Found by the container and the packing's own list of
+    codes: a later event on a child hid it, and the undo took an older case instead (a probe);
+    a replacement was left alone in the case, which no later undo reached (a probe)."""
+    put = await _replacements(conn, scheme, sscc, packing)
+    found = await _inside(conn, sscc, packing, lock, put)
     held = await (
         await conn.execute(
             "SELECT holder_org_id, transit_to FROM case_state WHERE sscc = %s", (sscc,)
         )
     ).fetchone()
     if (
-        any(last != packing for _, _, last in found)
+        any(last != put.get(code, packing) for _, code, last in found)
         or held is None
         or held["holder_org_id"] != actor.org_id
         or held["transit_to"] is not None
@@ -397,10 +415,68 @@ async def _in_place(
     return [(kind, code) for kind, code, _ in found]
 
 
+# The replacing aggregations (``_replacing``) that put these units into the container after
+# the packing, each unit's newest, and the label of the unit each took the place of.
+_REPLACING = """
+SELECT DISTINCT ON (x.code) x.code, e.id, e.details->>'replaces' AS replaces
+FROM event_codes x JOIN events e ON e.id = x.event_id
+WHERE x.kind = 'u' AND x.code = ANY(%(u)s) AND x.event_id > %(e)s
+  AND e.event_type = 'AggregationEvent' AND e.action = 'ADD' AND e.biz_step = 'replacing'
+  AND e.parent_code = %(p)s
+ORDER BY x.code, e.id DESC"""
+
+# The units of the container the packing does not list (the packing's: those it lists).
+_NOT_LISTED = """
+SELECT t.code FROM unit_state t WHERE t.parent_sscc = %(p)s AND NOT EXISTS (
+    SELECT 1 FROM event_codes x WHERE x.code = t.code AND x.kind = 'u' AND x.event_id = %(e)s)"""
+
+_LISTED = """
+SELECT code FROM event_codes WHERE kind = 'u' AND code = ANY(%(u)s) AND event_id = %(e)s"""
+
+
+async def _replacements(conn: Conn, scheme: Scheme, sscc: int, packing: int) -> dict[int, int]:
+    """The units in the container that took the place of a unit the packing put there (P5,
+    ``replace``: its replacing aggregation into the container names the old label, ``details
+    .replaces``), or of a replacement of one, and so on: each with the replacing event that put
+    it there — its last event while the packing is where the line left it. An undo takes them
+    out with the packing's own units: left alone in the case, no later undo reached them (a
+    probe). None in a case no unit of which was replaced (one query)."""
+    params: dict[str, Any] = {"p": sscc, "e": packing}
+    rows = await (await conn.execute(_NOT_LISTED, params)).fetchall()
+    if not rows:
+        return {}
+    rows = await (
+        await conn.execute(_REPLACING, {**params, "u": [r["code"] for r in rows]})
+    ).fetchall()
+    put = {row["code"]: row["id"] for row in rows}
+    step = {row["code"]: _code_of(scheme, row["replaces"]) for row in rows}  # new: old it took
+    taken: dict[int, int] = {}
+    seen: set[int] = set()
+    while step:
+        olds = {old for old in step.values() if old is not None and old not in seen}
+        seen |= olds
+        listed = await (await conn.execute(_LISTED, {**params, "u": list(olds)})).fetchall()
+        packed = {row["code"] for row in listed}
+        taken.update({new: put[new] for new, old in step.items() if old in packed})
+        back = await conn.execute(_REPLACING, {**params, "u": list(olds - packed)})
+        before = {row["code"]: _code_of(scheme, row["replaces"]) for row in await back.fetchall()}
+        step = {new: before[old] for new, old in step.items() if old in before}
+    return taken
+
+
+def _code_of(scheme: Scheme, label: str | None) -> int | None:
+    """The code id of a unit's label as a replacement names it (its canonical serial)."""
+    if label is None:
+        return None
+    status, batch_no, index, _ = scheme.verify_many([label])[0]
+    return code_id(batch_no, index) if status == VERIFY_OK else None
+
+
 async def replace(conn: Conn, actor: Principal, scheme: Scheme, data: ReplaceIn) -> EditOut:
     """The new code takes the old one's place (product info, container); the old is voided.
     The new code is activated by it, so only a factory or the brand replaces (422
-    ``not_a_factory``), as only their lines activate codes."""
+    ``not_a_factory``), as only their lines activate codes. An old code that earned its unit's
+    reward (claimed, drawn) is not replaced (409, ``_unclaimed``)."""
     actor.require("packing.scan")
     if not await commissions(conn, actor):
         raise Unprocessable(
@@ -423,6 +499,7 @@ async def replace(conn: Conn, actor: Principal, scheme: Scheme, data: ReplaceIn)
     state = await _on_hand(conn, actor, _UnitHeld, old.code, old.label)
     if state.parent_sscc != parent:  # moved out of (or into) a case meanwhile: not this time
         raise Conflict("the unit was just moved; try again", code="retry")
+    await _unclaimed(conn, old)
     await _same_product(conn, new, state.product_id)
     ids = await allocate_ids(conn, 3 if state.parent_sscc else 2)
     now = datetime.now(UTC)
@@ -443,8 +520,39 @@ async def replace(conn: Conn, actor: Principal, scheme: Scheme, data: ReplaceIn)
         after={"new": new.label, "reason": data.reason},
         org_id=state.holder_org_id,
     )
-    parent = sscc_label(state.parent_sscc) if state.parent_sscc else None
-    return EditOut(event_ids=ids, parent=parent, codes=[old.label, new.label])
+    parent_label = sscc_label(state.parent_sscc) if state.parent_sscc else None
+    return EditOut(event_ids=ids, parent=parent_label, codes=[old.label, new.label])
+
+
+# What a code has earned, live: a points claim or a lucky draw not withdrawn by a consumer's
+# return (``withdrawn_at``; a rebate claim withdrawn is deleted), nor rejected by a fraud hold's
+# confirmation (``hold_state``: it paid nothing). Held or credited, each owns the code.
+_EARNED = """
+SELECT EXISTS (SELECT 1 FROM point_claims WHERE code_id = %(c)s AND withdrawn_at IS NULL
+                  AND hold_state IS DISTINCT FROM 'rejected') AS points,
+       EXISTS (SELECT 1 FROM rebate_claims WHERE code_id = %(c)s
+                  AND hold_state IS DISTINCT FROM 'rejected') AS rebate,
+       EXISTS (SELECT 1 FROM draws WHERE code_id = %(c)s AND withdrawn_at IS NULL
+                  AND hold_state IS DISTINCT FROM 'rejected') AS draw"""
+
+
+async def _unclaimed(conn: Conn, old: Read) -> None:
+    """409 ``already_claimed`` (a points or rebate claim) or ``already_drawn`` (a lucky draw)
+    if the old code has earned its unit's reward: the new code would be claimable again, one
+    unit paid twice (a probe: a claim made in transit — it sells nothing, the unit stays on
+    hand at its receiver — then the unit relabelled, and its new code claimed by another
+    member). Asked holding the old unit's row (``_on_hand``), the lock every claim and draw
+    round takes on it (``FOR UPDATE OF u``): a claim committed first is read here (a new
+    statement, a new snapshot); a round waiting for the lock reads the unit void after it."""
+    row = await (await conn.execute(_EARNED, {"c": old.code})).fetchone()
+    if row is not None and (row["points"] or row["rebate"]):
+        raise Conflict(
+            f"{old.label} was claimed: a claimed unit is not relabelled", code="already_claimed"
+        )
+    if row is not None and row["draw"]:
+        raise Conflict(
+            f"{old.label} was drawn: a drawn unit is not relabelled", code="already_drawn"
+        )
 
 
 async def _same_product(conn: Conn, new: Read, product_id: int) -> None:

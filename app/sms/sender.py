@@ -19,7 +19,11 @@ Each row is sent by one sender at a time and its outcome recorded once:
    stop). So is a marketing row (a reminder, a campaign's) of a brand turned off
    (``POST /orgs/{id}/deactivate``), with ``last_error`` "the brand is deactivated": nothing is
    advertised in the name of a brand whose members are refused (a probe); one-time codes,
-   redemption codes and notices still go.
+   redemption codes and notices still go. And so is a marketing row of a member no longer
+   active (``MEMBER_FROZEN``: frozen since it was queued — a probe: a reminder "your points are
+   enough for a gift" queued, the member frozen, and still sent to someone who may not
+   redeem); an erased member's row is failed as before, as opted out (the erasure opts the
+   member out and gives the row the member's tombstone phone).
 2. **Send**, outside any transaction: render each row — a campaign's with the body the
    campaign was accepted with, not its template's as edited since — (a row that cannot be
    rendered is failed at once), pass them to the gateway in batches, ``SMS_CONCURRENCY``
@@ -72,6 +76,7 @@ from app.textguard import storable
 
 QUEUE = SMS_OUTBOX  # the dead-letter queue of failed rows
 BRAND_OFF = "the brand is deactivated"  # the error of a marketing row failed for its brand
+MEMBER_FROZEN = "member frozen"  # the error of a marketing row failed for its member's status
 BATCH = 500  # rows per claim at most (fewer: one wave of the gateway's, ``claim_size``)
 
 
@@ -200,8 +205,8 @@ SELECT count(*) AS n FROM moved
 
 async def claim(conn: Conn, limit: int = BATCH, ids: Sequence[int] | None = None) -> list[Claimed]:
     """Claim up to ``limit`` due pending rows (only those of ``ids`` when given); marketing rows
-    of a brand turned off, or to a phone opted out of the brand's marketing, are failed, not
-    claimed (step 1)."""
+    of a brand turned off, to a phone opted out of the brand's marketing, or of a member not
+    active (frozen), are failed, not claimed (step 1)."""
     return (await _claim(conn, limit, ids))[0]
 
 
@@ -214,6 +219,7 @@ async def _claim(conn: Conn, limit: int, ids: Sequence[int] | None) -> tuple[lis
         "marketing": sorted(MARKETING),
         "opted_out": OPTED_OUT,
         "brand_off": BRAND_OFF,
+        "member_frozen": MEMBER_FROZEN,
     }
     async with conn.transaction():
         cur = await conn.execute(_claim_sql(only), params)
@@ -223,7 +229,9 @@ async def _claim(conn: Conn, limit: int, ids: Sequence[int] | None) -> tuple[lis
 
 
 def _claim_sql(only: str) -> str:
-    # The brand and opt-out checks read three primary-key/unique lookups per marketing row.
+    # The brand, opt-out and member checks read four primary-key/unique lookups per marketing
+    # row. The member's status is checked after the opt-out: an erased member is opted out
+    # (and its rows carry its tombstone phone), failed as before.
     return f"""
 WITH due AS (
   SELECT id FROM sms_outbox
@@ -240,7 +248,10 @@ WITH due AS (
                 OR EXISTS (SELECT 1 FROM members x
                             WHERE x.brand_id = o.brand_id AND x.phone = o.phone
                               AND x.marketing_opt_out)
-                THEN %(opted_out)s END AS why
+                THEN %(opted_out)s
+              WHEN EXISTS (SELECT 1 FROM members x
+                            WHERE x.id = o.member_id AND x.status <> 'active')
+                THEN %(member_frozen)s END AS why
     FROM due JOIN sms_outbox o ON o.id = due.id
 ), claimed AS (
   UPDATE sms_outbox o

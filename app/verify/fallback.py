@@ -76,7 +76,7 @@ def _same_region(a: str, b: str) -> bool:
 
 
 async def insert_record(
-    pool: AsyncConnectionPool, record: Record, result: str, reason: str, queries: int
+    pool: AsyncConnectionPool[Conn], record: Record, result: str, reason: str, queries: int
 ) -> None:
     """The record, and the alert it raises as the flusher raises them (``records.alert_of``; a
     probe: an outage's over-threshold, region-jump and fake answers raised none)."""
@@ -88,8 +88,9 @@ async def _insert(conn: Conn, record: Record, result: str, reason: str, queries:
     """``insert_record`` on ``conn``, in its transaction."""
     fields = {**record.fields(), "result": result, "reason": reason, "queries": queries}
     serial, place, gtin = fields["serial"], (fields["province"], fields["city"]), fields["gtin"]
+    given = fields["pin_given"]  # a look without a PIN raises no repeat alert (COUNTED_ONLY)
     alert = alert_of(
-        fields["code_id"], serial, fields["brand_id"], result, reason, queries, *place, gtin
+        fields["code_id"], serial, fields["brand_id"], result, reason, queries, *place, gtin, given
     )
     if fields["member_id"] is not None:  # a member's: stored as the flusher stores it
         member = await (
@@ -114,7 +115,7 @@ async def _insert(conn: Conn, record: Record, result: str, reason: str, queries:
     if gtin is not None:  # another brand's GTIN named: that brand's alert too (code-less)
         owner = (await gtin_brands(conn.cursor(row_factory=tuple_row), [gtin])).get(gtin)
         if owner is not None and owner != fields["brand_id"]:
-            theirs = alert_of(None, serial, owner, result, reason, queries, *place, gtin)
+            theirs = alert_of(None, serial, owner, result, reason, queries, *place, gtin, given)
             await conn.execute(ALERT, theirs)
 
 
@@ -331,7 +332,7 @@ MAX_CLIENTS = 100_000  # clients an API process counts wrong PINs of while Redis
 
 
 async def verify_without_redis(
-    pool: AsyncConnectionPool,
+    pool: AsyncConnectionPool[Conn],
     settings: Settings,
     unit: UnitInfo | None,
     record: Record,

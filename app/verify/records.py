@@ -70,7 +70,8 @@ WINDOW = 64  # queued elements (rounds) read at a time; a round holds up to 500 
 
 # json, not jsonb: the records are read once, field by field; building the jsonb value of a
 # batch first cost PostgreSQL ~10 µs a record, json_to_recordset ~7 (of ~20 for the insert).
-# Only the stored rows that raise an alert (``RULES``) come back: most verifications raise none.
+# Only the stored rows that raise an alert (``RULES``, less ``COUNTED_ONLY``'s rules for a record
+# without a PIN) come back: most verifications raise none.
 _INSERT = f"""
 WITH stored AS (
 INSERT INTO verifications
@@ -108,29 +109,30 @@ SELECT r.at, r.record_key, r.code_id, r.serial, r.brand_id, r.product_id, r.resu
                       WHERE r.member_id IS NOT NULL AND m.id = r.member_id
                         FOR SHARE OF m) e ON true
 ON CONFLICT (at, record_key) DO NOTHING
-RETURNING at, code_id, serial, brand_id, result, reason, queries, province, city, gtin
+RETURNING at, code_id, serial, brand_id, result, reason, queries, province, city, gtin, pin_given
 ), behind AS (  -- records older than the leak detector's mark: it goes back to them (LEAK_MARK)
 UPDATE forensics_marks SET scanned_to = o.at
   FROM (SELECT min(at) AS at FROM stored) o
  WHERE name = '{LEAK_MARK}' AND scanned_to > o.at
 )
 SELECT code_id, serial, brand_id, result, reason, queries, province, city, NULL::date AS late,
-       NULL::bigint AS stored, gtin
-  FROM stored WHERE reason = ANY(%s) AND brand_id IS NOT NULL
+       NULL::bigint AS stored, gtin, pin_given
+  FROM stored
+ WHERE reason = ANY(%s) AND brand_id IS NOT NULL AND (pin_given OR NOT reason = ANY(%s))
 UNION ALL  -- a genuine code in a Digital Link of another brand's GTIN: that brand's alert too
 SELECT NULL::bigint, s.serial, split_part(o.path, '/', 2)::bigint, s.result, s.reason, s.queries,
-       s.province, s.city, NULL::date, NULL::bigint, s.gtin
+       s.province, s.city, NULL::date, NULL::bigint, s.gtin, s.pin_given
   FROM stored s JOIN products p ON p.gtin = s.gtin::char(14) JOIN orgs o ON o.id = p.org_id
  WHERE s.gtin IS NOT NULL AND split_part(o.path, '/', 2)::bigint IS DISTINCT FROM s.brand_id
 UNION ALL  -- the closed days (Beijing) of the records stored late: their dashboard rows go
 SELECT DISTINCT NULL::bigint, NULL, brand_id, NULL, NULL, NULL::integer, NULL, NULL,
-       (at AT TIME ZONE '{REPORT_TZ}')::date, NULL::bigint, NULL
+       (at AT TIME ZONE '{REPORT_TZ}')::date, NULL::bigint, NULL, NULL::boolean
   FROM stored
  WHERE brand_id IS NOT NULL
    AND (at AT TIME ZONE '{REPORT_TZ}')::date < (now() AT TIME ZONE '{REPORT_TZ}')::date
 UNION ALL  -- how many were new
 SELECT NULL::bigint, NULL, NULL::bigint, NULL, NULL, NULL::integer, NULL, NULL, NULL::date,
-       count(*), NULL
+       count(*), NULL, NULL::boolean
   FROM stored
 """
 
@@ -159,6 +161,13 @@ RULES: dict[str, tuple[str, str]] = {
 }
 
 _ALERTING = list(RULES)
+
+# Rules of the query count (V4 repeat): raised only by a verification that added a counted query
+# — the PIN given (a wrong one is recorded ``wrong_pin``) and no claim sent again (recorded
+# ``claim_retry``, which raises nothing). A scan without a PIN over the threshold still answers
+# ``suspicious`` / ``over_threshold`` but counts nothing, and raises no alert: a probe, every
+# look at a code judged a false positive (its alert closed) opened a new critical alert.
+COUNTED_ONLY = ("over_threshold",)
 
 ALERT = """
 INSERT INTO alerts (brand_id, org_id, kind, severity, code_id, serial, message, details, dedup_key)
@@ -300,14 +309,15 @@ def _store(conn: psycopg.Connection[Any], raw: Sequence[bytes]) -> None:
     items = (b"[" + b",".join(raw) + b"]").decode()
     with conn.transaction():
         conn.execute(_LOCK_WAIT)
-        stored = conn.execute(_INSERT, (items, _ALERTING)).fetchall()
+        stored = conn.execute(_INSERT, (items, _ALERTING, list(COUNTED_ONLY))).fetchall()
         if next(row[9] for row in stored if row[9] is not None) < len(raw):  # some were stored
             conn.execute(_COUNTED_BY_REDIS, (items,))
         late = sorted(f"{row[2]}:{row[8]}" for row in stored if row[8] is not None)
         if late:
             drop_dashboard_days(conn, late)
         raise_alerts(
-            conn, [(*row[:8], row[10]) for row in stored if row[8] is None and row[9] is None]
+            conn,
+            [(*row[:8], row[10], row[11]) for row in stored if row[8] is None and row[9] is None],
         )
 
 
@@ -370,6 +380,7 @@ def alert_of(
     province: str | None,
     city: str | None,
     gtin: str | None = None,
+    pin_given: bool = True,
 ) -> dict[str, Any] | None:
     """The ``ALERT`` parameters a stored verification raises, or None (no rule, no brand). One
     open alert per code and kind; a code naming no unit (forged, of no batch) has one per brand,
@@ -377,11 +388,12 @@ def alert_of(
     would open an alert apiece (and one key for every brand's, ``fake:None``, bumped another
     brand's alert). A ``wrong_product`` scan alerts the serial's brand (its code) and, when the
     Digital Link's GTIN (``gtin``) is another brand's, that brand as a code-less alert naming
-    the GTIN (``_INSERT`` finds it)."""
+    the GTIN (``_INSERT`` finds it). A record without a PIN (``pin_given`` false) raises no
+    ``COUNTED_ONLY`` rule: it counted no query."""
     from psycopg.types.json import Jsonb
 
     rule = RULES.get(reason)
-    if rule is None or brand is None:
+    if rule is None or brand is None or (reason in COUNTED_ONLY and not pin_given):
         return None
     kind, severity = rule
     details: dict[str, Any] = {

@@ -11,8 +11,9 @@ As the SMS sender (``app.sms.sender``), in steps:
    takes). A row that cannot be made — the account removed or turned off, the template
    unmapped, the member unbound, bad data — is ``failed`` with the reason, and the others go on.
    So is a marketing row (``MARKETING``: the points reminder) of a brand turned off, "the brand
-   is deactivated", as its SMS twin is (``app.sms.sender``); redemptions and complaint replies
-   still go.
+   is deactivated", of a member frozen, or opted out of the brand's marketing, since it was
+   queued, as its SMS twin is (``app.sms.sender``; a probe: a frozen member's reminder was
+   failed by SMS and still sent by WeChat); redemptions and complaint replies still go.
 3. **Send**, outside any transaction, ``WECHAT_CONCURRENCY`` at once (``app.wechat.gateway``:
    the token cached per app, refreshed once on a token error).
 4. **Record**, each row fenced on ``state = 'sending' AND attempts = <the claim's>`` (a sender
@@ -44,7 +45,8 @@ import msgspec
 from app.config import Settings
 from app.db import Conn
 from app.deadletters import WECHAT_MESSAGES, is_poison, reason_of
-from app.sms.sender import BRAND_OFF
+from app.sms.outbox import OPTED_OUT
+from app.sms.sender import BRAND_OFF, MEMBER_FROZEN
 from app.textguard import storable
 from app.wechat import account as accounts
 from app.wechat.bindings import masked
@@ -198,12 +200,17 @@ async def _make(
         raise Unsendable(f"the account has no template for {row.kind}")
     binding = await (
         await conn.execute(
-            "SELECT openid FROM wechat_bindings WHERE member_id = %s AND brand_id = %s",
+            "SELECT b.openid, m.status, m.marketing_opt_out FROM wechat_bindings b"
+            " JOIN members m ON m.id = b.member_id WHERE b.member_id = %s AND b.brand_id = %s",
             (row.member_id, row.brand_id),
         )
     ).fetchone()
     if binding is None:
         raise Unsendable("the member is not bound to WeChat")
+    if row.kind in MARKETING and binding["status"] != "active":
+        raise Unsendable(MEMBER_FROZEN)
+    if row.kind in MARKETING and binding["marketing_opt_out"]:
+        raise Unsendable(OPTED_OUT)
     message = TemplateMessage(
         touser=binding["openid"], template_id=template, url=row.url, data=data_of(row)
     )
