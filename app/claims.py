@@ -25,7 +25,7 @@ import asyncio
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any, Generic, NamedTuple, TypeVar
+from typing import Annotated, Any, Generic, NamedTuple, TypeVar, cast
 
 import msgspec
 import psycopg
@@ -38,7 +38,7 @@ from app.auth import tokens
 from app.bodies import SCAN_MAX
 from app.codes.scheme import Scheme, SerialError, serial_from_scan
 from app.config import Settings
-from app.db import round_connection
+from app.db import Conn, round_connection
 from app.edge import check_json, read_post_body
 from app.errors import AppError, TooManyRequests, Unauthorized, Unprocessable, invalid_body
 from app.events import log as event_log
@@ -63,7 +63,7 @@ class Rounds:
 
     name = "tracecode"
 
-    def __init__(self, pool: AsyncConnectionPool, settings: Settings) -> None:
+    def __init__(self, pool: AsyncConnectionPool[Conn], settings: Settings) -> None:
         self.pool, self.settings = pool, settings
         self._waiting: list[Any] = []
         self._round: asyncio.Task[None] | None = None
@@ -75,9 +75,9 @@ class Rounds:
 
     async def _connection(self) -> AsyncConnection[Any]:
         if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = await round_connection(
-                self.pool.conninfo, self.settings, self.name, dict_row
-            )
+            # the pool's conninfo: a string (db.create_pool's), never a callable
+            conninfo = cast(str, self.pool.conninfo)
+            self._conn = await round_connection(conninfo, self.settings, self.name, dict_row)
         return self._conn
 
     async def _on_connection(self, group: list[Any]) -> AsyncConnection[Any]:
@@ -129,7 +129,7 @@ class Claimants(Rounds, Generic[Who]):
     token_type = ""
     sql = ""
 
-    def __init__(self, pool: AsyncConnectionPool, settings: Settings) -> None:
+    def __init__(self, pool: AsyncConnectionPool[Conn], settings: Settings) -> None:
         super().__init__(pool, settings)
         self._key = settings.jwt_key()  # derived once (HKDF), not per request
         self._tokens: dict[str, tuple[int, uuid.UUID, uuid.UUID | None, int, int]] = {}
@@ -237,7 +237,7 @@ class Claims(Rounds, Generic[Out]):
     """Verifies claims, then credits them in rounds; a kind implements ``credit`` and
     ``explain`` (see the module docstring)."""
 
-    def __init__(self, pool: AsyncConnectionPool, verifier: Verifier, scheme: Scheme) -> None:
+    def __init__(self, pool: AsyncConnectionPool[Conn], verifier: Verifier, scheme: Scheme) -> None:
         super().__init__(pool, verifier.settings)
         self.verifier, self.scheme = verifier, scheme
 

@@ -11,8 +11,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from app import embedded
 from app.config import (
@@ -374,11 +375,11 @@ def cmd_demo_codes(settings: Settings, count: int, out: str | None) -> int:
         return await demo_codes(conn, scheme, settings, count)
 
     try:
-        codes = asyncio.run(_direct(settings, "operator", work))  # type: ignore[arg-type]
+        codes = asyncio.run(_direct(settings, "operator", work))
     except SettingsError:
         asyncio.run(_load_demo(db_url))
-        codes = asyncio.run(_direct(settings, "operator", work))  # type: ignore[arg-type]
-    lines = "".join(",".join(code) + "\n" for code in codes)  # type: ignore[attr-defined]
+        codes = asyncio.run(_direct(settings, "operator", work))
+    lines = "".join(",".join(code) + "\n" for code in codes)
     if out:
         Path(out).write_text(lines, encoding="utf-8")
         print(f"wrote {count} codes to {out}", file=sys.stderr)
@@ -811,7 +812,7 @@ def cmd_run(
             return await demo_samples(conn, scheme, settings)
 
         asyncio.run(_load_demo(db_url))
-        samples = asyncio.run(_direct(settings, "operator", work))  # type: ignore[assignment,arg-type]
+        samples = asyncio.run(_direct(settings, "operator", work))
     children = [
         _Child(
             "API server",
@@ -1046,7 +1047,12 @@ def _api(args: argparse.Namespace) -> _Api:
     return _Api(args.api, args.user, password)
 
 
-async def _direct(settings: Settings, username: str, work: object) -> object:
+_T = TypeVar("_T")
+
+
+async def _direct(
+    settings: Settings, username: str, work: Callable[[Any, Any, Any], Awaitable[_T]]
+) -> _T:
     """Run ``work(conn, principal, scheme)`` as a user, straight on the database, once the
     master key is known to be the database's (``app.codes.keycheck``: ``SettingsError``)."""
     import psycopg
@@ -1066,7 +1072,7 @@ async def _direct(settings: Settings, username: str, work: object) -> object:
         if row is None:
             raise SettingsError(f"no user {username}")
         principal = await load_user(conn, row["id"])
-        result = await work(conn, principal, scheme)  # type: ignore[operator]
+        result = await work(conn, principal, scheme)
         await conn.commit()
         return result
 
@@ -1199,7 +1205,7 @@ def _export(settings: Settings, args: argparse.Namespace) -> int:
 
     import msgspec
 
-    from app.codes.schemas import ExportIn
+    from app.codes.schemas import ExportIn, ExportOut
     from app.progress import Progress
 
     outer = _secret(args.passphrase_file, args.passphrase_env)
@@ -1232,6 +1238,7 @@ def _export(settings: Settings, args: argparse.Namespace) -> int:
                 for part in made["parts"]  # type: ignore[index]
             },
         )
+        export_id = made["id"]  # type: ignore[index]
     else:
         from app.codes.exports import (
             create_unit_export,
@@ -1242,35 +1249,35 @@ def _export(settings: Settings, args: argparse.Namespace) -> int:
 
         data = msgspec.convert(body, ExportIn)
 
-        async def work(conn: Any, principal: Any, scheme: Any) -> Any:
+        async def work(conn: Any, principal: Any, scheme: Any) -> tuple[ExportOut, Any]:
             made = await create_unit_export(conn, principal, settings, scheme, args.batch, data)
             return made, scheme
 
-        made, scheme = asyncio.run(_direct(settings, args.as_user, work))  # type: ignore[misc]
+        created, scheme = asyncio.run(_direct(settings, args.as_user, work))
         db_url, _ = _urls(settings)
-        bar = Progress(made.total, "export")
+        bar = Progress(created.total, "export")
         written = [0]  # the codes written: a run that stops (its batch voided) ends the bar there
 
         def progress(done: int, total: int) -> None:
             written[0] = done
             bar.update(done, total)
 
-        state = run_export(db_url, settings, scheme, made.id, on_progress=progress)
+        state = run_export(db_url, settings, scheme, created.id, on_progress=progress)
         if state != "done":  # a probe: the bar showed 100% and the error "not done"
             bar.finish(written[0])
 
             async def stopped(conn: Any, principal: Any, _: Any) -> Any:
-                return await get_export(conn, principal, str(made.id))
+                return await get_export(conn, principal, str(created.id))
 
             export = asyncio.run(_direct(settings, args.as_user, stopped))
-            return _fail(f"export {made.id} {export.state}: {export.error}")
+            return _fail(f"export {created.id} {export.state}: {export.error}")
         bar.finish()
 
         async def files(conn: Any, principal: Any, _: Any) -> list[tuple[str, Path]]:
             # checked and audited as the API's downloads are (a probe: no download rows)
             return [
-                (part, await file_for_download(conn, principal, settings, str(made.id), part))
-                for part in made.parts
+                (part, await file_for_download(conn, principal, settings, str(created.id), part))
+                for part in created.parts
             ]
 
         ready = asyncio.run(_direct(settings, args.as_user, files))
@@ -1279,13 +1286,10 @@ def _export(settings: Settings, args: argparse.Namespace) -> int:
         # the folder's file would change the stored export every printer downloads
         _put_files(
             target,
-            {
-                f"{part}.tcpf": partial(shutil.copyfile, source)
-                for part, source in ready  # type: ignore[attr-defined]
-            },
+            {f"{part}.tcpf": partial(shutil.copyfile, source) for part, source in ready},
         )
-        made = {"id": made.id}  # type: ignore[assignment]
-    print(f"export {made['id']}: files in {target}")  # type: ignore[index]
+        export_id = created.id
+    print(f"export {export_id}: files in {target}")
     return 0
 
 

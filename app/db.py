@@ -107,7 +107,7 @@ async def round_connection(
     return conn
 
 
-class Pool(AsyncConnectionPool):
+class Pool(AsyncConnectionPool[Conn]):
     """The pool, failing fast while the database is unreachable (see above)."""
 
     unreachable = False
@@ -120,7 +120,7 @@ class Pool(AsyncConnectionPool):
 
 def create_pool(
     url: str, settings: Settings, name: str = "tracecode", check_idle: float = CHECK_IDLE_SECONDS
-) -> AsyncConnectionPool:
+) -> AsyncConnectionPool[Conn]:
     """The pool of ``url``; ``name`` is its name in logs and the connections'
     ``application_name`` (``tracecode-replica`` for the read replica's, app/replica.py). A
     connection idle for ``check_idle`` seconds or more is checked before it is handed out."""

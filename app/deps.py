@@ -143,7 +143,7 @@ async def _caller(request: Request[Any, Any, Any], conn: Conn, settings: Setting
 
 async def provide_read_pool(
     state: State, redis: RedisClient, principal: Principal
-) -> AsyncConnectionPool:
+) -> AsyncConnectionPool[Conn]:
     """The pool of this request's lag-tolerant reads: the replica's or the primary's
     (``Replica.pool_for`` decides). For reads that open connections of their own (streamed
     files); ``read_conn`` for the rest."""
@@ -154,7 +154,7 @@ async def provide_read_pool(
 
 
 async def provide_read_conn(
-    state: State, conn: Conn, read_pool: AsyncConnectionPool
+    state: State, conn: Conn, read_pool: AsyncConnectionPool[Conn]
 ) -> AsyncIterator[Conn]:
     """The connection of reads that tolerate the replica's short lag (trace, management center,
     analytics, list reads, EPCIS query): a standby connection when the replica may serve this

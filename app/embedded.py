@@ -85,7 +85,7 @@ def _ensure_max_connections(server: Any, pgdata: Path) -> None:
     effect on a restart, done here at once unless another client is connected (a server in use
     picks it up on its next start)."""
     import psycopg
-    from pgserver._commands import pg_ctl
+    from pgserver._commands import pg_ctl  # type: ignore[attr-defined]  # made by setattr at import
 
     with psycopg.connect(server.get_uri("postgres"), autocommit=True) as conn:
         row = conn.execute("SHOW max_connections").fetchone()

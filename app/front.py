@@ -60,7 +60,7 @@ import logging
 import os
 from collections.abc import Callable
 from time import perf_counter
-from typing import Any
+from typing import Any, cast
 
 from litestar import Litestar, Request
 from litestar.exceptions import HTTPException
@@ -249,9 +249,9 @@ class Tracecode(Litestar):
                 if shaped is not None:
                     plain = handle_http_exception(Request(scope, receive), exc)
                     headers = dict(plain.headers)
-                    await self._refuse(
-                        scope, out, plain.status_code, plain.content["error"], headers
-                    )
+                    # app.errors answers through its _response, which always sets a status
+                    answered = cast(int, plain.status_code)
+                    await self._refuse(scope, out, answered, plain.content["error"], headers)
                     return
             await self._exception(scope, receive, out, exc, lane)
         finally:

@@ -28,9 +28,9 @@ from copy import copy
 from litestar import MediaType, Response
 from litestar.plugins import ReceiveRoutePlugin
 from litestar.routes import BaseRoute, HTTPRoute
-from litestar.types import Scope
+from litestar.types import Method, Scope
 
-GET_HEAD = ["GET", "HEAD"]
+GET_HEAD: list[Method] = ["GET", "HEAD"]
 
 
 class HeadForGet(ReceiveRoutePlugin):
@@ -57,7 +57,7 @@ class HeadForGet(ReceiveRoutePlugin):
             # Litestar's own OPTIONS handler lists the methods of the route it was made for; a
             # domain Router made it for its route, before HEAD was added here: list this one's.
             allow = copy(options[0])
-            allow._fn = _allow(route)
+            allow(_allow(route))  # the handler's call replaces its function (sync, as Litestar's)
             route.route_handler_map["OPTIONS"] = (allow, options[1])
 
 

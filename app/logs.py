@@ -114,7 +114,7 @@ class LogWriter:
             stream = self.stream
             raw = getattr(stream, "buffer", None)  # sys.stderr: write the bytes underneath
             fd = _fileno(raw)
-            if fd is not None:
+            if fd is not None and raw is not None:  # (a file number implies a raw stream)
                 stream.flush()
                 raw.flush()
                 for chunk in whole_lines(data):

@@ -70,7 +70,8 @@ from app.config import Settings
 from app.db import Conn
 from app.redisconn import UNAVAILABLE
 
-_REDIS_ERRORS = (RedisError, *UNAVAILABLE)  # a cluster's own errors (slot not covered) too
+# a cluster's own errors (slot not covered) too
+_REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, *UNAVAILABLE)
 
 log = logging.getLogger("tracecode.replica")
 
@@ -108,7 +109,7 @@ CLOSE_SECONDS = 5.0  # each step of closing the standby's connections at shutdow
 class Replica:
     """The standby's pool and its health, checked in the background while the app runs."""
 
-    def __init__(self, url: str, settings: Settings, primary: AsyncConnectionPool) -> None:
+    def __init__(self, url: str, settings: Settings, primary: AsyncConnectionPool[Conn]) -> None:
         # every standby connection checked as it is handed out (one empty query): a standby
         # that died since the last check sends the read to the primary instead of failing it
         self.pool = db.create_pool(url, settings, name="tracecode-replica", check_idle=0.0)
@@ -257,7 +258,9 @@ class Replica:
         except _REDIS_ERRORS as exc:  # the change is committed; its author may read it lagged
             log.warning("read-your-writes mark not set (%s)", type(exc).__name__)
 
-    async def pool_for(self, redis: Redis, principal: Principal) -> AsyncConnectionPool | None:
+    async def pool_for(
+        self, redis: Redis, principal: Principal
+    ) -> AsyncConnectionPool[Conn] | None:
         """The standby's pool when ``principal``'s lag-tolerant read may go there; None: the
         primary's (standby unhealthy, or the caller changed something within STICKY seconds)."""
         if not self.usable:
@@ -279,7 +282,9 @@ def _lsn(text: str | None) -> int:
 
 
 @contextlib.asynccontextmanager
-async def read_connection(pool: AsyncConnectionPool | None, primary: Conn) -> AsyncIterator[Conn]:
+async def read_connection(
+    pool: AsyncConnectionPool[Conn] | None, primary: Conn
+) -> AsyncIterator[Conn]:
     """A standby connection of ``pool`` (one read-only transaction, ended as the block ends), or
     ``primary`` (the request's own connection) when ``pool`` is None, when no standby connection
     is free within ACQUIRE_SECONDS, or when the standby refuses one."""

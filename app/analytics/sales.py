@@ -477,13 +477,13 @@ async def scope(conn: Conn, actor: Principal, f: Filters) -> tuple[list[str], di
         else:
             where.append("o.path LIKE %(agent)s")
             params["agent"] = row["path"] + "%"
-    for level, value in (("province", f.province), ("city", f.city)):
-        if value is not None:
-            column = f"{level}_code" if value.isdigit() and len(value) == 6 else f"{level}_name"
+    for level, place in (("province", f.province), ("city", f.city)):
+        if place is not None:
+            column = f"{level}_code" if place.isdigit() and len(place) == 6 else f"{level}_name"
             if level == "province" and column == "province_name":  # Zhejiang, as A4-A7 take it
-                value = PROVINCES.get(value.strip().casefold(), value)  # (a probe: none found)
+                place = PROVINCES.get(place.strip().casefold(), place)  # (a probe: none found)
             where.append(f"o.{column} = %({level})s")
-            params[level] = value
+            params[level] = place
     return where, params
 
 
@@ -717,7 +717,7 @@ async def store_ranking(conn: Conn, actor: Principal, f: Filters) -> StoreRankin
     total = int(rows[0]["total"]) if rows else 0
     stores = int(rows[0]["stores"]) if rows else 0
     rows = [r for r in rows if r["store_id"] is not None]
-    items = []
+    items: list[StoreSales] = []
     for n, r in enumerate(rows):
         tied = n > 0 and rows[n - 1]["units"] == r["units"]
         rank = items[-1].rank if tied else n + 1

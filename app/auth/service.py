@@ -99,7 +99,7 @@ SELECT u.id, u.password_hash, u.status, {ORG_STATUS} AS org_status
 
 
 async def login(
-    pool: AsyncConnectionPool,
+    pool: AsyncConnectionPool[Conn],
     settings: Settings,
     limiter: LoginLimiter,
     client_ip: str,
@@ -143,7 +143,7 @@ Caller = Callable[[Conn], Awaitable[Principal]]  # loads the request's caller on
 
 
 async def change_password(
-    pool: AsyncConnectionPool,
+    pool: AsyncConnectionPool[Conn],
     settings: Settings,
     limiter: LoginLimiter,
     client_ip: str,
@@ -451,7 +451,7 @@ async def principal_from_headers(
     settings: Settings,
     authorization: str | None,
     api_key: str | None,
-    pool: AsyncConnectionPool | None = None,
+    pool: AsyncConnectionPool[Conn] | None = None,
 ) -> Principal:
     """The caller of a request's headers (401 without valid credentials). With ``pool``, an API
     key's last use is written on a connection of its own (``load_api_key``)."""
@@ -499,7 +499,9 @@ SELECT k.id, k.org_id, k.secret_hash, k.permissions, k.revoked_at, o.path, k.cre
 """
 
 
-async def load_api_key(conn: Conn, key: str, pool: AsyncConnectionPool | None = None) -> Principal:
+async def load_api_key(
+    conn: Conn, key: str, pool: AsyncConnectionPool[Conn] | None = None
+) -> Principal:
     """The caller of an API key, read as it is now (a revoked key is refused at once). Its last
     use is written once a minute, never in ``conn``'s transaction: with ``pool``, after this, on
     a connection of its own (``_note_use``); without, not at all."""
@@ -520,7 +522,7 @@ _noted: dict[int, float] = {}  # key id -> when this process last wrote its use 
 _writes: set[asyncio.Task[None]] = set()  # the writes under way (a task needs a reference)
 
 
-def _note_use(pool: AsyncConnectionPool, key_id: int) -> None:
+def _note_use(pool: AsyncConnectionPool[Conn], key_id: int) -> None:
     """Write the key's ``last_used_at`` in the background, once a minute per process at most.
 
     Bookkeeping never holds up a request: written in the request's transaction, the first
@@ -538,7 +540,7 @@ def _note_use(pool: AsyncConnectionPool, key_id: int) -> None:
     task.add_done_callback(_writes.discard)
 
 
-async def _write_use(pool: AsyncConnectionPool, key_id: int) -> None:
+async def _write_use(pool: AsyncConnectionPool[Conn], key_id: int) -> None:
     try:
         async with pool.connection() as conn:
             await conn.set_autocommit(True)  # the pool turns it off again as it is given back
@@ -639,7 +641,9 @@ async def _key_org(conn: Conn, actor: Principal, org_id: int) -> str:
             f"SELECT path, {ORG_STATUS} AS status FROM orgs o WHERE id = %s", (org_id,)
         )
     ).fetchone()
-    actor.ensure_sees(org["path"] if org else None)
+    if org is None:
+        raise NotFound("organisation not found")
+    actor.ensure_sees(org["path"])
     if org["status"] != "active":
         raise Unprocessable("the organisation is inactive", code="org_inactive")
     return str(org["path"])

@@ -787,7 +787,7 @@ def _write_files(
     finally:
         for handle in handles.values():
             handle.close()
-    files = {}
+    files: dict[str, dict[str, Any]] = {}
     for name in names:
         partial = directory / f"{name}.tcpf.partial"
         final = directory / f"{name}.tcpf"

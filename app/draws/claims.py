@@ -62,6 +62,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from app.claims import ClaimIn, Claims, Pending, judge, refuse, settle, void_answer
 from app.codes.scheme import Scheme
+from app.db import Conn
 from app.draws.prizes import CAMPAIGNS, Prize, award, choose, fulfil_status
 from app.draws.schemas import DrawOut, DrawPrize, draw_status
 from app.draws.service import COVERS, RUNS_AT
@@ -132,7 +133,7 @@ class Drawer(Claims[DrawOut]):
 
     name = "tracecode-draws"
 
-    def __init__(self, pool: AsyncConnectionPool, verifier: Verifier, scheme: Scheme) -> None:
+    def __init__(self, pool: AsyncConnectionPool[Conn], verifier: Verifier, scheme: Scheme) -> None:
         super().__init__(pool, verifier, scheme)
         self.members = Members(pool, verifier.settings)
 

@@ -25,6 +25,7 @@ from datetime import date
 from typing import Any, NamedTuple
 
 from app.db import Conn
+from app.draws.schemas import PrizeKind
 from app.members.points import BALANCE_TOUCHED
 
 # The campaigns drawn, then their prizes locked (in id order), and the prizes' wins on the days
@@ -81,7 +82,7 @@ class Prize:
     def __init__(self, row: dict[str, Any], wins: dict[date, int]) -> None:
         self.id: int = row["id"]
         self.name: str = row["name"]
-        self.kind: str = row["kind"]
+        self.kind: PrizeKind = row["kind"]
         self.points: int | None = row["points"]
         self.remaining: int = row["remaining"]
         self.weight: int = row["weight"]

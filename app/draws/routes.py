@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from litestar import Controller, Request, asgi, delete, get, patch, post
 from litestar.openapi.spec import OpenAPI
 from litestar.params import QueryParameter
-from litestar.types import Receive, Scope, Send
+from litestar.types import ControllerRouterHandler, Receive, Scope, Send
 
 from app.auth.principal import Principal
 from app.claims import answer_claim, decode_claim, document_claim_route, read_claim
@@ -158,4 +158,4 @@ class DrawsController(Controller):
         return await service.fulfil(conn, principal, campaign_id, draw_id, data)
 
 
-route_handlers = [draw, DrawsController]
+route_handlers: list[ControllerRouterHandler] = [draw, DrawsController]

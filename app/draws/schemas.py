@@ -42,7 +42,7 @@ class Input(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     """Base of every request body: unknown fields are refused."""
 
 
-class DrawPrizeIn(Input, kw_only=True):
+class DrawPrizeIn(Input, frozen=True, kw_only=True):
     """A prize: ``points`` (only for kind ``points``: credited to the member's ledger),
     ``quantity`` its stock, ``weight`` its odds against the other prizes' and the campaign's
     ``no_prize_weight``; ``daily_cap``: at most that many given per day (Asia/Shanghai)."""
@@ -55,7 +55,7 @@ class DrawPrizeIn(Input, kw_only=True):
     daily_cap: DailyCap | None = None
 
 
-class DrawPrizePatch(Input, kw_only=True):
+class DrawPrizePatch(Input, frozen=True, kw_only=True):
     """A prize changed: a new ``quantity`` moves the remaining stock by the difference (never
     below what was given)."""
 
@@ -66,7 +66,7 @@ class DrawPrizePatch(Input, kw_only=True):
     daily_cap: DailyCap | msgspec.UnsetType | None = msgspec.UNSET
 
 
-class DrawCampaignIn(Input, kw_only=True):
+class DrawCampaignIn(Input, frozen=True, kw_only=True):
     name: Name
     starts_at: AwareTime
     ends_at: AwareTime
@@ -76,7 +76,7 @@ class DrawCampaignIn(Input, kw_only=True):
     provinces: Provinces = msgspec.field(default_factory=list)
 
 
-class DrawCampaignPatch(Input, kw_only=True):
+class DrawCampaignPatch(Input, frozen=True, kw_only=True):
     name: Name | msgspec.UnsetType = msgspec.UNSET
     starts_at: AwareTime | msgspec.UnsetType = msgspec.UNSET
     ends_at: AwareTime | msgspec.UnsetType = msgspec.UNSET
@@ -170,7 +170,7 @@ class DrawResultOut(msgspec.Struct, frozen=True, kw_only=True):
     withdrawn_at: datetime | None  # the unit was returned by the consumer (its prize withdrawn)
 
 
-class DrawFulfilIn(Input, kw_only=True):
+class DrawFulfilIn(Input, frozen=True, kw_only=True):
     """The voucher code sent, the parcel's tracking number… (shown to staff only)."""
 
     note: Note

@@ -340,13 +340,11 @@ async def update_prize(
     if not changes:
         return before
     await update_row(conn, "draw_prizes", prize_id, changes)
-    after = DrawPrizeOut(
-        **(
-            await (
-                await conn.execute(f"SELECT {_PRIZE} FROM draw_prizes WHERE id = %s", (prize_id,))
-            ).fetchone()
-        )
-    )
+    row = await (
+        await conn.execute(f"SELECT {_PRIZE} FROM draw_prizes WHERE id = %s", (prize_id,))
+    ).fetchone()
+    assert row is not None  # locked above (FOR UPDATE); prizes are never deleted
+    after = DrawPrizeOut(**row)
     await audit.record(
         conn, actor, "update", "draw_prize", prize_id, before=before, after=after, org_id=brand_id
     )
@@ -487,6 +485,7 @@ async def fulfil(
             f"SELECT {_RESULT} FROM {_RESULTS} WHERE d.id = %s FOR UPDATE OF d", (draw_id,)
         )
     ).fetchone()
+    assert row is not None  # the draw found above (draws are never deleted)
     before = _result(actor, row)
     if row["fulfil_status"] == "fulfilled" and row["fulfil_note"] == note:
         return before
@@ -507,6 +506,7 @@ async def fulfil(
     row = await (
         await conn.execute(f"SELECT {_RESULT} FROM {_RESULTS} WHERE d.id = %s", (draw_id,))
     ).fetchone()
+    assert row is not None  # locked above (FOR UPDATE OF d)
     after = _result(actor, row)
     await audit.record(
         conn, actor, "fulfil", "draw", draw_id, before=_audited(before), after=_audited(after),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote, unquote
 
 import msgspec
@@ -183,7 +183,8 @@ def as_problem(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]
         errors.exception_handlers[c] for c in type(exc).__mro__ if c in errors.exception_handlers
     )
     plain: Response[Any] = handler(request, exc)
-    status, error = plain.status_code, plain.content["error"]
+    # app.errors' handlers answer through its _response, which always sets a status
+    status, error = cast(int, plain.status_code), plain.content["error"]
     kind = _kind(status, request.method in ("GET", "HEAD"))
     return problem(status, kind, error["code"], error["message"], error["details"], plain.headers)
 

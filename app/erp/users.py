@@ -119,7 +119,8 @@ def _current(
     rejected when the code or the username belongs to someone the caller cannot change."""
     data: UserRow = item.data
     current, adopting = known.get(data.erp_code), False
-    if current is None and given(data, "username") and data.username.lower() in named:
+    # given (not UNSET): a string
+    if current is None and isinstance(data.username, str) and data.username.lower() in named:
         other = named[data.username.lower()]
         if (
             other["username"] != data.username  # the same name in another case: another's

@@ -99,8 +99,8 @@ def _page(url: str, name: str, erp_code: str) -> bytes:
     ops.append("f")
     y = top - size - 36
     font, lines = _name_lines(name)
-    for line in lines:
-        ops.append(f"BT /F2 {font:.1f} Tf {_MARGIN} {y:.1f} Td <{_utf16_hex(line)}> Tj ET")
+    for text in lines:
+        ops.append(f"BT /F2 {font:.1f} Tf {_MARGIN} {y:.1f} Td <{_utf16_hex(text)}> Tj ET")
         y -= font * 1.25
     ops.append(f"BT /F1 11 Tf {_MARGIN} {y - 8:.1f} Td ({_ascii(erp_code)}) Tj ET")
     return "\n".join(ops).encode()

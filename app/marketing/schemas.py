@@ -55,7 +55,7 @@ class _In(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True)
 # -- promotions -----------------------------------------------------------------------------------
 
 
-class PromotionIn(_In):
+class PromotionIn(_In, frozen=True):
     title: Title
     body: Body = ""
     image_url: HttpsUrl | None = None
@@ -66,7 +66,7 @@ class PromotionIn(_In):
     published: bool = False
 
 
-class PromotionPatch(_In):
+class PromotionPatch(_In, frozen=True):
     """Fields to change; ``null`` clears an optional one."""
 
     title: Title | msgspec.UnsetType = msgspec.UNSET
@@ -109,7 +109,7 @@ class Promotion(msgspec.Struct, frozen=True, kw_only=True):
 # -- complaints -----------------------------------------------------------------------------------
 
 
-class ComplaintIn(_In):
+class ComplaintIn(_In, frozen=True):
     """A complaint or suggestion filed by the signed-in member. ``serial`` (a pack's code, or
     the scanned link) or ``gtin`` name the product; ``store_name`` where it was bought.
     ``client_id``: the same filing sent again answers the first one (200)."""
@@ -123,11 +123,11 @@ class ComplaintIn(_In):
     client_id: ClientId | None = None
 
 
-class ComplaintReplyIn(_In):
+class ComplaintReplyIn(_In, frozen=True):
     reply: Text
 
 
-class ComplaintCloseIn(_In):
+class ComplaintCloseIn(_In, frozen=True):
     """``reply``: the answer, when it was not given before (or a last word replacing it)."""
 
     reply: Text | None = None

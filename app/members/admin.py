@@ -76,7 +76,8 @@ class Filters(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _where(actor: Principal, f: Filters) -> tuple[list[str], dict[str, Any]]:
-    where, params = ["m.brand_id = %(brand)s"], {"brand": brand_of_staff(actor)}
+    where = ["m.brand_id = %(brand)s"]
+    params: dict[str, Any] = {"brand": brand_of_staff(actor)}
     if f.phone is not None:
         term = phone_query(f.phone)
         if len(term) not in (4, 11) and not sees_phones(actor):

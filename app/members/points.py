@@ -700,7 +700,7 @@ class Claimer(Claims[ClaimOut]):
 
     name = "tracecode-claims"
 
-    def __init__(self, pool: AsyncConnectionPool, verifier: Verifier, scheme: Scheme) -> None:
+    def __init__(self, pool: AsyncConnectionPool[Conn], verifier: Verifier, scheme: Scheme) -> None:
         super().__init__(pool, verifier, scheme)
         self.members = Members(pool, verifier.settings)
 

@@ -21,7 +21,7 @@ from app.db import Conn, changes_of, update_row
 from app.errors import Unauthorized, Unprocessable, ValidationFailed
 from app.localtime import REPORT_TZ
 from app.members.principal import Member
-from app.members.schemas import MemberOut, ProfilePatch
+from app.members.schemas import AgeBand, MemberOut, ProfilePatch
 from app.verify.regions import CAPITALS
 
 _SUFFIX = re.compile("(壮族自治区|回族自治区|维吾尔自治区|自治区|特别行政区|省|市)$")
@@ -66,7 +66,7 @@ def query_province(name: str) -> str:
 
 
 # (lowest age, band): the band of an age is the last one whose lowest age it reaches.
-BANDS = [
+BANDS: list[tuple[int, AgeBand]] = [
     (0, "under_18"),
     (18, "18_24"),
     (25, "25_34"),
@@ -95,7 +95,7 @@ def business_today() -> date:
     return datetime.now(ZoneInfo(REPORT_TZ)).date()
 
 
-def age_band_of(birthday: date, today: date | None = None) -> str:
+def age_band_of(birthday: date, today: date | None = None) -> AgeBand:
     today = today or business_today()
     age = today.year - birthday.year - ((today.month, today.day) < (birthday.month, birthday.day))
     band = BANDS[0][1]

@@ -309,6 +309,7 @@ async def _take_one(conn: Conn, member: Member, gift_id: int) -> dict[str, Any]:
     province = await (
         await conn.execute("SELECT province FROM members WHERE id = %s", (member.id,))
     ).fetchone()
+    assert province is not None  # the member's row (members are never deleted, only erased)
     params = {"gift": gift_id, "brand": member.brand_id, "province": province["province"]}
     for _ in range(2):
         taken = await (
@@ -450,7 +451,9 @@ async def _by_code(
 
 
 def _check_out(row: dict[str, Any], lang: str) -> CheckOut:
-    status = "expired" if row["status"] == "issued" and row["due"] else row["status"]
+    status: RedemptionStatus = (
+        "expired" if row["status"] == "issued" and row["due"] else row["status"]
+    )
     # a frozen member's code is handed out to nobody (a probe: it checked valid and was
     # fulfilled after the freeze); an erased member's expired with the erasure
     refusal: Literal["member_frozen"] | None = None

@@ -11,7 +11,7 @@ from litestar import Controller, Request, Response, asgi, delete, get, patch, po
 from litestar.datastructures import State
 from litestar.openapi.spec import OpenAPI
 from litestar.params import QueryParameter
-from litestar.types import Receive, Scope, Send
+from litestar.types import ControllerRouterHandler, Receive, Scope, Send
 
 from app.auth.principal import Principal
 from app.bodies import QueryTime
@@ -341,15 +341,15 @@ class RedemptionsController(Controller):
         its stores', the brand all. Without ``from``/``to``: this month to today (Beijing days;
         either alone: to/from the other's default, as the sales reports); 400 ``bad_period``
         when ``to`` comes before ``from``. ``format=csv``: the whole period as a file."""
-        start, end = _period(start, end)
+        since, until = _period(start, end)
         if fmt == "csv":
-            chunks = await redemptions.settlement_csv(conn, principal, start, end, store_id)
-            name = f"settlement-{_days(start, end)}.csv"
+            chunks = await redemptions.settlement_csv(conn, principal, since, until, store_id)
+            name = f"settlement-{_days(since, until)}.csv"
             return download(chunks, "csv", name)  # type: ignore[return-value]
-        return await redemptions.settlement(conn, principal, start, end, store_id, page, per_page)
+        return await redemptions.settlement(conn, principal, since, until, store_id, page, per_page)
 
 
-route_handlers = [
+route_handlers: list[ControllerRouterHandler] = [
     claim,
     MyPointsController,
     PointRulesController,

@@ -68,7 +68,7 @@ class _In(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True)
     pass
 
 
-class OtpIn(_In):
+class OtpIn(_In, frozen=True):
     brand_id: BrandId
     phone: PhoneIn
     lang: Lang = "zh"  # the SMS's language (built-in template ``otp``), as the pages' ``lang``
@@ -81,7 +81,7 @@ class OtpSent(msgspec.Struct, frozen=True, kw_only=True):
     resend_after: int  # seconds before another code may be asked for
 
 
-class LoginIn(_In):
+class LoginIn(_In, frozen=True):
     brand_id: BrandId
     phone: PhoneIn
     code: OtpCode
@@ -114,7 +114,7 @@ class MemberTokenOut(msgspec.Struct, frozen=True, kw_only=True):
     member: MemberOut
 
 
-class ProfilePatch(_In):
+class ProfilePatch(_In, frozen=True):
     """Fields to change; ``null`` clears one. The phone is the membership and cannot change."""
 
     gender: Gender | msgspec.UnsetType | None = msgspec.UNSET
@@ -203,9 +203,9 @@ class RedemptionRow(msgspec.Struct, frozen=True, kw_only=True):
     expired_at: datetime | None
 
 
-class FreezeIn(_In):
+class FreezeIn(_In, frozen=True):
     reason: Reason
 
 
-class UnfreezeIn(_In):
+class UnfreezeIn(_In, frozen=True):
     reason: Reason | None = None

@@ -36,7 +36,7 @@ class Input(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tru
 # -- rules ---------------------------------------------------------------------------------
 
 
-class RuleIn(Input, kw_only=True):
+class RuleIn(Input, frozen=True, kw_only=True):
     """The points of a product; with ``agent_id``, for units designated to that agent."""
 
     product_id: int
@@ -89,7 +89,7 @@ class PointsOut(msgspec.Struct, frozen=True, kw_only=True):
     total: int
 
 
-class AdjustmentIn(Input, kw_only=True):
+class AdjustmentIn(Input, frozen=True, kw_only=True):
     """A manual entry by the brand: ``adjustment`` (either sign) or ``expiry`` (negative)."""
 
     member_id: int
@@ -110,7 +110,7 @@ class AdjustmentOut(msgspec.Struct, frozen=True, kw_only=True):
 # -- gifts ---------------------------------------------------------------------------------
 
 
-class GiftIn(Input, kw_only=True):
+class GiftIn(Input, frozen=True, kw_only=True):
     name: Name
     points_cost: Annotated[int, msgspec.Meta(ge=1, le=100_000_000)]
     kind: GiftKind
@@ -127,7 +127,7 @@ class GiftIn(Input, kw_only=True):
     how_to_collect: Annotated[str, msgspec.Meta(max_length=200)] | None = None
 
 
-class GiftPatch(Input, kw_only=True):
+class GiftPatch(Input, frozen=True, kw_only=True):
     name: Name | msgspec.UnsetType = msgspec.UNSET
     points_cost: Annotated[int, msgspec.Meta(ge=1, le=100_000_000)] | msgspec.UnsetType = (
         msgspec.UNSET
@@ -188,7 +188,7 @@ class Gift(msgspec.Struct, frozen=True, kw_only=True):
 # -- redemptions ---------------------------------------------------------------------------
 
 
-class RedeemIn(Input, kw_only=True):
+class RedeemIn(Input, frozen=True, kw_only=True):
     gift_id: int
     client_id: ClientId
     lang: Lang = "zh"
@@ -214,14 +214,14 @@ class RedemptionOut(msgspec.Struct, frozen=True, kw_only=True):
 CodeText = Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
 
 
-class CodeIn(Input, kw_only=True):
+class CodeIn(Input, frozen=True, kw_only=True):
     """A redemption code as the member reads it out (case, spaces and dashes do not matter)."""
 
     code: CodeText
     lang: Lang = "zh"
 
 
-class FulfilIn(Input, kw_only=True):
+class FulfilIn(Input, frozen=True, kw_only=True):
     code: CodeText
     store_id: int | None = None  # an offline gift fulfilled by staff above the store
     lang: Lang = "zh"

@@ -581,6 +581,7 @@ async def path_live(conn: Conn, path: str) -> bool:
             (path,),
         )
     ).fetchone()
+    assert row is not None  # NOT EXISTS has one row
     return bool(row["live"])
 
 

@@ -704,9 +704,9 @@ def _close(
             continue
         new.append((kind, code))
     if any(kind == "unit" for kind, _ in new) and (
-        problem := _other_context(ctx, case_state.get(sscc))
+        mismatch := _other_context(ctx, case_state.get(sscc))
     ):  # new units of the line's: only into a case of its product and lot (cases may mix)
-        _reject(s, *problem)
+        _reject(s, *mismatch)
         return
     count = inside + len(new)
     if count == 0:

@@ -72,6 +72,7 @@ from app.claims import (
     void_answer,
 )
 from app.codes.scheme import Scheme
+from app.db import Conn
 from app.errors import Conflict, Forbidden, Unauthorized, Unprocessable
 from app.forensics.status import claim_status
 from app.logistics.center import agents_rebate, nearest_agent, rebate_in_force
@@ -340,7 +341,7 @@ class Claimer(Claims[RebateClaimOut]):
 
     name = "tracecode-rebate-claims"
 
-    def __init__(self, pool: AsyncConnectionPool, verifier: Verifier, scheme: Scheme) -> None:
+    def __init__(self, pool: AsyncConnectionPool[Conn], verifier: Verifier, scheme: Scheme) -> None:
         super().__init__(pool, verifier, scheme)
         self.clerks = Clerks(pool, verifier.settings)
 

@@ -233,8 +233,8 @@ def period(f: Filters, today: date) -> tuple[date, date]:
                 code="bad_period",
                 details={"field": "month"},
             )
-        first = last = _parse_month(f.month, "month")
-        return first, last
+        month = _parse_month(f.month, "month")
+        return month, month
     this_month = today.replace(day=1)
     last = _parse_month(f.to_month, "to_month") if f.to_month is not None else None
     first = _parse_month(f.from_month, "from_month") if f.from_month is not None else None

@@ -21,7 +21,7 @@ class Input(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tru
 # -- rules ------------------------------------------------------------------------------------
 
 
-class RuleIn(Input, kw_only=True):
+class RuleIn(Input, frozen=True, kw_only=True):
     """The rebate of a product in yuan; with ``agent_id``, at the stores whose nearest agent
     it is."""
 

@@ -34,7 +34,7 @@ class Input(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     """Base of every request body: unknown fields are refused."""
 
 
-class GenerateIn(Input, kw_only=True):
+class GenerateIn(Input, frozen=True, kw_only=True):
     """The period to settle: ``period`` (a month, ``YYYY-MM``) or ``from`` and ``to`` (dates,
     both inclusive), Asia/Shanghai calendar; ``store_id``: only this store."""
 
@@ -44,7 +44,7 @@ class GenerateIn(Input, kw_only=True):
     store_id: int | None = None
 
 
-class PayIn(Input, kw_only=True):
+class PayIn(Input, frozen=True, kw_only=True):
     """How the rebate was paid: the payment's reference (one line, 1–100 characters) and its
     date (not in the future)."""
 
@@ -52,7 +52,7 @@ class PayIn(Input, kw_only=True):
     paid_on: date
 
 
-class RejectIn(Input, kw_only=True):
+class RejectIn(Input, frozen=True, kw_only=True):
     reason: Reason
 
 

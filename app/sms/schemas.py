@@ -24,7 +24,7 @@ class Input(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tru
 # -- callbacks from the gateway -------------------------------------------------------------
 
 
-class DeliveryReport(Input):
+class DeliveryReport(Input, frozen=True):
     message_id: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     status: Literal["delivered", "undelivered"]
     error: Text | None = None
@@ -32,7 +32,7 @@ class DeliveryReport(Input):
     at: datetime | None = None
 
 
-class DeliveryReportsIn(Input):
+class DeliveryReportsIn(Input, frozen=True):
     reports: Annotated[list[DeliveryReport], msgspec.Meta(min_length=1, max_length=1000)]
 
 
@@ -41,7 +41,7 @@ class DeliveryReportsOut(msgspec.Struct, frozen=True, kw_only=True):
     unknown: int  # message ids of no row of this provider (or already final)
 
 
-class Reply(Input):
+class Reply(Input, frozen=True):
     """An inbound SMS: the phone it came from and its text ("TD" opts out of marketing)."""
 
     phone: Phone
@@ -49,7 +49,7 @@ class Reply(Input):
     brand_id: int | None = None  # when the gateway knows which brand's number was answered
 
 
-class RepliesIn(Input):
+class RepliesIn(Input, frozen=True):
     replies: Annotated[list[Reply], msgspec.Meta(min_length=1, max_length=1000)]
 
 
@@ -70,13 +70,13 @@ class OptOutOut(msgspec.Struct, frozen=True, kw_only=True):
 # -- templates --------------------------------------------------------------------------------
 
 
-class TemplateIn(Input):
+class TemplateIn(Input, frozen=True):
     name: Name
     body: Body
     provider_template_id: Annotated[str, msgspec.Meta(max_length=64)] | None = None
 
 
-class TemplatePatch(Input):
+class TemplatePatch(Input, frozen=True):
     body: Body | msgspec.UnsetType = msgspec.UNSET
     provider_template_id: Annotated[str, msgspec.Meta(max_length=64)] | msgspec.UnsetType | None = (
         msgspec.UNSET
@@ -96,7 +96,7 @@ class TemplateOut(msgspec.Struct, frozen=True, kw_only=True):
 # -- campaigns --------------------------------------------------------------------------------
 
 
-class AudienceFilter(Input):
+class AudienceFilter(Input, frozen=True):
     """Who receives a campaign. Members: any of ``provinces`` and ``age_bands`` (empty: all),
     last points claim in [``last_claim_after``, ``last_claim_before``) (``never_claimed`` for
     members who never claimed). Store managers: users with a phone in the stores of the
@@ -114,7 +114,7 @@ class AudienceFilter(Input):
     org_id: int | None = None
 
 
-class CampaignIn(Input):
+class CampaignIn(Input, frozen=True):
     template_id: int
     audience: Literal["members", "store_managers"]
     filter: AudienceFilter = msgspec.field(default_factory=AudienceFilter)

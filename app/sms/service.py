@@ -276,7 +276,8 @@ async def list_opt_outs(conn: Conn, actor: Principal, page: int, per_page: int) 
     marketing off (or erased the membership), and staff below the brand see no member (a probe:
     an agent's and a store's ``org_admin`` read it all)."""
     actor.require(PERMISSION)
-    where, params = ["brand_id = %(brand)s"], {"brand": actor.brand_id}
+    where = ["brand_id = %(brand)s"]
+    params: dict[str, Any] = {"brand": actor.brand_id}
     if actor.org_id != actor.brand_id:
         where += ["source <> 'member'", "phone = ANY(%(phones)s)"]
         params["phones"] = await _store_manager_phones(conn, actor.org_path)

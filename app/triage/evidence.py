@@ -334,6 +334,7 @@ async def _verifications(
                 params,
             )
         ).fetchone()
+        assert counted is not None  # a count has one row
         total = counted["n"]
     brand_staff = actor.org_id == actor.brand_id
     pseudonym = _pseudonyms(settings, actor.brand_id)

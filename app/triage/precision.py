@@ -99,7 +99,7 @@ async def precision(
 def _counts(row: Any) -> dict[str, Any]:
     """The counts of a row (None: all zero) and their precision."""
     names = ("alerts", "true_positive", "false_positive", "untriaged", "open")
-    counts = {name: int(row[name]) if row else 0 for name in names}
+    counts: dict[str, Any] = {name: int(row[name]) if row else 0 for name in names}
     judged = counts["true_positive"] + counts["false_positive"]
     counts["precision"] = counts["true_positive"] / judged if judged else None
     return counts

@@ -130,6 +130,7 @@ async def create_user(
             f"SELECT {ORG_STATUS} AS status FROM orgs o WHERE id = %s", (data.org_id,)
         )
     ).fetchone()
+    assert live is not None  # read just above (_user_org); organisations are never deleted
     if live["status"] != "active":  # itself, or one above it (a
         # probe: a user made under a deactivated agent came alive with no check when moved)
         raise Unprocessable("the organisation is inactive", code="org_inactive")

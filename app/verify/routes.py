@@ -61,7 +61,7 @@ async def verify(scope: Scope, receive: Receive, send: Send) -> None:
             "headers": [_JSON, (b"content-length", str(len(payload)).encode())],
         }
     )
-    await send({"type": "http.response.body", "body": payload})
+    await send({"type": "http.response.body", "body": payload, "more_body": False})
 
 
 def _bearer(scope: Scope) -> str | None:

@@ -23,7 +23,7 @@ import weakref
 from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 import redis.exceptions
@@ -45,7 +45,7 @@ from app.codes.scheme import (
     serial_from_scan,
 )
 from app.config import Settings
-from app.db import round_connection
+from app.db import Conn, round_connection
 from app.errors import ServiceUnavailable, TooManyRequests
 from app.redisconn import (
     SHARDS,
@@ -390,7 +390,7 @@ class Verifier:
 
     def __init__(
         self,
-        pool: AsyncConnectionPool,
+        pool: AsyncConnectionPool[Conn],
         redis_client: AnyRedis,
         scheme: Scheme,
         settings: Settings,
@@ -458,8 +458,10 @@ class Verifier:
         trip (a pooled connection adds BEGIN and COMMIT), and rounds run one at a time, so every
         round uses the same cursor (making one per round cost ~36k instructions)."""
         if self._conn is None or self._conn.closed or self._cursor is None:
+            # the pool's conninfo: a string (db.create_pool's), never a callable
+            conninfo = cast(str, self.pool.conninfo)
             self._conn = await round_connection(
-                self.pool.conninfo, self.settings, "tracecode-verify", tuple_row
+                conninfo, self.settings, "tracecode-verify", tuple_row
             )
             self._cursor = self._conn.cursor()
         return self._cursor
@@ -732,7 +734,8 @@ class Verifier:
             socket_connect_timeout=self.settings.redis_timeout,
         )
         try:
-            with psycopg.connect(self.pool.conninfo, autocommit=True) as conn:
+            # the pool's conninfo: a string (db.create_pool's), never a callable
+            with psycopg.connect(cast(str, self.pool.conninfo), autocommit=True) as conn:
                 return reconcile(client, conn, self.settings, codes)
         finally:
             client.close()

@@ -550,7 +550,11 @@ async def claim_post(request: Request[Any, Any, Any], state: State) -> Response[
     text = form.get("ticket", "")
     ticket = open_ticket(settings, text)
     scanned = read_code(state, ticket.serial) if ticket else None
-    if not isinstance(scanned, Scanned) or ticket.user_id != clerk.principal.user_id:
+    if (
+        ticket is None
+        or not isinstance(scanned, Scanned)
+        or ticket.user_id != clerk.principal.user_id
+    ):
         body = html.status("error", word("error_title", lang), word("clerk_ticket_expired", lang))
         body += f'<a class="button" href="/clerk">{html.esc(word("clerk_scan_next", lang))}</a>'
         title = word("error_title", lang)

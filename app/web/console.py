@@ -180,7 +180,7 @@ async def console(request: Request[Any, Any, Any], settings: Settings) -> Respon
     index = dist / "index.html"
     if not index.is_file():
         return Response(
-            MISSING_BUILD,
+            MISSING_BUILD.encode(),
             status_code=503,
             media_type="text/html",  # Litestar adds the charset
             headers={**SECURITY_HEADERS, "Cache-Control": "no-store"},

@@ -17,7 +17,7 @@ import logging
 import re
 import secrets
 import time
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, quote, urlencode
 
 import psycopg
@@ -242,8 +242,9 @@ def html_error(request: Request[Any, Any, Any], exc: Exception) -> Response[str]
         status = 400 if client_gone(exc) else exc.status_code  # no one is there to read it
     elif isinstance(exc, psycopg.Error):
         # the JSON answer's status, logged as it logs it: a slow query or a database out of
-        # reach is a 503 to try again shortly, not a 500 (a probe)
-        status = handle_db_error(request, exc).status_code
+        # reach is a 503 to try again shortly, not a 500 (a probe); app.errors answers through
+        # its _response, which always sets a status
+        status = cast(int, handle_db_error(request, exc).status_code)
         if status == 503:
             headers = {"Retry-After": "5"}
     if status >= 500 and not isinstance(exc, psycopg.Error):

@@ -104,7 +104,7 @@ def _input(name: str, kind: str, value: str, maxlength: int, extra: str = "") ->
 
 def _fields(lang: Lang, v: Mapping[str, str]) -> str:
     genders = [(g, word(f"gender_{g}", lang)) for g in GENDERS]
-    bands = [(band, word(f"age_{band}", lang)) for _, band in BANDS]
+    bands: list[tuple[str, str]] = [(band, word(f"age_{band}", lang)) for _, band in BANDS]
     provinces = [(zh, zh if lang == "zh" else en) for zh, _, _, _, en, _ in CAPITALS]
     opted = " checked" if v.get("marketing_opt_out") else ""
     return (

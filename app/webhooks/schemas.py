@@ -19,25 +19,25 @@ class Input(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     """Request bodies: unknown fields are refused."""
 
 
-class SubscriptionIn(Input):
+class SubscriptionIn(Input, frozen=True):
     url: Url
     event_kinds: Kinds
     description: Description = ""
     org_id: int | None = None  # whose subtree's events; default: the caller's organisation
 
 
-class SubscriptionPatch(Input):
+class SubscriptionPatch(Input, frozen=True):
     url: Url | msgspec.UnsetType = msgspec.UNSET
     event_kinds: Kinds | msgspec.UnsetType = msgspec.UNSET
     description: Description | msgspec.UnsetType = msgspec.UNSET
     active: bool | msgspec.UnsetType = msgspec.UNSET
 
 
-class RotateIn(Input):
+class RotateIn(Input, frozen=True):
     overlap_seconds: Overlap | None = None  # default: WEBHOOK_ROTATION_OVERLAP_SECONDS
 
 
-class ReplayRangeIn(Input):
+class ReplayRangeIn(Input, frozen=True):
     """Send again every delivery of the subscription created in [``from_``, ``to``)."""
 
     from_: datetime = msgspec.field(name="from")

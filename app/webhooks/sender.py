@@ -328,7 +328,8 @@ async def _send(
     attempt), or, with None, to the URL as it is (the client resolves it). Each address but the
     last may take its share of the time-out to connect (a probe: one that dropped connection
     attempts silently took the whole attempt's, and the next was never tried)."""
-    *others, last = addresses or [None]
+    targets: Sequence[str | None] = addresses or [None]
+    *others, last = targets
     limits = client.timeout.as_dict()
     share = {**limits, "connect": (limits["connect"] or 0) / (len(others) + 1) or None}
     for address in others:
