@@ -245,6 +245,54 @@ async def test_a_member_is_reminded_when_its_brands_offer_opens_or_changes(
     assert len(await _reminders(aconn, member)) == 2
 
 
+async def test_another_members_redemption_is_no_new_offer_but_a_restock_from_none_is(
+    aconn: Any, client: Any, login: Any, app: Any, settings: Any
+) -> None:
+    """A review: the offer's change was read from ``gifts.updated_at``, which every redemption
+    moves (one fewer in stock), so every member who could afford a gift was reminded again each
+    period, the same gift for the same balance, in any brand with redemptions. The offer
+    changes (``offer_changed_at``, migration 0138) when a gift may have become one a member did
+    not have: made, its cost, provinces or window changed, its stock back from none."""
+    from tests.helpers import onboarded_brand
+    from tests.points_support import member_client, new_member
+
+    org, admin = await onboarded_brand(client, login)
+    brand = int(org["id"])
+    cost = 700_000 + secrets.randbelow(1000)
+    gift = {"name": "Kettle", "points_cost": cost, "kind": "offline", "stock": 2}
+    made = await client.post("/gifts", headers=admin, json=gift)
+    assert made.status_code == 201, made.text
+    member = await _member(aconn, brand, cost + 1)
+    await reminders.scan(aconn, settings)
+    assert len(await _reminders(aconn, member)) == 1
+
+    async def a_period_passes() -> None:
+        for table in ("sms_reminders SET sent_at", "sms_outbox SET created_at"):
+            await aconn.execute(
+                f"UPDATE {table} = now() - interval '31 days' WHERE member_id = %s", (member,)
+            )
+
+    await a_period_passes()
+    other, headers, _ = await new_member(app, brand)  # takes one: the offer is no better
+    await _set_balance(aconn, other, cost)
+    async with member_client(app) as h5:
+        got = await h5.post(
+            "/members/me/redemptions",
+            headers=headers,
+            json={"gift_id": made.json()["id"], "client_id": secrets.token_hex(8)},
+        )
+    assert got.status_code == 201, got.text
+    await reminders.scan(aconn, settings)
+    assert len(await _reminders(aconn, member)) == 1  # not again for the same balance
+    for stock in (0, 3):  # none left (nothing offered), then back: offered again
+        patched = await client.patch(
+            f"/gifts/{made.json()['id']}", headers=admin, json={"stock": stock}
+        )
+        assert patched.status_code == 200, patched.text
+        await reminders.scan(aconn, settings)
+    assert len(await _reminders(aconn, member)) == 2
+
+
 async def _reminder_row(conn: Any, member_id: int) -> int:
     """The member's queued reminder, due again now (as after a gateway's "retry later")."""
     row = await (

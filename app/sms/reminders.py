@@ -4,9 +4,11 @@ The workers' SMS sweeper calls ``scan`` every ``SCAN_SECONDS``. A member is a ca
 and its brand are active (a probe: a brand turned off, whose members cannot even sign in, still
 had them reminded in its name; the sender fails such a brand's marketing already queued,
 ``app.sms.sender``), its balance changed since it was last looked at (``point_balances.updated_at``
-after ``sms_reminders.checked_at``) or its brand's offer did (a gift created or updated — its
-cost, stock, provinces or window: ``gifts.updated_at`` — or one whose ``valid_from`` has passed,
-after ``checked_at``; read once per pass: a probe, a member whose points already covered a gift
+after ``sms_reminders.checked_at``) or its brand's offer did (a gift created, its cost, provinces
+or window changed, or its stock back from none: ``gifts.offer_changed_at``, migration 0138 — not
+``updated_at``, which every redemption moves: a review found members re-reminded each period for
+the same balance — or one whose ``valid_from`` has passed, after ``checked_at``; read once per
+pass: a probe, a member whose points already covered a gift
 launched on a later date was looked at before the launch, found nothing offered, and was never
 reminded until its balance happened to move), its last reminder is older than
 ``SMS_REMINDER_PERIOD_DAYS``, and its balance reaches the cheapest gift offered to it now (in
@@ -53,11 +55,13 @@ SCAN_SECONDS = 30.0
 BATCH = 200
 QUEUE = "sms_reminders"  # the dead-letter queue of reminders the outbox refused
 
-# Each brand's offer, last changed: a gift created or updated (its cost, stock, provinces or
-# window — ``updated_at``) or one whose ``valid_from`` has passed. Read once per pass.
+# Each brand's offer, last changed: a gift created, its cost, provinces or window changed, or
+# its stock back from none (``offer_changed_at``, the table's trigger), or one whose
+# ``valid_from`` has passed. Read once per pass.
 _OFFERS = """
 SELECT brand_id,
-       greatest(max(updated_at), max(valid_from) FILTER (WHERE valid_from <= now())) AS changed_at
+       greatest(max(offer_changed_at), max(valid_from) FILTER (WHERE valid_from <= now()))
+           AS changed_at
   FROM gifts WHERE deleted_at IS NULL
  GROUP BY brand_id
 """
