@@ -895,3 +895,35 @@ async def test_a_clerk_release_after_the_batch_was_voided_ranks_no_rebate_of_it(
     ], rows
     after = await _release_audit(conn, hold["id"])
     assert (after["settled"], after["rejected"]) == (2, {"void": 1}), after
+
+
+async def test_a_confirmed_holds_rejected_rebate_claim_stays_after_a_return(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a clerk on hold claimed two rebates, the reviewer confirmed the fraud (both
+    rejected, "their codes stay taken"); a consumer's return of one of the units then deleted
+    its rejected claim as a live one (``rebate_withdrawn`` named it) and the decided hold's
+    record said one rejected claim, not two. A rejected claim is not withdrawn: it stays, and
+    the hold's counts stay what the reviewer decided."""
+    from tests.test_rebate_claims import new_clerk
+
+    goods = await store_goods(client, login, app, demo)
+    admin = await login("admin")
+    await set_rebate(client, admin, goods["product_id"], 2.5)
+    clerk_id, clerk = await new_clerk(client, login, demo["STORE-HZ-01"])
+    hold = await _hold(client, admin, "clerk", clerk_id)
+    for unit in goods["units"][:2]:
+        answer = await client.post(
+            "/rebates/claims", headers=clerk, json=rebate_body(app.state.scheme, unit)
+        )
+        assert answer.status_code == 201 and answer.json()["status"] == "under_review", answer.text
+    confirmed = await client.post(f"/forensics/holds/{hold['id']}/confirm", headers=admin)
+    assert confirmed.status_code == 200, confirmed.text
+    assert confirmed.json()["claims"] == {"held": 0, "released": 0, "rejected": 2}
+    back = await client.post(
+        "/returns", headers=clerk, json={"code": goods["units"][0], "reason": "other"}
+    )
+    assert back.status_code == 200, back.text
+    assert back.json()["rebate_withdrawn"] is None
+    after = await client.get(f"/forensics/holds/{hold['id']}", headers=admin)
+    assert after.json()["claims"] == {"held": 0, "released": 0, "rejected": 2}

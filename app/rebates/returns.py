@@ -28,7 +28,11 @@ from app.rebates.ranking import MONTH_OF
 
 _WITHDRAW = f"""
 WITH gone AS (
-    DELETE FROM rebate_claims c WHERE c.code_id = %(code)s AND c.statement_id IS NULL
+    DELETE FROM rebate_claims c
+     WHERE c.code_id = %(code)s AND c.statement_id IS NULL
+       -- a claim a confirmed fraud hold rejected stays, its code taken (a probe: a return
+       -- deleted it, and the decided hold's record lost it)
+       AND c.hold_state IS DISTINCT FROM 'rejected'
     RETURNING c.id, c.brand_id, c.store_id, c.clerk_id, c.amount, c.client_id, c.code_id,
               c.hold_state, {MONTH_OF} AS month
 ), unqueued AS (
@@ -58,7 +62,8 @@ WHERE brand_id = %(brand_id)s AND month = %(month)s AND store_id = %(store_id)s
 
 async def withdraw(conn: Conn, actor: Principal, code: int) -> dict[str, Any] | None:
     """Withdraw the unsettled rebate claim of a returned unit; what was withdrawn (its id, store,
-    clerk and amount), or None when there was none (never claimed, or already settled)."""
+    clerk and amount), or None when there was none (never claimed, already settled, or rejected
+    by a confirmed fraud hold: that claim stays, as the hold decided)."""
     claim = await (await conn.execute(_WITHDRAW, {"code": code})).fetchone()
     if claim is None:
         return None
