@@ -23,9 +23,8 @@ import msgspec
 from psycopg.rows import class_row
 
 from app import audit
-from app._core import VERIFY_OK
 from app.auth.principal import Principal
-from app.codes.batches import code_id, serials_of
+from app.codes.batches import codes_of, serials_of
 from app.codes.lookup import VOID_STATES, Read, read_codes, sscc_label
 from app.codes.scheme import Scheme
 from app.db import Conn
@@ -466,10 +465,7 @@ async def _replacements(conn: Conn, scheme: Scheme, sscc: int, packing: int) -> 
 
 def _code_of(scheme: Scheme, label: str | None) -> int | None:
     """The code id of a unit's label as a replacement names it (its canonical serial)."""
-    if label is None:
-        return None
-    status, batch_no, index, _ = scheme.verify_many([label])[0]
-    return code_id(batch_no, index) if status == VERIFY_OK else None
+    return None if label is None else codes_of(scheme, [label])[0]
 
 
 async def replace(conn: Conn, actor: Principal, scheme: Scheme, data: ReplaceIn) -> EditOut:
