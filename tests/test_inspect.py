@@ -1082,6 +1082,23 @@ async def test_a_diverted_unit_names_its_own_shipment_not_one_of_a_case_it_had_l
     assert item["document_no"] == the_unit["doc_no"], (the_case["doc_no"], the_unit["doc_no"])
 
 
+async def _at_agent_zj(
+    client: Any, login: Any, app: Any, demo: Any, receiver: str
+) -> tuple[list[str], list[str], dict[str, Any]]:
+    """A case packed, taken into the factory, shipped to AGENT-ZJ and received there by
+    ``receiver``: its units, the case, the factory's outbound."""
+    packed = await pack(client, login, app, demo, 1)
+    cases, clerk = packed["cases"], await login("clerk")
+    inbound = await document(client, clerk, cases, kind="factory_inbound")
+    assert (await confirm(client, clerk, inbound)).status_code == 200
+    ship = await document(client, clerk, cases, kind="outbound", counterparty_id=demo["AGENT-ZJ"])
+    assert (await confirm(client, clerk, ship)).status_code == 200
+    agent = await login(receiver)
+    received = await document(client, agent, kind="inbound", shipment_id=ship["id"])
+    assert (await confirm(client, agent, received)).status_code == 200
+    return packed["units"], cases, ship
+
+
 async def test_a_unit_relabelled_in_its_case_at_the_agent_names_the_cases_shipment(
     client: Any, login: Any, app: Any, demo: Any
 ) -> None:
@@ -1089,15 +1106,7 @@ async def test_a_unit_relabelled_in_its_case_at_the_agent_names_the_cases_shipme
     diverted, it named no document (its stay began at the replacing)."""
     from tests.helpers import issue_units
 
-    packed = await pack(client, login, app, demo, 1)
-    units, cases = packed["units"], packed["cases"]
-    clerk, agent = await login("clerk"), await login("agent_clerk")
-    inbound = await document(client, clerk, cases, kind="factory_inbound")
-    assert (await confirm(client, clerk, inbound)).status_code == 200
-    ship = await document(client, clerk, cases, kind="outbound", counterparty_id=demo["AGENT-ZJ"])
-    assert (await confirm(client, clerk, ship)).status_code == 200
-    received = await document(client, agent, kind="inbound", shipment_id=ship["id"])
-    assert (await confirm(client, agent, received)).status_code == 200
+    units, _, ship = await _at_agent_zj(client, login, app, demo, "agent_clerk")
     batch_no, _ = await issue_units(client, login, demo, 1)
     new = app.state.scheme.serial(batch_no, 0)
     relabelled = await client.post(
@@ -1125,15 +1134,8 @@ async def test_a_unit_relabelled_loose_at_the_agent_names_the_shipment_that_brou
     the shipments were searched from the new code only. They are searched from each code it
     replaced, up to the replacement, and back through a relabel of a relabel; in the bulk upload
     too."""
-    packed = await pack(client, login, app, demo, 1)
-    units, cases = packed["units"], packed["cases"]
-    clerk, agent = await login("clerk"), await login("agent_admin")
-    inbound = await document(client, clerk, cases, kind="factory_inbound")
-    assert (await confirm(client, clerk, inbound)).status_code == 200
-    ship = await document(client, clerk, cases, kind="outbound", counterparty_id=demo["AGENT-ZJ"])
-    assert (await confirm(client, clerk, ship)).status_code == 200
-    received = await document(client, agent, kind="inbound", shipment_id=ship["id"])
-    assert (await confirm(client, agent, received)).status_code == 200
+    units, cases, ship = await _at_agent_zj(client, login, app, demo, "agent_admin")
+    agent = await login("agent_admin")
     out = await client.post(
         "/packing/unpack", headers=agent, json={"parent": cases[0], "reason": "pick"}
     )

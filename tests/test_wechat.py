@@ -1009,6 +1009,22 @@ async def test_a_member_losing_a_new_openid_to_another_keeps_its_old_binding(
 # -- one brand's account, one brand's marketing --------------------------------------------------
 
 
+async def _points_reminder(app: Any, brand: int, member: int) -> int:
+    """A points reminder queued for the member, as the reminders' scan queues its WeChat twin."""
+    async with app.state.pool.connection() as conn:
+        queued = await outbox.enqueue(
+            conn,
+            brand_id=brand,
+            member_id=member,
+            kind="points_reminder",
+            cause_key=f"reminder:{secrets.token_hex(6)}",
+            data={"first": "A gift is yours", "keyword1": "120", "keyword2": "Thermos"},
+            url="https://example.com/member/gifts",
+        )
+        outbox.discard(conn)
+    return queued
+
+
 async def test_a_deactivated_brand_s_points_reminder_is_failed_and_its_redemption_sent(
     client: Any, login: Any, app: Any, wechat: FakeWechat, aconn: Any
 ) -> None:
@@ -1021,17 +1037,7 @@ async def test_a_deactivated_brand_s_points_reminder_is_failed_and_its_redemptio
     await _account(client, admin, wechat)
     member, openid = await _bound_member(app, brand["id"], wechat)
     redemption = await _enqueue(app, brand["id"], member, f"off-{secrets.token_hex(4)}")
-    async with app.state.pool.connection() as conn:
-        reminder = await outbox.enqueue(
-            conn,
-            brand_id=brand["id"],
-            member_id=member,
-            kind="points_reminder",
-            cause_key=f"reminder:{secrets.token_hex(6)}",
-            data={"first": "A gift is yours", "keyword1": "120", "keyword2": "Thermos"},
-            url="https://example.com/member/gifts",
-        )
-        outbox.discard(conn)
+    reminder = await _points_reminder(app, brand["id"], member)
     assert reminder and redemption
     off = await client.post(f"/orgs/{brand['id']}/deactivate", headers=await login("platform"))
     assert off.status_code == 200, off.text
@@ -1062,19 +1068,7 @@ async def test_a_points_reminder_of_a_member_frozen_or_opted_out_since_is_failed
     opted, _ = await _bound_member(app, brand["id"], wechat)
     active, active_openid = await _bound_member(app, brand["id"], wechat)
     redemption = await _enqueue(app, brand["id"], frozen, f"fz-{secrets.token_hex(4)}")
-    reminders = {}
-    async with app.state.pool.connection() as conn:
-        for member in (frozen, opted, active):
-            reminders[member] = await outbox.enqueue(
-                conn,
-                brand_id=brand["id"],
-                member_id=member,
-                kind="points_reminder",
-                cause_key=f"reminder:{secrets.token_hex(6)}",
-                data={"first": "A gift is yours", "keyword1": "120", "keyword2": "Thermos"},
-                url="https://example.com/member/gifts",
-            )
-        outbox.discard(conn)
+    reminders = {m: await _points_reminder(app, brand["id"], m) for m in (frozen, opted, active)}
     froze = await client.post(
         f"/members/{frozen}/freeze", json={"reason": "held for review"}, headers=admin
     )
