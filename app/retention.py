@@ -8,7 +8,9 @@ every worker process every ``SWEEP_SECONDS`` (one at a time: ``Lock.RETENTION_SW
 * a verification record's ``client_ip``, ``client_id``, ``user_agent``, ``lat``, ``lng`` and
   claim retry key ``TRACECODE_RETAIN_SCAN_DETAILS_DAYS`` after the scan (365 by default). The
   record stays — its code, time, result, reason, province and city, its member — so counts,
-  first-query answers, analytics and the Redis rebuild are unchanged;
+  first-query answers, analytics and the Redis rebuild are unchanged; so are a member's scans,
+  which pair a claim with the check it was made from by the retry key: a record naming its
+  member keeps the key's md5 instead (``_RETRY``; a probe: nulled, the claim was listed again);
 * a finished SMS's number and variables (the code or gift it carried)
   ``TRACECODE_RETAIN_SMS_DAYS`` after it was queued (365), as the erasure of a member does: the
   number becomes a tombstone of zeros. Until then a reply ``TD`` to it still opts the number out
@@ -32,7 +34,8 @@ every worker process every ``SWEEP_SECONDS`` (one at a time: ``Lock.RETENTION_SW
   phone and the asking address);
 * the same in the operators' ``dead_letters``: a verification record PostgreSQL refused loses its
   details, a failed SMS's copy its number and variables, as many days after it was set aside
-  (a record that is no JSON object, whose fields cannot be told apart, loses its whole payload);
+  (a record that is no JSON object, whose fields cannot be told apart, loses its whole payload;
+  one whose bytes are not its cleared fields' is written again: a key given twice, a probe);
   the letter stays, for the operator to replay or drop (a probe: the copies kept everything
   for ever), its reason cut to its first line (PostgreSQL's DETAIL and CONTEXT lines quote the
   record: a probe found the client's address there; migration 0132 cut those already cleared)
@@ -68,7 +71,7 @@ from app.config import Settings
 from app.db import Conn
 from app.deadletters import MAX_REASON, SMS_OUTBOX, VERIFICATIONS, first_line, reason_of
 from app.sms.outbox import kept_hours
-from app.verify.record import decoded
+from app.verify.record import decoded, swept_retry
 
 log = logging.getLogger("tracecode.retention")
 _SCAN_DETAILS = ("client_ip", "client_id", "user_agent", "lat", "lng", "retry")
@@ -82,8 +85,17 @@ SMS_BLOCK = 5000  # SMS rows read (and cleared) in one statement
 SMS_TOMBSTONE = "0" * 15  # digits (the column's rule), and no phone
 BLOCK = 1000  # WeChat messages or fraud holds cleared in one statement
 
+# A record's claim retry key past its days: its md5 on a record that names its member, else
+# nothing. The member's scans (``app.members.admin._ONE_SCAN``) pair by it a claim made from the
+# answer to the member's check, or sent again, with that check: the pair must stay one scan (a
+# probe: nulled, the claim was listed again). The md5 says nothing personal: the key is one
+# form's own id (``h5:``, its time and 64 random bits) or ``<kind>:<claimant>:<client id>`` —
+# on such a record the claimant is the member the record names, and the client id the claim's
+# own, kept on its row (point_claims, draws) — so it links only the records of one claim.
+_RETRY = f"""CASE WHEN member_id IS NULL THEN NULL WHEN starts_with(retry, 'md5:') THEN retry
+                  ELSE {swept_retry("retry")} END"""
 _DETAILS = """client_ip IS NOT NULL OR client_id IS NOT NULL OR user_agent IS NOT NULL
-              OR lat IS NOT NULL OR lng IS NOT NULL OR retry IS NOT NULL"""
+              OR lat IS NOT NULL OR lng IS NOT NULL OR NOT starts_with(retry, 'md5:')"""
 
 
 @dataclass
@@ -123,7 +135,7 @@ async def _scans(conn: Conn, cutoff: datetime, deadline: float) -> int:
     done = await conn.execute(
         f"""UPDATE verifications
                SET client_ip = NULL, client_id = NULL, user_agent = NULL, lat = NULL, lng = NULL,
-                   retry = NULL
+                   retry = {_RETRY}
              WHERE at = '-infinity' AND ({_DETAILS})"""
     )
     cleared = done.rowcount
@@ -144,7 +156,7 @@ async def _scans(conn: Conn, cutoff: datetime, deadline: float) -> int:
             done = await conn.execute(
                 f"""UPDATE verifications
                        SET client_ip = NULL, client_id = NULL, user_agent = NULL, lat = NULL,
-                           lng = NULL, retry = NULL
+                           lng = NULL, retry = {_RETRY}
                      WHERE at >= %s AND at < %s AND isfinite(at) AND ({_DETAILS})""",
                 (start, end),
             )
@@ -194,7 +206,9 @@ async def _sms(conn: Conn, cutoff: datetime, deadline: float) -> int:
 
 def _cleared(queue: str, payload: bytes) -> bytes | None:
     """A dead letter's payload without the personal part its retention ends; None when it holds
-    none any more."""
+    none any more. Written again whenever its bytes are not those of the cleared fields: a key
+    the JSON repeats is decoded once, the last — a probe: ``"client_ip"`` given first and then
+    null read as cleared, the address kept in the bytes for ever."""
     fields = decoded(payload)
     if fields is None:
         return b"" if payload else None
@@ -202,9 +216,10 @@ def _cleared(queue: str, payload: bytes) -> bytes | None:
         gone = dict.fromkeys(_SCAN_DETAILS)
     else:  # an SMS outbox row, as app.sms.sender copied it
         gone = {"phone": SMS_TOMBSTONE, "variables": {}}
-    if all(fields.get(k, v) == v for k, v in gone.items()):
-        return None
-    return msgspec.json.encode({**fields, **gone})
+    if any(fields.get(k, v) != v for k, v in gone.items()):
+        fields = {**fields, **gone}
+    cleared = msgspec.json.encode(fields)
+    return None if cleared == payload else cleared
 
 
 async def _letters(conn: Conn, queue: str, cutoff: datetime, deadline: float) -> int:

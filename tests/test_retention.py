@@ -610,3 +610,104 @@ async def test_a_failed_sms_s_copy_keeps_no_erased_phone_s_hash(
     assert copy["id"] == sms_id and copy["state"] == "failed"
     assert "phone_hash" in copy and copy["phone_hash"] is None, copy
     assert bytes(letter["payload"]).startswith(f'{{"id":{sms_id},'.encode())  # as erasure reads
+
+
+async def _scan_pair(conn: Any, brand: int, member_id: int, at: str, serial: str) -> None:
+    """A member's PIN check on the H5 page and the points claim made from its answer (the same
+    retry key: recorded ``claim_retry``), four minutes apart from ``at`` on."""
+    code_id = (1 << 62) + secrets.randbelow(1 << 40)
+    for minutes, reason in ((0, "first_query"), (4, "claim_retry")):
+        await conn.execute(
+            f"""INSERT INTO verifications (at, record_key, code_id, serial, brand_id, result,
+                   reason, pin_given, client_ip, user_agent, province, city, member_id, retry)
+               VALUES ({at} + make_interval(mins => %s), gen_random_uuid(), %s, %s, %s,
+                       'genuine', %s, true, '10.9.8.7', 'Phone/1.0', '浙江省', '杭州市', %s, %s)""",
+            (minutes, code_id, serial, brand, reason, member_id, f"h5:{serial}"),
+        )
+
+
+async def test_a_member_s_scans_are_listed_alike_once_the_sweep_cleared_their_retry_keys(
+    app: Any, client: Any, demo: Any, login: Any
+) -> None:
+    """A probe: the sweep nulled the retry key that pairs a claim made from the answer to the
+    member's check with that check (``app.members.admin._ONE_SCAN``): the claim was listed as a
+    second scan, ``scans_total`` 1 → 2, where the README promises counts unchanged. A record
+    naming its member keeps the key's md5: the pair stays one scan — also while only the
+    check is past its days and its claim, minutes younger, not yet."""
+    settings = app.state.settings
+    brand = demo["BRAND-LUMI"]
+    token = secrets.token_hex(4)
+    async with await _conn(settings) as conn:
+        member = await (
+            await conn.execute(
+                "INSERT INTO members (brand_id, phone) VALUES (%s, %s) RETURNING id",
+                (brand, steady.phone("137")),
+            )
+        ).fetchone()
+        member_id = member["id"]
+        old, edge = f"RPO{token}", f"RPE{token}"
+        await _scan_pair(conn, brand, member_id, "now() - interval '400 days'", old)
+        # the check past its days at the sweep, its claim not yet
+        await _scan_pair(conn, brand, member_id, "now() - interval '365 days 2 minutes'", edge)
+        admin = await login("admin")
+
+        async def listed() -> tuple[int, int]:
+            scans = await client.get(f"/members/{member_id}/scans", headers=admin)
+            detail = await client.get(f"/members/{member_id}", headers=admin)
+            return scans.json()["total"], detail.json()["scans_total"]
+
+        assert await listed() == (2, 2)
+        await conn.execute("DELETE FROM retention_marks WHERE what = 'scans'")
+        await retention.sweep(conn, settings)
+        assert await listed() == (2, 2)
+        edge_keys = await (
+            await conn.execute(
+                "SELECT retry FROM verifications WHERE serial = %s ORDER BY at", (edge,)
+            )
+        ).fetchall()
+        assert [(r["retry"] or "").startswith("md5:") for r in edge_keys] == [True, False]
+        later = await (await conn.execute("SELECT now() + interval '1 hour' AS t")).fetchone()
+        await retention.sweep(conn, settings, later["t"])  # the claim past its days too
+        assert await listed() == (2, 2)
+        keys = await (
+            await conn.execute(
+                "SELECT retry, client_ip FROM verifications WHERE serial IN (%s, %s)", (old, edge)
+            )
+        ).fetchall()
+    assert len(keys) == 4
+    assert all(r["client_ip"] is None and (r["retry"] or "").startswith("md5:") for r in keys), keys
+    assert not any(token in r["retry"] for r in keys)  # the key itself is gone
+
+
+async def test_a_dead_letter_repeating_a_key_loses_the_client_address_in_it(
+    app: Any, demo: Any
+) -> None:
+    """A probe: a refused record whose JSON gives ``client_ip`` twice, the last null, decodes
+    as cleared already (the last wins) and was left as it was — the address in its bytes for
+    ever. Its payload is written again, each key once, cleared."""
+    settings = app.state.settings
+    ip = f"10.77.{secrets.randbelow(250)}.{secrets.randbelow(250)}"
+    payload = (
+        b'{"at":"2020-01-01T00:00:00Z","client_ip":"' + ip.encode() + b'","client_id":null,'
+        b'"user_agent":null,"lat":null,"lng":null,"retry":null,"client_ip":null}'
+    )
+    async with await _conn(settings) as conn:
+        row = await (
+            await conn.execute(
+                """INSERT INTO dead_letters (queue, payload, reason, at)
+                   VALUES ('verifications', %s, 'poison', now() - interval '400 days')
+                   RETURNING id""",
+                (payload,),
+            )
+        ).fetchone()
+        await conn.execute("DELETE FROM retention_marks WHERE what = 'dead:verifications'")
+        await retention.sweep(conn, settings)
+        kept = await (
+            await conn.execute(
+                "SELECT payload, reason FROM dead_letters WHERE id = %s", (row["id"],)
+            )
+        ).fetchone()
+        await conn.execute("DELETE FROM dead_letters WHERE id = %s", (row["id"],))
+    assert ip.encode() not in bytes(kept["payload"]), bytes(kept["payload"])
+    assert msgspec.json.decode(bytes(kept["payload"]))["client_ip"] is None
+    assert kept["reason"] == "poison" + _RETAINED

@@ -48,6 +48,7 @@ from app.members.redemptions import STATUS_NOW, status_is
 from app.members.schemas import MemberDetail, MemberRow, MemberStatus, RedemptionRow, ScanRow
 from app.members.schemas_points import PointsOut
 from app.paging import Page, check_period, fetch_page
+from app.verify.record import swept_retry
 
 RECENT_SCANS = 20
 RECENT_LEDGER = 20
@@ -202,10 +203,12 @@ async def own_scans(conn: Conn, member: Member, page: int, per_page: int) -> Pag
 
 # A claim made from the answer to the member's own PIN check (the H5 page: the claim's retry
 # key is the check's), or a claim sent again, is recorded ``claim_retry``: one scan, listed once.
-_ONE_SCAN = """NOT (v.reason = 'claim_retry' AND EXISTS (
+# Past its days the retention sweep keeps a stand-in of the key (``record.swept_retry``): the
+# check's, swept first (it is the earlier), pairs with its claim's key not swept yet too.
+_ONE_SCAN = f"""NOT (v.reason = 'claim_retry' AND EXISTS (
     SELECT 1 FROM verifications w
-     WHERE w.member_id = v.member_id AND w.code_id = v.code_id AND w.retry = v.retry
-       AND w.reason <> 'claim_retry'))"""
+     WHERE w.member_id = v.member_id AND w.code_id = v.code_id
+       AND w.retry IN (v.retry, {swept_retry("v.retry")}) AND w.reason <> 'claim_retry'))"""
 
 
 async def _scans(conn: Conn, member_id: int, page: int, per_page: int) -> Page[ScanRow]:

@@ -55,6 +55,12 @@ def retry_seconds(retry: str) -> int:
     return CHECK_RETRY_SECONDS if retry.startswith("h5:") else CLAIM_RETRY_SECONDS
 
 
+def swept_retry(column: str) -> str:
+    """SQL: the stand-in of the retry key in ``column`` once its record's details are past
+    their days (``app.retention``): its md5, which pairs the records it paired."""
+    return f"'md5:' || md5({column})"
+
+
 # what a record says of the phone and the member: cleared when the member is erased
 PERSONAL = (
     "client_ip",
