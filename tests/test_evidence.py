@@ -381,12 +381,13 @@ async def test_bad_evidence_requests_are_4xx_with_stable_codes(
 
 
 async def test_a_forged_serials_alert_packs_its_scans_without_a_trace(
-    client: Any, login: Any, demo: Any, app: Any
+    client: Any, login: Any, app: Any
 ) -> None:
     """A ``fake`` alert of a serial of no unit (``code_id`` null, the serial in its details):
-    its pack holds that serial's records, no trace, no product."""
+    its pack holds that serial's records, no trace, no product; one serial, it is the code."""
     serial = "F" + secrets.token_hex(8).upper()[:19]
-    brand = demo["BRAND-LUMI"]
+    made, admin = await onboarded_brand(client, login)  # its own brand: all its forged records
+    brand = made["id"]
     async with app.state.pool.connection() as conn:
         await conn.execute(
             """INSERT INTO verifications (at, record_key, serial, brand_id, result, reason,
@@ -405,11 +406,13 @@ async def test_a_forged_serials_alert_packs_its_scans_without_a_trace(
             )
         ).fetchone()  # fmt: skip
         await conn.commit()
-    response = await client.post(f"/alerts/{alert['id']}/evidence", headers=await login("admin"))
+    response = await client.post(f"/alerts/{alert['id']}/evidence", headers=admin)
     assert response.status_code == 200, response.text
     document = verify_pack.verify(response.content, evidence_key(app.state.settings).public_pem)
     assert document["trace"] is None and document["product"] is None
-    assert document["verifications"]["records"][0]["client"]["ip"] == "115.238.*.*"
+    [record] = document["verifications"]["records"]
+    assert record["client"]["ip"] == "115.238.*.*" and record["serial"] == serial
+    assert document["code"]["serial"] == serial
 
 
 # -- review fixes ------------------------------------------------------------------------------
@@ -533,14 +536,16 @@ def test_the_two_standalone_ed25519_verifiers_agree() -> None:
 
 
 async def test_a_forged_serials_pack_holds_the_scans_of_its_alerts_period_only(
-    client: Any, login: Any, demo: Any, app: Any
+    client: Any, login: Any, app: Any
 ) -> None:
     """A review: a forged serial's pack read the serial's records of the 366 days before its
     alert — found through ``(brand_id, at)`` alone, a year of the brand's verifications scanned
-    for one pack. It reads the alert's own period now, from 7 days before it was raised to 7
-    days after it was last triggered, and names that ``window``."""
+    for one pack. It reads the alert's own period now, from 7 days before it was raised (a
+    record is counted when it is stored, after its scan) to when it was last triggered (a
+    record after it was counted by no trigger of this alert), and names that ``window``."""
     serial = "F" + secrets.token_hex(8).upper()[:19]
-    brand = demo["BRAND-LUMI"]
+    made, admin = await onboarded_brand(client, login)  # its own brand: all its forged records
+    brand = made["id"]
     async with app.state.pool.connection() as conn:
         # days ago, and the n-th query (to tell them apart): the alert ran from -30 to -20 days
         for days, n in ((60, 1), (36, 2), (25, 3), (14, 4), (12, 5)):
@@ -563,12 +568,12 @@ async def test_a_forged_serials_pack_holds_the_scans_of_its_alerts_period_only(
             )
         ).fetchone()  # fmt: skip
         await conn.commit()
-    response = await client.post(f"/alerts/{alert['id']}/evidence", headers=await login("admin"))
+    response = await client.post(f"/alerts/{alert['id']}/evidence", headers=admin)
     assert response.status_code == 200, response.text
     document = verify_pack.verify(response.content, evidence_key(app.state.settings).public_pem)
     records = document["verifications"]
-    assert [r["queries"] for r in records["records"]] == [2, 3, 4]
-    assert records["total"] == records["included"] == 3
+    assert [r["queries"] for r in records["records"]] == [2, 3]
+    assert records["total"] == records["included"] == 2
     from datetime import UTC, timedelta
 
     def utc(moment: Any) -> str:
@@ -576,7 +581,7 @@ async def test_a_forged_serials_pack_holds_the_scans_of_its_alerts_period_only(
 
     assert records["window"] == {
         "from": utc(alert["at"] - timedelta(days=7)),
-        "to": utc(alert["last_at"] + timedelta(days=7)),
+        "to": utc(alert["last_at"]),
     }
 
 
@@ -661,3 +666,154 @@ def test_a_deeply_nested_file_is_invalid_not_a_traceback(settings: Any, tmp_path
         timeout=60,
     )
     assert run.returncode == 1 and run.stdout.startswith("INVALID:"), run.stderr
+
+
+# -- probes of the packs' contents and the verifier's command ---------------------------------
+
+
+async def _forged_scan(conn: Any, brand: int, serial: str, n: int, reason: str = "forged") -> None:
+    """A stored code-less verification of ``serial`` (the n-th query) and the alert it raises,
+    as the flusher stores them (``app.verify.records``)."""
+    from app.verify.records import ALERT, alert_of
+
+    await conn.execute(
+        """INSERT INTO verifications (at, record_key, serial, brand_id, result, reason, queries,
+               client_ip)
+           VALUES (now(), gen_random_uuid(), %s, %s, 'not_genuine', %s, %s, %s)""",
+        (serial, brand, reason, n, CONSUMER_IP),
+    )
+    await conn.execute(ALERT, alert_of(None, serial, brand, "not_genuine", reason, n, None, None))
+
+
+async def test_a_forged_serials_alert_packs_the_scans_of_every_serial_it_counted(
+    client: Any, login: Any, app: Any
+) -> None:
+    """A probe: forged serials of one brand share ONE open alert (``fake:forged:brand:B``; its
+    ``serial`` the first, its details the latest), and its pack named the first serial as the
+    code but held only the latest serial's records, which named no serial: occurrences 2, one
+    record, of another serial. The pack holds the records the alert counted — the brand's
+    code-less ones of its reason since the previous alert of its key, each naming its serial —
+    and names no one code for them."""
+    made, admin = await onboarded_brand(client, login)
+    brand = made["id"]
+    first, latest, before = ("F" + secrets.token_hex(10).upper()[:19] for _ in range(3))
+    async with app.state.pool.connection() as conn:
+        await _forged_scan(conn, brand, before, 9)  # counted by an alert closed since
+        await conn.execute(
+            "UPDATE alerts SET acknowledged_at = now() WHERE brand_id = %s AND kind = 'fake'",
+            (brand,),
+        )
+        await conn.commit()
+        for n, serial in enumerate((first, latest), start=1):
+            await _forged_scan(conn, brand, serial, n)
+        await _forged_scan(conn, brand, latest, 5, reason="unknown")  # another rule's alert
+        alert = await (
+            await conn.execute(
+                """SELECT id, serial, occurrences, details FROM alerts
+                    WHERE brand_id = %s AND kind = 'fake' AND acknowledged_at IS NULL
+                      AND details->>'reason' = 'forged'""",
+                (brand,),
+            )
+        ).fetchone()
+        await conn.commit()
+    assert alert["occurrences"] == 2 and alert["serial"] == first
+    assert alert["details"]["serial"] == latest
+    response = await client.post(f"/alerts/{alert['id']}/evidence", headers=admin)
+    assert response.status_code == 200, response.text
+    document = verify_pack.verify(response.content, evidence_key(app.state.settings).public_pem)
+    records = document["verifications"]
+    assert [(r["queries"], r["serial"]) for r in records["records"]] == [(1, first), (2, latest)]
+    assert records["total"] == records["included"] == 2
+    assert document["code"] is None  # two serials: no one code claimed for them
+    assert document["alert"]["serial"] == first and document["alert"]["occurrences"] == 2
+
+
+async def test_a_relabelled_units_pack_holds_the_replaced_codes_alerts_and_scans(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: a unit relabelled (``POST /packing/replace``) after a consumer scanned its first
+    label and an alert was raised on it — the new serial's pack showed the old code's events in
+    its trace (``via`` the old serial) but not the old code's alerts and scans, and the
+    investigator holding the unit has only the new label. They are in it now, each naming the
+    serial it belongs to."""
+    from tests.helpers import issue_cases
+    from tests.test_packing import scan, serials, set_line, set_rules, upload
+
+    batch_no, product_id = await issue_units(client, login, demo, 12)
+    await set_rules(client, login, product_id, [])
+    inner = await issue_cases(client, login, demo, "inner", 1)
+    line = "ZE" + secrets.token_hex(2).upper()
+    await set_line(client, login, product_id, line)
+    units = serials(app, batch_no, 0, 11)
+    await upload(client, login, line, [scan(s) for s in units[:10]] + [scan(inner[0])])
+    old, new = units[3], units[10]
+    old_code, brand = (batch_no << 32) | 3, demo["BRAND-LUMI"]
+    async with app.state.pool.connection() as conn:
+        alert = await (
+            await conn.execute(
+                """INSERT INTO alerts (brand_id, org_id, kind, severity, code_id, serial, message,
+                                       details, dedup_key)
+                   VALUES (%s, %s, 'repeat', 'critical', %s, NULL, 'repeat: over_threshold', %s,
+                           %s) RETURNING id""",
+                (brand, brand, old_code, json.dumps({"reason": "over_threshold"}),
+                 f"repeat:relabel:{old_code}"),
+            )
+        ).fetchone()  # fmt: skip
+        await conn.execute(
+            """INSERT INTO verifications (at, record_key, code_id, brand_id, result, reason,
+                   queries, pin_given)
+               VALUES (now(), gen_random_uuid(), %s, %s, 'suspicious', 'over_threshold', 7, true)""",
+            (old_code, brand),
+        )
+        await conn.commit()
+    replaced = await client.post(
+        "/packing/replace",
+        headers=await login("operator"),
+        json={"old": old, "new": new, "reason": "label torn"},
+    )
+    assert replaced.status_code == 200, replaced.text
+    admin, pem = await login("admin"), evidence_key(app.state.settings).public_pem
+    response = await client.post(f"/codes/{new}/evidence", headers=admin)
+    assert response.status_code == 200, response.text
+    document = verify_pack.verify(response.content, pem)
+    assert any(e.get("via") == old for e in document["trace"]["events"])
+    assert [(a["id"], a["serial"]) for a in document["alerts"]] == [(alert["id"], old)]
+    records = document["verifications"]["records"]
+    assert [(r["queries"], r["serial"]) for r in records] == [(7, old)]
+    assert document["code"]["serial"] == new
+
+
+def test_an_unreadable_or_binary_key_or_pack_is_an_answer_not_a_traceback(
+    settings: Any, tmp_path: Path
+) -> None:
+    """A probe: a recipient saved the key as DER (binary), or named a file that is not there,
+    and the verifier's command died with a UnicodeDecodeError or FileNotFoundError traceback.
+    A key or pack that is no text is ``INVALID: …`` (exit 1); a file that cannot be read is a
+    usage error (exit 2, one line)."""
+    import base64
+
+    body, key = _signed_pack(settings)
+    (tmp_path / "pack.json").write_bytes(body)
+    (tmp_path / "key.pem").write_text(key.public_pem)
+    der = base64.b64decode("".join(key.public_pem.splitlines()[1:-1]))
+    assert der.startswith(verify_pack.SPKI_PREFIX)
+    (tmp_path / "key.der").write_bytes(der[:12] + b"\xff" + der[13:])  # surely no UTF-8
+    expected = [
+        (["pack.json", "key.pem"], 0, "VALID"),
+        (["pack.json", "key.der"], 1, "INVALID: the key file is no text"),
+        (["key.der", "key.pem"], 1, "INVALID: not UTF-8 JSON"),
+        (["missing.json", "key.pem"], 2, "verify_pack.py: cannot read missing.json"),
+        (["pack.json", "missing.pem"], 2, "verify_pack.py: cannot read missing.pem"),
+        (["pack.json", "."], 2, "verify_pack.py: cannot read ."),
+    ]
+    for args, code, answer in expected:
+        run = subprocess.run(
+            [sys.executable, "-I", str(SCRIPT), *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        said = (run.stdout + run.stderr).strip()
+        assert run.returncode == code and "Traceback" not in said, (args, said)
+        assert said.startswith(answer) and len(said.splitlines()) == 1, (args, said)

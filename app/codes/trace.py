@@ -4,6 +4,7 @@ containers it travelled in (with their events while it was inside) and, for a ca
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import date, datetime
 from typing import Any, Literal
 
@@ -307,12 +308,35 @@ async def _replaced(
     replacement: the old code's own events (``via`` its serial) and its containers' while it was
     in them (as ``_containers``: ``via`` the container, whose stay names the old serial as what
     it held, ``inside``; the old code's decommissioning ends them); and so on back through a
-    replacement of a replacement, ``_MAX_RELABELS`` at most. The new code took over the old
-    one's state — holder, channel, shipping time —, so its trace shows how the goods got there
-    (a probe: a unit relabelled at its agent had no factory outbound in its trace, its untouched
-    sibling had). The caller's scope (``_scope``) applies to these events as to the others."""
+    replacement of a replacement, ``_MAX_RELABELS`` at most (``_relabels``). The new code took
+    over the old one's state — holder, channel, shipping time —, so its trace shows how the
+    goods got there (a probe: a unit relabelled at its agent had no factory outbound in its
+    trace, its untouched sibling had). The caller's scope (``_scope``) applies to these events
+    as to the others."""
     stays: list[Stay] = []
     foreign: list[tuple[dict[str, Any], str]] = []
+    async for code, label, old in _relabels(conn, scheme, own):
+        more_stays, more = await _containers(conn, UNIT, code, label, old, 0)
+        stays = more_stays + stays
+        foreign += [(e, label) for e in old] + more
+    return stays, foreign
+
+
+async def replaced_units(conn: Conn, scheme: Scheme, code: int) -> dict[int, str]:
+    """The units a unit replaced (P5), as its trace follows them (``_relabels``): code id →
+    serial, the latest replaced first. An evidence pack of the unit reads their alerts and
+    verifications too."""
+    own = await events_of(conn, UNIT, code)
+    return {old: label async for old, label, _ in _relabels(conn, scheme, own)}
+
+
+async def _relabels(
+    conn: Conn, scheme: Scheme, own: list[dict[str, Any]]
+) -> AsyncIterator[tuple[int, str, list[dict[str, Any]]]]:
+    """Back through the replacements from a unit's events (``own``): each unit replaced — its
+    code id, its serial and its own events up to the replacement —, ``_MAX_RELABELS`` at most.
+    The replacement is the earliest commissioning or replacing event naming the old serial
+    (``details.replaces``)."""
     for _ in range(_MAX_RELABELS):
         took = min(
             (
@@ -326,16 +350,13 @@ async def _replaced(
             default=None,
         )
         if took is None:
-            break
+            return
         label = took["details"]["replaces"]
         [code] = codes_of(scheme, [label])
         if code is None:
-            break
+            return
         own = await events_of(conn, UNIT, code, None, took["id"])  # up to the replacement
-        more_stays, more = await _containers(conn, UNIT, code, label, own, 0)
-        stays = more_stays + stays
-        foreign += [(e, label) for e in own] + more
-    return stays, foreign
+        yield code, label, own
 
 
 async def _contents(conn: Conn, scheme: Scheme, sscc: int) -> list[Content]:

@@ -3,12 +3,15 @@ court or the brand's lawyers, verifiable offline with the pack and the public ke
 
 What a pack holds (``format`` ``tracecode-evidence-pack/1``): who made it, when, for what
 (``subject``; ``reference``: the caller's case number, optional), the alert with its verdicts
-(every one given, with its note, who and when), the code (serial, kind), its product, its
-verification records (time, result, reason, the n-th query, whether the PIN was given, the
-coarse location — province and city the address was placed in —, the client; a forged
-serial's, of no unit, only those of its alert's period ± 7 days, the ``window`` named), its trace
-(``app.codes.trace``: every event, the containers it travelled in) as the caller may see it,
-and for a code pack the alerts of the code. The brand's staff notes are the verdicts' notes.
+(every one given, with its note, who and when), the code (serial, kind; none for an alert
+counting several serials), its product, its verification records (time, the serial asked with,
+result, reason, the n-th query, whether the PIN was given, the coarse location — province and
+city the address was placed in —, the client; a code-less alert's — forged serials of one brand
+share one alert per reason — those it counted: the brand's code-less records of its reason in
+its period, the ``window`` named), its trace (``app.codes.trace``: every event, the containers
+it travelled in) as the caller may see it, and for a code pack the alerts of the code. A unit's
+pack holds the alerts and records of the units it replaced too (P5), each naming its serial.
+The brand's staff notes are the verdicts' notes.
 
 Consumers' data is masked, as it leaves the company (whoever asks): an IPv4 address keeps its
 first two numbers (``115.238.*.*``), an IPv6 address its first three groups; a member's phone is
@@ -45,7 +48,7 @@ from app.auth.principal import Principal
 from app.codes.batches import serials_of
 from app.codes.lookup import read_codes
 from app.codes.scheme import Scheme
-from app.codes.trace import trace
+from app.codes.trace import replaced_units, trace
 from app.config import Settings
 from app.db import Conn
 from app.errors import NotFound, Unprocessable, ValidationFailed
@@ -55,8 +58,8 @@ from app.triage.signing import FORMAT, evidence_key
 from app.triage.verdicts import verdicts_of, visible_alert
 
 MAX_VERIFICATIONS = 5000  # the earliest ones; ``verifications.total`` counts them all
-# A forged serial's records (no code id to find them by): those of the alert's own period, from
-# this long before it was raised to this long after it was last triggered (``window``)
+# A code-less alert's records (no code id to find them by): those of the alert's own period,
+# from this long before it was raised (a record is counted when stored) to its last trigger
 SERIAL_MARGIN = timedelta(days=7)
 MAX_ALERTS = 200  # of a code pack
 PSEUDONYMS = "evidence-pseudonyms/v1"
@@ -93,17 +96,15 @@ async def alert_pack(
     if alert["code_id"] is not None:
         label = (await serials_of(conn, scheme, [alert["code_id"]])).get(alert["code_id"], label)
     traced = await _trace_or_none(conn, actor, scheme, label) if label else None
+    records = None
     if alert["code_id"] is not None:
-        records = await _verifications(conn, actor, settings, code=alert["code_id"])
-    elif alert["kind"] == "fake" and ((alert["details"] or {}).get("serial") or label):
-        serial = (alert["details"] or {}).get("serial") or label  # a forged serial's records
-        records = await _verifications(conn, actor, settings, serial=serial, near=alert)
-    else:
-        records = None
+        records = await _verifications(conn, actor, settings, {alert["code_id"]: label})
+    elif alert["kind"] == "fake" and (alert["details"] or {}).get("reason"):
+        records = await _verifications(conn, actor, settings, None, alert)  # forged serials'
     document = {
         "subject": {"type": "alert", "alert_id": alert_id},
         "alert": await _alert(conn, alert),
-        "code": _code(label, alert["code_id"], traced),
+        "code": None if _several(alert, records) else _code(label, alert["code_id"], traced),
         "product": await _product(conn, traced),
         "verifications": records,
         "trace": _trace_json(traced),
@@ -121,27 +122,31 @@ async def code_pack(
 ) -> Pack:
     """The evidence pack of a unit serial or a case's SSCC, as its trace answers it: 400
     ``malformed_code``, 422 ``not_genuine``, 404 ``unknown_code`` (not the brand's, or never in
-    the caller's subtree)."""
+    the caller's subtree). A unit's alerts and records are those of its code and of the codes
+    it replaced (P5, ``replaced_units``: its trace follows them too), each naming its serial."""
     actor.require("alerts.read", "orgs.read")
     traced = await trace(conn, actor, scheme, text)
     read = (await read_codes(conn, scheme, actor.brand_id, [text]))[0]
     code = read.code if read.kind == "unit" else None
+    codes: dict[int, str | None] = {}
+    if code is not None:
+        codes = {code: traced.code, **await replaced_units(conn, scheme, code)}
     rows = await (
         await conn.execute(
             """SELECT a.*, o.path AS org_path, o.name AS org_name
                  FROM alerts a JOIN orgs o ON o.id = a.org_id
                 WHERE a.brand_id = %s AND o.path LIKE %s
-                  AND (a.code_id = %s OR (a.code_id IS NULL AND a.serial = %s))
+                  AND (a.code_id = ANY(%s) OR (a.code_id IS NULL AND a.serial = %s))
                 ORDER BY a.at, a.id LIMIT %s""",
-            (actor.brand_id, actor.org_path + "%", code, traced.code, MAX_ALERTS),
+            (actor.brand_id, actor.org_path + "%", list(codes), traced.code, MAX_ALERTS),
         )
     ).fetchall()
     document = {
         "subject": {"type": "code", "code": traced.code},
-        "alerts": [await _alert(conn, row) for row in rows],
+        "alerts": [await _alert(conn, row, codes.get(row["code_id"])) for row in rows],
         "code": _code(traced.code, code, traced),
         "product": await _product(conn, traced),
-        "verifications": await _verifications(conn, actor, settings, code=code) if code else None,
+        "verifications": await _verifications(conn, actor, settings, codes) if codes else None,
         "trace": _trace_json(traced),
     }
     return await _finish(conn, actor, settings, document, reference, ("code", traced.code))
@@ -199,8 +204,10 @@ async def _who(conn: Conn, actor: Principal) -> dict[str, Any]:
     }
 
 
-async def _alert(conn: Conn, alert: Any) -> dict[str, Any]:
-    """An alert as a pack shows it, with every verdict given on it (the staff's notes)."""
+async def _alert(conn: Conn, alert: Any, serial: str | None = None) -> dict[str, Any]:
+    """An alert as a pack shows it, with every verdict given on it (the staff's notes);
+    ``serial``: its code's (a code pack's alerts: the unit's or a unit it replaced), else the
+    alert's own."""
     verdicts = await verdicts_of(conn, alert["id"])
     return {
         "id": alert["id"],
@@ -209,7 +216,7 @@ async def _alert(conn: Conn, alert: Any) -> dict[str, Any]:
         "severity": alert["severity"],
         "message": _masked_text(alert["message"]),
         "details": _scrub(alert["details"] or {}),
-        "serial": alert["serial"],
+        "serial": serial or alert["serial"],
         "org": {"id": alert["org_id"], "name": alert["org_name"]},
         "raised_at": _utc(alert["at"]),
         "last_at": _utc(alert["last_at"]),
@@ -287,43 +294,38 @@ def _trace_json(traced: Any) -> dict[str, Any] | None:
 
 
 _RECORDS = """
-SELECT v.at, v.result, v.reason, v.queries, v.pin_given, v.province, v.city,
+SELECT v.at, v.code_id, v.serial, v.result, v.reason, v.queries, v.pin_given, v.province, v.city,
        host(v.client_ip) AS ip, v.client_id, v.user_agent, v.lat IS NOT NULL AS gps_given,
        v.member_id, m.phone
   FROM verifications v LEFT JOIN members m ON m.id = v.member_id AND m.brand_id = v.brand_id
  WHERE v.brand_id = %(brand)s AND {where}
  ORDER BY v.at, v.id LIMIT %(limit)s
 """
+# A code-less alert's records (forged serials of one brand share one alert per reason)
+_CODELESS = """v.code_id IS NULL AND v.reason = %(reason)s
+               AND v.at > %(since)s AND v.at <= %(until)s"""
 
 
 async def _verifications(
     conn: Conn,
     actor: Principal,
     settings: Settings,
-    *,
-    code: int | None = None,
-    serial: str | None = None,
-    near: Any = None,
+    codes: dict[int, str | None] | None,
+    alert: Any = None,
 ) -> dict[str, Any]:
-    """A code's verification records (or a forged serial's, in its alert's period), the
-    earliest ``MAX_VERIFICATIONS``, with the consumers' data masked (see the module's
-    docstring). A forged serial's are found through ``(brand_id, at)`` alone, so only those of
-    ``window`` — the alert's first to last time, ± ``SERIAL_MARGIN`` — are read and packed."""
-    window = None
-    if code is not None:
-        where = "v.code_id = %(code)s"
-    else:
-        where = """v.code_id IS NULL AND v.serial = %(serial)s
-                   AND v.at >= %(since)s AND v.at <= %(until)s"""
-        window = (near["at"] - SERIAL_MARGIN, max(near["at"], near["last_at"]) + SERIAL_MARGIN)
+    """The verification records of ``codes`` (code id → serial), or those a code-less alert
+    counted (``_window``), the earliest ``MAX_VERIFICATIONS``, each with the serial it was asked
+    with and the consumers' data masked (see the module's docstring)."""
+    window = await _window(conn, alert) if codes is None else None
     params = {
         "brand": actor.brand_id,
-        "code": code,
-        "serial": serial,
+        "codes": list(codes or ()),
+        "reason": (alert["details"] or {}).get("reason") if window else None,
         "since": window[0] if window else None,
         "until": window[1] if window else None,
         "limit": MAX_VERIFICATIONS,
     }
+    where = _CODELESS if window else "v.code_id = ANY(%(codes)s)"
     rows = await (await conn.execute(_RECORDS.format(where=where), params)).fetchall()
     total = len(rows)
     if total == MAX_VERIFICATIONS:
@@ -338,15 +340,53 @@ async def _verifications(
         total = counted["n"]
     brand_staff = actor.org_id == actor.brand_id
     pseudonym = _pseudonyms(settings, actor.brand_id)
+    serials = codes or {}  # a code's records: its serial; the others: the serial asked with
     return {
         "total": total,
         "included": len(rows),
         "window": {"from": _utc(window[0]), "to": _utc(window[1])} if window else None,
-        "records": [_record(row, brand_staff, actor, pseudonym) for row in rows],
+        "records": [
+            _record(
+                row, serials.get(row["code_id"]) or row["serial"], brand_staff, actor, pseudonym
+            )
+            for row in rows
+        ],
     }
 
 
-def _record(row: Any, brand_staff: bool, actor: Principal, ref: Any) -> dict[str, Any]:
+async def _window(conn: Conn, alert: Any) -> tuple[datetime, datetime]:
+    """The period of the records a code-less alert counted (found through ``(brand_id, at)``
+    alone, so only those are read): up to when it was last triggered, after ``SERIAL_MARGIN``
+    before it was raised (a record is stored, and counted, after its scan: a queue's delay, a
+    backlog) but not up to the last trigger of the previous alert of its key, which counted
+    those."""
+    row = await (
+        await conn.execute(
+            """SELECT last_at FROM alerts WHERE dedup_key = %s AND id < %s
+                ORDER BY id DESC LIMIT 1""",
+            (alert["dedup_key"], alert["id"]),
+        )
+    ).fetchone()
+    since = alert["at"] - SERIAL_MARGIN
+    if row is not None and row["last_at"] > since:
+        since = row["last_at"]
+    return since, max(alert["at"], alert["last_at"])
+
+
+def _several(alert: Any, records: dict[str, Any] | None) -> bool:
+    """Whether a code-less alert counted the scans of more than one serial (forged serials of
+    one brand share one alert: its ``serial`` the first, its details the latest): its pack names
+    no one code, its records name their serials."""
+    if alert["code_id"] is not None:
+        return False
+    named = {alert["serial"], (alert["details"] or {}).get("serial")}
+    named |= {r["serial"] for r in (records or {}).get("records", ())}
+    return len(named - {None}) > 1
+
+
+def _record(
+    row: Any, serial: str | None, brand_staff: bool, actor: Principal, ref: Any
+) -> dict[str, Any]:
     client = None
     if brand_staff:
         client = {
@@ -361,6 +401,7 @@ def _record(row: Any, brand_staff: bool, actor: Principal, ref: Any) -> dict[str
                   "phone": mask_phone(row["phone"]) or None}  # fmt: skip
     return {
         "at": _utc(row["at"]),
+        "serial": serial,
         "result": row["result"],
         "reason": row["reason"],
         "queries": row["queries"],
