@@ -629,7 +629,7 @@ async def test_a_commissioning_events_ilmd_lot_is_the_units_lot(
 
     await captured(client, operator, document([commission(0, **{"cbvmda:lotNumber": "EVT-7"})]))
     await captured(client, operator, document([commission(1)]))
-    for bad in ("two words", "L" * 21, 7):
+    for bad in ("two words", "L" * 21, 7, "LOT#1"):
         job = await captured(
             client, operator, document([commission(2, **{"cbvmda:lotNumber": bad})]), "failed"
         )

@@ -11,6 +11,7 @@ import secrets
 import uuid
 from datetime import timedelta
 from typing import Any
+from urllib.parse import quote
 
 import msgspec
 import psycopg
@@ -586,3 +587,130 @@ async def test_the_limit_is_per_key_and_head_verifies_nothing(
     ).fetchone()
     await conn.commit()
     assert row["n"] == 0
+
+
+@pytest.mark.parametrize("lot", ["24/01", "24//01", "/A"])
+async def test_a_lot_with_a_slash_is_declared_and_recalled(
+    client: Any, login: Any, demo: Any, app: Any, lot: str
+) -> None:
+    """ "/" is GS1 CSET 82 (AI 10): the packing line records it and the request takes it, so the
+    brand declares and recalls it — URL-encoded in the path (the router decodes %2F before
+    routing: it was 404), or bare; "//" kept, not folded into one."""
+    batch_no, product_id = await issue_units(client, login, demo, 2)
+    serials = [app.state.scheme.serial(batch_no, i) for i in range(2)]
+    lot = f"{lot}{secrets.token_hex(2).upper()}"
+    await activate(client, login, serials, product_id, line=f"LMS{next(_lines)}", lot=lot)
+    admin = await login("admin")
+    key = await make_key(client, admin, demo["DIST-NB"], ["verify.b2b"])
+    for path, recalled in ((quote(lot, safe=""), True), (lot, False), (quote(lot, safe=""), True)):
+        put = await client.put(
+            f"/v1/lms/lots/{SUN_CREAM}/{path}",
+            headers=admin,
+            json={"expirationDate": "2028-12-31", "recalled": recalled},
+        )
+        assert put.status_code == 200, (path, put.text)
+        assert (put.json()["lot"], put.json()["recalled"]) == (lot, recalled)
+    body = {"gtin": SUN_CREAM, "serialNumber": serials[0], "lotNumber": lot}
+    answer = await verify(client, key, {**body, "expirationDate": "281231"})
+    assert answer["data"]["additionalInfo"] == "Recalled"
+    listed = await client.get("/v1/lms/lots", headers=admin, params={"gtin": SUN_CREAM})
+    assert [r["lot"] for r in listed.json()["items"]].count(lot) == 1
+
+
+async def test_the_packing_line_records_only_a_lot_lms_can_verify(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A lot outside GS1 CSET 82 (``#``, a blank, ``~``: printable ASCII the line took) could
+    never be verified or recalled by a trade partner: the line refuses it, as LMS does."""
+    _, product_id = await issue_units(client, login, demo, 1)
+    operator = await login("operator")
+    for lot in ("LOT#1", "LOT 1", "L~1", "L" * 21):
+        got = await client.put(
+            f"/lines/LMS{next(_lines)}/context",
+            headers=operator,
+            json={"product_id": product_id, "lot": lot, "production_date": "2026-11-01"},
+        )
+        assert_error(got, 400, "validation_failed")
+    ok = await client.put(
+        f"/lines/LMS{next(_lines)}/context",
+        headers=operator,
+        json={"product_id": product_id, "lot": "24/01-A.B", "production_date": "2026-11-01"},
+    )
+    assert ok.status_code == 200, ok.text
+
+
+async def test_get_with_a_parameter_twice_is_400_naming_it(
+    client: Any, conn: Any, lms: Lms
+) -> None:
+    """Two serials (or GTINs, lots …) in one GET: Litestar kept the last, and the dock recorded
+    one answer against the wrong pack. 400 ``validation_failed`` naming it, recorded nowhere."""
+    body = {k: v for k, v in ask(lms).items() if k != "corrUUID"}
+    for name, extra in (
+        ("serialNumber", lms.serials[1]),
+        ("lotNumber", "OTHER"),
+        ("gtin", SERUM),
+        ("expirationDate", "281231"),
+        ("context", "verify"),
+    ):
+        params = [*body.items(), (name, extra)]
+        error = assert_error(
+            await client.get("/v1/lms/verify", headers=lms.key, params=params),
+            400,
+            "validation_failed",
+        )
+        assert error["details"][0]["field"] == name, error
+    row = await (
+        await conn.execute(
+            "SELECT count(*) AS n FROM lms_requests WHERE lot_number = %s", (lms.lot,)
+        )
+    ).fetchone()
+    await conn.commit()
+    assert row["n"] == 0
+
+
+async def test_a_retry_in_another_case_is_the_same_request(client: Any, lms: Lms) -> None:
+    """README: ``serialNumber`` in any case — a dock's retry with the serial lower-cased is the
+    same request (its first answer), not 409 ``corr_uuid_reused``."""
+    body = ask(lms)
+    first = await verify(client, lms.key, body)
+    lower = {**body, "serialNumber": body["serialNumber"].lower()}
+    assert await verify(client, lms.key, lower) == first
+    got = await client.get("/v1/lms/verify", headers=lms.key, params=lower)
+    assert got.status_code == 200, got.text
+    assert got.json() == first
+
+
+async def test_another_brands_serial_is_logged_as_a_never_made_one(
+    client: Any, login: Any, app: Any, lms: Lms
+) -> None:
+    """Another brand's genuine serial under this brand's GTIN is recorded with the detail of a
+    forged one (it was ``unknown``: the brand's staff told the other brand's codes from fakes);
+    ``unknown`` is left to an index past a batch of the brand's own."""
+    prefix = "57" + "".join(str(secrets.randbelow(10)) for _ in range(7))
+    _, other_admin = await onboarded_brand(client, login, gs1_company_prefix=prefix)
+    other = await make_key(client, other_admin, None, ["verify.b2b"])
+    gtin = f"0{prefix}001{gs1_check_digit(prefix + '001')}"
+    made = await client.post(
+        "/products",
+        headers=other_admin,
+        json={"name": "Other cream", "product_no": "OC-1", "gtin": gtin},
+    )
+    assert made.status_code == 201, made.text
+    forged = lms.serials[0][:-1] + ("A" if lms.serials[0][-1] != "A" else "B")
+    ours = await verify(client, other, ask(lms, gtin=gtin))
+    fake = await verify(client, other, ask(lms, gtin=gtin, serialNumber=forged))
+    assert ours["data"] == fake["data"]
+    log = await client.get("/v1/lms/requests", headers=other_admin, params={"per_page": 10})
+    rows = {r["corr_uuid"]: r for r in log.json()["items"]}
+    a, b = rows[ours["corrUUID"]], rows[fake["corrUUID"]]
+    keep = ("verified", "failure_reason", "additional_info", "product_id", "detail")
+    assert {k: a[k] for k in keep} == {k: b[k] for k in keep}
+    assert a["detail"] == "forged"
+    # the brand's own batch, an index past its size: unknown, as before
+    beyond = await verify(
+        client, lms.key, ask(lms, serialNumber=app.state.scheme.serial(lms.batch_no, 12))
+    )
+    own = await client.get(
+        "/v1/lms/requests", headers=await login("admin"), params={"corrUUID": beyond["corrUUID"]}
+    )
+    assert own.json()["items"][0]["detail"] == "unknown"

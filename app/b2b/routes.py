@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from typing import Annotated, Any
+from urllib.parse import unquote
 
 import msgspec
 from litestar import Controller, Request, get, post, put
@@ -25,7 +26,7 @@ from app.b2b.schemas import (
 )
 from app.codes.scheme import Scheme
 from app.db import Conn
-from app.errors import invalid_body
+from app.errors import ValidationFailed, invalid_body
 from app.paging import Page, PageNo, PerPage
 
 _VERIFY_DOC = """Verify a product identifier as printed (GTIN, serial, lot, expiry) for a trade
@@ -85,6 +86,7 @@ class LmsController(Controller):
     ) -> LmsVerifyOut:
         """Verify a product identifier (the standard's query parameters). A HEAD checks the
         caller and the parameters only: nothing is verified, counted or recorded."""
+        _once_each(request)
         fields: dict[str, Any] = {
             "gtin": gtin,
             "serialNumber": serial_number,
@@ -146,16 +148,22 @@ class LmsController(Controller):
         """The lots the brand declared (expiry, recall), last changed first."""
         return await service.list_lots(conn, principal, gtin, recalled, page, per_page)
 
-    @put("/lots/{gtin:str}/{lot:str}")
+    @put("/lots/{gtin:str}/{lot:path}")
     async def put_lot(
-        self, gtin: str, lot: str, data: LotIn, conn: Conn, principal: Principal
+        self,
+        request: Request[Any, Any, Any],
+        gtin: str,
+        lot: str,
+        data: LotIn,
+        conn: Conn,
+        principal: Principal,
     ) -> LotOut:
         """Declare a lot's expiry (``expirationDate``, YYMMDD or ISO; null: none on record) and
         its recall (``recalled``, ``recall_note``) — ``catalog.write``, the brand's own staff
-        (403 ``brand_staff_only`` below the brand); audited. 404
-        ``unknown_gtin`` for a GTIN of no product of the brand; 400 ``invalid_lot`` for a lot
-        outside GS1 CSET 82 or over 20 characters."""
-        return await service.put_lot(conn, principal, gtin, lot, data)
+        (403 ``brand_staff_only`` below the brand); audited. The lot URL-encoded (``/`` as
+        ``%2F``; sent bare, it is taken too). 404 ``unknown_gtin`` for a GTIN of no product of
+        the brand; 400 ``invalid_lot`` for a lot outside GS1 CSET 82 or over 20 characters."""
+        return await service.put_lot(conn, principal, gtin, _lot_of(request, lot), data)
 
     @get("/responder")
     async def get_responder(self, conn: Conn, principal: Principal) -> ResponderOut:
@@ -169,3 +177,39 @@ class LmsController(Controller):
         """Set the brand's GLN (``catalog.write``, the brand's own staff: 403
         ``brand_staff_only`` below it; 400 ``invalid_gln``); audited."""
         return await service.put_responder(conn, principal, data)
+
+
+# the GET's parameters that make the request: each names one value of the identifier
+_VERIFY_PARAMS = (
+    "gtin",
+    "serialNumber",
+    "lotNumber",
+    "expirationDate",
+    "requestorGLN",
+    "context",
+    "corrUUID",
+)
+
+
+def _once_each(request: Request[Any, Any, Any]) -> None:
+    """400 ``validation_failed`` naming a parameter sent twice: Litestar keeps the last value,
+    and one answer for two identifiers is recorded by the dock against the wrong pack."""
+    for name in _VERIFY_PARAMS:
+        if len(request.query_params.getall(name, [])) > 1:
+            raise ValidationFailed(
+                f"invalid request ({name}): the query parameter is given more than once",
+                details=[{"field": name, "message": "repeated", "source": "query"}],
+            )
+
+
+def _lot_of(request: Request[Any, Any, Any], lot: str) -> str:
+    """The lot as sent, past the GTIN's segment: GS1 CSET 82 has ``/``, which the router
+    decodes before routing (hence a ``path`` parameter) and whose ``//`` it folds into one —
+    the raw path has neither (``app.epcis.routes._raw_tail``'s way)."""
+    raw = request.scope.get("raw_path")
+    if raw:
+        _, found, tail = raw.decode("latin-1").partition("/v1/lms/lots/")
+        _, slash, encoded = tail.partition("/")
+        if found and slash:
+            return unquote(encoded)
+    return lot[1:] if lot.startswith("/") else lot

@@ -14,8 +14,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
-# GS1 CSET 82 (the character set of AI 21 and AI 10), 1–20 characters.
-CSET82 = r"^[!\"%&'()*+,\-./0-9:;<=>?A-Z_a-z]{1,20}(?!\n)$"
+from app.codes.scheme import CSET82  # GS1 CSET 82 (AI 21 and AI 10), 1–20 characters
+
 SerialNumber = Annotated[str, msgspec.Meta(pattern=CSET82)]
 LotNumber = Annotated[str, msgspec.Meta(pattern=CSET82)]
 GtinText = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{8}(?!\n)$|^[0-9]{12,14}(?!\n)$")]

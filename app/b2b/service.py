@@ -56,7 +56,6 @@ from app import audit, localtime
 from app._core import Gs1Error, gs1_check_digit, normalize_gtin
 from app.auth.principal import Principal
 from app.b2b.schemas import (
-    CSET82,
     AdditionalInfo,
     FailureReason,
     LmsData,
@@ -68,8 +67,9 @@ from app.b2b.schemas import (
     ResponderIn,
     ResponderOut,
 )
-from app.codes.lookup import read_codes
-from app.codes.scheme import Scheme
+from app.codes.batches import load_batches
+from app.codes.lookup import Read, read_codes
+from app.codes.scheme import CSET82, Scheme
 from app.config import Settings
 from app.db import Conn
 from app.errors import Conflict, NotFound, TooManyRequests, ValidationFailed
@@ -206,9 +206,11 @@ def head_answer(data: LmsVerifyIn) -> LmsVerifyOut:
 
 
 def read_request(data: LmsVerifyIn) -> Request:
+    """The request checked and normalised: the GTIN as GTIN-14, the serial upper-cased (README:
+    any case — a retry in another case is the same request, not 409 ``corr_uuid_reused``)."""
     return Request(
         gtin=parse_gtin(data.gtin),
-        serial=data.serialNumber,
+        serial=data.serialNumber.upper(),
         lot=data.lotNumber,
         expiry=parse_expiry(data.expirationDate),
         gln=parse_gln(data.requestorGLN),
@@ -258,7 +260,7 @@ async def decide(conn: Conn, scheme: Scheme, brand_id: int, req: Request) -> Dec
         return Decision(False, _NO_SERIAL, None, "malformed", product_id)
     read = (await read_codes(conn, scheme, brand_id, [serial]))[0]
     if read.kind != "unit" or read.reason not in (None, "void"):  # a void batch: its units' state
-        detail = read.reason if read.reason in ("malformed", "forged") else "unknown"
+        detail = await _unmatched(conn, brand_id, read)
         return Decision(False, _NO_SERIAL, None, detail, product_id)
     unit = await (
         await conn.execute(
@@ -291,6 +293,21 @@ async def decide(conn: Conn, scheme: Scheme, brand_id: int, req: Request) -> Dec
         return Decision(False, _NOT_GOODS, info, detail, product_id, read.code)
     expired = unit["expiry"] is not None and unit["expiry"] < localtime.today()
     return Decision(True, None, "Expired" if expired else None, "matched", product_id, read.code)
+
+
+async def _unmatched(conn: Conn, brand_id: int, read: Read) -> str:
+    """The recorded detail of a serial that is no unit of the brand: ``malformed``, ``forged``
+    — also another brand's genuine code, or one of no batch, logged exactly as a never-made one
+    (``read_codes`` calls both ``unknown``: the brand's staff told another brand's codes from
+    fakes) — or ``unknown``, past the size of a batch of the brand's own. A case's label (``00``
+    and an SSCC) is no serial of the scheme: ``malformed``."""
+    if read.kind != "unit" or read.reason == "malformed":
+        return "malformed"
+    if read.reason == "unknown":
+        batch = (await load_batches(conn, [read.batch])).get(read.batch)
+        if batch is not None and batch.brand_id == brand_id:
+            return "unknown"
+    return "forged"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ from app.config import Settings, parse_master_key
 from app.errors import SerialNotInBatch
 
 __all__ = [
+    "CSET82",
     "MAX_BULK",
     "NO_KEY_VERSION",
     "SERIAL_LENGTH",
@@ -80,6 +81,11 @@ __all__ = [
     "sscc_link",
     "sscc_urn",
 ]
+
+#: GS1 CSET 82 (the character set of AI 21, a serial, and AI 10, a lot), 1–20 characters: a B2B
+#: request's serial and lot, a lot the brand declares and a lot the packing line records — one
+#: rule (a probe: a lot the line took, ``LOT#1``, could never be verified or recalled by LMS).
+CSET82 = r"^[!\"%&'()*+,\-./0-9:;<=>?A-Z_a-z]{1,20}(?!\n)$"
 
 #: Layout of one ``Scheme.verify_buffer`` result: status, batch_no, index, key version.
 VERDICT = struct.Struct("<IIII")

@@ -1045,7 +1045,7 @@ async def _lot_context(
         )
     except msgspec.ValidationError as exc:
         raise Refused(
-            f"the ILMD lot is not a GS1 lot (1 to 20 printable characters): {exc}",
+            f"the ILMD lot is not a GS1 lot (1 to 20 characters of GS1 CSET 82): {exc}",
             index,
             "invalid_lot",
         ) from exc
