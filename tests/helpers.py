@@ -320,3 +320,9 @@ async def answered_before_its_body(
     answer = await task
     assert done, f"POST {url}: no answer in {time.monotonic() - started:.1f} s, the body waited for"
     return answer
+
+
+def code_of(app: Any, serial: str) -> int:
+    """A unit serial's code id (its batch number and index in one bigint)."""
+    batch_no, index, _ = app.state.scheme.verify(serial)
+    return int(batch_no << 32 | index)

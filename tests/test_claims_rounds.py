@@ -22,7 +22,7 @@ from app.claims import Pending
 from app.errors import AppError
 from app.members import erasure, points
 from app.members.principal import MEMBER_TOKEN, issue_token
-from tests.helpers import assert_error
+from tests.helpers import assert_error, code_of
 from tests.points_support import (
     claim_body,
     into_channel,
@@ -47,11 +47,6 @@ async def goods(client: Any, login: Any, app: Any, demo: Any) -> AsyncIterator[d
     yield goods
     gone = await client.delete(f"/points/rules/{zj['id']}", headers=await login("admin"))
     assert gone.status_code in (204, 404), gone.text
-
-
-def code_of(app: Any, serial: str) -> int:
-    batch_no, index, _ = app.state.scheme.verify(serial)
-    return int(batch_no << 32 | index)
 
 
 def pending_claim(app: Any, member_id: int, brand: int, serial: str) -> Pending[Any]:

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from tests.helpers import assert_error, key_of, onboarded_brand
+from tests.helpers import assert_error, code_of, key_of, onboarded_brand
 from tests.points_support import claim_body, into_channel, member_client, new_member
 from tests.rebates_support import user_id
 from tests.test_logistics import pack
@@ -60,11 +60,6 @@ async def no_other_campaign(app: Any, demo: Any) -> None:
             "WHERE org_id = %(brand)s AND product_no = 'LM-SC-30')",
             {"brand": demo["BRAND-LUMI"]},
         )
-
-
-def code_of(app: Any, serial: str) -> int:
-    batch_no, index, _ = app.state.scheme.verify(serial)
-    return int(batch_no << 32 | index)
 
 
 def campaign_body(product_id: int, prizes: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:

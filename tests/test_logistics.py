@@ -15,6 +15,7 @@ from app import localtime
 from tests.helpers import (
     acting,
     assert_error,
+    code_of,
     issue_cases,
     issue_units,
     key_of,
@@ -2164,3 +2165,40 @@ async def test_a_sold_unit_of_a_voided_batch_comes_back_void_and_withdraws_its_c
     assert back.status_code == 200, back.text
     state = await state_of(conn, app, units[1])
     assert (state["status"], state["disposition"]) == ("void", "damaged")
+
+
+async def test_units_a_store_returns_damaged_or_expired_are_not_sold_again_upstream(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any, route: dict[str, Any]
+) -> None:
+    """A probe: a store's ``return`` document with reason ``damaged``, received by its agent,
+    left the units sellable — the agent sold one (201). A return's reason ``damaged`` or
+    ``expired`` is their disposition from then on, as a consumer's return makes it (409
+    ``not_sellable`` wherever they move after); its shipping event stays ``returned``; any other
+    reason leaves them sellable."""
+    units, cases = route["units"], route["cases"]
+    clerk, agent, store = (
+        await login("clerk"),
+        await login("agent_clerk"),
+        await login("store_clerk"),
+    )
+    await _received(client, clerk, agent, [cases[0]], demo["AGENT-ZJ"])
+    await _received(client, agent, store, [cases[0]], demo["STORE-HZ-01"])
+    for reason, unit in (("damaged", units[0]), ("expired", units[1]), ("wrong_goods", units[2])):
+        back = await document(client, store, [unit], kind="return", reason=reason)
+        assert (await confirm(client, store, back)).status_code == 200
+        got = await document(client, agent, kind="inbound", shipment_id=back["id"])
+        assert (await confirm(client, agent, got)).status_code == 200
+        event = await (
+            await conn.execute(
+                """SELECT e.disposition FROM events e JOIN event_codes ec ON ec.event_id = e.id
+                    WHERE ec.code = %s AND e.details->>'document' = %s""",
+                (code_of(app, unit), back["doc_no"]),
+            )
+        ).fetchone()
+        assert event["disposition"] == "returned"
+    for unit, disposition in ((units[0], "damaged"), (units[1], "expired")):
+        assert (await state_of(conn, app, unit))["disposition"] == disposition
+        sold = await client.post("/sales", headers=agent, json={"codes": [unit]})
+        assert_error(sold, 409, "not_sellable")  # was 201
+    sold = await client.post("/sales", headers=agent, json={"codes": [units[2]]})
+    assert sold.status_code == 201, sold.text

@@ -21,7 +21,7 @@ import redis as redis_sync
 
 from app.verify import messages, records
 from tests.h5_support import new_product
-from tests.helpers import acting, activate, assert_error, issue_units, key_of
+from tests.helpers import acting, activate, assert_error, code_of, issue_units, key_of
 from tests.points_support import (
     claim_body,
     member_client,
@@ -51,11 +51,6 @@ async def goods(client: Any, login: Any, app: Any, demo: Any) -> AsyncIterator[d
     yield goods
     gone = await client.delete(f"/points/rules/{zj['id']}", headers=await login("admin"))
     assert gone.status_code in (204, 404), gone.text
-
-
-def code_of(app: Any, serial: str) -> int:
-    batch_no, index, _ = app.state.scheme.verify(serial)
-    return int(batch_no << 32 | index)
 
 
 async def test_rules_are_the_brands_and_scoped(

@@ -17,7 +17,7 @@ from psycopg.rows import dict_row
 from app.claims import Pending
 from app.logistics.rollup import rollup as stock_rollup
 from app.verify import messages
-from tests.helpers import acting, assert_error
+from tests.helpers import acting, assert_error, code_of
 from tests.points_support import claim_body, member_client, new_member, set_rule
 from tests.race_support import lock_waiters
 from tests.rebates_support import rebate_body, set_rebate, store_goods, user_id
@@ -50,11 +50,6 @@ async def agent_rebates(client: Any, login: Any) -> AsyncIterator[list[int]]:
 async def goods(client: Any, login: Any, app: Any, demo: Any) -> dict[str, Any]:
     """Case 0 at STORE-HZ-01, case 1 at AGENT-ZJ, case 2 at the factory (``store_goods``)."""
     return await store_goods(client, login, app, demo)
-
-
-def code_of(app: Any, serial: str) -> int:
-    batch_no, index, _ = app.state.scheme.verify(serial)
-    return int(batch_no << 32 | index)
 
 
 async def new_clerk(client: Any, login: Any, org_id: int, roles: list[str] | None = None) -> Any:

@@ -1038,12 +1038,27 @@ async def _confirmer(conn: Conn, row: dict[str, Any]) -> int | None:
     return found["person"] if found else None
 
 
+# Why goods came back, as their disposition: a unit returned damaged or expired — by a consumer
+# (``_take_back``) or by a store or agent up the channel (a ``return`` document) — is not sold
+# again, wherever it moves after (``movements.move_state`` keeps it; a probe: a store's damaged
+# return, received by its agent, was sold by the agent)
+_RETURNED_AS: dict[str | None, Disposition] = {"damaged": "damaged", "expired": "expired"}
+
+
 async def _move(conn: Conn, plan: Plan) -> None:
-    """A document's checked movement: recorded by its handler, the event names the document."""
+    """A document's checked movement: recorded by its handler, the event names the document.
+    A return's reason, when ``_RETURNED_AS`` names one, is its units' disposition from now on;
+    its shipping event stays ``returned``, as every return's (an inspection tells a return from
+    a shipment into an area by it)."""
     doc = plan.doc
     assert doc is not None
     details = {"document": doc["doc_no"], "kind": doc["kind"], "reason": doc["reason"]}
     await movements.apply(conn, plan, recorded_by=doc["handler_id"], details=details)
+    if doc["kind"] == "return" and doc["reason"] in _RETURNED_AS:
+        await conn.execute(
+            "UPDATE unit_state SET disposition = %s WHERE code = ANY(%s)",
+            (_RETURNED_AS[doc["reason"]], [u["code"] for u in plan.units]),
+        )
 
 
 # -- one-step flows ---------------------------------------------------------------------------
@@ -1199,8 +1214,7 @@ async def _take_back(
 ) -> Disposition:
     """Step of ``consumer_return``: the unit's movement back into the store (its disposition:
     why it came back); a unit of a void batch comes back void, into no stock (``VOID_RETURN``)."""
-    reasons: dict[str, Disposition] = {"damaged": "damaged", "expired": "expired"}
-    disposition = reasons.get(data.reason, "returned")
+    disposition = _RETURNED_AS.get(data.reason, "returned")
     plan = Plan(
         movement=VOID_RETURN if read.reason == "void" else MOVEMENTS["consumer_return"],
         brand_id=actor.brand_id,
