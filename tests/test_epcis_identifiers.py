@@ -10,6 +10,8 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from app._core import gs1_check_digit, sgtin_urn, sscc_urn
+from app.codes.scheme import CSET82_1_20
+from app.epcis import identifiers
 from app.epcis.identifiers import IdentifierError, canonical, gtin_serial, sscc
 from tests.helpers import epcis_conformance
 
@@ -303,3 +305,14 @@ def test_gtin_serial_and_sscc_read_only_canonical_forms() -> None:
     assert sscc("https://id.gs1.org/00/106141412345678908") == "106141412345678908"
     assert sscc("https://id.gs1.org/00/10614141234567890") is None
     assert sscc("urn:epc:id:sscc:0614141.1234567890") is None
+
+
+def test_epcis_and_the_lot_pattern_take_the_same_cset82() -> None:
+    """GS1 CSET 82 is defined once (app.codes.scheme): EPCIS's character set and the 1–20
+    pattern of a lot or serial (B2B, the packing line) take exactly the same characters — the
+    82 of the set."""
+    pattern = re.compile(CSET82_1_20)
+    taken = {chr(c) for c in range(0x3000) if pattern.match(chr(c))}
+    assert taken == identifiers.CSET82
+    assert len(taken) == 82 and {"/", "%", "?", "_"} <= taken and not {"#", " ", "~"} & taken
+    assert pattern.match("A" * 20) and not pattern.match("A" * 21)

@@ -6,6 +6,7 @@ per-key limit — on the real PostgreSQL and Redis."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import secrets
 import uuid
@@ -617,6 +618,51 @@ async def test_a_lot_with_a_slash_is_declared_and_recalled(
     assert [r["lot"] for r in listed.json()["items"]].count(lot) == 1
 
 
+async def test_the_lot_path_is_read_from_the_raw_path_alone(
+    client: Any, login: Any, conn: Any
+) -> None:
+    """The router decodes ``%2F`` and folds ``//`` before it splits the GTIN off; the lot is
+    read from the raw path: ``{gtin}%2FX/L`` named GTIN ``{gtin}/X`` (it saved lot ``L`` of
+    the GTIN) and ``//{gtin}/L`` an empty one (it saved lot ``{gtin}/L``): 400
+    ``invalid_gtin``, nothing saved."""
+    admin = await login("admin")
+    lot = f"G{secrets.token_hex(3).upper()}"
+    recall = {"expirationDate": None, "recalled": True}
+    for path, named in ((f"{SUN_CREAM}%2FX/{lot}", f"{SUN_CREAM}/X"), (f"/{SUN_CREAM}/{lot}", "")):
+        error = assert_error(
+            await client.put(f"/v1/lms/lots/{path}", headers=admin, json=recall),
+            400,
+            "invalid_gtin",
+        )
+        assert error["details"] == {"gtin": named}, error
+    row = await (
+        await conn.execute("SELECT count(*) AS n FROM lms_lots WHERE lot LIKE %s", (f"%{lot}",))
+    ).fetchone()
+    await conn.commit()
+    assert row["n"] == 0
+
+
+async def test_a_lot_ending_in_a_bare_slash_is_400(client: Any, login: Any) -> None:
+    """A bare last ``/`` was taken as part of the lot (``L/``; Litestar's ``{lot:str}`` took
+    ``L``): a recall sent so answered 200 and recalled nothing. 400 ``invalid_lot`` saying to
+    send it as ``%2F``; encoded it is the lot's, as ``%`` is sent as ``%25`` and ``?`` as
+    ``%3F`` (README)."""
+    admin = await login("admin")
+    lot = f"T{secrets.token_hex(3).upper()}"
+    recall = {"expirationDate": None, "recalled": True}
+    for path in (f"{lot}/", f"{lot}//", f"A/{lot}/"):
+        refused = await client.put(f"/v1/lms/lots/{SUN_CREAM}/{path}", headers=admin, json=recall)
+        assert "%2F" in assert_error(refused, 400, "invalid_lot")["message"]
+    for path, taken in (
+        (f"{lot}%2F", f"{lot}/"),
+        (f"{lot}%25", f"{lot}%"),
+        (f"{lot}%3F", f"{lot}?"),
+    ):
+        put = await client.put(f"/v1/lms/lots/{SUN_CREAM}/{path}", headers=admin, json=recall)
+        assert put.status_code == 200, (path, put.text)
+        assert put.json()["lot"] == taken
+
+
 async def test_the_packing_line_records_only_a_lot_lms_can_verify(
     client: Any, login: Any, demo: Any
 ) -> None:
@@ -678,6 +724,31 @@ async def test_a_retry_in_another_case_is_the_same_request(client: Any, lms: Lms
     got = await client.get("/v1/lms/verify", headers=lms.key, params=lower)
     assert got.status_code == 200, got.text
     assert got.json() == first
+
+
+async def test_a_retry_of_a_request_recorded_before_serials_were_upper_cased(
+    client: Any, app: Any, lms: Lms
+) -> None:
+    """A request recorded before the serial was upper-cased for the fingerprint holds the
+    fingerprint of the serial as sent: its exact retry gets its first answer (it was 409
+    ``corr_uuid_reused``); another request under its corrUUID is still 409."""
+    body = ask(lms, serialNumber=lms.serials[0].lower())
+    first = await verify(client, lms.key, body)
+    req = service.read_request(msgspec.convert(body, LmsVerifyIn))
+    old = dataclasses.replace(req, serial=body["serialNumber"]).fingerprint()
+    async with app.state.pool.connection() as conn:  # the test's own request, as then recorded
+        await conn.execute(
+            "UPDATE lms_requests SET fingerprint = %s, serial_number = %s WHERE corr_uuid = %s",
+            (old, body["serialNumber"], uuid.UUID(body["corrUUID"])),
+        )
+        await conn.commit()
+    assert await verify(client, lms.key, body) == first
+    got = await client.get("/v1/lms/verify", headers=lms.key, params=body)
+    assert got.status_code == 200 and got.json() == first, got.text
+    other = {**body, "serialNumber": lms.serials[1].lower()}
+    assert_error(
+        await client.post("/v1/lms/verify", headers=lms.key, json=other), 409, "corr_uuid_reused"
+    )
 
 
 async def test_another_brands_serial_is_logged_as_a_never_made_one(

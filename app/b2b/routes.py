@@ -160,10 +160,11 @@ class LmsController(Controller):
     ) -> LotOut:
         """Declare a lot's expiry (``expirationDate``, YYMMDD or ISO; null: none on record) and
         its recall (``recalled``, ``recall_note``) — ``catalog.write``, the brand's own staff
-        (403 ``brand_staff_only`` below the brand); audited. The lot URL-encoded (``/`` as
-        ``%2F``; sent bare, it is taken too). 404 ``unknown_gtin`` for a GTIN of no product of
-        the brand; 400 ``invalid_lot`` for a lot outside GS1 CSET 82 or over 20 characters."""
-        return await service.put_lot(conn, principal, gtin, _lot_of(request, lot), data)
+        (403 ``brand_staff_only`` below the brand); audited. The lot URL-encoded: ``%`` as
+        ``%25``, ``?`` as ``%3F``, a last ``/`` as ``%2F`` (another ``/`` may be sent bare).
+        404 ``unknown_gtin`` for a GTIN of no product of the brand; 400 ``invalid_lot`` for a
+        lot outside GS1 CSET 82 or over 20 characters, or ending in a bare ``/``."""
+        return await service.put_lot(conn, principal, gtin, _lot_of(request, gtin, lot), data)
 
     @get("/responder")
     async def get_responder(self, conn: Conn, principal: Principal) -> ResponderOut:
@@ -202,14 +203,30 @@ def _once_each(request: Request[Any, Any, Any]) -> None:
             )
 
 
-def _lot_of(request: Request[Any, Any, Any], lot: str) -> str:
+def _lot_of(request: Request[Any, Any, Any], gtin: str, lot: str) -> str:
     """The lot as sent, past the GTIN's segment: GS1 CSET 82 has ``/``, which the router
     decodes before routing (hence a ``path`` parameter) and whose ``//`` it folds into one —
-    the raw path has neither (``app.epcis.routes._raw_tail``'s way)."""
+    the raw path has neither (``app.epcis.routes._raw_tail``'s way). The raw path alone names
+    the lot: its GTIN segment is the router's ``gtin`` or the request is refused (400
+    ``invalid_gtin``: ``{gtin}%2FX/L`` was saved as lot ``L`` of the GTIN, ``//{gtin}/L`` as
+    lot ``{gtin}/L``). A bare last ``/`` is 400 ``invalid_lot``, a lot ending in ``/`` sends it
+    as ``%2F``: Litestar's ``{lot:str}`` took ``L/`` as ``L``, and read as lot ``L/`` a recall
+    sent so answered 200 and recalled nothing."""
     raw = request.scope.get("raw_path")
-    if raw:
-        _, found, tail = raw.decode("latin-1").partition("/v1/lms/lots/")
-        _, slash, encoded = tail.partition("/")
-        if found and slash:
-            return unquote(encoded)
-    return lot[1:] if lot.startswith("/") else lot
+    if not raw:
+        return lot[1:] if lot.startswith("/") else lot
+    _, _, tail = raw.decode("latin-1").partition("/v1/lms/lots/")
+    segment, _, encoded = tail.partition("/")
+    if unquote(segment) != gtin:
+        raise ValidationFailed(
+            "not a GTIN: the path's GTIN segment is not one GTIN",
+            code="invalid_gtin",
+            details={"gtin": unquote(segment)},
+        )
+    if encoded.endswith("/"):
+        raise ValidationFailed(
+            "a lot ending in '/' is sent with that '/' as %2F (a bare one ends the path)",
+            code="invalid_lot",
+            details={"lot": unquote(encoded)},
+        )
+    return unquote(encoded)

@@ -14,10 +14,10 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from app.codes.scheme import CSET82  # GS1 CSET 82 (AI 21 and AI 10), 1–20 characters
+from app.codes.scheme import CSET82_1_20  # GS1 CSET 82 (AI 21 and AI 10), 1–20 characters
 
-SerialNumber = Annotated[str, msgspec.Meta(pattern=CSET82)]
-LotNumber = Annotated[str, msgspec.Meta(pattern=CSET82)]
+SerialNumber = Annotated[str, msgspec.Meta(pattern=CSET82_1_20)]
+LotNumber = Annotated[str, msgspec.Meta(pattern=CSET82_1_20)]
 GtinText = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{8}(?!\n)$|^[0-9]{12,14}(?!\n)$")]
 GlnText = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{13}(?!\n)$")]
 # YYMMDD (AI 17; DD 00: the month's last day) or an ISO date YYYY-MM-DD

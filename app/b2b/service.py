@@ -44,7 +44,7 @@ import logging
 import re
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -69,7 +69,7 @@ from app.b2b.schemas import (
 )
 from app.codes.batches import load_batches
 from app.codes.lookup import Read, read_codes
-from app.codes.scheme import CSET82, Scheme
+from app.codes.scheme import CSET82_1_20, Scheme
 from app.config import Settings
 from app.db import Conn
 from app.errors import Conflict, NotFound, TooManyRequests, ValidationFailed
@@ -78,7 +78,7 @@ from app.paging import Page, fetch_page
 from app.redisconn import UNAVAILABLE, AnyRedis, script
 
 log = logging.getLogger("tracecode.b2b")
-_CSET82 = re.compile(CSET82)
+_CSET82 = re.compile(CSET82_1_20)
 
 PERMISSION = "verify.b2b"
 
@@ -320,9 +320,11 @@ async def _responder_gln(conn: Conn, brand_id: int, lock: bool = False) -> str |
     return row["gln"] if row else None
 
 
-async def _replay(conn: Conn, actor: Principal, corr: uuid.UUID, fp: bytes) -> LmsVerifyOut | None:
+async def _replay(
+    conn: Conn, actor: Principal, corr: uuid.UUID, fps: tuple[bytes, ...]
+) -> LmsVerifyOut | None:
     """The first answer under ``corr`` of the caller's organisation, if any (409
-    ``corr_uuid_reused`` when it was another request)."""
+    ``corr_uuid_reused`` when it was another request: its fingerprint is none of ``fps``)."""
     row = await (
         await conn.execute(
             "SELECT fingerprint, response FROM lms_requests WHERE org_id = %s AND corr_uuid = %s",
@@ -331,7 +333,7 @@ async def _replay(conn: Conn, actor: Principal, corr: uuid.UUID, fp: bytes) -> L
     ).fetchone()
     if row is None:
         return None
-    if bytes(row["fingerprint"]) != fp:
+    if bytes(row["fingerprint"]) not in fps:
         raise Conflict(
             "this corrUUID was used for another verification",
             code="corr_uuid_reused",
@@ -351,8 +353,11 @@ async def verify(
     brand_id = actor.brand_id
     corr = data.corrUUID or uuid.uuid4()
     fp = req.fingerprint()
+    # and with the serial as sent: a request recorded before serials were upper-cased for the
+    # fingerprint was fingerprinted so — its exact retry gets its first answer, not 409
+    fps = (fp, replace(req, serial=data.serialNumber).fingerprint())
     if data.corrUUID is not None:
-        replay = await _replay(conn, actor, corr, fp)
+        replay = await _replay(conn, actor, corr, fps)
         if replay is not None:
             return replay
     decision = await decide(conn, scheme, brand_id, req)
@@ -398,7 +403,7 @@ async def verify(
         )
     ).fetchone()
     if inserted is None:  # the same corrUUID committed meanwhile by a request sent at once
-        replay = await _replay(conn, actor, corr, fp)
+        replay = await _replay(conn, actor, corr, fps)
         assert replay is not None
         return replay
     return out

@@ -44,6 +44,7 @@ from app.errors import SerialNotInBatch
 
 __all__ = [
     "CSET82",
+    "CSET82_1_20",
     "MAX_BULK",
     "NO_KEY_VERSION",
     "SERIAL_LENGTH",
@@ -82,10 +83,15 @@ __all__ = [
     "sscc_urn",
 ]
 
-#: GS1 CSET 82 (the character set of AI 21, a serial, and AI 10, a lot), 1–20 characters: a B2B
-#: request's serial and lot, a lot the brand declares and a lot the packing line records — one
-#: rule (a probe: a lot the line took, ``LOT#1``, could never be verified or recalled by LMS).
-CSET82 = r"^[!\"%&'()*+,\-./0-9:;<=>?A-Z_a-z]{1,20}(?!\n)$"
+# GS1 CSET 82, the character set of AI 21 (a serial), AI 10 (a lot) and the other text AIs: one
+# definition, which the pattern and the set below are both made of.
+_CSET82_CLASS = r"!\"%&'()*+,\-./0-9:;<=>?A-Z_a-z"
+#: GS1 CSET 82's characters (EPCIS checks its AIs' values against them, each at its own length).
+CSET82 = frozenset(c for c in map(chr, range(128)) if re.fullmatch(f"[{_CSET82_CLASS}]", c))
+#: 1–20 characters of GS1 CSET 82 (AI 21, AI 10): a B2B request's serial and lot, a lot the brand
+#: declares and a lot the packing line records — one rule (a probe: a lot the line took,
+#: ``LOT#1``, could never be verified or recalled by LMS).
+CSET82_1_20 = rf"^[{_CSET82_CLASS}]{{1,20}}(?!\n)$"
 
 #: Layout of one ``Scheme.verify_buffer`` result: status, batch_no, index, key version.
 VERDICT = struct.Struct("<IIII")

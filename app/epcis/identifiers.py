@@ -40,6 +40,7 @@ from collections.abc import Callable, Sequence
 from functools import lru_cache
 
 from app._core import Gs1Error, gs1_check_digit
+from app.codes.scheme import CSET82  # GS1 CSET 82's characters: one definition, with its pattern
 
 __all__ = [
     "CANONICAL_ORIGIN",
@@ -59,7 +60,6 @@ class IdentifierError(ValueError):
 
 _DIGITS = "0123456789"
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-CSET82 = frozenset("!\"%&'()*+,-./:;<=>?_" + _DIGITS + _LETTERS)
 CSET39 = frozenset("#-/" + _DIGITS + _LETTERS[:26])
 _KEPT = frozenset("'-.;=_" + _DIGITS + _LETTERS)
 _PLAIN = re.compile(r"[A-Za-z0-9'\-.;=_]+")

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from app.bodies import OffsetTime
-from app.codes.scheme import CSET82
+from app.codes.scheme import CSET82_1_20
 from app.localtime import check_day
 from app.textguard import VISIBLE
 
@@ -19,7 +19,7 @@ ClientEventId = Annotated[
 ]
 ScanCode = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 # GS1 CSET 82, as the lot is printed (AI 10) and B2B verification (LMS) compares and recalls it
-Lot = Annotated[str, msgspec.Meta(min_length=1, max_length=20, pattern=CSET82)]
+Lot = Annotated[str, msgspec.Meta(min_length=1, max_length=20, pattern=CSET82_1_20)]
 Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=500, pattern=VISIBLE)]
 
 MAX_SCANS = 20_000  # items per upload
