@@ -330,8 +330,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     console_dist: str | None = None
 
     # Personal information kept no longer than needed (app.retention): a verification record's
-    # client address and id, user agent, position and claim retry key this many days after the
-    # scan (and a fraud hold's copies of them, after the hold was opened); a finished SMS's
+    # client address and id, user agent, position and claim retry key (a record naming its
+    # member keeps the key's md5) this many days after the scan (and a fraud hold's copies of
+    # them, after the hold was opened); a finished SMS's
     # number and variables, and a finished WeChat message's openid, data and link, this many days
     # after it was queued (at least SMS_MARKETING_INTERVAL_HOURS, which reads the SMS numbers).
     # 0: kept for ever; else at least 30.

@@ -35,7 +35,8 @@ every worker process every ``SWEEP_SECONDS`` (one at a time: ``Lock.RETENTION_SW
 * the same in the operators' ``dead_letters``: a verification record PostgreSQL refused loses its
   details, a failed SMS's copy its number and variables, as many days after it was set aside
   (a record that is no JSON object, whose fields cannot be told apart, loses its whole payload;
-  one whose bytes are not its cleared fields' is written again: a key given twice, a probe);
+  one whose JSON gives a personal key twice is written again, each key once: a probe; a letter
+  holding nothing personal is left as it is, however it is spelled);
   the letter stays, for the operator to replay or drop (a probe: the copies kept everything
   for ever), its reason cut to its first line (PostgreSQL's DETAIL and CONTEXT lines quote the
   record: a probe found the client's address there; migration 0132 cut those already cleared)
@@ -59,11 +60,13 @@ sweep, and the steps after it run.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import msgspec
 
@@ -206,9 +209,11 @@ async def _sms(conn: Conn, cutoff: datetime, deadline: float) -> int:
 
 def _cleared(queue: str, payload: bytes) -> bytes | None:
     """A dead letter's payload without the personal part its retention ends; None when it holds
-    none any more. Written again whenever its bytes are not those of the cleared fields: a key
-    the JSON repeats is decoded once, the last — a probe: ``"client_ip"`` given first and then
-    null read as cleared, the address kept in the bytes for ever."""
+    none any more — left as it is, whatever its spelling (a review: an SMS copy made with
+    ``row_to_json``, not msgspec's bytes, lost its reason for nothing). Written again when a
+    personal field holds a value, or when the JSON gives a personal key twice: it is decoded
+    once, the last — a probe: ``"client_ip"`` given first and then null read as cleared, the
+    address kept in the bytes for ever."""
     fields = decoded(payload)
     if fields is None:
         return b"" if payload else None
@@ -216,10 +221,20 @@ def _cleared(queue: str, payload: bytes) -> bytes | None:
         gone = dict.fromkeys(_SCAN_DETAILS)
     else:  # an SMS outbox row, as app.sms.sender copied it
         gone = {"phone": SMS_TOMBSTONE, "variables": {}}
-    if any(fields.get(k, v) != v for k, v in gone.items()):
-        fields = {**fields, **gone}
-    cleared = msgspec.json.encode(fields)
-    return None if cleared == payload else cleared
+    if all(fields.get(k, v) == v for k, v in gone.items()) and not _repeated(payload, gone):
+        return None
+    return msgspec.json.encode({**fields, **gone})
+
+
+def _repeated(payload: bytes, keys: dict[str, Any]) -> bool:
+    """Whether the top-level object of ``payload`` (a JSON object) gives one of ``keys`` more
+    than once (nested objects are not read: they come out as lists of pairs)."""
+    try:
+        pairs = json.loads(payload, object_pairs_hook=list)
+    except (ValueError, RecursionError):  # msgspec read it: too deep here, cleared to be sure
+        return True
+    names = [name for name, _ in pairs]
+    return any(names.count(key) > 1 for key in keys)
 
 
 async def _letters(conn: Conn, queue: str, cutoff: datetime, deadline: float) -> int:

@@ -783,13 +783,91 @@ async def test_a_relabelled_units_pack_holds_the_replaced_codes_alerts_and_scans
     assert document["code"]["serial"] == new
 
 
+async def test_one_forged_serial_in_several_spellings_is_one_code(
+    client: Any, login: Any, app: Any
+) -> None:
+    """A review: a forged serial scanned as printed, typed in lower case and with the Crockford
+    look-alikes (O for 0, I for 1) and a hyphen counted as three serials, and the pack's
+    ``code`` was null. The scheme reads them as one serial (``Scheme.verify``): the pack names
+    it, each record the spelling it was asked with."""
+    made, admin = await onboarded_brand(client, login)
+    brand = made["id"]
+    serial = "F01" + secrets.token_hex(10).upper()[:17]
+    spellings = [serial, serial.lower(), "FOI-" + serial[3:]]
+    async with app.state.pool.connection() as conn:
+        for n, spelling in enumerate(spellings, start=1):
+            await _forged_scan(conn, brand, spelling, n)
+        await _forged_scan(conn, brand, "F" + secrets.token_hex(10).upper()[:19], 4, "unknown")
+        alert = await (
+            await conn.execute(
+                """SELECT id FROM alerts WHERE brand_id = %s AND details->>'reason' = 'forged'
+                      AND acknowledged_at IS NULL""",
+                (brand,),
+            )
+        ).fetchone()
+        await conn.commit()
+    response = await client.post(f"/alerts/{alert['id']}/evidence", headers=admin)
+    assert response.status_code == 200, response.text
+    document = verify_pack.verify(response.content, evidence_key(app.state.settings).public_pem)
+    assert [r["serial"] for r in document["verifications"]["records"]] == spellings
+    assert document["code"] is not None and document["code"]["serial"] == serial
+
+
+async def test_a_relabelled_units_pack_holds_its_old_labels_scans_after_the_replacement(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A review (a choice, documented): A relabelled as B, then B as C. The trace stops at each
+    replacement, but C's pack holds every record of A and B, the scans of A's torn or void
+    label made AFTER it was replaced included: someone scanning a replaced label is a sign of
+    label reuse, which an investigator wants to see. Each record names its serial."""
+    from tests.helpers import issue_cases
+    from tests.test_packing import scan, serials, set_line, set_rules, upload
+
+    batch_no, product_id = await issue_units(client, login, demo, 12)
+    await set_rules(client, login, product_id, [])
+    inner = await issue_cases(client, login, demo, "inner", 1)
+    line = "ZR" + secrets.token_hex(2).upper()
+    await set_line(client, login, product_id, line)
+    units = serials(app, batch_no, 0, 12)
+    await upload(client, login, line, [scan(s) for s in units[:10]] + [scan(inner[0])])
+    a, b, c = units[3], units[10], units[11]
+    brand, code = demo["BRAND-LUMI"], {a: (batch_no << 32) | 3, b: (batch_no << 32) | 10}
+
+    async def record(serial: str, n: int, reason: str = "first_query") -> None:
+        async with app.state.pool.connection() as conn:
+            await conn.execute(
+                """INSERT INTO verifications (at, record_key, code_id, brand_id, result, reason,
+                       queries, pin_given)
+                   VALUES (now(), gen_random_uuid(), %s, %s, 'genuine', %s, %s, true)""",
+                (code[serial], brand, reason, n),
+            )
+            await conn.commit()
+
+    operator = await login("operator")
+    await record(a, 1)
+    for old, new in ((a, b), (b, c)):
+        got = await client.post(
+            "/packing/replace", headers=operator, json={"old": old, "new": new, "reason": "torn"}
+        )
+        assert got.status_code == 200, got.text
+        if old == a:
+            await record(a, 99, "void")  # the old label scanned after its replacement
+            await record(b, 2)
+    pack = await client.post(f"/codes/{c}/evidence", headers=await login("admin"))
+    assert pack.status_code == 200, pack.text
+    document = verify_pack.verify(pack.content, evidence_key(app.state.settings).public_pem)
+    records = [(r["queries"], r["serial"]) for r in document["verifications"]["records"]]
+    assert sorted(records) == [(1, a), (2, b), (99, a)], records
+
+
 def test_an_unreadable_or_binary_key_or_pack_is_an_answer_not_a_traceback(
     settings: Any, tmp_path: Path
 ) -> None:
     """A probe: a recipient saved the key as DER (binary), or named a file that is not there,
     and the verifier's command died with a UnicodeDecodeError or FileNotFoundError traceback.
-    A key or pack that is no text is ``INVALID: …`` (exit 1); a file that cannot be read is a
-    usage error (exit 2, one line)."""
+    A pack that is no text is ``INVALID: …`` (exit 1); a file that cannot be read, or a key
+    file that is no text, is a usage error (exit 2, one line): a wrong key file says nothing of
+    the pack, and ``INVALID`` would tell a court the pack failed."""
     import base64
 
     body, key = _signed_pack(settings)
@@ -800,7 +878,7 @@ def test_an_unreadable_or_binary_key_or_pack_is_an_answer_not_a_traceback(
     (tmp_path / "key.der").write_bytes(der[:12] + b"\xff" + der[13:])  # surely no UTF-8
     expected = [
         (["pack.json", "key.pem"], 0, "VALID"),
-        (["pack.json", "key.der"], 1, "INVALID: the key file is no text"),
+        (["pack.json", "key.der"], 2, "verify_pack.py: key.der is no text (a DER key?)"),
         (["key.der", "key.pem"], 1, "INVALID: not UTF-8 JSON"),
         (["missing.json", "key.pem"], 2, "verify_pack.py: cannot read missing.json"),
         (["pack.json", "missing.pem"], 2, "verify_pack.py: cannot read missing.pem"),
@@ -817,3 +895,4 @@ def test_an_unreadable_or_binary_key_or_pack_is_an_answer_not_a_traceback(
         said = (run.stdout + run.stderr).strip()
         assert run.returncode == code and "Traceback" not in said, (args, said)
         assert said.startswith(answer) and len(said.splitlines()) == 1, (args, said)
+        assert (run.stderr if code == 2 else run.stdout).strip() == said, (args, said)

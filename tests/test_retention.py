@@ -711,3 +711,39 @@ async def test_a_dead_letter_repeating_a_key_loses_the_client_address_in_it(
     assert ip.encode() not in bytes(kept["payload"]), bytes(kept["payload"])
     assert msgspec.json.decode(bytes(kept["payload"]))["client_ip"] is None
     assert kept["reason"] == "poison" + _RETAINED
+
+
+async def test_a_dead_letter_holding_nothing_personal_is_left_as_it_is_however_spelled(
+    app: Any, demo: Any
+) -> None:
+    """A review: a letter was written again whenever its bytes were not msgspec's spelling of
+    its fields — an erased member's SMS copy (the number a tombstone, no variables) made with
+    ``row_to_json``, a jsonb member spelled ``{"k": "v"}``, lost its reason to "personal data
+    cleared" with nothing personal in it. Only a personal value, or a personal key given twice,
+    is cleared; this letter is left as it is."""
+    settings = app.state.settings
+    token = secrets.token_hex(4)
+    payload = (
+        b'{"id":' + str(secrets.randbelow(10**9)).encode() + b',"phone":"'
+        + retention.SMS_TOMBSTONE.encode() + b'","variables": {}, "template":"otp",'
+        b'"meta": {"note": "' + token.encode() + b'", "tries": 1}}'
+    )  # fmt: skip
+    assert msgspec.json.encode(msgspec.json.decode(payload)) != payload
+    async with await _conn(settings) as conn:
+        row = await (
+            await conn.execute(
+                """INSERT INTO dead_letters (queue, payload, reason, at)
+                   VALUES ('sms_outbox', %s, 'failed', now() - interval '400 days')
+                   RETURNING id""",
+                (payload,),
+            )
+        ).fetchone()
+        await conn.execute("DELETE FROM retention_marks WHERE what = 'dead:sms_outbox'")
+        await retention.sweep(conn, settings)
+        kept = await (
+            await conn.execute(
+                "SELECT payload, reason FROM dead_letters WHERE id = %s", (row["id"],)
+            )
+        ).fetchone()
+        await conn.execute("DELETE FROM dead_letters WHERE id = %s", (row["id"],))
+    assert (bytes(kept["payload"]), kept["reason"]) == (payload, "failed")

@@ -10,8 +10,17 @@ city the address was placed in —, the client; a code-less alert's — forged s
 share one alert per reason — those it counted: the brand's code-less records of its reason in
 its period, the ``window`` named), its trace (``app.codes.trace``: every event, the containers
 it travelled in) as the caller may see it, and for a code pack the alerts of the code. A unit's
-pack holds the alerts and records of the units it replaced too (P5), each naming its serial.
-The brand's staff notes are the verdicts' notes.
+pack holds the alerts and records of the units it replaced too (P5), each naming its serial —
+an old label's scans made after its replacement too, where the trace stops: a replaced label
+scanned again is a sign of its reuse, which an investigator wants to see. The brand's staff
+notes are the verdicts' notes.
+
+A limit of a code-less alert's ``window``: it is by scan time, while an alert counts a record
+when it is stored (``app.verify.records.ALERT``). A scan made before the previous alert of its
+key was last triggered but stored after that alert was acknowledged (a flush backlog) opened or
+bumped the next alert, yet is packed with the previous one. Nothing stored tells which alert
+counted a record (no time of storing; ids are drawn before commit, in no commit order), and the
+alert upsert is on the verification hot path: the window stays by scan time, and says so.
 
 Consumers' data is masked, as it leaves the company (whoever asks): an IPv4 address keeps its
 first two numbers (``115.238.*.*``), an IPv6 address its first three groups; a member's phone is
@@ -47,7 +56,13 @@ from app import audit
 from app.auth.principal import Principal
 from app.codes.batches import serials_of
 from app.codes.lookup import read_codes
-from app.codes.scheme import Scheme
+from app.codes.scheme import (
+    SERIAL_LENGTH,
+    MalformedSerial,
+    Scheme,
+    crockford_decode,
+    crockford_encode,
+)
 from app.codes.trace import replaced_units, trace
 from app.config import Settings
 from app.db import Conn
@@ -62,6 +77,7 @@ MAX_VERIFICATIONS = 5000  # the earliest ones; ``verifications.total`` counts th
 # from this long before it was raised (a record is counted when stored) to its last trigger
 SERIAL_MARGIN = timedelta(days=7)
 MAX_ALERTS = 200  # of a code pack
+MAX_SERIAL_TEXT = 64  # the longest text the scheme reads as a serial (hyphens in it)
 PSEUDONYMS = "evidence-pseudonyms/v1"
 PRIVACY = (
     "Consumers' data is masked: IPv4 addresses keep their first two numbers, IPv6 addresses "
@@ -359,7 +375,8 @@ async def _window(conn: Conn, alert: Any) -> tuple[datetime, datetime]:
     alone, so only those are read): up to when it was last triggered, after ``SERIAL_MARGIN``
     before it was raised (a record is stored, and counted, after its scan: a queue's delay, a
     backlog) but not up to the last trigger of the previous alert of its key, which counted
-    those."""
+    those — by scan time: a scan stored late, after that alert was acknowledged, is packed with
+    it though the next one counted it (the module's docstring)."""
     row = await (
         await conn.execute(
             """SELECT last_at FROM alerts WHERE dedup_key = %s AND id < %s
@@ -381,7 +398,20 @@ def _several(alert: Any, records: dict[str, Any] | None) -> bool:
         return False
     named = {alert["serial"], (alert["details"] or {}).get("serial")}
     named |= {r["serial"] for r in (records or {}).get("records", ())}
-    return len(named - {None}) > 1
+    return len({_read_as(serial) for serial in named if serial is not None}) > 1
+
+
+def _read_as(serial: str) -> str:
+    """One spelling of a serial as the scheme reads it (``Scheme.verify``: 20 Crockford symbols
+    in any case, O for 0, I and L for 1, hyphens ignored): ``abc…`` and ``ABC…`` are one forged
+    serial scanned twice (a probe: two serials, the pack's ``code`` null). Other text (no
+    serial's shape: a B2B request's, upper-cased already) is compared upper-cased."""
+    if len(serial) <= MAX_SERIAL_TEXT and len(serial.replace("-", "")) == SERIAL_LENGTH:
+        try:
+            return crockford_encode(crockford_decode(serial))
+        except MalformedSerial:
+            pass
+    return serial.upper()
 
 
 def _record(

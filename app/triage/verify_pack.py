@@ -5,10 +5,12 @@ nothing else — no network, no database, no Tracecode installation.
     python3 verify_pack.py evidence-alert-42.json tracecode-evidence-key.pem
 
 Exit status 0 and ``VALID …`` when the pack is intact and signed by that key; 1 and
-``INVALID: <why>`` otherwise (a key file that is no text, a DER key, too); 2 for a usage error
-(a file that cannot be read, as a missing one). This file depends on the Python standard
-library only (3.9 or later); with pycryptodome installed it checks the signature with it, else
-(or with ``--pure``) with the RFC 8032 section 6 reference algorithm written out below.
+``INVALID: <why>`` otherwise (a pack file that is no UTF-8 JSON too); 2 and one line on stderr
+for a usage error — a file that cannot be read (a missing one) or a key file that is no text
+(a DER key): the command was given the wrong key file, which says nothing of the pack. This
+file depends on the Python standard library only (3.9 or later); with pycryptodome installed it
+checks the signature with it, else (or with ``--pure``) with the RFC 8032 section 6 reference
+algorithm written out below.
 
 The algorithm, for reimplementing it elsewhere (OpenSSL, PyNaCl, libsodium, Go, Java):
 
@@ -331,20 +333,10 @@ def verify(pack: bytes, public_key: str, pure: bool = False) -> dict[str, Any]:
     return document
 
 
-def _key_text(raw: bytes) -> str:
-    """The key file's text (``Invalid`` for a binary file: a DER key, another file)."""
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise Invalid(
-            "the key file is no text (a DER key?): give the PEM or base64url key"
-        ) from None
-
-
 def main(argv: list[str]) -> int:
-    """The command: exit 0 and ``VALID …``; 1 and ``INVALID: <why>`` for a pack or key that does
-    not verify (a binary key file too); 2 and a line on stderr for a usage error (a file that
-    cannot be read: missing, a folder, no permission)."""
+    """The command: exit 0 and ``VALID …``; 1 and ``INVALID: <why>`` for a pack that does not
+    verify under the key; 2 and a line on stderr for a usage error (a file that cannot be read:
+    missing, a folder, no permission; a key file that is no text: a DER key)."""
     args = [a for a in argv if a != "--pure"]
     if len(args) != 2:
         sys.stderr.write("usage: verify_pack.py [--pure] PACK.json PUBLIC_KEY.pem\n")
@@ -358,7 +350,14 @@ def main(argv: list[str]) -> int:
             sys.stderr.write(f"verify_pack.py: cannot read {path}: {exc.strerror or exc}\n")
             return 2
     try:
-        document = verify(files[0], _key_text(files[1]), pure="--pure" in argv)
+        key = files[1].decode("utf-8")
+    except UnicodeDecodeError:  # the wrong key file given, not a pack that failed
+        sys.stderr.write(
+            f"verify_pack.py: {args[1]} is no text (a DER key?): give the PEM or base64url key\n"
+        )
+        return 2
+    try:
+        document = verify(files[0], key, pure="--pure" in argv)
     except Invalid as exc:
         print(f"INVALID: {exc}")
         return 1
