@@ -876,9 +876,18 @@ def test_an_unreadable_or_binary_key_or_pack_is_an_answer_not_a_traceback(
     der = base64.b64decode("".join(key.public_pem.splitlines()[1:-1]))
     assert der.startswith(verify_pack.SPKI_PREFIX)
     (tmp_path / "key.der").write_bytes(der[:12] + b"\xff" + der[13:])  # surely no UTF-8
+    # a review: a key saved by Notepad (a UTF-8 BOM) and a key of another kind were INVALID
+    (tmp_path / "bom.pem").write_bytes(b"\xef\xbb\xbf" + key.public_pem.encode())
+    rsa = base64.b64encode(b"\x30\x82" + bytes(40)).decode()  # a PEM of no Ed25519 key
+    (tmp_path / "rsa.pem").write_text(
+        f"-----BEGIN PUBLIC KEY-----\n{rsa}\n-----END PUBLIC KEY-----\n"
+    )
     expected = [
         (["pack.json", "key.pem"], 0, "VALID"),
-        (["pack.json", "key.der"], 2, "verify_pack.py: key.der is no text (a DER key?)"),
+        (["pack.json", "bom.pem"], 0, "VALID"),
+        (["pack.json", "key.der"], 2, "verify_pack.py: key.der is no Ed25519 public key: no text"),
+        (["pack.json", "rsa.pem"], 2, "verify_pack.py: rsa.pem is no Ed25519 public key: the PEM"),
+        (["pack.json", "pack.json"], 2, "verify_pack.py: pack.json is no Ed25519 public key"),
         (["key.der", "key.pem"], 1, "INVALID: not UTF-8 JSON"),
         (["missing.json", "key.pem"], 2, "verify_pack.py: cannot read missing.json"),
         (["pack.json", "missing.pem"], 2, "verify_pack.py: cannot read missing.pem"),

@@ -642,6 +642,25 @@ async def test_the_lot_path_is_read_from_the_raw_path_alone(
     assert row["n"] == 0
 
 
+async def test_the_lot_route_is_found_however_its_words_are_spelled_and_403_comes_first(
+    client: Any, login: Any
+) -> None:
+    """A review: ``/v1/lms/%6Cots/{gtin}/L`` is routed (the router decodes the path) but the raw
+    path was searched for the text ``/v1/lms/lots/``: the GTIN read as empty, 400 for a right
+    GTIN; ``lots%2F{gtin}`` gives the GTIN no segment of its own: 400, not a 500. And a caller
+    without ``catalog.write`` learns 403 before anything of the path's shape."""
+    admin, clerk = await login("admin"), await login("store_clerk")
+    lot = f"E{secrets.token_hex(3).upper()}"
+    recall = {"expirationDate": None, "recalled": True}
+    put = await client.put(f"/v1/lms/%6Cots/{SUN_CREAM}/{lot}", headers=admin, json=recall)
+    assert put.status_code == 200 and put.json()["lot"] == lot, put.text
+    glued = await client.put(f"/v1/lms/lots%2F{SUN_CREAM}/{lot}", headers=admin, json=recall)
+    assert_error(glued, 400, "invalid_gtin")
+    for path in (f"{SUN_CREAM}%2FX/{lot}", f"{SUN_CREAM}/{lot}/"):
+        refused = await client.put(f"/v1/lms/lots/{path}", headers=clerk, json=recall)
+        assert refused.status_code == 403, refused.text
+
+
 async def test_a_lot_ending_in_a_bare_slash_is_400(client: Any, login: Any) -> None:
     """A bare last ``/`` was taken as part of the lot (``L/``; Litestar's ``{lot:str}`` took
     ``L``): a recall sent so answered 200 and recalled nothing. 400 ``invalid_lot`` saying to

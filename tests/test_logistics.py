@@ -2202,3 +2202,8 @@ async def test_units_a_store_returns_damaged_or_expired_are_not_sold_again_upstr
         assert_error(sold, 409, "not_sellable")  # was 201
     sold = await client.post("/sales", headers=agent, json={"codes": [units[2]]})
     assert sold.status_code == 201, sold.text
+    # a unit marked already keeps its first mark (a review: expired became damaged)
+    await _received(client, agent, store, [units[1]], demo["STORE-HZ-01"])
+    back = await document(client, store, [units[1]], kind="return", reason="damaged")
+    assert (await confirm(client, store, back)).status_code == 200
+    assert (await state_of(conn, app, units[1]))["disposition"] == "expired"

@@ -164,6 +164,7 @@ class LmsController(Controller):
         ``%25``, ``?`` as ``%3F``, a last ``/`` as ``%2F`` (another ``/`` may be sent bare).
         404 ``unknown_gtin`` for a GTIN of no product of the brand; 400 ``invalid_lot`` for a
         lot outside GS1 CSET 82 or over 20 characters, or ending in a bare ``/``."""
+        service.may_declare_lots(principal)  # 403 before the path's shape is judged (a review)
         return await service.put_lot(conn, principal, gtin, _lot_of(request, gtin, lot), data)
 
     @get("/responder")
@@ -203,6 +204,9 @@ def _once_each(request: Request[Any, Any, Any]) -> None:
             )
 
 
+_ROUTE = ["v1", "lms", "lots"]
+
+
 def _lot_of(request: Request[Any, Any, Any], gtin: str, lot: str) -> str:
     """The lot as sent, past the GTIN's segment: GS1 CSET 82 has ``/``, which the router
     decodes before routing (hence a ``path`` parameter) and whose ``//`` it folds into one —
@@ -215,9 +219,14 @@ def _lot_of(request: Request[Any, Any, Any], gtin: str, lot: str) -> str:
     raw = request.scope.get("raw_path")
     if not raw:
         return lot[1:] if lot.startswith("/") else lot
-    _, _, tail = raw.decode("latin-1").partition("/v1/lms/lots/")
-    segment, _, encoded = tail.partition("/")
-    if unquote(segment) != gtin:
+    # found by its decoded segments: the router decodes ``/v1/lms/%6Cots/…`` too (a review: the
+    # text ``/v1/lms/lots/`` looked for, the GTIN read as empty, 400 for a right GTIN)
+    parts = raw.decode("latin-1").split("/")
+    at = next(
+        (i for i in range(len(parts)) if [unquote(p) for p in parts[i : i + 3]] == _ROUTE), -1
+    )
+    segment, encoded = (parts[at + 3], "/".join(parts[at + 4 :])) if at >= 0 else ("", "")
+    if at < 0 or unquote(segment) != gtin:  # ``lots%2F{gtin}``: no segment of its own
         raise ValidationFailed(
             "not a GTIN: the path's GTIN segment is not one GTIN",
             code="invalid_gtin",

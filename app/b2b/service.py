@@ -486,13 +486,17 @@ async def _brand_product(conn: Conn, actor: Principal, gtin: str) -> int:
     return int(row["id"])
 
 
-async def put_lot(conn: Conn, actor: Principal, gtin: str, lot: str, data: LotIn) -> LotOut:
-    """Declare a lot's expiry and recall (``catalog.write``, the brand's own master data: 403
-    ``brand_staff_only`` below the brand — a distributor's ERP key writing its own products
-    recalled the brand's lots); audited. Recalling keeps the first recall's time; ``recalled:
-    false`` lifts it. The values the lot has (compared under its row lock): the lot as it is,
-    nothing written or audited."""
+def may_declare_lots(actor: Principal) -> None:
+    """``catalog.write`` of the brand's own staff (403 ``brand_staff_only`` below the brand — a
+    distributor's ERP key writing its own products recalled the brand's lots)."""
     brand_of_staff(actor, "catalog.write", "a lot's expiry and recall are declared")
+
+
+async def put_lot(conn: Conn, actor: Principal, gtin: str, lot: str, data: LotIn) -> LotOut:
+    """Declare a lot's expiry and recall (``may_declare_lots``: the brand's own master data);
+    audited. Recalling keeps the first recall's time; ``recalled: false`` lifts it. The values
+    the lot has (compared under its row lock): the lot as it is, nothing written or audited."""
+    may_declare_lots(actor)
     if not _CSET82.match(lot):
         raise ValidationFailed(
             "a lot is 1 to 20 characters of GS1 CSET 82", code="invalid_lot", details={"lot": lot}

@@ -1055,8 +1055,10 @@ async def _move(conn: Conn, plan: Plan) -> None:
     details = {"document": doc["doc_no"], "kind": doc["kind"], "reason": doc["reason"]}
     await movements.apply(conn, plan, recorded_by=doc["handler_id"], details=details)
     if doc["kind"] == "return" and doc["reason"] in _RETURNED_AS:
-        await conn.execute(
-            "UPDATE unit_state SET disposition = %s WHERE code = ANY(%s)",
+        await conn.execute(  # a unit marked already keeps its first mark, as move_state keeps it
+            """UPDATE unit_state SET disposition = %s
+                WHERE code = ANY(%s)
+                  AND coalesce(disposition NOT IN ('damaged', 'expired'), true)""",
             (_RETURNED_AS[doc["reason"]], [u["code"] for u in plan.units]),
         )
 

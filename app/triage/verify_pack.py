@@ -6,8 +6,9 @@ nothing else — no network, no database, no Tracecode installation.
 
 Exit status 0 and ``VALID …`` when the pack is intact and signed by that key; 1 and
 ``INVALID: <why>`` otherwise (a pack file that is no UTF-8 JSON too); 2 and one line on stderr
-for a usage error — a file that cannot be read (a missing one) or a key file that is no text
-(a DER key): the command was given the wrong key file, which says nothing of the pack. This
+for a usage error — a file that cannot be read (a missing one) or a key file that holds no
+Ed25519 public key in the forms of step 3 (a DER key, an RSA key; a PEM saved with a UTF-8 BOM
+is read): the command was given the wrong key file, which says nothing of the pack. This
 file depends on the Python standard library only (3.9 or later); with pycryptodome installed it
 checks the signature with it, else (or with ``--pure``) with the RFC 8032 section 6 reference
 algorithm written out below.
@@ -336,7 +337,8 @@ def verify(pack: bytes, public_key: str, pure: bool = False) -> dict[str, Any]:
 def main(argv: list[str]) -> int:
     """The command: exit 0 and ``VALID …``; 1 and ``INVALID: <why>`` for a pack that does not
     verify under the key; 2 and a line on stderr for a usage error (a file that cannot be read:
-    missing, a folder, no permission; a key file that is no text: a DER key)."""
+    missing, a folder, no permission; a key file that holds no Ed25519 public key: a DER key, an
+    RSA key, the pack given twice — a review: an intact pack was INVALID for its key file)."""
     args = [a for a in argv if a != "--pure"]
     if len(args) != 2:
         sys.stderr.write("usage: verify_pack.py [--pure] PACK.json PUBLIC_KEY.pem\n")
@@ -349,11 +351,14 @@ def main(argv: list[str]) -> int:
         except OSError as exc:  # the command is wrong, not the pack
             sys.stderr.write(f"verify_pack.py: cannot read {path}: {exc.strerror or exc}\n")
             return 2
-    try:
-        key = files[1].decode("utf-8")
-    except UnicodeDecodeError:  # the wrong key file given, not a pack that failed
+    try:  # a BOM (a PEM saved by Notepad as UTF-8) is no part of the key
+        key = files[1].decode("utf-8-sig")
+        public_key_bytes(key)
+    except (UnicodeDecodeError, Invalid) as exc:  # the wrong key file, not a pack that failed
+        why = "no text (a DER key?)" if isinstance(exc, UnicodeDecodeError) else str(exc)
         sys.stderr.write(
-            f"verify_pack.py: {args[1]} is no text (a DER key?): give the PEM or base64url key\n"
+            f"verify_pack.py: {args[1]} is no Ed25519 public key: {why}: give the PEM or "
+            "base64url key\n"
         )
         return 2
     try:
