@@ -388,3 +388,140 @@ async def test_answers_holding_a_members_personal_data_are_not_cacheable(
     assert asset.headers["cache-control"] == "public, max-age=86400"
     async with member_client(app) as anonymous:  # no token, no cookie
         assert "cache-control" not in (await anonymous.get("/ping")).headers
+
+
+# -- the member's switch and the brand's opt-out list agree ------------------------------------
+
+
+async def _td(client: Any, app: Any, phone: str, brand: int | None = None) -> dict[str, int]:
+    """A signed "TD" reply from ``phone`` (naming ``brand``, or no brand), its answer."""
+    import msgspec
+
+    from app.sms.service import sign
+
+    secret = "agree-callback-secret"
+    reply: dict[str, Any] = {"phone": phone, "text": "TD"}
+    if brand is not None:
+        reply["brand_id"] = brand
+    body = msgspec.json.encode({"replies": [reply]})
+    stamp = str(int(datetime.now(UTC).timestamp()))
+    headers = {
+        "Content-Type": "application/json",
+        "X-Tracecode-Timestamp": stamp,
+        "X-Tracecode-Signature": sign(secret, stamp, body),
+    }
+    settings = app.state.settings
+    app.state.settings = msgspec.structs.replace(settings, sms_callback_secret=secret)
+    try:
+        answer = await client.post("/sms/callbacks/http/replies", content=body, headers=headers)
+    finally:
+        app.state.settings = settings
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+async def test_a_td_reply_after_the_membership_was_erased_still_opts_the_number_out(
+    client: Any, demo: Any, app: Any
+) -> None:
+    """A probe: a member sent the brand's marketing erased the membership, then answered TD to
+    that SMS (the gateway naming no brand). The erasure had replaced the number on the brand's
+    rows, keeping only its keyed hash, and the reply looked the brands up by the number alone:
+    ignored, nobody opted out. It finds them by the hash too, while the SMS keeps it."""
+    from app.sms import outbox
+
+    brand = demo["BRAND-LUMI"]
+    member_id, headers, phone = await new_member(app, brand)
+    async with app.state.pool.connection() as conn:
+        async with conn.transaction():
+            sms = await outbox.enqueue(
+                conn,
+                brand_id=brand,
+                phone=phone,
+                template="reminder",
+                variables={"points": "500", "gift": "礼品"},
+                purpose="reminder",
+                member_id=member_id,
+                settings=app.state.settings,
+            )
+        assert sms
+        await conn.execute(
+            "UPDATE sms_outbox SET state = 'sent', provider = 'http' WHERE id = %s", (sms,)
+        )
+    assert (await client.delete("/members/me", headers=headers)).status_code == 204
+    kept = await _one(app, "SELECT phone, phone_hash FROM sms_outbox WHERE id = %s", sms)
+    assert kept["phone"] != phone and kept["phone_hash"] is not None
+    assert await _td(client, app, phone) == {"opted_out": 1, "ignored": 0}
+    listed = await _one(
+        app, "SELECT source FROM sms_opt_outs WHERE brand_id = %s AND phone = %s", brand, phone
+    )
+    assert listed is not None and listed["source"] == "reply"
+
+
+async def test_a_member_who_said_td_and_turns_marketing_back_on_is_marketed_again(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: a member answered TD (the brand's list and their own switch set), then turned
+    marketing back on in the profile: 200, ``marketing_opt_out`` false, yet every campaign still
+    skipped them (the list). The phone leaves the brand's list in the same transaction, audited
+    as staff's opt-in is."""
+    marketer = await login("marketer")
+    brand = demo["BRAND-LUMI"]
+    province = await _lonely_province(app, brand, "西藏自治区")
+    _, headers, phone = await new_member(app, brand, province=province)
+    assert await _td(client, app, phone, brand) == {"opted_out": 1, "ignored": 0}
+    assert (await client.get("/members/me", headers=headers)).json()["marketing_opt_out"] is True
+    back = await client.patch("/members/me", headers=headers, json={"marketing_opt_out": False})
+    assert back.status_code == 200, back.text
+    assert back.json()["marketing_opt_out"] is False
+    listed = await _one(
+        app, "SELECT 1 FROM sms_opt_outs WHERE brand_id = %s AND phone = %s", brand, phone
+    )
+    assert listed is None
+    body = {**await _to_province(client, marketer, province), "dry_run": True}
+    dry = await client.post("/sms/campaigns", headers=marketer, json=body)
+    assert dry.status_code == 201, dry.text
+    assert (dry.json()["recipients"], dry.json()["skipped"]) == (1, 0), dry.json()
+    audited = await _one(
+        app,
+        """SELECT actor_user, org_id, after FROM audit_log
+            WHERE action = 'sms.opt_in' AND entity_id = %s ORDER BY id DESC LIMIT 1""",
+        phone[:3] + "****" + phone[-4:],
+    )
+    assert audited is not None
+    assert (audited["actor_user"], audited["org_id"]) == (None, brand)
+
+
+async def test_a_members_own_opt_in_and_staffs_opt_in_of_its_phone_at_once_do_not_deadlock(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """The member's switch back on takes the list's row before the member's, as staff's
+    ``DELETE /sms/opt-outs/{phone}`` does."""
+    marketer = await login("marketer")
+    failed = []
+    for _ in range(20):
+        _, headers, phone = await new_member(app, demo["BRAND-LUMI"])
+        assert (await client.put(f"/sms/opt-outs/{phone}", headers=marketer)).status_code == 204
+        answers = await asyncio.gather(
+            client.patch("/members/me", headers=headers, json={"marketing_opt_out": False}),
+            client.delete(f"/sms/opt-outs/{phone}", headers=marketer),
+        )
+        failed += [a.text for a in answers if a.status_code >= 300]
+    assert failed == [], (len(failed), failed[:1])
+
+
+async def test_a_phone_on_the_brand_s_opt_out_list_signs_up_opted_out(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: a phone that had answered TD to the brand (a store manager, a former member)
+    signed up with ``marketing_opt_out`` false, while the brand never marketed to it. Sign-up
+    reads the brand's list (a phone not on it signs up opted in)."""
+    from tests.test_members_auth import sign_in
+
+    brand = demo["BRAND-LUMI"]
+    phone, other = _phone(), _phone()
+    marketer = await login("marketer")
+    assert (await client.put(f"/sms/opt-outs/{phone}", headers=marketer)).status_code == 204
+    _, answer = await sign_in(client, app, brand, phone)
+    assert (answer["signed_up"], answer["member"]["marketing_opt_out"]) == (True, True)
+    _, answer = await sign_in(client, app, brand, other)
+    assert (answer["signed_up"], answer["member"]["marketing_opt_out"]) == (True, False)

@@ -759,7 +759,8 @@ async def test_a_store_manager_s_td_reply_finds_the_brands_that_wrote_to_them(
             "SELECT phone FROM sms_outbox WHERE campaign_id = %s", (made.json()["id"],)
         )
         assert [r["phone"] for r in await cur.fetchall()] == [mobile]
-        out = await replies(conn, RepliesIn(replies=[Reply(phone=f"+86 {mobile}", text="TD")]))
+        data = RepliesIn(replies=[Reply(phone=f"+86 {mobile}", text="TD")])
+        out = await replies(conn, data, app.state.settings)
     assert out.opted_out == 1, out
 
 

@@ -231,10 +231,12 @@ async def _signed_in(
     await conn.execute("UPDATE member_otps SET spent_at = now() WHERE id = %s", (otp_id,))
     row = await (
         await conn.execute(
-            """INSERT INTO members (brand_id, phone, last_login_at) VALUES (%s, %s, now())
+            """INSERT INTO members (brand_id, phone, last_login_at, marketing_opt_out)
+               VALUES (%(b)s, %(p)s, now(), EXISTS (SELECT 1 FROM sms_opt_outs
+                                                    WHERE brand_id = %(b)s AND phone = %(p)s))
                ON CONFLICT (brand_id, phone) DO UPDATE SET last_login_at = now()
-               RETURNING *, (xmax = 0) AS signed_up""",
-            (brand_id, phone),
+               RETURNING *, (xmax = 0) AS signed_up""",  # a phone on the brand's opt-out list
+            {"b": brand_id, "p": phone},  # signs up opted out: the switch says what is done
         )
     ).fetchone()
     assert row is not None

@@ -179,7 +179,13 @@ def _checked(patch: ProfilePatch, row: dict[str, Any]) -> dict[str, Any]:
 async def update_profile(conn: Conn, member: Member, patch: ProfilePatch) -> MemberOut:
     """Change the member's own profile (a frozen member may too: it is their data). An erasure
     that committed while this waited for the row is 401 ``member_erased`` and writes nothing (a
-    probe: the edit put personal data back into the erased row)."""
+    probe: the edit put personal data back into the erased row). Marketing switched back on
+    takes the phone off the brand's opt-out list too (``app.sms.service.member_opted_in``),
+    before the member's row, as staff's opt-in takes them."""
+    if patch.marketing_opt_out is False:
+        from app.sms.service import member_opted_in  # here: app.sms imports this module
+
+        await member_opted_in(conn, member.brand_id, member.phone)
     row = await _row(conn, member.id, lock=True)
     if row["status"] == "erased":
         raise Unauthorized("the membership was erased", code="member_erased")

@@ -82,7 +82,7 @@ class CallbackController(Controller):
         回复TD退订) opts the phone out of marketing of ``brand_id``, or of every brand that has
         written to it. One-time codes and redemption codes are still sent."""
         data = await _signed_body(request, settings, RepliesIn)
-        return await service.replies(conn, data)
+        return await service.replies(conn, data, settings)
 
 
 class OptOutController(Controller):

@@ -52,7 +52,13 @@ from app.members.profile import AGE_BAND_SQL, PROVINCES, member_provinces
 from app.orgs.service import org_path
 from app.paging import Page, fetch_page
 from app.sms import sender
-from app.sms.outbox import OPTED_OUT, drop_marketing, erased_in_audience, outbox_phone
+from app.sms.outbox import (
+    OPTED_OUT,
+    drop_marketing,
+    erased_in_audience,
+    erased_phone_hash,
+    outbox_phone,
+)
 from app.sms.schemas import (
     AudienceFilter,
     CampaignIn,
@@ -167,6 +173,14 @@ SELECT DISTINCT ON (mid) mid, status, error,
  ORDER BY mid, n DESC"""
 
 
+# The brands that wrote to a phone: by its number, or by an erased member's keyed hash of it
+# (each by its own index).
+_WROTE_TO = """
+SELECT brand_id FROM sms_outbox WHERE phone = %s
+ UNION
+SELECT brand_id FROM sms_outbox WHERE phone_hash = %s"""
+
+
 def is_opt_out(text: str) -> bool:
     """Whether a reply asks to opt out; in full-width letters too ("ＴＤ" from a Chinese input
     method in full-width mode was ignored, probe Q)."""
@@ -174,8 +188,11 @@ def is_opt_out(text: str) -> bool:
     return _OPT_OUT.match(text) is not None or "退订" in text
 
 
-async def replies(conn: Conn, data: RepliesIn) -> RepliesOut:
-    """Opt the phones that answered "TD" out of marketing (see the module's docstring)."""
+async def replies(conn: Conn, data: RepliesIn, settings: Settings) -> RepliesOut:
+    """Opt the phones that answered "TD" out of marketing (see the module's docstring): the
+    brands that wrote to a phone are found by its number, or by the keyed hash an erasure keeps
+    on its SMS instead (``erased_phone_hash``, until the retention clears it: a probe's TD after
+    the member erased the membership opted the number out of nothing)."""
     opted = ignored = 0
     pairs: set[tuple[int, str]] = set()
     # the brands the replies name, as an unknown message id of a delivery report: a reply naming
@@ -198,9 +215,7 @@ async def replies(conn: Conn, data: RepliesIn) -> RepliesOut:
         if reply.brand_id is not None:
             brands = [reply.brand_id] if reply.brand_id in known else []
         else:
-            cur = await conn.execute(
-                "SELECT DISTINCT brand_id FROM sms_outbox WHERE phone = %s", (phone,)
-            )
+            cur = await conn.execute(_WROTE_TO, (phone, erased_phone_hash(settings, phone)))
             brands = [int(r["brand_id"]) for r in await cur.fetchall()]
         if not brands:
             ignored += 1
@@ -227,6 +242,24 @@ async def set_opt_out(conn: Conn, brand_id: int, phone: str, opted_out: bool, so
     if opted_out:  # after the member's row, as an erasure and the member's own switch lock them
         await drop_marketing(conn, brand_id, phone, OPTED_OUT)
     return changed
+
+
+async def member_opted_in(conn: Conn, brand_id: int, phone: str) -> None:
+    """The member's own switch turned back on (``PATCH /members/me``, ``app.members.profile``):
+    the phone leaves the brand's list as staff's ``DELETE /sms/opt-outs/{phone}`` takes it (the
+    list, then the member's row), audited as that is, by nobody: the member (a probe: a member
+    who had answered TD was told 200 ``marketing_opt_out`` false, and every campaign still
+    skipped them)."""
+    if await set_opt_out(conn, brand_id, phone, False, "member"):
+        await audit.record(
+            conn,
+            None,
+            "sms.opt_in",
+            "sms_opt_out",
+            mask_phone(phone),
+            after={"brand_id": brand_id},
+            org_id=brand_id,
+        )
 
 
 async def _switch(conn: Conn, brand_id: int, phone: str, opted_out: bool, source: str) -> int:
