@@ -525,3 +525,57 @@ async def test_a_phone_on_the_brand_s_opt_out_list_signs_up_opted_out(
     assert (answer["signed_up"], answer["member"]["marketing_opt_out"]) == (True, True)
     _, answer = await sign_in(client, app, brand, other)
     assert (answer["signed_up"], answer["member"]["marketing_opt_out"]) == (True, False)
+
+
+async def test_a_profile_form_saved_with_its_box_untouched_keeps_a_td_reply(
+    client: Any, demo: Any, app: Any
+) -> None:
+    """A review: the profile form posts its box every time (unticked: false); a member opened
+    the form, answered TD to the brand's SMS, then saved the form to change the city without
+    touching the box — the save took the phone off the list, an opt-in never made. The box
+    left as the page showed it posts nothing; and a ``false`` that changes nothing (a member
+    shown opted in while on the list, signed up before sign-ups read it) is no opt-in."""
+    import re
+
+    from tests.test_h5_content import _csrf, _signed_in
+
+    brand = demo["BRAND-LUMI"]
+    for listed_before in (False, True):
+        member_id, headers, phone = await new_member(app, brand)
+        if listed_before:  # the state migration 0139 reconciles for members made before
+            async with app.state.pool.connection() as conn:
+                await conn.execute(
+                    "INSERT INTO sms_opt_outs (brand_id, phone, source) VALUES (%s, %s, 'reply')",
+                    (brand, phone),
+                )
+        async with _signed_in(app, headers) as page:
+            form = (await page.get("/member/profile")).text
+            shown = re.search(r'name="marketing_opt_out_shown" value="([^"]*)"', form)
+            assert shown is not None and shown.group(1) == "0", form
+            if not listed_before:
+                assert await _td(client, app, phone, brand) == {"opted_out": 1, "ignored": 0}
+            body = {"csrf": _csrf(form), "province": "浙江省", "city": "杭州市", "lang": "en"}
+            saved = await page.post(
+                "/member/profile", data={**body, "marketing_opt_out_shown": "0"}
+            )
+            assert saved.status_code == 200, saved.text
+        if listed_before:  # shown opted in already: the same false again changes nothing
+            patched = await client.patch(
+                "/members/me", headers=headers, json={"marketing_opt_out": False}
+            )
+            assert patched.status_code == 200, patched.text
+        on_list = await _one(
+            app, "SELECT 1 FROM sms_opt_outs WHERE brand_id = %s AND phone = %s", brand, phone
+        )
+        member = await _one(app, "SELECT city FROM members WHERE id = %s", member_id)
+        assert on_list is not None and member["city"] == "杭州市", (listed_before, member)
+    # migration 0139 sets such a member's switch from the list (what it shows is what is done)
+    from pathlib import Path
+
+    from app import migrations
+
+    sql = Path(migrations.__file__).parent / "0139_members_opt_out_from_the_list.sql"
+    async with app.state.pool.connection() as conn:
+        await conn.execute(sql.read_text())
+    row = await _one(app, "SELECT marketing_opt_out FROM members WHERE id = %s", member_id)
+    assert row["marketing_opt_out"] is True

@@ -3,7 +3,8 @@
 read as ``PATCH /members/me`` reads its body.
 
 The form posts every field of ``ProfilePatch`` but the phone (which is the membership): gender,
-birthday, age band, e-mail, WeChat id, province, city, and the marketing opt-out. An empty field
+birthday, age band, e-mail, WeChat id, province, city, and the marketing opt-out when the box
+was changed from what the page showed (``marketing_opt_out_shown``). An empty field
 clears it (the API's ``null``). With a birthday the age band is left out, so that it follows
 the birthday (``app.members.profile``: a band contradicting it would be 422); without one the
 band chosen is kept. The fields go through the API's own decoding (``msgspec.json`` into
@@ -48,7 +49,11 @@ def patch_of(posted: Mapping[str, str]) -> ProfilePatch:
     body["birthday"] = birthday or None
     if not birthday:
         body["age_band"] = posted.get("age_band", "").strip() or None
-    body["marketing_opt_out"] = posted.get("marketing_opt_out") == "1"
+    opted, shown = posted.get("marketing_opt_out") == "1", posted.get("marketing_opt_out_shown")
+    # the box left as the page showed it changes nothing: a page shown before a TD reply, saved
+    # for another field after it, switched marketing back on (a review)
+    if shown is None or (shown == "1") != opted:
+        body["marketing_opt_out"] = opted
     try:
         return msgspec.json.decode(msgspec.json.encode(body), type=ProfilePatch)
     except msgspec.ValidationError as exc:
@@ -107,6 +112,8 @@ def _fields(lang: Lang, v: Mapping[str, str]) -> str:
     bands: list[tuple[str, str]] = [(band, word(f"age_{band}", lang)) for _, band in BANDS]
     provinces = [(zh, zh if lang == "zh" else en) for zh, _, _, _, en, _ in CAPITALS]
     opted = " checked" if v.get("marketing_opt_out") else ""
+    # "0", not "": a form's blank values are not read (``read_form``)
+    shown = v.get("marketing_opt_out_shown") or ("1" if v.get("marketing_opt_out") else "0")
     return (
         f"{_label('gender', lang)}{_select('gender', v.get('gender', ''), genders, lang)}"
         f"{_label('birthday', lang)}"
@@ -122,6 +129,7 @@ def _fields(lang: Lang, v: Mapping[str, str]) -> str:
         f"{_label('city', lang)}{_input('city', 'text', v.get('city', ''), 40)}"
         f'<label class="check"><input type="checkbox" name="marketing_opt_out" value="1"{opted}>'
         f"{esc(word('profile_opt_out', lang))}</label>{hidden('lang', lang)}"
+        f"{hidden('marketing_opt_out_shown', shown)}"
     )
 
 
