@@ -180,11 +180,11 @@ async def update_profile(conn: Conn, member: Member, patch: ProfilePatch) -> Mem
     """Change the member's own profile (a frozen member may too: it is their data). An erasure
     that committed while this waited for the row is 401 ``member_erased`` and writes nothing (a
     probe: the edit put personal data back into the erased row). Marketing switched back on
-    takes the phone off the brand's opt-out list too (``app.sms.service.member_opted_in``),
+    takes the phone off the brand's opt-out list too (``app.sms.optouts.member_opted_in``),
     before the member's row, as staff's opt-in takes them — only when it was off: a ``false``
     that changes nothing is no opt-in (a review: the profile form posts its box every time)."""
     if patch.marketing_opt_out is False and (await _row(conn, member.id))["marketing_opt_out"]:
-        from app.sms.service import member_opted_in  # here: app.sms imports this module
+        from app.sms.optouts import member_opted_in  # here: app.sms imports this module
 
         await member_opted_in(conn, member.brand_id, member.phone)
     row = await _row(conn, member.id, lock=True)

@@ -52,6 +52,7 @@ from app.members.profile import AGE_BAND_SQL, PROVINCES, member_provinces
 from app.orgs.service import org_path
 from app.paging import Page, fetch_page
 from app.sms import sender
+from app.sms.optouts import list_and_switch, set_opt_out
 from app.sms.outbox import (
     OPTED_OUT,
     drop_marketing,
@@ -226,63 +227,13 @@ async def replies(conn: Conn, data: RepliesIn, settings: Settings) -> RepliesOut
     # then the row of another phone's member being erased, deadlocked with that erasure)
     ordered = sorted(pairs)
     for brand_id, phone in ordered:
-        opted += await _switch(conn, brand_id, phone, True, "reply")
+        opted += await list_and_switch(conn, brand_id, phone, True, "reply")
     for brand_id, phone in ordered:
         await drop_marketing(conn, brand_id, phone, OPTED_OUT)
     return RepliesOut(opted_out=opted, ignored=ignored)
 
 
 # -- opt-outs ---------------------------------------------------------------------------------
-
-
-async def set_opt_out(conn: Conn, brand_id: int, phone: str, opted_out: bool, source: str) -> int:
-    """Opt ``phone`` out of (or back into) ``brand_id``'s marketing; the member's own switch
-    (``members.marketing_opt_out``) follows. Returns 1 when something changed, else 0."""
-    changed = await _switch(conn, brand_id, phone, opted_out, source)
-    if opted_out:  # after the member's row, as an erasure and the member's own switch lock them
-        await drop_marketing(conn, brand_id, phone, OPTED_OUT)
-    return changed
-
-
-async def member_opted_in(conn: Conn, brand_id: int, phone: str) -> None:
-    """The member's own switch turned back on (``PATCH /members/me``, ``app.members.profile``):
-    the phone leaves the brand's list as staff's ``DELETE /sms/opt-outs/{phone}`` takes it (the
-    list, then the member's row), audited as that is, by nobody: the member (a probe: a member
-    who had answered TD was told 200 ``marketing_opt_out`` false, and every campaign still
-    skipped them)."""
-    if await set_opt_out(conn, brand_id, phone, False, "member"):
-        await audit.record(
-            conn,
-            None,
-            "sms.opt_in",
-            "sms_opt_out",
-            mask_phone(phone),
-            after={"brand_id": brand_id},
-            org_id=brand_id,
-        )
-
-
-async def _switch(conn: Conn, brand_id: int, phone: str, opted_out: bool, source: str) -> int:
-    """``set_opt_out``'s list row and member's switch, without the queued marketing."""
-    if opted_out:
-        cur = await conn.execute(
-            """INSERT INTO sms_opt_outs (brand_id, phone, source) VALUES (%s, %s, %s)
-               ON CONFLICT DO NOTHING RETURNING phone""",
-            (brand_id, phone, source),
-        )
-    else:
-        cur = await conn.execute(
-            "DELETE FROM sms_opt_outs WHERE brand_id = %s AND phone = %s RETURNING phone",
-            (brand_id, phone),
-        )
-    changed = len(await cur.fetchall())
-    members = await conn.execute(
-        """UPDATE members SET marketing_opt_out = %s, updated_at = now()
-            WHERE brand_id = %s AND phone = %s AND marketing_opt_out <> %s RETURNING id""",
-        (opted_out, brand_id, phone, opted_out),
-    )
-    switched = await members.fetchall()
-    return 1 if changed or switched else 0
 
 
 async def put_opt_out(conn: Conn, actor: Principal, phone: str, opted_out: bool) -> None:
