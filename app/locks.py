@@ -112,6 +112,10 @@ class Lock(IntEnum):
     # write takes it after the campaign's row and reads its products with no row lock — FOR KEY
     # SHARE of them, in id order, met an ERP import renumbering them in file order: a deadlock
     DRAW_PRODUCTS = 7_245_037
+    # transaction, brand:phone (text): a phone's place on the brand's marketing opt-out list and
+    # its member's switch changed one transaction at a time (app.sms.optouts): a TD reply racing
+    # the member's switch-on left the list holding the phone and the switch off
+    SMS_OPT_OUT = 7_245_038
     # session, one key each (B5, app.forensics): one leak detector, one ring detector at a time
     FORENSICS_LEAKS = 7_245_111
     FORENSICS_RINGS = 7_245_112

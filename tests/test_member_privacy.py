@@ -579,3 +579,36 @@ async def test_a_profile_form_saved_with_its_box_untouched_keeps_a_td_reply(
         await conn.execute(sql.read_text())
     row = await _one(app, "SELECT marketing_opt_out FROM members WHERE id = %s", member_id)
     assert row["marketing_opt_out"] is True
+
+
+async def test_a_td_reply_racing_the_members_switch_on_leaves_list_and_switch_agreeing(
+    client: Any, demo: Any, app: Any, settings: Any
+) -> None:
+    """A note of the last review: a member who had switched marketing off turned it back on
+    while a ``TD`` of theirs was being written (its list row not committed yet): the switch-on's
+    delete did not see the row, and the two were left apart — the phone on the list, the switch
+    on (shown opted in, skipped by every campaign). One change of a phone's opt-out at a time:
+    the switch-on waits for the reply and then takes the phone off the list."""
+    from app.sms.optouts import list_and_switch
+
+    brand = demo["BRAND-LUMI"]
+    member_id, headers, phone = await new_member(app, brand)
+    off = await client.patch("/members/me", headers=headers, json={"marketing_opt_out": True})
+    assert off.status_code == 200, off.text
+    reply = await psycopg.AsyncConnection.connect(settings.database_url, row_factory=dict_row)
+    try:
+        assert await list_and_switch(reply, brand, phone, True, "reply") == 1  # not committed
+        on = asyncio.create_task(
+            client.patch("/members/me", headers=headers, json={"marketing_opt_out": False})
+        )
+        await asyncio.sleep(0.5)
+        await reply.commit()
+        answer = await asyncio.wait_for(on, 30)
+    finally:
+        await reply.close()
+    assert answer.status_code == 200, answer.text
+    listed = await _one(
+        app, "SELECT 1 FROM sms_opt_outs WHERE brand_id = %s AND phone = %s", brand, phone
+    )
+    switch = await _one(app, "SELECT marketing_opt_out FROM members WHERE id = %s", member_id)
+    assert (listed, switch["marketing_opt_out"]) == (None, False)

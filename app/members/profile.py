@@ -182,11 +182,15 @@ async def update_profile(conn: Conn, member: Member, patch: ProfilePatch) -> Mem
     probe: the edit put personal data back into the erased row). Marketing switched back on
     takes the phone off the brand's opt-out list too (``app.sms.optouts.member_opted_in``),
     before the member's row, as staff's opt-in takes them — only when it was off: a ``false``
-    that changes nothing is no opt-in (a review: the profile form posts its box every time)."""
-    if patch.marketing_opt_out is False and (await _row(conn, member.id))["marketing_opt_out"]:
-        from app.sms.optouts import member_opted_in  # here: app.sms imports this module
+    that changes nothing is no opt-in (a review: the profile form posts its box every time),
+    read under the phone's opt-out lock: a ``TD`` reply committed meanwhile is seen, not undone
+    by a switch-on that read the switch before it."""
+    if patch.marketing_opt_out is False:
+        from app.sms.optouts import lock_phone, member_opted_in  # here: app.sms imports this
 
-        await member_opted_in(conn, member.brand_id, member.phone)
+        await lock_phone(conn, member.brand_id, member.phone)
+        if (await _row(conn, member.id))["marketing_opt_out"]:
+            await member_opted_in(conn, member.brand_id, member.phone)
     row = await _row(conn, member.id, lock=True)
     if row["status"] == "erased":
         raise Unauthorized("the membership was erased", code="member_erased")

@@ -1,15 +1,23 @@
 """The brand's marketing opt-out list (``sms_opt_outs``) and the member's own switch
 (``members.marketing_opt_out``), changed together: by a ``TD`` reply and staff
 (``app.sms.service``) and by the member turning marketing back on (``app.members.profile``) —
-the list's row first, then the member's, in every path.
+the list's row first, then the member's, in every path, each change of one phone's under its
+lock (``lock_phone``): a ``TD`` reply racing the member's switch-on otherwise left the phone on
+the list and the switch off (the switch-on's delete did not see the reply's uncommitted row).
 """
 
 from __future__ import annotations
 
-from app import audit
+from app import audit, locks
 from app.db import Conn
 from app.members.mask import mask_phone
 from app.sms.outbox import OPTED_OUT, drop_marketing
+
+
+async def lock_phone(conn: Conn, brand_id: int, phone: str) -> None:
+    """Wait for ``phone``'s opt-out lock in ``brand_id``, held to the transaction's end: the
+    list's row and the member's switch are read and written by one transaction at a time."""
+    await locks.xact_lock(conn, locks.Lock.SMS_OPT_OUT, f"{brand_id}:{phone}")
 
 
 async def set_opt_out(conn: Conn, brand_id: int, phone: str, opted_out: bool, source: str) -> int:
@@ -43,6 +51,7 @@ async def list_and_switch(
     conn: Conn, brand_id: int, phone: str, opted_out: bool, source: str
 ) -> int:
     """``set_opt_out``'s list row and member's switch, without the queued marketing."""
+    await lock_phone(conn, brand_id, phone)
     if opted_out:
         cur = await conn.execute(
             """INSERT INTO sms_opt_outs (brand_id, phone, source) VALUES (%s, %s, %s)
