@@ -36,6 +36,39 @@ async def _record(conn: Any, brand: int, days_ago: int, serial: str) -> None:
     )
 
 
+Letter = tuple[str, bytes, str, int]  # queue, payload, reason, days since it was set aside
+
+
+async def _swept(settings: Any, letters: list[Letter]) -> tuple[list[dict[str, Any]], int, int]:
+    """``letters`` written to ``dead_letters``, their queues' retention marks dropped, a sweep
+    and then a second one run, the letters read back (payload as bytes) and deleted: their rows
+    in order, and how many letters each sweep cleared."""
+    async with await _conn(settings) as conn:
+        marks = [f"dead:{queue}" for queue in {letter[0] for letter in letters}]
+        await conn.execute("DELETE FROM retention_marks WHERE what = ANY(%s)", (marks,))
+        ids = []
+        for queue, payload, reason, days in letters:
+            row = await (
+                await conn.execute(
+                    """INSERT INTO dead_letters (queue, payload, reason, at)
+                       VALUES (%s, %s, %s, now() - make_interval(days => %s))
+                       RETURNING id""",
+                    (queue, payload, reason, days),
+                )
+            ).fetchone()
+            ids.append(row["id"])
+        first = (await retention.sweep(conn, settings)).letters
+        second = (await retention.sweep(conn, settings)).letters
+        rows = await (
+            await conn.execute(
+                "SELECT id, payload, reason FROM dead_letters WHERE id = ANY(%s)", (ids,)
+            )
+        ).fetchall()
+        await conn.execute("DELETE FROM dead_letters WHERE id = ANY(%s)", (ids,))
+    kept = {r["id"]: {**r, "payload": bytes(r["payload"])} for r in rows}
+    return [kept[i] for i in ids], first, second
+
+
 async def test_a_scans_details_are_cleared_after_the_retention_days(app: Any, demo: Any) -> None:
     settings = app.state.settings
     assert settings.retain_scan_details_days == 365  # the default
@@ -156,55 +189,36 @@ async def test_dead_letters_lose_their_personal_part_after_the_retention_days(
         "retry": "k",
     }
     sms = {"id": 1, "phone": "13912345678", "variables": {"code": "135790"}, "template": "otp"}
-    letters = {
-        "old": ("verifications", msgspec.json.encode(record), 400),
-        "garbled": ("verifications", f"not json {token} 10.9.8.7".encode(), 400),
-        "young": ("verifications", msgspec.json.encode(record), 10),
-        "sms": ("sms_outbox", msgspec.json.encode(sms), 400),
-        "sms_young": ("sms_outbox", msgspec.json.encode(sms), 10),
+    rows, swept, again = await _swept(
+        settings,
+        [
+            ("verifications", msgspec.json.encode(record), "refused", 400),
+            ("verifications", f"not json {token} 10.9.8.7".encode(), "refused", 400),
+            ("verifications", msgspec.json.encode(record), "refused", 10),
+            ("sms_outbox", msgspec.json.encode(sms), "refused", 400),
+            ("sms_outbox", msgspec.json.encode(sms), "refused", 10),
+        ],
+    )
+    old, garbled, young, old_sms, young_sms = rows
+    assert swept >= 3
+    cleared = msgspec.json.decode(old["payload"])
+    assert {k: cleared[k] for k in ("serial", "result", "member_id")} == {
+        "serial": f"DL-{token}",
+        "result": "genuine",
+        "member_id": 7,
     }
-    async with await _conn(settings) as conn:
-        await conn.execute("DELETE FROM retention_marks WHERE what LIKE 'dead:%'")
-        ids = {}
-        for name, (queue, payload, days) in letters.items():
-            row = await (
-                await conn.execute(
-                    """INSERT INTO dead_letters (queue, payload, reason, at)
-                       VALUES (%s, %s, 'refused', now() - make_interval(days => %s))
-                       RETURNING id""",
-                    (queue, payload, days),
-                )
-            ).fetchone()
-            ids[name] = row["id"]
-        swept = await retention.sweep(conn, settings)
-        assert swept.letters >= 3
-        rows = await (
-            await conn.execute(
-                "SELECT id, payload, reason FROM dead_letters WHERE id = ANY(%s)",
-                (list(ids.values()),),
-            )
-        ).fetchall()
-        kept = {r["id"]: r for r in rows}
-        old = msgspec.json.decode(kept[ids["old"]]["payload"])
-        assert {k: old[k] for k in ("serial", "result", "member_id")} == {
-            "serial": f"DL-{token}",
-            "result": "genuine",
-            "member_id": 7,
-        }
-        details = ("client_ip", "client_id", "user_agent", "lat", "lng", "retry")
-        assert [old[k] for k in details] == [None] * 6
-        assert "past its retention" in kept[ids["old"]]["reason"]
-        assert bytes(kept[ids["garbled"]]["payload"]) == b""
-        assert msgspec.json.decode(kept[ids["young"]]["payload"]) == record
-        assert msgspec.json.decode(kept[ids["sms"]]["payload"]) == {
-            **sms,
-            "phone": retention.SMS_TOMBSTONE,
-            "variables": {},
-        }
-        assert msgspec.json.decode(kept[ids["sms_young"]]["payload"]) == sms
-        # the marks moved past them: the next sweep reads none of them again
-        assert (await retention.sweep(conn, settings)).letters == 0
-        await conn.execute("DELETE FROM dead_letters WHERE id = ANY(%s)", (list(ids.values()),))
+    details = ("client_ip", "client_id", "user_agent", "lat", "lng", "retry")
+    assert [cleared[k] for k in details] == [None] * 6
+    assert "past its retention" in old["reason"]
+    assert garbled["payload"] == b""
+    assert msgspec.json.decode(young["payload"]) == record
+    assert msgspec.json.decode(old_sms["payload"]) == {
+        **sms,
+        "phone": retention.SMS_TOMBSTONE,
+        "variables": {},
+    }
+    assert msgspec.json.decode(young_sms["payload"]) == sms
+    assert again == 0  # the marks moved past them: the next sweep reads none of them again
 
 
 async def test_sign_in_codes_go_a_day_after_they_were_asked_for(app: Any, demo: Any) -> None:
@@ -538,31 +552,15 @@ async def test_a_dead_letter_s_reason_stored_whole_is_cut_past_its_retention(
         f"DETAIL:  Failing row contains ({token}, 10.9.8.7, device-1, Phone/2.0, 30.1, 120.2)."
     )
     record = msgspec.json.encode({"serial": f"DL-{token}", "client_ip": "10.9.8.7"})
-    reasons = {"old": whole, "flat": whole.replace("\n", " "), "young": whole}
-    async with await _conn(settings) as conn:
-        await conn.execute("DELETE FROM retention_marks WHERE what = 'dead:verifications'")
-        ids = {}
-        for name, reason in reasons.items():
-            row = await (
-                await conn.execute(
-                    """INSERT INTO dead_letters (queue, payload, reason, at)
-                       VALUES ('verifications', %s, %s, now() - make_interval(days => %s))
-                       RETURNING id""",
-                    (record, reason, 10 if name == "young" else 400),
-                )
-            ).fetchone()
-            ids[name] = row["id"]
-        await retention.sweep(conn, settings)
-        rows = await (
-            await conn.execute(
-                "SELECT id, reason FROM dead_letters WHERE id = ANY(%s)", (list(ids.values()),)
-            )
-        ).fetchall()
-        await conn.execute("DELETE FROM dead_letters WHERE id = ANY(%s)", (list(ids.values()),))
-    kept = {r["id"]: r["reason"] for r in rows}
+    flat = whole.replace("\n", " ")
+    letters = [
+        ("verifications", record, reason, days)
+        for reason, days in ((whole, 400), (flat, 400), (whole, 10))
+    ]
+    old, flattened, young = (r["reason"] for r in (await _swept(settings, letters))[0])
     first = 'CheckViolation: new row for relation "verifications" violates check constraint'
-    assert kept[ids["old"]] == kept[ids["flat"]] == first + _RETAINED
-    assert kept[ids["young"]] == whole
+    assert old == flattened == first + _RETAINED
+    assert young == whole
 
 
 async def test_a_failed_sms_s_copy_keeps_no_erased_phone_s_hash(
@@ -691,25 +689,9 @@ async def test_a_dead_letter_repeating_a_key_loses_the_client_address_in_it(
         b'{"at":"2020-01-01T00:00:00Z","client_ip":"' + ip.encode() + b'","client_id":null,'
         b'"user_agent":null,"lat":null,"lng":null,"retry":null,"client_ip":null}'
     )
-    async with await _conn(settings) as conn:
-        row = await (
-            await conn.execute(
-                """INSERT INTO dead_letters (queue, payload, reason, at)
-                   VALUES ('verifications', %s, 'poison', now() - interval '400 days')
-                   RETURNING id""",
-                (payload,),
-            )
-        ).fetchone()
-        await conn.execute("DELETE FROM retention_marks WHERE what = 'dead:verifications'")
-        await retention.sweep(conn, settings)
-        kept = await (
-            await conn.execute(
-                "SELECT payload, reason FROM dead_letters WHERE id = %s", (row["id"],)
-            )
-        ).fetchone()
-        await conn.execute("DELETE FROM dead_letters WHERE id = %s", (row["id"],))
-    assert ip.encode() not in bytes(kept["payload"]), bytes(kept["payload"])
-    assert msgspec.json.decode(bytes(kept["payload"]))["client_ip"] is None
+    [kept], _, _ = await _swept(settings, [("verifications", payload, "poison", 400)])
+    assert ip.encode() not in kept["payload"], kept["payload"]
+    assert msgspec.json.decode(kept["payload"])["client_ip"] is None
     assert kept["reason"] == "poison" + _RETAINED
 
 
@@ -729,21 +711,5 @@ async def test_a_dead_letter_holding_nothing_personal_is_left_as_it_is_however_s
         b'"meta": {"note": "' + token.encode() + b'", "tries": 1}}'
     )  # fmt: skip
     assert msgspec.json.encode(msgspec.json.decode(payload)) != payload
-    async with await _conn(settings) as conn:
-        row = await (
-            await conn.execute(
-                """INSERT INTO dead_letters (queue, payload, reason, at)
-                   VALUES ('sms_outbox', %s, 'failed', now() - interval '400 days')
-                   RETURNING id""",
-                (payload,),
-            )
-        ).fetchone()
-        await conn.execute("DELETE FROM retention_marks WHERE what = 'dead:sms_outbox'")
-        await retention.sweep(conn, settings)
-        kept = await (
-            await conn.execute(
-                "SELECT payload, reason FROM dead_letters WHERE id = %s", (row["id"],)
-            )
-        ).fetchone()
-        await conn.execute("DELETE FROM dead_letters WHERE id = %s", (row["id"],))
-    assert (bytes(kept["payload"]), kept["reason"]) == (payload, "failed")
+    [kept], _, _ = await _swept(settings, [("sms_outbox", payload, "failed", 400)])
+    assert (kept["payload"], kept["reason"]) == (payload, "failed")
