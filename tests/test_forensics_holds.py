@@ -927,3 +927,153 @@ async def test_a_confirmed_holds_rejected_rebate_claim_stays_after_a_return(
     assert back.json()["rebate_withdrawn"] is None
     after = await client.get(f"/forensics/holds/{hold['id']}", headers=admin)
     assert after.json()["claims"] == {"held": 0, "released": 0, "rejected": 2}
+
+
+async def test_a_release_racing_a_return_of_its_rebate_keeps_the_rankings_exact(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """A probe: a held clerk's rebate claim released (which queues it for the rankings) while
+    a consumer's return of its unit withdraws it (deleting the claim and its queue row). The
+    return's DELETE waited for the release's row lock, then deleted the released claim, but read
+    the queue as of its snapshot from before the release committed: "not queued", so "ranked
+    already" — one claim taken off totals that never counted it (the clerk's month read 0 claims,
+    0.0 beside the clerk's other, credited claim), and its queue row left behind. The return
+    locks the claim first, so it sees the release's queue row and takes that out instead."""
+    from app.rebates.ranking import recount, rollup_alone
+    from tests.race_support import lock_waiters
+    from tests.test_rebate_claims import new_clerk
+
+    goods = await store_goods(client, login, app, demo)
+    admin = await login("admin")
+    await set_rebate(client, admin, goods["product_id"], 2.5)
+    clerk_id, clerk = await new_clerk(client, login, demo["STORE-HZ-01"])
+    scheme = app.state.scheme
+    await clear_of_midnight()  # both claims of one month's totals row
+    first = await client.post(
+        "/rebates/claims", headers=clerk, json=rebate_body(scheme, goods["units"][0])
+    )
+    assert first.status_code == 201 and first.json()["status"] == "credited", first.text
+
+    async def roll() -> None:
+        async with await _autocommit(app) as c:
+            await rollup_alone(c, wait=True)
+
+    await roll()  # the clerk's month has its totals row: 1 claim, 2.5
+    hold = await _hold(client, admin, "clerk", clerk_id)
+    held = await client.post(
+        "/rebates/claims", headers=clerk, json=rebate_body(scheme, goods["units"][1])
+    )
+    assert held.status_code == 201 and held.json()["status"] == "under_review", held.text
+    claim_id = held.json()["claim_id"]
+    async with app.state.pool.connection() as holder, app.state.pool.connection() as watch:
+        await holder.execute("SELECT id FROM rebate_claims WHERE id = %s FOR UPDATE", (claim_id,))
+        release = asyncio.ensure_future(
+            client.post(f"/forensics/holds/{hold['id']}/release", headers=admin)
+        )
+        assert await lock_waiters(watch, 1), "the release waits for the claim's row"
+        back = asyncio.ensure_future(
+            client.post(
+                "/returns", headers=clerk, json={"code": goods["units"][1], "reason": "other"}
+            )
+        )
+        assert await lock_waiters(watch, 2), "the return waits for it too, after the release"
+        await holder.commit()
+        released, returned = await asyncio.gather(release, back)
+    assert released.status_code == 200, released.text
+    assert released.json()["claims"] == {"held": 0, "released": 1, "rejected": 0}
+    assert returned.status_code == 200, returned.text
+    assert returned.json()["rebate_withdrawn"] == claim_id
+    left = await (
+        await conn.execute(
+            "SELECT count(*) AS n FROM rebate_tally_queue WHERE claim_id = %s", (claim_id,)
+        )
+    ).fetchone()
+    await conn.commit()
+    assert left["n"] == 0  # the release's queue row went with the claim
+    await roll()
+    async with await _autocommit(app) as c:
+        wrong = [m for m in await recount(c) if m.clerk_id == clerk_id]
+        totals = await (
+            await c.execute(
+                "SELECT claims, amount FROM rebate_totals WHERE clerk_id = %s", (clerk_id,)
+            )
+        ).fetchall()
+    assert wrong == [], wrong
+    assert [(r["claims"], float(r["amount"])) for r in totals] == [(1, 2.5)], totals
+
+
+async def test_a_store_of_no_province_is_in_no_other_province(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any, settings: Any
+) -> None:
+    """A probe: a store's province is optional, and ``verified_elsewhere`` compared it with
+    ``IS DISTINCT FROM`` — a store of none was "in another province" than every check, so its
+    clerk was held for buyers checking in the store's own province; ``distant_stores`` the same
+    for the stores a refused unit was supposed to be at. Unknown geography is not elsewhere: a
+    clerk of such a store is held by neither rule, nor a clerk whose refusals name such stores,
+    while the rules still hold the clerks of stores whose provinces are known."""
+    from app.forensics.rings import detect_rings
+    from tests.helpers import new_org
+    from tests.rebates_support import insert_claims
+    from tests.test_rebate_claims import new_clerk
+
+    admin = await login("admin")
+    brand = demo["BRAND-LUMI"]
+
+    async def store(province: str | None) -> int:
+        fields = {} if province is None else {"province_name": province}
+        made = await new_org(client, admin, "store", demo["AGENT-ZJ"], **fields)
+        assert made.get("province_name") == province, made
+        return int(made["id"])
+
+    nowhere = [await store(None) for _ in range(4)]
+    hz = await store("浙江省")  # the stores of the test's own: no demo store's rows change
+    distant = [await store(p) for p in ("四川省", "广东省", "湖南省")]
+    lost, _ = await new_clerk(client, login, nowhere[0])  # of a store of no province
+    strayed, _ = await new_clerk(client, login, nowhere[0])  # its refusals, of distant stores
+    near, _ = await new_clerk(client, login, hz)  # refused units of stores of no province
+    far, _ = await new_clerk(client, login, hz)  # refused units of stores in other provinces
+    checked, _ = await new_clerk(client, login, hz)  # claimed codes checked in Guangdong
+    now = datetime.now(UTC)
+    product = (await (await conn.execute("SELECT id FROM products LIMIT 1")).fetchone())["id"]
+    for clerk, store_id, province in ((lost, nowhere[0], "浙江省"), (checked, hz, "广东省")):
+        ids = await insert_claims(
+            conn, brand_id=brand, store_id=store_id, clerk_id=clerk, product_id=product,
+            amounts=[1, 1, 1], at=now,
+        )  # fmt: skip
+        codes = await (
+            await conn.execute("SELECT code_id FROM rebate_claims WHERE id = ANY(%s)", (ids,))
+        ).fetchall()
+        for row in codes:  # a buyer checked each code (right PIN) a minute before the claim
+            await _verified(
+                conn, brand=brand, member=None, ip=new_ip(), code=row["code_id"],
+                province=province, at=now - timedelta(minutes=1),
+            )  # fmt: skip
+    refused = (
+        (strayed, nowhere[0], distant),
+        (near, hz, nowhere[1:]),
+        (far, hz, distant),
+    )
+    for clerk, store_id, expected in refused:
+        for other in expected:
+            await conn.execute(
+                """INSERT INTO rebate_refusals (brand_id, code_id, serial, clerk_id, store_id,
+                       reason, expected_store_id, holder_org_id)
+                   VALUES (%s, 1, 'RF-ring', %s, %s, 'other_store', %s, %s)""",
+                (brand, clerk, store_id, other, other),
+            )
+    await conn.commit()
+    tuned = msgspec.structs.replace(settings, ring_verified_elsewhere_claims=3)
+    async with await _autocommit(app) as c:
+        run = await detect_rings(c, tuned, wait=True)
+    assert run.ran
+    held = await (
+        await conn.execute(
+            "SELECT party_id, rule FROM fraud_holds WHERE party_kind = 'clerk' "
+            "AND party_id = ANY(%s)",
+            ([lost, strayed, near, far, checked],),
+        )
+    ).fetchall()
+    await conn.commit()
+    assert sorted((h["party_id"], h["rule"]) for h in held) == sorted(
+        [(far, "distant_stores"), (checked, "verified_elsewhere")]
+    ), (held, {"lost": lost, "strayed": strayed, "near": near})

@@ -17,6 +17,10 @@ overruled by the evidence already judged, nor by it and one new scan):
   member's own province) by someone else within ``RING_VERIFIED_BEFORE_MINUTES`` before the
   claim: codes bought from the consumers who checked them.
 
+Unknown geography is not elsewhere: a store with no province recorded (``province_name`` is
+optional), a member with none, or a check of no province counts for neither geographic rule (a
+probe: ``IS DISTINCT FROM`` put a store of no province in another province than every check).
+
 Each run first settles held claims of holds decided meanwhile (``holds.sweep``): the claim a
 round wrote ``held`` just as its hold was released; a hold whose claims cannot be credited is set
 aside in the dead letters (``fraud_settle``) and the others are settled. The settling and each
@@ -79,7 +83,10 @@ JOIN orgs here ON here.id = r.store_id
 JOIN orgs elsewhere ON elsewhere.id = coalesce(r.expected_store_id, r.holder_org_id)
 {_DECIDED.format(party="r.clerk_id")}
 WHERE r.at >= %(since)s AND elsewhere.id <> r.store_id
-  AND elsewhere.province_name IS DISTINCT FROM here.province_name
+  -- unknown geography is not elsewhere: both stores' provinces known (a probe: a store of no
+  -- province recorded was "in another province" than every store)
+  AND here.province_name IS NOT NULL AND elsewhere.province_name IS NOT NULL
+  AND elsewhere.province_name <> here.province_name
   AND {_AFTER_DECIDED.format(at="r.at")}
 GROUP BY 1, 2
 HAVING count(DISTINCT elsewhere.id) >= %(n)s
@@ -103,7 +110,8 @@ SELECT c.brand_id, c.clerk_id AS party_id,
        jsonb_build_object('claims', count(*), 'codes', (array_agg(c.code_id ORDER BY c.id))[1:20],
                           'window_minutes', %(window)s) AS evidence
 FROM rebate_claims c JOIN orgs s ON s.id = c.store_id {_DECIDED.format(party="c.clerk_id")}
-WHERE c.claimed_at >= %(since)s AND {_AFTER_DECIDED.format(at="c.claimed_at")}
+WHERE c.claimed_at >= %(since)s AND s.province_name IS NOT NULL  -- as a member's province
+  AND {_AFTER_DECIDED.format(at="c.claimed_at")}
   AND {_ELSEWHERE.format(province="s.province_name", other=_NOT_THE_CLERKS)}
 GROUP BY 1, 2
 HAVING count(*) >= %(n)s

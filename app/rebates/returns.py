@@ -11,10 +11,13 @@ it, and a deduction from a later one is the brand's finance's to make (the retur
 names a withdrawn claim only).
 
 The caller holds the unit's state row locked (``FOR UPDATE``), as a claim's round locks it before
-it writes a claim, so the two never run at once for one unit. The queue row is deleted without
-``SKIP LOCKED``: while a roll-up folding it is uncommitted the delete waits, then finds nothing
-left, and the totals the roll-up has just raised are lowered. Totals are updated in the
-roll-up's order (clerk totals, then the store's), so the two never deadlock.
+it writes a claim, so the two never run at once for one unit. The claim's row is locked (the
+lock its delete takes) in a statement before the delete's, so a hold's release that queued it
+meanwhile is seen queued (``_LOCK``): the same locks, in the same order (the unit, the claim,
+its queue row, the totals). The queue row is deleted without ``SKIP LOCKED``: while a roll-up
+folding it is uncommitted the delete waits, then finds nothing left, and the totals the roll-up
+has just raised are lowered. Totals are updated in the roll-up's order (clerk totals, then the
+store's), so the two never deadlock.
 """
 
 from __future__ import annotations
@@ -26,13 +29,22 @@ from app.auth.principal import Principal
 from app.db import Conn
 from app.rebates.ranking import MONTH_OF
 
+# The unit's withdrawable claim: an unsettled one, but not one a confirmed fraud hold rejected
+# (that stays, its code taken: a probe, a return deleted it and the decided hold's record lost it).
+_WITHDRAWABLE = """
+c.code_id = %(code)s AND c.statement_id IS NULL AND c.hold_state IS DISTINCT FROM 'rejected'
+"""
+
+# The claim's row locked first, in a statement of its own: a hold's release settling it (which
+# queues it, ``app.forensics.holds``) is waited for, and ``_WITHDRAW``'s snapshot, taken after,
+# sees the release's queue row. A probe: the DELETE waited for the release itself, but its
+# queue read was of the snapshot taken before it waited — the released claim read unqueued,
+# its count taken off totals that had never counted it, and its queue row left behind.
+_LOCK = f"SELECT c.id FROM rebate_claims c WHERE {_WITHDRAWABLE} FOR UPDATE"
+
 _WITHDRAW = f"""
 WITH gone AS (
-    DELETE FROM rebate_claims c
-     WHERE c.code_id = %(code)s AND c.statement_id IS NULL
-       -- a claim a confirmed fraud hold rejected stays, its code taken (a probe: a return
-       -- deleted it, and the decided hold's record lost it)
-       AND c.hold_state IS DISTINCT FROM 'rejected'
+    DELETE FROM rebate_claims c WHERE {_WITHDRAWABLE}
     RETURNING c.id, c.brand_id, c.store_id, c.clerk_id, c.amount, c.client_id, c.code_id,
               c.hold_state, {MONTH_OF} AS month
 ), unqueued AS (
@@ -64,6 +76,8 @@ async def withdraw(conn: Conn, actor: Principal, code: int) -> dict[str, Any] | 
     """Withdraw the unsettled rebate claim of a returned unit; what was withdrawn (its id, store,
     clerk and amount), or None when there was none (never claimed, already settled, or rejected
     by a confirmed fraud hold: that claim stays, as the hold decided)."""
+    if await (await conn.execute(_LOCK, {"code": code})).fetchone() is None:
+        return None
     claim = await (await conn.execute(_WITHDRAW, {"code": code})).fetchone()
     if claim is None:
         return None
