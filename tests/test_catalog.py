@@ -12,7 +12,14 @@ import msgspec
 import pytest
 
 from app._core import gs1_check_digit
-from tests.helpers import acting, assert_error, every_item, onboarded_brand, sales_order
+from tests.helpers import (
+    acting,
+    assert_error,
+    every_item,
+    issue_cases,
+    onboarded_brand,
+    sales_order,
+)
 from tests.race_support import audit_rows, deleted_once, lock_waiters, twice_held
 
 
@@ -1008,6 +1015,34 @@ async def test_a_gtin_under_another_brands_company_prefix_is_refused(
     assert (await client.get(url, headers=admin_b)).json()["gtin"] == "0" + free
     renamed = await client.patch(url, headers=admin_b, json={"name": "B's own"})
     assert renamed.status_code == 200, renamed.text
+
+
+async def test_a_gtin_under_the_prefix_another_brand_s_case_codes_carry_is_refused(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: the demo brand has no GS1 company prefix of its own, so its case codes (SSCCs)
+    carry the platform's ``TRACECODE_GS1_COMPANY_PREFIX`` — which no other brand may then be
+    given (409 ``duplicate_company_prefix``) —, yet a new tenant catalogued a GTIN under it
+    (201): it took a product page ``/p/{gtin}`` and Digital Link of the demo brand's range, and
+    the demo brand could never be given its prefix (409: another brand's GTINs carried it).
+    The GTIN's check agrees with the prefix's now: a prefix another brand's case codes were
+    issued under is that brand's (422 ``gtin_of_other_brand``, the GTIN-14 of a case too); the
+    demo brand's own GTINs under it still save."""
+    prefix = app.state.settings.gs1_company_prefix
+    await issue_cases(client, login, demo, "inner", 1)  # the demo brand's case codes carry it
+    _, tenant = await onboarded_brand(client, login)  # no prefix of its own
+    for gtin in (_gtin_under(prefix), _gtin_under(prefix, 14)):
+        squat = {"name": "Squat", "product_no": f"SQ-{gtin}", "gtin": gtin, "published": True}
+        error = assert_error(
+            await client.post("/products", headers=tenant, json=squat), 422, "gtin_of_other_brand"
+        )
+        assert error["details"] == {"field": "gtin"}, error
+    admin = await login("admin")
+    own = {"name": "Own", "product_no": f"OWN-{secrets.token_hex(4)}", "gtin": _gtin_under(prefix)}
+    made = await client.post("/products", headers=admin, json=own)
+    assert made.status_code == 201, made.text
+    gone = await client.delete(f"/products/{made.json()['id']}", headers=admin)
+    assert gone.status_code == 204, gone.text
 
 
 async def test_a_product_catalogued_while_its_prefix_is_given_to_another_brand_is_refused(

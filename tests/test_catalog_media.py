@@ -20,7 +20,13 @@ from app.config import CATALOG_MEDIA_MAX_BYTES_CAP, SettingsError, load_settings
 from app.media import imagemeta
 from app.media.storage import store_from_settings
 from tests.h5_support import new_product
-from tests.helpers import answered_before_its_body, assert_error, key_of, onboarded_brand
+from tests.helpers import (
+    answered_before_its_body,
+    assert_error,
+    key_of,
+    new_org,
+    onboarded_brand,
+)
 from tests.images import jpeg, jpeg_exif, jpeg_sof, png, png_chunk, png_ihdr, webp
 from tests.test_media_s3 import _s3_settings, _serve, s3rver  # noqa: F401  (the fixture)
 
@@ -362,9 +368,9 @@ async def test_a_medium_s_upload_and_deletion_are_audited_under_its_brand(
     """A probe: a deletion was audited with no ``before`` (which file went could not be told)
     and under the caller's organisation. The medium is its brand's: its upload and deletion
     are filed under the brand, the deletion with the medium as it was (type, size, hash, its
-    path — never its bytes), whoever in the brand's tree did it (a distributor's ERP key)."""
+    path — never its bytes), whoever of the brand's staff did it (an ERP key of the brand's)."""
     admin = await login("admin")
-    erp = await key_of(client, admin, ["catalog.read", "catalog.write"], demo["DIST-NB"])
+    erp = await key_of(client, admin, ["catalog.read", "catalog.write"], demo["BRAND-LUMI"])
     medium = (await upload(client, erp, png(secrets.randbelow(1 << 24)))).json()
     assert (await client.delete(medium["url"], headers=erp)).status_code == 204
     got = await client.get(
@@ -460,6 +466,91 @@ async def test_a_medium_named_by_its_absolute_url_is_named_by_its_path(
         assert imported.json()["results"][0]["result"] == result, imported.json()
     erp = await client.get(f"/products/{imported.json()['results'][0]['id']}", headers=office)
     assert erp.json()["image_url"] == image["url"]
+
+
+async def test_a_medium_named_by_a_variant_of_its_url_is_named_by_its_path(
+    client: Any, login: Any
+) -> None:
+    """A probe: a product's ``image_url`` set to a medium's ``absolute_url`` with a trailing
+    ``/`` (or ``/.``, ``%2F``) was kept as another site's URL, while the server and a browser
+    resolve it to the medium: it was not seen as in use (deleted, 204, from under the published
+    product), and another brand's product took the medium past the brand check. Any URL whose
+    path — percent-decoded, dot segments resolved, trailing slashes dropped — is a medium's
+    path is kept as that path and checked so; one naming nothing of this server under
+    ``/media/catalog/`` is 400 ``unknown_catalog_media`` (an exact URL of another site's medium
+    is still kept). The ERP import too."""
+    _, office = await onboarded_brand(client, login)
+    _, other = await onboarded_brand(client, login)
+    image = (await upload(client, office, png(secrets.randbelow(1 << 24)))).json()
+    absolute = image["absolute_url"]
+    host, path = absolute.removesuffix(image["url"]), image["url"]
+    for n, url in enumerate(
+        (
+            absolute + "/",
+            absolute + "/.",
+            absolute + "%2F",
+            absolute + "//?v=2#top",
+            host + "/media/./catalog/x/../" + image["id"].upper(),
+            host + "/media/catalog%2F" + image["id"],
+        )
+    ):
+        made = await client.post(
+            "/products",
+            headers=office,
+            json={"name": "Variant", "product_no": f"VAR-{n}", "image_url": url, "published": True},
+        )
+        assert made.status_code == 201, (url, made.text)
+        assert made.json()["image_url"] == path, url
+        assert_error(await client.delete(path, headers=office), 409, "in_use")
+        stolen = await client.post(
+            "/products", headers=other, json={"name": "x", "product_no": "VAR", "image_url": url}
+        )
+        error = assert_error(stolen, 400, "unknown_catalog_media")
+        assert error["details"] == {"field": "image_url"}, url
+    elsewhere = "https://cdn.example.com/media/catalog/00000000-0000-4000-8000-000000000000"
+    for url in (elsewhere + "/", "https://cdn.example.com/media/catalog/a.png", host + path + "/x"):
+        refused = await client.post(
+            "/products", headers=office, json={"name": "x", "product_no": "VAR-X", "image_url": url}
+        )
+        assert assert_error(refused, 400, "unknown_catalog_media")["details"] == {
+            "field": "image_url"
+        }, url
+    row = {"erp_code": "VAR-ERP", "product_no": "VAR-E", "name": "Var", "image_url": absolute + "/"}
+    imported = await client.post("/products/import", headers=office, json={"items": [row]})
+    assert imported.status_code == 200, imported.text
+    result = imported.json()["results"][0]
+    assert result["result"] == "created", imported.json()
+    erp = await client.get(f"/products/{result['id']}", headers=office)
+    assert erp.json()["image_url"] == path
+
+
+async def test_catalogue_media_are_written_by_the_brand_s_own_staff(
+    client: Any, login: Any
+) -> None:
+    """A probe: a factory's staff holding ``catalog.write`` (a role of the brand's own making,
+    or an ERP key of the factory) deleted the brand's media (204) — from under the products of
+    the brand it cannot write — and uploaded against the brand's quota. A medium is the
+    brand's, and the catalogue is written only where the owner is in the writer's subtree:
+    uploads and deletions are the brand's own staff's (403 ``brand_staff_only``); below the
+    brand, media are still listed, and named by the factory's own products."""
+    brand, office = await onboarded_brand(client, login)
+    factory = await new_org(client, office, "factory", brand["id"])
+    below = await key_of(client, office, ["catalog.read", "catalog.write"], factory["id"])
+    image = (await upload(client, office, png(secrets.randbelow(1 << 24)))).json()
+    assert_error(await client.delete(image["url"], headers=below), 403, "brand_staff_only")
+    refused = await upload(client, below, png(secrets.randbelow(1 << 24)))
+    assert_error(refused, 403, "brand_staff_only")
+    assert (await _usage(client, office))["count"] == 1
+    assert _ids(await _listed(client, below)) == [image["id"]]
+    made = await client.post(
+        "/products",
+        headers=below,
+        json={"name": "Factory's", "product_no": "F-1", "image_url": image["absolute_url"]},
+    )
+    assert made.status_code == 201, made.text
+    assert (made.json()["org_id"], made.json()["image_url"]) == (factory["id"], image["url"])
+    await client.delete(f"/products/{made.json()['id']}", headers=below)
+    assert (await client.delete(image["url"], headers=office)).status_code == 204
 
 
 async def test_an_upload_without_the_permission_is_refused_before_its_body(

@@ -7,9 +7,11 @@ subtree contains the owning organisation.
 
 from __future__ import annotations
 
+import posixpath
 import re
 import uuid
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import msgspec
 
@@ -226,37 +228,55 @@ _PREFIX_LENGTHS = range(6, 13)
 
 
 async def _check_gtin_brand(conn: Conn, owner: int, gtin: str) -> None:
-    """422 ``gtin_of_other_brand`` when ``gtin`` falls under another brand's GS1 company prefix
-    than the owner's brand (the longest of them; a brand without a prefix claims none): GTINs
-    are printed on every pack, so a tenant could take another brand's product page ``/p/{gtin}``
-    and its Digital Link ``/01/{gtin}``, and the brand could no longer catalogue its own
-    product (a probe). Checked before uniqueness, so the answer tells nothing of the GTIN's
-    use elsewhere. Under the SSCC block lock, shared (GTINs checked at once do not wait for each
-    other), as a brand is given a prefix under it exclusively
-    (``app.orgs.service.check_company_prefix``, which refuses one another brand's GTINs carry):
-    of a product catalogued and a prefix given at once, the second sees the first (the owner
-    held ``FOR KEY SHARE`` first — the product's row will — as the prefix's change holds the
-    brand's row before the lock: the same order, no deadlock)."""
+    """422 ``gtin_of_other_brand`` when ``gtin`` falls under a GS1 company prefix that is another
+    brand's than the owner's brand, as ``app.orgs.service.check_company_prefix`` would refuse it
+    to the owner's brand: one another brand has for its own (``orgs.gs1_company_prefix``), or
+    one another brand's case codes (SSCCs) were issued under (``case_batches.company_prefix``:
+    the platform's ``TRACECODE_GS1_COMPANY_PREFIX``, taken by a brand without its own — a probe:
+    a new tenant took GTINs under the demo brand's, and that brand could then never be given
+    it). Of the prefixes the GTIN's digits after the indicator start with, the longest so
+    claimed decides (its claimants all the owner's brand: the owner's own); one no brand has
+    and no case codes carry claims nothing. GTINs are printed on every pack, so a tenant could
+    take another brand's product page ``/p/{gtin}`` and its Digital Link ``/01/{gtin}``, and the
+    brand could no longer catalogue its own product (a probe). Checked before uniqueness, so
+    the answer tells nothing of the GTIN's use elsewhere. Under the SSCC block lock, shared
+    (GTINs checked at once do not wait for each other), as a brand is given a prefix and a
+    brand's first case batch takes the platform's under it exclusively (``check_company_prefix``,
+    ``app.codes.cases``): of a product catalogued and a prefix given or taken at once, the
+    second sees the first (the owner held ``FOR KEY SHARE`` first — the product's row will — as
+    the prefix's change holds the brand's row before the lock: the same order, no deadlock)."""
     await conn.execute("SELECT 1 FROM orgs WHERE id = %s FOR KEY SHARE", (owner,))
     await locks.xact_lock_shared(conn, locks.Lock.SSCC_BLOCK, 0)
     candidates = [gtin[1 : 1 + n] for n in _PREFIX_LENGTHS]
-    claimed = await (
-        await conn.execute(
-            """SELECT 1 FROM orgs o,
-                      LATERAL (SELECT b.id FROM orgs b
-                                WHERE b.kind = 'brand' AND b.gs1_company_prefix = ANY(%(p)s)
-                                ORDER BY length(b.gs1_company_prefix) DESC LIMIT 1) AS claim
-                WHERE o.id = %(owner)s AND claim.id <> split_part(o.path, '/', 2)::bigint""",
-            {"p": candidates, "owner": owner},
-        )
-    ).fetchone()
-    if claimed is not None:
+    claim = await (await conn.execute(_LONGEST_CLAIM, {"p": candidates, "owner": owner})).fetchone()
+    if claim is not None and claim["theirs"]:
         raise Unprocessable(
             f"GTIN {gtin} is under another brand's GS1 company prefix: its products are that "
             "brand's to catalogue",
             code="gtin_of_other_brand",
             details={"field": "gtin"},
         )
+
+
+# the longest of the prefixes ``p`` a brand claims (its own, or its case codes carry it), and
+# whether a brand other than the owner's claims it (case batches looked up by their
+# (company_prefix, brand_id) index, on either side of the owner's brand)
+_LONGEST_CLAIM = """
+    WITH owner AS (SELECT split_part(path, '/', 2)::bigint AS brand FROM orgs WHERE id = %(owner)s)
+    SELECT c.prefix,
+           EXISTS (SELECT 1 FROM orgs b
+                    WHERE b.kind = 'brand' AND b.gs1_company_prefix = c.prefix
+                      AND b.id <> owner.brand)
+        OR EXISTS (SELECT 1 FROM case_batches cb
+                    WHERE cb.company_prefix = c.prefix AND cb.brand_id < owner.brand)
+        OR EXISTS (SELECT 1 FROM case_batches cb
+                    WHERE cb.company_prefix = c.prefix AND cb.brand_id > owner.brand) AS theirs
+      FROM owner, unnest(%(p)s::text[]) AS c(prefix)
+     WHERE EXISTS (SELECT 1 FROM orgs b
+                    WHERE b.kind = 'brand' AND b.gs1_company_prefix = c.prefix)
+        OR EXISTS (SELECT 1 FROM case_batches cb WHERE cb.company_prefix = c.prefix)
+     ORDER BY length(c.prefix) DESC
+     LIMIT 1"""
 
 
 async def _check_unique(
@@ -525,12 +545,12 @@ async def check_rule_target(
 # Media ---------------------------------------------------------------------------------------
 
 _MEDIA_PATH = re.compile(CATALOG_PATH)
+_UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 # a catalogue medium named by an absolute URL: its upload's ``absolute_url``
 # (``{TRACECODE_PUBLIC_SCHEME}://{RESOLVER_HOST}/media/catalog/{id}``), with any query or fragment
-_MEDIA_URL = re.compile(
-    r"https?://[^/?#\s]+/media/catalog/"
-    r"([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})(?:[?#]\S*)?"
-)
+_MEDIA_URL = re.compile(rf"https?://[^/?#\s]+/media/catalog/({_UUID})(?:[?#]\S*)?")
+_MEDIA_ID = re.compile(_UUID)
+_MEDIA_DIR = "/media/catalog/"
 
 
 def _media_id(url: str | None) -> uuid.UUID | None:
@@ -539,36 +559,74 @@ def _media_id(url: str | None) -> uuid.UUID | None:
     return uuid.UUID(url.rsplit("/", 1)[1]) if found and url else None
 
 
+def _under_media(url: str | None) -> str | None:
+    """What an ``http(s)://`` URL or a path names under ``/media/catalog/``, as a browser and
+    this server resolve it — its path percent-decoded (``%2F`` is a ``/``), a backslash taken
+    for a slash, dot segments resolved and trailing slashes dropped — or None when it names
+    nothing there (another URL)."""
+    try:
+        parts = urlsplit((url or "").replace("\\", "/"))
+    except ValueError:  # an unbalanced IPv6 host: no URL a browser loads
+        return None
+    if parts.scheme.lower() not in ("http", "https") and (parts.scheme or parts.netloc):
+        return None
+    path = posixpath.normpath("/" + unquote(parts.path).lstrip("/"))
+    return path.removeprefix(_MEDIA_DIR) if path.startswith(_MEDIA_DIR) else None
+
+
 async def own_media_paths(conn: Conn, changes: dict[str, Any]) -> None:
     """Each of a product's ``image_url`` / ``video_url`` among ``changes`` that names a
-    catalogue medium of this server by an absolute URL (its upload's ``absolute_url``) becomes
-    its path, ``/media/catalog/{id}``, as the catalogue keeps it: the brand's and kind's check,
-    the medium's in-use check (``DELETE /media/catalog/{id}``) and its unused list look for that
-    path (a probe: a product naming its medium by ``absolute_url`` was not seen — the medium was
-    listed as unused and deleted from under the published product, and another brand's product
-    took it past the brand check). Whatever the URL's host (the public one, an older one, a
-    proxy in front): a medium's id is random, so a URL naming one of this server's media ids was
-    made from that medium's URL. A URL naming no medium here stays as it is (another site's)."""
+    catalogue medium of this server by another URL than its path — its upload's
+    ``absolute_url``, or any ``http(s)://`` URL whose path resolves to it (``_under_media``: a
+    trailing ``/``, ``/.``, ``%2F``, which this server and a browser resolve to the medium) —
+    becomes its path, ``/media/catalog/{id}``, as the catalogue keeps it: the brand's and kind's
+    check, the medium's in-use check (``DELETE /media/catalog/{id}``) and its unused list look
+    for that path (probes: a product naming its medium by ``absolute_url``, then by it with a
+    trailing ``/``, was not seen — the medium was listed as unused and deleted from under the
+    published product, and another brand's product took it past the brand check). Whatever the
+    URL's host (the public one, an older one, a proxy in front): a medium's id is random, so a
+    URL naming one of this server's media ids was made from that medium's URL. One naming no
+    medium here is left as it is: ``check_product_media`` keeps an exact ``absolute_url`` form
+    (another site's) and refuses any other under ``/media/catalog/``."""
     for field in ("image_url", "video_url"):
-        found = _MEDIA_URL.fullmatch(changes.get(field) or "")
-        if found is None:
+        value = changes.get(field)
+        name = None if _MEDIA_PATH.fullmatch(value or "") else _under_media(value)
+        if name is None or not _MEDIA_ID.fullmatch(name):
             continue
-        media_id = uuid.UUID(found[1])
+        media_id = uuid.UUID(name)
         row = await (
             await conn.execute("SELECT 1 FROM catalog_media WHERE id = %s", (media_id,))
         ).fetchone()
         if row is not None:
-            changes[field] = f"/media/catalog/{media_id}"
+            changes[field] = f"{_MEDIA_DIR}{media_id}"
+
+
+def _check_media_form(field: str, url: str | None) -> None:
+    """400 ``unknown_catalog_media`` for a URL (after ``own_media_paths``) that names something
+    under ``/media/catalog/`` but is neither a medium's path nor an exact ``absolute_url`` form
+    (``_MEDIA_URL``: kept, naming no medium here, as another site's): a variant of a medium's
+    URL that names none of this server's media, or nothing a medium's URL is."""
+    if url is None or _MEDIA_PATH.fullmatch(url) or _MEDIA_URL.fullmatch(url):
+        return
+    if _under_media(url) is not None:
+        raise ValidationFailed(
+            f"{field} names no catalogue medium of this server by its path "
+            "(/media/catalog/{id}) or its absolute_url",
+            code="unknown_catalog_media",
+            details={"field": field},
+        )
 
 
 async def check_product_media(conn: Conn, owner: int, changes: dict[str, Any]) -> None:
     """400 ``unknown_catalog_media`` (``details.field``) unless each of the product's
     ``image_url`` / ``video_url`` among ``changes`` that names a medium of this server (by its
-    path, or by an absolute URL: made its path first, ``own_media_paths``) names one of the
+    path, or by an absolute URL: made its path first, ``own_media_paths``; another URL under
+    ``/media/catalog/`` than an exact ``absolute_url`` form: refused) names one of the
     owner's brand, of its kind (an image for ``image_url``). Its row held ``FOR KEY SHARE`` to
     the end of the transaction: a deletion in flight is waited for, then found."""
     await own_media_paths(conn, changes)
     for field, kind in (("image_url", "image"), ("video_url", "video")):
+        _check_media_form(field, changes.get(field))
         media_id = _media_id(changes.get(field))
         if media_id is None:
             continue

@@ -2,8 +2,10 @@
 served to everyone — consumers' phones load it on the product pages (``/p/{gtin}``, the brand's
 product list).
 
-An upload (``catalog.write``) is checked before anything is kept: a JPEG, PNG or WebP image, or an
-MP4 or WebM video, told by its first bytes, never by a name or Content-Type (415
+An upload (``catalog.write``, by the brand's own staff: a medium is the brand's, and the
+catalogue is written only where its owner is in the writer's subtree — 403 ``brand_staff_only``
+below the brand, for a deletion too) is checked before anything is kept: a JPEG, PNG or WebP
+image, or an MP4 or WebM video, told by its first bytes, never by a name or Content-Type (415
 ``unsupported_catalog_media``); at most ``TRACECODE_CATALOG_IMAGE_MAX_BYTES`` for an image and
 ``TRACECODE_CATALOG_VIDEO_MAX_BYTES`` for a video (413 ``catalog_media_too_large``, the rest of the
 body never read). An image loses its metadata blocks — EXIF with the GPS position of the phone
@@ -71,6 +73,7 @@ from app.errors import (
 from app.locks import Lock
 from app.media import imagemeta
 from app.media.storage import PhotoStore
+from app.members.principal import brand_of_staff
 from app.paging import Page, fetch_page
 
 log = logging.getLogger("tracecode.media")
@@ -176,6 +179,17 @@ def limit_of(kind: Kind | None, image_max: int, video_max: int) -> int:
     return max(image_max, video_max)
 
 
+def _writer(actor: Principal) -> int:
+    """The brand whose media the caller writes (uploads, deletes): ``catalog.write`` and the
+    brand's own staff (403 ``brand_staff_only`` below it, whatever role grants the permission).
+    A medium is the brand's — counted in its quota, named by any product of its tree — and the
+    catalogue is written only where the owner is in the writer's subtree
+    (``app.catalog.service``): staff of a factory holding ``catalog.write`` write its products,
+    never the brand's (a probe: such a user deleted the brand's media from under its products'
+    pages and uploaded against its quota)."""
+    return brand_of_staff(actor, "catalog.write", "catalogue media are uploaded and deleted")
+
+
 def _columns() -> str:
     return "id, kind, content_type, size_bytes, sha256, created_at"
 
@@ -241,13 +255,12 @@ async def upload(
     (409 ``catalog_quota_exceeded``: before the store is written, and again under the brand's
     lock with the row). The same bytes of the brand already kept: that medium, nothing written,
     nothing counted."""
-    actor.require("catalog.write")
+    brand = _writer(actor)
     # in a thread: up to a video's limit of bytes to sniff, strip and hash (a probe: a crafted
     # JPEG held every other request of the process for over a second)
     data, content_type, found, ext, digest = await asyncio.to_thread(
         _prepared, data, kind, image_max, video_max
     )
-    brand = actor.brand_id
     async with pool.connection() as conn:  # not held while the store writes
         row = await _same(conn, brand, digest)
         if row is None:
@@ -446,14 +459,15 @@ async def delete(
     """Delete a medium of the caller's brand that no product names (409 ``in_use``; 404 for
     another brand's or none). The row goes first, in its transaction, with the product check
     under its lock (a product naming it waits, then finds it gone: 400); the object after.
-    Audited as the upload is, under the brand, with the medium as it was (never its bytes)."""
-    actor.require("catalog.write")
+    Audited as the upload is, under the brand, with the medium as it was (never its bytes).
+    The brand's own staff only (``_writer``)."""
+    brand = _writer(actor)
     async with pool.connection() as conn:
         row = await (
             await conn.execute(
                 f"""SELECT {_columns()}, storage_key FROM catalog_media
                     WHERE id = %s AND brand_id = %s FOR UPDATE""",
-                (media_id, actor.brand_id),
+                (media_id, brand),
             )
         ).fetchone()
         if row is None:
@@ -479,6 +493,6 @@ async def delete(
             "catalog_media",
             media_id,
             before=_out(row, public_url),
-            org_id=actor.brand_id,
+            org_id=brand,
         )
     await _forget(store, row["storage_key"])

@@ -140,13 +140,15 @@ class CatalogMediaController(Controller):
         settings: Settings,
         kind: Kind | None = None,
     ) -> CatalogMediaOut:
-        """Upload a product image or video (``catalog.write``): the request body is the file's
-        bytes — a JPEG, PNG or WebP image (at most ``TRACECODE_CATALOG_IMAGE_MAX_BYTES``, its
-        metadata removed) or an MP4 or WebM video (``TRACECODE_CATALOG_VIDEO_MAX_BYTES``, kept
-        as is), told by its first bytes (415 ``unsupported_catalog_media``; ``kind`` asks for one
-        of the two). 201 with its public ``url``, to put in a product's ``image_url`` or
-        ``video_url``; the same bytes again are the same medium. The brand keeps at most
-        ``TRACECODE_CATALOG_BRAND_QUOTA_BYTES`` of media (409 ``catalog_quota_exceeded``)."""
+        """Upload a product image or video (``catalog.write``, the brand's own staff: 403
+        ``brand_staff_only`` below the brand, as a medium is the brand's): the request body is
+        the file's bytes — a JPEG, PNG or WebP image (at most
+        ``TRACECODE_CATALOG_IMAGE_MAX_BYTES``, its metadata removed) or an MP4 or WebM video
+        (``TRACECODE_CATALOG_VIDEO_MAX_BYTES``, kept as is), told by its first bytes (415
+        ``unsupported_catalog_media``; ``kind`` asks for one of the two). 201 with its public
+        ``url``, to put in a product's ``image_url`` or ``video_url``; the same bytes again are
+        the same medium. The brand keeps at most ``TRACECODE_CATALOG_BRAND_QUOTA_BYTES`` of
+        media (409 ``catalog_quota_exceeded``)."""
         return await catalog.upload(
             request.app.state.pool,
             principal,
@@ -229,7 +231,9 @@ class CatalogMediaController(Controller):
         self, media_id: uuid.UUID, state: State, principal: Principal, settings: Settings
     ) -> None:
         """Delete a medium of the caller's brand that no product shows (409 ``in_use``; 404 for
-        another brand's). Copies cached by browsers and proxies may live on for a while."""
+        another brand's; 403 ``brand_staff_only`` below the brand: its media are its own staff's to
+        delete, as its products are). Copies cached by browsers and proxies may live on for a
+        while."""
         await catalog.delete(
             state.pool,
             principal,
