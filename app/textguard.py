@@ -89,6 +89,11 @@ def has_control(value: str) -> bool:
     return _TEXT_CONTROL.search(value) is not None
 
 
+def without_controls(text: str) -> str:
+    """``text`` with every control character (as ``check_text`` refuses them) taken out."""
+    return _TEXT_CONTROL.sub("", text) if has_control(text) else text
+
+
 def storable(text: str | None) -> str | None:
     """A gateway's words (an error, a message id) as PostgreSQL can store them: a NUL or another
     control character, which a gateway may send, becomes a space (a NUL in one rejection's error

@@ -774,3 +774,120 @@ async def test_a_story_page_view_sanitises_once_a_version_and_never_a_deep_kept_
             page, stall = await _longest_loop_stall(phone.get("/brand/story", params=params))
             assert page.status_code == 404 and "<ul><ul>" not in page.text, page.text[:300]
             assert stall < 0.3, f"a story view held the event loop {stall:.2f} s"
+
+
+async def test_a_burst_of_deep_story_saves_leaves_the_rest_of_the_api_answering(
+    client: Any, login: Any, app: Any, monkeypatch: Any
+) -> None:
+    """A probe: 24 saves at once of 25,000 nested ``<ul>`` (100 KB; 2.3 s of parse each, then
+    400 ``too_deep``) each held a pooled connection in its transaction while the default
+    thread pool (shared with the log-ins' argon2) parsed: an unrelated list waited 5 s and was
+    503. Now the HTML as sent is measured before any parse (``<div>`` nested so, dropped by
+    the allow-list, is as deep), the story is sanitised before a connection is taken, and
+    ``SANITISE_SLOTS`` at a time: the burst is refused at once and the list answers; saves
+    queued behind slow sanitising hold no connection."""
+    import time
+
+    from app.content import story
+
+    _, admin = await onboarded_brand(client, login)
+    marketer = await login("marketer")
+
+    async def save(html: str) -> httpx.Response:
+        return await client.put("/brand-story", headers=admin, json={"html": html, "version": 0})
+
+    started = time.monotonic()
+    deep = [
+        asyncio.create_task(save(tag * (100_000 // len(tag)))) for tag in ("<ul>", "<div>") * 12
+    ]
+    other = await client.get("/promotions", headers=marketer, params={"per_page": 1})
+    waited = time.monotonic() - started
+    for answer in await asyncio.gather(*deep):
+        assert_error(answer, 400, "too_deep")
+    assert other.status_code == 200 and waited < 1.5, (other.status_code, waited, other.text)
+    # sanitising as slow as a deep parse: a few at a time, and no connection held meanwhile
+    pool, held, running = app.state.pool, [], [0, 0]
+    real_clean = story.clean
+
+    def slow_clean(html: str) -> str:
+        running[0] += 1
+        running[1] = max(running)
+        stats = pool.get_stats()
+        held.append(stats["pool_size"] - stats["pool_available"])
+        time.sleep(0.2)
+        running[0] -= 1
+        return real_clean(html)
+
+    monkeypatch.setattr(story, "clean", slow_clean)
+    saves = [asyncio.create_task(save(f"<p>v{n}</p>")) for n in range(8)]
+    await asyncio.sleep(0.1)
+    started = time.monotonic()
+    other = await client.get("/promotions", headers=marketer, params={"per_page": 1})
+    waited = time.monotonic() - started
+    codes = sorted(a.status_code for a in await asyncio.gather(*saves))
+    assert codes == [200] + [409] * 7, codes  # one first story; the rest were made from 0
+    assert other.status_code == 200 and waited < 0.5, (other.status_code, waited)
+    assert running[1] <= story.SANITISE_SLOTS, running
+    # connections in use as sanitising ran (the first ones: the burst's callers being loaded, a
+    # connection each, given back at once): a write or two, not the queue of saves
+    assert sorted(held)[len(held) // 2] <= 2, held
+
+
+async def test_story_character_references_bring_in_no_control_or_bidi_character(
+    client: Any, login: Any, app: Any, conn: Any
+) -> None:
+    """A probe: ``&#x1b;``, ``&#x202e;``, ``&#x7f;``, ``&#x8;`` in a story's text or link
+    were decoded by the sanitiser and kept raw (an ESC, a right-to-left override), which
+    ``app.textguard`` refuses every way text enters. Now 400 ``invalid_character`` on
+    ``html``, nothing written; a story kept with them before is shown without them."""
+    brand, admin = await onboarded_brand(client, login)
+    for html in (
+        "<p>Since 1999&#x1b;[2J</p>",
+        "<p>&#x202e;gnp.exe</p>",
+        "<p>a&#127;&#8;b</p>",
+        "<p>&#x81;</p>",  # C1 (0x80–0x9F are read as windows-1252, all but five)
+        '<a href="https://a.example/&#x202e;fdp.exe">x</a>',
+        '<img src="https://a.example/x.png" alt="&#x2066;x">',
+    ):
+        answer = await _save(client, admin, html, version=0)
+        error = assert_error(answer, 400, "invalid_character")
+        assert error["details"][0]["field"] == "html", error
+    assert (await _story(client, admin))["version"] == 0
+    saved = await _save(client, admin, "<p>a&#9;b&#10;c&#xa0;d&#x200f;</p>", version=0)
+    assert saved.status_code == 200, saved.text  # tab, line feed, a no-break space: kept
+    await conn.execute(
+        "UPDATE brand_stories SET html = %s, version = version + 1 WHERE brand_id = %s",
+        ("<p>Since 1999\x1b[2J\u202egnp.exe\x7f</p>", brand["id"]),
+    )
+    await conn.commit()
+    async with member_client(app) as phone:
+        page = await phone.get("/brand/story", params={"brand": brand["id"]})
+    assert page.status_code == 200 and "Since 1999[2Jgnp.exe" in page.text, page.text[:500]
+    assert not re.search(
+        "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]", page.text
+    )
+
+
+async def test_story_urls_without_a_double_slash_are_dropped_as_relative_ones(
+    client: Any, login: Any
+) -> None:
+    """A probe: ``https:/member/close``, ``http:/member/close``, ``https:evil`` — a scheme and
+    no ``//`` — were kept (the sanitiser checks the scheme only), and a browser resolves them
+    against the page, as relative URLs (WHATWG URL: a special scheme equal to the page's).
+    Now an ``href`` or ``src`` is kept only when it starts ``http://`` or ``https://``, after
+    the blanks a browser drops."""
+    _, admin = await onboarded_brand(client, login)
+    html = (
+        '<p><a href="https:/member/close">a</a><a href="http:/member/close">b</a>'
+        '<img src="https:/member/logout" alt="x"><a href="https:evil">c</a>'
+        '<a href="HTTPS:\\\\evil.example/">d</a><a href=" https:member">e</a>'
+        '<a href=" HTTPS://a.example/ok">f</a><a href="ht&#9;tps://b.example/ok">g</a>'
+        '<img src="http://c.example/ok.png" alt="y"></p>'
+    )
+    saved = await _save(client, admin, html, version=0)
+    assert saved.status_code == 200, saved.text
+    kept = saved.json()["html"]
+    assert "member" not in kept and "evil" not in kept, kept
+    for url in ("a.example/ok", "b.example/ok", "http://c.example/ok.png"):
+        assert url in kept, (url, kept)
+    assert kept.count("href=") == 2 and kept.count("src=") == 1, kept

@@ -17,8 +17,11 @@ names, and writes nothing (no version, no audit row); every other one is audited
 before and after. ``updated_by`` is the user, or the maker of the API key that saved it. What
 is kept is at most ``KEPT_MAX`` characters once sanitised (400 on ``html`` beyond: escaping can
 make it several times what was sent), its elements nested at most ``MAX_DEPTH`` deep (400
-``too_deep`` on ``html`` beyond: the sanitiser's parse is quadratic in nesting). Sanitising runs
-off the event loop.
+``too_deep`` on ``html`` beyond: the sanitiser's parse is quadratic in nesting; the HTML as
+sent is measured first, unparsed), without control characters or bidi overrides (400
+``invalid_character`` on ``html``: character references smuggled them past the JSON edge).
+Sanitising runs off the event loop, a few at a time (``sanitising``), before any connection is
+taken: a save holds a pooled connection only for the short transaction of its write.
 
 The phone page (``public_story``) sanitises a version once under today's list, off the event
 loop, and keeps the result per brand and version (``_SHOWN``): a view never parses the story
@@ -31,17 +34,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
 
 from app import audit
 from app.auth.principal import Principal
-from app.content.sanitise import MAX_DEPTH, clean, depth
+from app.content.sanitise import MAX_DEPTH, clean, depth, raw_depth
 from app.content.schemas import StoryIn, StoryOut
 from app.db import Conn
 from app.errors import BadRequest, Conflict, ValidationFailed
 from app.members.principal import brand_of_staff
-from app.textguard import without_blanks
+from app.textguard import check_text, without_blanks, without_controls
 
 _COLUMNS = "brand_id, title, html, version, updated_at, updated_by"
 KEPT_MAX = 200_000  # characters of sanitised HTML: the column's CHECK (migration 0105)
@@ -49,6 +56,13 @@ _SHOWN_MAX = 64  # stories kept sanitised for the phone pages, the least recentl
 # (brand, version, updated_at) -> the HTML the phone page shows (None: none, too deep)
 _SHOWN: OrderedDict[tuple[int, int, Any], str | None] = OrderedDict()
 log = logging.getLogger("tracecode.content")
+# Sanitising runs in the default thread pool (``asyncio.to_thread``), at most this many at once
+# per process: a probe's burst of 24 deep saves, each seconds of parse, held every thread (and,
+# then taken before the parse, every pooled connection): the API answered 503.
+SANITISE_SLOTS = 2
+_SANITISING: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 async def _row(conn: Conn, brand_id: int, lock: bool = False) -> dict[str, Any] | None:
@@ -100,20 +114,42 @@ async def _first(
     raise _stale(won["version"] if won else 1)
 
 
+def _too_deep() -> BadRequest:
+    return BadRequest(
+        f"the story's tags nest more than {MAX_DEPTH} levels deep (html)",
+        code="too_deep",
+        details={"field": "html", "max_depth": MAX_DEPTH},
+    )
+
+
+def sanitising() -> asyncio.Semaphore:
+    """The running event loop's turns of sanitising (``SANITISE_SLOTS``), taken before the
+    thread and before any connection: a burst of saves waits here holding nothing, and never
+    has every thread of the default pool (shared with the log-ins' argon2) to itself."""
+    loop = asyncio.get_running_loop()
+    slots = _SANITISING.get(loop)
+    if slots is None:
+        slots = _SANITISING[loop] = asyncio.Semaphore(SANITISE_SLOTS)
+    return slots
+
+
 def _kept(html: str) -> str:
     """``html`` sanitised, as it is kept: 400 ``validation_failed`` on ``html`` when that is
     over ``KEPT_MAX`` characters, ``too_deep`` when its elements nest deeper than
     ``MAX_DEPTH``. The sanitiser escapes text (``&`` is ``&amp;``, a no-break space
     ``&nbsp;``) and closes what it opens, so what is kept can be several times what was sent
     (a probe: a 96,000-character story broke the column's CHECK, an opaque 422). Run in a
-    thread: a deep story takes the sanitiser a second or more."""
+    thread (``sanitising``'s turn): a story of 64 levels takes the sanitiser milliseconds, a
+    deeper one seconds — it is measured as sent first (``raw_depth``, linear) and refused
+    unparsed. The sanitiser decodes character references (``&#x1b;``, ``&#x202e;``) and writes
+    the characters back raw: 400 ``invalid_character`` on ``html`` when what is kept holds a
+    control character or a bidi override (``app.textguard``: refused every way text enters)."""
+    if raw_depth(html) > MAX_DEPTH:
+        raise _too_deep()
     kept = clean(html)
     if depth(kept) > MAX_DEPTH:
-        raise BadRequest(
-            f"the story's tags nest more than {MAX_DEPTH} levels deep (html)",
-            code="too_deep",
-            details={"field": "html", "max_depth": MAX_DEPTH},
-        )
+        raise _too_deep()
+    check_text(kept, "html", "body")
     if len(kept) > KEPT_MAX:
         message = (
             f"the story as kept (sanitised: escaped text, closed tags) has {len(kept):,} "
@@ -126,18 +162,36 @@ def _kept(html: str) -> str:
     return kept
 
 
-async def put_story(conn: Conn, actor: Principal, data: StoryIn) -> StoryOut:
-    """Save the story (sanitised) made from ``data.version``; the story as kept."""
-    brand_id = brand_of_staff(actor, "content.write", "the brand story is written")
+Reload = Callable[[Conn], Awaitable[Principal]]  # the request's caller, loaded on a connection
+
+
+async def put_story(
+    pool: AsyncConnectionPool[Conn], actor: Principal, data: StoryIn, *, reload: Reload
+) -> StoryOut:
+    """Save the story (sanitised) made from ``data.version``; the story as kept. Sanitised
+    before any connection is taken (``sanitising``); the caller is loaded again (``reload``)
+    in the short transaction that reads, checks and writes the row."""
+    brand_of_staff(actor, "content.write", "the brand story is written")
     title = data.title.strip() if without_blanks(data.title) else ""
-    html = await asyncio.to_thread(_kept, data.html)
+    async with sanitising():  # a save queued here holds no connection
+        html = await asyncio.to_thread(_kept, data.html)
+    async with pool.connection() as conn:  # committed as the block ends
+        actor = await reload(conn)
+        brand_id = brand_of_staff(actor, "content.write", "the brand story is written")
+        return await _save(conn, actor, brand_id, title, html, data.version)
+
+
+async def _save(
+    conn: Conn, actor: Principal, brand_id: int, title: str, html: str, version: int
+) -> StoryOut:
+    """``put_story``'s write, under the row's lock: the story as kept."""
     row = await _row(conn, brand_id, lock=True)
     if row is not None and (row["title"], row["html"]) == (title, html):
         # saved unchanged (a retry whose answer was lost, a second click): no write, whatever
         # version it names — a probe: a retry was told another editor had changed the story
         return _out(brand_id, row)
     current = row["version"] if row else 0
-    if data.version != current:
+    if version != current:
         raise _stale(current)
     before = _out(brand_id, row) if row else None
     saved: dict[str, Any] | None
@@ -166,11 +220,12 @@ async def put_story(conn: Conn, actor: Principal, data: StoryIn) -> StoryOut:
 
 def _shown(kept: str) -> str | None:
     """A story as kept, sanitised again under today's allow-list; None when its elements nest
-    deeper than ``MAX_DEPTH`` (kept before that bound: never parsed again)."""
+    deeper than ``MAX_DEPTH`` (kept before that bound: never parsed again). Control
+    characters and bidi overrides (a story kept before they were refused) are taken out."""
     if depth(kept) > MAX_DEPTH:
         log.warning("a brand story nested over %s levels deep is not shown", MAX_DEPTH)
         return None
-    return clean(kept)
+    return without_controls(clean(kept))
 
 
 async def public_story(conn: Conn, brand_id: int) -> tuple[str, str] | None:
@@ -185,7 +240,8 @@ async def public_story(conn: Conn, brand_id: int) -> tuple[str, str] | None:
         _SHOWN.move_to_end(key)
         shown = _SHOWN[key]
     else:
-        shown = await asyncio.to_thread(_shown, row["html"])
+        async with sanitising():
+            shown = await asyncio.to_thread(_shown, row["html"])
         _SHOWN[key] = shown
         while len(_SHOWN) > _SHOWN_MAX:
             _SHOWN.popitem(last=False)
