@@ -127,7 +127,8 @@ async def test_a_dry_run_campaign_shows_its_audience_and_an_agent_is_offered_sto
     _click(browser, '[data-menu="sms"]')
     _click(browser, '[data-action="new-campaign"]')
     radios = _find(browser, '[data-dialog="campaign"] [data-field="audience"]')
-    assert radios.text.split() == ["门店负责人"]
+    # its text once shown: Selenium reads none while the dialog still opens (a loaded run)
+    assert _wait(browser).until(lambda _: radios.text.split()) == ["门店负责人"]
     _click(browser, '[data-dialog="campaign"] .el-dialog__headerbtn')
     _click(browser, "#tab-templates")
     _row(browser, name)
