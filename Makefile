@@ -71,16 +71,27 @@ $(S3SERVER_DEPS): tests/s3server/package-lock.json
 	cd tests/s3server && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-# The console's unit tests (Vitest, with the type check) and mypy's check of app/ and workers/
-# run before pytest, whose end-to-end tests use the built console. pytest runs one worker more
+# cargo test, the console's unit tests (Vitest, with the type check) and mypy's check of app/
+# and workers/ run side by side (each one's output printed whole once all three are done, under
+# var/test-*.log too; ~70 s one after another), before pytest, whose end-to-end tests use the
+# built console. app/ and workers/ are compiled
+# to bytecode first: the suite starts hundreds of Python processes (the CLI, `tracecode run`'s
+# children, workers), and with PYTHONDONTWRITEBYTECODE set, as on this machine kind, each one
+# compiled the modules it imports again (~70 ms a CLI command here). pytest runs one worker more
 # than the machine has cores: a worker spends part of its time waiting on servers, subprocesses
 # and browsers it started, and the spare one fills that (2 cores: 14m32s with two workers,
 # 12m25s with three, one run after the other on one machine).
 TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(len(os.sched_getaffinity(0)) + 1)")
 test: setup browser console $(S3SERVER_DEPS)
-	cd core_rs && cargo test --quiet
-	cd console && npm test --silent
-	$(BIN)/python -m mypy
+	@mkdir -p var && set +e; \
+	(cd core_rs && cargo test --quiet) > var/test-cargo.log 2>&1 & cargo=$$!; \
+	(cd console && npm test --silent) > var/test-console.log 2>&1 & console=$$!; \
+	$(BIN)/python -m mypy > var/test-mypy.log 2>&1; mypy=$$?; \
+	wait $$cargo; cargo=$$?; wait $$console; console=$$?; \
+	cat var/test-cargo.log var/test-console.log var/test-mypy.log; \
+	echo "cargo test: exit $$cargo; console npm test: exit $$console; mypy: exit $$mypy"; \
+	test $$cargo -eq 0 && test $$console -eq 0 && test $$mypy -eq 0
+	$(BIN)/python -m compileall -q -j 0 app workers > /dev/null
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --durations=25 -m "not alone"
 	$(BIN)/python -m pytest -q -m alone
 
