@@ -352,6 +352,32 @@ async def test_a_partners_cursor_is_sealed_and_skips_the_rest_of_the_brand(
     assert decode_cursor(settings, demo["BRAND-LUMI"], old["next_cursor"]) >= past
 
 
+async def test_a_plain_cursor_ahead_of_the_horizon_is_refused(
+    client: Any, login: Any, app: Any, demo: Any, settings: Any
+) -> None:
+    """A probe: a made-up cursor of the plain form naming a position past every transaction
+    (``v1.9223372036854775000.1``) was taken, and the sealed ``next_cursor`` kept it: an ERP
+    polling with it would skip every document confirmed from then on. No page hands out a
+    position at or above the horizon, so such a cursor is 400 ``bad_cursor``; a plain cursor
+    below it is still taken."""
+    from app.erp.export import decode_cursor
+
+    admin = await login("admin")
+    async with app.state.pool.connection() as conn:
+        row = await (
+            await conn.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS x")
+        ).fetchone()
+    plain = lambda xid: base64.urlsafe_b64encode(f"v1.{xid}.1".encode()).decode()  # noqa: E731
+    for xid in (int(row["x"]) + 1_000_000, 9223372036854775000):
+        for fmt in ("json", "csv"):
+            response = await client.get(
+                "/documents/export", headers=admin, params={"cursor": plain(xid), "format": fmt}
+            )
+            assert_error(response, 400, "bad_cursor")
+    taken = await page(client, admin, plain(1))
+    assert (1, 1) <= decode_cursor(settings, demo["BRAND-LUMI"], taken["next_cursor"])
+
+
 def test_cursors_sealed_before_the_shared_helper_still_open(settings: Any) -> None:
     """The cursor's sealing moved to ``app.sealing`` (shared with the EPCIS nextPageToken): a
     cursor sealed as the export sealed it before opens to the same position, one sealed now

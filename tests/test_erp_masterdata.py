@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import json
 import secrets
+import unicodedata
 from typing import Any
 
 from app._core import gs1_check_digit
@@ -1043,6 +1044,31 @@ async def test_a_row_sharing_its_code_with_a_bad_row_is_not_applied(
     )
     result = await imported(client, admin, "products", products, dry_run=True)
     assert counts(result) == (0, 0, 0, 3), (result["results"], result["errors"])
+
+
+async def test_rows_naming_one_product_number_composed_and_decomposed_are_each_duplicate(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: a product number is kept in NFC, so "CAFÉ-1" typed composed and decomposed (as
+    on a Mac) is one number — but repeats were looked for among the numbers as read, so of two
+    rows naming it so, the first made the product and the second was ``duplicate_product_no``
+    (or the other way round, by their order). Both are ``duplicate_in_file``, in either order,
+    in JSON and CSV alike."""
+    admin = await login("admin")
+    composed = unicodedata.normalize("NFC", f"CAFÉ-{code('NFC')}")
+    decomposed = unicodedata.normalize("NFD", composed)
+    assert composed != decomposed
+    both = [(1, "product_no", "duplicate_in_file"), (2, "product_no", "duplicate_in_file")]
+    for first, second in ((composed, decomposed), (decomposed, composed)):
+        rows = [(code("NFC-A"), first, "Coffee A"), (code("NFC-B"), second, "Coffee B")]
+        columns = ("erp_code", "product_no", "name")
+        body = {"items": [dict(zip(columns, r, strict=True)) for r in rows]}
+        result = await imported(client, admin, "products", body, dry_run=True)
+        assert sorted(errors(result)) == both, result["errors"]
+        csv = "\ufefferp_code,product_no,name\n" + "".join(",".join(r) + "\n" for r in rows)
+        result = await imported(client, admin, "products", csv, dry_run=True)  # UTF-8: a BOM
+        assert sorted(errors(result)) == both, result["errors"]
+        assert counts(result) == (0, 0, 0, 2), result["results"]
 
 
 async def test_a_user_moved_by_import_keeps_the_roles_its_row_lists_or_is_refused(

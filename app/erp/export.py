@@ -29,7 +29,10 @@ rest of the brand's documents. The cursor is sealed (``app.sealing``: AES-256-GC
 its own, bound to the brand, a fresh nonce each page): a partner learns nothing from it of when
 or how often the rest of the brand confirmed documents (probe M), and cannot forge one. Cursors
 handed out before (base64 of ``v1.<xid>.<id>``, a position among the caller's own documents) are
-still taken. Keep the same filters for one cursor.
+still taken — but not one whose xid is at or past the page's horizon: every position handed out
+was below the horizon of its page, and the horizon never moves back, so such a cursor is made up
+(a probe: one far ahead was kept, and the documents confirmed until the horizon reached it would
+never have been exported). Keep the same filters for one cursor.
 """
 
 from __future__ import annotations
@@ -53,8 +56,9 @@ _SEALED = b"\x02"  # version byte, then nonce (12), the position sealed (16), ta
 _POSITION = struct.Struct(">QQ")
 _START = (0, 0)
 
-# one statement, one snapshot: the page (one more than asked: is there more?) and the last
-# confirmation below the same horizon in the whole brand
+# one statement, one snapshot: the page (one more than asked: is there more?), the last
+# confirmation below the same horizon in the whole brand, and the horizon (a plain cursor's
+# position is below it: ``export_page``)
 _PAGE = (
     f"WITH {HORIZON_CTE},"
     + """
@@ -72,7 +76,8 @@ tail AS (
        AND d.confirm_xid < (SELECT x FROM horizon)
      ORDER BY d.confirm_xid DESC, d.id DESC LIMIT 1)
 SELECT 'page' AS part, id, confirm_xid::text AS xid FROM page
-UNION ALL SELECT 'tail', id, confirm_xid::text FROM tail"""
+UNION ALL SELECT 'tail', id, confirm_xid::text FROM tail
+UNION ALL SELECT 'horizon', NULL, x::text FROM horizon"""
 )
 
 _DOCUMENTS = """SELECT d.id, d.doc_no, d.direction, d.kind, d.org_id, o.erp_code AS org_erp_code,
@@ -115,21 +120,31 @@ def encode_cursor(settings: Settings, brand_id: int, position: tuple[int, int]) 
 
 def decode_cursor(settings: Settings, brand_id: int, cursor: str | None) -> tuple[int, int]:
     """The position a cursor stands for; none: the start. 400 ``bad_cursor`` for anything that
-    is not a cursor this export handed out."""
+    is not a cursor this export handed out (a plain one: see ``export_page``)."""
+    return _decoded(settings, brand_id, cursor)[0]
+
+
+def _decoded(settings: Settings, brand_id: int, cursor: str | None) -> tuple[tuple[int, int], bool]:
+    """``decode_cursor``'s position, and whether the cursor was of the plain form (not sealed:
+    anyone may write one)."""
     if not cursor:
-        return _START
+        return _START, False
     raw = sealing.token_bytes(cursor)
     if len(raw) == sealing.OVERHEAD + _POSITION.size and raw[:1] == _SEALED:
         opened = sealing.unseal(settings, _PURPOSE, str(brand_id), _SEALED, raw)
         if opened is None:  # not sealed by this service's key for this brand, or altered
-            raise BadRequest("not a cursor of this export", code="bad_cursor")
+            raise _bad_cursor()
         xid, doc_id = _POSITION.unpack(opened)
         if max(xid, doc_id) < 2**63:
-            return xid, doc_id
+            return (xid, doc_id), False
     match = _PLAIN.fullmatch(raw.decode("ascii", "replace"))
     if match is None or max(int(match[1]), int(match[2])) >= 2**63:
-        raise BadRequest("not a cursor of this export", code="bad_cursor")
-    return int(match[1]), int(match[2])
+        raise _bad_cursor()
+    return (int(match[1]), int(match[2])), True
+
+
+def _bad_cursor() -> BadRequest:
+    return BadRequest("not a cursor of this export", code="bad_cursor")
 
 
 async def export_page(
@@ -144,7 +159,7 @@ async def export_page(
 ) -> ExportPage:
     """The documents confirmed after ``cursor`` (at most ``limit``) and the cursor after them."""
     require_reader(actor)
-    xid, doc_id = decode_cursor(settings, actor.brand_id, cursor)
+    (xid, doc_id), plain = _decoded(settings, actor.brand_id, cursor)
     filters, params = "", {"direction": direction, "kind": kind}
     if direction is not None:
         filters += " AND d.direction = %(direction)s"
@@ -163,6 +178,9 @@ async def export_page(
             },
         )
     ).fetchall()
+    horizon = next(int(r["xid"]) for r in rows if r["part"] == "horizon")
+    if plain and xid >= horizon:  # a position no page handed out (a probe: one far ahead was
+        raise _bad_cursor()  # kept, and every document confirmed since would have been skipped)
     page = [(int(r["xid"]), r["id"]) for r in rows if r["part"] == "page"]
     tail = [(int(r["xid"]), r["id"]) for r in rows if r["part"] == "tail"]
     has_more = len(page) > limit

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -55,6 +56,7 @@ class Spec:
     list_columns: frozenset[str] = frozenset()
     unique: tuple[str, ...] = ("erp_code",)
     caseless: frozenset[str] = frozenset()  # unique columns whose case does not tell apart
+    composed: frozenset[str] = frozenset()  # unique columns the row type keeps in NFC
     max_rows: int = 50_000
     takes_passwords: bool = False  # a password column is refused as such, not as unknown
 
@@ -72,6 +74,14 @@ class Spec:
             for f in info.fields
             if isinstance(f.type, msgspec.inspect.UnionType) and f.type.includes_none
         )
+
+    def same(self, column: str, value: str) -> str:
+        """A unique column's value in the form rows are told apart by: the one its row type
+        keeps and its unique index compares — in NFC (``composed``: a product number typed
+        decomposed is the same number), then in lower case (``caseless``: a username)."""
+        if column in self.composed and not unicodedata.is_normalized("NFC", value):
+            value = unicodedata.normalize("NFC", value)
+        return value.lower() if column in self.caseless else value
 
 
 @dataclass(slots=True)
@@ -125,7 +135,7 @@ def read_items(raw: bytes, fmt: Format, spec: Spec, encoding: Encoding | None = 
     ``encoding``: the one a CSV body declares (``app.csvread.decode``)."""
     items = _from_csv(raw, spec, encoding) if fmt == "csv" else _from_json(raw, spec)
     for column in spec.unique:
-        _reject_repeats(items, column, column in spec.caseless)
+        _reject_repeats(items, column, spec)
     return items
 
 
@@ -313,15 +323,17 @@ def explain(message: str, values: dict[str, Any]) -> tuple[str | None, str, str]
     return column, "invalid_value", f"{column}: {text}"
 
 
-def _reject_repeats(items: Sequence[Item], column: str, caseless: bool) -> None:
-    """Rows that share a value of a unique column (``caseless``: in any case) are all rejected:
-    which one is meant cannot be told. Compared as read, a rejected row's too (a probe: a row
-    sharing its code with a bad row was applied as if it were the only one)."""
+def _reject_repeats(items: Sequence[Item], column: str, spec: Spec) -> None:
+    """Rows that share a value of a unique column are all rejected: which one is meant cannot be
+    told. Compared as read, a rejected row's too (a probe: a row sharing its code with a bad row
+    was applied as if it were the only one), in the form the row type keeps and the unique index
+    compares (``Spec.same``: a probe: a product number composed and the same decomposed, on two
+    rows, made the first row's product and refused the second ``duplicate_product_no``)."""
     rows: dict[str, list[Item]] = defaultdict(list)
     for item in items:
         value = item.keys.get(column)
         if value is not None:
-            rows[value.lower() if caseless else value].append(item)
+            rows[spec.same(column, value)].append(item)
     for value, same in rows.items():
         if len(same) > 1:
             message = _repeated(column, value, same)  # one message for all (a probe: each
