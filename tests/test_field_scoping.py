@@ -10,7 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from tests.field_support import check_in, client_id, nameplate, other_brand_admin, user_id
-from tests.helpers import acting, assert_error, new_user, onboarded_brand
+from tests.helpers import acting, assert_error, key_of, new_user, onboarded_brand
 from tests.images import png
 from tests.race_support import audit_rows, lock_waiters, twice_held
 
@@ -769,12 +769,14 @@ async def _org(client: Any, admin: dict[str, str], kind: str, parent_id: int) ->
 async def test_a_supervisor_whose_organisation_is_deactivated_is_no_plans_supervisor(
     client: Any, login: Any, demo: Any, app: Any
 ) -> None:
-    """A probe's kin: a supervisor at a store that was deactivated (its account off with its
-    organisation) stayed the supervisor of a rep whose organisation stayed active, the plan
-    stuck. Now the deactivation clears it (the ``deactivate`` row's ``supervisors_dropped``);
-    a rep deactivated with its supervisor keeps it (reactivated, both as before)."""
+    """A probe's kin: a supervisor at an organisation that was deactivated (its account off
+    with its organisation) stayed the supervisor of a rep whose organisation stayed active, the
+    plan stuck. Now the deactivation clears it (the ``deactivate`` row's
+    ``supervisors_dropped``); a rep deactivated with its supervisor keeps it (reactivated, both
+    as before). The supervisor's organisation is a distributor (a store's staff supervise no
+    rep: 422 ``bad_supervisor``)."""
     admin = await login("admin")
-    store = await _org(client, admin, "store", demo["AGENT-ZJ"])
+    store = await _org(client, admin, "distributor", demo["AGENT-ZJ"])
     sup_id, _ = await _user(client, admin, store, ["field_supervisor"])
     rep_id, rep = await _user(client, admin, demo["AGENT-ZJ"], ["field_rep"])
     inside_id, inside = await _user(client, admin, store, ["field_rep"])
@@ -791,13 +793,13 @@ async def test_a_supervisor_whose_organisation_is_deactivated_is_no_plans_superv
 async def test_a_supervisor_moved_away_from_its_custom_supervising_role_is_no_supervisor(
     client: Any, login: Any, demo: Any, app: Any
 ) -> None:
-    """A probe's kin: a store moved out from under the distributor whose custom role gave its
-    user ``field.supervise`` loses the role (out of reach), and the user stayed its reps'
-    supervisor, unable to decide their plans. The move now clears it (the move row's
-    ``supervisors_dropped``)."""
+    """A probe's kin: an organisation (here a warehouse: a store's staff supervise nobody)
+    moved out from under the distributor whose custom role gave its user ``field.supervise``
+    loses the role (out of reach), and the user stayed its reps' supervisor, unable to decide
+    their plans. The move now clears it (the move row's ``supervisors_dropped``)."""
     admin = await login("admin")
     distributor = await _org(client, admin, "distributor", demo["AGENT-ZJ"])
-    store = await _org(client, admin, "store", distributor)
+    store = await _org(client, admin, "warehouse", distributor)
     _, dist_admin = await _user(client, admin, distributor, ["org_admin"])
     name = f"dsup_{secrets.token_hex(3)}"
     role = await client.post(
@@ -875,3 +877,150 @@ async def test_a_store_reactivated_keeps_its_reps_supervisor_demoted_while_it_wa
     )
     shown = await client.get(url, headers=admin)
     assert shown.json()["supervisor_id"] is None, "the plan's decider cannot decide it"
+
+
+async def _signed_in(client: Any, user: dict[str, Any]) -> dict[str, str]:
+    token = await client.post(
+        "/auth/login", json={"username": user["username"], "password": user["password"]}
+    )
+    assert token.status_code == 200, token.text
+    return {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+
+async def test_an_admin_names_or_clears_no_supervisor_of_its_own(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: an organisation admin (``org_admin`` holds ``field.visit``, ``field.supervise``
+    and ``users.write``) named, as its own supervisor, a puppet it had just made, who then
+    approved the admin's own visit plans; and it cleared the supervisor the brand had named over
+    it. One's own supervisor is 422 ``own_account`` (README: as one's own status and roles), by
+    a key one made too."""
+    brand = await login("admin")
+    admin = await new_user(client, brand, demo["AGENT-ZJ"], ["org_admin"])
+    me = await _signed_in(client, admin)
+    puppet = await new_user(client, me, demo["AGENT-ZJ"], ["field_supervisor"])
+    url = f"/field/reps/{admin['id']}/supervisor"
+    assert_error(
+        await client.put(url, headers=me, json={"supervisor_id": puppet["id"]}), 422, "own_account"
+    )
+    boss = await new_user(client, brand, demo["AGENT-ZJ"], ["field_supervisor"])
+    named = await client.put(url, headers=brand, json={"supervisor_id": boss["id"]})
+    assert named.status_code == 200, named.text
+    key = await key_of(client, me, ["users.write"])
+    for headers in (me, key):
+        for body in ({"supervisor_id": None}, {"supervisor_id": puppet["id"]}):
+            assert_error(await client.put(url, headers=headers, json=body), 422, "own_account")
+    # the puppet, an account the admin administers, is still the admin's to name over others
+    rep = await new_user(client, me, demo["AGENT-ZJ"], ["field_rep"])
+    other = await client.put(
+        f"/field/reps/{rep['id']}/supervisor", headers=me, json={"supervisor_id": puppet["id"]}
+    )
+    assert other.status_code == 200, other.text
+
+
+async def test_a_stores_staff_is_no_supervisor(client: Any, login: Any, demo: Any) -> None:
+    """A probe: the brand named a store's manager (``org_admin``: ``field.supervise``) the
+    supervisor of a rep of the store's agent, who then read the visits and reviews the rep made
+    at the manager's own store (README: field work on a store is for the organisations above
+    it, its own staff get 404 there) and approved plans visiting it. A supervisor is not a
+    store's staff, of that store or another: 422 ``bad_supervisor``."""
+    brand = await login("admin")
+    rep = await new_user(client, brand, demo["AGENT-ZJ"], ["field_rep"])
+    url = f"/field/reps/{rep['id']}/supervisor"
+    manager = await new_user(client, brand, demo["STORE-HZ-01"], ["org_admin"])
+    elsewhere = await new_user(client, brand, demo["STORE-GZ-01"], ["field_supervisor"])
+    for headers, boss in ((brand, manager), (await login("agent_admin"), manager),
+                          (brand, elsewhere)):  # fmt: skip
+        answer = await client.put(url, headers=headers, json={"supervisor_id": boss["id"]})
+        assert_error(answer, 422, "bad_supervisor")
+    # at the rep's organisation, above it, beside it (another agent, named by the brand), below
+    for org in ("AGENT-ZJ", "BRAND-LUMI", "AGENT-GD", "DIST-NB"):
+        boss = await new_user(client, brand, demo[org], ["field_supervisor"])
+        named = await client.put(url, headers=brand, json={"supervisor_id": boss["id"]})
+        assert named.status_code == 200, (org, named.text)
+
+
+async def test_a_stores_staff_named_supervisor_before_the_rule_supervises_nobody(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """The scope's side of the probe above: a store's manager named a rep's supervisor before
+    namings refused it (no migration clears one) reads none of the rep's check-ins, reviews or
+    plans — at its own store or elsewhere — and decides none of its plans."""
+    brand = await login("admin")
+    rep = await new_user(client, brand, demo["AGENT-ZJ"], ["field_rep"])
+    manager = await new_user(client, brand, demo["STORE-HZ-01"], ["org_admin"])
+    async with app.state.pool.connection() as conn:  # this test's own users: named as before
+        await conn.execute(
+            "UPDATE users SET supervisor_id = %s WHERE id = %s", (manager["id"], rep["id"])
+        )
+    rep_h = await _signed_in(client, rep)
+    plate = (await nameplate(client, login, demo["STORE-HZ-01"]))["code"]
+    made = await check_in(client, rep_h, plate)
+    assert made.status_code == 201, made.text
+    review = await client.post(
+        "/field/reviews",
+        headers=rep_h,
+        json={"client_id": client_id(), "store_id": demo["STORE-HZ-01"], "shelf_score": 1,
+              "knowledge_score": 1},
+    )  # fmt: skip
+    assert review.status_code == 201, review.text
+    plan = await client.post(
+        "/field/plans",
+        headers=rep_h,
+        json={"period": "week", "starts_on": "2027-03-01",
+              "items": [{"store_id": demo["STORE-HZ-01"], "planned_on": "2027-03-02"}]},
+    )  # fmt: skip
+    assert plan.status_code == 201, plan.text
+    submitted = await client.post(f"/field/plans/{plan.json()['id']}/submit", headers=rep_h)
+    assert submitted.status_code == 200, submitted.text
+    mgr = await _signed_in(client, manager)
+    records = {
+        "plan": plan.json()["id"],
+        "checkin": made.json()["id"],
+        "review": review.json()["id"],
+    }
+    assert _sees(await _seen(client, mgr), records) == set()
+    for path in ("checkins", "reviews"):
+        seen = await client.get(
+            f"/field/{path}", headers=mgr, params={"store_id": demo["STORE-HZ-01"]}
+        )
+        assert seen.status_code == 200 and seen.json()["items"] == [], seen.text
+    for path in ("", "/approve"):
+        method = "POST" if path else "GET"
+        answer = await client.request(
+            method, f"/field/plans/{plan.json()['id']}{path}", headers=mgr
+        )
+        assert_error(answer, 404)
+    assert _sees(await _seen(client, brand), records) == set(records)
+
+
+async def test_no_two_supervise_each_other_directly_or_not(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: A named B's supervisor, then B named A's, both 200: each approved the other's
+    plans (as one's own supervisor is refused, ``own_supervisor``). A naming that closes a loop,
+    of two or more, is 422 ``supervisor_cycle``; one that does not stays 200."""
+    brand, agent = await login("admin"), await login("agent_admin")
+    a, b, c = [
+        await new_user(client, brand, demo["AGENT-ZJ"], ["field_supervisor"]) for _ in range(3)
+    ]
+
+    async def name(headers: dict[str, str], rep: dict[str, Any], boss: dict[str, Any]) -> Any:
+        return await client.put(
+            f"/field/reps/{rep['id']}/supervisor",
+            headers=headers,
+            json={"supervisor_id": boss["id"]},
+        )
+
+    assert (await name(brand, a, b)).status_code == 200
+    assert_error(await name(agent, b, a), 422, "supervisor_cycle")
+    assert (await name(brand, b, c)).status_code == 200  # a chain: a under b under c
+    for headers in (brand, agent):
+        assert_error(await name(headers, c, a), 422, "supervisor_cycle")
+        assert_error(await name(headers, c, b), 422, "supervisor_cycle")
+    assert (await name(brand, a, c)).status_code == 200  # a under c directly: no loop
+    cleared = await client.put(
+        f"/field/reps/{b['id']}/supervisor", headers=brand, json={"supervisor_id": None}
+    )
+    assert cleared.status_code == 200, cleared.text
+    assert (await name(agent, b, a)).status_code == 200  # the loop open: b under a under c

@@ -6,7 +6,8 @@
   (``users.supervisor_id``) made within the caller's subtree or within the rep's organisation
   of now: a rep moved to another agent takes no record of the old agent's to its new
   supervisor (the new agent's ``field.read`` holders don't see them either), and a supervisor
-  named across agents by the brand reads what the rep does where it is;
+  named across agents by the brand reads what the rep does where it is; a store's staff
+  supervise nobody (field work on a store is for the organisations above it);
 - ``field.visit``: the caller's own records.
 
 Records carry the rep (``rep_id``) and the rep's organisation when made (``org_id``); the
@@ -38,11 +39,17 @@ def condition(actor: Principal, rep: str, org_path: str) -> tuple[str, dict[str,
     parts = [f"{rep} = %(scope_me)s"]
     if actor.has("field.supervise"):  # within the supervisor's reach or the rep's of now (a
         # probe: a rep moved to another agent by import, its new agent's supervisor read the
-        # reviews and check-ins it had made for the old agent, which that agent's admins don't)
+        # reviews and check-ins it had made for the old agent, which that agent's admins don't);
+        # never by a store's staff (a probe: a store's manager named a rep's supervisor read the
+        # visits and reviews of its own store, and approved plans visiting it). A naming refuses
+        # such a supervisor (``app.field.stores``); one named before that rule supervises nothing
+        params["scope_org"] = actor.org_id
         parts.append(
             f"EXISTS (SELECT 1 FROM users su JOIN orgs ro ON ro.id = su.org_id "
             f"WHERE su.id = {rep} AND su.supervisor_id = %(scope_me)s "
-            f"AND ({org_path} LIKE %(scope_prefix)s OR {org_path} LIKE ro.path || '%%'))"
+            f"AND ({org_path} LIKE %(scope_prefix)s OR {org_path} LIKE ro.path || '%%') "
+            f"AND NOT EXISTS (SELECT 1 FROM orgs so WHERE so.id = %(scope_org)s "
+            f"AND so.kind = 'store'))"
         )
     if actor.has("field.read"):
         parts.append(f"{org_path} LIKE %(scope_prefix)s")

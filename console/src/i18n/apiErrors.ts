@@ -234,6 +234,7 @@ export const ZH_CN: Readonly<Record<string, string>> = {
   own_document: '审批人不能是单据的经办人或确认人',
   own_org: '不能修改自己所在的组织',
   own_supervisor: '业务员不能做自己的主管',
+  supervisor_cycle: '所选主管由该业务员（直接或间接）主管，不能互为主管',
   packing_moved: '该装箱已被移动，不能在产线撤销',
   paid_on_before_period: '付款日期早于结算周期',
   paid_on_in_future: '付款日期不能晚于今天',
