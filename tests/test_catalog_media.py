@@ -476,9 +476,10 @@ async def test_a_medium_named_by_a_variant_of_its_url_is_named_by_its_path(
     resolve it to the medium: it was not seen as in use (deleted, 204, from under the published
     product), and another brand's product took the medium past the brand check. Any URL whose
     path — percent-decoded, dot segments resolved, trailing slashes dropped — is a medium's
-    path is kept as that path and checked so; one naming nothing of this server under
-    ``/media/catalog/`` is 400 ``unknown_catalog_media`` (an exact URL of another site's medium
-    is still kept). The ERP import too."""
+    path is kept as that path and checked so; a variant naming a medium's id that is none of
+    this server's is 400 ``unknown_catalog_media`` (an exact URL of another site's medium is
+    still kept, and so is any other file under a ``/media/catalog/``: a review, a shop's
+    images as Magento keeps them were refused). The ERP import too."""
     _, office = await onboarded_brand(client, login)
     _, other = await onboarded_brand(client, login)
     image = (await upload(client, office, png(secrets.randbelow(1 << 24)))).json()
@@ -508,13 +509,20 @@ async def test_a_medium_named_by_a_variant_of_its_url_is_named_by_its_path(
         error = assert_error(stolen, 400, "unknown_catalog_media")
         assert error["details"] == {"field": "image_url"}, url
     elsewhere = "https://cdn.example.com/media/catalog/00000000-0000-4000-8000-000000000000"
-    for url in (elsewhere + "/", "https://cdn.example.com/media/catalog/a.png", host + path + "/x"):
-        refused = await client.post(
-            "/products", headers=office, json={"name": "x", "product_no": "VAR-X", "image_url": url}
+    refused = await client.post(
+        "/products",
+        headers=office,
+        json={"name": "x", "product_no": "VAR-X", "image_url": elsewhere + "/"},
+    )
+    assert assert_error(refused, 400, "unknown_catalog_media")["details"] == {"field": "image_url"}
+    shop = "https://shop.example.com/media/catalog/product/c/a/cat.jpg"
+    for n, url in enumerate((elsewhere, shop, "https://cdn.example.com/media/catalog/a.png/")):
+        kept = await client.post(
+            "/products",
+            headers=office,
+            json={"name": "x", "product_no": f"VAR-K{n}", "image_url": url},
         )
-        assert assert_error(refused, 400, "unknown_catalog_media")["details"] == {
-            "field": "image_url"
-        }, url
+        assert (kept.status_code, kept.json()["image_url"]) == (201, url), kept.text
     row = {"erp_code": "VAR-ERP", "product_no": "VAR-E", "name": "Var", "image_url": absolute + "/"}
     imported = await client.post("/products/import", headers=office, json={"items": [row]})
     assert imported.status_code == 200, imported.text

@@ -602,13 +602,16 @@ async def own_media_paths(conn: Conn, changes: dict[str, Any]) -> None:
 
 
 def _check_media_form(field: str, url: str | None) -> None:
-    """400 ``unknown_catalog_media`` for a URL (after ``own_media_paths``) that names something
-    under ``/media/catalog/`` but is neither a medium's path nor an exact ``absolute_url`` form
-    (``_MEDIA_URL``: kept, naming no medium here, as another site's): a variant of a medium's
-    URL that names none of this server's media, or nothing a medium's URL is."""
+    """400 ``unknown_catalog_media`` for a URL (after ``own_media_paths``) that names a medium's
+    id under ``/media/catalog/`` but is neither a medium's path nor an exact ``absolute_url``
+    form (``_MEDIA_URL``: kept, naming no medium here, as another site's): a variant of a
+    medium's URL naming none of this server's media. Other URLs under a ``/media/catalog/``
+    are other sites' files and stay (a review: a shop's images, ``https://shop…/media/catalog/
+    product/a.jpg``, as Magento keeps them, were refused)."""
     if url is None or _MEDIA_PATH.fullmatch(url) or _MEDIA_URL.fullmatch(url):
         return
-    if _under_media(url) is not None:
+    name = _under_media(url)
+    if name is not None and _MEDIA_ID.fullmatch(name):
         raise ValidationFailed(
             f"{field} names no catalogue medium of this server by its path "
             "(/media/catalog/{id}) or its absolute_url",

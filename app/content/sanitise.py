@@ -23,12 +23,8 @@ shows a version of it (``app.content.story.public_story`` keeps the result per v
 list applies to a story written under an older one. Elements nest at most ``MAX_DEPTH`` deep
 (``depth``): html5ever's tree builder is quadratic in nesting (a probe: 22,000 nested ``<ul>``,
 88 KB, took 1.4 s to sanitise, on every view), so a deeper story is refused as it is written and
-a deeper one kept before that bound is never parsed again. The HTML sent is measured first, in
-one linear pass before any parse (``raw_depth``: its tags as written, with HTML's implied end
-tags), and refused when that is deeper: a probe's burst of 24 saves of 25,000 nested ``<ul>``
-(100 KB, 2.3 s of parse each) kept every thread busy; ``<div>`` nested so, dropped by the
-allow-list, cost 4.5 s a save and was kept (as nothing). Both passes run off the event loop
-(``nh3`` lets go of the GIL).
+a deeper one kept before that bound is never parsed again. Sanitising runs off the event
+loop (``nh3`` lets go of the GIL), a couple at a time (``app.content.story.sanitising``).
 """
 
 from __future__ import annotations
@@ -50,25 +46,6 @@ _VOID = frozenset(
     {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source"}
     | {"param", "track", "wbr"}
 )
-# elements the parser does not count in ``raw_depth``: their end tag is optional (a ``p`` or an
-# ``li`` left open ends at the next one), or a start tag of theirs is ignored out of its table
-_IMPLIED_END = frozenset(
-    {"p", "li", "dd", "dt", "option", "optgroup", "tr", "td", "th", "thead", "tbody", "tfoot"}
-    | {"caption", "colgroup", "html", "head", "body"}
-)
-# the parser's void elements (no end tag): HTML's and the old ones it knows
-_RAW_VOID = _VOID | {"basefont", "bgsound", "frame", "image", "keygen"}
-# elements whose content is text up to their end tag (``noscript``: the parser runs scripted)
-_RAW_TEXT = frozenset(
-    {"script", "style", "textarea", "title", "xmp", "iframe", "noembed", "noframes", "noscript"}
-    | {"plaintext"}  # to the end
-)
-_SAME_CLOSES = frozenset({"a", "nobr", "button"})  # a start tag ends an open one of its name
-_HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
-_MARKUP = re.compile(r"<(?:(!--)|[!?]|(/?)([A-Za-z][^\t\n\f\r />]*)|/)")
-_COMMENT_END = re.compile(r"-?>|.*?--!?>", re.S)
-_BOGUS_END = re.compile(r"[^>]*+>")  # ``<!x…>``, ``<?…>``, ``</ …>``: to the first ">"
-_RAW_REST = re.compile(r"""(?:[^>"']++|"[^"]*+"|'[^']*+')*+>""")  # to the tag's end, as written
 _TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9]*)")
 _TAG_REST = re.compile(r'(?:[^>"]|"[^"]*")*>')  # to the tag's end, past quoted values' ">"
 
@@ -122,56 +99,4 @@ def depth(html: str, limit: int = MAX_DEPTH) -> int:
             deepest = max(deepest, open_)
             if deepest > limit:
                 break
-    return deepest
-
-
-def raw_depth(html: str, limit: int = MAX_DEPTH) -> int:
-    """How deep the tags of ``html`` as sent nest, in one linear pass before any parse: every
-    element but the void ones and those whose end tag HTML implies (``_IMPLIED_END``: a
-    ``p`` or ``li`` left open is not deeper), comments and raw text (``script``…) skipped, an
-    end tag closing the nearest open element of its name (none: ignored), a start tag of ``a``
-    ending an open ``a`` and a heading a heading just opened, as the parser does. Well-formed
-    HTML of the allow-list's tags nests at least as deep once sanitised (``depth``); tags
-    dropped by it (``div``, ``span``) count too: the parse costs the same. Counted up to
-    ``limit + 1``."""
-    stack: list[str] = []
-    deepest = pos = 0
-    while (tag := _MARKUP.search(html, pos)) is not None:
-        name = tag.group(3)
-        if tag.group(1) or name is None:  # a comment, ``<!…>``, ``<?…>``, ``</…``: to its end
-            end = (_COMMENT_END if tag.group(1) else _BOGUS_END).match(html, tag.end())
-            if end is None:
-                break  # the rest is inside it
-            pos = end.end()
-            continue
-        rest = _RAW_REST.match(html, tag.end())
-        if rest is None:
-            break  # a tag never ended: the parser drops it and what follows
-        pos, name = rest.end(), name.lower()
-        if tag.group(2):
-            if name in stack:
-                del stack[len(stack) - 1 - stack[::-1].index(name) :]
-            continue
-        if name in _RAW_VOID or name in _IMPLIED_END:
-            continue
-        if name in _RAW_TEXT:
-            if name == "plaintext":
-                break
-            closing = re.compile(f"</{name}[\\t\\n\\f\\r />]", re.I).search(html, pos)
-            if closing is None:
-                break
-            pos = closing.start()
-            continue
-        if html[rest.end() - 2] == "/" and (
-            "svg" in stack or "math" in stack or name in ("svg", "math")
-        ):
-            continue  # ``<x/>`` ends itself in SVG and MathML only
-        if name in _SAME_CLOSES and name in stack:
-            del stack[len(stack) - 1 - stack[::-1].index(name) :]
-        elif name in _HEADINGS and stack and stack[-1] in _HEADINGS:
-            stack.pop()
-        stack.append(name)
-        deepest = max(deepest, len(stack))
-        if deepest > limit:
-            break
     return deepest

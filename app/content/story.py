@@ -17,9 +17,9 @@ names, and writes nothing (no version, no audit row); every other one is audited
 before and after. ``updated_by`` is the user, or the maker of the API key that saved it. What
 is kept is at most ``KEPT_MAX`` characters once sanitised (400 on ``html`` beyond: escaping can
 make it several times what was sent), its elements nested at most ``MAX_DEPTH`` deep (400
-``too_deep`` on ``html`` beyond: the sanitiser's parse is quadratic in nesting; the HTML as
-sent is measured first, unparsed), without control characters or bidi overrides (400
-``invalid_character`` on ``html``: character references smuggled them past the JSON edge).
+``too_deep`` on ``html`` beyond: the sanitiser's parse is quadratic in nesting), without
+control characters or bidi overrides (400 ``invalid_character`` on ``html``: character
+references smuggled them past the JSON edge).
 Sanitising runs off the event loop, a few at a time (``sanitising``), before any connection is
 taken: a save holds a pooled connection only for the short transaction of its write.
 
@@ -43,7 +43,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from app import audit
 from app.auth.principal import Principal
-from app.content.sanitise import MAX_DEPTH, clean, depth, raw_depth
+from app.content.sanitise import MAX_DEPTH, clean, depth
 from app.content.schemas import StoryIn, StoryOut
 from app.db import Conn
 from app.errors import BadRequest, Conflict, ValidationFailed
@@ -114,14 +114,6 @@ async def _first(
     raise _stale(won["version"] if won else 1)
 
 
-def _too_deep() -> BadRequest:
-    return BadRequest(
-        f"the story's tags nest more than {MAX_DEPTH} levels deep (html)",
-        code="too_deep",
-        details={"field": "html", "max_depth": MAX_DEPTH},
-    )
-
-
 def sanitising() -> asyncio.Semaphore:
     """The running event loop's turns of sanitising (``SANITISE_SLOTS``), taken before the
     thread and before any connection: a burst of saves waits here holding nothing, and never
@@ -140,15 +132,17 @@ def _kept(html: str) -> str:
     ``&nbsp;``) and closes what it opens, so what is kept can be several times what was sent
     (a probe: a 96,000-character story broke the column's CHECK, an opaque 422). Run in a
     thread (``sanitising``'s turn): a story of 64 levels takes the sanitiser milliseconds, a
-    deeper one seconds — it is measured as sent first (``raw_depth``, linear) and refused
-    unparsed. The sanitiser decodes character references (``&#x1b;``, ``&#x202e;``) and writes
-    the characters back raw: 400 ``invalid_character`` on ``html`` when what is kept holds a
-    control character or a bidi override (``app.textguard``: refused every way text enters)."""
-    if raw_depth(html) > MAX_DEPTH:
-        raise _too_deep()
+    much deeper one seconds (of one of the turns, with no connection held). The sanitiser
+    decodes character references (``&#x1b;``, ``&#x202e;``) and writes the characters back raw:
+    400 ``invalid_character`` on ``html`` when what is kept holds a control character or a bidi
+    override (``app.textguard``: refused every way text enters)."""
     kept = clean(html)
     if depth(kept) > MAX_DEPTH:
-        raise _too_deep()
+        raise BadRequest(
+            f"the story's tags nest more than {MAX_DEPTH} levels deep (html)",
+            code="too_deep",
+            details={"field": "html", "max_depth": MAX_DEPTH},
+        )
     check_text(kept, "html", "body")
     if len(kept) > KEPT_MAX:
         message = (

@@ -37,6 +37,7 @@ from app.members.mask import mask_phone
 from app.members.principal import MEMBER_TOKEN, issue_token
 from app.members.profile import member_out
 from app.members.schemas import MemberTokenOut, OtpSent
+from app.sms.optouts import lock_phone
 from app.textguard import without_blanks
 
 STALE_ROWS = 200  # spent codes (and expired revocations) cleaned up per request at most
@@ -229,6 +230,10 @@ async def _signed_in(
     phone: str,
 ) -> MemberTokenOut:
     await conn.execute("UPDATE member_otps SET spent_at = now() WHERE id = %s", (otp_id,))
+    # the phone's opt-out read under its lock, as a TD reply writes it (a review: a TD committing
+    # during a first sign-up listed the phone and switched no member — none yet — and the
+    # sign-up, not seeing the list's row, made the member opted in)
+    await lock_phone(conn, brand_id, phone)
     row = await (
         await conn.execute(
             """INSERT INTO members (brand_id, phone, last_login_at, marketing_opt_out)
