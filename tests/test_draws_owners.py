@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import secrets
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -281,6 +282,41 @@ async def test_a_return_cancels_a_pending_prize_and_keeps_a_fulfilled_one(
     assert moved["n"] == 0
 
 
+async def test_the_won_results_are_the_campaign_s_winners(
+    client: Any, login: Any, app: Any, demo: Any, goods: dict[str, Any], shelf: Units
+) -> None:
+    """A review: ``outcome=won`` listed every draw with a prize, those whose prize a consumer's
+    return cancelled too, while the campaign's ``winners`` counted them out. Three gifts won: one
+    kept, one handed over then returned (still a win), one returned while pending (cancelled: no
+    win). The won list, its CSV and ``winners`` name the same two draws."""
+    admin = await login("admin")
+    campaign = await new_campaign(
+        client, admin, campaign_body(goods["product_id"], [prize("Comb", "gift", 5, 1)])
+    )
+    cid = campaign["id"]
+    _, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    kept, handed, cancelled = shelf.take(3)
+    drawn: dict[str, int] = {}
+    for serial in (kept, handed, cancelled):
+        await _sell(client, login, serial)
+        won = await draw(app, headers, serial)
+        assert won.status_code == 201 and won.json()["fulfil_status"] == "pending", won.text
+        drawn[serial] = won.json()["draw_id"]
+    fulfil = f"/draws/{cid}/results/{drawn[handed]}/fulfil"
+    assert (await client.post(fulfil, headers=admin, json={"note": "SF-9"})).status_code == 200
+    for serial in (handed, cancelled):
+        assert (await _return(client, login, serial))["draw_withdrawn"] == drawn[serial]
+    url = f"/draws/{cid}/results"
+    listed = (await client.get(url, headers=admin, params={"outcome": "won"})).json()
+    shown = (await client.get(f"/draws/{cid}", headers=admin)).json()
+    expected = sorted([drawn[kept], drawn[handed]])
+    assert sorted(r["id"] for r in listed["items"]) == expected, listed
+    assert listed["total"] == shown["winners"] == 2
+    csv = await client.get(url, headers=admin, params={"outcome": "won", "format": "csv"})
+    ids = sorted(int(line.split(",")[0]) for line in csv.text.splitlines()[1:] if line)
+    assert ids == expected, csv.text
+
+
 async def test_a_cancelled_prize_leaves_room_in_its_days_cap(
     client: Any, login: Any, app: Any, demo: Any, goods: dict[str, Any], shelf: Units
 ) -> None:
@@ -459,6 +495,77 @@ async def test_a_held_draw_returned_before_its_release_draws_no_prize(
     assert (row["hold_state"], row["prize_id"]) == ("released", None)
     got = (await client.get(f"/draws/{campaign['id']}", headers=admin)).json()
     assert got["prizes"][0]["remaining"] == 5 and got["winners"] == 0
+
+
+@pytest.mark.parametrize("other", ["yesterday", "today", "at_once"])
+async def test_a_draw_held_yesterday_and_released_today_counts_on_today_s_daily_cap(
+    client: Any,
+    login: Any,
+    app: Any,
+    demo: Any,
+    goods: dict[str, Any],
+    units: Units,
+    monkeypatch: Any,
+    other: str,
+) -> None:
+    """A probe: a held draw is drawn on its release "with the prizes' stock at that time", but
+    its day stayed the scan's: drawn yesterday (Beijing) and released today it counted on
+    yesterday's daily cap — two prizes of a cap of 1 went out today when another member had won
+    today's, and none when yesterday's was used. A prize of cap 1; another member wins it
+    ``yesterday``, ``today`` before the release, or ``at_once`` with it: one prize goes out
+    today, and the held draw is recorded on the release's day."""
+    import app.claims as claims_mod
+    from app.localtime import ZONE
+
+    admin = await login("admin")
+    start = datetime.now(UTC) - timedelta(days=3)
+    body = campaign_body(goods["product_id"], [prize("Cap lamp", "gift", 10, 1, daily_cap=1)])
+    campaign = await new_campaign(client, admin, {**body, "starts_at": start.isoformat()})
+    held_id, held, _ = await new_member(app, demo["BRAND-LUMI"])
+    hold_id = await _hold(client, admin, held_id)
+    _, rival, _ = await new_member(app, demo["BRAND-LUMI"])
+    real, yesterday = claims_mod.datetime, datetime.now(UTC) - timedelta(days=1)
+
+    class Yesterday(real):  # type: ignore[misc, valid-type]
+        @classmethod
+        def now(cls, tz: Any = None) -> Any:
+            return yesterday.astimezone(tz or UTC)
+
+    h_serial, r_serial = units.take(2)
+    monkeypatch.setattr(claims_mod, "datetime", Yesterday)
+    h = await draw(app, held, h_serial)
+    assert h.status_code == 201 and h.json()["status"] == "under_review", h.text
+    if other == "yesterday":
+        assert (await draw(app, rival, r_serial)).json()["prize"] is not None
+    monkeypatch.setattr(claims_mod, "datetime", real)
+    release = f"/forensics/holds/{hold_id}/release"
+    if other == "today":
+        assert (await draw(app, rival, r_serial)).json()["prize"] is not None
+    if other == "at_once":
+        r, released = await asyncio.gather(
+            draw(app, rival, r_serial), client.post(release, headers=admin, json={})
+        )
+        assert r.status_code == 201, r.text
+    else:
+        released = await client.post(release, headers=admin, json={})
+    assert released.status_code == 200, released.text
+    today = datetime.now(ZONE).date()
+    async with app.state.pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT member_id, day, prize_id FROM draws WHERE campaign_id = %s",
+                (campaign["id"],),
+            )
+        ).fetchall()
+    held_row = next(r for r in rows if r["member_id"] == held_id)
+    won_yesterday = other == "yesterday"
+    if other != "at_once":  # today's cap free (yesterday's used), or used before the release
+        assert (held_row["prize_id"] is not None) == won_yesterday, rows
+    got = (await client.get(f"/draws/{campaign['id']}", headers=admin)).json()
+    assert got["winners"] == 1 + won_yesterday, got  # at once: the release or the rival
+    assert got["prizes"][0]["remaining"] == 10 - got["winners"]
+    assert held_row["day"] == today
+    assert sum(r["prize_id"] is not None for r in rows if r["day"] == today) == 1, rows
 
 
 # -- a relabel (P5) -------------------------------------------------------------------------

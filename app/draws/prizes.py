@@ -6,7 +6,10 @@ come last, as a consumer's return takes them (``app.draws.returns``).
 
 ``award`` locks the prizes of the campaigns drawn (``FOR UPDATE``, in id order) and counts each
 one's wins of the draws' days: a round of another process (or a release) giving the same prizes
-waits for this one to commit, then reads the stock it left. ``choose`` draws each prize with
+waits for this one to commit, then reads the stock it left. A draw's day (``draws.day``, Asia/
+Shanghai) is the day its prize is drawn: a round's, the draw's own; a released held draw's, the
+release's (``holds.settle`` moves it there before it is drawn), so it counts toward the daily
+cap of the day its prize goes out. ``choose`` draws each prize with
 ``secrets.randbelow`` (the OS CSPRNG) over the campaign's whole weight: the no-prize weight plus
 every prize's. A prize out of stock, or at its daily cap, keeps its share of the odds as "no
 prize" (the other prizes' odds never rise because one ran out); a weight of 0 is never drawn.

@@ -52,13 +52,15 @@ from app.paging import Page, fetch_page
 PERMISSION = "draws.write"
 MAX_CSV = 200_000  # rows of one results file
 
-_CAMPAIGN = """c.id, c.brand_id, c.name, c.starts_at, c.ends_at, c.product_ids, c.provinces,
+# A won draw (alias ``d``), as the campaign's ``winners`` count it and the results' ``won`` list
+# it (a review: the list took every draw with a prize, those a return took back or cancelled
+# too): a prize a return took back or cancelled is no win; one handed over stays one.
+WON = "d.prize_id IS NOT NULL AND (d.withdrawn_at IS NULL OR d.fulfil_status = 'fulfilled')"
+_CAMPAIGN = f"""c.id, c.brand_id, c.name, c.starts_at, c.ends_at, c.product_ids, c.provinces,
     c.no_prize_weight, c.status, c.created_at, c.updated_at,
     (c.status = 'active' AND c.starts_at <= now() AND now() < c.ends_at) AS running,
     (SELECT count(*) FROM draws d WHERE d.campaign_id = c.id) AS draws,
-    (SELECT count(*) FROM draws d WHERE d.campaign_id = c.id AND d.prize_id IS NOT NULL
-        -- a prize a return took back or cancelled is no win; one handed over stays one
-        AND (d.withdrawn_at IS NULL OR d.fulfil_status = 'fulfilled')) AS winners"""
+    (SELECT count(*) FROM draws d WHERE d.campaign_id = c.id AND {WON}) AS winners"""
 _PRIZE = "id, campaign_id, name, kind, points, quantity, remaining, weight, daily_cap, position"
 
 # The campaign (alias ``c``) covers the unit (``unit_state`` alias ``u``, its channel
@@ -378,7 +380,7 @@ RESULT_COLUMNS = [
     "withdrawn_at",
 ]
 _FILTERS = {
-    "won": "d.prize_id IS NOT NULL",
+    "won": WON,
     "lost": "d.prize_id IS NULL",
     "pending": "d.fulfil_status = 'pending'",
 }

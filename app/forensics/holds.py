@@ -57,6 +57,7 @@ from app.db import Conn
 from app.deadletters import FRAUD_SETTLE, abisect, abury, is_poison, reason_of
 from app.errors import Conflict, NotFound
 from app.forensics.schemas import DecisionIn, HoldClaims, HoldIn, HoldOut
+from app.localtime import TODAY_SQL
 from app.members.principal import brand_of_staff
 from app.paging import Page, fetch_page
 
@@ -377,9 +378,16 @@ SELECT (SELECT count(*) FROM c) AS n, (SELECT count(*) FILTER (WHERE void) FROM 
 # not withdrawn meanwhile (a consumer's return) are drawn now (``app.draws.prizes.award``: the
 # prizes' stock at this time, under their locks, taken before the points claims'), rejected
 # ones never. The campaign is the one the draw took its code for, whether or not it still runs.
+# A draw drawn now is drawn on today's Asia/Shanghai day: ``day`` (the day a prize's daily cap
+# counts it on) becomes the release's, returned as such to ``award`` — a probe: a draw held
+# yesterday and released today was counted on yesterday's cap, two prizes of a daily cap of 1
+# went out today (and one of a cap used up yesterday was refused today). Its ``drawn_at`` stays
+# the scan's. No prize counts it yet: its day moves while it has none, before the prizes' locks.
 _SETTLE_DRAWS = f"""
 UPDATE draws d
-   SET hold_state = {_settled_state("d")}
+   SET hold_state = {_settled_state("d")},
+       day = CASE WHEN {_settled_state("d")} = 'released' AND d.withdrawn_at IS NULL
+                  THEN {TODAY_SQL} ELSE d.day END
   FROM fraud_holds h
  WHERE d.hold_state = 'held' AND h.id = d.hold_id AND h.state <> 'open'
    AND (%(ids)s::bigint[] IS NULL OR h.id = ANY(%(ids)s::bigint[]))
