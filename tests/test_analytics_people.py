@@ -1111,3 +1111,121 @@ async def test_a_deleted_category_is_no_row_of_the_purchase_cycle(
     assert shown.status_code == 200, shown.text
     rows = [(i["subject_id"], i["name"]) for i in shown.json()["items"]]
     assert (category, None) not in rows, f"the deleted category is still a row: {rows}"
+
+
+# -- erased memberships (a probe: counted again, under an unknown region and band) ---------------
+
+
+async def _own_brand(client: Any, login: Any) -> tuple[int, dict[str, str]]:
+    platform = await login("platform")
+    brand = await org(client, platform, kind="brand", name=f"Erased {uuid.uuid4().hex[:8]}")
+    return brand, await staff(client, platform, brand, ["brand_admin"])
+
+
+def _bands(ages: dict[str, Any]) -> list[tuple[Any, ...]]:
+    keys = ("age_band", "members", "claimed", "adjusted", "expired", "balance")
+    return [tuple(b[k] for k in keys) for b in ages["bands"]]
+
+
+async def test_an_erased_member_leaves_a4_and_a6_its_points_staying_in_its_band(
+    client: Any, login: Any, app: Any, auto: Any
+) -> None:
+    """A probe: a member erased (``POST /members/{id}/erase``: its region, birthday and band
+    cleared) was still counted by A4 and A6, under an unknown province and band, its points
+    moved there — and the same phone signed up again was one person counted twice; the recount
+    counted the same way. An erased membership is no member: it leaves the member counts, and
+    its points (the adjustment, the balance the erasure forfeits) stay in the band it was
+    counted in, as does its recount."""
+    from tests.points_support import new_member
+
+    brand, admin = await _own_brand(client, login)
+    born = date(business_today().year - 40, 5, 5)  # 39 or 40: 35_44
+    gone, _, phone = await new_member(app, brand, province="浙江省")
+    stays, _, _ = await new_member(app, brand, province="浙江省")
+    async with app.state.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE members SET birthday = %s, city = '杭州市' WHERE id = ANY(%s)",
+            (born, [gone, stays]),
+        )
+        await post_entry(
+            conn, member_id=gone, brand_id=brand, kind="adjustment", points=50, reason="grant"
+        )
+    await roll()
+    assert (await get(client, admin, "/analytics/members/regions"))["members"] == 2
+    assert _bands(await get(client, admin, "/analytics/points/ages")) == [
+        ("35_44", 2, 0, 50, 0, 50)
+    ]
+    erased = await client.post(f"/members/{gone}/erase", headers=admin)
+    assert erased.status_code == 204, erased.text
+    assert await recount(auto) == []  # queued: counted as it was until folded
+    async with app.state.pool.connection() as conn:  # the same phone signs up again
+        await conn.execute(
+            "INSERT INTO members (brand_id, phone, province, city, birthday) "
+            "VALUES (%s, %s, '浙江省', '杭州市', %s)",
+            (brand, phone, born),
+        )
+    await roll()
+    regions = await get(client, admin, "/analytics/members/regions")
+    assert regions["members"] == 2, regions
+    assert [(r["province"], r["members"]) for r in regions["regions"]] == [("浙江省", 2)]
+    assert sum(t["members"] for t in regions["trend"]) == 2
+    cities = await get(client, admin, "/analytics/members/regions", province="Zhejiang")
+    assert [(r["city"], r["members"]) for r in cities["regions"]] == [("杭州市", 2)]
+    ages = await get(client, admin, "/analytics/points/ages")
+    assert ages["members"] == 2 and ages["balance"] == 0, ages
+    assert _bands(ages) == [("35_44", 2, 0, 50, 50, 0)]  # the forfeit too, in its band
+    assert await recount(auto) == []
+
+
+async def test_a_member_erased_by_sql_or_before_it_was_ever_counted_is_no_member(
+    client: Any, login: Any, app: Any, auto: Any
+) -> None:
+    """A membership erased by SQL that changes its status alone (its profile left) is queued by
+    the trigger and leaves A4 and A6; one erased before any roll-up counted it is never
+    counted as a member (its points under the unknown band, which no member holds: A6 does not
+    list it). The recount agrees at each step."""
+    from tests.points_support import new_member
+
+    brand, admin = await _own_brand(client, login)
+    by_sql, _, _ = await new_member(app, brand, province="广东省")
+    stays, _, _ = await new_member(app, brand, province="浙江省")
+    born = date(business_today().year - 40, 5, 5)
+    async with app.state.pool.connection() as conn:
+        await conn.execute("UPDATE members SET birthday = %s WHERE id = %s", (born, stays))
+        await post_entry(
+            conn, member_id=by_sql, brand_id=brand, kind="adjustment", points=7, reason="grant"
+        )
+    await roll()
+    regions = await get(client, admin, "/analytics/members/regions")
+    assert sorted((r["province"], r["members"]) for r in regions["regions"]) == [
+        ("广东省", 1),
+        ("浙江省", 1),
+    ]
+    await auto.execute(
+        "UPDATE members SET status = 'erased', erased_at = now() WHERE id = %s", (by_sql,)
+    )
+    early, _, _ = await new_member(app, brand, province="广东省")
+    async with app.state.pool.connection() as conn:
+        await post_entry(
+            conn, member_id=early, brand_id=brand, kind="adjustment", points=30, reason="grant"
+        )
+    erased = await client.post(f"/members/{early}/erase", headers=admin)
+    assert erased.status_code == 204, erased.text
+    assert await recount(auto) == []
+    await roll()
+    regions = await get(client, admin, "/analytics/members/regions")
+    assert regions["members"] == 1, regions
+    assert [(r["province"], r["members"]) for r in regions["regions"]] == [("浙江省", 1)]
+    ages = await get(client, admin, "/analytics/points/ages")
+    assert ages["members"] == 1 and _bands(ages) == [("35_44", 1, 0, 0, 0, 0)], ages
+    assert await recount(auto) == []
+    held = await (
+        await auto.execute(
+            "SELECT members, adjusted, expired, balance FROM analytics_points_ages "
+            "WHERE brand_id = %s AND age_band = '' AND birthday = 'infinity'",
+            (brand,),
+        )
+    ).fetchall()
+    # the one erased by SQL: counted with no birthday nor band, its points stay there; the one
+    # never counted: its points (the forfeit too) there, no member
+    assert [tuple(r.values()) for r in held] == [(0, 37, 30, 7)], held

@@ -945,3 +945,86 @@ def test_migration_0137_keeps_product_numbers_and_category_names_in_nfc(fresh_db
     kept = [n for _, n in numbers]
     assert [stored[p] for p in products] == [cafe, creme, kept[2], creme, *kept[4:]]
     assert [named[c] for c in categories] == [creme, cafe, names[2][1], cafe, names[4][1]]
+
+
+async def test_migration_0141_takes_members_erased_before_out_of_the_member_counts(
+    fresh_db: str,
+) -> None:
+    """A probe: an erased membership was still counted by A4 and A6, under an unknown region
+    and band (the erasure clears them). Migration 0141 queues the members erased before, so
+    the next roll-up takes them out of the member counts, their points staying where they were
+    counted; the recount called the old figures wrong and agrees after the roll-up. The state
+    before it is made here as the roll-up before it left an erasure: the member counted with
+    its profile cleared, its status changed unseen by the trigger."""
+    from pathlib import Path
+
+    from psycopg.rows import dict_row
+
+    from app import migrations
+    from app.analytics.people import recount, rollup_alone
+
+    db.migrate(fresh_db)
+    async with await psycopg.AsyncConnection.connect(
+        fresh_db, autocommit=True, row_factory=dict_row
+    ) as conn:
+
+        async def one(sql: str, *args: Any) -> Any:
+            return await (await conn.execute(sql, args)).fetchone()  # type: ignore[arg-type]
+
+        brand = (
+            await one(
+                "INSERT INTO orgs (kind, name, erp_code) VALUES ('brand', 'E', 'E') RETURNING id"
+            )
+        )["id"]
+        member = "INSERT INTO members (brand_id, phone, province, birthday) VALUES (%s, %s, "
+        member += "'浙江省', '1990-05-05') RETURNING id"
+        gone = (await one(member, brand, "13900000001"))["id"]
+        await one(member, brand, "13900000002")
+        await conn.execute(
+            "INSERT INTO points_ledger (member_id, brand_id, kind, points, reason) "
+            "VALUES (%s, %s, 'adjustment', 50, 'grant')",
+            (gone, brand),
+        )
+        await conn.execute(
+            "UPDATE members SET province = NULL, birthday = NULL WHERE id = %s", (gone,)
+        )
+        await rollup_alone(conn, wait=True)  # counted, as before 0141, under '' with its points
+        async with conn.transaction():
+            await conn.execute("SET LOCAL session_replication_role = replica")  # no trigger
+            await conn.execute(
+                "UPDATE members SET status = 'erased', erased_at = now() WHERE id = %s", (gone,)
+            )
+
+        async def members() -> list[tuple[Any, ...]]:
+            rows = await (
+                await conn.execute(
+                    "SELECT province, members FROM analytics_member_regions "
+                    "WHERE brand_id = %s AND level = 1 AND members <> 0 ORDER BY 1",
+                    (brand,),
+                )
+            ).fetchall()
+            return [(r["province"], r["members"]) for r in rows]
+
+        assert await members() == [("", 1), ("浙江省", 1)]
+        assert {m.table for m in await recount(conn)} == {
+            "analytics_member_regions",
+            "analytics_member_regions_m",
+            "analytics_points_ages",
+            "analytics_points_ages_m",
+        }
+        sql = Path(migrations.__file__).parent / "0141_analytics_erased_members.sql"
+        await conn.execute(sql.read_text())  # as applied to that database (it may run again)
+        await rollup_alone(conn, wait=True)
+        assert await members() == [("浙江省", 1)]
+        ages = await (
+            await conn.execute(
+                "SELECT birthday::text, age_band, members, adjusted FROM analytics_points_ages "
+                "WHERE brand_id = %s ORDER BY 1",
+                (brand,),
+            )
+        ).fetchall()
+        assert [tuple(r.values()) for r in ages] == [
+            ("1990-05-05", "", 1, 0),
+            ("infinity", "", 0, 50),
+        ]
+        assert await recount(conn) == []

@@ -3,8 +3,8 @@ tables, and the recount that proves them. ``app.analytics.people_stats`` serves 
 
 Queues (migration 0023). Triggers fill four queues in the transaction that writes the source
 rows, whoever writes them (the API, the verify flusher and its no-Redis fallback, bulk SQL):
-a member registered or changed its region, birthday or band (``analytics_member_queue``, one
-row per member); a points ledger row (``analytics_ledger_queue``); verifications, counted per
+a member registered or changed its region, birthday, band or status (``analytics_member_queue``,
+one row per member); a points ledger row (``analytics_ledger_queue``); verifications, counted per
 inserting statement by brand, day, product, region and result (``analytics_verify_queue``: a
 flush of 5,000 records adds a few dozen rows, bench/RESULTS.md; claims sent again left out,
 ``NOT_RETRY``, migration 0127); and a product moved to another category
@@ -22,6 +22,9 @@ and the new, so one roller runs at a time (``Lock.PEOPLE_ROLLUP``). Their rows a
 second statement of the transaction, after the take: a member change that touched a queued row
 (the trigger's ``DO UPDATE`` locks it) is either committed before the take — and seen by the
 read — or skipped by it and left queued.
+
+An erased membership is no member (migration 0141): it leaves the member counts, its points
+staying where it was last counted (``_FOLD_MEMBERS``; the trigger queues a change of status).
 
 Summaries: ``analytics_member_regions`` (A4: members by registration day and region, at three
 levels: brand, province, city), ``analytics_cycle`` (A5: (member, subject) pairs by the day of
@@ -111,37 +114,49 @@ _AGES_M_UPSERT = f"""
     ON CONFLICT (brand_id, month, age_band) DO UPDATE SET {_AGE_ADD}
     RETURNING 1"""
 
-# The members' current place, their place as last counted (facts), and the moves between.
+# The members' current place, their place as last counted (facts), and the moves between. An
+# erased membership is no member (README, erasure): it counts 0 where it was last counted, its
+# points staying there (the erasure cleared its region, birthday and band: moved to the current
+# place, its points would leave the band they were counted in for the unknown one); one never
+# counted (no facts, or facts of its points alone) counts 0 where it is (``_PLACED`` likewise).
 _FOLD_MEMBERS = f"""
-WITH cur AS (
+WITH mem AS (
     SELECT m.id AS member_id, m.brand_id, (m.created_at AT TIME ZONE '{TZ}')::date AS reg_day,
            coalesce(m.province, '') AS province, coalesce(m.city, '') AS city,
            coalesce(m.birthday, 'infinity') AS birthday,
-           CASE WHEN m.birthday IS NULL THEN coalesce(m.age_band, '') ELSE '' END AS age_band
+           CASE WHEN m.birthday IS NULL THEN coalesce(m.age_band, '') ELSE '' END AS age_band,
+           m.status = 'erased' AS erased
     FROM members m WHERE m.id = ANY(%(ids)s)
 ), old AS (
     SELECT f.member_id, f.brand_id, f.reg_day, f.province, f.city, f.birthday, f.age_band,
-           f.claimed, f.redeemed, f.expired, f.adjusted, f.balance
+           f.erased, f.claimed, f.redeemed, f.expired, f.adjusted, f.balance
     FROM analytics_member_facts f WHERE f.member_id = ANY(%(ids)s)
+), cur AS (
+    SELECT m.* FROM mem m LEFT JOIN old o USING (member_id)
+    WHERE NOT (m.erased AND o.reg_day IS NOT NULL)
+    UNION ALL
+    SELECT o.member_id, o.brand_id, o.reg_day, o.province, o.city, o.birthday, o.age_band, true
+    FROM mem m JOIN old o USING (member_id) WHERE m.erased AND o.reg_day IS NOT NULL
 ), facts AS (
     INSERT INTO analytics_member_facts AS f
-        (member_id, brand_id, reg_day, province, city, birthday, age_band)
-    SELECT member_id, brand_id, reg_day, province, city, birthday, age_band
+        (member_id, brand_id, reg_day, province, city, birthday, age_band, erased)
+    SELECT member_id, brand_id, reg_day, province, city, birthday, age_band, erased
     FROM cur ORDER BY member_id
     ON CONFLICT (member_id) DO UPDATE SET
         brand_id = EXCLUDED.brand_id, reg_day = EXCLUDED.reg_day,
         province = EXCLUDED.province, city = EXCLUDED.city,
-        birthday = EXCLUDED.birthday, age_band = EXCLUDED.age_band
+        birthday = EXCLUDED.birthday, age_band = EXCLUDED.age_band, erased = EXCLUDED.erased
     RETURNING 1
 ), moved AS (
-    SELECT c.brand_id, c.reg_day, c.province, c.city, c.birthday, c.age_band, 1 AS n,
+    SELECT c.brand_id, c.reg_day, c.province, c.city, c.birthday, c.age_band,
+           CASE WHEN c.erased THEN 0 ELSE 1 END AS n,
            coalesce(o.claimed, 0) AS claimed, coalesce(o.redeemed, 0) AS redeemed,
            coalesce(o.expired, 0) AS expired, coalesce(o.adjusted, 0) AS adjusted,
            coalesce(o.balance, 0) AS balance
     FROM cur c LEFT JOIN old o USING (member_id)
     UNION ALL
-    SELECT brand_id, reg_day, province, city, birthday, age_band, -1,
-           -claimed, -redeemed, -expired, -adjusted, -balance
+    SELECT brand_id, reg_day, province, city, birthday, age_band,
+           CASE WHEN erased THEN 0 ELSE -1 END, -claimed, -redeemed, -expired, -adjusted, -balance
     FROM old WHERE reg_day IS NOT NULL
 ), delta AS (
     SELECT m.brand_id, v.level, v.province, v.city, m.reg_day AS day, sum(m.n) AS members
@@ -611,17 +626,30 @@ class Mismatch(msgspec.Struct, frozen=True, kw_only=True):
 _LEVELS = "(VALUES (0, '', ''), (1, p.province, ''), (2, p.province, p.city))"
 _BAND = "CASE WHEN m.birthday IS NULL THEN coalesce(m.age_band, '') ELSE '' END"
 
-# Where each member is counted: as it is now, or, while a change of it waits in the queue, as
-# the facts say it was counted (when it was).
+# Where each member is counted (``n``: 1 a member, 0 an erased membership — its points only):
+# as it is now, an erased one where the facts say it was last counted (its region, birthday and
+# band are gone), or, while a change of it waits in the queue, as the facts say it was counted
+# (when it was): ``_FOLD_MEMBERS``' rules.
 _PLACED = f"""
 placed AS (
     SELECT m.id AS member_id, m.brand_id, (m.created_at AT TIME ZONE '{TZ}')::date AS day,
            coalesce(m.province, '') AS province, coalesce(m.city, '') AS city,
-           coalesce(m.birthday, 'infinity') AS birthday, {_BAND} AS age_band
+           coalesce(m.birthday, 'infinity') AS birthday, {_BAND} AS age_band, 1 AS n
     FROM members m
-    WHERE NOT EXISTS (SELECT 1 FROM analytics_member_queue q WHERE q.member_id = m.id)
+    WHERE m.status <> 'erased'
+      AND NOT EXISTS (SELECT 1 FROM analytics_member_queue q WHERE q.member_id = m.id)
     UNION ALL
-    SELECT f.member_id, f.brand_id, f.reg_day, f.province, f.city, f.birthday, f.age_band
+    SELECT m.id, m.brand_id,
+           coalesce(f.reg_day, (m.created_at AT TIME ZONE '{TZ}')::date),
+           coalesce(f.province, m.province, ''), coalesce(f.city, m.city, ''),
+           coalesce(f.birthday, m.birthday, 'infinity'), coalesce(f.age_band, {_BAND}), 0
+    FROM members m
+         LEFT JOIN analytics_member_facts f ON f.member_id = m.id AND f.reg_day IS NOT NULL
+    WHERE m.status = 'erased'
+      AND NOT EXISTS (SELECT 1 FROM analytics_member_queue q WHERE q.member_id = m.id)
+    UNION ALL
+    SELECT f.member_id, f.brand_id, f.reg_day, f.province, f.city, f.birthday, f.age_band,
+           CASE WHEN f.erased THEN 0 ELSE 1 END
     FROM analytics_member_facts f JOIN analytics_member_queue q USING (member_id)
     WHERE f.reg_day IS NOT NULL
 )"""
@@ -663,6 +691,7 @@ _RECOUNT_REGIONS = f"""
 WITH {_PLACED}, expected AS (
     SELECT p.brand_id, v.level, v.province, v.city, p.day, count(*) AS members
     FROM placed p, LATERAL {_LEVELS} AS v(level, province, city)
+    WHERE p.n = 1
     GROUP BY 1, 2, 3, 4, 5
 )""" + _compare_both(
     "analytics_member_regions", "brand_id, level, province, city", "day", "members"
@@ -681,7 +710,7 @@ WITH {_PLACED}, {_FOLDED_LEDGER}, pts AS (
            sum(points) AS balance
     FROM folded GROUP BY 1
 ), expected AS (
-    SELECT p.brand_id, p.birthday, p.age_band, count(*) AS members,
+    SELECT p.brand_id, p.birthday, p.age_band, sum(p.n) AS members,
            coalesce(sum(claimed), 0) AS claimed, coalesce(sum(redeemed), 0) AS redeemed,
            coalesce(sum(expired), 0) AS expired, coalesce(sum(adjusted), 0) AS adjusted,
            coalesce(sum(balance), 0) AS balance
