@@ -24,7 +24,7 @@ list applies to a story written under an older one. Elements nest at most ``MAX_
 (``depth``): html5ever's tree builder is quadratic in nesting (a probe: 22,000 nested ``<ul>``,
 88 KB, took 1.4 s to sanitise, on every view), so a deeper story is refused as it is written and
 a deeper one kept before that bound is never parsed again. Sanitising runs off the event
-loop (``nh3`` lets go of the GIL), a couple at a time (``app.content.story.sanitising``).
+loop (``nh3`` lets go of the GIL), a save's a couple at a time (``app.content.story.sanitising``).
 """
 
 from __future__ import annotations

@@ -56,9 +56,9 @@ _SHOWN_MAX = 64  # stories kept sanitised for the phone pages, the least recentl
 # (brand, version, updated_at) -> the HTML the phone page shows (None: none, too deep)
 _SHOWN: OrderedDict[tuple[int, int, Any], str | None] = OrderedDict()
 log = logging.getLogger("tracecode.content")
-# Sanitising runs in the default thread pool (``asyncio.to_thread``), at most this many at once
-# per process: a probe's burst of 24 deep saves, each seconds of parse, held every thread (and,
-# then taken before the parse, every pooled connection): the API answered 503.
+# A save's sanitising runs in the default thread pool (``asyncio.to_thread``), at most this
+# many at once per process: a probe's burst of 24 deep saves, each seconds of parse, held every
+# thread (and, then taken before the parse, every pooled connection): the API answered 503.
 SANITISE_SLOTS = 2
 _SANITISING: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
     weakref.WeakKeyDictionary()
@@ -115,9 +115,9 @@ async def _first(
 
 
 def sanitising() -> asyncio.Semaphore:
-    """The running event loop's turns of sanitising (``SANITISE_SLOTS``), taken before the
-    thread and before any connection: a burst of saves waits here holding nothing, and never
-    has every thread of the default pool (shared with the log-ins' argon2) to itself."""
+    """The running event loop's turns of sanitising a save (``SANITISE_SLOTS``), taken before
+    the thread and before any connection: a burst of saves waits here holding nothing, and
+    never has every thread of the default pool (shared with the log-ins' argon2) to itself."""
     loop = asyncio.get_running_loop()
     slots = _SANITISING.get(loop)
     if slots is None:
@@ -233,9 +233,10 @@ async def public_story(conn: Conn, brand_id: int) -> tuple[str, str] | None:
     if key in _SHOWN:
         _SHOWN.move_to_end(key)
         shown = _SHOWN[key]
-    else:
-        async with sanitising():
-            shown = await asyncio.to_thread(_shown, row["html"])
+    else:  # no sanitising turn: a story as kept nests 64 levels at most (``_shown`` measures
+        # it first), milliseconds of parse — waiting behind the saves' turns, a burst of deep
+        # saves held every view's connection (a review: the rest of the API 503 again)
+        shown = await asyncio.to_thread(_shown, row["html"])
         _SHOWN[key] = shown
         while len(_SHOWN) > _SHOWN_MAX:
             _SHOWN.popitem(last=False)
