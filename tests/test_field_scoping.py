@@ -991,6 +991,8 @@ async def test_a_stores_staff_named_supervisor_before_the_rule_supervises_nobody
             method, f"/field/plans/{plan.json()['id']}{path}", headers=mgr
         )
         assert_error(answer, 404)
+    reps = await client.get("/field/reps", headers=mgr, params={"per_page": 100})
+    assert rep["id"] not in [r["id"] for r in reps.json()["items"]], reps.text  # (a review)
     assert _sees(await _seen(client, brand), records) == set(records)
 
 

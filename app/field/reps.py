@@ -28,8 +28,12 @@ def _reach(actor: Principal) -> tuple[str, dict[str, Any]]:
     """SQL (over ``users u JOIN orgs o``) true for the reps whose records the caller sees."""
     params: dict[str, Any] = {"me": actor.user_id or 0, "brand": f"/{actor.brand_id}/%"}
     parts = ["u.id = %(me)s"] if actor.has("field.visit") else []
-    if actor.has("field.supervise"):
-        parts.append("u.supervisor_id = %(me)s")
+    if actor.has("field.supervise"):  # a store's staff supervise nobody (``scope.condition``)
+        parts.append(
+            "(u.supervisor_id = %(me)s AND NOT EXISTS (SELECT 1 FROM orgs so "
+            "WHERE so.id = %(my_org)s AND so.kind = 'store'))"
+        )
+        params["my_org"] = actor.org_id
     if actor.has("field.read"):
         parts.append(f"(o.path LIKE %(prefix)s AND {_VISITS})")
         params["prefix"] = actor.org_path + "%"
