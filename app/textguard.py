@@ -22,12 +22,35 @@ from typing import Any
 
 from app.errors import BadRequest
 
-# What shows as nothing: Unicode whitespace (the ideographic and no-break spaces too), the
-# zero-width marks U+200B–U+200F and U+2060, and the BOM. One rule for every name, reason and
-# reference a person reads: one of blanks only showed as nothing in every list and report (a
-# probe). Used in the schemas' patterns (``msgspec.Meta(pattern=VISIBLE)``).
-BLANK = r"\s\u200b-\u200f\u2060\ufeff"
-VISIBLE = rf"[^{BLANK}]"  # a character a reader sees
+# What shows as nothing (bodies of a regular expression's character class):
+# - SPACES: Unicode whitespace (``\s``: the ideographic and no-break spaces too), the Hangul
+#   fillers U+115F, U+1160, U+3164, U+FFA0 and the braille blank U+2800 — each a blank gap;
+# - FORMAT: the format characters (Unicode Cf) but the prepended concatenation marks (U+0600…,
+#   which show a sign): the zero-width marks U+200B–U+200F, U+2060–U+2064, the BOM, the soft
+#   hyphen U+00AD, the Mongolian vowel separator U+180E…;
+# - MARKS: what changes the character before it, showing nothing itself: the combining
+#   grapheme joiner U+034F, the variation selectors (U+FE00–U+FE0F, U+180B–U+180D, U+180F,
+#   U+E0100–U+E01EF), the tags U+E0020–U+E007F (an emoji flag's), the Khmer U+17B4, U+17B5.
+# One rule for every name, reason and reference a person reads: one of blanks only showed as
+# nothing in every list and report (probes: spaces and zero-width marks, then a soft hyphen, an
+# invisible operator, a Hangul filler, a braille blank, a variation selector alone). Used in the
+# schemas' patterns (``msgspec.Meta(pattern=VISIBLE)``); a brand's name compares without them
+# (migration 0142's ``brand_name_key``, which writes the same sets: tests/test_textguard.py).
+# The characters beyond U+FFFF are written as themselves, not as ``\U…`` escapes: the patterns
+# are the OpenAPI schema's too, where a regular expression is ECMA-262's.
+SPACES = r"\s\u115f\u1160\u2800\u3164\uffa0"
+FORMAT = (
+    r"\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
+    "\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001"
+)
+MARKS = (
+    r"\u034f\u17b4\u17b5\u180b-\u180d\u180f\ufe00-\ufe0f"
+    "\U000e0020-\U000e007f\U000e0100-\U000e01ef"
+)
+BLANK = SPACES + FORMAT + MARKS
+# a character a reader sees, with the marks that may follow it (an emoji's variation selector:
+# "❤\ufe0f" ends a name as "❤" does)
+VISIBLE = rf"[^{BLANK}][{MARKS}]*"
 _BLANKS = re.compile(f"[{BLANK}]+")
 
 

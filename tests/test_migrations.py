@@ -1028,3 +1028,54 @@ async def test_migration_0141_takes_members_erased_before_out_of_the_member_coun
             ("infinity", "", 0, 50),
         ]
         assert await recount(conn) == []
+
+
+def test_migration_0142_compares_brand_names_as_they_show(fresh_db: str) -> None:
+    """A probe: brands were made with the demo brand's name written another way that shows the
+    same (a decomposed accent, a zero-width space inside, a no-break space between the words).
+    Migration 0142 indexes the names as they show (``brand_name_key``) and, brands that share
+    such a name already being kept as they are, leaves out by id each but the oldest of it: the
+    migration does not fail on them, and the oldest's name is held against every new brand."""
+    migrate_to(fresh_db, 141)
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+
+        def brand(name: str, erp: str, age: str) -> int:
+            row = conn.execute(
+                "INSERT INTO orgs (kind, name, erp_code, created_at) "
+                "VALUES ('brand', %s, %s, now() - %s::interval) RETURNING id",
+                (name, erp, age),
+            ).fetchone()
+            assert row is not None
+            return int(row[0])
+
+        older = brand("Lumière Cosmetics", "E-1", "3 days")
+        nfd = brand("Lumie\u0300re\u00a0cosmetics", "E-2", "2 days")  # a look-alike before 0142
+        spaced = brand("LUMI\u200bÈRE  COSMETICS", "E-3", "1 day")
+        other = brand("Solo", "E-4", "0")
+    db.migrate(fresh_db)
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        names = conn.execute(
+            "SELECT id, name FROM orgs WHERE id = ANY(%s) ORDER BY id", ([nfd, spaced],)
+        ).fetchall()
+        assert names == [
+            (nfd, "Lumie\u0300re\u00a0cosmetics"),
+            (spaced, "LUMI\u200bÈRE  COSMETICS"),
+        ]
+        index = conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'orgs_brand_name_uq'"
+        ).fetchone()
+        assert index is not None and "brand_name_key(name)" in index[0], index
+        assert f"{{{nfd},{spaced}}}" in index[0], index  # left out, by id
+        for n, taken in enumerate(("lumière\u3000cosmetics", "So\u200blo\ufe0f", " ＳＯＬＯ")):
+            with pytest.raises(psycopg.errors.UniqueViolation):
+                conn.execute(
+                    "INSERT INTO orgs (kind, name, erp_code) VALUES ('brand', %s, %s)",
+                    (taken, f"N-{n}"),
+                )
+        # the ones left out can be renamed (and the older keeps its name)
+        conn.execute("UPDATE orgs SET name = 'Lumen' WHERE id = %s", (nfd,))
+        conn.execute(  # a brand's name, not any organisation's
+            "INSERT INTO orgs (kind, name, erp_code, parent_id) VALUES ('store', 'Solo', 'S', %s)",
+            (other,),
+        )
+        assert older < nfd

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import unicodedata
 from typing import Any
 
 import psycopg
@@ -931,6 +932,61 @@ async def test_a_brand_name_is_one_brand_s(client: Any, login: Any, demo: Any) -
     assert (await client.post("/orgs", headers=admin, json=store)).status_code == 201
 
 
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        lambda n: unicodedata.normalize("NFD", n),  # "e" and U+0300 for "è"
+        lambda n: n.replace("mi", "mi\u200b", 1),  # a zero-width space inside
+        lambda n: n.replace(" ", "\u00a0", 1),  # a no-break space between words
+        lambda n: n.replace(" ", "\u3000 \u2800", 1),  # a run of blanks
+        lambda n: n.replace("u", "u\u00ad\ufe0f", 1),  # a soft hyphen, a variation selector
+        lambda n: n.replace("L", "\uff2c", 1),  # a fullwidth letter (NFKC)
+    ],
+    ids=["nfd", "zwsp", "nbsp", "blank-run", "soft-hyphen", "fullwidth"],
+)
+async def test_a_brand_name_shown_as_another_brand_s_is_that_brand_s(
+    client: Any, login: Any, demo: Any, spelling: Any
+) -> None:
+    """A probe: the demo brand's name written another way that shows the same — a decomposed
+    accent, a zero-width space inside, a no-break or ideographic space between the words — made
+    a second brand of it. Compared as it shows (migration 0142's ``brand_name_key``), it is 409
+    ``duplicate_brand_name``, on creation and on a rename."""
+    platform, lumi_admin = await login("platform"), await login("admin")
+    lumi = (await client.get(f"/orgs/{demo['BRAND-LUMI']}", headers=lumi_admin)).json()["name"]
+    name = spelling(lumi)
+    assert name != lumi
+    tag = secrets.token_hex(4).upper()
+    made = await client.post(
+        "/orgs", headers=platform, json={"kind": "brand", "name": name, "erp_code": f"LA-{tag}"}
+    )
+    assert_error(made, 409, "duplicate_brand_name")
+    brand, admin = await onboarded_brand(client, login)
+    renamed = await client.patch(f"/orgs/{brand['id']}", headers=admin, json={"name": name})
+    assert_error(renamed, 409, "duplicate_brand_name")
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["\u00ad", "\u2061", "\u3164", "\u2800", "\u034f", "\u115f", "\ufe0f", "\u180e", "\u2064",
+     " \u200b\u3164\ufe0f"],
+    ids=ascii,
+)  # fmt: skip
+async def test_an_organisation_name_that_shows_nothing_is_refused(
+    client: Any, login: Any, demo: Any, name: str
+) -> None:
+    """A probe: a name of a soft hyphen, an invisible operator, a Hangul filler, the braille
+    blank, the combining grapheme joiner, a variation selector or the Mongolian vowel separator
+    alone was made (201), and showed as nothing in every list — as a name of spaces or
+    zero-width marks is refused (``app.textguard.VISIBLE``)."""
+    admin = await login("admin")
+    tag = secrets.token_hex(4).upper()
+    body = {"kind": "store", "name": name, "erp_code": f"IV-{tag}", "parent_id": demo["AGENT-GD"]}
+    assert_error(await client.post("/orgs", headers=admin, json=body), 400)
+    assert_error(
+        await client.patch(f"/orgs/{demo['STORE-GZ-01']}", headers=admin, json={"name": name}), 400
+    )
+
+
 async def test_two_brands_given_one_name_at_once_one_is_refused(
     client: Any, app: Any, login: Any
 ) -> None:
@@ -956,3 +1012,162 @@ async def test_two_brands_given_one_name_at_once_one_is_refused(
         answers = await asyncio.gather(*racing)
     assert sorted(a.status_code for a in answers) == [201, 409], [a.text for a in answers]
     assert_error(next(a for a in answers if a.status_code == 409), 409, "duplicate_brand_name")
+
+
+# --- a deactivation with goods on their way ------------------------------------------------
+
+from tests.helpers import new_org, new_user, sales_order  # noqa: E402
+from tests.test_logistics import confirm, document, route  # noqa: E402
+
+__all__ = ["route"]  # the fixture: a factory's received cases
+
+
+async def _signed_in(client: Any, user: dict[str, Any]) -> dict[str, str]:
+    token = await client.post(
+        "/auth/login", json={"username": user["username"], "password": user["password"]}
+    )
+    assert token.status_code == 200, token.text
+    return {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+
+async def _store_with_goods_coming(
+    client: Any, login: Any, demo: Any, goods: dict[str, Any], *, confirmed: bool = True
+) -> tuple[int, int, dict[str, str], dict[str, Any]]:
+    """A case shipped factory -> AGENT-ZJ (received), then AGENT-ZJ -> a new store S under a
+    new distributor D (the outbound confirmed, or only drafted). (D, S, S's clerk, outbound)."""
+    clerk, agent = await login("clerk"), await login("agent_clerk")
+    order_id = await sales_order(client, login, demo, goods["product_id"], 10)
+    ship = await document(client, clerk, goods["cases"][:1], kind="outbound", order_id=order_id)
+    assert (await confirm(client, clerk, ship)).status_code == 200
+    got = await client.post(f"/orders/{order_id}/receive", headers=agent)
+    assert got.status_code == 200, got.text
+    admin = await login("admin")
+    dist = await new_org(client, admin, "distributor", demo["AGENT-ZJ"])
+    store = await new_org(client, admin, "store", dist["id"])
+    store_clerk = await _signed_in(
+        client, await new_user(client, admin, store["id"], ["store_clerk"])
+    )
+    out = await document(
+        client, agent, goods["cases"][:1], kind="outbound", counterparty_id=store["id"]
+    )
+    if confirmed:
+        shipped = await confirm(client, agent, out)
+        assert shipped.status_code == 200, shipped.text
+    return dist["id"], store["id"], store_clerk, out
+
+
+async def test_no_store_is_deactivated_while_goods_are_on_their_way_to_it(
+    client: Any, login: Any, demo: Any, route: dict[str, Any]
+) -> None:
+    """A probe: a store deactivated with a shipment on its way to it was 200, and nobody could
+    receive the goods (its clerk refused) nor take them back (the agent holds them no more)
+    until it was reactivated. Refused while they are on their way — the store, or any
+    organisation above it — with the shipment named; once received, and with goods the store
+    shipped on their way elsewhere (received by their receiver, whatever the store's status), the
+    store is deactivated."""
+    dist, store, store_clerk, out = await _store_with_goods_coming(client, login, demo, route)
+    admin = await login("admin")
+    for org in (store, dist):
+        off = await client.post(f"/orgs/{org}/deactivate", headers=admin)
+        assert_error(off, 409, "goods_in_transit")
+        details = off.json()["error"]["details"]
+        assert details == {
+            "count": 1,
+            "shipments": [{"id": out["id"], "doc_no": out["doc_no"], "org_id": store}],
+        }, details
+        assert (await client.get(f"/orgs/{org}", headers=admin)).json()["status"] == "active"
+    # the ERP import closes it through the same rule: the row rejected whole
+    erp_code = (await client.get(f"/orgs/{store}", headers=admin)).json()["erp_code"]
+    imported = await client.post(
+        "/orgs/import",
+        headers={**admin, "Content-Type": "text/csv"},
+        content=f"erp_code,name,status\n{erp_code},Closed,inactive\n".encode(),
+    )
+    assert imported.status_code == 200, imported.text
+    assert [e["code"] for e in imported.json()["errors"]] == ["goods_in_transit"], imported.text
+    after = (await client.get(f"/orgs/{store}", headers=admin)).json()
+    assert after["status"] == "active" and after["name"] != "Closed", after
+    inbound = await document(client, store_clerk, kind="inbound", shipment_id=out["id"])
+    assert (await confirm(client, store_clerk, inbound)).status_code == 200
+    back = await document(client, store_clerk, route["cases"][:1], kind="return")
+    assert (await confirm(client, store_clerk, back)).status_code == 200  # on its way up
+    off = await client.post(f"/orgs/{store}/deactivate", headers=admin)
+    assert off.status_code == 200, off.text
+    assert (await client.post(f"/orgs/{dist}/deactivate", headers=admin)).status_code == 200
+    agent = await login("agent_clerk")
+    received = await document(client, agent, kind="inbound", shipment_id=back["id"])
+    assert (await confirm(client, agent, received)).status_code == 200
+
+
+async def test_a_deactivation_waits_for_a_shipment_being_confirmed_to_the_store(
+    client: Any, app: Any, login: Any, demo: Any, route: dict[str, Any]
+) -> None:
+    """A shipment to a store confirmed while the store's deactivation runs: the deactivation
+    reads what is on its way only once the confirmation (which holds the store's line ``FOR
+    SHARE``) is done, and is refused. Before, it read nothing on its way, then its UPDATE
+    waited for the confirmation and went through: 200, the goods stranded."""
+    from app.logistics import documents
+
+    _, store, _, out = await _store_with_goods_coming(client, login, demo, route, confirmed=False)
+    admin = await login("admin")
+    async with app.state.pool.connection() as shipping, app.state.pool.connection() as watch:
+        actor = await acting(shipping, "agent_clerk")
+        await documents.confirm(shipping, actor, app.state.scheme, out["id"])  # not committed
+        off = asyncio.ensure_future(client.post(f"/orgs/{store}/deactivate", headers=admin))
+        assert await lock_waiters(watch, 1), "the deactivation should wait for the shipment"
+        await shipping.commit()
+        answer = await asyncio.wait_for(off, 30)
+    assert_error(answer, 409, "goods_in_transit")
+
+
+async def test_a_shipment_confirmed_while_its_store_is_deactivated_is_refused(
+    client: Any, app: Any, login: Any, demo: Any, route: dict[str, Any]
+) -> None:
+    """The other way round: the deactivation first (not committed yet), the confirmation waits
+    for the store's row once it has locked its goods, and sees the store closed."""
+    from app.orgs import service
+
+    _, store, _, out = await _store_with_goods_coming(client, login, demo, route, confirmed=False)
+    agent = await login("agent_clerk")
+    async with app.state.pool.connection() as closing, app.state.pool.connection() as watch:
+        actor = await acting(closing, "admin")
+        await service.set_status(closing, actor, store, "inactive")  # not committed
+        shipped = asyncio.ensure_future(confirm(client, agent, out))
+        assert await lock_waiters(watch, 1), "the confirmation should wait for the store's row"
+        await closing.commit()
+        answer = await asyncio.wait_for(shipped, 30)
+    assert_error(answer, 409, "org_inactive")
+
+
+async def test_a_stores_own_admin_changes_neither_its_region_nor_its_position(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: a store's org_admin moved its store from Zhejiang to Guangdong (200), though its
+    position was refused (422 ``own_org``): the organisations above rank it, report on it and
+    tell leaks by its region. Each of the region's fields is refused alike; the agent above
+    still sets them; other fields stay the store's own."""
+    admin = await login("admin")
+    region = {
+        "province_code": "330000", "province_name": "浙江省",
+        "city_code": "330100", "city_name": "杭州市",
+    }  # fmt: skip
+    store = await new_org(client, admin, "store", demo["AGENT-ZJ"], **region)
+    own = await _signed_in(client, await new_user(client, admin, store["id"], ["org_admin"]))
+    moved = {
+        "province_code": "440000", "province_name": "广东省",
+        "city_code": "440100", "city_name": "广州市",
+    }  # fmt: skip
+    patched = await client.patch(f"/orgs/{store['id']}", headers=own, json=moved)
+    assert_error(patched, 422, "own_org")
+    for field in ("province_name", "city_name"):
+        one = await client.patch(f"/orgs/{store['id']}", headers=own, json={field: "杭州"})
+        assert_error(one, 422, "own_org")
+    got = await client.get(f"/orgs/{store['id']}", headers=admin)
+    assert {k: got.json()[k] for k in region} == region
+    same = await client.patch(f"/orgs/{store['id']}", headers=own, json=region)
+    assert same.status_code == 200, same.text  # the values already set: no change
+    contact = await client.patch(f"/orgs/{store['id']}", headers=own, json={"address": "2 Rd"})
+    assert contact.status_code == 200, contact.text
+    agent = await login("agent_admin")
+    by_agent = await client.patch(f"/orgs/{store['id']}", headers=agent, json=moved)
+    assert by_agent.status_code == 200, by_agent.text

@@ -36,12 +36,13 @@ _COLUMNS = (
 )
 
 
-# SQL: a brand's name as brands are told apart — without blanks at either end (the blanks of
-# ``app.textguard.BLANK``: Unicode whitespace, the ideographic and no-break spaces, the
-# zero-width marks and the BOM), case folded. Migration 0130 indexes it (``orgs_brand_name_uq``):
-# written alike, character for character, or the index and this check disagree.
-_BLANKS = r"[\s\u00a0\u3000\u200b-\u200f\u2060\ufeff]"
-BRAND_NAME_KEY = f"lower(regexp_replace(name, '^{_BLANKS}+|{_BLANKS}+$', '', 'g'))"
+# SQL: a brand's name as brands are told apart, as it shows — without the characters that show
+# nothing (``app.textguard.FORMAT``, ``MARKS``), in NFKC, lower case, each run of blanks
+# (``app.textguard.SPACES``) one space, none at either end. Migration 0142's function, which its
+# unique index (``orgs_brand_name_uq``) is on: this check and the index are one expression (a
+# probe: a decomposed accent, a zero-width space inside, a no-break space between words made a
+# second brand of the demo brand's name).
+BRAND_NAME_KEY = "brand_name_key(name)"
 
 
 def _out(row: dict[str, Any]) -> OrgOut:
@@ -210,19 +211,18 @@ async def _check_erp_code(
 
 async def _check_brand_name(conn: Conn, name: str, brand_id: int = 0) -> None:
     """409 ``duplicate_brand_name`` when a brand other than ``brand_id`` has ``name`` (as
-    ``BRAND_NAME_KEY`` compares: blanks at either end aside, any case). A brand's name is its
+    ``BRAND_NAME_KEY`` compares: as the names show, in any case). A brand's name is its
     face to consumers — every H5 page shows it, every SMS is signed with it — so a tenant
     naming itself as another brand spoke as that brand (a probe). Under the brand-name lock
     (``Lock.BRAND_NAMES``): two brands given one name at once, the second sees the first. The
-    unique index of migration 0130 holds it too, except between brands that shared a name
-    before it (kept as they were)."""
+    unique index (migrations 0130, 0142) holds it too, except between brands that shared a
+    name before it (kept as they were)."""
     await locks.xact_lock(conn, locks.Lock.BRAND_NAMES, 0)
     taken = await (
         await conn.execute(
             f"""SELECT 1 FROM orgs
                  WHERE kind = 'brand' AND id <> %(brand)s
-                   AND {BRAND_NAME_KEY} = (SELECT {BRAND_NAME_KEY}
-                                             FROM (SELECT %(name)s::text AS name) AS given)""",
+                   AND {BRAND_NAME_KEY} = brand_name_key(%(name)s::text)""",
             {"name": name, "brand": brand_id},
         )
     ).fetchone()
@@ -354,6 +354,12 @@ async def list_orgs(
     )
 
 
+# A store's fields its own staff may not change (``update_org``: 422 ``own_org``).
+_SET_FROM_ABOVE = frozenset(
+    {"latitude", "longitude", "province_code", "province_name", "city_code", "city_name"}
+)
+
+
 async def update_org(conn: Conn, actor: Principal, org_id: int, patch: OrgPatch) -> OrgOut:
     """Change an organisation's fields; a brand's GS1 company prefix is the platform
     operator's to give or change (``platform.admin``, as a brand's creation;
@@ -382,16 +388,14 @@ async def update_org(conn: Conn, actor: Principal, org_id: int, patch: OrgPatch)
         await _check_company_prefix_change(conn, before, prefix)
         if prefix is not None:
             await check_company_prefix(conn, prefix, org_id)
-    if (
-        before.kind == "store"
-        and org_path == actor.org_path
-        and {"latitude", "longitude"} & set(changes)
-    ):
-        # the field force's check-ins are measured from it: set from above, as
+    if before.kind == "store" and org_path == actor.org_path and _SET_FROM_ABOVE & set(changes):
+        # the field force's check-ins are measured from its position: set from above, as
         # ``PUT /field/stores/{id}/position`` is (a probe: a store's own org_admin moved it to
-        # where a rep checked in 140 km away, judged in range)
+        # where a rep checked in 140 km away, judged in range); its region is what the
+        # organisations above judge it by — rankings by region, inspections' reports, the leak
+        # detector's shipped provinces (a probe: its org_admin moved it to another province)
         raise Unprocessable(
-            "a store's position is set by the organisations above it", code="own_org"
+            "a store's position and region are set by the organisations above it", code="own_org"
         )
     merged = {**msgspec.structs.asdict(before), **changes}
     check_region(
@@ -431,6 +435,8 @@ async def set_status(conn: Conn, actor: Principal, org_id: int, status: str) -> 
     if before.status == status:  # a double click or a retry changes nothing: not audited, as
         # a revoked key's revocation again (a probe: a second row named who deactivated nothing)
         return before
+    if status == "inactive":
+        await _ensure_nothing_coming(conn, org_id, row["path"])
     await conn.execute(
         "UPDATE orgs SET status = %s, updated_at = now() WHERE id = %s", (status, org_id)
     )
@@ -452,6 +458,70 @@ async def set_status(conn: Conn, actor: Principal, org_id: int, status: str) -> 
         conn, actor, action, "org", org_id, before=before, after=audited, org_id=org_id
     )
     return after
+
+
+# The confirmed shipments (outbound, return: the kinds with a receiving counterparty,
+# ``app.logistics.movements.SHIPMENT_KINDS``) to an organisation of a subtree whose goods are
+# still on their way there: a unit they carried — scanned, or in a case scanned — in transit to
+# the receiver under the shipment's event, as a receipt of the whole shipment finds them
+# (``movements.on_its_way``, ``expand``). Only the receivers with goods in transit in their stock
+# are looked at — rolled up plus the deltas not folded yet, written in the movement's own
+# transaction, so one statement reads both or neither: no index finds units by ``transit_to``
+# (migration 0010), and every shipment a line of stores ever received is too many to expand.
+_COMING = """
+WITH RECURSIVE receivers AS (
+    SELECT s.org_id FROM (SELECT org_id, in_transit FROM stock
+                          UNION ALL SELECT org_id, in_transit FROM stock_deltas) s
+     WHERE s.org_id IN (SELECT id FROM orgs WHERE path LIKE %(subtree)s)
+     GROUP BY s.org_id HAVING sum(s.in_transit) > 0
+), shipments AS (
+    SELECT d.id, d.doc_no, d.counterparty_id AS org_id, d.event_id, d.confirmed_at
+      FROM documents d JOIN receivers r ON r.org_id = d.counterparty_id
+     WHERE d.status = 'confirmed' AND d.kind IN ('outbound', 'return')
+       AND d.event_id IS NOT NULL
+), boxes (id, sscc) AS (
+    SELECT s.id, i.code FROM shipments s
+      JOIN document_items i ON i.document_id = s.id AND i.kind = 'c'
+    UNION SELECT b.id, c.sscc FROM boxes b JOIN case_state c ON c.parent_sscc = b.sscc
+), goods (id, code) AS (
+    SELECT s.id, i.code FROM shipments s
+      JOIN document_items i ON i.document_id = s.id AND i.kind = 'u'
+    UNION ALL SELECT b.id, u.code FROM boxes b JOIN unit_state u ON u.parent_sscc = b.sscc
+)
+SELECT s.id, s.doc_no, s.org_id FROM shipments s
+ WHERE s.id IN (SELECT g.id FROM goods g JOIN shipments t ON t.id = g.id
+                  JOIN unit_state u ON u.code = g.code
+                 WHERE u.transit_to = t.org_id AND u.status = 'active'
+                   AND u.last_event_id = t.event_id)
+ ORDER BY s.confirmed_at DESC, s.id DESC"""
+
+_LISTED_SHIPMENTS = 5  # named in the refusal's details
+
+
+async def _ensure_nothing_coming(conn: Conn, org_id: int, subtree: str) -> None:
+    """409 ``goods_in_transit`` while goods are on their way to an organisation of the subtree
+    being deactivated (a probe: a store closed with a shipment on its way was 200, and nobody
+    could receive the goods — its staff refused — nor take them back — the sender holds none —
+    until it was reactivated). Goods the subtree shipped are received by their receiver
+    whatever the sender's status, so only those coming to it count. Read with the organisation's
+    row locked as its UPDATE locks it: a shipment's confirmation holds the receiver's line
+    ``FOR SHARE`` (``app.logistics.documents._hold_open``), so one under way is waited for and
+    seen here, and one after waits for this deactivation and is refused ``org_inactive``.
+    Before any goods' row (none is locked here): the confirmation locks its goods, then the line."""
+    await conn.execute("SELECT 1 FROM orgs WHERE id = %s FOR NO KEY UPDATE", (org_id,))
+    rows = await (await conn.execute(_COMING, {"subtree": subtree + "%"})).fetchall()
+    if rows:
+        raise Conflict(
+            "goods are on their way to this organisation (or one below it): received first",
+            code="goods_in_transit",
+            details={
+                "count": len(rows),
+                "shipments": [
+                    {"id": r["id"], "doc_no": r["doc_no"], "org_id": r["org_id"]}
+                    for r in rows[:_LISTED_SHIPMENTS]
+                ],
+            },
+        )
 
 
 async def _reps_in(conn: Conn, subtree: str) -> list[int]:

@@ -128,6 +128,7 @@ export const ZH_CN: Readonly<Record<string, string>> = {
   forbidden: '没有权限',
   forged: '此码校验不通过，不是正品码',
   gift_not_offered: '该礼品当前不可兑换',
+  goods_in_transit: '尚有货物在途发往该组织或其下级，请先收货再停用',
   gtin_of_other_brand: '该 GTIN 属于其他品牌的 GS1 厂商识别代码',
   illegal_transition: '计划当前的状态不能执行此操作',
   image_too_large: '图片尺寸过大（每边最多 16384 像素、总计 6400 万像素），请缩小后再上传',
