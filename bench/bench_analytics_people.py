@@ -73,7 +73,7 @@ def settings_env(db_url: str) -> dict[str, str]:
 async def catalogue(url: str) -> dict[str, int]:
     """Demo data, 5 categories of 10 products, the provinces (31) and cities (4 each)."""
     from app.demo import load_demo
-    from app.verify.regions import CAPITALS
+    from app.provinces import CAPITALS
 
     async with await psycopg.AsyncConnection.connect(url, row_factory=dict_row) as conn:
         ids = await load_demo(conn)

@@ -11,7 +11,6 @@ needs a province.
 
 from __future__ import annotations
 
-import re
 from datetime import date, datetime
 from itertools import pairwise
 from typing import Any
@@ -22,15 +21,7 @@ from app.errors import Unauthorized, Unprocessable, ValidationFailed
 from app.localtime import REPORT_TZ
 from app.members.principal import Member
 from app.members.schemas import AgeBand, MemberOut, ProfilePatch
-from app.verify.regions import CAPITALS
-
-_SUFFIX = re.compile("(壮族自治区|回族自治区|维吾尔自治区|自治区|特别行政区|省|市)$")
-# by full name, by short name as people write it (``浙江``, ``广西``, ``香港``) and in English
-PROVINCES: dict[str, str] = (
-    {name: name for name, *_ in CAPITALS}
-    | {_SUFFIX.sub("", name): name for name, *_ in CAPITALS}
-    | {en.casefold(): name for name, _, _, _, en, _ in CAPITALS}
-)
+from app.provinces import PROVINCES
 
 
 def member_provinces(names: list[str], field: str) -> list[str]:

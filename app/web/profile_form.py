@@ -22,7 +22,7 @@ import msgspec
 from app.errors import AppError, invalid_body
 from app.members.profile import BANDS
 from app.members.schemas import MemberOut, ProfilePatch
-from app.verify.regions import CAPITALS
+from app.provinces import CAPITALS
 from app.web.html import esc
 from app.web.i18n import Lang, word
 from app.web.member_html import alert, form, hidden, nav
