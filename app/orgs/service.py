@@ -505,6 +505,9 @@ WITH RECURSIVE receivers AS (
        -- from ever being deactivated)
        AND NOT EXISTS (SELECT 1 FROM documents r
                         WHERE r.shipment_id = d.id AND r.status = 'confirmed')
+       -- sent from outside the subtree: what it sends itself waits with it for its reactivation
+       -- (a brand turned off whole, with shipments between its own organisations, was refused)
+       AND d.org_id NOT IN (SELECT id FROM orgs WHERE path LIKE %(subtree)s)
 ), boxes (id, sscc) AS (
     SELECT s.id, i.code FROM shipments s
       JOIN document_items i ON i.document_id = s.id AND i.kind = 'c'
@@ -525,13 +528,13 @@ _LISTED_SHIPMENTS = 5  # named in the refusal's details
 
 
 async def _ensure_nothing_coming(conn: Conn, org_id: int, subtree: str) -> None:
-    """409 ``goods_in_transit`` while goods of a shipment no receipt has taken any of yet are on
-    their way to an organisation of the subtree being deactivated (a probe: a store closed with
-    a shipment on its way was 200, and nobody could receive the goods — its staff refused — nor
-    take them back — the sender holds none — until it was reactivated). Goods the subtree
-    shipped are received by their receiver whatever the sender's status, so only those coming to
-    it count. Read with the organisation's row locked as its UPDATE locks it: a shipment's
-    confirmation holds the receiver's line ``FOR SHARE``
+    """409 ``goods_in_transit`` while goods of a shipment from outside the subtree being
+    deactivated, no receipt has taken any of yet, are on their way to an organisation of it (a
+    probe: a store closed with a shipment on its way was 200, and nobody could receive the goods
+    — its staff refused — nor take them back — the sender holds none — until it was
+    reactivated). Goods the subtree shipped are received by their receiver whatever the sender's
+    status, so only those coming to it count. Read with the organisation's row locked as its
+    UPDATE locks it: a shipment's confirmation holds the receiver's line ``FOR SHARE``
     (``app.logistics.documents._hold_open``), so one under way is waited for and seen here, and
     one after waits for this deactivation and is refused ``org_inactive``. Before any goods' row
     (none is locked here): the confirmation locks its goods, then the line."""
