@@ -244,6 +244,15 @@ async def new_user(
     return {**made.json(), "password": body["password"]}
 
 
+async def signed_in(client: Any, user: dict[str, Any]) -> dict[str, str]:
+    """The Authorization headers of ``user`` (``new_user``'s answer) signed in by password."""
+    token = await client.post(
+        "/auth/login", json={"username": user["username"], "password": user["password"]}
+    )
+    assert token.status_code == 200, token.text
+    return {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+
 async def onboarded_brand(
     client: Any, login: Any, **fields: Any
 ) -> tuple[dict[str, Any], dict[str, str]]:

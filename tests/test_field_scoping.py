@@ -10,7 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from tests.field_support import check_in, client_id, nameplate, other_brand_admin, user_id
-from tests.helpers import acting, assert_error, key_of, new_user, onboarded_brand
+from tests.helpers import acting, assert_error, key_of, new_user, onboarded_brand, signed_in
 from tests.images import png
 from tests.race_support import audit_rows, lock_waiters, twice_held
 
@@ -879,14 +879,6 @@ async def test_a_store_reactivated_keeps_its_reps_supervisor_demoted_while_it_wa
     assert shown.json()["supervisor_id"] is None, "the plan's decider cannot decide it"
 
 
-async def _signed_in(client: Any, user: dict[str, Any]) -> dict[str, str]:
-    token = await client.post(
-        "/auth/login", json={"username": user["username"], "password": user["password"]}
-    )
-    assert token.status_code == 200, token.text
-    return {"Authorization": f"Bearer {token.json()['access_token']}"}
-
-
 async def test_an_admin_names_or_clears_no_supervisor_of_its_own(
     client: Any, login: Any, demo: Any
 ) -> None:
@@ -897,7 +889,7 @@ async def test_an_admin_names_or_clears_no_supervisor_of_its_own(
     a key one made too."""
     brand = await login("admin")
     admin = await new_user(client, brand, demo["AGENT-ZJ"], ["org_admin"])
-    me = await _signed_in(client, admin)
+    me = await signed_in(client, admin)
     puppet = await new_user(client, me, demo["AGENT-ZJ"], ["field_supervisor"])
     url = f"/field/reps/{admin['id']}/supervisor"
     assert_error(
@@ -953,7 +945,7 @@ async def test_a_stores_staff_named_supervisor_before_the_rule_supervises_nobody
         await conn.execute(
             "UPDATE users SET supervisor_id = %s WHERE id = %s", (manager["id"], rep["id"])
         )
-    rep_h = await _signed_in(client, rep)
+    rep_h = await signed_in(client, rep)
     plate = (await nameplate(client, login, demo["STORE-HZ-01"]))["code"]
     made = await check_in(client, rep_h, plate)
     assert made.status_code == 201, made.text
@@ -973,7 +965,7 @@ async def test_a_stores_staff_named_supervisor_before_the_rule_supervises_nobody
     assert plan.status_code == 201, plan.text
     submitted = await client.post(f"/field/plans/{plan.json()['id']}/submit", headers=rep_h)
     assert submitted.status_code == 200, submitted.text
-    mgr = await _signed_in(client, manager)
+    mgr = await signed_in(client, manager)
     records = {
         "plan": plan.json()["id"],
         "checkin": made.json()["id"],

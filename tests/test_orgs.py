@@ -1044,18 +1044,10 @@ async def test_two_brands_given_one_name_at_once_one_is_refused(
 
 # --- a deactivation with goods on their way ------------------------------------------------
 
-from tests.helpers import new_org, new_user, sales_order  # noqa: E402
+from tests.helpers import new_org, new_user, sales_order, signed_in  # noqa: E402
 from tests.test_logistics import confirm, document, route  # noqa: E402
 
 __all__ = ["route"]  # the fixture: a factory's received cases
-
-
-async def _signed_in(client: Any, user: dict[str, Any]) -> dict[str, str]:
-    token = await client.post(
-        "/auth/login", json={"username": user["username"], "password": user["password"]}
-    )
-    assert token.status_code == 200, token.text
-    return {"Authorization": f"Bearer {token.json()['access_token']}"}
 
 
 async def _store_with_goods_coming(
@@ -1072,7 +1064,7 @@ async def _store_with_goods_coming(
     admin = await login("admin")
     dist = await new_org(client, admin, "distributor", demo["AGENT-ZJ"])
     store = await new_org(client, admin, "store", dist["id"])
-    store_clerk = await _signed_in(
+    store_clerk = await signed_in(
         client, await new_user(client, admin, store["id"], ["store_clerk"])
     )
     out = await document(
@@ -1200,7 +1192,7 @@ async def test_a_stores_own_admin_changes_neither_its_region_nor_its_position(
         "city_code": "330100", "city_name": "杭州市",
     }  # fmt: skip
     store = await new_org(client, admin, "store", demo["AGENT-ZJ"], **region)
-    own = await _signed_in(client, await new_user(client, admin, store["id"], ["org_admin"]))
+    own = await signed_in(client, await new_user(client, admin, store["id"], ["org_admin"]))
     moved = {
         "province_code": "440000", "province_name": "广东省",
         "city_code": "440100", "city_name": "广州市",
