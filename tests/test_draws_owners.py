@@ -162,6 +162,20 @@ async def _return(client: Any, login: Any, serial: str) -> dict[str, Any]:
     return back.json()  # type: ignore[no-any-return]
 
 
+async def _won(
+    client: Any, login: Any, app: Any, headers: dict[str, str], *serials: str
+) -> dict[str, int]:
+    """Each of ``serials`` sold, then drawn by the member of ``headers``, winning a prize still
+    to be handed over: the draw ids by serial."""
+    drawn = {}
+    for serial in serials:
+        await _sell(client, login, serial)
+        won = await draw(app, headers, serial)
+        assert won.status_code == 201 and won.json()["fulfil_status"] == "pending", won.text
+        drawn[serial] = won.json()["draw_id"]
+    return drawn
+
+
 async def _draw_row(app: Any, draw_id: int) -> dict[str, Any]:
     async with app.state.pool.connection() as conn:
         row = await (
@@ -247,12 +261,7 @@ async def test_a_return_cancels_a_pending_prize_and_keeps_a_fulfilled_one(
     cid = campaign["id"]
     pending, handed = shelf.take(2)
     member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
-    drawn: dict[str, int] = {}
-    for serial in (pending, handed):
-        await _sell(client, login, serial)
-        won = await draw(app, headers, serial)
-        assert won.status_code == 201 and won.json()["fulfil_status"] == "pending", won.text
-        drawn[serial] = won.json()["draw_id"]
+    drawn = await _won(client, login, app, headers, pending, handed)
     fulfil = f"/draws/{cid}/results/{drawn[handed]}/fulfil"
     assert (await client.post(fulfil, headers=admin, json={"note": "SF-1"})).status_code == 200
     assert (await client.get(f"/draws/{cid}", headers=admin)).json()["prizes"][0]["remaining"] == 3
@@ -296,12 +305,7 @@ async def test_the_won_results_are_the_campaign_s_winners(
     cid = campaign["id"]
     _, headers, _ = await new_member(app, demo["BRAND-LUMI"])
     kept, handed, cancelled = shelf.take(3)
-    drawn: dict[str, int] = {}
-    for serial in (kept, handed, cancelled):
-        await _sell(client, login, serial)
-        won = await draw(app, headers, serial)
-        assert won.status_code == 201 and won.json()["fulfil_status"] == "pending", won.text
-        drawn[serial] = won.json()["draw_id"]
+    drawn = await _won(client, login, app, headers, kept, handed, cancelled)
     fulfil = f"/draws/{cid}/results/{drawn[handed]}/fulfil"
     assert (await client.post(fulfil, headers=admin, json={"note": "SF-9"})).status_code == 200
     for serial in (handed, cancelled):

@@ -728,14 +728,11 @@ async def test_a_forged_serials_alert_packs_the_scans_of_every_serial_it_counted
     assert document["alert"]["serial"] == first and document["alert"]["occurrences"] == 2
 
 
-async def test_a_relabelled_units_pack_holds_the_replaced_codes_alerts_and_scans(
-    client: Any, login: Any, demo: Any, app: Any
-) -> None:
-    """A probe: a unit relabelled (``POST /packing/replace``) after a consumer scanned its first
-    label and an alert was raised on it — the new serial's pack showed the old code's events in
-    its trace (``via`` the old serial) but not the old code's alerts and scans, and the
-    investigator holding the unit has only the new label. They are in it now, each naming the
-    serial it belongs to."""
+async def _ten_packed_of_twelve(
+    client: Any, login: Any, app: Any, demo: Any
+) -> tuple[int, list[str]]:
+    """Twelve units of a new batch, the first ten packed into an inner case on a line of their
+    own: the batch and the twelve serials."""
     from tests.helpers import issue_cases
     from tests.test_packing import scan, serials, set_line, set_rules, upload
 
@@ -744,8 +741,20 @@ async def test_a_relabelled_units_pack_holds_the_replaced_codes_alerts_and_scans
     inner = await issue_cases(client, login, demo, "inner", 1)
     line = "ZE" + secrets.token_hex(2).upper()
     await set_line(client, login, product_id, line)
-    units = serials(app, batch_no, 0, 11)
+    units = serials(app, batch_no, 0, 12)
     await upload(client, login, line, [scan(s) for s in units[:10]] + [scan(inner[0])])
+    return batch_no, units
+
+
+async def test_a_relabelled_units_pack_holds_the_replaced_codes_alerts_and_scans(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: a unit relabelled (``POST /packing/replace``) after a consumer scanned its first
+    label and an alert was raised on it — the new serial's pack showed the old code's events in
+    its trace (``via`` the old serial) but not the old code's alerts and scans, and the
+    investigator holding the unit has only the new label. They are in it now, each naming the
+    serial it belongs to."""
+    batch_no, units = await _ten_packed_of_twelve(client, login, app, demo)
     old, new = units[3], units[10]
     old_code, brand = (batch_no << 32) | 3, demo["BRAND-LUMI"]
     async with app.state.pool.connection() as conn:
@@ -820,16 +829,7 @@ async def test_a_relabelled_units_pack_holds_its_old_labels_scans_after_the_repl
     replacement, but C's pack holds every record of A and B, the scans of A's torn or void
     label made AFTER it was replaced included: someone scanning a replaced label is a sign of
     label reuse, which an investigator wants to see. Each record names its serial."""
-    from tests.helpers import issue_cases
-    from tests.test_packing import scan, serials, set_line, set_rules, upload
-
-    batch_no, product_id = await issue_units(client, login, demo, 12)
-    await set_rules(client, login, product_id, [])
-    inner = await issue_cases(client, login, demo, "inner", 1)
-    line = "ZR" + secrets.token_hex(2).upper()
-    await set_line(client, login, product_id, line)
-    units = serials(app, batch_no, 0, 12)
-    await upload(client, login, line, [scan(s) for s in units[:10]] + [scan(inner[0])])
+    batch_no, units = await _ten_packed_of_twelve(client, login, app, demo)
     a, b, c = units[3], units[10], units[11]
     brand, code = demo["BRAND-LUMI"], {a: (batch_no << 32) | 3, b: (batch_no << 32) | 10}
 
