@@ -262,9 +262,11 @@ async def upload(
         _prepared, data, kind, image_max, video_max
     )
     async with pool.connection() as conn:  # not held while the store writes
+        # the total before the copy is looked for: a copy kept in between is found, not refused
+        used, _ = await _usage(conn, brand)
         row = await _same(conn, brand, digest)
         if row is None:
-            await _check_quota(conn, brand, len(data), quota)
+            _check_quota(used, len(data), quota)
         now = await _now(conn)
     if row is not None:
         return _out(row, public_url)
@@ -307,7 +309,7 @@ async def _keep(
     same = await _same(conn, brand, digest)
     if same is not None:
         return {**same, "ours": False}
-    await _check_quota(conn, brand, len(data), quota)
+    _check_quota((await _usage(conn, brand))[0], len(data), quota)
     row = await (
         await conn.execute(
             f"""INSERT INTO catalog_media (id, brand_id, kind, content_type, size_bytes,
@@ -336,10 +338,9 @@ async def _usage(conn: Conn, brand: int) -> tuple[int, int]:
     return int(row["used"]), int(row["n"])
 
 
-async def _check_quota(conn: Conn, brand: int, size: int, quota: int) -> None:
-    """409 ``catalog_quota_exceeded`` unless ``size`` more bytes keep the brand within
+def _check_quota(used: int, size: int, quota: int) -> None:
+    """409 ``catalog_quota_exceeded`` unless ``size`` more bytes keep the brand's ``used`` within
     ``quota`` (``details``: ``used_bytes``, ``quota_bytes``, ``size_bytes``)."""
-    used, _ = await _usage(conn, brand)
     if used + size > quota:
         raise Conflict(
             f"the brand's catalogue media would pass its quota of {quota // (1024 * 1024)} MB: "
