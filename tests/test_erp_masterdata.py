@@ -1591,3 +1591,22 @@ async def test_a_row_with_a_gtin_under_another_brands_prefix_is_that_rows_error(
     result = await imported(client, other, "products", rows)
     assert counts(result) == (1, 0, 0, 1), result
     assert errors(result) == [(1, "gtin", "gtin_of_other_brand")]
+
+
+async def test_rows_naming_one_gtin_in_any_of_its_forms_are_each_duplicate(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """Two new products of one file with one GTIN (the second as its EAN-13, the first as its
+    GTIN-14): the first row made its product and the second was ``duplicate_gtin`` — or the
+    other way round, by their order. Which product is meant cannot be told: both rows are
+    ``duplicate_in_file``, in either order, nothing made."""
+    admin = await login("admin")
+    ean13 = a_gtin()
+    both = [(1, "gtin", "duplicate_in_file"), (2, "gtin", "duplicate_in_file")]
+    for first, second in ((f"0{ean13}", ean13), (ean13, f"0{ean13}"), (ean13, ean13)):
+        header = "erp_code,product_no,name,gtin\n"
+        csv = f"{header}{code('GD-A')},GA-{RUN},A,{first}\n{code('GD-B')},GB-{RUN},B,{second}\n"
+        for dry_run in (True, False):
+            result = await imported(client, admin, "products", csv, dry_run=dry_run)
+            assert sorted(errors(result)) == both, result["errors"]
+            assert counts(result) == (0, 0, 0, 2), result["results"]

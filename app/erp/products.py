@@ -39,8 +39,9 @@ SPEC = Spec(
         {"product_no", "name", "category", "spec", "product_type", "colour_no", "efficacy"}
         | {"barcode"}
     ),
-    unique=("erp_code", "product_no"),
+    unique=("erp_code", "product_no", "gtin"),
     composed=frozenset({"product_no"}),  # kept in NFC (ProductRow, migration 0137): compared so
+    gtins=frozenset({"gtin"}),
     max_rows=25_000,  # ~2 ms a row (bench/RESULTS.md): about a minute, the import lock held
 )
 _FIELDS = (

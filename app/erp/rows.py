@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from app._core import Gs1Error, normalize_gtin
 from app.csvread import Encoding, decode, excel_scientific, read_rows
 from app.edge import MAX_JSON_DEPTH, TooDeep, json_depth_ok
 from app.erp.schemas import Entity, MasterDataError, MasterDataIn, MasterDataResult
@@ -57,6 +58,7 @@ class Spec:
     unique: tuple[str, ...] = ("erp_code",)
     caseless: frozenset[str] = frozenset()  # unique columns whose case does not tell apart
     composed: frozenset[str] = frozenset()  # unique columns the row type keeps in NFC
+    gtins: frozenset[str] = frozenset()  # unique columns kept as GTIN-14 (``normalize_gtin``)
     max_rows: int = 50_000
     takes_passwords: bool = False  # a password column is refused as such, not as unknown
 
@@ -78,7 +80,14 @@ class Spec:
     def same(self, column: str, value: str) -> str:
         """A unique column's value in the form rows are told apart by: the one its row type
         keeps and its unique index compares — in NFC (``composed``: a product number typed
-        decomposed is the same number), then in lower case (``caseless``: a username)."""
+        decomposed is the same number), then in lower case (``caseless``: a username), a GTIN
+        as GTIN-14 (``gtins``: an EAN-13 and its GTIN-14 are one; one that is no GTIN as read,
+        its row refused ``invalid_gtin`` anyway)."""
+        if column in self.gtins:
+            try:
+                return normalize_gtin(value)
+            except (Gs1Error, ValueError):
+                return value
         if column in self.composed and not unicodedata.is_normalized("NFC", value):
             value = unicodedata.normalize("NFC", value)
         return value.lower() if column in self.caseless else value
