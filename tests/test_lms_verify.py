@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import json
 import secrets
 import uuid
 from datetime import timedelta
@@ -24,6 +25,7 @@ from app._core import gs1_check_digit
 from app.b2b import service
 from app.b2b.schemas import LmsVerifyIn
 from app.codes.batches import code_id
+from app.logistics.movements import NOT_FOR_SALE
 from tests.helpers import activate, assert_error, issue_units, onboarded_brand, within_one_minute
 from tests.race_support import lock_waiters
 
@@ -229,6 +231,44 @@ async def test_a_verified_pack_past_its_expiry_says_expired(
         "verified": True,
         "additionalInfo": "Expired",
     }
+
+
+@pytest.mark.parametrize(("disposition", "info"), [("damaged", "Damaged"), ("expired", "Expired")])
+async def test_a_unit_returned_damaged_or_expired_is_not_for_re_distribution(
+    client: Any, conn: Any, lms: Lms, disposition: str, info: str
+) -> None:
+    """A unit a consumer or a store brought back damaged or expired is ``active`` with that
+    disposition (``movements.NOT_FOR_SALE``): no store sells it on, and a dock checking a
+    saleable return was told ``verified: true``. The state ``documents._take_back`` leaves,
+    written by SQL and put back at once."""
+    assert set(service._SPOILT) == set(NOT_FOR_SALE)
+    code = code_id(lms.batch_no, 7)
+    before = await (
+        await conn.execute("SELECT disposition FROM unit_state WHERE code = %s", (code,))
+    ).fetchone()
+    await conn.execute(
+        "UPDATE unit_state SET disposition = %s WHERE code = %s", (disposition, code)
+    )
+    await conn.commit()
+    try:
+        answer = await data(client, lms, 7)
+    finally:
+        await conn.execute(
+            "UPDATE unit_state SET disposition = %s WHERE code = %s", (before["disposition"], code)
+        )
+        await conn.commit()
+    assert answer == {
+        "verified": False,
+        "verificationFailureReason": "Not_for_re-distribution",
+        "additionalInfo": info,
+    }
+    row = await (
+        await conn.execute(
+            "SELECT detail FROM lms_requests WHERE code_id = %s ORDER BY id DESC LIMIT 1", (code,)
+        )
+    ).fetchone()
+    await conn.commit()
+    assert row["detail"] == f"returned_{disposition}"
 
 
 async def test_another_brands_key_gets_the_answer_for_unknown(
@@ -727,6 +767,32 @@ async def test_get_with_a_parameter_twice_is_400_naming_it(
     row = await (
         await conn.execute(
             "SELECT count(*) AS n FROM lms_requests WHERE lot_number = %s", (lms.lot,)
+        )
+    ).fetchone()
+    await conn.commit()
+    assert row["n"] == 0
+
+
+async def test_post_with_a_member_twice_is_400_naming_it(client: Any, conn: Any, lms: Lms) -> None:
+    """The POST's object naming ``serialNumber`` (or another member) twice: msgspec kept the
+    last, answered and recorded against it — the GET's repeated parameter again. 400
+    ``validation_failed`` naming it, recorded nowhere."""
+    body = ask(lms)
+    for name, extra in (("serialNumber", lms.serials[1]), ("gtin", SERUM), ("corrUUID", None)):
+        raw = json.dumps(body)[:-1] + f", {json.dumps(name)}: {json.dumps(extra or body[name])}}}"
+        error = assert_error(
+            await client.post(
+                "/v1/lms/verify",
+                headers={**lms.key, "Content-Type": "application/json"},
+                content=raw,
+            ),
+            400,
+            "validation_failed",
+        )
+        assert error["details"][0]["field"] == name, error
+    row = await (
+        await conn.execute(
+            "SELECT count(*) AS n FROM lms_requests WHERE corr_uuid = %s", (body["corrUUID"],)
         )
     ).fetchone()
     await conn.commit()

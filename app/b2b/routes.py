@@ -3,6 +3,7 @@ systems, and the brand's side — the requests asked, its lots' expiry and recal
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Annotated, Any
 from urllib.parse import unquote
@@ -35,10 +36,11 @@ verification (``verify.b2b``; see README "B2B verification (GS1 Lightweight Mess
 ``data.verified`` true or false; when false ``verificationFailureReason`` is ``No_match_GTIN``,
 ``No_match_GTIN_Serial``, ``No_match_GTIN_Serial_Lot``, ``No_match_GTIN_Serial_Expiry``,
 ``No_match_GTIN_Serial_Lot_Expiry`` or ``Not_for_re-distribution`` (``additionalInfo``
-``Recalled``, ``Decommissioned``, ``Destroyed``, ``Sold``); a verified pack past its declared
-expiry has ``additionalInfo`` ``Expired``. The same ``corrUUID`` and request again: the first
-answer; another request under it: 409 ``corr_uuid_reused``. 400 ``invalid_gtin``,
-``invalid_gln``, ``invalid_expiration_date``, ``validation_failed``; 429 ``rate_limited``."""
+``Recalled``, ``Decommissioned``, ``Destroyed``, ``Sold``; a unit returned damaged ``Damaged``,
+returned expired ``Expired``); a verified pack past its declared expiry has ``additionalInfo``
+``Expired``. The same ``corrUUID`` and request again: the first answer; another request under it:
+409 ``corr_uuid_reused``. 400 ``invalid_gtin``, ``invalid_gln``, ``invalid_expiration_date``,
+``validation_failed`` (also a parameter or member given twice); 429 ``rate_limited``."""
 
 _VERIFY_RESPONSES = {
     409: ResponseSpec(None, description="corr_uuid_reused: the corrUUID named another request"),
@@ -60,6 +62,7 @@ class LmsController(Controller):
         scheme: Scheme,
     ) -> LmsVerifyOut:
         """Verify a product identifier (the request as a JSON object)."""
+        _once_each_member(await request.body())
         limit = service.rate_limit(request.app.state)
         return await service.verify(conn, principal, scheme, limit, data)
 
@@ -202,6 +205,26 @@ def _once_each(request: Request[Any, Any, Any]) -> None:
                 f"invalid request ({name}): the query parameter is given more than once",
                 details=[{"field": name, "message": "repeated", "source": "query"}],
             )
+
+
+def _once_each_member(raw: bytes) -> None:
+    """400 ``validation_failed`` naming a member the POST's body gives twice: msgspec keeps the
+    last value — ``_once_each``'s wrong pack. The body is read again by the standard library,
+    which hands over every member: one msgspec decoded already (a flat object of short strings,
+    within the route's body limit), cached by Litestar — this route's only."""
+    json.loads(raw.decode("utf-8"), object_pairs_hook=_no_repeated_member)
+
+
+def _no_repeated_member(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: set[str] = set()
+    for name, _ in pairs:
+        if name in seen:
+            raise ValidationFailed(
+                f"invalid request ({name}): the member is given more than once",
+                details=[{"field": name, "message": "repeated", "source": "body"}],
+            )
+        seen.add(name)
+    return dict(pairs)
 
 
 _ROUTE = ["v1", "lms", "lots"]

@@ -37,10 +37,11 @@ FailureReason = Literal[
     "No_match_GTIN_Serial_Lot_Expiry",
     "Not_for_re-distribution",
 ]
-#: ``additionalInfo``: the standard's ``Recalled`` and ``Expired``, plus the unit's own state
-#: when it is no saleable goods: ``Decommissioned`` (voided or replaced), ``Destroyed``, ``Sold``
-#: (sold or given out to the market: it left the supply chain).
-AdditionalInfo = Literal["Recalled", "Expired", "Decommissioned", "Destroyed", "Sold"]
+#: ``additionalInfo``: the standard's ``Recalled`` and ``Expired`` (also a unit returned expired),
+#: plus the unit's own state when it is no saleable goods: ``Decommissioned`` (voided or replaced),
+#: ``Destroyed``, ``Sold`` (sold or given out to the market: it left the supply chain),
+#: ``Damaged`` (returned damaged; not the standard's ``Suspect``: README).
+AdditionalInfo = Literal["Recalled", "Expired", "Decommissioned", "Destroyed", "Sold", "Damaged"]
 
 
 class LmsVerifyIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -101,7 +102,8 @@ class ResponderOut(msgspec.Struct, frozen=True, kw_only=True):
 class LmsRequestOut(msgspec.Struct, frozen=True, kw_only=True):
     """One recorded B2B verification. ``detail`` (brand staff with ``reports.read`` only): the
     check that decided it — matched, not_our_gtin, malformed, forged, unknown, not_activated,
-    wrong_product, lot, expiry, lot_expiry, recalled, void, destroyed, sold."""
+    wrong_product, lot, expiry, lot_expiry, recalled, void, destroyed, sold, returned_damaged,
+    returned_expired."""
 
     id: int
     at: datetime

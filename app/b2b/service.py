@@ -20,9 +20,11 @@ further):
    (``lms_lots``; none on record: not compared) — else ``No_match_GTIN_Serial_Lot``,
    ``_Expiry`` or ``_Lot_Expiry``.
 4. The pack is still goods: its lot not recalled, the unit neither voided/replaced, destroyed
-   nor sold into the market — else ``Not_for_re-distribution`` with ``additionalInfo``
-   ``Recalled``, ``Decommissioned``, ``Destroyed`` or ``Sold``. A matching identifier past its
-   declared expiry is verified with ``additionalInfo`` ``Expired``.
+   nor sold into the market, nor brought back damaged or expired (a return no store sells on)
+   — else ``Not_for_re-distribution`` with ``additionalInfo`` ``Recalled``, ``Decommissioned``,
+   ``Destroyed``, ``Sold``, ``Damaged`` (returned damaged) or ``Expired`` (returned expired). A
+   matching identifier past its declared expiry is verified with ``additionalInfo``
+   ``Expired``.
 
 Bad input (a GTIN's or GLN's check digit, a date that is none, a serial outside GS1 CSET 82) is
 400 with a stable code and recorded nowhere; any identifier well formed is answered 200,
@@ -240,6 +242,15 @@ _GONE: dict[str, tuple[str, AdditionalInfo]] = {
     "destroyed": ("destroyed", "Destroyed"),
     "sold": ("sold", "Sold"),
 }
+# a unit brought back damaged or expired (``active``, a disposition of
+# ``app.logistics.movements.NOT_FOR_SALE``: no store sells it on, POST /sales is 409
+# ``not_sellable``): (recorded detail, additionalInfo) — the standard's ``Expired``, and for a
+# damaged pack ``Damaged`` of our own (its ``Suspect`` would set off a partner's suspect-product
+# handling: README)
+_SPOILT: dict[str, tuple[str, AdditionalInfo]] = {
+    "damaged": ("returned_damaged", "Damaged"),
+    "expired": ("returned_expired", "Expired"),
+}
 
 
 async def decide(conn: Conn, scheme: Scheme, brand_id: int, req: Request) -> Decision:
@@ -264,7 +275,7 @@ async def decide(conn: Conn, scheme: Scheme, brand_id: int, req: Request) -> Dec
         return Decision(False, _NO_SERIAL, None, detail, product_id)
     unit = await (
         await conn.execute(
-            """SELECT u.product_id, u.lot, u.status, l.expiry, l.recalled_at
+            """SELECT u.product_id, u.lot, u.status, u.disposition, l.expiry, l.recalled_at
                FROM unit_state u
                LEFT JOIN lms_lots l ON l.product_id = u.product_id AND l.lot = u.lot
                WHERE u.code = %s AND u.brand_id = %s""",
@@ -290,6 +301,9 @@ async def decide(conn: Conn, scheme: Scheme, brand_id: int, req: Request) -> Dec
     status = "void" if read.reason == "void" else unit["status"]
     if status in _GONE:
         detail, info = _GONE[status]
+        return Decision(False, _NOT_GOODS, info, detail, product_id, read.code)
+    if status == "active" and unit["disposition"] in _SPOILT:
+        detail, info = _SPOILT[unit["disposition"]]
         return Decision(False, _NOT_GOODS, info, detail, product_id, read.code)
     expired = unit["expiry"] is not None and unit["expiry"] < localtime.today()
     return Decision(True, None, "Expired" if expired else None, "matched", product_id, read.code)

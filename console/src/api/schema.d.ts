@@ -3704,10 +3704,11 @@ export interface paths {
          *     ``data.verified`` true or false; when false ``verificationFailureReason`` is ``No_match_GTIN``,
          *     ``No_match_GTIN_Serial``, ``No_match_GTIN_Serial_Lot``, ``No_match_GTIN_Serial_Expiry``,
          *     ``No_match_GTIN_Serial_Lot_Expiry`` or ``Not_for_re-distribution`` (``additionalInfo``
-         *     ``Recalled``, ``Decommissioned``, ``Destroyed``, ``Sold``); a verified pack past its declared
-         *     expiry has ``additionalInfo`` ``Expired``. The same ``corrUUID`` and request again: the first
-         *     answer; another request under it: 409 ``corr_uuid_reused``. 400 ``invalid_gtin``,
-         *     ``invalid_gln``, ``invalid_expiration_date``, ``validation_failed``; 429 ``rate_limited``.
+         *     ``Recalled``, ``Decommissioned``, ``Destroyed``, ``Sold``; a unit returned damaged ``Damaged``,
+         *     returned expired ``Expired``); a verified pack past its declared expiry has ``additionalInfo``
+         *     ``Expired``. The same ``corrUUID`` and request again: the first answer; another request under it:
+         *     409 ``corr_uuid_reused``. 400 ``invalid_gtin``, ``invalid_gln``, ``invalid_expiration_date``,
+         *     ``validation_failed`` (also a parameter or member given twice); 429 ``rate_limited``.
          */
         get: operations["V1LmsVerifyVerifyGet"];
         put?: never;
@@ -3719,10 +3720,11 @@ export interface paths {
          *     ``data.verified`` true or false; when false ``verificationFailureReason`` is ``No_match_GTIN``,
          *     ``No_match_GTIN_Serial``, ``No_match_GTIN_Serial_Lot``, ``No_match_GTIN_Serial_Expiry``,
          *     ``No_match_GTIN_Serial_Lot_Expiry`` or ``Not_for_re-distribution`` (``additionalInfo``
-         *     ``Recalled``, ``Decommissioned``, ``Destroyed``, ``Sold``); a verified pack past its declared
-         *     expiry has ``additionalInfo`` ``Expired``. The same ``corrUUID`` and request again: the first
-         *     answer; another request under it: 409 ``corr_uuid_reused``. 400 ``invalid_gtin``,
-         *     ``invalid_gln``, ``invalid_expiration_date``, ``validation_failed``; 429 ``rate_limited``.
+         *     ``Recalled``, ``Decommissioned``, ``Destroyed``, ``Sold``; a unit returned damaged ``Damaged``,
+         *     returned expired ``Expired``); a verified pack past its declared expiry has ``additionalInfo``
+         *     ``Expired``. The same ``corrUUID`` and request again: the first answer; another request under it:
+         *     409 ``corr_uuid_reused``. 400 ``invalid_gtin``, ``invalid_gln``, ``invalid_expiration_date``,
+         *     ``validation_failed`` (also a parameter or member given twice); 429 ``rate_limited``.
          */
         post: operations["V1LmsVerifyVerify"];
         delete?: never;
@@ -5489,7 +5491,7 @@ export interface components {
         /** LmsData */
         LmsData: {
             /** @enum {null|string} */
-            additionalInfo?: "Recalled" | "Expired" | "Decommissioned" | "Destroyed" | "Sold" | null;
+            additionalInfo?: "Recalled" | "Expired" | "Decommissioned" | "Destroyed" | "Sold" | "Damaged" | null;
             /** @enum {null|string} */
             verificationFailureReason?: "No_match_GTIN" | "No_match_GTIN_Serial" | "No_match_GTIN_Serial_Lot" | "No_match_GTIN_Serial_Expiry" | "No_match_GTIN_Serial_Lot_Expiry" | "Not_for_re-distribution" | null;
             verified: boolean;
