@@ -253,6 +253,41 @@ async def test_a_void_of_a_batch_the_caller_cannot_see_waits_on_no_lock(
         assert (await voiding).json()["state"] == "void"
 
 
+async def test_a_void_of_a_case_batch_the_caller_cannot_see_waits_on_no_lock(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: ``POST /case-batches/{id}/void`` locked any case batch of the caller's brand
+    ``FOR UPDATE`` before the visibility check: a contract printer's void of a batch addressed
+    to PRINTER-SH waited for an upload holding it (``FOR KEY SHARE``), then answered 404 — and
+    held up the uploads behind it. Under the unit batches' rule: 404 at once."""
+    _, other = await onboarded_brand(client, login)
+    _, printer_key = await _contract_printer_key(
+        client, await login("admin"), demo, ["codes.issue"]
+    )
+    planner = await login("planner")
+    for caller in (other, printer_key, planner):
+        made = await client.post(
+            "/case-batches",
+            headers=planner,
+            json={"level": "inner", "size": 2, "printer_id": demo["PRINTER-SH"]},
+        )
+        assert made.status_code == 201, made.text
+        url = f"/case-batches/{made.json()['id']}/void"
+        async with app.state.pool.connection() as holder, app.state.pool.connection() as watch:
+            await holder.execute(
+                "SELECT 1 FROM case_batches WHERE id = %s FOR KEY SHARE", (made.json()["id"],)
+            )
+            voiding = asyncio.ensure_future(client.post(url, headers=caller, json={"reason": "x"}))
+            waited = await lock_waiters(watch, 1)
+            await holder.commit()
+            answer = await voiding
+        if caller is planner:  # the brand's own void waits for the upload
+            assert waited and answer.json()["state"] == "void", answer.text
+        else:
+            assert not waited, "a void of a case batch the caller cannot see waited on its lock"
+            assert_error(answer, 404, "not_found")
+
+
 @pytest.mark.parametrize("blank", [" ", "\u200b", "\ufeff", "\u3000"], ids=repr)
 async def test_a_void_reason_of_blanks_alone_is_refused(
     client: Any, login: Any, demo: Any, blank: str

@@ -205,16 +205,19 @@ async def _allocate_refs(conn: Conn, prefix: str, size: int) -> int:
     return last - size + 1
 
 
-async def get_case_batch(conn: Conn, actor: Principal, batch_id: int) -> CaseBatchOut:
+async def get_case_batch(
+    conn: Conn, actor: Principal, batch_id: int, lock: str = ""
+) -> CaseBatchOut:
     """One case batch, seen under the unit batches' rule (``visible_sql``: a probe found
     ``codes.export`` demanded, so a key that issued and voided batches could not void this one,
-    and a printer's user could not read the case batches addressed to it)."""
+    and a printer's user could not read the case batches addressed to it); ``lock``: a row
+    lock taken of it only when the caller sees it (``FOR UPDATE``)."""
     from app.codes.service import visible_sql
 
     where, params = await visible_sql(conn, actor, "c")
     row = await (
         await conn.execute(
-            f"SELECT {_COLUMNS} FROM case_batches c WHERE c.id = %(id)s AND {where}",
+            f"SELECT {_COLUMNS} FROM case_batches c WHERE c.id = %(id)s AND {where} {lock}",
             {**params, "id": batch_id},
         )
     ).fetchone()
@@ -229,13 +232,11 @@ async def void_case_batch(conn: Conn, actor: Principal, batch_id: int, reason: s
     409 ``case_batch_in_use`` while a case of it holds goods or sits in a container (unpack
     those first: a probe voided the batch of an emptied case on a pallet, which then could not
     be named to take it off). An upload packing a case holds its batch (``FOR KEY SHARE``,
-    ``app.packing.scans``): the void waits for it, or it for the void."""
+    ``app.packing.scans``): the void waits for it, or it for the void. A batch the caller does
+    not see is 404 at once, its row neither locked nor waited for (``void_batch``'s rule: a
+    probe's printer waited on another printer's batch, held up the uploads behind it)."""
     actor.require("codes.issue")
-    await conn.execute(
-        "SELECT 1 FROM case_batches WHERE id = %s AND brand_id = %s FOR UPDATE",
-        (batch_id, actor.brand_id),
-    )
-    before = await get_case_batch(conn, actor, batch_id)
+    before = await get_case_batch(conn, actor, batch_id, "FOR UPDATE")
     if before.state == "void":
         return before
     used = await (
