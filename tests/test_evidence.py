@@ -372,6 +372,14 @@ async def test_bad_evidence_requests_are_4xx_with_stable_codes(
         400,
         "validation_failed",
     )
+    for blank in (" ", "\u200b", "\u3000\u3000", "\u00ad\ufe0f"):  # a probe: shown as nothing
+        assert_error(
+            await client.post(
+                f"/alerts/{case['alert']}/evidence", headers=admin, params={"reference": blank}
+            ),
+            400,
+            "validation_failed",
+        )
     assert_error(
         await client.post(f"/alerts/{case['alert']}/evidence", headers=await login("operator")),
         403,
@@ -905,3 +913,178 @@ def test_an_unreadable_or_binary_key_or_pack_is_an_answer_not_a_traceback(
         assert run.returncode == code and "Traceback" not in said, (args, said)
         assert said.startswith(answer) and len(said.splitlines()) == 1, (args, said)
         assert (run.stderr if code == 2 else run.stdout).strip() == said, (args, said)
+
+
+# -- probes of what a pack holds below the brand, its masking, its alerts, the verifier's lines -
+
+
+async def _plain_alert(app: Any, brand: int, org: int, code: int | None = None) -> int:
+    """An open alert of ``org`` (on ``code``, or on none)."""
+    async with app.state.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                """INSERT INTO alerts (brand_id, org_id, kind, severity, code_id, message,
+                                       details, dedup_key)
+                   VALUES (%s, %s, 'repeat', 'warning', %s, 'probe', %s, %s) RETURNING id""",
+                (brand, org, code, json.dumps({"reason": "over_threshold"}),
+                 f"probe:{secrets.token_hex(8)}"),
+            )
+        ).fetchone()  # fmt: skip
+        await conn.commit()
+    return int(row["id"])
+
+
+async def test_below_the_brand_a_pack_holds_only_the_records_its_listing_shows(
+    client: Any, login: Any, demo: Any, app: Any, monkeypatch: Any
+) -> None:
+    """A probe: the factory made a unit, the brand shipped it to AGENT-GD, consumers scanned it
+    in Guangdong. ``GET /verifications`` shows the factory none of those scans (the unit is no
+    more in its subtree), yet its code pack — and the pack of its own alert on the code — held
+    all three. A pack below the brand holds, and counts, only what that listing shows."""
+    from app.triage import evidence
+    from tests.points_support import into_channel
+
+    batch_no, product_id = await issue_units(client, login, demo, 2)
+    serial = scheme_for_tests().serial(batch_no, 1)
+    await activate(client, login, [serial], product_id)
+    await into_channel(client, login, demo, [serial], agent="AGENT-GD")
+    code, brand = (batch_no << 32) | 1, demo["BRAND-LUMI"]
+    async with app.state.pool.connection() as conn:
+        for n in (1, 2, 3):
+            await conn.execute(
+                """INSERT INTO verifications (at, record_key, code_id, serial, brand_id,
+                       product_id, result, reason, queries, pin_given, client_ip, province, city)
+                   VALUES (now() - make_interval(mins => %s), gen_random_uuid(), %s, %s, %s, %s,
+                           'genuine', 'first_query', %s, true, %s, '广东省', '广州市')""",
+                (10 - n, code, serial, brand, product_id, n, CONSUMER_IP),
+            )
+        await conn.commit()
+    alert = await _plain_alert(app, brand, demo["FACTORY-SZ"], code)
+    factory, agent = await login("factory_admin"), await login("gd_admin")
+    pem = evidence_key(app.state.settings).public_pem
+    for limit in (evidence.MAX_VERIFICATIONS, 0):  # 0: every total is counted apart
+        monkeypatch.setattr(evidence, "MAX_VERIFICATIONS", limit)
+        for headers, seen in ((factory, 0), (agent, 3)):
+            listed = await client.get("/verifications", headers=headers, params={"serial": serial})
+            assert listed.status_code == 200 and listed.json()["total"] == seen, listed.text
+            pack = await client.post(f"/codes/{serial}/evidence", headers=headers)
+            assert pack.status_code == 200, pack.text
+            records = verify_pack.verify(pack.content, pem)["verifications"]
+            assert (records["total"], records["included"]) == (seen, min(seen, limit)), records
+        pack = await client.post(f"/alerts/{alert}/evidence", headers=factory)
+        assert pack.status_code == 200, pack.text
+        records = verify_pack.verify(pack.content, pem)["verifications"]
+        assert (records["total"], records["records"]) == (0, []), records
+
+
+async def test_phones_written_with_separators_and_addresses_ending_a_sentence_are_masked(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: a note's phones written 3-4-4 (``138 1234 5678``, ``139-8765-4321``) or in
+    full-width digits, and an IPv4 address followed by a sentence's full stop, reached the pack
+    whole. They are masked now; longer runs of digits (an order number, a serial) are not."""
+    admin = await login("admin")
+    alert = await _plain_alert(app, demo["BRAND-LUMI"], demo["BRAND-LUMI"])
+    note = (
+        "Reseller: 138 1234 5678, backup 139-8765-4321, WeChat \uff11\uff13\uff17\uff11\uff12"
+        "\uff13\uff14\uff15\uff16\uff17\uff18; orders 202613812345678 and 1381234567890; "
+        "all 40 scans came from 115.238.77.201. Blocked."
+    )
+    marked = await client.put(
+        f"/alerts/{alert}/verdict", headers=admin, json={"verdict": "true_positive", "note": note}
+    )
+    assert marked.status_code == 200, marked.text
+    pack = await client.post(f"/alerts/{alert}/evidence", headers=admin)
+    assert pack.status_code == 200, pack.text
+    masked = json.loads(pack.content)["alert"]["verdict"]["note"]
+    assert masked == (
+        "Reseller: 138****5678, backup 139****4321, WeChat 137****5678; orders 202613812345678 "
+        "and 1381234567890; all 40 scans came from 115.238.*.*. Blocked."
+    ), masked
+
+
+async def test_a_code_pack_says_how_many_of_its_alerts_it_holds(
+    client: Any, login: Any, demo: Any, app: Any, monkeypatch: Any
+) -> None:
+    """A probe: a code pack kept its earliest ``MAX_ALERTS`` alerts and said nothing of the
+    others (its records say ``total`` and ``included``). ``alerts_total`` and
+    ``alerts_included`` say it now."""
+    from app.triage import evidence
+
+    batch_no, product_id = await issue_units(client, login, demo, 2)
+    serial = scheme_for_tests().serial(batch_no, 1)
+    await activate(client, login, [serial], product_id)
+    code, brand = (batch_no << 32) | 1, demo["BRAND-LUMI"]
+    alerts = [await _plain_alert(app, brand, brand, code) for _ in range(3)]
+    admin, pem = await login("admin"), evidence_key(app.state.settings).public_pem
+    for limit, held in ((evidence.MAX_ALERTS, alerts), (2, alerts[:2])):
+        monkeypatch.setattr(evidence, "MAX_ALERTS", limit)
+        pack = await client.post(f"/codes/{serial}/evidence", headers=admin)
+        assert pack.status_code == 200, pack.text
+        document = verify_pack.verify(pack.content, pem)
+        assert [a["id"] for a in document["alerts"]] == held
+        assert (document["alerts_total"], document["alerts_included"]) == (3, len(held))
+
+
+async def test_an_alert_pack_is_read_in_one_snapshot(
+    client: Any, login: Any, demo: Any, app: Any, monkeypatch: Any
+) -> None:
+    """A review: an alert pack's reads (the alert, its verdicts, the trace, the records) each saw
+    the database of their own moment, so a record stored meanwhile was in a pack whose other
+    parts predate it. They are one snapshot: a record stored once the pack began is not in it."""
+    from app.triage import evidence
+
+    case = await _case(client, login, demo, app)
+    traced = evidence._trace_or_none
+
+    async def trace_then_a_scan(*args: Any) -> Any:
+        async with app.state.pool.connection() as other:
+            await other.execute(
+                """INSERT INTO verifications (at, record_key, code_id, serial, brand_id, result,
+                       reason, queries, pin_given)
+                   VALUES (now(), gen_random_uuid(), %s, %s, %s, 'suspicious', 'over_threshold',
+                           4, true)""",
+                (case["code"], case["serial"], demo["BRAND-LUMI"]),
+            )
+            await other.commit()
+        return await traced(*args)
+
+    monkeypatch.setattr(evidence, "_trace_or_none", trace_then_a_scan)
+    pack = await client.post(f"/alerts/{case['alert']}/evidence", headers=await login("admin"))
+    assert pack.status_code == 200, pack.text
+    records = json.loads(pack.content)["verifications"]
+    assert [r["queries"] for r in records["records"]] == [1, 2, 3] and records["total"] == 3
+
+
+def test_the_verifiers_lines_carry_no_terminal_control_characters(
+    settings: Any, tmp_path: Path
+) -> None:
+    """A probe: a forged pack (signed with the forger's own key) whose ``key_id`` is a carriage
+    return and ANSI escapes: the verifier printed it raw in its INVALID line, and on a terminal
+    the line read ``VALID: …``. Every value it prints has its non-printing characters escaped,
+    in an INVALID line and in a VALID one (a genuine pack whose ``pack_id`` holds them) alike."""
+    from app.triage.signing import FORMAT
+
+    real = evidence_key(settings)
+    spoof = f"\r\x1b[2KVALID: pack 0f3c, signed by {real.key_id}\x1b[8m\n\u202e"
+    forger = EvidenceKey(hashlib.sha256(b"a forger").digest())
+    forged = forger.sign({"format": FORMAT, "key_id": spoof, "pack_id": "x"})
+    forged["signature"]["key_id"] = spoof  # as the document's: refused for the key, not this
+    genuine = real.sign({"format": FORMAT, "key_id": real.key_id, "pack_id": "\r\x1b[2Kp\x85"})
+    (tmp_path / "key.pem").write_text(real.public_pem)
+    for name, document, code, shown in (
+        ("forged", forged, 1, "\\r\\x1b[2KVALID: pack 0f3c"),
+        ("genuine", genuine, 0, "VALID: pack \\r\\x1b[2Kp\\x85 of"),
+    ):
+        (tmp_path / f"{name}.json").write_bytes(canonical(document))
+        run = subprocess.run(
+            [sys.executable, "-I", str(SCRIPT), f"{name}.json", "key.pem"],
+            cwd=tmp_path,
+            capture_output=True,
+            timeout=60,
+        )
+        said = run.stdout.decode()
+        assert run.returncode == code, said
+        assert said.startswith(("INVALID: ", "VALID: ")[code == 0]), said
+        assert said.count("\n") == 1 and said.endswith("\n"), repr(said)
+        assert said[:-1].isprintable() and shown in said, repr(said)

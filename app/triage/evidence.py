@@ -9,7 +9,8 @@ result, reason, the n-th query, whether the PIN was given, the coarse location �
 city the address was placed in —, the client; a code-less alert's — forged serials of one brand
 share one alert per reason — those it counted: the brand's code-less records of its reason in
 its period, the ``window`` named), its trace (``app.codes.trace``: every event, the containers
-it travelled in) as the caller may see it, and for a code pack the alerts of the code. A unit's
+it travelled in) as the caller may see it, and for a code pack the alerts of the code (the
+earliest ``MAX_ALERTS``: ``alerts_total`` counts them all, ``alerts_included`` those held). A unit's
 pack holds the alerts and records of the units it replaced too (P5), each naming its serial —
 an old label's scans made after its replacement too, where the trace stops: a replaced label
 scanned again is a sign of its reuse, which an investigator wants to see. The brand's staff
@@ -29,7 +30,10 @@ one was sent). So that one client can still be followed through the records, eac
 client id and member has a ``*_ref``: a keyed pseudonym (HMAC-SHA256 under a key derived from
 the master key, per brand), the same in every pack of the brand, that the brand can match to
 the real value on a court's order and nobody else can invert. Staff below the brand get no
-client data at all (null), as ``GET /verifications`` shows them none. Phone numbers and IPv4
+client data at all (null), as ``GET /verifications`` shows them none, and only the records that
+list shows them (``app.verify.listing.SUBTREE``: the units of their subtree; a code-less record
+is the brand's alone): a factory's pack of a unit shipped on to an agent holds none of its
+scans. Phone numbers (``138 1234 5678``, ``139-8765-4321``, full-width digits alike) and IPv4
 addresses written into free text (notes, details) are masked the same way, and the trace's
 ``member_id`` is left out.
 
@@ -71,12 +75,13 @@ from app.members.mask import mask_phone
 from app.triage.canonical import MAX_SAFE_INTEGER, canonical
 from app.triage.signing import FORMAT, evidence_key
 from app.triage.verdicts import verdicts_of, visible_alert
+from app.verify.listing import SUBTREE
 
 MAX_VERIFICATIONS = 5000  # the earliest ones; ``verifications.total`` counts them all
 # A code-less alert's records (no code id to find them by): those of the alert's own period,
 # from this long before it was raised (a record is counted when stored) to its last trigger
 SERIAL_MARGIN = timedelta(days=7)
-MAX_ALERTS = 200  # of a code pack
+MAX_ALERTS = 200  # of a code pack, the earliest ones; ``alerts_total`` counts them all
 MAX_SERIAL_TEXT = 64  # the longest text the scheme reads as a serial (hyphens in it)
 PSEUDONYMS = "evidence-pseudonyms/v1"
 PRIVACY = (
@@ -85,8 +90,18 @@ PRIVACY = (
     "positions are left out. *_ref values are keyed pseudonyms (HMAC-SHA256, per brand): equal "
     "refs are the same address, client or member."
 )
-_PHONE = re.compile(r"(?<![0-9A-Za-z])(?:\+?86[- ]?)?(1[3-9][0-9]{9})(?![0-9A-Za-z])")
-_IPV4 = re.compile(r"(?<![0-9.])(\d{1,3}\.\d{1,3})\.\d{1,3}\.\d{1,3}(?![0-9.])")
+# A mobile number in free text: 11 digits, ASCII or full-width, whole or written 3-4-4 with one
+# separator (``138 1234 5678``, ``139-8765-4321``), ``+86`` before it or not; never a part of a
+# longer run of digits or letters (a serial, an order number)
+_DIGIT = "[0-9\uff10-\uff19]"
+_PHONE = re.compile(
+    rf"(?<![0-9\uff10-\uff19A-Za-z])(?:[+\uff0b]?[8\uff18][6\uff16][- ]?)?"
+    rf"([1\uff11][3-9\uff13-\uff19]{_DIGIT}(?P<sep>[- ]?){_DIGIT}{{4}}(?P=sep){_DIGIT}{{4}})"
+    r"(?![0-9\uff10-\uff19A-Za-z])"
+)
+_PLAIN = str.maketrans("".join(chr(0xFF10 + d) for d in range(10)), "0123456789", " -")
+# an address at a sentence's end keeps its full stop: a dot and a digit would continue it
+_IPV4 = re.compile(r"(?<![0-9.])(\d{1,3}\.\d{1,3})\.\d{1,3}\.\d{1,3}(?!\.?[0-9])")
 
 
 @dataclass(frozen=True)
@@ -107,6 +122,7 @@ async def alert_pack(
 ) -> Pack:
     """The evidence pack of an alert of the caller's subtree (else the house's 404)."""
     actor.require("alerts.read", "orgs.read")
+    await _snapshot(conn)
     alert = await visible_alert(conn, actor, alert_id)
     label = alert["serial"]
     if alert["code_id"] is not None:
@@ -141,31 +157,52 @@ async def code_pack(
     the caller's subtree). A unit's alerts and records are those of its code and of the codes
     it replaced (P5, ``replaced_units``: its trace follows them too), each naming its serial."""
     actor.require("alerts.read", "orgs.read")
+    await _snapshot(conn)
     traced = await trace(conn, actor, scheme, text)
     read = (await read_codes(conn, scheme, actor.brand_id, [text]))[0]
     code = read.code if read.kind == "unit" else None
     codes: dict[int, str | None] = {}
     if code is not None:
         codes = {code: traced.code, **await replaced_units(conn, scheme, code)}
-    rows = await (
-        await conn.execute(
-            """SELECT a.*, o.path AS org_path, o.name AS org_name
-                 FROM alerts a JOIN orgs o ON o.id = a.org_id
-                WHERE a.brand_id = %s AND o.path LIKE %s
-                  AND (a.code_id = ANY(%s) OR (a.code_id IS NULL AND a.serial = %s))
-                ORDER BY a.at, a.id LIMIT %s""",
-            (actor.brand_id, actor.org_path + "%", list(codes), traced.code, MAX_ALERTS),
-        )
-    ).fetchall()
+    rows, alerts_total = await _code_alerts(conn, actor, codes, traced.code)
     document = {
         "subject": {"type": "code", "code": traced.code},
         "alerts": [await _alert(conn, row, codes.get(row["code_id"])) for row in rows],
+        "alerts_total": alerts_total,
+        "alerts_included": len(rows),
         "code": _code(traced.code, code, traced),
         "product": await _product(conn, traced),
         "verifications": await _verifications(conn, actor, settings, codes) if codes else None,
         "trace": _trace_json(traced),
     }
     return await _finish(conn, actor, settings, document, reference, ("code", traced.code))
+
+
+_CODE_ALERTS = """
+  FROM alerts a JOIN orgs o ON o.id = a.org_id
+ WHERE a.brand_id = %(brand)s AND o.path LIKE %(scope)s
+   AND (a.code_id = ANY(%(codes)s) OR (a.code_id IS NULL AND a.serial = %(serial)s))"""
+
+
+async def _code_alerts(
+    conn: Conn, actor: Principal, codes: dict[int, str | None], serial: str
+) -> tuple[list[Any], int]:
+    """A code pack's alerts (those of ``codes``, or of a code-less ``serial``) of the caller's
+    subtree: the earliest ``MAX_ALERTS``, and how many there are in all (``alerts_total``)."""
+    params = {"brand": actor.brand_id, "scope": actor.org_path + "%", "codes": list(codes),
+              "serial": serial, "limit": MAX_ALERTS}  # fmt: skip
+    rows = await (
+        await conn.execute(
+            "SELECT a.*, o.path AS org_path, o.name AS org_name"
+            f"{_CODE_ALERTS} ORDER BY a.at, a.id LIMIT %(limit)s",
+            params,
+        )
+    ).fetchall()
+    if len(rows) < MAX_ALERTS:
+        return rows, len(rows)
+    counted = await (await conn.execute(f"SELECT count(*) AS n{_CODE_ALERTS}", params)).fetchone()
+    assert counted is not None  # a count has one row
+    return rows, counted["n"]
 
 
 async def _finish(
@@ -191,6 +228,7 @@ async def _finish(
     }
     body = canonical(key.sign(_json_safe(document)))
     digest = hashlib.sha256(body).hexdigest()
+    await conn.commit()  # the snapshot's end (read only): the audit row is the next transaction's
     await audit.record(
         conn,
         actor,
@@ -202,6 +240,16 @@ async def _finish(
     )  # fmt: skip
     name = f"evidence-{subject[0]}-{subject[1]}-{pack_id[:8]}.json"
     return Pack(body=body, pack_id=pack_id, sha256=digest, filename=name)
+
+
+async def _snapshot(conn: Conn) -> None:
+    """The pack's reads in one snapshot (``REPEATABLE READ``, ``READ ONLY``): a verdict given or a
+    record stored while a pack is made is in all of it or in none (at ``READ COMMITTED`` each read
+    saw the database of its own moment, and a signed pack could contradict itself). ``SET
+    TRANSACTION`` must come first in its transaction: the request's so far (the caller's look-up,
+    reads) is committed before; ``_finish`` ends the snapshot before it writes the audit row."""
+    await conn.commit()
+    await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
 
 
 async def _who(conn: Conn, actor: Principal) -> dict[str, Any]:
@@ -331,7 +379,9 @@ async def _verifications(
 ) -> dict[str, Any]:
     """The verification records of ``codes`` (code id → serial), or those a code-less alert
     counted (``_window``), the earliest ``MAX_VERIFICATIONS``, each with the serial it was asked
-    with and the consumers' data masked (see the module's docstring)."""
+    with and the consumers' data masked (see the module's docstring). Below the brand, only
+    those ``GET /verifications`` shows the caller (``app.verify.listing.SUBTREE``: the units of
+    its subtree; a code-less record is the brand's alone), listed and counted alike."""
     window = await _window(conn, alert) if codes is None else None
     params = {
         "brand": actor.brand_id,
@@ -342,6 +392,10 @@ async def _verifications(
         "limit": MAX_VERIFICATIONS,
     }
     where = _CODELESS if window else "v.code_id = ANY(%(codes)s)"
+    brand_staff = actor.org_id == actor.brand_id
+    if not brand_staff:
+        where = f"({where}) AND {SUBTREE}"
+        params["scope"] = actor.org_path + "%"
     rows = await (await conn.execute(_RECORDS.format(where=where), params)).fetchall()
     total = len(rows)
     if total == MAX_VERIFICATIONS:
@@ -354,7 +408,6 @@ async def _verifications(
         ).fetchone()
         assert counted is not None  # a count has one row
         total = counted["n"]
-    brand_staff = actor.org_id == actor.brand_id
     pseudonym = _pseudonyms(settings, actor.brand_id)
     serials = codes or {}  # a code's records: its serial; the others: the serial asked with
     return {
@@ -470,7 +523,7 @@ def mask_ip(address: str | None) -> str | None:
 
 def _masked_text(text: str) -> str:
     """Free text with phone numbers (``138****1234``) and IPv4 addresses masked."""
-    text = _PHONE.sub(lambda m: mask_phone(m.group(1)), text)
+    text = _PHONE.sub(lambda m: mask_phone(m.group(1).translate(_PLAIN)), text)
     return _IPV4.sub(lambda m: m.group(1) + ".*.*", text)
 
 

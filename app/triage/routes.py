@@ -13,13 +13,21 @@ from app.codes.scheme import Scheme
 from app.config import Settings
 from app.db import Conn
 from app.paging import Page, PageNo, PerPage
+from app.textguard import VISIBLE
 from app.triage import evidence, precision, verdicts
 from app.triage.schemas import EvidenceKeyOut, PrecisionOut, VerdictIn, VerdictOut
 from app.triage.signing import evidence_key
 
+# one visible character at least, as every reference and reason a person reads (blanks only
+# or zero-width marks only are 400 ``validation_failed``)
 Reference = Annotated[
     str | None,
-    Parameter(min_length=1, max_length=200, description="the case's reference, kept in the pack"),
+    Parameter(
+        min_length=1,
+        max_length=200,
+        pattern=VISIBLE,
+        description="the case's reference, kept in the pack",
+    ),
 ]
 
 

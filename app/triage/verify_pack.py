@@ -8,7 +8,9 @@ Exit status 0 and ``VALID …`` when the pack is intact and signed by that key; 
 ``INVALID: <why>`` otherwise (a pack file that is no UTF-8 JSON too); 2 and one line on stderr
 for a usage error — a file that cannot be read (a missing one) or a key file that holds no
 Ed25519 public key in the forms of step 3 (a DER key, an RSA key; a PEM saved with a UTF-8 BOM
-is read): the command was given the wrong key file, which says nothing of the pack. This
+is read): the command was given the wrong key file, which says nothing of the pack. What it
+prints of a pack (or of a file name) has its non-printing characters escaped as ``repr`` escapes
+them (``\\r``, ``\\x1b``): a forged pack's text cannot redraw the terminal's line as ``VALID``. This
 file depends on the Python standard library only (3.9 or later); with pycryptodome installed it
 checks the signature with it, else (or with ``--pure``) with the RFC 8032 section 6 reference
 algorithm written out below.
@@ -334,6 +336,16 @@ def verify(pack: bytes, public_key: str, pure: bool = False) -> dict[str, Any]:
     return document
 
 
+def shown(value: Any) -> str:
+    """``value`` as the command prints it: text as it is, other values as ``repr`` writes them,
+    and every character that does not print (control characters, ANSI escapes, line breaks,
+    bidirectional overrides) escaped as ``repr`` escapes it (``\\r``, ``\\x1b``, ``\\u202e``). A
+    pack's fields are the pack maker's text: a forged ``key_id`` of ``"\\r\\x1b[2KVALID: …"``
+    printed raw in its ``INVALID`` line redrew the terminal's line as ``VALID`` (a probe)."""
+    text = value if isinstance(value, str) else repr(value)
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def main(argv: list[str]) -> int:
     """The command: exit 0 and ``VALID …``; 1 and ``INVALID: <why>`` for a pack that does not
     verify under the key; 2 and a line on stderr for a usage error (a file that cannot be read:
@@ -349,7 +361,8 @@ def main(argv: list[str]) -> int:
             with open(path, "rb") as file:
                 files.append(file.read())
         except OSError as exc:  # the command is wrong, not the pack
-            sys.stderr.write(f"verify_pack.py: cannot read {path}: {exc.strerror or exc}\n")
+            why = shown(exc.strerror or str(exc))
+            sys.stderr.write(f"verify_pack.py: cannot read {shown(path)}: {why}\n")
             return 2
     try:  # a BOM (a PEM saved by Notepad as UTF-8) is no part of the key
         key = files[1].decode("utf-8-sig")
@@ -357,19 +370,19 @@ def main(argv: list[str]) -> int:
     except (UnicodeDecodeError, Invalid) as exc:  # the wrong key file, not a pack that failed
         why = "no text (a DER key?)" if isinstance(exc, UnicodeDecodeError) else str(exc)
         sys.stderr.write(
-            f"verify_pack.py: {args[1]} is no Ed25519 public key: {why}: give the PEM or "
-            "base64url key\n"
+            f"verify_pack.py: {shown(args[1])} is no Ed25519 public key: {shown(why)}: give "
+            "the PEM or base64url key\n"
         )
         return 2
     try:
         document = verify(files[0], key, pure="--pure" in argv)
     except Invalid as exc:
-        print(f"INVALID: {exc}")
+        print(f"INVALID: {shown(str(exc))}")
         return 1
     subject = document.get("subject", {})
     print(
-        f"VALID: pack {document.get('pack_id')} of {subject}, generated "
-        f"{document.get('generated_at')}, signed by {document['key_id']}"
+        f"VALID: pack {shown(document.get('pack_id'))} of {shown(subject)}, generated "
+        f"{shown(document.get('generated_at'))}, signed by {shown(document['key_id'])}"
     )
     return 0
 

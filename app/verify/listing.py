@@ -58,8 +58,9 @@ _PERSONAL = "host(v.client_ip) AS client_ip, v.member_id"
 _PERSONAL_BELOW = "NULL::text AS client_ip, NULL::bigint AS member_id"
 _SOURCE = "verifications v LEFT JOIN products p ON p.id = v.product_id"
 _ORDER = "v.at DESC, v.id DESC"
-# below the brand: the units of the caller's subtree (channel agent, designated store, holder)
-_SUBTREE = """EXISTS (SELECT 1 FROM unit_state u
+# below the brand: the units of the caller's subtree (channel agent, designated store, holder),
+# ``%(scope)s`` its path + ``%``; the evidence packs' records too (``app.triage.evidence``)
+SUBTREE = """EXISTS (SELECT 1 FROM unit_state u
     JOIN orgs o ON o.id IN (u.channel_org_id, u.store_org_id, u.holder_org_id)
     WHERE u.code = v.code_id AND o.path LIKE %(scope)s)"""
 
@@ -103,7 +104,7 @@ def records_query(actor: Principal, f: RecordFilters, today: date) -> Query:
     params: dict[str, Any] = {"brand": actor.brand_id, "start": start, "end": end}
     personal = _PERSONAL
     if actor.org_id != actor.brand_id:
-        where.append(_SUBTREE)
+        where.append(SUBTREE)
         params["scope"] = actor.org_path + "%"
         personal = _PERSONAL_BELOW
         if f.member_id is not None:  # a member's scan history, as GET /members/{id}/scans
