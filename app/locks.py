@@ -116,6 +116,10 @@ class Lock(IntEnum):
     # its member's switch changed one transaction at a time (app.sms.optouts): a TD reply racing
     # the member's switch-on left the list holding the phone and the switch off
     SMS_OPT_OUT = 7_245_038
+    # transaction, per brand: the brand's WeChat account read and saved or removed one change at
+    # a time (app.wechat.account): FOR UPDATE locks no account yet, and two first saves at once
+    # each audited a "create" (a probe)
+    WECHAT_ACCOUNT = 7_245_039
     # session, one key each (B5, app.forensics): one leak detector, one ring detector at a time
     FORENSICS_LEAKS = 7_245_111
     FORENSICS_RINGS = 7_245_112

@@ -262,6 +262,64 @@ async def test_an_account_saved_unchanged_is_neither_written_nor_audited(
     assert rows[0]["before"]["enabled"] is True and rows[0]["after"]["enabled"] is False
 
 
+async def test_first_saves_at_once_audit_one_create(client: Any, login: Any) -> None:
+    """A probe: ``FOR UPDATE`` locks no account before the first save — saves sent at once each
+    read none and each audited a ``create`` (the later ones hiding what they overwrote). The
+    brand's lock comes first: the same values saved four times at once are one ``create``."""
+    _, admin = await onboarded_brand(client, login)
+    body = {"app_id": "wx" + secrets.token_hex(8), "app_secret": secrets.token_hex(16)}
+    saves = await asyncio.gather(
+        *(client.put("/wechat/account", headers=admin, json=body) for _ in range(4))
+    )
+    assert all(r.status_code == 200 for r in saves), [r.text for r in saves]
+    assert [r["action"] for r in await _account_audits(client, admin)] == ["create"]
+
+
+async def test_a_new_app_id_unbinds_the_old_app_s_openids(
+    client: Any, login: Any, app: Any, wechat: FakeWechat, aconn: Any
+) -> None:
+    """A probe: an openid is one app's, and after the brand connected another service account
+    the old app's openids still counted — the profile said "linked", messages were queued and
+    sent to openids the new app does not know, WeChat sign-in through it found nobody. A new
+    app id deletes the brand's bindings (audited as a count, no openid); the messages waiting
+    for them fail as a member's who unbound. The same app id set again keeps them; another one,
+    set after the account was removed, does not."""
+    brand, admin = await onboarded_brand(client, login)
+    await _account(client, admin, wechat)
+    (member, old), (_, other) = [await _bound_member(app, brand["id"], wechat) for _ in range(2)]
+    waiting = await _enqueue(app, brand["id"], member, f"old-{secrets.token_hex(4)}")
+    assert waiting
+    app_id, secret = await _account(client, admin, wechat)  # another service account
+    async with app.state.pool.connection() as conn:
+        assert [await bindings.member_of(conn, brand["id"], o) for o in (old, other)] == [None] * 2
+    assert await _enqueue(app, brand["id"], member, f"new-{secrets.token_hex(4)}") == 0
+    [changed, *_] = await _account_audits(client, admin)
+    assert (changed["action"], changed["after"]["bindings_removed"]) == ("update", 2), changed
+    assert old not in json.dumps(changed) and other not in json.dumps(changed)
+    await _drain(app, aconn)
+    row = await _row(app, waiting)
+    assert row["state"] == "failed" and "not bound" in row["last_error"], row
+    assert wechat.sent_to(old) == []
+    # bound through the new app; the account removed and set again: the same app keeps it
+    new = wechat.user("o" + secrets.token_hex(12))
+    await _bind(app, brand["id"], member, new)
+    body = {"app_id": app_id, "app_secret": secret, "templates": TEMPLATES, "enabled": True}
+    assert (await client.delete("/wechat/account", headers=admin)).status_code == 204
+    assert (await client.put("/wechat/account", headers=admin, json=body)).status_code == 200
+    async with app.state.pool.connection() as conn:
+        assert await bindings.member_of(conn, brand["id"], new) == member
+    again = await _enqueue(app, brand["id"], member, f"again-{secrets.token_hex(4)}")
+    await _drain(app, aconn)
+    assert (await _row(app, again))["state"] == "sent" and len(wechat.sent_to(new)) == 1
+    # removed, then another app id set: its bindings are the old app's
+    assert (await client.delete("/wechat/account", headers=admin)).status_code == 204
+    await _account(client, admin, wechat)
+    async with app.state.pool.connection() as conn:
+        assert await bindings.member_of(conn, brand["id"], new) is None
+    [created, *_] = await _account_audits(client, admin)
+    assert (created["action"], created["after"]["bindings_removed"]) == ("create", 1), created
+
+
 async def test_another_brand_never_reads_or_changes_the_account_or_its_log(
     client: Any, login: Any, app: Any, demo: Any, wechat: FakeWechat
 ) -> None:
@@ -687,7 +745,8 @@ async def test_a_message_that_cannot_be_made_is_failed_and_the_others_are_sent(
     assert (await client.put("/wechat/account", headers=admin, json=put)).status_code == 200
     await _drain(app, aconn)
     assert "no template" in (await _row(app, unmapped))["last_error"]
-    await _account(client, admin, wechat)
+    mapped = {**put, "templates": TEMPLATES}  # the same app: its bindings stay
+    assert (await client.put("/wechat/account", headers=admin, json=mapped)).status_code == 200
     orphan = await _enqueue(app, brand, good, f"p-{secrets.token_hex(4)}")
     assert (await client.delete("/wechat/account", headers=admin)).status_code == 204
     await _drain(app, aconn)
@@ -797,6 +856,58 @@ async def test_an_outcome_that_cannot_be_recorded_fails_its_row_and_not_the_othe
     assert (bad["state"], bad["errcode"]) == ("failed", None), bad
     assert "could not be recorded" in bad["last_error"] and "retry" in bad["last_error"], bad
     assert (good["state"], good["msgid"]) == ("sent", outcomes[members[1][1]].msgid)
+
+
+async def test_a_send_that_raises_is_its_retry_and_never_resends_the_others(
+    client: Any, login: Any, app: Any, demo: Any, wechat: FakeWechat, aconn: Any
+) -> None:
+    """A probe: one send raising past the gateway's own faults (a Redis blip reading the cached
+    token) raised out of the sends' ``asyncio.gather`` — the drain stopped, the claim's other
+    messages, taken by WeChat already, stayed ``sending`` and the lease's recovery sent them
+    again. Here one send raises once the others are answered: it alone is tried again, the
+    others are recorded, and after the lease each member has one message."""
+    brand = demo["BRAND-LUMI"]
+    await _account(client, await login("admin"), wechat)
+    members = [await _bound_member(app, brand, wechat) for _ in range(3)]
+    ids = [await _enqueue(app, brand, m, f"raise-{secrets.token_hex(4)}") for m, _ in members]
+    settings = app.state.settings
+    real = WechatGateway(settings, app.state.redis)
+    answered, done = asyncio.Event(), []
+
+    class Raising:  # the real gateway, but member 1's send raises after the others'
+        async def send_template(self, app_id: str, secret: str, message: Any) -> Outcome:
+            if message.touser == members[1][1]:
+                await asyncio.wait_for(answered.wait(), 5)
+                raise RuntimeError("a fault no outcome names")
+            try:
+                return await real.send_template(app_id, secret, message)
+            finally:
+                done.append(message.touser)
+                if len(done) == 2:
+                    answered.set()
+
+    gateway: Any = Raising()
+    try:
+        stats = await sender.send_rows(aconn, gateway, settings, await sender.claim(aconn, 10, ids))
+    finally:
+        await real.aclose()
+    assert (stats.sent, stats.retried) == (2, 1), stats
+    first, raised, third = [await _row(app, i) for i in ids]
+    assert first["state"] == third["state"] == "sent", (first, third)
+    assert raised["state"] == "pending" and "RuntimeError" in raised["last_error"], raised
+    # the lease passes and the retry is due: the sweep sends the raised one only
+    await aconn.execute(
+        "UPDATE wechat_messages SET claimed_at = now() - interval '1 hour',"
+        " next_attempt_at = now() WHERE id = ANY(%s)",
+        (ids,),
+    )
+    gateway = WechatGateway(settings, app.state.redis)
+    try:
+        await sender.sweep(aconn, gateway, settings)
+    finally:
+        await gateway.aclose()
+    assert [len(wechat.sent_to(openid)) for _, openid in members] == [1, 1, 1]
+    assert [(await _row(app, i))["state"] for i in ids] == ["sent"] * 3
 
 
 async def test_two_senders_never_send_one_message_twice(
@@ -1151,3 +1262,31 @@ async def _redis_keys(app: Any, app_id: str) -> list[Any]:
     """The Redis keys naming ``app_id`` (the gateway's token cache)."""
     namespace = app.state.settings.redis_namespace
     return [k async for k in app.state.redis.scan_iter(match=f"{namespace}:wechat:*{app_id}*")]
+
+
+async def test_redis_failing_under_the_token_is_a_retry_of_the_send(
+    app: Any, wechat: FakeWechat
+) -> None:
+    """A probe: a Redis error reading the cached token raised out of ``send_template`` (which
+    answers every fault as an outcome) and stopped the sender's drain. Redis failing is no token
+    now: the message is tried again later, and WeChat was asked nothing."""
+    import redis.exceptions
+
+    class Failing:  # the app's Redis, down
+        async def get(self, key: Any) -> Any:
+            raise redis.exceptions.ConnectionError("Redis is down")
+
+        async def set(self, *args: Any, **kwargs: Any) -> Any:
+            raise redis.exceptions.ConnectionError("Redis is down")
+
+    app_id, secret = "wx" + secrets.token_hex(8), secrets.token_hex(16)
+    wechat.add_app(app_id, secret)
+    openid = wechat.user("o" + secrets.token_hex(12))
+    message = TemplateMessage(touser=openid, template_id="T", url=None, data={"first": "hi"})
+    gateway = WechatGateway(app.state.settings, Failing())
+    try:
+        outcome = await gateway.send_template(app_id, secret, message)
+    finally:
+        await gateway.aclose()
+    assert outcome.status == "retry" and "Redis" in (outcome.error or ""), outcome
+    assert wechat.sent_to(openid) == [] and not wechat.token_calls

@@ -14,6 +14,14 @@ Every change is audited (the app id, the templates, ``enabled``, whether the sec
 a save that changes nothing (the same values, no secret or the stored one) writes nothing and
 is not audited.
 An app id is one brand's (409 ``wechat_app_id_taken``; migration 0130's unique index).
+An openid is one app's: a save with another app id than the brand's account had — the one set,
+or, when none is (removed), the one last audited — deletes the brand's members' bindings in its
+transaction (``after.bindings_removed``: their count, no openid). The old app's openids mean
+nothing to the new one: messages went to openids it does not know, profiles said "linked" and
+WeChat sign-in through the new app found nobody (a probe). Messages still waiting for them fail
+as a member's who unbound (``app.wechat.sender``). Saves and removals of one brand's account take
+``Lock.WECHAT_ACCOUNT`` first: ``FOR UPDATE`` locks no row before the first save, and two first
+saves at once each audited a ``create`` (a probe).
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from app.auth.principal import Principal
 from app.config import Settings
 from app.db import Conn
 from app.errors import Conflict, NotFound, ValidationFailed
+from app.locks import Lock, xact_lock
 from app.members.principal import brand_of_staff
 from app.paging import Page, fetch_page
 from app.webhooks import signing
@@ -159,6 +168,33 @@ def _unchanged(
         return False
 
 
+async def _last_app_id(conn: Conn, brand_id: int) -> str | None:
+    """The app id of the brand's account as last audited: the one removed, when none is set
+    (None when none ever was)."""
+    row = await (
+        await conn.execute(
+            """SELECT coalesce(after ->> 'app_id', before ->> 'app_id') AS app_id
+                 FROM audit_log WHERE entity = 'wechat_account' AND entity_id = %s
+                ORDER BY id DESC LIMIT 1""",
+            (str(brand_id),),
+        )
+    ).fetchone()
+    return row["app_id"] if row else None
+
+
+async def _unbind_other_app(
+    conn: Conn, brand_id: int, row: dict[str, Any] | None, app_id: str
+) -> int:
+    """The brand's bindings deleted when they are not ``app_id``'s: the account had another app
+    id (set, or last audited when removed — a binding is never made without an account); how
+    many. The bindings of an account removed and set again with its app id stay."""
+    was = row["app_id"] if row is not None else await _last_app_id(conn, brand_id)
+    if was == app_id:
+        return 0
+    cur = await conn.execute("DELETE FROM wechat_bindings WHERE brand_id = %s", (brand_id,))
+    return cur.rowcount
+
+
 async def get_account(conn: Conn, actor: Principal) -> AccountOut:
     """The caller's brand's account (never its secret)."""
     brand_id = _brand(actor)
@@ -171,6 +207,7 @@ async def put_account(
     """Set the brand's account; the account as kept. 400 ``validation_failed`` naming
     ``app_secret`` when there is none to keep (the first save, or a new app id)."""
     brand_id = _brand(actor)
+    await xact_lock(conn, Lock.WECHAT_ACCOUNT, brand_id)  # FOR UPDATE locks no account yet
     row = await _row(conn, brand_id, lock=True)
     before = _out(brand_id, row)
     if data.app_secret is None and (row is None or row["app_id"] != data.app_id):
@@ -188,6 +225,7 @@ async def put_account(
     else:
         assert row is not None  # checked above
         sealed = bytes(row["secret_sealed"])
+    unbound = await _unbind_other_app(conn, brand_id, row, data.app_id)
 
     saved = await (
         await conn.execute(
@@ -212,6 +250,8 @@ async def put_account(
     out = _out(brand_id, saved)
     after = _audited(out) or {}
     after["secret_changed"] = data.app_secret is not None
+    if unbound:
+        after["bindings_removed"] = unbound  # how many, never whose
     await audit.record(
         conn,
         actor,
@@ -229,6 +269,7 @@ async def delete_account(conn: Conn, actor: Principal) -> None:
     """Remove the brand's account (sign-in by WeChat and its messages stop; the members'
     bindings stay, for an account set again with the same app id). 404 when there is none."""
     brand_id = _brand(actor)
+    await xact_lock(conn, Lock.WECHAT_ACCOUNT, brand_id)
     row = await _row(conn, brand_id, lock=True)
     if row is None:
         raise NotFound("no WeChat account is set", code="wechat_not_configured")

@@ -26,9 +26,10 @@ storable), a time-out (``TRACECODE_WECHAT_TIMEOUT`` per call) or a broken connec
 passing fault. ``send_template`` never raises: it answers an ``Outcome`` — ``sent`` (msgid),
 ``failed`` (for good: the user did not follow the account or refused its messages, a bad
 openid, a template WeChat does not know, data it refuses) or ``retry`` (busy, rate-limited,
-the network, a token that could not be had). The app secret goes to WeChat
-only: never logged, never part of an error (``_scrub``); URLs carrying it or a token are never
-logged either (httpx's own request log is kept at warnings, ``app.logs.quiet_libraries``).
+the network, a token that could not be had — Redis, where it is cached, failing too). The app
+secret goes to WeChat only: never logged, never part of an error (``_scrub``); URLs carrying it
+or a token are never logged either (httpx's own request log is kept at warnings,
+``app.logs.quiet_libraries``).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from urllib.parse import urlencode
 
 import httpx
 import msgspec
+from redis.exceptions import RedisClusterException, RedisError
 
 from app.config import Settings
 
@@ -55,6 +57,9 @@ BUSY_ERRORS = frozenset({-1, 45009, 45011, 45047})  # busy, rate limits: tried a
 TOKEN_MARGIN = 300  # seconds before its expiry a cached token is fetched anew
 MAX_ANSWER = 64 * 1024  # bytes of an answer read at most
 ERRCODES = range(-(2**31), 2**31)  # errcodes taken as an answer: an integer column stores them
+# Redis failing (the token's cache and lock): no token, the send tried again later (a cluster's
+# own errors included)
+REDIS_ERRORS = (RedisError, RedisClusterException, OSError)
 
 
 class Outcome(msgspec.Struct, frozen=True, kw_only=True):
@@ -222,6 +227,8 @@ class WechatGateway:
                 return Outcome(status="retry", errcode=exc.errcode, error=f"access token: {exc}")
             except WechatUnavailable as exc:
                 return Outcome(status="retry", error=f"access token: {exc}")
+            except REDIS_ERRORS as exc:
+                return Outcome(status="retry", error=f"access token: Redis: {type(exc).__name__}")
             body: dict[str, Any] = {
                 "touser": message.touser,
                 "template_id": message.template_id,

@@ -15,7 +15,10 @@ As the SMS sender (``app.sms.sender``), in steps:
    queued, as its SMS twin is (``app.sms.sender``; a probe: a frozen member's reminder was
    failed by SMS and still sent by WeChat); redemptions and complaint replies still go.
 3. **Send**, outside any transaction, ``WECHAT_CONCURRENCY`` at once (``app.wechat.gateway``:
-   the token cached per app, refreshed once on a token error).
+   the token cached per app, refreshed once on a token error). A send that raises all the same
+   (a fault no outcome names: a bug) is that row's ``retry``, and the others are recorded (a
+   probe: a Redis blip reading the token raised out of the sends, the drain stopped, and the
+   messages WeChat had taken stayed ``sending``, sent again after the lease).
 4. **Record**, each row fenced on ``state = 'sending' AND attempts = <the claim's>`` (a sender
    whose lease was taken records nothing): ``sent`` with the msgid; ``failed`` for good
    (43004 not following, 43101 refused, 40003 bad openid, …); ``retry`` → ``pending`` again
@@ -232,12 +235,17 @@ async def send_rows(
             stats.failed += 1
     slots = asyncio.Semaphore(settings.wechat_concurrency)
 
-    async def one(made: _Made) -> Outcome:
+    async def one(row: Claimed, made: _Made) -> Outcome:
         async with slots:
             a = made.account
-            return await gateway.send_template(a.app_id, a.secret, made.message)
+            try:
+                return await gateway.send_template(a.app_id, a.secret, made.message)
+            except Exception as exc:  # this row's fault: tried again, the others recorded
+                reason = reason_of(exc).replace(a.secret, "***")
+                log.warning("wechat message %d: the send raised %s", row.id, reason)
+                return Outcome(status="retry", error=f"the send raised {reason}")
 
-    outcomes = await asyncio.gather(*(one(made) for _, made in ready))
+    outcomes = await asyncio.gather(*(one(row, made) for row, made in ready))
     for (row, made), outcome in zip(ready, outcomes, strict=True):
         state = await _settle(conn, settings, row, made.message, outcome)
         if state == "sent":
