@@ -12,7 +12,7 @@ import random
 import shutil
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -733,11 +733,12 @@ def _offline_export(brand_id: int = 7, links: int = 2) -> list[str]:
     return lines
 
 
-def _verify_file(tmp_path: Path, lines: list[str], capsys: Any) -> tuple[int, str]:
-    """``chainverify.main`` on the lines: its exit status and what it printed."""
+def _verify_file(tmp_path: Path, lines: list[str], capsys: Any, *extra: str) -> tuple[int, str]:
+    """``chainverify.main`` on the lines (``extra`` its options): its exit status and what it
+    printed."""
     path = tmp_path / "export.jsonl"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    status = chainverify.main(["--file", str(path)])
+    status = chainverify.main(["--file", str(path), *extra])
     out = capsys.readouterr()
     return status, out.out + out.err
 
@@ -1059,3 +1060,268 @@ def test_the_offline_verifier_refuses_what_no_hash_covers(tmp_path: Path, capsys
     extra["verified_by"] = "auditor"
     status, printed = _verify_file(tmp_path, [lines[0], json.dumps(extra)], capsys)
     assert status == 1 and "keys no hash covers: verified_by" in printed, printed
+
+
+# -- a head repaired, records that cannot be chained or read, events no check saw, the verifier's
+# -- silence on unanchored links
+
+
+async def test_a_repaired_head_loses_its_error_with_nothing_pending(
+    client: Any, settings: Any
+) -> None:
+    """A probe: a head the workers could not anchor (its hash cut short), every event chained,
+    kept its error after the repair and ``tracecode chain run``: ``run`` took only the brands
+    with pending events, and a batch with nothing pending returned before clearing the error —
+    the workers left the brand out for good. ``run`` takes every brand whose head holds an
+    error now (``pending_brands(broken=True)``), and a head that checks out clears it. The
+    reason kept is the error's first line: not PostgreSQL's DETAIL quoting the row."""
+    from workers.chain import chain_pass
+
+    bad = random.SystemRandom().randrange(10**12, 10**13)
+    await write(settings, events_of(bad, 2, "cut-head"))
+    head = "SELECT position, error FROM event_chain_heads WHERE brand_id = %s"
+    async with await connect(settings) as own:
+        await chainer.chain_all(own, [bad])
+        await own.execute(
+            "UPDATE event_chain_heads SET hash = substring(hash from 2) WHERE brand_id = %s",
+            (bad,),
+        )
+        await chain_pass(own)  # the workers cannot anchor it: the error kept
+        error = (await (await own.execute(head, (bad,))).fetchone())["error"]
+        assert error.startswith("CheckViolation: new row"), error
+        assert "DETAIL" not in error and "Failing row" not in error and "\n" not in error, error
+        # the repair: the head's hash put back as its last link's
+        await own.execute(
+            """UPDATE event_chain_heads h SET hash = (SELECT hash FROM event_chain c
+                   WHERE c.brand_id = h.brand_id AND c.position = h.position)
+               WHERE brand_id = %s""",
+            (bad,),
+        )
+        assert bad not in await chainer.pending_brands(own)  # nothing pending, error set
+        assert bad in await chainer.pending_brands(own, broken=True)  # ``tracecode chain run``
+        done = await chainer.chain_all(own, [bad])
+        assert done.failed == {} and done.appended == 0
+        assert (await (await own.execute(head, (bad,))).fetchone())["error"] is None
+    await write(settings, events_of(bad, 1, "after-repair"))
+    async with await connect(settings) as own:
+        await chain_pass(own)  # the workers' pass takes the brand again
+        row = await (await own.execute(head, (bad,))).fetchone()
+    assert row == {"position": 3, "error": None}
+
+
+async def test_an_on_demand_anchor_over_an_event_it_cannot_hash_is_chain_broken(
+    client: Any, settings: Any, tenant: Any, monkeypatch: Any
+) -> None:
+    """A probe: an event the chainer could not hash (then its time ``infinity``: PostgreSQL's
+    FeatureNotSupported, "cannot convert infinity to bigint") made ``POST /chain/anchors`` a
+    500 — it caught ChainBroken and IntegrityError only — and nothing was kept on the head. Any
+    error of PostgreSQL's but a lost connection, a lock or a cancelled statement is 409
+    ``chain_broken`` now, its reason kept on the head as the workers' pass keeps it; the next
+    request, the event hashable again, chains it and clears the error."""
+    brand_id, headers = tenant
+    await write(settings, events_of(brand_id, 2, "poison"))
+    assert (await client.post("/chain/anchors", headers=headers)).status_code == 201
+    await write(settings, events_of(brand_id, 1, "poison-next"))
+    codes_of = chainer.codes_of
+
+    async def unhashable(conn: Any, ids: Any) -> Any:
+        await conn.execute("SELECT (extract(epoch FROM 'infinity'::timestamptz) * 1e6)::bigint")
+        return await codes_of(conn, ids)
+
+    monkeypatch.setattr(chainer, "codes_of", unhashable)
+    answer = await client.post("/chain/anchors", headers=headers)
+    monkeypatch.undo()
+    error = assert_error(answer, 409, "chain_broken")
+    assert error["details"]["reason"].startswith("FeatureNotSupported: cannot convert"), error
+    head = (await client.get("/chain", headers=headers)).json()
+    assert head["position"] == 2 and head["error"].startswith("FeatureNotSupported"), head
+    made = await client.post("/chain/anchors", headers=headers)
+    assert made.status_code == 201 and made.json()["position"] == 3, made.text
+    assert (await client.get("/chain", headers=headers)).json()["error"] is None
+
+
+def _micros(moment: str) -> str:
+    """A time's canonical text as the algorithm has it: microseconds since the epoch."""
+    since = datetime.fromisoformat(moment) - datetime(1970, 1, 1, tzinfo=UTC)
+    return str(since // timedelta(microseconds=1))
+
+
+async def test_an_event_whose_time_is_infinity_is_named_and_finite_times_hash_as_before(
+    settings: Any, tenant: Any
+) -> None:
+    """A probe: a chained event's time set to ``infinity`` by hand made ``POST /chain/check``
+    (and ``tracecode chain check``) a 500: ``EVENT_TEXT`` cast its epoch to ``bigint``. Such a
+    time is hashed as PostgreSQL's text of it now, so the check names the event
+    ``event_changed`` — and a finite time's text is byte for byte what it was (every chain
+    stored verifies unchanged), before 1970, at year 1 and 9999 too."""
+    brand_id, _ = tenant
+    ids = await write(settings, events_of(brand_id, 3, "inf"))
+    await chain_now(settings)
+    before = "((extract(epoch FROM e.{0}) * 1000000)::bigint)::text"  # the text chains hold
+    async with await connect(settings, autocommit=False) as dba:
+        for moment in (
+            "1969-12-31 23:59:59.999999+00:00",
+            "1970-01-01 00:00:00+00:00",
+            "2026-12-01 08:00:00.000123+08:00",
+            "0001-01-01 00:00:00.000001+00:00",
+            "9999-12-31 23:59:59.999999+00:00",
+        ):
+            await dba.execute(
+                "UPDATE events SET event_time = %s, record_time = %s WHERE id = %s",
+                (moment, moment, ids[0]),
+            )
+            row = await (
+                await dba.execute(
+                    f"""SELECT {chainer.EVENT_TEXT}, {before.format("event_time")} AS was_event,
+                               {before.format("record_time")} AS was_record
+                        FROM events e WHERE e.id = %s""",
+                    (ids[0],),
+                )
+            ).fetchone()
+            assert row["event_time"] == row["was_event"] == _micros(moment), moment
+            assert row["record_time"] == row["was_record"] == _micros(moment), moment
+        await dba.rollback()
+    report = await tampered(
+        settings,
+        brand_id,
+        ("UPDATE events SET event_time = 'infinity' WHERE id = %s", (ids[1],)),
+        ("UPDATE events SET record_time = '-infinity' WHERE id = %s", (ids[2],)),
+    )
+    assert [(p.problem, p.position, p.event_id) for p in report.problems] == [
+        ("event_changed", 2, ids[1]),
+        ("event_changed", 3, ids[2]),
+    ]
+    assert (await tampered(settings, brand_id)).ok
+
+
+async def test_an_anchor_whose_time_was_moved_past_9999_is_named(
+    client: Any, settings: Any, tenant: Any
+) -> None:
+    """A probe: an anchor's ``anchored_at`` moved to year 10000 (a valid PostgreSQL time) could
+    not be loaded as a Python datetime: ``POST /chain/check`` and ``GET /chain/anchors`` were
+    400 ``validation_failed``. Anchors are read as the text their signature covers now, made by
+    PostgreSQL: such an anchor is listed and the check names it ``anchor_signature``."""
+    brand_id, headers = tenant
+    await write(settings, events_of(brand_id, 3, "anchor-time"))
+    made = (await client.post("/chain/anchors", headers=headers)).json()
+    listed = (await client.get("/chain/anchors", headers=headers)).json()
+    assert listed["items"] == [made]  # an ordinary time reads back as the signed text
+    moved = "UPDATE event_chain_anchors SET anchored_at = %s WHERE brand_id = %s"
+    for moment, text in (
+        ("10000-01-01 00:00:00+00", "10000-01-01T00:00:00.000000Z"),
+        ("infinity", "infinity"),
+    ):
+        async with await connect(settings, autocommit=False) as dba:
+            await dba.execute(moved, (moment, brand_id))
+            report = await check.check_chain(dba, settings, brand_id)
+            found, _ = await anchors.list_anchors(dba, brand_id, 1, 50)
+            await dba.rollback()
+        assert [(p.problem, p.position) for p in report.problems] == [("anchor_signature", 3)]
+        assert [a.anchored_at for a in found] == [text]
+
+
+async def test_an_event_moved_into_another_brand_is_unchained_there(
+    settings: Any, tenant: Any
+) -> None:
+    """A probe: one of brand A's chained events moved by hand into brand B, whose chain was past
+    it: B's check said ``ok`` — ``_unchained`` took a link of any brand's chain as naming it.
+    Only a link of B's chain does now: the event is ``event_unchained`` in B."""
+    a_id, _ = tenant
+    b_id = random.SystemRandom().randrange(10**12, 10**13)
+    moved = (await write(settings, events_of(a_id, 2, "from-a")))[0]
+    await write(settings, events_of(b_id, 2, "b-own"))
+    await chain_now(settings)
+    assert (await tampered(settings, b_id)).ok
+    report = await tampered(
+        settings, b_id, ("UPDATE events SET brand_id = %s WHERE id = %s", (b_id, moved))
+    )
+    assert [(p.problem, p.event_id) for p in report.problems] == [("event_unchained", moved)]
+
+
+async def test_an_event_naming_a_transaction_not_begun_is_named(settings: Any, tenant: Any) -> None:
+    """A probe: an event inserted by hand with an ``xact`` no transaction has reached is never
+    chained (the chainer waits for the horizon to pass it), holds nothing back, and was served
+    by every read of the log while the check said ``ok``. It is ``event_unchained`` now."""
+    brand_id, _ = tenant
+    await write(settings, events_of(brand_id, 2, "future"))
+    await chain_now(settings)
+    async with await connect(settings) as own:
+        new_id = (await (await own.execute("SELECT nextval('events_id_seq') AS id")).fetchone())[
+            "id"
+        ]
+    report = await tampered(
+        settings,
+        brand_id,
+        (
+            """INSERT INTO events (id, event_uuid, brand_id, event_type, action, biz_step,
+                   event_time, tz_offset, xact)
+               VALUES (%s, gen_random_uuid(), %s, 'ObjectEvent', 'OBSERVE', 'inspecting', now(),
+                   '+08:00', '999999999999')""",
+            (new_id, brand_id),
+        ),
+    )
+    assert [(p.problem, p.event_id) for p in report.problems] == [("event_unchained", new_id)]
+    assert "has not begun" in report.problems[0].message
+
+
+def _rehashed(lines: list[str]) -> list[str]:
+    """The export's link lines with every hash recomputed and its anchor lines dropped: what
+    someone who edited an event hands over."""
+    out, previous = [lines[0]], bytes.fromhex(json.loads(lines[0])["previous_hash"])
+    for text in lines[1:]:
+        item = json.loads(text)
+        if "anchor" in item:
+            continue
+        values = chainverify.event_values(item["event"])
+        previous = chainverify.link(previous, chainverify.canonical(values))
+        item["hash"] = previous.hex()
+        out.append(json.dumps(item, ensure_ascii=False))
+    return out
+
+
+async def test_the_offline_verifier_names_the_links_no_anchor_covers(
+    client: Any, settings: Any, tenant: Any, tmp_path: Path, capsys: Any
+) -> None:
+    """A probe: an export with an event altered, every hash after it recomputed and the anchor
+    line dropped verified ``ok … 0 anchors verified``, exit 0, under the real public key —
+    nothing said that no signature covered the links. The positions after the last verified
+    anchor (all, without one) are named now, in a warning and on the ``ok`` line, and
+    ``--require-anchor`` (with ``--public-key``) fails on them."""
+    brand_id, headers = tenant
+    await write(settings, events_of(brand_id, 6, "cover"))
+    assert (await client.post("/chain/anchors", headers=headers)).json()["position"] == 6
+    await write(settings, events_of(brand_id, 2, "cover-tail"))
+    await chain_now(settings)
+    public = (await client.get("/chain", headers=headers)).json()["public_key"]
+    lines = (await client.get("/chain/export", headers=headers)).text.splitlines()
+    key = ("--public-key", public)
+    status, printed = _verify_file(tmp_path, lines, capsys, *key)
+    assert status == 0 and "1 anchors verified" in printed, printed
+    assert "warning: no verified anchor covers positions 7..8" in printed, printed
+    assert "NOT ANCHORED: positions 7..8" in printed, printed
+    status, printed = _verify_file(tmp_path, lines, capsys, *key, "--require-anchor")
+    assert status == 1 and "no verified anchor covers positions 7..8" in printed, printed
+    anchored = (await client.get("/chain/export", headers=headers, params={"to": 6})).text
+    status, printed = _verify_file(
+        tmp_path, anchored.splitlines(), capsys, *key, "--require-anchor"
+    )
+    assert status == 0 and "NOT ANCHORED" not in printed and "warning" not in printed, printed
+    forged = _rehashed([line.replace('"cover-2"', '"forged"') for line in lines])
+    status, printed = _verify_file(tmp_path, forged, capsys, *key)
+    assert status == 0 and "NOT ANCHORED: positions 1..8" in printed, printed
+    status, printed = _verify_file(tmp_path, forged, capsys, *key, "--require-anchor")
+    assert status == 1 and "FAILED (line 0, position 1)" in printed, printed
+    with pytest.raises(SystemExit) as refused:  # the export's own key proves nothing
+        _verify_file(tmp_path, forged, capsys, "--require-anchor")
+    assert refused.value.code == 2 and "needs --public-key" in capsys.readouterr().err
+
+
+def test_the_offline_verifier_names_a_link_whose_event_is_gone(tmp_path: Path, capsys: Any) -> None:
+    """A probe: the export of a link whose event row was deleted (``"event": null``) failed as
+    ``expected the link at position 3``, with no position in its location — the link is there,
+    its event is what is missing. It is ``event missing`` at its position now."""
+    lines = _offline_export(links=3)
+    gone = json.loads(lines[3])
+    gone["event"] = None
+    status, printed = _verify_file(tmp_path, [*lines[:3], json.dumps(gone)], capsys)
+    assert status == 1 and "FAILED (line 4, position 3): event missing" in printed, printed

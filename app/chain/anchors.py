@@ -32,7 +32,13 @@ from app.events.chainverify import anchor_message, ed25519_verify
 from app.signing import Ed25519Key, ed25519_key
 
 PURPOSE = "event-chain-anchor"
-_COLUMNS = "id, brand_id, position, hash, anchored_at, key_id, signature, requested_by"
+# ``anchored_at`` read as the text its signature covers (``signed_at``), made by PostgreSQL: a
+# time moved past year 9999 (or to ``infinity``) is read all the same — as a datetime, psycopg
+# could not load it and every read of the anchors failed (a probe: 400 ``validation_failed``),
+# where its signature fails and the check names it ``anchor_signature``.
+_COLUMNS = """id, brand_id, position, hash, coalesce(
+    to_char(anchored_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), anchored_at::text
+    ) AS anchored_at, key_id, signature, requested_by"""
 
 
 class Anchor(msgspec.Struct, frozen=True):
@@ -70,7 +76,7 @@ def anchor_of(row: dict[str, Any]) -> Anchor:
         brand_id=row["brand_id"],
         position=row["position"],
         hash=bytes(row["hash"]).hex(),
-        anchored_at=signed_at(row["anchored_at"]),
+        anchored_at=row["anchored_at"],
         key_id=row["key_id"],
         signature=bytes(row["signature"]).hex(),
         requested_by=row["requested_by"],

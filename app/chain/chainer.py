@@ -38,17 +38,31 @@ import msgspec
 import psycopg
 
 from app.db import HORIZON_CTE, Conn
+from app.deadletters import reason_of
 from app.events.chainverify import FIELDS, canonical, codes_text, genesis, link
 
 log = logging.getLogger("tracecode.chain")
 BATCH = 2000  # events per transaction: short, so the chainer never holds the horizon back
 _SPANS = 16  # at most this many event-id ranges in one read of event_codes
 
+
+def _micros(column: str) -> str:
+    """A time as its canonical text: microseconds since the epoch in decimal — and a time that
+    is not finite (``infinity``: a hand edit, an old release) as PostgreSQL's text of it, which
+    no finite time's text equals, where the cast to ``bigint`` would fail the whole statement (a
+    probe: a check that met one answered 500 instead of naming the event). A finite time's text
+    is byte for byte what it always was: every chain stored verifies unchanged."""
+    return (
+        f"CASE WHEN isfinite({column})"
+        f" THEN ((extract(epoch FROM {column}) * 1000000)::bigint)::text ELSE {column}::text END"
+    )
+
+
 # The event's FIELDS as their canonical texts (chainverify's docstring), in one SELECT list.
-EVENT_TEXT = """e.id::text AS id, e.event_uuid::text AS event_uuid, e.brand_id::text AS brand_id,
+EVENT_TEXT = f"""e.id::text AS id, e.event_uuid::text AS event_uuid, e.brand_id::text AS brand_id,
     e.event_type, e.action, e.biz_step, e.disposition,
-    ((extract(epoch FROM e.event_time) * 1000000)::bigint)::text AS event_time, e.tz_offset,
-    ((extract(epoch FROM e.record_time) * 1000000)::bigint)::text AS record_time, e.read_point,
+    {_micros("e.event_time")} AS event_time, e.tz_offset,
+    {_micros("e.record_time")} AS record_time, e.read_point,
     e.biz_location::text AS biz_location, e.source_org::text AS source_org,
     e.destination_org::text AS destination_org, e.biz_transactions::text AS biz_transactions,
     e.parent_kind::text AS parent_kind, e.parent_code::text AS parent_code,
@@ -65,6 +79,9 @@ SELECT e.xact::text AS xact, {EVENT_TEXT} FROM events e
 # themselves (a loose scan of ``events_brand_xact_idx``: one probe per brand), not from orgs.
 # A brand whose head holds an error is left out unless asked for (``%(broken)s``): its chain
 # stays broken until someone repairs it, and a pass every few seconds would only log it again.
+# Asked for, every brand whose head holds an error is taken, pending events or not: its batch
+# clears the error once the head checks out (a probe: a head the workers could not anchor, all
+# its events chained, kept its error after the repair and ``tracecode chain run``, for good).
 _BRANDS = f"""WITH RECURSIVE {HORIZON_CTE},
 brands AS (
     (SELECT brand_id FROM events ORDER BY brand_id LIMIT 1)
@@ -77,7 +94,9 @@ SELECT b.brand_id FROM brands b LEFT JOIN event_chain_heads h ON h.brand_id = b.
     SELECT 1 FROM events e WHERE e.brand_id = b.brand_id
        AND (e.xact, e.id) > (coalesce(h.last_xact, '0'::xid8), coalesce(h.last_id, 0))
        AND e.xact < (SELECT x FROM horizon))
- ORDER BY b.brand_id"""
+UNION
+SELECT brand_id FROM event_chain_heads WHERE %(broken)s AND error IS NOT NULL
+ ORDER BY brand_id"""
 
 
 class ChainBroken(Exception):
@@ -137,8 +156,8 @@ def event_bytes(row: dict[str, Any], codes: list[tuple[str, int]]) -> bytes:
 
 
 async def pending_brands(conn: Conn, broken: bool = False) -> list[int]:
-    """Brands with committed events not chained yet; those whose head holds an error (the last
-    batch failed) only when ``broken``."""
+    """Brands with committed events not chained yet; with ``broken``, also every brand whose
+    head holds an error (the last batch or anchor failed), pending events or not."""
     rows = await (await conn.execute(_BRANDS, {"broken": broken})).fetchall()
     return [row["brand_id"] for row in rows]
 
@@ -152,7 +171,7 @@ async def _head(conn: Conn, brand_id: int, wait: bool = False) -> dict[str, Any]
     )
     head = await (
         await conn.execute(
-            """SELECT position, hash, last_xact::text AS last_xact, last_id
+            """SELECT position, hash, last_xact::text AS last_xact, last_id, error
                FROM event_chain_heads WHERE brand_id = %s FOR UPDATE"""
             + ("" if wait else " SKIP LOCKED"),
             (brand_id,),
@@ -177,11 +196,18 @@ async def _head(conn: Conn, brand_id: int, wait: bool = False) -> dict[str, Any]
 async def chain_batch(conn: Conn, brand_id: int, limit: int = BATCH, wait: bool = False) -> int:
     """Append up to ``limit`` of the brand's pending events to its chain, in one transaction;
     the number appended (0: nothing pending, or another chainer is at it — with ``wait``, only
-    nothing pending: it waits for the other to finish, then chains what is left)."""
+    nothing pending: it waits for the other to finish, then chains what is left). A head that
+    checks out clears the error it holds, even with nothing pending (the repair is done)."""
     async with conn.transaction():
         head = await _head(conn, brand_id, wait)
         if head is None:
             return 0
+        if head["error"] is not None:
+            await conn.execute(
+                """UPDATE event_chain_heads SET error = NULL, error_at = NULL
+                   WHERE brand_id = %s""",
+                (brand_id,),
+            )
         rows = await (
             await conn.execute(
                 _PENDING,
@@ -213,7 +239,7 @@ async def chain_batch(conn: Conn, brand_id: int, limit: int = BATCH, wait: bool 
         )
         await conn.execute(
             """UPDATE event_chain_heads SET position = %s, hash = %s, last_xact = %s::xid8,
-                      last_id = %s, updated_at = now(), error = NULL, error_at = NULL
+                      last_id = %s, updated_at = now()
                WHERE brand_id = %s""",
             (position, previous, rows[-1]["xact"], ids[-1], brand_id),
         )
@@ -225,8 +251,9 @@ async def record_failure(
 ) -> str:
     """Keep why the brand's chain could not be ``what`` (extended, anchored) on its head row
     (``error``, ``error_at``; one error log line): later passes leave the brand out until a batch
-    that succeeds clears it. The reason kept."""
-    reason = f"{type(exc).__name__}: {exc}"[:500]
+    that succeeds clears it. The reason kept: the error's first line (``reason_of``: PostgreSQL's
+    DETAIL line quotes the row — "Failing row contains (…)")."""
+    reason = reason_of(exc)[:500]
     log.error("event chain of brand %s not %s: %s", brand_id, what, reason)
     await conn.execute(
         """INSERT INTO event_chain_heads (brand_id, hash, error, error_at)

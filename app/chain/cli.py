@@ -42,6 +42,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     verify = actions.add_parser("verify", help="verify an export offline (no database)")
     verify.add_argument("--file", required=True, help="the export (JSON lines)")
     verify.add_argument("--public-key", help="the anchors' public key (hex, GET /chain)")
+    verify.add_argument(
+        "--require-anchor",
+        action="store_true",
+        help="fail unless a verified anchor covers every link (needs --public-key)",
+    )
 
 
 async def _connect(url: str):  # type: ignore[no-untyped-def]
@@ -126,5 +131,6 @@ def run(settings: Settings, args: argparse.Namespace, db_url: str) -> int:
         argv = ["--file", args.file] + (
             ["--public-key", args.public_key] if args.public_key else []
         )
+        argv += ["--require-anchor"] if args.require_anchor else []
         return chainverify.main(argv)
     return asyncio.run(_run(db_url, settings, args))

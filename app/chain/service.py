@@ -24,6 +24,7 @@ from app.chain import anchors, chainer
 from app.chain.check import BATCH, CheckReport, check_chain, events_by_id
 from app.config import Settings
 from app.db import HORIZON_CTE, Conn
+from app.deadletters import is_poison
 from app.errors import BadRequest, Conflict, Forbidden, ServiceUnavailable
 from app.events.chainverify import FIELDS, FORMAT, genesis, key_id
 
@@ -122,6 +123,39 @@ async def _wait_for_horizon(conn: Conn, target: str) -> None:
         pause = min(pause * 2, longest)
 
 
+def _unchainable(exc: Exception) -> bool:
+    """Whether ``exc`` out of a batch is the chain's or an event's fault (the head no longer
+    ends the stored chain, an event chained already or that cannot be hashed: any error of
+    PostgreSQL's but a lost connection, a lock or a cancelled statement — as the workers'
+    pass takes it), not the system's."""
+    if isinstance(exc, chainer.ChainBroken) or is_poison(exc):
+        return True
+    return isinstance(exc, psycopg.Error) and not isinstance(exc, psycopg.OperationalError)
+
+
+async def _catch_up(conn: Conn, brand_id: int) -> None:
+    """Chain what is committed (``CATCH_UP_BATCHES`` at most). A batch that fails for a reason
+    of the chain or its events is 409 ``chain_broken``; what was chained before it is committed
+    (valid links) and the reason kept on the head in a short transaction of its own, as the
+    workers' pass does (a probe: an event that could not be hashed was a 500, nothing kept)."""
+    try:
+        for _ in range(CATCH_UP_BATCHES):
+            if await chainer.chain_batch(conn, brand_id, wait=True) < chainer.BATCH:
+                break
+    except Exception as exc:
+        if not _unchainable(exc):
+            raise
+        await conn.commit()  # the failed batch was rolled back to its savepoint
+        async with conn.transaction():
+            reason = await chainer.record_failure(conn, brand_id, exc)
+        raise Conflict(
+            "the brand's event chain cannot be extended: it was altered, or an event cannot be "
+            "hashed (tracecode chain check)",
+            code="chain_broken",
+            details={"reason": reason[:300]},
+        ) from None
+
+
 async def anchor_now(
     conn: Conn, settings: Settings, actor: Principal
 ) -> tuple[anchors.Anchor, bool]:
@@ -137,16 +171,7 @@ async def anchor_now(
     committed all the same."""
     brand_id = chain_brand(actor)
     await _wait_for_horizon(conn, await _snapshot_xmax(conn))
-    try:
-        for _ in range(CATCH_UP_BATCHES):
-            if await chainer.chain_batch(conn, brand_id, wait=True) < chainer.BATCH:
-                break
-    except (chainer.ChainBroken, psycopg.IntegrityError) as exc:
-        raise Conflict(
-            "the brand's event chain cannot be extended: it was altered (tracecode chain check)",
-            code="chain_broken",
-            details={"reason": str(exc)[:300]},
-        ) from None
+    await _catch_up(conn, brand_id)
     try:
         anchor, created = await anchors.anchor_head(conn, settings, brand_id, actor.person)
     except Conflict as exc:

@@ -4,7 +4,7 @@ This one file defines how an event is hashed into its brand's chain; the server
 (``app.chain``) imports it, and an auditor runs it alone — it needs Python 3.10+ and nothing
 else (no Tracecode, no database, no third-party package)::
 
-    python chainverify.py --file export.jsonl [--public-key HEX]
+    python chainverify.py --file export.jsonl [--public-key HEX [--require-anchor]]
     python -m app.events.chainverify --file export.jsonl      (in a Tracecode checkout)
     tracecode chain verify --file export.jsonl
 
@@ -36,7 +36,12 @@ anchor's signature and that its hash is the link's at its position, requires a l
 every position ``from``..``to`` (an export whose link lines were cut, or stripped altogether,
 fails), and names the first line that does not hold. Get the
 public key from the brand's ``GET /chain`` (or the operator) and pass it with
-``--public-key``: the header's own copy proves nothing about who signed.
+``--public-key``: the header's own copy proves nothing about who signed. Only an anchor makes
+the links evidence — whoever edits an export recomputes every hash after the edit and drops the
+anchors — so the positions after the last anchor verified (all of them, without one) are named
+in a warning and on the ``ok`` line (``NOT ANCHORED``); ``--require-anchor`` (with
+``--public-key``) fails then, exit 1. Not by default: an export that ends after the last anchor
+is an ordinary one (its links are anchored later, and the next export's anchor covers them).
 """
 
 from __future__ import annotations
@@ -207,6 +212,7 @@ class Report:
     line: int | None = None
     position: int | None = None
     event_id: str | None = None
+    unanchored: tuple[int, int] | None = None  # the positions no verified anchor covers
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -258,6 +264,7 @@ class _Verifier:
         self.previous = b""
         self.expected = 0
         self.to = 0
+        self.anchored = 0  # the last position a verified anchor covers (from - 1: none)
 
     def header_line(self, item: dict[str, object]) -> str | None:
         """Take the header; the problem with it, if any."""
@@ -284,13 +291,18 @@ class _Verifier:
         elif stated and stated != self.public_key:
             self.report.warnings.append("the export names another public key than the one given")
         self.hashes[self.expected - 1] = self.previous
+        self.anchored = self.expected - 1
         return None
 
     def link_line(self, item: dict[str, object]) -> tuple[str, object, object] | None:
         """Recompute one link; (problem, position, event id) when it does not hold."""
         position, event = item.get("position"), item.get("event")
-        if position != self.expected or not isinstance(event, dict):
+        if position != self.expected:
             return f"expected the link at position {self.expected}", None, None
+        if event is None:  # the server exports a link whose event row is gone so
+            return "event missing: the link's event was deleted", position, None
+        if not isinstance(event, dict):
+            return "the link's event is not an object", position, None
         if not set(item) <= _LINK_KEYS:
             extra = ", ".join(sorted(set(item) - _LINK_KEYS))
             return f"the link line holds keys no hash covers: {extra}", position, event.get("id")
@@ -311,8 +323,12 @@ class _Verifier:
         return None
 
 
-def verify_lines(lines: Iterable[str], public_key: bytes | None = None) -> Report:
-    """Verify an export, line by line; stop at the first problem (see the module's docstring)."""
+def verify_lines(
+    lines: Iterable[str], public_key: bytes | None = None, require_anchor: bool = False
+) -> Report:
+    """Verify an export, line by line; stop at the first problem (see the module's docstring).
+    The links after the last verified anchor are named (``unanchored``, a warning): anyone can
+    recompute their hashes; with ``require_anchor`` they are a problem."""
     state = _Verifier(public_key)
     report = state.report
     for number, text in enumerate(lines, 1):
@@ -336,6 +352,7 @@ def verify_lines(lines: Iterable[str], public_key: bytes | None = None) -> Repor
                 where = anchor.get("position") if isinstance(anchor, dict) else None
                 return _fail(report, number, problem, position=where)
             report.anchors += 1
+            state.anchored = max(state.anchored, _whole(anchor["position"]))
         else:
             failed = state.link_line(item)
             if failed:
@@ -346,6 +363,17 @@ def verify_lines(lines: Iterable[str], public_key: bytes | None = None) -> Repor
         where = f"ends at position {report.last}" if report.links else "holds no link"
         return _fail(report, 0, f"the export {where}, not at {state.to} as its header says")
     report.head_hash = state.previous.hex()
+    if state.anchored < state.to:
+        report.unanchored = (state.anchored + 1, state.to)
+        uncovered = f"positions {state.anchored + 1}..{state.to}"
+        if require_anchor:
+            problem = f"no verified anchor covers {uncovered}"
+            return _fail(report, 0, problem, position=state.anchored + 1)
+        report.warnings.append(
+            f"no verified anchor covers {uncovered}: their hashes show only that the export is "
+            "consistent — anyone can recompute them (anchor the head, POST /chain/anchors, and "
+            "export again; --require-anchor fails then)"
+        )
     return report
 
 
@@ -387,7 +415,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--file", required=True, help="the export (JSON lines); - for stdin")
     parser.add_argument("--public-key", help="the anchors' Ed25519 public key (64 hex digits)")
+    parser.add_argument(
+        "--require-anchor",
+        action="store_true",
+        help="fail unless an anchor verified under --public-key covers every link",
+    )
     args = parser.parse_args(argv)
+    if args.require_anchor and not args.public_key:
+        parser.error("--require-anchor needs --public-key: the export's own key proves nothing")
     try:
         key = bytes.fromhex(args.public_key) if args.public_key else None
     except ValueError:
@@ -395,10 +430,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         if args.file == "-":
-            report = verify_lines(sys.stdin, key)
+            report = verify_lines(sys.stdin, key, args.require_anchor)
         else:
             with open(args.file, encoding="utf-8") as lines:
-                report = verify_lines(lines, key)
+                report = verify_lines(lines, key, args.require_anchor)
     except (OSError, UnicodeDecodeError) as exc:
         print(f"chainverify: {exc}", file=sys.stderr)
         return 2
@@ -412,9 +447,14 @@ def main(argv: list[str] | None = None) -> int:
             where += f", event {report.event_id}"
         print(f"FAILED ({where}): {report.problem}")
         return 1
+    unanchored = ""
+    if report.unanchored:
+        first, last = report.unanchored
+        unanchored = f"; NOT ANCHORED: positions {first}..{last} (no verified anchor covers them)"
     print(
         f"ok: brand {report.brand_id}, positions {report.first}..{report.last} "
         f"({report.links} links), {report.anchors} anchors verified, head {report.head_hash}"
+        + unanchored
     )
     return 0
 
