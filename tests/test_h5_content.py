@@ -569,6 +569,27 @@ async def test_the_profile_form_refuses_as_the_api_does_and_keeps_what_was_typed
     assert (await client.get("/members/me", headers=headers)).json() == before
 
 
+async def test_a_profile_form_not_in_utf8_is_refused_not_saved_as_replacement_marks(
+    app: Any, client: Any, demo: Any
+) -> None:
+    """A probe (of the complaint form; every H5 form reads through ``read_form``): a form whose
+    percent-escapes are not UTF-8 (a GBK page's) was read with U+FFFD for its bytes and saved.
+    Now it is 400 ``malformed_form``, the error page saying why, nothing written."""
+    _, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    before = (await client.get("/members/me", headers=headers)).json()
+    async with _signed_in(app, headers) as mc:
+        csrf = _csrf((await mc.get("/member/profile")).text)
+        gbk = b"".join(b"%%%02X" % b for b in "深圳市".encode("gbk"))
+        answer = await mc.post(
+            "/member/profile",
+            content=f"csrf={csrf}&province=%E5%B9%BF%E4%B8%9C%E7%9C%81&city=".encode() + gbk,
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+    assert answer.status_code == 400, text_of(answer.text)
+    assert "无法识别提交的内容" in text_of(answer.text), text_of(answer.text)
+    assert (await client.get("/members/me", headers=headers)).json() == before
+
+
 async def test_the_profile_pages_need_a_signed_in_member(app: Any, client: Any, demo: Any) -> None:
     """Signed out (or with a forged or erased member's cookie): the way to sign in, nothing
     saved; a member sees and changes their own profile only."""

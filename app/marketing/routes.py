@@ -184,13 +184,14 @@ class ComplaintController(Controller):
     async def close(
         self,
         complaint_id: int,
-        data: ComplaintCloseIn,
         conn: Conn,
         settings: Settings,
         principal: Principal,
+        data: ComplaintCloseIn | None = None,
     ) -> ComplaintOut:
-        """Close it, with a last answer if given. 409 ``complaint_closed``."""
-        return await handling.close(conn, settings, principal, complaint_id, data.reply)
+        """Close it, with a last answer if given (no body: none). 409 ``complaint_closed``."""
+        reply = (data or ComplaintCloseIn()).reply
+        return await handling.close(conn, settings, principal, complaint_id, reply)
 
 
 route_handlers = [PromotionController, MemberMarketingController, ComplaintController]

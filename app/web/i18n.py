@@ -569,6 +569,17 @@ WORDS: dict[str, dict[Lang, str]] = {
         "zh": "请填写内容（最多 2000 字），并检查防伪码与门店名称的长度。",
         "en": "Please write your message (up to 2,000 characters) and check the code and store.",
     },
+    # a form read_form refuses (app/web/pages.py): not UTF-8, too many fields — no member's
+    # mistake to correct, the page's to send again; a control character taken out (complaints)
+    "err_malformed_form": {
+        "zh": "无法识别提交的内容。请刷新页面，重新填写后提交。",
+        "en": "The form sent could not be read. Reload the page, fill it in and send it again.",
+    },
+    "form_controls_taken_out": {
+        "zh": "内容中有无法保存的隐藏字符（常由复制粘贴带入），已为您去除。请检查后重新提交。",
+        "en": "Your text held hidden characters that cannot be saved (often pasted with it); "
+        "they were taken out. Check it and send it again.",
+    },
     # WeChat sign-in and binding (app/web/wechat_pages.py)
     "wechat_sign_in": {"zh": "微信一键登录", "en": "Sign in with WeChat"},
     "wechat_or": {"zh": "或使用手机号登录", "en": "or sign in with your phone"},

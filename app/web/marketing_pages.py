@@ -12,7 +12,8 @@ The form carries the CSRF token as every member form does, and a client id made 
 view (a double tap files once); it may be 24 KB (``COMPLAINT_FORM``: 2,000 Chinese characters
 url-encoded), not the other member forms' 4 KB, and its CRLF line breaks are read as the LF the
 textarea held. A refusal (too many filed, a bad field) shows the form again as typed, with its
-reason and the error's status.
+reason and the error's status: a control character too (the text less it) and a text not in UTF-8
+(the fields that are), never stored.
 """
 
 from __future__ import annotations
@@ -44,15 +45,22 @@ from app.web.member_pages import (
     _signed_in,
     refusal,
 )
+from app.web.pages import read_form
 
 _FIELDS = ("kind", "body", "serial", "store_name", "contact", "client_id")
 
 # The filing form's body: the text's 2,000 characters, the serial's 200 and the store's 100, each
 # up to 9 bytes url-encoded (a Chinese character is %E4%B9%B0), and the small fields. The member
 # pages' MAX_FORM (4 KB) refused a Chinese complaint of some 440 characters with a 413 page, the
-# text lost (a probe).
+# text lost (a probe). raw_body: the form's control characters are left to the handler (``_form``:
+# ``read_form`` refuses them as the edge does), which shows the form again; refused at the edge,
+# as the connection's dependency read the body, the member got the error page, the text lost.
 COMPLAINT_FORM = 24 * 1024
-_COMPLAINT_POST: dict[str, Any] = {**_POST, "request_max_body_size": COMPLAINT_FORM}
+_COMPLAINT_POST: dict[str, Any] = {
+    **_POST,
+    "request_max_body_size": COMPLAINT_FORM,
+    "opt": {"raw_body": True},
+}
 
 
 @get("/member/promotions", **_PAGE)
@@ -122,12 +130,34 @@ def complaint_in(form: dict[str, str]) -> ComplaintIn:
         raise BadRequest(f"invalid complaint: {exc}", code="validation_failed") from None
 
 
+# the form's refusals (``read_form``) shown with the form again, with their reasons
+_RETYPE = ("invalid_character", "malformed_form")
+
+
+def _reason(exc: AppError, lang: Lang) -> str:
+    """A refused filing's reason, in the page's language."""
+    if exc.code == "validation_failed":
+        return word("err_complaint_invalid", lang)
+    if exc.code == "invalid_character":
+        return word("form_controls_taken_out", lang)
+    return refusal(exc, lang)
+
+
 @post("/member/complaints", **_COMPLAINT_POST)
 async def complaint_post(
     request: Request[Any, Any, Any], conn: Conn, settings: Settings, state: State
 ) -> Response[str]:
-    """File a complaint or suggestion; the page again, with a thank-you or the refusal."""
-    form = await _form(request)
+    """File a complaint or suggestion; the page again, with a thank-you or the refusal. A form
+    with a control character (a vertical tab a word processor pasted, a bidi isolate an app
+    wrapped a name in) or not in UTF-8 is the form again, as typed less what cannot be stored,
+    with the reason, not the error page with the text lost (probes)."""
+    unread: AppError | None = None
+    try:
+        form = await _form(request)
+    except AppError as exc:
+        if exc.code not in _RETYPE:
+            raise
+        form, unread = await read_form(request, 20, as_typed=True), exc
     lang, remember = session.language(request, settings, form.get("lang"))
     session.check_csrf(request, settings, form.get("csrf", ""))
     member = await _signed_in(request, conn, settings)
@@ -136,15 +166,13 @@ async def complaint_post(
     token, _ = session.csrf(request, settings)
     title = word("complaints_title", lang)
     try:
+        if unread is not None:
+            raise unread
         data = complaint_in(form)
         async with conn.transaction():  # nothing of a refused filing stays
             await complaints.file(conn, state.scheme, complaints.filing_limit(state), member, data)
     except AppError as exc:
-        reason = (
-            word("err_complaint_invalid", lang)
-            if exc.code == "validation_failed"
-            else refusal(exc, lang)
-        )
+        reason = _reason(exc, lang)
         body = await _complaints_body(conn, member, lang, token, 1, form, reason)
         headers = {"Retry-After": (exc.headers or {}).get("Retry-After", "60")}
         return _show(

@@ -42,7 +42,7 @@ from app.errors import (
 from app.errors import exception_handlers as json_handlers
 from app.head import GET_HEAD
 from app.members.principal import signed_member
-from app.textguard import user_agent
+from app.textguard import user_agent, without_controls
 from app.verify.messages import UNKNOWN_PLACE, when
 from app.verify.record import CHECK_RETRY_SECONDS
 from app.verify.routes import client_ip
@@ -61,21 +61,36 @@ GZIP_MIN = 1024  # below it, gzip's framing and CPU buy next to nothing
 GZIP_LEVEL = 6  # zlib's default: 9 takes longer for a few bytes less
 
 
-async def read_form(request: Request[Any, Any, Any], max_fields: int) -> dict[str, str]:
+async def read_form(
+    request: Request[Any, Any, Any], max_fields: int, as_typed: bool = False
+) -> dict[str, str]:
     """A url-encoded form, the first value of each field; more than ``max_fields`` fields is 400
     ``malformed_form``, not a crash. A control character is 400 ``invalid_character`` whatever
     the body says it is: the edge checks a body that says it is a form, and this reads any body
     as one (a probe stored an escape character, and had a NUL answered 500, by sending the form
-    as text/plain or with no type)."""
+    as text/plain or with no type). A text not in UTF-8, raw or percent-escaped, is 400
+    ``malformed_form``: read with U+FFFD for its bytes, a GBK page's complaint was filed as
+    "ƿ��©Һ" and thanked (a probe).
+
+    ``as_typed``: the form refused so (Litestar keeps the body read) as far as it reads, to show
+    it again: its control characters taken out, a field not in UTF-8 left out. Never stored."""
     raw = await request.body()
-    check_query(raw, what="form")
-    body = raw.decode("utf-8", "replace")
-    try:
-        pairs = parse_qsl(body, max_num_fields=max_fields)
+    if not as_typed:
+        check_query(raw, what="form")
+    try:  # as bytes (Latin-1 maps each to a character): each field is decoded strictly below
+        pairs = parse_qsl(raw.decode("latin-1"), max_num_fields=max_fields, encoding="latin-1")
     except ValueError:  # parse_qsl's "Max number of fields exceeded"
         raise BadRequest(f"a form has at most {max_fields} fields", code="malformed_form") from None
     form: dict[str, str] = {}
     for key, value in pairs:
+        try:
+            key, value = key.encode("latin-1").decode(), value.encode("latin-1").decode()
+        except UnicodeDecodeError:
+            if as_typed:
+                continue
+            raise BadRequest("a form's text must be UTF-8", code="malformed_form") from None
+        if as_typed:
+            key, value = without_controls(key), without_controls(value)
         form.setdefault(key, value)
     return form
 

@@ -13623,7 +13623,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["ComplaintCloseIn"];
+                "application/json": components["schemas"]["ComplaintCloseIn"] | null;
             };
         };
         responses: {
