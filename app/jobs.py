@@ -57,7 +57,11 @@ def retry_when(retries: int, exc: BaseException) -> bool:
     restart, and their dead letters were lost with the database: probe Z) — any other failure
     (a bug, a full disk, a time limit) OTHER_RETRIES times, as before (review R6: a 6-hour
     export would have run nine times). A job still failing is dead-lettered; one whose dead
-    letter could not be written either is sent again by the sweeper (``app.ops.orphans``)."""
+    letter could not be written either is sent again by the sweeper (``app.ops.orphans``).
+    An error the job marked ``final_failure`` (an export it failed for good: no run takes it up
+    again, ``app.codes.exports``) is not retried at all: a retry would find nothing to do."""
+    if getattr(exc, "final_failure", False) is True:
+        return False
     import psycopg
     from redis.exceptions import ConnectionError as RedisDown
     from redis.exceptions import TimeoutError as RedisSlow
@@ -259,12 +263,23 @@ async def hand_over(actor_name: str, *args: Any) -> bool:
     """``send`` from a request: off the event loop (a hung broker stalled every request of the
     process for seconds, probe J) and within ``HAND_OVER_SECONDS``; False, and a warning, when
     the broker could not take it. Only for jobs a sweeper sends again from PostgreSQL (the SMS
-    outbox's, ``app.ops.orphans``'): the caller's answer stands either way."""
+    outbox's, ``app.ops.orphans``'): the caller's answer stands either way.
+
+    The slot of ``_HANDING`` it takes is given back by the thread that sends, once ``send``
+    returns — or by the hand-over itself when no thread started sending: one whose call was
+    still queued for the default executor when the wait ended (an executor busy past
+    ``HAND_OVER_SECONDS``, a cancelled request) never runs, and two such stalls left every later
+    hand-over of the process refusing, the broker healthy (a probe). ``started`` decides who
+    owns the slot: whichever takes it first — the thread, which then sends, or the hand-over
+    giving up, after which a thread that starts late sends nothing."""
     if not _HANDING.acquire(blocking=False):  # hand-overs already stuck on a hung broker
         logging.getLogger("tracecode.jobs").warning("broker hung: %s left to a sweeper", actor_name)
         return False
+    started = threading.Lock()
 
     def handed() -> None:
+        if not started.acquire(blocking=False):  # the hand-over gave up before this thread ran
+            raise TimeoutError("the hand-over gave up before its thread started")
         try:
             send(actor_name, *args)
         finally:
@@ -277,4 +292,7 @@ async def hand_over(actor_name: str, *args: Any) -> bool:
             "could not queue %s, a sweeper will send it: %s", actor_name, type(exc).__name__
         )
         return False
+    finally:
+        if started.acquire(blocking=False):  # no thread started sending: nothing holds the slot
+            _HANDING.release()
     return True

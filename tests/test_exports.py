@@ -628,6 +628,92 @@ async def test_a_killed_job_is_retried_to_the_same_content_and_one_batch(
     assert exported["total"] == 1 and exported["page"] == 1
 
 
+async def test_an_export_failed_by_its_run_stays_failed_and_its_job_is_not_retried(
+    client: Any,
+    login: Any,
+    demo: Any,
+    app: Any,
+    queued_exports: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A probe: a queued export's run fails for a reason that is no batch void (a full disk, a
+    bug): the export was ``failed`` — the download 409 ``export_failed`` "export the batch
+    again", the CLI's poll ended on it (README: "its file never comes: export again") — and
+    the error re-raised, so dramatiq retried the job (``OTHER_RETRIES``), whose run took up
+    any export not done: the export the planner was told to redo became ``done`` with files
+    after all, two sets of printer files of one range. ``failed`` is final: the job is not
+    retried, and a delivery all the same (at least once) leaves the export failed."""
+    from app import jobs
+
+    async def handed(name: str, *args: Any) -> bool:  # the job is delivered by hand below
+        return True
+
+    monkeypatch.setattr(jobs, "hand_over", handed)
+    settings, scheme, db_url = queued_exports, app.state.scheme, app.state.db_url
+    planner, _, queued = await _queue_export(client, login, demo)
+    export_id = queued.json()["id"]
+    url = f"/exports/{export_id}/files/outer"
+
+    def broken(done: int, total: int) -> None:
+        raise RuntimeError("disk trouble")
+
+    with pytest.raises(RuntimeError) as raised:
+        await asyncio.to_thread(exports.run_export, db_url, settings, scheme, export_id, broken)
+    failed = (await client.get(f"/exports/{export_id}", headers=planner)).json()
+    assert failed["state"] == "failed" and "disk trouble" in failed["error"], failed
+    assert_error(await client.get(url, headers=planner), 409, "export_failed")
+    # the job delivered again all the same (a worker killed before acknowledging it)
+    again = await asyncio.to_thread(exports.run_export, db_url, settings, scheme, export_id)
+    later = (await client.get(f"/exports/{export_id}", headers=planner)).json()
+    assert again == "failed" and later["state"] == "failed" and not later["files"], later
+    assert later["attempts"] == 1 and later["error"] == failed["error"], later
+    assert not (settings.export_path / export_id).exists()
+    assert_error(await client.get(url, headers=planner), 409, "export_failed")
+    assert not jobs.retry_when(0, raised.value)  # the job: dead-lettered at once
+
+
+async def test_an_export_run_failing_for_a_passing_reason_is_finished_by_its_retry(
+    client: Any,
+    login: Any,
+    demo: Any,
+    app: Any,
+    queued_exports: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A run that fails for a passing reason (its transaction rolled back: a deadlock, a
+    serialization failure; PostgreSQL gone) does not fail the export: its job is retried
+    (``app.jobs.retry_when``) — or the orphan sweeper sends it, for a run inside a request that
+    answered 503 "a worker will finish it" — and the retry writes it. Meanwhile the export is
+    ``running``, its error shown."""
+    import psycopg
+
+    from app import jobs
+
+    async def handed(name: str, *args: Any) -> bool:  # the job is delivered by hand below
+        return True
+
+    monkeypatch.setattr(jobs, "hand_over", handed)
+    settings, scheme, db_url = queued_exports, app.state.scheme, app.state.db_url
+    planner, _, queued = await _queue_export(client, login, demo)
+    export_id = queued.json()["id"]
+
+    def rolled_back(done: int, total: int) -> None:
+        raise psycopg.errors.DeadlockDetected("deadlock detected")
+
+    with pytest.raises(psycopg.errors.DeadlockDetected) as raised:
+        await asyncio.to_thread(
+            exports.run_export, db_url, settings, scheme, export_id, rolled_back
+        )
+    assert jobs.retry_when(0, raised.value)
+    waiting = (await client.get(f"/exports/{export_id}", headers=planner)).json()
+    assert waiting["state"] == "running" and "deadlock" in waiting["error"], waiting
+    assert await asyncio.to_thread(exports.run_export, db_url, settings, scheme, export_id) == (
+        "done"
+    )
+    done = (await client.get(f"/exports/{export_id}", headers=planner)).json()
+    assert done["state"] == "done" and done["error"] is None and done["attempts"] == 2, done
+
+
 @pytest.mark.parametrize("pause_at", [2000, 5000])
 async def test_a_batch_voided_while_its_export_runs_stops_the_run(
     client: Any, login: Any, demo: Any, app: Any, queued_exports: Any, pause_at: int

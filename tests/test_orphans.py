@@ -290,3 +290,63 @@ async def test_a_copy_of_a_running_capture_leaves_it_to_its_runner(
         ).fetchone()
         await copy.commit()
     assert row["runs"] == 1, row
+
+
+def _refill_hand_over_slots() -> None:
+    """Give ``jobs._HANDING`` back every slot, whatever a failing test left taken."""
+    from app import jobs
+
+    while True:
+        try:
+            jobs._HANDING.release()
+        except ValueError:  # a BoundedSemaphore full again
+            return
+
+
+async def test_a_stalled_executor_never_leaves_hand_overs_refusing_for_ever(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A probe: ``jobs.hand_over`` takes a slot of ``_HANDING``, given back by the thread that
+    sends. With the event loop's default executor busy past ``HAND_OVER_SECONDS`` (argon2
+    log-ins, document parsing), ``wait_for`` cancelled the queued ``to_thread`` call before a
+    thread ran it: no thread gave the slot back. Two such stalls and every later hand-over of
+    the process answered False ("broker hung") with a healthy broker, leaving every export,
+    capture and message to the sweepers until a restart. A hand-over whose send never started
+    gives its slot back; one whose send started and hangs keeps it (a hung broker holds at most
+    two threads)."""
+    from app import jobs
+
+    sent: list[str] = []
+    monkeypatch.setattr(jobs, "send", lambda name, *args: sent.append(name))
+    monkeypatch.setattr(jobs, "HAND_OVER_SECONDS", 0.2)
+    loop = asyncio.get_running_loop()
+    try:
+        # the default executor busy for 1.5 s: more sleepers than it has threads
+        sleepers = [loop.run_in_executor(None, time.sleep, 1.5) for _ in range(64)]
+        await asyncio.sleep(0.05)
+        stalled = await asyncio.gather(jobs.hand_over("stalled_a"), jobs.hand_over("stalled_b"))
+        await asyncio.gather(*sleepers)  # free again: the broker was never down
+        await asyncio.sleep(0.1)
+        again = await jobs.hand_over("after_stall")
+        assert stalled == [False, False] and "stalled_a" not in sent, (stalled, sent)
+        assert again is True and "after_stall" in sent, (again, sent)
+        # a hung broker: two sends started and hang, a third hand-over starts no thread
+        hung, sending = threading.Event(), threading.Barrier(3)
+
+        def hangs(name: str, *args: Any) -> None:
+            sending.wait(5)
+            hung.wait(10)
+            sent.append(name)
+
+        monkeypatch.setattr(jobs, "send", hangs)
+        held = await asyncio.gather(jobs.hand_over("hung_a"), jobs.hand_over("hung_b"))
+        await asyncio.to_thread(sending.wait, 5)  # both sends have started
+        refused = await jobs.hand_over("hung_c")
+        hung.set()
+        await asyncio.sleep(0.2)  # the hung sends return, each giving its slot back
+        monkeypatch.setattr(jobs, "send", lambda name, *args: sent.append(name))
+        freed = await jobs.hand_over("after_hang")
+    finally:
+        _refill_hand_over_slots()
+    assert held == [False, False] and refused is False and "hung_c" not in sent, sent
+    assert freed is True and "after_hang" in sent, (freed, sent)

@@ -25,11 +25,11 @@ def _context() -> tuple[str, Scheme]:
 
 @dramatiq.actor(**RETRIES, time_limit=6 * 3600 * 1000, throws=POISON)
 def run_export_job(export_id: str) -> None:
-    """Write an export's files. Idempotent under at-least-once delivery: a done export is left
-    alone, a failed one redone, a second delivery while another runner writes it leaves the
-    export to that runner after a short wait (a session lock on the export:
-    ``RUN_LOCK_GRACE``), and a run killed midway leaves only ``*.partial`` files that the next
-    run writes again from the start. A job whose data is wrong (not an
+    """Write an export's files. Idempotent under at-least-once delivery: a done or failed export
+    is left alone (failed is final, ``app.codes.exports._fail_run``), a second delivery while
+    another runner writes it leaves the export to that runner after a short wait (a session lock
+    on the export: ``RUN_LOCK_GRACE``), and a run killed midway leaves only ``*.partial`` files
+    that the next run writes again from the start. A job whose data is wrong (not an
     export id, say) is not retried but dead-lettered; the job of an export that no longer exists
     is dropped with a warning."""
     if not isinstance(export_id, str):  # uuid.UUID(123) raises AttributeError: retried (a probe)

@@ -558,14 +558,17 @@ def _steps(start: int, end: int) -> Iterator[tuple[int, int]]:
 
 def _claim(conn: psycopg.Connection[Any], key: uuid.UUID) -> dict[str, Any] | str:
     """The export claimed for a run (its row), or its state when no run may start: done,
-    missing, or failed once ``MAX_RUNS`` runs died (as the orphan sweeper fails it)."""
+    missing, failed — for good: its readers were told to export again (``_fail_run``; a probe:
+    a job's retry finished a failed export, a second set of files of the range) —, or failed
+    once ``MAX_RUNS`` runs died (as the orphan sweeper fails it)."""
     from app.ops.orphans import _FAILED as RUNS_DIED  # app.ops imports this module
     from app.ops.orphans import MAX_RUNS
 
     row = conn.execute(
         f"UPDATE code_exports e SET state = 'running', attempts = attempts + 1, "
         f"started_at = now(), progress = 0, error = NULL "
-        f"WHERE id = %s AND state <> 'done' AND attempts < %s RETURNING {_COLUMNS}",
+        f"WHERE id = %s AND state IN ('queued', 'running') AND attempts < %s "
+        f"RETURNING {_COLUMNS}",
         (key, MAX_RUNS),
     ).fetchone()
     if row is not None:
@@ -670,14 +673,33 @@ def run_export(
                 return "failed"
             except Exception as exc:
                 log.exception("export %s failed", export_id)  # the whole error, paths too
-                conn.execute(
-                    "UPDATE code_exports SET state = 'failed', error = %s WHERE id = %s",
-                    (failure_text(exc)[:500], key),
-                )
+                _fail_run(conn, key, exc)
                 raise
             return "done"
         finally:
             conn.execute(*locks.release(Lock.EXPORT_RUN, export_id))
+
+
+def _fail_run(conn: psycopg.Connection[Any], key: uuid.UUID, exc: Exception) -> None:
+    """Record the error a run failed with. A passing one — PostgreSQL unreachable, or the
+    transaction rolled back: an ``OperationalError`` other than a statement timeout, as
+    ``app.jobs.retry_when`` tells them — leaves the export to be run again, ``running`` with
+    the error shown meanwhile: by its job's retry, or by the orphan sweeper for a run inside a
+    request (whose 503 says a worker will finish it). Any other fails it for good: its readers
+    are told to export again (409 ``export_failed``, the CLI's poll ends), so no run takes it up
+    again (``_claim``), and the error is marked ``final_failure``: its job is not retried but
+    dead-lettered at once (``app.jobs.retry_when``)."""
+    text = failure_text(exc)[:500]
+    passing = isinstance(exc, psycopg.OperationalError)
+    if passing and not isinstance(exc, psycopg.errors.QueryCanceled):
+        with contextlib.suppress(psycopg.Error):  # its connection may be gone with the server
+            conn.execute(
+                "UPDATE code_exports SET error = %s WHERE id = %s AND state = 'running'",
+                (text, key),
+            )
+        return
+    conn.execute("UPDATE code_exports SET state = 'failed', error = %s WHERE id = %s", (text, key))
+    exc.final_failure = True  # type: ignore[attr-defined]
 
 
 def _failed_as_retired(
