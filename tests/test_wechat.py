@@ -42,6 +42,7 @@ from app.wechat.gateway import Outcome, TemplateMessage, WechatGateway
 from tests import steady
 from tests.helpers import assert_error, onboarded_brand
 from tests.points_support import member_client, new_member
+from tests.race_support import lock_waiters
 from tests.sms_gateway import sms_gateway  # noqa: F401 (a fixture)
 from tests.test_h5_members import code_for, field, give, new_gift, send_code
 from tests.wechat_server import FakeWechat, running_wechat
@@ -94,8 +95,11 @@ async def _account(
 
 
 async def _bind(app: Any, brand: int, member: int, openid: str) -> None:
+    """``openid`` of the brand's account's app bound to the member."""
     async with app.state.pool.connection() as conn:
-        assert await bindings.bind(conn, brand, member, openid)
+        app_id = await account.app_id_of(conn, brand)
+        assert app_id is not None
+        assert await bindings.bind(conn, brand, member, openid, app_id=app_id)
 
 
 async def _enqueue(app: Any, brand: int, member: int, cause: str, **data: str) -> int:
@@ -493,11 +497,100 @@ async def test_an_unbound_wechat_is_bound_by_the_sms_sign_in_that_follows(
         assert await bindings.member_of(conn, brand, openid) is None
 
 
+async def _sign_in_by_sms(h5: httpx.AsyncClient, brand: int, phone: str) -> None:
+    page = await send_code(h5, brand, phone)
+    body = {"csrf": field(page, "csrf"), "brand": brand, "phone": phone,
+            "code": await code_for(phone), "claim": ""}  # fmt: skip
+    signed = await h5.post("/member/login", data=body)
+    assert signed.status_code == 303, signed.text
+    assert "tc_wx_bind" not in h5.cookies  # spent, bound or not
+
+
+async def test_an_openid_waiting_from_the_old_app_is_not_bound_after_an_app_change(
+    client: Any,
+    login: Any,
+    app: Any,
+    demo: Any,
+    wechat: FakeWechat,
+    sms_gateway: Any,  # noqa: F811
+) -> None:
+    """A review: a new app id deletes the brand's bindings (an openid is one app's), but the
+    openid an OAuth round through the old app left waiting in ``tc_wx_bind`` (15 minutes) was
+    bound by the SMS sign-in that followed the switch: the old app's openid under the new app
+    (messages to it fail 40003, the profile said linked). The cookie carries the app id; the
+    member is signed in, not linked, and the sign-in page offers WeChat (the new app), not the
+    "your phone links your WeChat" note. A cookie sealed before it carried the app id binds
+    nothing."""
+    brand = demo["BRAND-LUMI"]
+    admin = await login("admin")
+    await _account(client, admin, wechat)  # app A
+    openid = wechat.user("o" + secrets.token_hex(12))
+    async with member_client(app) as h5:
+        answer = await h5.get(await _oauth(h5, wechat, brand, openid))  # through app A
+        assert answer.status_code == 303 and not h5.cookies.get("tc_member")
+        await _account(client, admin, wechat)  # the brand switches to app B
+        page = await h5.get("/member/login", params={"brand": brand})
+        assert 'id="wechat-sign-in"' in page.text and 'id="wechat-bind"' not in page.text
+        await _sign_in_by_sms(h5, brand, steady.phone("137"))
+        profile = await h5.get("/member/profile")
+        assert 'data-bound="false"' in profile.text
+    async with app.state.pool.connection() as conn:
+        assert await bindings.member_of(conn, brand, openid) is None, "app A's openid bound"
+    settings = app.state.settings
+    old = session.seal(settings, "wechat-bind", [brand, openid, None, int(time.time()) + 600])
+    async with member_client(app) as h5:  # sealed before the app id was in it
+        h5.cookies.set("tc_wx_bind", old, domain="testserver.local")
+        page = await h5.get("/member/login", params={"brand": brand})
+        assert 'id="wechat-sign-in"' in page.text and 'id="wechat-bind"' not in page.text
+        await _sign_in_by_sms(h5, brand, steady.phone("137"))
+    async with app.state.pool.connection() as conn:
+        assert await bindings.member_of(conn, brand, openid) is None
+
+
+async def test_a_bind_and_a_save_with_another_app_id_at_once_leave_no_old_openid(
+    client: Any, login: Any, app: Any, demo: Any, settings: Any, wechat: FakeWechat
+) -> None:
+    """A review: ``bind`` took neither the account's lock nor its row. A bind of app A's openid
+    not yet committed when a save switched to app B stayed (the save's DELETE did not see it);
+    a bind that read app A while the save was writing B bound it after. The bind holds the
+    account's row FOR SHARE: the save waits for it and deletes its binding, or the bind waits
+    for the save and refuses."""
+    brand = demo["BRAND-LUMI"]
+    admin = await login("admin")
+    app_a, _ = await _account(client, admin, wechat)
+    first, _, _ = await new_member(app, brand)
+    second, _, _ = await new_member(app, brand)
+    one, two = "o" + secrets.token_hex(12), "o" + secrets.token_hex(12)
+    connect = psycopg.AsyncConnection.connect
+    async with (
+        await connect(settings.database_url, row_factory=dict_row) as mine,
+        await connect(settings.database_url, row_factory=dict_row) as saving,
+        await connect(settings.database_url, autocommit=True, row_factory=dict_row) as look,
+    ):
+        assert await bindings.bind(mine, brand, first, one, app_id=app_a)  # not committed yet
+        save = asyncio.create_task(_account(client, admin, wechat))  # app B
+        assert await lock_waiters(look, 1), "the save never waited for the bind"
+        await mine.commit()
+        app_b, _ = await save
+        assert await bindings.member_of(look, brand, one) is None
+        # a save holding the account's row (app C written, not committed): the bind waits
+        app_c = "wx" + secrets.token_hex(8)
+        await saving.execute(
+            "UPDATE wechat_accounts SET app_id = %s WHERE brand_id = %s", (app_c, brand)
+        )
+        task = asyncio.create_task(bindings.bind(mine, brand, second, two, app_id=app_b))
+        assert await lock_waiters(look, 1), "the bind never waited for the save"
+        await saving.commit()
+        assert await task is False
+        await mine.commit()
+        assert await bindings.member_of(look, brand, two) is None
+
+
 async def test_a_binding_never_crosses_brands_and_goes_with_an_erasure(
     client: Any, login: Any, app: Any, demo: Any, wechat: FakeWechat
 ) -> None:
     brand_a = demo["BRAND-LUMI"]
-    await _account(client, await login("admin"), wechat)
+    app_a, _ = await _account(client, await login("admin"), wechat)
     member, openid = await _bound_member(app, brand_a, wechat, status="frozen")
     brand_b, other = await onboarded_brand(client, login)
     await _account(client, other, wechat)
@@ -515,23 +608,24 @@ async def test_a_binding_never_crosses_brands_and_goes_with_an_erasure(
         assert erased.status_code == 204, erased.text
     async with app.state.pool.connection() as conn:
         assert await bindings.member_of(conn, brand_a, openid) is None
-        assert not await bindings.bind(conn, brand_a, member, openid)  # erased: never again
+        assert not await bindings.bind(conn, brand_a, member, openid, app_id=app_a)  # erased
     async with member_client(app) as h5:
         answer = await h5.get(await _oauth(h5, wechat, brand_a, openid))
         assert answer.status_code == 303 and not h5.cookies.get("tc_member")
 
 
 async def test_two_binds_at_once_make_exactly_one_binding(
-    app: Any, demo: Any, wechat: FakeWechat
+    client: Any, login: Any, app: Any, demo: Any, wechat: FakeWechat
 ) -> None:
     brand = demo["BRAND-LUMI"]
+    app_id, _ = await _account(client, await login("admin"), wechat)
     first, _, _ = await new_member(app, brand)
     second, _, _ = await new_member(app, brand)
     openid = "o" + secrets.token_hex(12)
 
     async def bind(member: int, oid: str) -> bool:
         async with app.state.pool.connection() as conn:
-            done = await bindings.bind(conn, brand, member, oid)
+            done = await bindings.bind(conn, brand, member, oid, app_id=app_id)
             await asyncio.sleep(0.05)  # both in flight before either commits
             return done
 
@@ -1017,15 +1111,15 @@ def test_secrets_and_cookies_sealed_before_still_open(settings: Any) -> None:
     with pytest.raises(ValueError):  # never the webhooks' subkey
         signing.unseal(settings, new)
 
-    body = json.dumps([7, "o-openid", None, int(time.time()) + 60]).encode()
+    body = json.dumps([7, "wxa", "o-openid", None, int(time.time()) + 60]).encode()
     old_cookie = base64.urlsafe_b64encode(_old_seal(settings.subkey("wechat-bind"), body))
     request: Any = SimpleNamespace(cookies={"tc_wx_bind": old_cookie.rstrip(b"=").decode()})
-    assert wechat_pages._pending(request, settings, 7) == ("o-openid", None)
+    assert wechat_pages._pending(request, settings, 7) == ("wxa", "o-openid", None)
     assert wechat_pages._pending(request, settings, 8) is None  # another brand's
     made: Any = SimpleNamespace(
-        cookies={"tc_wx_bind": wechat_pages._seal_pending(settings, 7, "o", "u")}
+        cookies={"tc_wx_bind": wechat_pages._seal_pending(settings, 7, "wxa", "o", "u")}
     )
-    assert wechat_pages._pending(made, settings, 7) == ("o", "u")
+    assert wechat_pages._pending(made, settings, 7) == ("wxa", "o", "u")
     forged: Any = SimpleNamespace(cookies={"tc_wx_bind": made.cookies["tc_wx_bind"][:-2] + "AA"})
     assert wechat_pages._pending(forged, settings, 7) is None
 
@@ -1080,12 +1174,13 @@ async def test_a_complaint_reply_links_to_the_app_s_public_host(
 
 
 async def test_a_member_losing_a_new_openid_to_another_keeps_its_old_binding(
-    app: Any, demo: Any, settings: Any
+    client: Any, login: Any, app: Any, demo: Any, settings: Any, wechat: FakeWechat
 ) -> None:
     """A review: ``bind`` deleted the member's old binding before inserting the new one; when
     another member took the openid at that moment, the insert did nothing and the member was
     left with no binding at all (and False)."""
     brand = demo["BRAND-LUMI"]
+    app_id, _ = await _account(client, await login("admin"), wechat)
     first, _, _ = await new_member(app, brand)
     second, _, _ = await new_member(app, brand)
     old, wanted = "o" + secrets.token_hex(12), "o" + secrets.token_hex(12)
@@ -1096,8 +1191,8 @@ async def test_a_member_losing_a_new_openid_to_another_keeps_its_old_binding(
         await connect(settings.database_url, row_factory=dict_row) as mine,
         await connect(settings.database_url, autocommit=True, row_factory=dict_row) as look,
     ):
-        assert await bindings.bind(theirs, brand, second, wanted)  # not committed yet
-        task = asyncio.create_task(bindings.bind(mine, brand, first, wanted))
+        assert await bindings.bind(theirs, brand, second, wanted, app_id=app_id)  # uncommitted
+        task = asyncio.create_task(bindings.bind(mine, brand, first, wanted, app_id=app_id))
         pid = mine.info.backend_pid
         for _ in range(200):  # until the first member's insert waits for the second's
             row = await (

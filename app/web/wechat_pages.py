@@ -24,8 +24,12 @@ Then the code is exchanged (``app.wechat.gateway``) for the openid, and:
   sign-in);
 * not bound, a member of the brand signed in already: bound to them (the profile's "link WeChat");
 * not bound otherwise: the phone form, with a note; the openid waits in the ``tc_wx_bind``
-  cookie (sealed with AES-GCM under ``subkey("wechat-bind")`` with the brand and an expiry,
-  ``BIND_TTL``), and the SMS sign-in that follows binds it (``bind_after_login``).
+  cookie (sealed with AES-GCM under ``subkey("wechat-bind")`` with the brand, the app id it
+  came from and an expiry, ``BIND_TTL``), and the SMS sign-in that follows binds it
+  (``bind_after_login``) — while that app is still the brand's account's: after a switch to
+  another app the old app's openid means nothing (``app.wechat.bindings.bind`` refuses it; the
+  member is signed in, not linked, and links through the new app). A cookie sealed before it
+  carried the app id is not bound (it lived 15 minutes).
 
 The redirect URI is the public one (``TRACECODE_PUBLIC_SCHEME``/``RESOLVER_HOST``), never built
 from the request's Host. The URL to WeChat carries the app id only: the secret is used by the
@@ -125,7 +129,8 @@ async def login_extras(
 
     if not await account.enabled(conn, brand_id):
         return ""
-    if _pending(request, settings, brand_id) is not None:
+    pending = _pending(request, settings, brand_id)
+    if pending is not None and pending[0] == await account.app_id_of(conn, brand_id):
         return f'<p class="hint" id="wechat-bind">{html.esc(word("wechat_bind_notice", lang))}</p>'
     query = urlencode({"brand": brand_id, **({"claim": claim} if claim else {}), "lang": lang})
     return (
@@ -139,36 +144,42 @@ async def bind_after_login(
     request: Request[Any, Any, Any], conn: Conn, settings: Settings, brand_id: int, member_id: int
 ) -> Cookie | None:
     """After a sign-in by SMS code: the openid waiting in ``tc_wx_bind`` for this brand is bound
-    to the member; the cookie that removes it (None: there was none)."""
+    to the member, when the app it came from is still the brand's; the cookie that removes it
+    (None: there was none)."""
     from app.wechat import bindings
 
     if not request.cookies.get(BIND_COOKIE):
         return None
     pending = _pending(request, settings, brand_id)
     if pending is not None:
-        await bindings.bind(conn, brand_id, member_id, pending[0], pending[1])
+        app_id, openid, unionid = pending
+        await bindings.bind(conn, brand_id, member_id, openid, unionid, app_id=app_id)
     return session.expired(request, settings, BIND_COOKIE)
 
 
-def _seal_pending(settings: Settings, brand_id: int, openid: str, unionid: str | None) -> str:
-    return session.seal(
-        settings, _BIND_SEAL, [brand_id, openid, unionid, int(time.time()) + BIND_TTL]
-    )
+def _seal_pending(
+    settings: Settings, brand_id: int, app_id: str, openid: str, unionid: str | None
+) -> str:
+    expires = int(time.time()) + BIND_TTL
+    return session.seal(settings, _BIND_SEAL, [brand_id, app_id, openid, unionid, expires])
 
 
 def _pending(
     request: Request[Any, Any, Any], settings: Settings, brand_id: int
-) -> tuple[str, str | None] | None:
-    """(openid, unionid) waiting in the browser to be bound to a member of ``brand_id``."""
+) -> tuple[str, str, str | None] | None:
+    """(app id, openid, unionid) waiting in the browser to be bound to a member of
+    ``brand_id``. A cookie sealed before it carried the app id (four values) is none."""
     try:
-        brand, openid, unionid, expires = session.unseal(
+        brand, app_id, openid, unionid, expires = session.unseal(
             settings, _BIND_SEAL, request.cookies.get(BIND_COOKIE) or ""
         )
     except (ValueError, TypeError):
         return None
-    if brand != brand_id or expires < time.time() or not isinstance(openid, str):
+    if brand != brand_id or expires < time.time():
         return None
-    return openid, unionid if isinstance(unionid, str) else None
+    if not isinstance(app_id, str) or not isinstance(openid, str):
+        return None
+    return app_id, openid, unionid if isinstance(unionid, str) else None
 
 
 async def profile_card(
@@ -309,14 +320,17 @@ async def callback(
         return _error(lang, remember, "wechat_unavailable", 503, brand_id)
     finally:
         await gateway.aclose()
-    return await _signed_in_or_bind(request, conn, settings, brand_id, claim, who, lang, gone)
+    return await _signed_in_or_bind(
+        request, conn, settings, found.app_id, brand_id, claim, who, lang, gone
+    )
 
 
 async def _signed_in_or_bind(
-    request: Request[Any, Any, Any], conn: Conn, settings: Settings, brand_id: int, claim: str,
-    who: Any, lang: Lang, gone: Cookie,
+    request: Request[Any, Any, Any], conn: Conn, settings: Settings, app_id: str, brand_id: int,
+    claim: str, who: Any, lang: Lang, gone: Cookie,
 ) -> Response[str]:  # fmt: skip
-    from app.wechat import bindings
+    """``who``: the openid ``app_id`` gave, the brand's account's app when it was read."""
+    from app.wechat import account, bindings
 
     try:
         await auth.require_brand(conn, brand_id)
@@ -326,11 +340,16 @@ async def _signed_in_or_bind(
     if member_id is None:
         current = await session.member_of(request, conn, settings)
         if current is not None and current.brand_id == brand_id:  # linking from the profile
-            linked = await bindings.bind(conn, brand_id, current.id, who.openid, who.unionid)
+            linked = await bindings.bind(
+                conn, brand_id, current.id, who.openid, who.unionid, app_id=app_id
+            )
+            if not linked and await account.app_id_of(conn, brand_id) != app_id:
+                # the brand switched apps since this round began: tap again, through the new one
+                return _error(lang, None, "wechat_state_invalid", 400, brand_id)
             if not linked:
                 return _error(lang, None, "wechat_taken", 409, brand_id)
             return _see_other("/member/profile", [gone])
-        pending = _seal_pending(settings, brand_id, who.openid, who.unionid)
+        pending = _seal_pending(settings, brand_id, app_id, who.openid, who.unionid)
         cookie = session.cookie(request, settings, BIND_COOKIE, pending, BIND_TTL)
         return _see_other(_login_url(brand_id, claim) + f"&lang={lang}", [gone, cookie])
     row = await (

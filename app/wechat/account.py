@@ -19,9 +19,14 @@ or, when none is (removed), the one last audited — deletes the brand's members
 transaction (``after.bindings_removed``: their count, no openid). The old app's openids mean
 nothing to the new one: messages went to openids it does not know, profiles said "linked" and
 WeChat sign-in through the new app found nobody (a probe). Messages still waiting for them fail
-as a member's who unbound (``app.wechat.sender``). Saves and removals of one brand's account take
-``Lock.WECHAT_ACCOUNT`` first: ``FOR UPDATE`` locks no row before the first save, and two first
-saves at once each audited a ``create`` (a probe).
+as a member's who unbound (``app.wechat.sender``). An openid given by the old app and not bound
+yet (a sign-in begun before the save) is not bound after it: ``app.wechat.bindings.bind`` is
+given the app id and holds the account's row FOR SHARE (a review). Saves and removals of one
+brand's account take ``Lock.WECHAT_ACCOUNT`` first: ``FOR UPDATE`` locks no row before the first
+save, and two first saves at once each audited a ``create`` (a probe). Their order: that lock,
+the account's row, the brand's bindings; a bind's: the member's row, the account's row FOR
+SHARE, the bindings (no cycle: a save locks no member's row, a bind no binding before the
+account's row).
 """
 
 from __future__ import annotations
@@ -321,6 +326,14 @@ async def enabled(conn: Conn, brand_id: int) -> bool:
         await conn.execute("SELECT enabled FROM wechat_accounts WHERE brand_id = %s", (brand_id,))
     ).fetchone()
     return bool(row and row["enabled"])
+
+
+async def app_id_of(conn: Conn, brand_id: int) -> str | None:
+    """The app id of the brand's account, when one is set (enabled or not)."""
+    row = await (
+        await conn.execute("SELECT app_id FROM wechat_accounts WHERE brand_id = %s", (brand_id,))
+    ).fetchone()
+    return str(row["app_id"]) if row else None
 
 
 async def list_messages(

@@ -2,8 +2,10 @@
 
 An openid is a member of one brand (``PRIMARY KEY (brand_id, openid)``: an openid is per app,
 and a brand has one app) and a member has one openid (``member_id`` unique: a member is of one
-brand). ``bind`` runs on the member's row locked: of two binds of one member at once the
-second sees the first; of two members binding one openid at once, the primary key lets one
+brand). ``bind`` is given the app id the openid came from and binds it only while it is the
+brand's account's (the account's row held FOR SHARE: a save with another app id deletes the
+brand's bindings). ``bind`` runs on the member's row locked: of two binds of one member at once
+the second sees the first; of two members binding one openid at once, the primary key lets one
 in and the other gets nothing (``ON CONFLICT DO NOTHING``: the openid stays the first's). A
 member binding another openid (a new WeChat account) replaces its old one: they proved the
 phone just now, in this WeChat — the old one is deleted and the new one inserted under a
@@ -51,11 +53,12 @@ async def openid_of(conn: Conn, member_id: int) -> str | None:
     return str(row["openid"]) if row else None
 
 
-async def bind(
-    conn: Conn, brand_id: int, member_id: int, openid: str, unionid: str | None = None
-) -> bool:
-    """Bind ``openid`` to the member (of ``brand_id``); whether the member now holds it (False:
-    the openid is another member's, or the member is not of the brand or erased)."""
+async def _bindable(conn: Conn, brand_id: int, member_id: int, app_id: str) -> bool:
+    """Whether an openid of ``app_id`` may be bound to the member: of the brand, not erased, and
+    ``app_id`` the brand's account's. The member's row is locked (FOR NO KEY UPDATE), then the
+    account's FOR SHARE, held to the end: a save with another app id (``app.wechat.account``:
+    its lock, the account's row, then the brand's bindings) waits for this bind and deletes its
+    binding, or this bind waits for the save and sees the new app id."""
     member = await (
         await conn.execute(
             "SELECT status FROM members WHERE id = %s AND brand_id = %s FOR NO KEY UPDATE",
@@ -63,6 +66,29 @@ async def bind(
         )
     ).fetchone()
     if member is None or member["status"] == "erased":
+        return False
+    account = await (
+        await conn.execute(
+            "SELECT app_id FROM wechat_accounts WHERE brand_id = %s FOR SHARE", (brand_id,)
+        )
+    ).fetchone()
+    return account is not None and account["app_id"] == app_id
+
+
+async def bind(
+    conn: Conn,
+    brand_id: int,
+    member_id: int,
+    openid: str,
+    unionid: str | None = None,
+    *,
+    app_id: str,
+) -> bool:
+    """Bind ``openid``, given by the app ``app_id``, to the member (of ``brand_id``); whether the
+    member now holds it (False: the openid is another member's, the member is not of the brand
+    or erased, or ``app_id`` is not the brand's account's — an openid of an app the brand left,
+    waiting in a sign-in begun before the switch, means nothing to the new app: a review)."""
+    if not await _bindable(conn, brand_id, member_id, app_id):
         return False
     current = await openid_of(conn, member_id)
     if current == openid:
