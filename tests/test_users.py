@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from app.locks import Lock
-from tests.helpers import acting, assert_error, new_org, new_user, onboarded_brand
+from tests.helpers import acting, assert_error, new_org, new_user, onboarded_brand, signed_in
 from tests.race_support import deleted_once, held_in_turn, lock_waiters, twice_held
 
 
@@ -755,3 +755,69 @@ async def test_a_user_created_while_its_organisation_is_deactivated_is_refused(
         )
         assert off.status_code == 200, off.text
         assert_error(made, 422, "org_inactive")
+
+
+async def _grant(
+    client: Any, admin: dict[str, str], brand_id: int, boss: dict[str, Any], grant: str
+) -> Any:
+    """The request (not sent yet) by which ``boss``, a brand_admin, grants codes.issue, which an
+    org_admin holds not: planner to a new user (through its token or a key it made) or to
+    another, codes.issue to a new role or to one of the brand's (``grant``)."""
+    headers = await signed_in(client, boss)
+    if grant == "patch":
+        target = await new_user(client, admin, brand_id, ["analyst"])
+        return client.patch(f"/users/{target['id']}", headers=headers, json={"roles": ["planner"]})
+    if grant.startswith("role"):
+        if grant == "role":
+            body = {"name": f"zz_late_{secrets.token_hex(3)}", "permissions": ["codes.issue"]}
+            return client.post("/roles", headers=headers, json=body)
+        body = {"name": f"zz_late_{secrets.token_hex(3)}", "permissions": ["orgs.read"]}
+        role = await client.post("/roles", headers=admin, json=body)
+        assert role.status_code == 201, role.text
+        return client.patch(
+            f"/roles/{role.json()['id']}", headers=headers,
+            json={"permissions": ["orgs.read", "codes.issue"]},
+        )  # fmt: skip
+    if grant == "key":
+        planner = ["orgs.read", "catalog.read", "codes.issue", "codes.export", "codes.allocate"]
+        body = {"name": "late", "permissions": ["users.write", *planner]}
+        made = await client.post("/api-keys", headers=headers, json=body)
+        assert made.status_code == 201, made.text
+        headers = {"X-API-Key": made.json()["key"]}
+    body = {"org_id": brand_id, "username": f"late_{secrets.token_hex(4)}",
+            "password": "Sufficiently-long-9", "roles": ["planner"]}  # fmt: skip
+    return client.post("/users", headers=headers, json=body)
+
+
+@pytest.mark.parametrize("change", ["deactivate", "demote"])
+@pytest.mark.parametrize("grant", ["create", "patch", "role", "role_edit", "key"])
+async def test_a_grant_waiting_for_its_callers_demotion_is_checked_against_it(
+    client: Any, app: Any, login: Any, change: str, grant: str
+) -> None:
+    """A probe: ``POST /users``, ``PATCH /users/{id}`` of roles, ``POST /roles`` and ``PATCH
+    /roles/{id}`` checked the grant against the caller loaded as the request came in; the
+    caller's deactivation or demotion under way (it holds the brand's role-name lock,
+    ``Lock.ROLE_NAMES``, uncommitted), the grant waited for the lock and then granted as the
+    caller no longer could: 201 or 200 after the change's 200. The caller (a key: its maker) is
+    read again under the lock: 401 inactive, 400 ``permission_escalation`` demoted."""
+    from app.auth.service import load_user
+    from app.users import service as users
+    from app.users.schemas import UserPatch
+
+    brand, admin = await onboarded_brand(client, login)
+    boss = await new_user(client, admin, brand["id"], ["brand_admin"])
+    request = await _grant(client, admin, brand["id"], boss, grant)
+    maker = (await client.get("/auth/me", headers=admin)).json()["user_id"]
+    patch = (
+        UserPatch(status="inactive") if change == "deactivate" else UserPatch(roles=["org_admin"])
+    )
+    async with app.state.pool.connection() as held, app.state.pool.connection() as watch:
+        await users.update_user(held, await load_user(held, maker), boss["id"], patch)
+        racing = asyncio.ensure_future(request)
+        assert await lock_waiters(watch, 1), "the grant should wait for the caller's change"
+        await held.commit()
+        answer = await racing
+    if change == "demote":
+        assert_error(answer, 400, "permission_escalation")
+    else:
+        assert_error(answer, 401, "api_key_revoked" if grant == "key" else "account_inactive")

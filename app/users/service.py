@@ -12,7 +12,14 @@ from app.auth.limits import LoginLimiter
 from app.auth.passwords import hash_password
 from app.auth.permissions import BUILTIN_ROLES, PERMISSIONS
 from app.auth.principal import Principal, brand_of
-from app.auth.service import ORG_STATUS, check_grantable, end_sessions, ensure_not_stronger
+from app.auth.service import (
+    ORG_STATUS,
+    check_grantable,
+    end_sessions,
+    ensure_not_stronger,
+    load_api_key_by_id,
+    load_user,
+)
 from app.db import Conn, changes_of, update_row
 from app.errors import Conflict, NotFound, Unprocessable, ValidationFailed
 from app.orgs.service import administered, drop_unfit_supervisors
@@ -80,6 +87,24 @@ async def _roles_path(conn: Conn, user_id: int) -> str:
     return str(row["path"])
 
 
+async def _caller_now(conn: Conn, actor: Principal, permission: str) -> Principal:
+    """The caller read again on ``conn``, once the brand's role-name lock is held, holding
+    ``permission`` still: its grants are checked against what it holds now. A demotion or
+    deactivation of the caller (of a key's maker), a change of its role and its organisation's
+    deactivation commit under that lock; the caller loaded as the request came in granted as
+    it was before (a probe: an org_admin deactivated, or demoted, while its POST /users waited
+    for the lock still created an org_admin, 201 after the 200). 401 as a request then would
+    be: ``account_inactive``, ``api_key_revoked``."""
+    if actor.api_key_id is not None:
+        now = await load_api_key_by_id(conn, actor.api_key_id)
+    elif actor.user_id is not None:
+        now = await load_user(conn, actor.user_id)
+    else:  # made by the code, no account behind it
+        return actor
+    now.require(permission)
+    return now
+
+
 async def _set_roles(conn: Conn, actor: Principal, user_id: int, names: list[str]) -> None:
     roles = (
         await _resolve_roles(conn, await _roles_path(conn, user_id), sorted(set(names)))
@@ -124,6 +149,8 @@ async def create_user(
     # as a move takes it before the organisations' row locks, which that reference's key share
     # would hold up (a deadlock otherwise). The organisation read again under it.
     await locks.xact_lock(conn, locks.Lock.ROLE_NAMES, brand_of(org["path"]))
+    if actor is not None:  # as it is now: demoted or deactivated meanwhile, maybe
+        actor = await _caller_now(conn, actor, "users.write")
     org = await _user_org(conn, actor, data.org_id)
     live = await (
         await conn.execute(
@@ -327,6 +354,8 @@ async def update_user(
         # takes it too, so it never names one this change demotes or deactivates
         seen = await _visible_user(conn, actor, user_id)
         await locks.xact_lock(conn, locks.Lock.ROLE_NAMES, brand_of(seen["path"]))
+        # the caller as it is now (``_caller_now``): its checks below, and ``_set_roles``'s
+        actor = await _caller_now(conn, actor, "users.write")
     # the user's row first, then its permissions read anew: two changes of one user (a reset, a
     # promotion) are checked and written one at a time (a probe: a reset checked against the
     # roles before a promotion committed between its check and its write took over the account)
@@ -436,13 +465,14 @@ async def create_role(conn: Conn, actor: Principal, data: RoleIn) -> RoleOut:
     actor.require("roles.write")
     if data.name in BUILTIN_ROLES:
         raise Conflict(f"{data.name} is a built-in role", code="duplicate_role")
-    check_grantable(actor, data.permissions)
     # one meaning per name along a line of organisations: a role of the same name above or
     # below would shadow or be shadowed (``_resolve_roles`` takes the nearest; probe T: a store
     # manager's "auditor" with its own permissions took the place of the brand's read-only one
     # when the brand admin gave a store user "auditor"); checked and written under the brand's
     # lock, as a move checks them (review R6: two at once, above and below, both passed)
     await locks.xact_lock(conn, locks.Lock.ROLE_NAMES, brand_of(actor.org_path))
+    actor = await _caller_now(conn, actor, "roles.write")  # granting as it is now
+    check_grantable(actor, data.permissions)
     exists = await (
         await conn.execute(  # the organisation's path as it is now: moved, maybe, meanwhile
             """SELECT 1 FROM orgs here, roles r JOIN orgs o ON o.id = r.org_id
@@ -475,10 +505,13 @@ async def _get_role(conn: Conn, role_id: int) -> RoleOut:
     return RoleOut(**row)
 
 
-async def _managed_role(conn: Conn, actor: Principal, role_id: int, lock: str) -> RoleOut:
-    """A custom role the caller may change, its row locked first (``lock``: ``FOR UPDATE`` to
-    delete it, ``FOR NO KEY UPDATE`` to change it): two changes or deletions at once go one
-    after the other (a probe: two deletions both answered 204 and both were audited).
+async def _managed_role(
+    conn: Conn, actor: Principal, role_id: int, lock: str
+) -> tuple[Principal, RoleOut]:
+    """The caller as it is now (``_caller_now``) and a custom role it may change, the role's
+    row locked first (``lock``: ``FOR UPDATE`` to delete it, ``FOR NO KEY UPDATE`` to change
+    it): two changes or deletions at once go one after the other (a probe: two deletions both
+    answered 204 and both were audited).
 
     The brand's role-name lock comes first (``Lock.ROLE_NAMES``: before the role's row), and
     the holders' rows after the role's: a promotion of a holder (``update_user`` of roles takes
@@ -489,6 +522,7 @@ async def _managed_role(conn: Conn, actor: Principal, role_id: int, lock: str) -
     issues codes). The caller's brand: a role outside its subtree is not found."""
     actor.require("roles.write")
     await locks.xact_lock(conn, locks.Lock.ROLE_NAMES, actor.brand_id)
+    actor = await _caller_now(conn, actor, "roles.write")
     row = await (
         await conn.execute(
             "SELECT r.org_id, o.path FROM roles r LEFT JOIN orgs o ON o.id = r.org_id "
@@ -519,7 +553,7 @@ async def _managed_role(conn: Conn, actor: Principal, role_id: int, lock: str) -
     assert held is not None
     ensure_not_stronger(actor, role.permissions, "role")
     ensure_not_stronger(actor, held["permissions"], "role (a user holding it)")
-    return role
+    return actor, role
 
 
 async def _holds(conn: Conn, actor: Principal, role_id: int) -> bool:
@@ -534,7 +568,7 @@ async def _holds(conn: Conn, actor: Principal, role_id: int) -> bool:
 
 
 async def update_role(conn: Conn, actor: Principal, role_id: int, patch: RolePatch) -> RoleOut:
-    before = await _managed_role(conn, actor, role_id, "FOR NO KEY UPDATE")
+    actor, before = await _managed_role(conn, actor, role_id, "FOR NO KEY UPDATE")
     # a value it has already is no change: saved unchanged, no write and no row, as PATCH
     # /orgs/{id} {} (a probe: an ``update`` row whose before and after were the same)
     if patch.permissions is not msgspec.UNSET:
@@ -590,7 +624,7 @@ async def _holders(conn: Conn, role_id: int) -> list[int]:
 async def delete_role(conn: Conn, actor: Principal, role_id: int) -> None:
     """Delete a custom role no user holds (409 ``role_in_use``). Its row is locked before the
     check, which also keeps an assignment (its foreign key) from slipping in between."""
-    before = await _managed_role(conn, actor, role_id, "FOR UPDATE")
+    actor, before = await _managed_role(conn, actor, role_id, "FOR UPDATE")
     used = await (
         await conn.execute("SELECT 1 FROM user_roles WHERE role_id = %s LIMIT 1", (role_id,))
     ).fetchone()
