@@ -922,6 +922,7 @@ async def test_a_position_anchored_with_another_hash_is_never_answered_as_the_he
     assert_error(again, 409, "chain_broken")
     head = (await client.get("/chain", headers=headers)).json()
     assert head["position"] == 6 and head["hash"] != old["hash"]  # chained, not anchored
+    assert head["error"] and "another hash" in head["error"], head  # kept, as the workers keep it
     listed = (await client.get("/chain/anchors", headers=headers)).json()
     assert listed["items"] == [old]
     report = (await client.post("/chain/check", headers=headers, json={})).json()
@@ -1107,6 +1108,52 @@ async def test_a_repaired_head_loses_its_error_with_nothing_pending(
         await chain_pass(own)  # the workers' pass takes the brand again
         row = await (await own.execute(head, (bad,))).fetchone()
     assert row == {"position": 3, "error": None}
+
+
+async def test_a_head_checking_out_keeps_the_error_of_an_anchor_signed_with_another_hash(
+    client: Any, settings: Any, tenant: Any
+) -> None:
+    """A review probe: a head that checks out cleared the error it held, nothing pending too — also
+    the workers' "anchor N signed another hash at position P" (the chain trimmed and refilled: the
+    one sign a consistent rewrite of the links cannot hide). The next ``POST /chain/anchors``
+    wiped it (then answered 409), as did ``tracecode chain run``, and the workers chained the
+    brand again. A batch keeps that error now (``ChainBroken``) while an anchor disagrees with
+    the chain, and clears it once none does."""
+    from workers.chain import chain_pass
+
+    brand_id, headers = tenant
+    ids = await write(settings, events_of(brand_id, 6, "kept"))
+    await chain_now(settings)
+    assert (await client.post("/chain/anchors", headers=headers)).status_code == 201
+    await _trim_tail(settings, brand_id, ids)
+    await write(settings, events_of(brand_id, 2, "kept-new"))
+    async with await connect(settings) as own:
+        await chainer.chain_all(own, [brand_id])  # back to 6, another hash
+        await own.execute(
+            "UPDATE event_chain_anchors SET anchored_at = anchored_at - interval '2 hours' "
+            "WHERE brand_id = %s",
+            (brand_id,),
+        )
+        await anchors.anchor_due(own, settings)
+    head = (await client.get("/chain", headers=headers)).json()
+    assert head["error"] and "another hash" in head["error"], head
+    again = await client.post("/chain/anchors", headers=headers)  # nothing pending
+    assert_error(again, 409, "chain_broken")
+    assert "another hash" in (await client.get("/chain", headers=headers)).json()["error"]
+    await write(settings, events_of(brand_id, 1, "kept-later"))
+    async with await connect(settings) as own:
+        assert brand_id in await chainer.pending_brands(own, broken=True)
+        done = await chainer.chain_all(own, [brand_id])  # ``tracecode chain run``
+        assert "another hash at position 6" in done.failed[brand_id], done
+        await chain_pass(own)  # the workers leave the brand out
+        head = (await client.get("/chain", headers=headers)).json()
+        assert head["position"] == 6 and "another hash" in head["error"], head
+        # no anchor disagrees any more (here: a DBA dropped it): the next batch clears the error
+        await own.execute("DELETE FROM event_chain_anchors WHERE brand_id = %s", (brand_id,))
+        done = await chainer.chain_all(own, [brand_id])
+        assert done.failed == {} and done.appended == 1
+    head = (await client.get("/chain", headers=headers)).json()
+    assert head["position"] == 7 and head["error"] is None, head
 
 
 async def test_an_on_demand_anchor_over_an_event_it_cannot_hash_is_chain_broken(

@@ -193,21 +193,46 @@ async def _head(conn: Conn, brand_id: int, wait: bool = False) -> dict[str, Any]
     return head
 
 
+async def _clear_error(conn: Conn, brand_id: int, position: int) -> None:
+    """Clear the error the brand's head holds, the head checking out — unless an anchor signed a
+    hash the chain does not hold at its position (another hash than its link's, or a position
+    past the head): ``ChainBroken``, the error kept. That is the sign a consistent rewrite of the
+    links cannot hide (``anchors.anchor_head``'s ``chain_broken``), and a head that checks out
+    does not repair it (a probe: the next ``POST /chain/anchors``, nothing pending, cleared the
+    error the workers' anchoring kept, then answered 409 — and the workers chained the brand
+    again). Checked only here, with an error kept: never on a healthy chain's batches."""
+    wrong = await (
+        await conn.execute(
+            """SELECT a.id, a.position FROM event_chain_anchors a
+               LEFT JOIN event_chain c ON c.brand_id = a.brand_id AND c.position = a.position
+               WHERE a.brand_id = %s AND (a.position > %s OR c.hash IS DISTINCT FROM a.hash)
+               ORDER BY a.position LIMIT 1""",
+            (brand_id, position),
+        )
+    ).fetchone()
+    if wrong is not None:
+        raise ChainBroken(
+            f"anchor {wrong['id']} signed another hash at position {wrong['position']}: the chain"
+            " was altered"
+        )
+    await conn.execute(
+        "UPDATE event_chain_heads SET error = NULL, error_at = NULL WHERE brand_id = %s",
+        (brand_id,),
+    )
+
+
 async def chain_batch(conn: Conn, brand_id: int, limit: int = BATCH, wait: bool = False) -> int:
     """Append up to ``limit`` of the brand's pending events to its chain, in one transaction;
     the number appended (0: nothing pending, or another chainer is at it — with ``wait``, only
     nothing pending: it waits for the other to finish, then chains what is left). A head that
-    checks out clears the error it holds, even with nothing pending (the repair is done)."""
+    checks out clears the error it holds, even with nothing pending (the repair is done) — but
+    not while an anchor disagrees with the chain (``_clear_error``: ``ChainBroken``)."""
     async with conn.transaction():
         head = await _head(conn, brand_id, wait)
         if head is None:
             return 0
         if head["error"] is not None:
-            await conn.execute(
-                """UPDATE event_chain_heads SET error = NULL, error_at = NULL
-                   WHERE brand_id = %s""",
-                (brand_id,),
-            )
+            await _clear_error(conn, brand_id, head["position"])
         rows = await (
             await conn.execute(
                 _PENDING,

@@ -168,7 +168,7 @@ async def anchor_now(
     it, for the same reason. The lock is held until the request's transaction ends, so two
     anchors at once are made one after the other. A head whose position was anchored with
     another hash is 409 ``chain_broken`` (``anchors.anchor_head``), the events chained first
-    committed all the same."""
+    committed all the same, and the reason kept on the head."""
     brand_id = chain_brand(actor)
     await _wait_for_horizon(conn, await _snapshot_xmax(conn))
     await _catch_up(conn, brand_id)
@@ -176,6 +176,9 @@ async def anchor_now(
         anchor, created = await anchors.anchor_head(conn, settings, brand_id, actor.person)
     except Conflict as exc:
         if exc.code == "chain_broken":  # the head's position was signed with another hash
+            # kept on the head, as the workers' anchoring keeps it: the workers leave the brand
+            # out, and no batch clears it while the anchor disagrees (``chainer._clear_error``)
+            await chainer.record_failure(conn, brand_id, exc, "anchored")
             await conn.commit()  # what was chained stays: valid links, although not anchored
         raise
     if created:
