@@ -1003,6 +1003,42 @@ async def test_phones_written_with_separators_and_addresses_ending_a_sentence_ar
     ), masked
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "police case 2026-139-8765-4321",  # a grouped reference number
+        "PO-138-1234-5678-01",  # an order line
+        "counts 100 150 1200 1300",  # a list of counts
+        "lot 7 139 8765 4321",
+        "ids 139-8765-4321-\uff10 and \uff12 138 1234 5678",  # full-width digits
+    ],
+)
+def test_a_longer_number_written_in_groups_keeps_its_3_4_4_part(text: str) -> None:
+    """A review probe: the 3-4-4 form had no guard against its separator going on: a digit and
+    a separator before it, or a separator and a digit after it, continue a longer grouped number
+    (a case number, an order line, a list of counts), and its middle was masked as a phone."""
+    from app.triage.evidence import _masked_text
+
+    assert _masked_text(text) == text
+    assert _masked_text(f"{text}; call 138 1234 5678.") == f"{text}; call 138****5678."
+
+
+async def test_the_reference_is_kept_as_given(client: Any, login: Any, demo: Any, app: Any) -> None:
+    """A review probe: the pack's ``reference`` — the investigator's own case number, no
+    consumer's data — went through the masking of free text: a case number written in groups was
+    masked in the pack and in its audit row. It is kept as given."""
+    admin = await login("admin")
+    alert = await _plain_alert(app, demo["BRAND-LUMI"], demo["BRAND-LUMI"])
+    reference = "PSB 138 1234 5678 / 139-8765-4321"
+    pack = await client.post(
+        f"/alerts/{alert}/evidence", headers=admin, params={"reference": reference}
+    )
+    assert pack.status_code == 200, pack.text
+    assert json.loads(pack.content)["reference"] == reference
+    audited = await audit_rows(app, "alert", alert, "evidence_pack")
+    assert audited[-1]["after"]["reference"] == reference
+
+
 async def test_a_code_pack_says_how_many_of_its_alerts_it_holds(
     client: Any, login: Any, demo: Any, app: Any, monkeypatch: Any
 ) -> None:

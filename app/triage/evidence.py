@@ -2,19 +2,19 @@
 court or the brand's lawyers, verifiable offline with the pack and the public key alone.
 
 What a pack holds (``format`` ``tracecode-evidence-pack/1``): who made it, when, for what
-(``subject``; ``reference``: the caller's case number, optional), the alert with its verdicts
-(every one given, with its note, who and when), the code (serial, kind; none for an alert
-counting several serials), its product, its verification records (time, the serial asked with,
-result, reason, the n-th query, whether the PIN was given, the coarse location — province and
+(``subject``; ``reference``: the caller's case number, optional, as given — never masked), the alert
+with its verdicts (every one given, with its note, who and when), the code (serial, kind; none for
+an alert counting several serials), its product, its verification records (time, the serial asked
+with, result, reason, the n-th query, whether the PIN was given, the coarse location — province and
 city the address was placed in —, the client; a code-less alert's — forged serials of one brand
-share one alert per reason — those it counted: the brand's code-less records of its reason in
-its period, the ``window`` named), its trace (``app.codes.trace``: every event, the containers
-it travelled in) as the caller may see it, and for a code pack the alerts of the code (the
-earliest ``MAX_ALERTS``: ``alerts_total`` counts them all, ``alerts_included`` those held). A unit's
-pack holds the alerts and records of the units it replaced too (P5), each naming its serial —
-an old label's scans made after its replacement too, where the trace stops: a replaced label
-scanned again is a sign of its reuse, which an investigator wants to see. The brand's staff
-notes are the verdicts' notes.
+share one alert per reason — those it counted: the brand's code-less records of its reason in its
+period, the ``window`` named), its trace (``app.codes.trace``: every event, the containers it
+travelled in) as the caller may see it, and for a code pack the alerts of the code (the earliest
+``MAX_ALERTS``: ``alerts_total`` counts them all, ``alerts_included`` those held). A unit's pack
+holds the alerts and records of the units it replaced too (P5), each naming its serial — an old
+label's scans made after its replacement too, where the trace stops: a replaced label scanned again
+is a sign of its reuse, which an investigator wants to see. The brand's staff notes are the
+verdicts' notes.
 
 A limit of a code-less alert's ``window``: it is by scan time, while an alert counts a record
 when it is stored (``app.verify.records.ALERT``). A scan made before the previous alert of its
@@ -92,11 +92,16 @@ PRIVACY = (
 )
 # A mobile number in free text: 11 digits, ASCII or full-width, whole or written 3-4-4 with one
 # separator (``138 1234 5678``, ``139-8765-4321``), ``+86`` before it or not; never a part of a
-# longer run of digits or letters (a serial, an order number)
+# longer run of digits or letters (a serial, an order number) — nor, written 3-4-4, of a longer
+# number written in groups: no digit and separator before it, no separator and digit after it (a
+# review probe: ``2026-139-8765-4321``, ``PO-138-1234-5678-01`` were masked in their middle)
 _DIGIT = "[0-9\uff10-\uff19]"
+_PREFIX = "(?:[+\uff0b]?[8\uff18][6\uff16][- ]?)?"
+_FIRST = "[1\uff11][3-9\uff13-\uff19]"
 _PHONE = re.compile(
-    rf"(?<![0-9\uff10-\uff19A-Za-z])(?:[+\uff0b]?[8\uff18][6\uff16][- ]?)?"
-    rf"([1\uff11][3-9\uff13-\uff19]{_DIGIT}(?P<sep>[- ]?){_DIGIT}{{4}}(?P=sep){_DIGIT}{{4}})"
+    rf"(?<![0-9\uff10-\uff19A-Za-z])(?:{_PREFIX}(?P<whole>{_FIRST}{_DIGIT}{{9}})"
+    rf"|(?<!{_DIGIT}[- ]){_PREFIX}(?P<split>{_FIRST}{_DIGIT}(?P<sep>[- ]){_DIGIT}{{4}}"
+    rf"(?P=sep){_DIGIT}{{4}})(?![- ]{_DIGIT}))"
     r"(?![0-9\uff10-\uff19A-Za-z])"
 )
 _PLAIN = str.maketrans("".join(chr(0xFF10 + d) for d in range(10)), "0123456789", " -")
@@ -222,7 +227,7 @@ async def _finish(
         "pack_id": pack_id,
         "generated_at": _utc(datetime.now(UTC)),
         "generated_by": await _who(conn, actor),
-        "reference": _masked_text(reference) if reference else None,
+        "reference": reference or None,  # the caller's own case number: kept as given
         "privacy": PRIVACY,
         **content,
     }
@@ -523,7 +528,7 @@ def mask_ip(address: str | None) -> str | None:
 
 def _masked_text(text: str) -> str:
     """Free text with phone numbers (``138****1234``) and IPv4 addresses masked."""
-    text = _PHONE.sub(lambda m: mask_phone(m.group(1).translate(_PLAIN)), text)
+    text = _PHONE.sub(lambda m: mask_phone((m["whole"] or m["split"]).translate(_PLAIN)), text)
     return _IPV4.sub(lambda m: m.group(1) + ".*.*", text)
 
 
