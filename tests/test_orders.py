@@ -18,6 +18,7 @@ from tests.helpers import (
     new_org,
     new_user,
     sales_order,
+    signed_in,
 )
 from tests.test_hardening_logistics import document, move
 
@@ -756,3 +757,43 @@ async def test_an_order_made_through_an_api_key_names_its_maker(
     ).fetchone()
     maker = (await client.get("/auth/me", headers=admin)).json()["user_id"]
     assert row["created_by"] == maker, row
+
+
+async def test_the_factory_warehouse_finds_reads_and_ships_the_brands_order(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: the brand's order to an agent (BRAND-LUMI → AGENT-ZJ) ships from the brand's side
+    below it — its factory's warehouse too (README, ``documents._ships_for``) — yet the
+    warehouse's clerk found it in no list (``GET /orders?erp_no=`` 0 orders), read it nowhere
+    (404) and drafting against it answered 422 ``unknown_order``: a warehouse read its parent's
+    orders only. One rule now (``orders.SENDERS``): a warehouse reads and ships the orders of any
+    sender above it with no agent, distributor or store in between — an agent's warehouse its
+    agent's, never the brand's to the agent."""
+    goods = await pack(client, login, app, demo, 1)
+    partner, clerk, admin = await login("partner"), await login("clerk"), await login("admin")
+    brands = await _order(client, partner, demo["BRAND-LUMI"], demo["AGENT-ZJ"], goods)
+    erp_no = (await client.get(f"/orders/{brands}", headers=partner)).json()["erp_no"]
+    listed = await client.get("/orders", headers=clerk, params={"erp_no": erp_no})
+    assert [row["id"] for row in listed.json()["items"]] == [brands], listed.text
+    read = await client.get(f"/orders/{brands}", headers=clerk)
+    assert read.status_code == 200, read.text
+    shipped = await move(client, clerk, goods.cases, kind="outbound", order_id=brands)
+    assert shipped["counterparty_id"] == demo["AGENT-ZJ"]
+    after = await client.get(f"/orders/{brands}", headers=partner)
+    assert [line["shipped"] for line in after.json()["lines"]] == [10]
+    # a warehouse of the agent: the agent's own orders, never the brand's (the agent between)
+    warehouse = await new_org(client, admin, "warehouse", demo["AGENT-ZJ"])
+    agent_wh = await signed_in(
+        client, await new_user(client, admin, warehouse["id"], ["warehouse_clerk"])
+    )
+    agents = await _order(
+        client, await login("agent_admin"), demo["AGENT-ZJ"], demo["STORE-HZ-01"], goods
+    )
+    assert (await client.get(f"/orders/{agents}", headers=agent_wh)).status_code == 200
+    assert_error(await client.get(f"/orders/{brands}", headers=agent_wh), 404, "unknown_order")
+    listed = await client.get("/orders", headers=agent_wh, params={"erp_no": erp_no})
+    assert listed.json()["total"] == 0, listed.text
+    draft = await client.post(
+        "/documents", headers=agent_wh, json={"kind": "outbound", "order_id": brands}
+    )
+    assert_error(draft, 422, "unknown_order")

@@ -219,3 +219,75 @@ async def test_an_agent_names_no_other_agent_s_store_clerk_as_the_salesperson(
         "/documents", headers=factory, json={**body, "salesperson_id": gz_clerk}
     )
     assert by_stock.status_code == 201, by_stock.text
+
+
+async def test_the_salesperson_is_judged_by_the_organisation_shipping_not_the_caller(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: the brand's admin drafting the Zhejiang agent's outbound to its store
+    (``org_id`` AGENT-ZJ) named the Guangdong agent's store clerk as its salesperson (201), as
+    the check judged the caller's subtree (the whole brand) — README: never another agent's
+    store's staff. The draft and its confirmation judge the document's organisation, as the
+    picker does (``documents.salesperson_paths``): its own people, and a store's only when it is
+    of the brand's own stock."""
+    admin = await login("admin")
+    gz_clerk = (await client.get("/users", headers=admin, params={"q": "gz_clerk"})).json()
+    gz_id = next(row["id"] for row in gz_clerk["items"] if row["username"] == "gz_clerk")
+    for_agent = {"kind": "outbound", "org_id": demo["AGENT-ZJ"]}
+    named = await client.post(
+        "/documents",
+        headers=admin,
+        json={**for_agent, "counterparty_id": demo["STORE-HZ-01"], "salesperson_id": gz_id},
+    )
+    assert_error(named, 422, "unknown_user")
+    for_stock = {"kind": "outbound", "org_id": demo["WH-SZ-01"]}  # the brand's stock: any store
+    by_stock = await client.post(
+        "/documents",
+        headers=admin,
+        json={**for_stock, "counterparty_id": demo["STORE-GZ-01"], "salesperson_id": gz_id},
+    )
+    assert by_stock.status_code == 201, by_stock.text
+    # at the confirmation too: the agent's store clerk moved to another agent's store since
+    made = await new_user(client, admin, demo["STORE-HZ-01"], ["store_clerk"])
+    draft = await client.post(
+        "/documents",
+        headers=admin,
+        json={**for_agent, "counterparty_id": demo["STORE-HZ-01"], "salesperson_id": made["id"]},
+    )
+    assert draft.status_code == 201, draft.text
+    row = {"erp_code": f"SP-{made['username']}", "username": made["username"],
+           "org_erp_code": "STORE-GZ-01"}  # fmt: skip
+    moved = await client.post("/users/import", headers=admin, json={"items": [row]})
+    assert moved.status_code == 200 and moved.json()["rejected"] == 0, moved.text
+    confirmed = await client.post(f"/documents/{draft.json()['id']}/confirm", headers=admin)
+    assert_error(confirmed, 422, "unknown_user")
+
+
+async def test_a_salesperson_only_on_an_outbound_to_a_store(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: a ``salesperson_id`` on an outbound to a distributor was accepted and shown on
+    the document, yet its units got none (L6: an outbound to a store gives its units the store
+    and the salesperson, ``movements.move_state``); on an inbound, a return, an exception or a
+    factory inbound it was stored as well. Either answers 422 ``salesperson_not_allowed`` now,
+    as a ``reason``, ``order_id`` or ``counterparty_id`` on the wrong kind does."""
+    agent = await login("agent_clerk")
+    listed = await client.get("/documents/salespeople", headers=agent, params={"q": "fieldrep"})
+    rep = listed.json()["items"][0]["id"]
+    to_distributor = await client.post(
+        "/documents",
+        headers=agent,
+        json={"kind": "outbound", "counterparty_id": demo["DIST-NB"], "salesperson_id": rep},
+    )
+    assert_error(to_distributor, 422, "salesperson_not_allowed")
+    for kind in ("inbound", "return", "exception", "factory_inbound"):
+        made = await client.post(
+            "/documents", headers=agent, json={"kind": kind, "salesperson_id": rep}
+        )
+        assert_error(made, 422, "salesperson_not_allowed")
+    to_store = await client.post(
+        "/documents",
+        headers=agent,
+        json={"kind": "outbound", "counterparty_id": demo["STORE-HZ-01"], "salesperson_id": rep},
+    )
+    assert to_store.status_code == 201, to_store.text

@@ -37,7 +37,7 @@ from app.logistics.movements import (
     Plan,
     UnitRow,
 )
-from app.logistics.orders import get_order, require_reader
+from app.logistics.orders import SENDERS, SHIPPED_BY, get_order, require_reader
 from app.logistics.schemas import (
     CodesIn,
     DocumentIn,
@@ -55,7 +55,7 @@ from app.logistics.schemas import (
     SaleIn,
     SummaryLineOut,
 )
-from app.orgs.schemas import CHANNEL_KINDS, SELLING_KINDS
+from app.orgs.schemas import CHANNEL_KINDS
 
 # who sells to consumers: the kinds a member's claim sells at too (``app.members.points``)
 RETAIL_KINDS = ("store", "agent", "distributor")
@@ -373,6 +373,9 @@ async def create_document(conn: Conn, actor: Principal, data: DocumentIn) -> Doc
             f"a {data.kind} document names no counterparty: no counterparty_id",
             code="counterparty_not_allowed",
         )
+    if data.salesperson_id is not None and not movement.designates:
+        # only a store's outbound gives its units a salesperson (``_check_salesperson``)
+        raise _salesperson_not_allowed(f"a {data.kind} document")
     _check_reason(movement, data)
     org = await _own_org(conn, actor, actor.org_id if data.org_id is None else data.org_id)
     order = await _order_for(conn, actor, org, data.order_id)
@@ -380,7 +383,7 @@ async def create_document(conn: Conn, actor: Principal, data: DocumentIn) -> Doc
     other = await _check_counterparty(conn, actor, movement, org, counterparty)
     await _ensure_open(conn, movement, counterparty)
     if data.salesperson_id is not None:
-        await _check_salesperson(conn, actor, data.salesperson_id, other)
+        await _check_salesperson(conn, movement, org["path"], data.salesperson_id, other)
     customer = _customer(movement, data, other)
     doc_id = await _insert_document(
         conn, actor, movement, data, org["id"], counterparty, order_id, customer
@@ -568,26 +571,24 @@ async def _order_for(
     conn: Conn, actor: Principal, org: dict[str, Any], order_id: int | None
 ) -> dict[str, Any] | None:
     """The order a draft is made against: one the caller may read (``orders.get_order``: either
-    end in the caller's subtree, or the order of the warehouse's parent the document's
-    warehouse ships); any other does not exist (422 ``unknown_order``). A probe: every order
-    from or to an organisation above the document's was taken — a store drafted against the
-    brand's order to another agent, read its ERP number and lines through the draft (``GET
-    /orders/{id}`` 404), and shipped its own goods under it."""
+    end in the caller's subtree, or one the document's warehouse ships, ``orders.SHIPPED_BY``);
+    any other does not exist (422 ``unknown_order``). A probe: every order from or to an
+    organisation above the document's was taken — a store drafted against the brand's order to
+    another agent, read its ERP number and lines through the draft (``GET /orders/{id}`` 404),
+    and shipped its own goods under it."""
     if order_id is None:
         return None
     order = await (
         await conn.execute(
-            """SELECT r.id, r.brand_id, r.from_org_id, r.to_org_id, r.status,
-                      f.path AS from_path, t.path AS to_path
-               FROM orders r JOIN orgs f ON f.id = r.from_org_id
-               JOIN orgs t ON t.id = r.to_org_id WHERE r.id = %s""",
-            (order_id,),
+            f"""SELECT o.id, o.brand_id, o.from_org_id, o.to_org_id, o.status,
+                       f.path AS from_path, t.path AS to_path, {SHIPPED_BY} AS shipped
+                FROM orders o JOIN orgs f ON f.id = o.from_org_id
+                JOIN orgs t ON t.id = o.to_org_id WHERE o.id = %(id)s""",
+            {"id": order_id, "me": org["id"]},
         )
     ).fetchone()
     if order is None or not (
-        actor.sees(order["from_path"])
-        or actor.sees(order["to_path"])
-        or (org["kind"] == "warehouse" and org["parent_id"] == order["from_org_id"])
+        actor.sees(order["from_path"]) or actor.sees(order["to_path"]) or order["shipped"]
     ):
         raise Unprocessable("no such order", code="unknown_order")
     return order
@@ -607,7 +608,7 @@ async def _counterparty(
             counterparty = org["parent_id"] if counterparty is None else counterparty
     elif movement.receiver == "counterparty":  # shipping to it (outbound, return)
         if order is not None:
-            if not await _ships_for(conn, org["path"], order["from_path"]):
+            if not await _ships_for(conn, org["id"], order["from_org_id"]):
                 raise Unprocessable("the order ships from another organisation", code="wrong_order")
             if order["status"] in ("closed", "cancelled"):
                 raise Conflict(f"the order is {order['status']}", code="order_closed")
@@ -633,20 +634,15 @@ async def _counterparty(
     return counterparty, order_id
 
 
-async def _ships_for(conn: Conn, org_path: str, sender_path: str) -> bool:
-    """Whether the organisation at ``org_path`` ships an order of the sender at
-    ``sender_path``: the sender itself, or its side below it — no organisation that sells on
-    (agent, distributor, store: ``SELLING_KINDS``; a branch is the brand's side) on the way down
-    (a probe: an agent shipped its own goods against the brand's order to the agent's store,
-    counted as the brand's shipment, and a distributor filled its agent's order so)."""
-    if not org_path.startswith(sender_path):
-        return False
+async def _ships_for(conn: Conn, org_id: int, sender_id: int) -> bool:
+    """Whether the organisation ``org_id`` ships an order of ``sender_id``: the sender itself, or
+    its side below it — no organisation that sells on (agent, distributor, store) on the way
+    down (``orders.SENDERS``, the rule the orders a warehouse reads follow too; a probe: an agent
+    shipped its own goods against the brand's order to the agent's store, counted as the
+    brand's shipment, and a distributor filled its agent's order so)."""
     row = await (
         await conn.execute(
-            """SELECT NOT EXISTS (SELECT 1 FROM orgs a
-                WHERE a.id = ANY(string_to_array(trim(both '/' FROM %s), '/')::bigint[])
-                  AND a.kind = ANY(%s)) AS own""",
-            (org_path[len(sender_path) :], list(SELLING_KINDS)),
+            f"SELECT %(sender)s IN ({SENDERS}) AS own", {"me": org_id, "sender": sender_id}
         )
     ).fetchone()
     return bool(row and row["own"])
@@ -717,42 +713,64 @@ async def _shipment_sender(
     return shipment["org_id"], shipment["order_id"]
 
 
+async def salesperson_paths(conn: Conn, org_path: str, store: dict[str, Any] | None) -> list[str]:
+    """The organisation paths (``LIKE`` patterns) whose active users an outbound of the
+    organisation at ``org_path`` to ``store`` may name as its salesperson (L6): its own subtree's
+    and, when it is of the brand's own stock (which supplies any store), the store's. The one
+    rule of the draft (``_check_salesperson``) and the picker (``salespeople``): judged by the
+    organisation shipping, never the caller (a probe: the brand's admin drafting the Zhejiang
+    agent's outbound to its store named the Guangdong agent's store clerk)."""
+    paths = [org_path + "%"]
+    if store and store["kind"] == "store" and not await in_channel(conn, org_path):
+        paths.append(store["path"] + "%")
+    return paths
+
+
+def _salesperson_not_allowed(what: str) -> Unprocessable:
+    return Unprocessable(
+        f"{what} names no salesperson: no salesperson_id", code="salesperson_not_allowed"
+    )
+
+
 async def _check_salesperson(
-    conn: Conn, actor: Principal, user_id: int, other: dict[str, Any] | None
+    conn: Conn,
+    movement: Movement,
+    org_path: str,
+    user_id: int,
+    other: dict[str, Any] | None,
 ) -> None:
-    """A salesperson is whom the picker lists (``salespeople.list_salespeople``): an active user
-    (of an organisation line still active) of the caller's subtree, or of the store the goods go
-    to when the caller is of the brand's own stock (which supplies any store; a probe: the
-    Zhejiang agent's clerk named the Guangdong agent's store clerk, whom its picker refuses to
-    list). Any other answers like a user that does not exist (a probe: a salesperson who had
-    left was named on new shipments). Checked at the draft and again at its confirmation."""
+    """A salesperson only on an outbound to a store (L6: its units get the store and the
+    salesperson, ``movements.move_state``; a probe: one named on an outbound to a distributor,
+    or on an inbound, was shown on the document and on no unit), else 422
+    ``salesperson_not_allowed``; and one the picker lists for the document's organisation
+    (``salesperson_paths``): an active user (of an organisation line still active) under it, or
+    under the store the goods go to when it is of the brand's own stock. Any other answers like
+    a user that does not exist (a probe: a salesperson who had left was named on new shipments).
+    Checked at the draft and again at its confirmation."""
+    if not movement.designates:
+        raise _salesperson_not_allowed(f"a {movement.kind} document")
+    if other is None or other["kind"] != "store":
+        raise _salesperson_not_allowed("an outbound to other than a store")
     user = await (
         await conn.execute(
-            f"""SELECT o.path FROM users u JOIN orgs o ON o.id = u.org_id
-                 WHERE u.id = %s AND u.status = 'active' AND {org_status("o")} = 'active'""",
-            (user_id,),
+            f"""SELECT 1 FROM users u JOIN orgs o ON o.id = u.org_id
+                 WHERE u.id = %s AND u.status = 'active' AND {org_status("o")} = 'active'
+                   AND o.path LIKE ANY(%s)""",
+            (user_id, await salesperson_paths(conn, org_path, other)),
         )
     ).fetchone()
-    if user is None or not (
-        actor.sees(user["path"])
-        or (
-            other
-            and other["kind"] == "store"
-            and user["path"].startswith(other["path"])
-            and not await in_channel(conn, actor.org_path)
-        )
-    ):
+    if user is None:
         raise Unprocessable("salesperson_id: no such user", code="unknown_user")
 
 
-async def _recheck_salesperson(conn: Conn, actor: Principal, row: dict[str, Any]) -> None:
+async def _recheck_salesperson(conn: Conn, movement: Movement, row: dict[str, Any]) -> None:
     """The draft's salesperson, checked again when it is confirmed (a probe: a store clerk
     deactivated after the draft was named on every unit shipped; the counterparty is checked at
     both steps too). Read as the draft's checks are: no lock beyond the document's."""
     if row["salesperson_id"] is None:
         return
     other = None if row["counterparty_id"] is None else await _org(conn, row["counterparty_id"])
-    await _check_salesperson(conn, actor, row["salesperson_id"], other)
+    await _check_salesperson(conn, movement, row["org_path"], row["salesperson_id"], other)
 
 
 async def in_channel(conn: Conn, org_path: str) -> bool:
@@ -968,7 +986,7 @@ async def confirm(conn: Conn, actor: Principal, scheme: Scheme, doc_id: int) -> 
     movement = MOVEMENTS[row["kind"]]
     await _ensure_open(conn, movement, row["counterparty_id"])
     await _ensure_upstream(conn, movement, row["org_id"], row["counterparty_id"])
-    await _recheck_salesperson(conn, actor, row)
+    await _recheck_salesperson(conn, movement, row)
     plan = await movements.check(conn, scheme, row)
     await _hold_open(conn, movement, row)
     if plan.movement.approval:

@@ -14,6 +14,7 @@ from app.db import Conn
 from app.errors import Conflict, NotFound, Unprocessable
 from app.localtime import TODAY_SQL
 from app.logistics.schemas import OrderIn, OrderKind, OrderLineOut, OrderOut, OrderStatus
+from app.orgs.schemas import SELLING_KINDS
 from app.paging import Page, fetch_page
 
 _COLUMNS = """o.id, o.erp_no, o.kind, o.from_org_id, o.to_org_id, o.status, o.order_date, o.note,
@@ -43,12 +44,12 @@ async def _lines(conn: Conn, order_ids: list[int]) -> dict[int, list[OrderLineOu
 
 async def get_order(conn: Conn, actor: Principal, order_id: int) -> OrderOut:
     """An order is visible when either of its organisations is in the caller's subtree, or it
-    is the caller's to ship (``_SHIPPED_BY_ME``)."""
+    is the caller's warehouse's to ship (``SHIPPED_BY``)."""
     require_reader(actor)
     row = await (
         await conn.execute(
             f"""SELECT {_COLUMNS}, f.path AS from_path, t.path AS to_path,
-                       {_SHIPPED_BY_ME} AS mine
+                       {SHIPPED_BY} AS mine
                 FROM orders o
                 JOIN orgs f ON f.id = o.from_org_id JOIN orgs t ON t.id = o.to_org_id
                 WHERE o.id = %(id)s""",
@@ -64,11 +65,26 @@ async def get_order(conn: Conn, actor: Principal, order_id: int) -> OrderOut:
     return OrderOut(**row, lines=(await _lines(conn, [order_id]))[order_id])
 
 
-# The orders a warehouse ships: those its parent sends (a factory's, an agent's: a probe, the
-# factory warehouse's clerk could draft against them, ``documents._order_for``, but neither
-# list nor read them). ``%(me)s``: the caller's organisation.
-_SHIPPED_BY_ME = """o.from_org_id = (SELECT w.parent_id FROM orgs w
-                                    WHERE w.id = %(me)s AND w.kind = 'warehouse')"""
+_SELLING = ", ".join(f"'{kind}'" for kind in SELLING_KINDS)
+
+# The senders whose orders the organisation ``%(me)s`` (``m``) ships (L3): itself and those above
+# it with no organisation that sells on (agent, distributor, store: ``SELLING_KINDS``; a branch is
+# the brand's side) between them, nor is it one — a factory's warehouse ships the factory's and
+# the brand's orders, an agent's warehouse the agent's, never the brand's to the agent (a probe:
+# an agent shipped its own goods against the brand's order to its store, counted as the brand's
+# shipment). The one rule of who ships an order: ``documents._ships_for``, ``SHIPPED_BY``.
+SENDERS = f"""SELECT s.id FROM orgs m
+    JOIN orgs s ON s.id = ANY(string_to_array(trim(both '/' FROM m.path), '/')::bigint[])
+    WHERE m.id = %(me)s AND NOT EXISTS (SELECT 1 FROM orgs a
+        WHERE a.id = ANY(string_to_array(
+                  trim(both '/' FROM substr(m.path, length(s.path) + 1)), '/')::bigint[])
+          AND a.kind IN ({_SELLING}))"""
+
+# The orders (``o``) a warehouse ``%(me)s`` ships though neither end is in its subtree: those of
+# its ``SENDERS`` (a probe: the factory warehouse's clerk could neither list, read nor draft
+# against the brand's order to an agent, which ``documents._ships_for`` lets it ship). Only a
+# warehouse: a factory's or a branch's staff read no order of the brand's to another party.
+SHIPPED_BY = f"o.from_org_id IN ({SENDERS} AND m.kind = 'warehouse')"
 
 
 async def end_order(conn: Conn, actor: Principal, order_id: int, to: str) -> OrderOut:
@@ -272,7 +288,7 @@ async def list_orders(
 ) -> Page[OrderOut]:
     """A page of the orders the caller may read; ``status``: in any of these (none: all)."""
     require_reader(actor)
-    where = [f"(f.path LIKE %(prefix)s OR t.path LIKE %(prefix)s OR {_SHIPPED_BY_ME})"]
+    where = [f"(f.path LIKE %(prefix)s OR t.path LIKE %(prefix)s OR {SHIPPED_BY})"]
     params: dict[str, Any] = {"prefix": actor.org_path + "%", "me": actor.org_id}
     for column, value in (("o.kind", kind), ("o.erp_no", erp_no)):
         if value is not None:

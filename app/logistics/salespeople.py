@@ -1,9 +1,10 @@
 """Who may be named the responsible salesperson of an outbound (L6), for the staff app's picker.
 
-``POST /documents`` takes a ``salesperson_id`` and accepts an active user (of an organisation
-line still active) of the caller's subtree or, for a caller of the brand's own stock, of the
-store the goods go to (``documents._check_salesperson``, at the draft and at its confirmation:
-the same rule as this list, ``documents.in_channel``). A warehouse clerk holds
+``POST /documents`` takes a ``salesperson_id`` on an outbound to a store and accepts an active
+user (of an organisation line still active) under the document's organisation or, for one of the
+brand's own stock, under the store the goods go to (``documents._check_salesperson``, at the
+draft and at its confirmation: the same rule as this list for the caller's own organisation,
+``documents.salesperson_paths``). A warehouse clerk holds
 ``logistics.scan`` but not ``users.read``, so the user directory (``GET /users``) was closed to
 exactly the people who make agent-to-store shipments on the phone: the app had no salesperson
 field, and shipments made there named nobody. This list answers the clerk, under
@@ -21,7 +22,7 @@ from typing import Any
 from app.auth.principal import Principal
 from app.auth.service import org_status
 from app.db import Conn
-from app.logistics.documents import _org, _unknown_org, in_channel
+from app.logistics.documents import _org, _unknown_org, in_channel, salesperson_paths
 from app.logistics.schemas import SalespersonOut
 from app.paging import Page, contains, fetch_page
 
@@ -45,13 +46,12 @@ async def list_salespeople(
     ``unknown_org``, as one of another brand does (a review: an agent's clerk listed the
     usernames of any store of the brand, another agent's too)."""
     actor.require("logistics.scan")
-    prefixes = [actor.org_path + "%"]
+    store: dict[str, Any] | None = None
     if store_id is not None:
         store = await _org(conn, store_id, actor)
         if not actor.sees(store["path"]) and await in_channel(conn, actor.org_path):
             raise _unknown_org(store_id)
-        if store["kind"] == "store":
-            prefixes.append(store["path"] + "%")
+    prefixes = await salesperson_paths(conn, actor.org_path, store)
     where = [
         "o.path LIKE ANY(%(prefixes)s)",
         "u.status = 'active'",

@@ -266,6 +266,7 @@ export const ZH_CN: Readonly<Record<string, string>> = {
   request_key_reused: '该请求编号已用于另一个批次',
   retry: '数据正被同时修改，请重试',
   role_in_use: '该角色仍分配给了用户',
+  salesperson_not_allowed: '只有发往门店的出库单填写业务员',
   same_code: '新码与旧码相同',
   same_org: '订单的发货方和收货方不能相同',
   same_unit: '单品不能换成它自己',
