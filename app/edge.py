@@ -75,6 +75,21 @@ _HOST_ANY = re.compile(
 ).fullmatch
 
 
+# The GS1 resolver's paths (app.web.resolver): the CORS headers of its every answer, which the
+# edge check's refusals there carry too (a web scanner on another origin saw a CORS failure, not
+# the 400)
+RESOLVER_PATHS = ("/01/", "/00/")
+RESOLVER_ALONE = ("/01", "/00", "/.well-known/gs1resolver")
+_RESOLVER_METHODS = "GET, HEAD, OPTIONS"
+RESOLVER_CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": _RESOLVER_METHODS,
+    "Access-Control-Expose-Headers": "Link",
+    "Allow": _RESOLVER_METHODS,
+    "Vary": "Accept",
+}
+
+
 class InvalidHost(BadRequest):
     status, code = 400, "invalid_host"
 
@@ -271,18 +286,25 @@ def _host_ok_slowly(host: bytes) -> bool:
 def check_edge(scope: Any, bad_host: bytes | None = None) -> None:
     """400 ``invalid_host`` (raised) for ``bad_host``, a ``Host`` header that is no host[:port]
     (``host_ok``: the request layer checks each one as it reads the headers), then
-    ``invalid_character`` for a control character in the path or query."""
-    if bad_host is not None:
-        shown = bad_host[:200].decode("latin-1")
-        raise InvalidHost(
-            f"the Host header {shown!r} is not a host name or address with an optional port "
-            "of 0-65535",
-            details={"host": shown},
-        )
-    query = scope.get("query_string")
-    if query:
-        check_query(query)
-    check_text(scope["path"], what="path")
+    ``invalid_character`` for a control character in the path or query; either, of a GS1
+    resolver path, with the resolver's CORS headers (``RESOLVER_CORS``)."""
+    try:
+        if bad_host is not None:
+            shown = bad_host[:200].decode("latin-1")
+            raise InvalidHost(
+                f"the Host header {shown!r} is not a host name or address with an optional port "
+                "of 0-65535",
+                details={"host": shown},
+            )
+        query = scope.get("query_string")
+        if query:
+            check_query(query)
+        check_text(scope["path"], what="path")
+    except BadRequest as exc:
+        path = scope["path"]
+        if path.startswith(RESOLVER_PATHS) or path in RESOLVER_ALONE:
+            exc.headers = dict(RESOLVER_CORS)
+        raise
 
 
 async def refuse(

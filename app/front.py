@@ -223,7 +223,8 @@ class Tracecode(Litestar):
                     if page is not None:  # a browser on the consumer pages: a page
                         await page(scope, receive, front_send)
                     else:
-                        await self._refuse(scope, front_send, exc.status, error, {})
+                        headers = exc.headers or {}  # a GS1 resolver path's: its CORS
+                        await self._refuse(scope, front_send, exc.status, error, headers)
                     return
             scope["app"] = scope["litestar_app"] = self
             if "state" not in scope:

@@ -9,13 +9,14 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.h5_support import result_of, text_of
+from tests.h5_support import activated_batch, result_of, text_of, unit
 from tests.helpers import assert_error
 from tests.points_support import new_ip
 
 WEBM = b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\x82\x84webm" + bytes(range(256)) * 8
 
 GTIN = "06901234000016"  # demo product LM-HY-50
+GTIN2 = "06901234000023"  # demo Sun Cream (published)
 SERIAL = "ABCDEFGHJKMNPQRSTVWX"
 
 
@@ -477,3 +478,111 @@ async def test_a_query_string_not_utf_8_is_a_bad_link_not_a_500(app: Any, client
     assert sent[0]["status"] == 400, sent
     body = b"".join(m.get("body", b"") for m in sent[1:])
     assert b"invalid_digital_link" in body, body
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        f"/01/{GTIN}/01/{GTIN2}",  # a second primary key after the first
+        f"/01/{GTIN}/21/{SERIAL}/01/{GTIN2}/21/{SERIAL}",  # a second item after a whole one
+        f"/01/01/{GTIN}",  # "01" is no GTIN
+        f"/01/{GTIN}/10/01/{GTIN2}",  # lot "01", then a stray segment
+        f"/00/106141411234567897/01/{GTIN2}",  # nothing may follow an SSCC
+    ],
+)
+async def test_a_path_naming_a_second_key_is_refused_not_resolved_to_it(
+    client: Any, demo: Any, uri: str
+) -> None:
+    """A probe: the parser takes every segment before the *last* readable ``/01/`` or ``/00/``
+    as a custom path prefix, which the resolver (served at the root) never looked at: an
+    invalid URI whose leading key is the serum's was redirected to the sun cream's page —
+    what a GS1-aware scanner reads first (GTIN A) was not where the consumer was sent (B)."""
+    response = await client.get(uri)
+    assert_error(response, 400, "invalid_digital_link")
+    assert response.headers["access-control-allow-origin"] == "*"
+
+
+async def test_the_leading_item_is_never_swapped_for_a_genuine_unit_appended(
+    app: Any, client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: a pack's QR ``/01/{serum}/21/{forged}`` with a genuine unit of the sun cream
+    appended led the phone to that unit's verification, not to "not genuine". Now the link is
+    unreadable: the "code not recognised" page, no verdict on anyone's unit."""
+    batch = await activated_batch(client, login, demo)  # the demo sun cream (GTIN2)
+    genuine, _ = unit(app, batch, 0)
+    page = await client.get(
+        f"/01/{GTIN}/21/{SERIAL}/01/{GTIN2}/21/{genuine}",
+        headers={"Accept": BROWSER, "Accept-Language": "en"},
+    )
+    assert page.status_code == 400, page.headers.get("location")
+    assert result_of(page.text) == "unreadable"
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        f"/01/{GTIN}/21/%2E%2E",
+        f"/01/{GTIN}/21/%2E",
+        f"/01/{GTIN}/21/.%2E",
+        f"/01/{GTIN}/10/%2E%2E/21/{SERIAL}",  # the linkset's anchor: …/10/..
+        f"/01/{GTIN}/22/%2E",
+    ],
+)
+async def test_a_dot_segment_qualifier_is_refused(client: Any, demo: Any, uri: str) -> None:
+    """A probe: a (forged) serial ``..`` or ``.`` — CSET 82 characters — was redirected to
+    ``/c/..?gtin=…`` (``quote`` leaves dots alone), which a browser resolves to the site root
+    (or ``/c/``: "no such page") instead of a verdict on the code; a lot so made the anchor's
+    path another one. No serial of ours is one: refused as unreadable."""
+    assert_error(await client.get(uri), 400, "invalid_digital_link")
+
+
+async def test_a_serial_with_an_escaped_slash_is_unreadable_not_no_such_page(
+    app: Any, client: Any, demo: Any
+) -> None:
+    """A probe: ``/01/{gtin}/21/A%2FB`` (a CSET 82 serial "A/B", a counterfeit's) was redirected
+    to ``/c/A%2FB?gtin=…``, which the router decodes to ``/c/A/B``: the 404 "no such page".
+    No serial of ours holds a ``/``: the API gets 400 ``invalid_digital_link``, a browser the
+    "code not recognised" page any serial nobody can read gets (``/c/A%25B``'s). A lot with a
+    ``/`` (escaped in the anchor only) still resolves."""
+    assert_error(await client.get(f"/01/{GTIN}/21/A%2FB"), 400, "invalid_digital_link")
+    transport = httpx.ASGITransport(app=app, client=(new_ip(), 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as phone:
+        headers = {"Accept": BROWSER, "Accept-Language": "en"}
+        page = await phone.get(f"/01/{GTIN}/21/A%2FB", headers=headers)
+        other = await phone.get(f"/c/A%25B?gtin={GTIN}", headers=headers)
+    assert page.status_code == other.status_code == 400, text_of(page.text)[:300]
+    assert result_of(page.text) == result_of(other.text) == "unreadable"
+    lot = await client.get(f"/01/{GTIN}/10/A%2FB/21/{SERIAL}")
+    assert lot.status_code == 307, lot.text
+    assert lot.headers["location"].split("?")[0].endswith(f"/c/{SERIAL}")
+    assert f"/01/{GTIN}/10/A%2FB/21/{SERIAL}?linkType=linkset>" in lot.headers["link"]
+
+
+async def test_an_edge_refusal_of_a_digital_link_carries_cors(client: Any) -> None:
+    """A probe: every resolver answer carries ``Access-Control-Allow-Origin: *``, refusals too,
+    but a Digital Link with a control character (``%00`` in a serial, ``%01`` in the query),
+    refused by the edge check (``app.edge.check_edge``: 400 ``invalid_character``), had none:
+    a web scanner on another origin saw a CORS failure instead of the 400. Other paths' edge
+    refusals stay without it."""
+    for uri in (
+        f"/01/{GTIN}/21/A%00B",
+        f"/01/{GTIN}?x=%01",
+        "/00/106141411234567897?x=%01",
+        "/01?x=%01",
+        "/.well-known/gs1resolver?x=%01",
+    ):
+        response = await client.get(uri, headers={"Origin": "https://scanner.example"})
+        assert_error(response, 400, "invalid_character")
+        assert response.headers.get("access-control-allow-origin") == "*", uri
+    other = await client.get("/health?x=%01", headers={"Origin": "https://scanner.example"})
+    assert other.status_code == 400 and "access-control-allow-origin" not in other.headers
+
+
+async def test_a_preflight_is_answered_before_the_uri_is_read(client: Any, demo: Any) -> None:
+    """A probe: the CORS preflight of a malformed Digital Link was 400 while an unknown GTIN's
+    was 204: a preflight carries no URI to judge, the GET after it is answered."""
+    preflight = {"Origin": "https://scanner.example", "Access-Control-Request-Method": "GET"}
+    for uri in (f"/01/{GTIN[:-1]}9", f"/01/{GTIN}/01/{GTIN2}", "/01", "/01/09521234543213/21/X"):
+        response = await client.options(uri, headers=preflight)
+        assert response.status_code == 204, (uri, response.text)
+        assert response.headers["access-control-allow-origin"] == "*"

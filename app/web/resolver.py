@@ -6,7 +6,9 @@ What the GS1-Conformant resolver standard asks, and how it is met here:
   dropped once, for every route, by ``app.head``).
 - The URI syntax is validated (check digits included, each data attribute of the query against
   its AI's format, dates against the calendar): 400 on a bad URI, never a 200 error page — a
-  link cut right after its key (``/01``, ``/00/``) too; a trailing slash is tolerated.
+  link cut right after its key (``/01``, ``/00/``) too, and one that names no one item of ours
+  (``_check_item``: segments before its key, a dot segment, a serial holding ``/``); a trailing
+  slash is tolerated. A CORS preflight is answered before the URI is read.
 - The default link is a 307 redirect with an empty body: the verification page when the URI
   names a serial (``/c/{serial}?gtin={gtin}``: the page refuses a unit of another product than
   the URI's GTIN names, as ``POST /v1/verify`` refuses the whole URI), else the product
@@ -43,6 +45,7 @@ from app._core import Gs1Error, parse_digital_link
 from app.catalog.schemas import CATALOG_PATH
 from app.config import Settings
 from app.db import Conn
+from app.edge import RESOLVER_CORS
 from app.errors import AppError, NotFound, ValidationFailed
 from app.head import GET_HEAD
 from app.web import session
@@ -63,14 +66,7 @@ VOC_PREFIXES = (
 )
 LINKSET = "application/linkset+json"
 LINKSET_TYPES = ("linkset", "all")  # "all": the name of GS1 Digital Link 1.1
-METHODS = "GET, HEAD, OPTIONS"
-CORS = {
-    "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Methods": METHODS,
-    "Access-Control-Expose-Headers": "Link",
-    "Allow": METHODS,
-    "Vary": "Accept",
-}
+CORS = RESOLVER_CORS  # of every answer (app.edge's: its refusals of a resolver path too)
 # ASCII titles for the Link header (header values are Latin-1); the full title goes in title*.
 HEADER_TITLES = {
     "gs1:pip": "Product information",
@@ -109,7 +105,25 @@ def _parse(request: Request[Any, Any, Any]) -> dict[str, str]:
         ais = parse_digital_link(path + (f"?{query}" if query else ""))
     except Gs1Error as exc:
         raise _invalid(str(exc)) from None
+    _check_item(ais)
     return ais  # type: ignore[no-any-return]
+
+
+def _check_item(ais: dict[str, str]) -> None:
+    """400 for a parsed URI that names no one item of ours: a custom path prefix (the parser takes
+    every segment before the last readable ``/01/…`` or ``/00/…`` as one, but the routes are at
+    the root: ``/01/{A}/21/{forged}/01/{B}/21/{genuine}`` sent a scanner reading A to B's unit —
+    a probe), a key qualifier ``.`` or ``..`` (a dot segment: a browser resolves
+    ``/c/..?gtin=…`` off the verification page), a serial holding ``/`` (``/c/A%2FB`` is routed
+    as ``/c/A/B``: "no such page"). CSET 82 allows them; no serial of the scheme has one, and a
+    lot with ``/`` is only ever escaped in the anchor."""
+    if ais["prefix"]:
+        raise _invalid("the path must start with its key, /01/ or /00/, and name one item")
+    for ai in QUALIFIERS:
+        if ais.get(ai) in (".", ".."):
+            raise _invalid(f"({ai}) {ais[ai]} is a dot segment")
+    if "/" in ais.get("21", ""):
+        raise _invalid("no serial holds /")
 
 
 def _unreadable(
@@ -284,12 +298,12 @@ async def resolve(
     request: Request[Any, Any, Any], rest: str, conn: Conn, settings: Settings
 ) -> Response[Any]:
     """Resolve a GS1 Digital Link URI to its default link, a chosen link type, or a linkset."""
+    if request.method == "OPTIONS":  # before parsing: a bad URI's preflight as an unknown GTIN's
+        return _preflight()
     try:
         ais = _parse(request)
     except ValidationFailed as exc:  # a link cut short, a wrong check digit: no verdict
         return _unreadable(request, settings, exc)
-    if request.method == "OPTIONS":
-        return _preflight()
     if "00" in ais:
         sscc = NotFound("no public links for logistic units (SSCC)", code="no_links", headers=CORS)
         return _refused(request, settings, sscc, "not_found_title", "err_not_found")
@@ -332,7 +346,9 @@ async def resolve(
 async def resolve_cut_short(request: Request[Any, Any, Any], settings: Settings) -> Response[Any]:
     """``/01``, ``/00`` (and ``/01/``): a link cut right after its key, by a chat app or a
     damaged print. Refused as any unreadable Digital Link (a probe: routing's English JSON 404,
-    without CORS, reached the consumer's phone)."""
+    without CORS, reached the consumer's phone); its CORS preflight answered as any other's."""
+    if request.method == "OPTIONS":
+        return _preflight()
     return _unreadable(request, settings, _invalid("the key has no value"))
 
 
