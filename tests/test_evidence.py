@@ -1008,19 +1008,45 @@ async def test_phones_written_with_separators_and_addresses_ending_a_sentence_ar
     [
         "police case 2026-139-8765-4321",  # a grouped reference number
         "PO-138-1234-5678-01",  # an order line
-        "counts 100 150 1200 1300",  # a list of counts
-        "lot 7 139 8765 4321",
-        "ids 139-8765-4321-\uff10 and \uff12 138 1234 5678",  # full-width digits
+        "ids 139-8765-4321-\uff10 and \uff12-138-1234-5678",  # full-width digits
+        "2026-86-139-8765-4321",
     ],
 )
 def test_a_longer_number_written_in_groups_keeps_its_3_4_4_part(text: str) -> None:
     """A review probe: the 3-4-4 form had no guard against its separator going on: a digit and
-    a separator before it, or a separator and a digit after it, continue a longer grouped number
-    (a case number, an order line, a list of counts), and its middle was masked as a phone."""
+    a dash before it, or a dash and a digit after it, continue a longer number joined by dashes
+    (a case number, an order line), and its middle was masked as a phone."""
     from app.triage.evidence import _masked_text
 
     assert _masked_text(text) == text
     assert _masked_text(f"{text}; call 138 1234 5678.") == f"{text}; call 138****5678."
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("2026-03-01 139-8765-4321", "2026-03-01 139****4321"),  # a date, then the phone
+        ("called at 13:00 138 1234 5678", "called at 13:00 138****5678"),  # a time
+        ("tel 138 1234 5678 2 bottles", "tel 138****5678 2 bottles"),  # a count after it
+        ("No. 3 139 8765 4321", "No. 3 139****4321"),
+        ("lot 7 139 8765 4321", "lot 7 139****4321"),
+        ("counts 100 150 1200 1300", "counts 100 150****1300"),  # a phone as far as one can tell
+        ("\uff12 \uff11\uff13\uff18 1234 5678", "\uff12 138****5678"),  # full-width digits
+        ("x 5 +86 138 1234 5678", "x 5 138****5678"),  # +86 masked with it, no "+" left over
+        ("x 5-+86 139-8765-4321", "x 5-139****4321"),  # a "+" starts a number of its own
+        ("Tel+86 138 1234 5678", "Tel138****5678"),
+        ("2026-03-01 \uff0b86 13812345678", "2026-03-01 138****5678"),
+    ],
+)
+def test_a_split_phone_next_to_a_number_and_a_space_is_masked(text: str, masked: str) -> None:
+    """A review probe: the guard against a longer grouped number refused a 3-4-4 phone next to
+    any digit and space too — a date, a time, a count before or after it — and the phone went
+    into the pack whole (``x 5 +86 138 1234 5678`` became ``x 5 +138****5678``: the match began
+    after the ``+86``'s ``+``). Only a dash-joined number continues it now; a ``+86`` is masked
+    with the phone."""
+    from app.triage.evidence import _masked_text
+
+    assert _masked_text(text) == masked
 
 
 async def test_the_reference_is_kept_as_given(client: Any, login: Any, demo: Any, app: Any) -> None:

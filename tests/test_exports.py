@@ -672,6 +672,42 @@ async def test_an_export_failed_by_its_run_stays_failed_and_its_job_is_not_retri
     assert not jobs.retry_when(0, raised.value)  # the job: dead-lettered at once
 
 
+async def test_an_export_failed_after_its_files_were_renamed_leaves_no_file(
+    client: Any,
+    login: Any,
+    demo: Any,
+    app: Any,
+    queued_exports: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A review probe: a run failing for good after its ``*.partial`` files were renamed (the
+    last step, recording the files, fails: a bug) left whole printer files of the failed export
+    on the disk for good — only a later delivery's run removed them, and none comes: its job is
+    dead-lettered at once. The export's folder goes when it fails."""
+    from app import jobs
+
+    async def handed(name: str, *args: Any) -> bool:  # no job is delivered
+        return True
+
+    monkeypatch.setattr(jobs, "hand_over", handed)
+    settings, scheme, db_url = queued_exports, app.state.scheme, app.state.db_url
+    planner, _, queued = await _queue_export(client, login, demo)
+    export_id = queued.json()["id"]
+    renamed: list[bool] = []
+
+    def jsonb(_: Any) -> Any:  # called once the files are renamed, recording them
+        renamed.append(exports.export_file(settings, export_id, "outer").exists())
+        raise RuntimeError("bug in the final step")
+
+    monkeypatch.setattr(exports, "Jsonb", jsonb)
+    with pytest.raises(RuntimeError) as raised:
+        await asyncio.to_thread(exports.run_export, db_url, settings, scheme, export_id)
+    assert renamed == [True] and not jobs.retry_when(0, raised.value)  # no second delivery
+    failed = (await client.get(f"/exports/{export_id}", headers=planner)).json()
+    assert failed["state"] == "failed" and "final step" in failed["error"], failed
+    assert not (settings.export_path / export_id).exists()
+
+
 async def test_an_export_run_failing_for_a_passing_reason_is_finished_by_its_retry(
     client: Any,
     login: Any,

@@ -673,14 +673,14 @@ def run_export(
                 return "failed"
             except Exception as exc:
                 log.exception("export %s failed", export_id)  # the whole error, paths too
-                _fail_run(conn, key, exc)
+                _fail_run(conn, key, exc, settings.export_path / export_id)
                 raise
             return "done"
         finally:
             conn.execute(*locks.release(Lock.EXPORT_RUN, export_id))
 
 
-def _fail_run(conn: psycopg.Connection[Any], key: uuid.UUID, exc: Exception) -> None:
+def _fail_run(conn: psycopg.Connection[Any], key: uuid.UUID, exc: Exception, folder: Path) -> None:
     """Record the error a run failed with. A passing one — PostgreSQL unreachable, or the
     transaction rolled back: an ``OperationalError`` other than a statement timeout, as
     ``app.jobs.retry_when`` tells them — leaves the export to be run again, ``running`` with
@@ -688,7 +688,9 @@ def _fail_run(conn: psycopg.Connection[Any], key: uuid.UUID, exc: Exception) -> 
     request (whose 503 says a worker will finish it). Any other fails it for good: its readers
     are told to export again (409 ``export_failed``, the CLI's poll ends), so no run takes it up
     again (``_claim``), and the error is marked ``final_failure``: its job is not retried but
-    dead-lettered at once (``app.jobs.retry_when``)."""
+    dead-lettered at once (``app.jobs.retry_when``). Its ``folder`` goes then: a run that failed
+    after renaming its ``*.partial`` files left whole printer files of an export no one may
+    download, and no later delivery comes to remove them (a review probe)."""
     text = failure_text(exc)[:500]
     passing = isinstance(exc, psycopg.OperationalError)
     if passing and not isinstance(exc, psycopg.errors.QueryCanceled):
@@ -699,6 +701,7 @@ def _fail_run(conn: psycopg.Connection[Any], key: uuid.UUID, exc: Exception) -> 
             )
         return
     conn.execute("UPDATE code_exports SET state = 'failed', error = %s WHERE id = %s", (text, key))
+    shutil.rmtree(folder, ignore_errors=True)  # failed first: a row left running is run again
     exc.final_failure = True  # type: ignore[attr-defined]
 
 

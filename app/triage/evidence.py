@@ -93,16 +93,21 @@ PRIVACY = (
 # A mobile number in free text: 11 digits, ASCII or full-width, whole or written 3-4-4 with one
 # separator (``138 1234 5678``, ``139-8765-4321``), ``+86`` before it or not; never a part of a
 # longer run of digits or letters (a serial, an order number) — nor, written 3-4-4, of a longer
-# number written in groups: no digit and separator before it, no separator and digit after it (a
-# review probe: ``2026-139-8765-4321``, ``PO-138-1234-5678-01`` were masked in their middle)
+# number joined by dashes: no digit and dash before it, no dash and digit after it (a review
+# probe: ``2026-139-8765-4321``, ``PO-138-1234-5678-01`` were masked in their middle). A number
+# next to it with a space only (a date, a time, a count: ``No. 3 139 8765 4321``) is masked: a
+# phone shown is worse than a grouped number masked. ``+86`` starts a number whatever is before
+# it, and is masked with it (never a ``+`` left before the masked number)
 _DIGIT = "[0-9\uff10-\uff19]"
-_PREFIX = "(?:[+\uff0b]?[8\uff18][6\uff16][- ]?)?"
+_ALNUM = "[0-9\uff10-\uff19A-Za-z]"
+_PLUS = "[+\uff0b][8\uff18][6\uff16][- ]?"
+_CC = "(?:[8\uff18][6\uff16][- ]?)?"
 _FIRST = "[1\uff11][3-9\uff13-\uff19]"
 _PHONE = re.compile(
-    rf"(?<![0-9\uff10-\uff19A-Za-z])(?:{_PREFIX}(?P<whole>{_FIRST}{_DIGIT}{{9}})"
-    rf"|(?<!{_DIGIT}[- ]){_PREFIX}(?P<split>{_FIRST}{_DIGIT}(?P<sep>[- ]){_DIGIT}{{4}}"
-    rf"(?P=sep){_DIGIT}{{4}})(?![- ]{_DIGIT}))"
-    r"(?![0-9\uff10-\uff19A-Za-z])"
+    rf"(?:(?:{_PLUS}|(?<!{_ALNUM}){_CC})(?P<whole>{_FIRST}{_DIGIT}{{9}})"
+    rf"|(?:{_PLUS}|(?<!{_ALNUM})(?<!{_DIGIT}-){_CC})(?P<split>{_FIRST}{_DIGIT}(?P<sep>[- ])"
+    rf"{_DIGIT}{{4}}(?P=sep){_DIGIT}{{4}})(?!-{_DIGIT}))"
+    rf"(?!{_ALNUM})"
 )
 _PLAIN = str.maketrans("".join(chr(0xFF10 + d) for d in range(10)), "0123456789", " -")
 # an address at a sentence's end keeps its full stop: a dot and a digit would continue it
