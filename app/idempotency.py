@@ -9,7 +9,7 @@ otherwise vanish behind the first one's answer.
 from __future__ import annotations
 
 import hashlib
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -24,12 +24,17 @@ ClientId = Annotated[
 ]
 
 
-def fingerprint(data: Any) -> bytes:
-    """SHA-256 of a request struct (with a ``client_id`` field) without its client id.
+def fingerprint(data: Any, order: Literal["deterministic"] | None = "deterministic") -> bytes:
+    """SHA-256 of a request struct (with a ``client_id`` field) without its client id, the keys
+    of its objects (a campaign's ``variables``) in sorted order — a JSON object has none: the
+    same campaign with its variables in another order was 409 (a probe) — its fields in their
+    declared order (the bytes of a struct with no object field are those before: ``order``
+    None, the fingerprint of a campaign kept before, its variables as sent).
 
     Optional fields added to a struct after its requests were first fingerprinted are named in
     its ``fingerprint_late`` class variable and left out while None: a request recorded before
-    the field existed, retried as it was, still has its first fingerprint."""
+    the field existed, retried as it was, still has its first fingerprint (such a struct has no
+    object field: its fields become one, kept in their order)."""
     plain = msgspec.structs.replace(data, client_id=None)
     late = [f for f in getattr(data, "fingerprint_late", ()) if getattr(data, f) is None]
     if late:
@@ -37,13 +42,17 @@ def fingerprint(data: Any) -> bytes:
         for name in late:
             del fields[name]
         return hashlib.sha256(msgspec.json.encode(fields)).digest()
-    return hashlib.sha256(msgspec.json.encode(plain)).digest()
+    return hashlib.sha256(msgspec.json.encode(plain, order=order)).digest()
 
 
 def check(stored: bytes | None, data: Any, what: str) -> None:
     """409 ``client_id_reused`` unless ``data`` is the request recorded with ``stored`` (its
-    fingerprint; None for a record kept before fingerprints were, taken as a retry)."""
-    if stored is not None and bytes(stored) != fingerprint(data):
+    fingerprint, or one kept before objects' keys were sorted; None for a record kept before
+    fingerprints were, taken as a retry)."""
+    if stored is None:
+        return
+    kept = bytes(stored)
+    if kept != fingerprint(data) and kept != fingerprint(data, order=None):
         raise reused(what)
 
 

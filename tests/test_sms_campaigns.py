@@ -7,11 +7,14 @@ import itertools
 import secrets
 from typing import Any
 
+import msgspec
 import psycopg
 from psycopg.rows import dict_row
 
+from app import idempotency
 from app.sms import sender
 from app.sms.gateway import Result, gateway_from_settings
+from app.sms.schemas import CampaignIn
 from tests import steady
 from tests.helpers import assert_error, key_of
 from tests.race_support import audit_rows, deleted_once, twice_held
@@ -1056,3 +1059,41 @@ async def test_a_store_managers_campaign_reaches_the_stores_contact(
     listed = await client.get("/sms/opt-outs", headers=agent, params={"per_page": 200})
     assert listed.status_code == 200, listed.text
     assert f"{contact[:3]}****{contact[-4:]}" in [i["phone"] for i in listed.json()["items"]]
+
+
+async def test_a_campaign_retry_with_its_variables_in_another_order_answers_the_first(
+    client: Any, login: Any, app: Any
+) -> None:
+    """A probe: a marketing tool re-sent a campaign whose answer was lost, its body kept as JSON
+    (a jsonb column sorts an object's keys), so ``variables`` came back in another order — the
+    same request (a JSON object has no order), yet 409 ``client_id_reused``: the fingerprint
+    hashed the object in the order sent. A campaign kept before (its fingerprint of the
+    variables as sent) is still answered for its retry; another value is still 409."""
+    marketer = await login("marketer")
+    template_id = await _template(client, marketer)
+    body = {
+        "template_id": template_id,
+        "audience": "store_managers",
+        "variables": {"season": "秋季", "discount": "7"},
+        "client_id": f"c-{secrets.token_hex(4)}",
+    }
+    first = await client.post("/sms/campaigns", headers=marketer, json=body)
+    assert first.status_code == 201, first.text
+    swapped = {**body, "variables": {"discount": "7", "season": "秋季"}}
+    again = await client.post("/sms/campaigns", headers=marketer, json=swapped)
+    assert again.status_code == 200, again.text
+    assert again.json()["id"] == first.json()["id"]
+    other = {**body, "variables": {"discount": "8", "season": "秋季"}}
+    assert_error(
+        await client.post("/sms/campaigns", headers=marketer, json=other), 409, "client_id_reused"
+    )
+    # kept before: the fingerprint of the variables in the order they were sent
+    legacy = msgspec.json.decode(msgspec.json.encode(body), type=CampaignIn)
+    async with app.state.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE sms_campaigns SET client_hash = %s WHERE id = %s",
+            (idempotency.fingerprint(legacy, order=None), first.json()["id"]),
+        )
+    assert idempotency.fingerprint(legacy) != idempotency.fingerprint(legacy, order=None)
+    retried = await client.post("/sms/campaigns", headers=marketer, json=body)
+    assert retried.status_code == 200 and retried.json()["id"] == first.json()["id"], retried.text
