@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from app.demo import DEMO_PASSWORD
+from app.web.clerk_html import CSP
 from tests.h5_support import new_product, result_of, text_of, wrong_pin
 from tests.points_support import member_client
 from tests.rebates_support import set_rebate, store_goods
@@ -27,6 +28,8 @@ from tests.test_inspect import forge
 from tests.test_rebate_claims import code_of
 
 AMOUNT = 3.5
+BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
 def field(page: str, name: str) -> str:
@@ -471,6 +474,100 @@ async def test_forged_tickets_huge_forms_and_control_characters_are_pages(
         assert_page(await other.post("/clerk/claim", data=form), 410)
 
 
+async def test_a_link_with_an_invisible_mark_is_step_one_with_the_code_less_it(
+    phone: httpx.AsyncClient, goods: dict[str, Any]
+) -> None:
+    """A scan link pasted from a chat app carries an invisible directional mark (U+2069) after
+    the serial, which the edge check refuses: the clerk's phone got the API's JSON 400. Now step
+    1 (or the sign-in form) with the code less the mark and why; the scan form goes on with it;
+    another refused character on the clerk's pages is the error page in their name, with the
+    way back. An API client keeps the JSON."""
+    serial = goods["units"][4]
+    out = await phone.get(f"/clerk/login?code={serial}%E2%81%A9", headers=BROWSER)
+    login = assert_page(out, 400)
+    assert 'name="username"' in login and field(login, "code") == serial
+    assert "隐藏字符" in text_of(login) and "销售返利" in text_of(login)
+    await signed_in(phone)
+    page = await phone.get(f"/clerk?code={serial}%E2%81%A9", headers=BROWSER)
+    step1 = assert_page(page, 400)
+    assert page.headers["content-security-policy"] == CSP  # the camera's script allowed
+    assert field(step1, "code") == serial and "隐藏字符" in text_of(step1)
+    form = {"csrf": field(step1, "csrf"), "code": field(step1, "code")}
+    assert 'name="ticket"' in assert_page(await phone.post("/clerk/scan", data=form))
+    other = assert_page(await phone.get("/clerk/claims?page=1%E2%81%A9", headers=BROWSER), 400)
+    assert "销售返利" in text_of(other) and 'href="/clerk"' in other
+    assert "隐藏字符" in text_of(other) and "稍后再试" not in text_of(other)
+    api = await phone.get(f"/clerk?code={serial}%E2%81%A9", headers={"Accept": "*/*"})
+    assert api.status_code == 400 and api.json()["error"]["code"] == "invalid_character"
+
+
+async def test_a_scan_with_a_group_separator_goes_on_and_other_controls_show_step_one_again(
+    phone: httpx.AsyncClient, app: Any, goods: dict[str, Any]
+) -> None:
+    """A keyboard-wedge scanner reading a GS1 symbol types a group separator (U+001D) with the
+    code: the error page "请求无法处理，请稍后再试", the scan lost. GS1's separator is taken out
+    and the scan goes on; another control character is step 1 again, the code less it and why;
+    signed out, the sign-in keeps the code."""
+    await signed_in(phone)
+    home = assert_page(await phone.get("/clerk"))
+    serial, csrf = goods["units"][4], field(home, "csrf")
+    for body in (f"code={serial}%1D", f"code=%1D{serial}\x1d"):
+        step2 = await phone.post("/clerk/scan", content=f"csrf={csrf}&{body}", headers=FORM)
+        assert 'name="ticket"' in assert_page(step2), body
+    refused = await phone.post(
+        "/clerk/scan", content=f"csrf={csrf}&code={serial}%0B%1D", headers=FORM
+    )
+    step1 = assert_page(refused, 400)
+    assert field(step1, "code") == serial and 'action="/clerk/scan"' in step1
+    assert "隐藏字符" in text_of(step1) and "稍后再试" not in text_of(step1)
+    assert 'id="totals"' in step1
+    async with member_client(app) as signed_out:
+        blank = assert_page(await signed_out.get("/clerk/login"))
+        body = f"csrf={field(blank, 'csrf')}&code={serial}%1D"
+        again = await signed_out.post("/clerk/scan", content=body, headers=FORM)
+        assert f'href="/clerk/login?code={serial}"' in assert_page(again, 401)
+
+
+async def test_a_sign_in_with_hidden_characters_shows_the_form_again(
+    phone: httpx.AsyncClient,
+) -> None:
+    """A username pasted with bidi isolates (as a chat app wraps names): the error page "请求无法
+    处理，请稍后再试", the username gone. Now the form again, 400, the username less them and
+    why, no sign-in tried; a form not in UTF-8 likewise, saying it could not be read."""
+    page = assert_page(await phone.get("/clerk/login"))
+    body = f"csrf={field(page, 'csrf')}&username=%E2%81%A8store_clerk%E2%81%A9&password=x"
+    again = assert_page(await phone.post("/clerk/login", content=body, headers=FORM), 400)
+    assert field(again, "username") == "store_clerk" and 'type="password"' in again
+    assert "隐藏字符" in text_of(again) and "稍后再试" not in text_of(again)
+    assert "tc_clerk" not in phone.cookies
+    gbk = f"csrf={field(page, 'csrf')}&username=store_clerk&password=%C4%E3"
+    unread = assert_page(await phone.post("/clerk/login", content=gbk, headers=FORM), 400)
+    assert field(unread, "username") == "store_clerk" and "无法识别提交的内容" in text_of(unread)
+    await signed_in(phone)  # the form as it was sent again signs in
+
+
+async def test_the_clerks_error_pages_say_why_in_their_name_with_the_way_back(
+    phone: httpx.AsyncClient, goods: dict[str, Any]
+) -> None:
+    """A form over the size limit (a password pasted over it): 413 "请求无法处理，请稍后再试" on
+    the consumer pages' "正品验证" — sent again later it is refused the same. Now it says it is
+    too long, as the clerk's pages, with a link back to the form; a control character the edge
+    check refuses in a form shown nowhere again (the claim's) says so too."""
+    page = assert_page(await phone.get("/clerk/login"))
+    form = {"csrf": field(page, "csrf"), "username": "store_clerk", "password": "x" * 5000}
+    long = assert_page(await phone.post("/clerk/login", data=form), 413)
+    assert "内容过长" in text_of(long) and "稍后再试" not in text_of(long)
+    assert "销售返利" in text_of(long) and 'href="/clerk/login"' in long
+    await signed_in(phone)
+    step2 = await scan(phone, goods["units"][4])
+    control = f"csrf={field(step2, 'csrf')}&ticket={field(step2, 'ticket')}&pin=12%0034"
+    refused = assert_page(await phone.post("/clerk/claim", content=control, headers=FORM), 400)
+    assert "隐藏字符" in text_of(refused) and "稍后再试" not in text_of(refused)
+    assert "销售返利" in text_of(refused) and 'href="/clerk"' in refused
+    english = await phone.post("/clerk/scan?lang=en", data={"code": "A" * 10_000})
+    assert "too long" in text_of(assert_page(english, 413))
+
+
 async def test_a_signed_out_post_asks_to_sign_in_again(phone: httpx.AsyncClient) -> None:
     page = assert_page(await phone.get("/clerk/login"))
     form = {"csrf": field(page, "csrf"), "ticket": "x", "pin": "123456"}
@@ -730,7 +827,8 @@ async def test_a_refresh_race_asks_again_once_then_signs_in_keeping_the_cookies(
     posted = await tab("/clerk/scan", stale, {"csrf": token, "code": "x"})
     assert posted.status_code == 307 and posted.headers["location"] == "/clerk/scan?again=1"
     reposted = await tab(posted.headers["location"], stale, {"csrf": token, "code": "x"})
-    assert 'href="/clerk/login"' in assert_page(reposted, 401) and not _session_set(reposted)
+    signed_out = assert_page(reposted, 401)  # the scan kept through the sign-in
+    assert 'href="/clerk/login?code=x"' in signed_out and not _session_set(reposted)
 
     odd = await tab("/clerk/claims?again=0&page=1", stale)  # a link with an odd marker: asked
     assert odd.status_code == 303 and odd.headers["location"] == "/clerk/login?again=1"  # once

@@ -67,8 +67,8 @@ def login_form(lang: Lang, csrf: str, code: str, error: str = "", username: str 
     fields = (
         f"{alert(error)}<p>{esc(word('clerk_login_intro', lang))}</p>"
         f'<label for="username">{esc(word("clerk_username", lang))}</label>'
-        f'<input class="text" id="username" name="username" type="text" autocomplete="username" '
-        f'autocapitalize="none" maxlength="64" required value="{esc(username)}">'
+        f'<input class="text" id="username" name="username" value="{esc(username)}" type="text" '
+        'autocomplete="username" autocapitalize="none" maxlength="64" required>'
         f'<label for="password" style="margin-top:12px">{esc(word("clerk_password", lang))}'
         '</label><input class="text" id="password" name="password" type="password" '
         'autocomplete="current-password" maxlength="256" required>'
@@ -86,8 +86,8 @@ def scan_form(lang: Lang, csrf: str, error: str = "", value: str = "") -> str:
     fields = (
         f"{alert(error)}"
         f'<label for="code">{esc(word("clerk_step1", lang))}</label>'
-        f'<input class="text" id="code" name="code" type="text" autocomplete="off" '
-        f'autocapitalize="characters" maxlength="512" required autofocus value="{esc(value)}">'
+        f'<input class="text" id="code" name="code" value="{esc(value)}" type="text" '
+        'autocomplete="off" autocapitalize="characters" maxlength="512" required autofocus>'
         f'<p class="hint">{esc(word("clerk_code_hint", lang))}</p>{hidden("lang", lang)}'
     )
     camera = (
@@ -99,6 +99,16 @@ def scan_form(lang: Lang, csrf: str, error: str = "", value: str = "") -> str:
     )
     scan = form("/clerk/scan", csrf, fields, word("clerk_next", lang))
     return f'<section class="card" id="scan">{scan}{camera}</section><script>{CAMERA}</script>'
+
+
+def hidden_marks(lang: Lang, csrf: str, code: str, login: bool) -> str:
+    """A link's code the edge check refused for an invisible mark a chat app added after it
+    (``app.web.pages._clerk_refusal``): step 1 with the code less the marks and why — or, on
+    the sign-in link (``login``), the sign-in form going on with that code."""
+    why = word("clerk_code_hidden", lang)
+    if login:
+        return login_form(lang, csrf, code, why)
+    return nav(lang, "/clerk") + scan_form(lang, csrf, why, code)
 
 
 def _totals(lang: Lang, label: str, t: Totals, key: str) -> str:

@@ -26,6 +26,12 @@ claim's ``client_id``: pressing twice is one claim) and an expiry, sealed with A
 ``Settings.subkey("h5-clerk-claim")``. A refusal is a page with its status and a sentence
 in the page's language (``clerk_err_<code>`` words); a wrong PIN shows the form again.
 
+Hidden characters. GS1's group separator a keyboard-wedge scanner types with a GS1 symbol's data
+is taken out of a scan (``scan_post``); another control character in the scan or the sign-in
+form is that form again as typed less it, with why (``_typed_form``); a link's code with one
+(refused by the edge check) is step 1 or the sign-in form with the code less it
+(``app.web.pages._clerk_refusal``).
+
 | URL | |
 | --- | --- |
 | ``GET /clerk/login?code``, ``POST /clerk/login`` | staff sign-in; then step 1 or 2 |
@@ -63,6 +69,7 @@ from app.codes.scheme import (
 )
 from app.config import Settings
 from app.db import Conn
+from app.edge import check_query
 from app.errors import AppError, Unauthorized
 from app.paging import PageNo
 from app.rebates.queries import clerk_summary
@@ -71,7 +78,15 @@ from app.web import clerk_html, html, session
 from app.web.i18n import WORDS, Lang, word
 from app.web.member_html import pager
 from app.web.member_pages import _form, _retry, _see_other  # the pages' shared helpers
-from app.web.pages import MAX_FORM, MAX_SERIAL, PAGE_ERRORS, lang_switch, normalise_pin, respond
+from app.web.pages import (
+    MAX_FORM,
+    MAX_SERIAL,
+    PAGE_ERRORS,
+    lang_switch,
+    normalise_pin,
+    read_form,
+    respond,
+)
 
 ACCESS_COOKIE = "tc_clerk"
 REFRESH_COOKIE = "tc_clerk_refresh"
@@ -82,6 +97,10 @@ PER_PAGE = 20
 RECENT = 5
 _PAGE: dict[str, Any] = {"include_in_schema": False, "exception_handlers": PAGE_ERRORS}
 _POST: dict[str, Any] = {**_PAGE, "status_code": 200, "request_max_body_size": MAX_FORM}
+# The forms shown again as typed (``_typed_form``): their control characters are left to the
+# handler (raw_body: ``read_form`` refuses them as the edge does); refused at the edge, the clerk
+# got the error page, the username or the scan lost (probes)
+_RETYPED_POST: dict[str, Any] = {**_POST, "opt": {"raw_body": True}}
 
 _UNIT = """
 SELECT p.name, p.spec, p.colour_no, p.image_url, u.lot
@@ -222,11 +241,15 @@ def _renewed(exc: AppError) -> list[Cookie]:
     return list(getattr(exc, "renewed", []))
 
 
-def _relogin(lang: Lang, remember: Cookie | None, cookies: list[Cookie]) -> Response[str]:
-    """A post of a signed-out clerk: 401, sign in again (``cookies``: those dropped, if any)."""
+def _relogin(
+    lang: Lang, remember: Cookie | None, cookies: list[Cookie], code: str = ""
+) -> Response[str]:
+    """A post of a signed-out clerk: 401, sign in again (``cookies``: those dropped, if any;
+    ``code``: the scan to go on with after the sign-in)."""
     title = word("clerk_login_title", lang)
     body = html.status("error", title, word("clerk_relogin", lang))
-    body += f'<a class="button" href="/clerk/login">{html.esc(word("sign_in", lang))}</a>'
+    href = html.esc(_with_code("/clerk/login", code))
+    body += f'<a class="button" href="{href}">{html.esc(word("sign_in", lang))}</a>'
     return _show(lang, remember, title, body, "/clerk/login", 401, [*cookies])
 
 
@@ -283,7 +306,7 @@ async def _clerk_or_page(
         if exc.status == 401:
             cookies = [] if raced else _signed_out(request, state.settings)
             if request.method == "POST":
-                return _relogin(lang, remember, cookies)
+                return _relogin(lang, remember, cookies, code)
             chosen = lang if remember else None  # ?lang= on the way in: kept through sign-in
             location = _with_code("/clerk/login", code, chosen)
             return _see_other(_marked(location) if raced else location, cookies)
@@ -297,6 +320,24 @@ async def _clerk_or_page(
 
 
 # -- signing in and out ---------------------------------------------------------------------------
+
+
+# A form's refusals by ``read_form`` shown with the form again, as typed less what cannot be read,
+# and the words of why
+_RETYPE = {"invalid_character": "form_controls_taken_out", "malformed_form": "err_malformed_form"}
+
+
+async def _typed_form(request: Request[Any, Any, Any]) -> tuple[dict[str, str], AppError | None]:
+    """The form (``_form``); a form with a control character (a bidi isolate a chat app wrapped
+    a username in) or not in UTF-8: as far as it reads, its control characters taken out
+    (``read_form``'s ``as_typed``), and why it is refused — to show it again, never to act on
+    (as ``app.web.marketing_pages.complaint_post``)."""
+    try:
+        return await _form(request), None
+    except AppError as exc:
+        if exc.code not in _RETYPE:
+            raise
+        return await read_form(request, 20, as_typed=True), exc
 
 
 @get("/clerk/login", **_PAGE)
@@ -322,26 +363,31 @@ async def login_page(request: Request[Any, Any, Any], state: State) -> Response[
     return _show(lang, remember, title, body, path, cookies=[csrf_cookie, *renewed])
 
 
-@post("/clerk/login", **_POST)
+@post("/clerk/login", **_RETYPED_POST)
 async def login_post(
     request: Request[Any, Any, Any], state: State, settings: Settings
 ) -> Response[str]:
     """Sign in (``app.auth.service.login``: its limits, 401/429 on the form); then step 1 or 2.
     No request connection (``conn``): the log-in takes the pool and holds no connection while
-    argon2 runs (as ``POST /auth/login``)."""
-    form = await _form(request)
+    argon2 runs (as ``POST /auth/login``). A form with a control character or not in UTF-8
+    (``_typed_form``) is the form again, 400, the username less them, with why — no sign-in
+    tried (a probe: the error page, the username lost)."""
+    form, unread = await _typed_form(request)
     lang, remember = session.language(request, settings, form.get("lang"))
     session.check_csrf(request, settings, form.get("csrf", ""))
     code = form.get("code", "")[:MAX_SERIAL]
     username = form.get("username", "").strip()[:64]
     try:
+        if unread is not None:
+            raise unread
         ip = request.client.host if request.client else "unknown"
         limiter = login_limiter(request.app.state)
         password = form.get("password", "")[:256]
         pair = await service.login(state.pool, settings, limiter, ip, username, password)
     except AppError as exc:
         token, _ = session.csrf(request, settings)
-        body = clerk_html.login_form(lang, token, code, refusal(exc, lang), username)
+        why = word(_RETYPE[exc.code], lang) if exc is unread else refusal(exc, lang)
+        body = clerk_html.login_form(lang, token, code, why, username)
         headers = {"Retry-After": _retry(exc)} if exc.status == 429 else None
         title = word("clerk_login_title", lang)
         return _show(lang, remember, title, body, "/clerk/login", exc.status, headers=headers)
@@ -464,16 +510,40 @@ async def home_page(request: Request[Any, Any, Any], conn: Conn, state: State) -
     return await _home(request, conn, state, clerk, lang, remember)
 
 
-@post("/clerk/scan", **_POST)
+# GS1's group separator (FNC1 in a GS1 symbol's data), raw or as a form encodes it
+_GS = (b"\x1d", b"%1D", b"%1d")
+
+
+def _separators_only(body: bytes) -> bool:
+    """Whether a form's control characters are all GS1's group separator (``_GS``)."""
+    for gs in _GS:
+        body = body.replace(gs, b"")
+    try:
+        check_query(body, what="form")
+    except AppError:
+        return False
+    return True
+
+
+@post("/clerk/scan", **_RETYPED_POST)
 async def scan_post(request: Request[Any, Any, Any], conn: Conn, state: State) -> Response[str]:
-    """Step 1's form: the code scanned or typed; step 2."""
-    form = await _form(request)
+    """Step 1's form: the code scanned or typed; step 2. A keyboard-wedge scanner reading a GS1
+    symbol types its group separators (U+001D; a serial is GS1 CSET 82, a URL has none): taken
+    out, the scan goes on. Another control character, or a form not in UTF-8: step 1 again
+    with the code less it and why (a probe: the error page, the scan lost)."""
+    form, unread = await _typed_form(request)
+    if unread and unread.code == "invalid_character" and _separators_only(await request.body()):
+        unread = None
     lang, remember = session.language(request, state.settings, form.get("lang"))
     session.check_csrf(request, state.settings, form.get("csrf", ""))
-    clerk = await _clerk_or_page(request, state, lang, remember)
+    code = form.get("code", "")
+    clerk = await _clerk_or_page(request, state, lang, remember, code)  # signed out: kept
     if isinstance(clerk, Response):
         return clerk
-    return await _step_two(request, conn, state, clerk, form.get("code", ""), lang, remember)
+    if unread is not None:
+        why = unread.status, _RETYPE[unread.code]
+        return await _home(request, conn, state, clerk, lang, remember, why, code[:MAX_SERIAL])
+    return await _step_two(request, conn, state, clerk, code, lang, remember)
 
 
 # -- step 2: the claim ---------------------------------------------------------------------------

@@ -404,6 +404,12 @@ WORDS: dict[str, dict[Lang, str]] = {
         "zh": "此码不是本系统签发的防伪码，不是正品。",
         "en": "This code was not issued by us: the product is not genuine.",
     },
+    # a link's code with an invisible mark a chat app added (the edge refuses it: app/web/pages.py)
+    "clerk_code_hidden": {
+        "zh": "链接中的码带有隐藏字符（常由聊天软件加入），无法识别；已为您去除，请核对后继续。",
+        "en": "The code in the link held hidden characters (often added by a chat app) and could "
+        "not be read; they were taken out. Check it, then go on.",
+    },
     # refusals of the rebate claim and of signing in, by their stable error code
     "clerk_err_wrong_pin": {
         "zh": "验证码错误，还可尝试 {n} 次。",
@@ -580,6 +586,19 @@ WORDS: dict[str, dict[Lang, str]] = {
         "en": "Your text held hidden characters that cannot be saved (often pasted with it); "
         "they were taken out. Check it and send it again.",
     },
+    # the pages' error page (app/web/pages.py html_error) for a refusal sending again never
+    # helps: a form past its size (413), a hidden character (400 invalid_character)
+    "err_too_long": {
+        "zh": "请求无法处理：提交的内容过长。请删减后重新填写提交。",
+        "en": "The request could not be handled: what was sent is too long. Shorten it and fill "
+        "in the form again.",
+    },
+    "err_invalid_character": {
+        "zh": "提交的内容中有无法处理的隐藏字符（常由复制粘贴带入）。请重新输入后提交。",
+        "en": "What was sent held hidden characters that cannot be handled (often pasted with "
+        "it). Type it again and send it.",
+    },
+    "back_to_form": {"zh": "返回重新填写", "en": "Back to the form"},
     # WeChat sign-in and binding (app/web/wechat_pages.py)
     "wechat_sign_in": {"zh": "微信一键登录", "en": "Sign in with WeChat"},
     "wechat_or": {"zh": "或使用手机号登录", "en": "or sign in with your phone"},

@@ -47,7 +47,7 @@ from app.verify.messages import UNKNOWN_PLACE, when
 from app.verify.record import CHECK_RETRY_SECONDS
 from app.verify.routes import client_ip
 from app.verify.schemas import VerifyIn, VerifyOut
-from app.web import content_html, draw_html, html, member_html, session
+from app.web import clerk_html, content_html, draw_html, html, member_html, session
 from app.web.accept import media_ranges, quality
 from app.web.console import accepts_gzip
 from app.web.i18n import WORDS, Lang, pick, word
@@ -206,11 +206,14 @@ def message_page(
     message: str,
     kind: str = "error",
     headers: dict[str, str] | None = None,
+    site: str = "site",
+    extra: str = "",
 ) -> Response[str]:
-    """A page of one answer box (``kind``, the title's word, ``message``) with ``status``;
-    ``path``: the page's own, for the language switch."""
-    body = html.status(kind, word(title_key, lang), message)
-    page = html.page(lang, word(title_key, lang), body, lang_switch(path, lang))
+    """A page of one answer box (``kind``, the title's word, ``message``, ``extra``: HTML under
+    it) with ``status``; ``path``: the page's own, for the language switch; ``site``: the word
+    naming the pages (``html.page``)."""
+    body = html.status(kind, word(title_key, lang), message, extra)
+    page = html.page(lang, word(title_key, lang), body, lang_switch(path, lang), site)
     return respond(page, lang, remember, status, headers=headers)
 
 
@@ -264,10 +267,28 @@ def html_error(request: Request[Any, Any, Any], exc: Exception) -> Response[str]
             headers = {"Retry-After": "5"}
     if status >= 500 and not isinstance(exc, psycopg.Error):
         log.error("consumer page failed", exc_info=exc, extra=request_context(request.scope))
-    message = word("error", lang)
-    if isinstance(exc, AppError) and f"err_{exc.code}" in WORDS:  # e.g. csrf_failed
+    # a form past its size: too long, not "try again later" (sent again it is refused again)
+    message = word("err_too_long" if status == 413 else "error", lang)
+    if isinstance(exc, AppError) and f"err_{exc.code}" in WORDS:  # csrf_failed, invalid_character
         message = word(f"err_{exc.code}", lang, tries_left=0, seconds=60)
-    return message_page(lang, remember, path, status, "error_title", message, headers=headers)
+    site, back = _site_of(path, lang)
+    return message_page(
+        lang, remember, path, status, "error_title", message, headers=headers, site=site, extra=back
+    )
+
+
+CLERK = "/clerk"  # the clerk's pages (app/web/clerk_pages.py): no API path starts so
+
+
+def _site_of(path: str, lang: Lang) -> tuple[str, str]:
+    """The word naming the pages of an error page at ``path`` and a link back to its form: on
+    the clerk's pages, theirs (the sign-in form, or step 1) — a probe: a clerk's refused form
+    was the consumer pages' "authenticity check" with no way back; elsewhere, none."""
+    if not path.startswith(CLERK):
+        return "site", ""
+    back = f"{CLERK}/login" if path.startswith(f"{CLERK}/login") else CLERK
+    link = f'<a class="button" href="{back}">{html.esc(word("back_to_form", lang))}</a>'
+    return "clerk_site", link
 
 
 # Every key of the app's JSON handlers, so that the most specific match is this page's handler.
@@ -277,7 +298,43 @@ PAGE_ERRORS: dict[Any, Any] = dict.fromkeys(json_handlers, html_error)
 # The consumer pages' prefixes whose links are a code's (a scanned QR, a product's GTIN, a Digital
 # Link), and the others of the pages, for ``edge_pages``
 _CODE_LINKS = ("/c/", "/C/", "/p/", "/P/", "/01/", "/00/")
-_OTHER_PAGES = ("/member", "/brand/")  # ``/member`` and below, not the API's ``/members``
+# ``/member`` and below, not the API's ``/members``; the clerk's (``_clerk_refusal``)
+_OTHER_PAGES = ("/member", "/brand/", CLERK)
+
+
+def _clerk_refusal(
+    request: Request[Any, Any, Any],
+    settings: Settings,
+    status: int,
+    error: dict[str, Any],
+    headers: dict[str, str],
+) -> Response[str]:
+    """The edge check's refusal on the clerk's pages. A link's code (``/clerk?code=``,
+    ``/clerk/login?code=``) with an invisible mark a chat app added after it: step 1 — or the
+    sign-in form — with the code less the marks and why (``clerk_html.hidden_marks``; no
+    database here: step 1 without the totals; posted signed out, the scan form's answer leads
+    to the sign-in keeping the code). Anything else: the error page saying so, with the clerk
+    pages' name and the way back (a probe: the clerk's phone got the API's JSON)."""
+    lang, remember = session.language(request, settings)
+    path = quote(request.scope["path"], safe="/")  # as ``html_error``
+    fields = {d.get("field") for d in error.get("details") or () if isinstance(d, dict)}
+    link = path in (CLERK, f"{CLERK}/login") and fields == {"code"}
+    if request.method not in GET_HEAD or not link:
+        site, back = _site_of(path, lang)
+        message = word("err_invalid_character", lang)
+        return message_page(
+            lang, remember, path, status, "error_title", message, "error", headers, site, back
+        )
+    code = without_controls(request.query_params.get("code") or "")[:MAX_SERIAL]
+    token, csrf_cookie = session.csrf(request, settings)
+    login = path != CLERK
+    body = clerk_html.hidden_marks(lang, token, code, login)
+    title = word("clerk_login_title" if login else "clerk_site", lang)
+    switch = lang_switch(f"{path}?code={quote(code, safe='')}", lang)  # the code less the marks
+    page = html.page(lang, title, body, switch, "clerk_site")
+    all_headers = {**headers, "Content-Security-Policy": clerk_html.CSP}
+    cookies = [csrf_cookie] if csrf_cookie else []
+    return respond(page, lang, remember, status, headers=all_headers, cookies=cookies)
 
 
 def edge_pages(settings: Settings) -> dict[str, Any]:
@@ -286,9 +343,9 @@ def edge_pages(settings: Settings) -> dict[str, Any]:
     invisible directional mark a chat app left after the serial, or in a campaign's query
     parameter) is, to a browser (``wants_page``), the "code not recognised" page — advising to
     scan the QR code again, as a serial nobody can read is — in the visitor's language with
-    the pages' headers; on the member and brand pages, the error page saying so. An API client
-    keeps the JSON error (a probe: the phone got routing's English JSON, without the pages'
-    CSP, nosniff or no-referrer)."""
+    the pages' headers; on the member and brand pages, the error page saying so; on the clerk's,
+    theirs (``_clerk_refusal``). An API client keeps the JSON error (a probe: the phone got
+    routing's English JSON, without the pages' CSP, nosniff or no-referrer)."""
 
     def refusal(scope: Any, status: int, error: dict[str, Any]) -> Any:
         request: Request[Any, Any, Any] = Request(scope)
@@ -298,6 +355,10 @@ def edge_pages(settings: Settings) -> dict[str, Any]:
             return None
         if not wants_page(request):
             return None
+        if scope["path"].startswith(CLERK):  # the clerk's pages: theirs, in their name
+            vary = {"Vary": "Accept, Accept-Language, Cookie"}
+            page = _clerk_refusal(request, settings, status, error, vary)
+            return page.to_asgi_response(None, request)
         lang, remember = session.language(request, settings)
         path = quote(scope["path"], safe="/")  # as ``html_error``
         code = scope["path"].startswith(_CODE_LINKS)
