@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 
 from app._core import gs1_check_digit
 from tests.h5_support import activated_batch, new_product, text_of, unit
@@ -861,3 +862,28 @@ async def test_an_undecodable_complaint_form_is_refused_not_filed_as_replacement
         )
         assert sent.status_code == 200, text_of(sent.text)[:300]
     assert [c["body"] for c in await _mine(client, member)] == ["瓶盖"]
+
+
+@pytest.mark.parametrize(
+    "mixed",
+    [b"\xe2%80%ae", b"%e2\x80\xae", b"\xc2%85", b"\xe2\x81%a6"],
+    ids=["rlo", "rlo-escaped-after", "nel", "lri"],
+)
+async def test_a_control_character_half_raw_half_escaped_is_refused_not_filed(
+    client: Any, app: Any, demo: Any, mixed: bytes
+) -> None:
+    """A review: the bytes of a form are checked for a control character sent raw
+    (b"\\xe2\\x80\\xae") or escaped (%E2%80%AE), never a mix of the two; read strictly as UTF-8
+    field by field, b"\\xe2%80%ae" became U+202E and was filed. Each field is checked as
+    decoded: the form again, nothing stored."""
+    _, member, _ = await new_member(app, demo["BRAND-LUMI"])
+    async with _signed_in(app, member) as mc:
+        form = await _complaint_form(mc)
+        start = f"csrf={form['csrf']}&client_id={form['client_id']}&kind=complaint&lang=en"
+        sent = await mc.post(
+            "/member/complaints",
+            content=f"{start}&body=cap leaks {_tag()}".encode() + mixed + b"x",
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+    assert sent.status_code == 400 and 'id="complaint-form"' in sent.text, sent.status_code
+    assert await _mine(client, member) == []

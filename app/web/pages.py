@@ -42,7 +42,7 @@ from app.errors import (
 from app.errors import exception_handlers as json_handlers
 from app.head import GET_HEAD
 from app.members.principal import signed_member
-from app.textguard import user_agent, without_controls
+from app.textguard import check_text, user_agent, without_controls
 from app.verify.messages import UNKNOWN_PLACE, when
 from app.verify.record import CHECK_RETRY_SECONDS
 from app.verify.routes import client_ip
@@ -68,9 +68,10 @@ async def read_form(
     ``malformed_form``, not a crash. A control character is 400 ``invalid_character`` whatever
     the body says it is: the edge checks a body that says it is a form, and this reads any body
     as one (a probe stored an escape character, and had a NUL answered 500, by sending the form
-    as text/plain or with no type). A text not in UTF-8, raw or percent-escaped, is 400
-    ``malformed_form``: read with U+FFFD for its bytes, a GBK page's complaint was filed as
-    "ƿ��©Һ" and thanked (a probe).
+    as text/plain or with no type), and each field is checked as decoded too (a review: a
+    character sent half raw, half percent-escaped passed the check of the bytes). A text not in
+    UTF-8, raw or percent-escaped, is 400 ``malformed_form``: read with U+FFFD for its bytes, a
+    GBK page's complaint was filed as "ƿ��©Һ" and thanked (a probe).
 
     ``as_typed``: the form refused so (Litestar keeps the body read) as far as it reads, to show
     it again: its control characters taken out, a field not in UTF-8 left out. Never stored."""
@@ -91,6 +92,8 @@ async def read_form(
             raise BadRequest("a form's text must be UTF-8", code="malformed_form") from None
         if as_typed:
             key, value = without_controls(key), without_controls(value)
+        else:  # as decoded: a character half raw, half escaped (b"\xe2%80%ae") is one only now
+            check_text(value, field=check_text(key, what="form"), what="form")
         form.setdefault(key, value)
     return form
 
