@@ -88,6 +88,8 @@ RESOLVER_CORS = {
     "Allow": _RESOLVER_METHODS,
     "Vary": "Accept",
 }
+# its CORS preflight's answer (204): every origin, its methods and ``Accept``
+RESOLVER_PREFLIGHT = {**RESOLVER_CORS, "Access-Control-Allow-Headers": "Accept"}
 
 
 class InvalidHost(BadRequest):

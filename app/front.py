@@ -68,7 +68,7 @@ from litestar.middleware._internal.exceptions import ExceptionHandlerMiddleware
 from litestar.routes import ASGIRoute
 from litestar.utils.scope.state import ScopeState
 
-from app.edge import InvalidHost, check_edge, host_ok, refuse
+from app.edge import RESOLVER_PREFLIGHT, InvalidHost, check_edge, host_ok, refuse
 from app.errors import (
     cut_off,
     error_body,
@@ -130,6 +130,15 @@ def given_request_id(value: bytes) -> str | None:
     if candidate.isascii() and candidate.replace("-", "").isalnum():
         return candidate
     return None
+
+
+async def _preflight(send: Any) -> None:
+    """The GS1 resolver's CORS preflight answer (204), for a path the edge check refuses: the
+    resolver answers its preflights before reading the URI (a review: a web scanner's preflight
+    of such a path got the 400, which a browser takes as a CORS failure, never seeing it)."""
+    headers = [(k.lower().encode(), v.encode()) for k, v in RESOLVER_PREFLIGHT.items()]
+    await send({"type": "http.response.start", "status": 204, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
 
 
 class Tracecode(Litestar):
@@ -222,6 +231,8 @@ class Tracecode(Litestar):
                     page = self._page(scope, exc.status, error)
                     if page is not None:  # a browser on the consumer pages: a page
                         await page(scope, receive, front_send)
+                    elif exc.headers and scope["method"] == "OPTIONS":  # a resolver path's
+                        await _preflight(front_send)  # preflight: a browser takes only a 2xx
                     else:
                         headers = exc.headers or {}  # a GS1 resolver path's: its CORS
                         await self._refuse(scope, front_send, exc.status, error, headers)

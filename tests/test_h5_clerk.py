@@ -514,13 +514,14 @@ async def test_a_scan_with_a_group_separator_goes_on_and_other_controls_show_ste
     for body in (f"code={serial}%1D", f"code=%1D{serial}\x1d"):
         step2 = await phone.post("/clerk/scan", content=f"csrf={csrf}&{body}", headers=FORM)
         assert 'name="ticket"' in assert_page(step2), body
-    refused = await phone.post(
-        "/clerk/scan", content=f"csrf={csrf}&code={serial}%0B%1D", headers=FORM
-    )
-    step1 = assert_page(refused, 400)
-    assert field(step1, "code") == serial and 'action="/clerk/scan"' in step1
-    assert "隐藏字符" in text_of(step1) and "稍后再试" not in text_of(step1)
-    assert 'id="totals"' in step1
+    # another control character, also one sent half raw, half escaped beside a GS (a review:
+    # the bytes' check took it for separators only, and the scan went on)
+    for other in (b"%0B%1D", b"\xe2%80%ae%1D"):
+        body = f"csrf={csrf}&code={serial}".encode() + other
+        step1 = assert_page(await phone.post("/clerk/scan", content=body, headers=FORM), 400)
+        assert field(step1, "code") == serial and 'action="/clerk/scan"' in step1, other
+        assert "隐藏字符" in text_of(step1) and "稍后再试" not in text_of(step1)
+        assert 'id="totals"' in step1
     async with member_client(app) as signed_out:
         blank = assert_page(await signed_out.get("/clerk/login"))
         body = f"csrf={field(blank, 'csrf')}&code={serial}%1D"

@@ -586,3 +586,18 @@ async def test_a_preflight_is_answered_before_the_uri_is_read(client: Any, demo:
         response = await client.options(uri, headers=preflight)
         assert response.status_code == 204, (uri, response.text)
         assert response.headers["access-control-allow-origin"] == "*"
+
+
+async def test_a_preflight_of_a_path_the_edge_refuses_is_answered(client: Any) -> None:
+    """A review: a preflight of a resolver path with a control character got the edge's 400 (with
+    CORS) — a browser takes only a 2xx preflight, so a web scanner saw a CORS failure, never the
+    400. Answered as every resolver preflight: 204; the GET itself is the 400."""
+    path = "/01/09521234543213/21/ABC%E2%80%AE"
+    asked = {"Origin": "https://scanner.example", "Access-Control-Request-Method": "GET"}
+    out = await client.request("OPTIONS", path, headers=asked)
+    assert out.status_code == 204, (out.status_code, out.text)
+    assert out.headers["access-control-allow-origin"] == "*"
+    assert out.headers["access-control-allow-headers"] == "Accept"
+    got = await client.get(path, headers={"Origin": "https://scanner.example"})
+    assert_error(got, 400, "invalid_character")
+    assert got.headers["access-control-allow-origin"] == "*"

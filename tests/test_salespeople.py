@@ -291,3 +291,25 @@ async def test_a_salesperson_only_on_an_outbound_to_a_store(
         json={"kind": "outbound", "counterparty_id": demo["STORE-HZ-01"], "salesperson_id": rep},
     )
     assert to_store.status_code == 201, to_store.text
+
+
+async def test_a_draft_kept_naming_a_salesperson_it_may_not_loses_it_at_confirmation(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A review: a draft kept from before a salesperson was refused on an outbound to other than
+    a store (it was named on no unit) was 422 ``salesperson_not_allowed`` at its confirmation,
+    and no request takes a salesperson off a draft — it could only be cancelled and scanned
+    again. It loses the salesperson and is confirmed as any other."""
+    agent, admin = await login("agent_clerk"), await login("admin")
+    users = (await client.get("/users", headers=admin, params={"q": "fieldrep"})).json()
+    rep = next(u["id"] for u in users["items"] if u["username"] == "fieldrep")
+    made = await client.post(
+        "/documents", headers=agent, json={"kind": "outbound", "counterparty_id": demo["DIST-NB"]}
+    )
+    assert made.status_code == 201, made.text
+    async with app.state.pool.connection() as conn:  # as such a draft was kept
+        await conn.execute(
+            "UPDATE documents SET salesperson_id = %s WHERE id = %s", (rep, made.json()["id"])
+        )
+    confirmed = await client.post(f"/documents/{made.json()['id']}/confirm", headers=agent)
+    assert_error(confirmed, 422, "empty_document")  # checked on, past the salesperson

@@ -766,10 +766,17 @@ async def _check_salesperson(
 async def _recheck_salesperson(conn: Conn, movement: Movement, row: dict[str, Any]) -> None:
     """The draft's salesperson, checked again when it is confirmed (a probe: a store clerk
     deactivated after the draft was named on every unit shipped; the counterparty is checked at
-    both steps too). Read as the draft's checks are: no lock beyond the document's."""
+    both steps too). Read as the draft's checks are: no lock beyond the document's. A draft
+    kept before a salesperson was refused on other documents than an outbound to a store (its
+    salesperson named on no unit) loses it instead: it could not be confirmed, and no request
+    takes a salesperson off a draft (a review)."""
     if row["salesperson_id"] is None:
         return
     other = None if row["counterparty_id"] is None else await _org(conn, row["counterparty_id"])
+    if not movement.designates or other is None or other["kind"] != "store":
+        await conn.execute("UPDATE documents SET salesperson_id = NULL WHERE id = %s", (row["id"],))
+        row["salesperson_id"] = None
+        return
     await _check_salesperson(conn, movement, row["org_path"], row["salesperson_id"], other)
 
 

@@ -75,7 +75,11 @@ async def read_form(
 
     ``as_typed``: the form refused so (Litestar keeps the body read) as far as it reads, to show
     it again: its control characters taken out, a field not in UTF-8 left out. Never stored."""
-    raw = await request.body()
+    return form_of(await request.body(), max_fields, as_typed)
+
+
+def form_of(raw: bytes, max_fields: int, as_typed: bool = False) -> dict[str, str]:
+    """``read_form`` of a body's bytes."""
     if not as_typed:
         check_query(raw, what="form")
     try:  # as bytes (Latin-1 maps each to a character): each field is decoded strictly below

@@ -45,7 +45,7 @@ from app._core import Gs1Error, parse_digital_link
 from app.catalog.schemas import CATALOG_PATH
 from app.config import Settings
 from app.db import Conn
-from app.edge import RESOLVER_CORS
+from app.edge import RESOLVER_CORS, RESOLVER_PREFLIGHT
 from app.errors import AppError, NotFound, ValidationFailed
 from app.head import GET_HEAD
 from app.web import session
@@ -354,9 +354,7 @@ async def resolve_cut_short(request: Request[Any, Any, Any], settings: Settings)
 
 def _preflight() -> Response[Any]:
     """A CORS preflight's answer: every origin, the resolver's methods and ``Accept``."""
-    return Response(
-        None, status_code=204, headers={**CORS, "Access-Control-Allow-Headers": "Accept"}
-    )
+    return Response(None, status_code=204, headers=RESOLVER_PREFLIGHT)
 
 
 @route("/.well-known/gs1resolver", http_method="OPTIONS", include_in_schema=False)
