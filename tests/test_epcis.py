@@ -2033,3 +2033,72 @@ async def test_a_scan_at_an_offset_past_14_hours_is_never_served_as_an_invalid_e
     assert got.status_code == 200, got.text
     assert got.json()["eventTimeZoneOffset"] == "+08:00", got.text
     assert datetime.fromisoformat(got.json()["eventTime"]) == hour_ago
+
+
+async def test_a_page_token_is_bound_to_its_query(client: Any, login: Any, settings: Any) -> None:
+    """A probe: the nextPageToken was bound to the brand alone. A run over ``MATCH_epc=X|Y``
+    (X captured first, pages of one) handed out X and a token; that token given with
+    ``MATCH_epc=Y2`` (Y2 captured before X) answered 200 empty: Y2's events silently skipped.
+    Now 400 ``QueryParameterException``; the same query with its values in another order, or
+    with another ``perPage``, goes on. A token of before the binding (positions only) is 400."""
+    from app import sealing
+    from app.epcis.query import Position, QueryError, next_token, read_token
+
+    partner = await login("partner")
+    y2, x, y = _epc("Y2"), _epc("X"), _epc("Y")
+    for epc in (y2, x, y):
+        await captured(client, partner, document([_object("OBSERVE", [epc])]))
+    first = await query(client, partner, MATCH_epc=f"{x}|{y}", perPage="1")
+    assert [e["epcList"] for e in event_list(first)] == [[x]]
+    token = first.headers["link"].split("nextPageToken=")[1].split(">")[0]
+    for other in ({"MATCH_epc": y2}, {"MATCH_epc": x}, {"MATCH_epc": f"{x}|{y}|{y2}"}, {}):
+        response = await client.get(
+            "/epcis/events", headers=partner, params={**other, "nextPageToken": token}
+        )
+        assert_problem(response, 400, "epcis_query_parameter")
+        assert response.json()["type"] == "epcisException:QueryParameterException"
+    rest = await query(client, partner, MATCH_epc=f"{y}|{x}", perPage="10", nextPageToken=token)
+    assert [e["epcList"] for e in event_list(rest)] == [[y]]
+    assert [e["epcList"] for e in event_list(await query(client, partner, MATCH_epc=y2))] == [[y2]]
+    bound = next_token(settings, "7;one query", Position(), Position())
+    assert read_token(settings, "7;one query", bound) == (Position(), Position())
+    old = sealing.seal(settings, "epcis-page-token", "7", b"\x03", sealing.token_bytes(bound))
+    for token, to in ((bound, "7;another"), (old, "7")):  # another query's; the brand's alone
+        with pytest.raises(QueryError):
+            read_token(settings, to, token)
+
+
+async def test_an_event_id_of_a_slash_is_not_found_not_the_whole_collection(
+    client: Any, login: Any
+) -> None:
+    """A probe: ``GET /epcis/events/%2F`` (eventID "/") and ``/epcis/events//`` answered 200
+    with every event (the router's path normalisation made them the collection's URL)."""
+    admin = await login("admin")
+    for path in ("/epcis/events/%2F", "/epcis/events//", "/epcis/events/%2F%2F"):
+        assert_problem(await client.get(path, headers=admin), 404, "epcis_event_not_found")
+    assert (await client.get("/epcis/events/", headers=admin)).status_code == 200
+
+
+async def test_a_parameter_name_is_bounded_like_a_value(client: Any, login: Any) -> None:
+    """A probe: values were limited to 2000 characters, names not: a 10 KB
+    ``EQ_bizTransaction_`` type ran as a query (200), and a 10 KB unknown name was echoed twice
+    in the error. A name is at most ``EQ_bizTransaction_`` and a type URI as long as capture
+    takes; an unknown one is shown cut."""
+    from app.epcis.query import MAX_NAME
+
+    admin = await login("admin")
+    long_type = await client.get(
+        "/epcis/events?EQ_bizTransaction_" + "p" * 10000 + "=1", headers=admin
+    )
+    assert_problem(long_type, 400, "epcis_query_parameter")
+    assert len(long_type.content) < 1000, len(long_type.content)
+    unknown = await client.get("/epcis/events?" + "x" * 10240 + "=1", headers=admin)
+    assert_problem(unknown, 400, "epcis_query_parameter")
+    assert len(unknown.content) < 1000, len(unknown.content)
+    short = await client.get("/epcis/events?" + "x" * 100 + "=1", headers=admin)
+    assert_problem(short, 400, "epcis_query_parameter")
+    assert "x" * 60 + "'…" in short.json()["detail"] and "x" * 61 not in short.text
+    kind = "urn:example:btt:" + "p" * (MAX_NAME - 34)  # the longest name taken
+    assert len("EQ_bizTransaction_" + kind) == MAX_NAME
+    fits = await query(client, admin, **{f"EQ_bizTransaction_{kind}": "urn:example:bt:1"})
+    assert event_list(fits) == []

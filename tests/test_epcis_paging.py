@@ -143,28 +143,28 @@ def test_the_token_keeps_both_positions_and_refuses_what_it_did_not_give(setting
 
     own = Position(1_000_000_007, 42, ((1_000_000_009, 41), (1_000_000_123, 2**40)))
     captured = Position(0, 9)
-    token = next_token(settings, 7, own, captured)
-    assert read_token(settings, 7, token) == (own, captured)
-    assert read_token(settings, 7, None) == (Position(), Position())
+    token = next_token(settings, "7", own, captured)
+    assert read_token(settings, "7", token) == (own, captured)
+    assert read_token(settings, "7", None) == (Position(), Position())
     assert len(token) < 200 and token.replace("-", "").replace("_", "").isalnum()
     crowded = Position(5, 5, tuple((6, i) for i in range(MAX_EXTRAS)))
-    assert read_token(settings, 7, next_token(settings, 7, crowded, captured))[0] == crowded
+    assert read_token(settings, "7", next_token(settings, "7", crowded, captured))[0] == crowded
     # the largest a token can be (review R2: a position at xact 0 with extras of today's xids
     # made a token this server then refused): still within a parameter's limit
     big = Position(0, 2**63 - 1, tuple((2**64 - 1 - i, 2**63 - 1 - i) for i in range(MAX_EXTRAS)))
-    largest = next_token(settings, 7, big, big)
-    assert len(largest) < 2000 and read_token(settings, 7, largest) == (big, big)
-    past = next_token(settings, 7, Position(5, 2**63), captured)  # past bigint: 400, not a 500
+    largest = next_token(settings, "7", big, big)
+    assert len(largest) < 2000 and read_token(settings, "7", largest) == (big, big)
+    past = next_token(settings, "7", Position(5, 2**63), captured)  # past bigint: 400, not a 500
     over = Position(5, 5, tuple((6, i) for i in range(MAX_EXTRAS + 1)))
     old = base64.urlsafe_b64encode(b"o:17").decode().rstrip("=")
     plain = base64.urlsafe_b64encode(b"v2;0.0.;0.0.").decode().rstrip("=")  # before sealing
     altered = token[:20] + ("A" if token[20] != "A" else "B") + token[21:]
-    crowded_over = next_token(settings, 7, over, captured)
+    crowded_over = next_token(settings, "7", over, captured)
     for bad in (crowded_over, past, old, plain, altered, "", "%%%", token[:-3]):
         with pytest.raises(QueryError):
-            read_token(settings, 7, bad)
+            read_token(settings, "7", bad)
     with pytest.raises(QueryError):  # another brand's
-        read_token(settings, 8, token)
+        read_token(settings, "8", token)
 
 
 # -- the token: sealed for the caller's brand ---------------------------------------------------

@@ -8,8 +8,10 @@ transactions that wrote them (``app.epcis.search``); the ``nextPageToken`` holds
 each source, so paging never skips or repeats an event while events are added, even when the
 transactions that write them commit out of order (new ones appear on later pages). The token is
 sealed and bound to the caller's brand (``app.sealing``): it reveals no position, and another
-brand's token, an altered or a made-up one is refused (400). It is not bound to the query: given
-with other parameters than its run's, it is read as the same position.
+brand's token, an altered or a made-up one is refused (400). It is bound to its run's query too
+(``token_bound``: a digest of the parameters as parsed, all but ``perPage``, which may change from
+page to page): given with other parameters, it is refused (400; a probe: one of ``MATCH_epc=X|Y``
+given with ``MATCH_epc=Y2`` was read as the same position, and Y2's events were skipped).
 
 What a run of pages guarantees: it hands out, exactly once, every event committed before its
 last page was read that matches the query when the run reads it. An event's position is that of
@@ -38,6 +40,8 @@ are separated by ``|`` or given as repeated parameters; the times, ``perPage`` a
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import struct
 from dataclasses import dataclass, field
@@ -54,6 +58,7 @@ from app.epcis.document import (
     BIZ_STEP_SPELLINGS,
     BTT_SPELLINGS,
     DISPOSITION_SPELLINGS,
+    MAX_URI,
     cbv_word,
     error_reason_spellings,
 )
@@ -163,6 +168,10 @@ class Query:
 
 
 MAX_VALUE = 2000  # characters of one parameter value
+_BT = "EQ_bizTransaction_"
+# characters of a parameter's name: the standard's are short, EQ_bizTransaction_{type} takes any
+# type URI capture stores (a probe: a 10 KB name was a query, an unknown one echoed in full)
+MAX_NAME = len(_BT) + MAX_URI
 MAX_VALUES = 1000  # values of all parameters together
 
 
@@ -173,6 +182,8 @@ def parse_query(params: list[tuple[str, str]]) -> Query:
     scalars: set[str] = set()
     spellings = _SPELLINGS
     for name, value in params:
+        if len(name) > MAX_NAME:
+            raise QueryError(f"{name[:60]!r}…: a parameter name of at most {MAX_NAME} characters")
         if len(value) > MAX_VALUE or has_control(value) or has_control(name):
             raise QueryError(
                 f"{name[:60]!r}: a value of at most {MAX_VALUE} characters, no control characters"
@@ -185,9 +196,9 @@ def parse_query(params: list[tuple[str, str]]) -> Query:
             q.lists.setdefault(name, []).extend(v for v in value.split("|") if v)
         elif name in _TIMES:
             q.times[name] = _time(name, value)
-        elif name.startswith("EQ_bizTransaction_") and len(name) > 18:
+        elif name.startswith(_BT) and len(name) > len(_BT):
             # the name is decoded already: a type URI's own %-escapes stay as sent
-            kind = _word(name[18:], spellings["bizTransaction"])
+            kind = _word(name[len(_BT) :], spellings["bizTransaction"])
             # no value matches nothing, as an empty list parameter does (a probe: it filtered
             # nothing, every event served): an empty id, which no transaction has
             q.transactions += [(kind, v) for v in value.split("|") if v] or [(kind, "")]
@@ -204,7 +215,8 @@ def parse_query(params: list[tuple[str, str]]) -> Query:
                 raise QueryError("EXISTS_errorDeclaration takes no value")
             q.declared = True
         else:
-            raise QueryError(f"unknown or unsupported query parameter {name!r}")
+            shown = repr(name[:60]) + ("…" if len(name) > 60 else "")
+            raise QueryError(f"unknown or unsupported query parameter {shown}")
     for name in ("EQ_bizStep", "EQ_disposition"):
         if name in q.lists:
             q.lists[name] = [_word(v, spellings[name]) for v in q.lists[name]]
@@ -260,20 +272,22 @@ def _time(name: str, value: str) -> datetime:
 # Each source's position is its xact, id and the number of its extras, then each extra's xact
 # and id, at fixed widths (a token's length tells nothing of the ids).
 _PURPOSE = "epcis-page-token"
-_FORMAT = b"\x03"  # the tokens of before were base64 of plain text ("v2;…"): refused
+# the tokens of before were base64 of plain text ("v2;…"), then (format 3) bound to the brand
+# alone: refused, as the tokens of a run of pages live no longer than it
+_FORMAT = b"\x04"
 _HEAD = struct.Struct(">QQB")
 _EXTRA = struct.Struct(">QQ")
 _BIGINT = 2**63  # an id at or past this is none this server gave
 
 
-def read_token(settings: Settings, brand_id: int, value: str | None) -> tuple[Position, Position]:
+def read_token(settings: Settings, bound: str, value: str | None) -> tuple[Position, Position]:
     """The positions (own, captured) a ``nextPageToken`` holds; none: the start. QueryError
-    (400) for anything this server did not hand out to this brand: another brand's token, an
-    altered or made-up one."""
+    (400) for anything this server did not hand out for ``bound`` (``token_bound``): another
+    brand's token, one of another query, an altered or made-up one."""
     if value is None:
         return Position(), Position()
     raw = sealing.token_bytes(value)
-    opened = sealing.unseal(settings, _PURPOSE, str(brand_id), _FORMAT, raw)
+    opened = sealing.unseal(settings, _PURPOSE, bound, _FORMAT, raw)
     if opened is not None:
         try:
             own, rest = _position(opened)
@@ -283,7 +297,28 @@ def read_token(settings: Settings, brand_id: int, value: str | None) -> tuple[Po
         else:
             if not rest:
                 return own, captured
-    raise QueryError("nextPageToken is not one this server gave")
+    raise QueryError(
+        "nextPageToken is not one this server gave for this query: follow the next page's link "
+        "as given (only perPage may change)"
+    )
+
+
+def query_digest(q: Query) -> str:
+    """What a token is bound to: the parameters as parsed, by sorted name, each list's values
+    sorted; not ``perPage`` (a client may ask for pages of another size) nor the token."""
+    canon = {
+        "lists": {name: sorted(set(values)) for name, values in q.lists.items()},
+        "times": {name: moment.isoformat() for name, moment in q.times.items()},
+        "transactions": sorted(set(q.transactions)),
+        "declared": q.declared,
+    }
+    text = json.dumps(canon, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def token_bound(brand_id: int, q: Query) -> str:
+    """What a run's tokens are sealed to: the caller's brand and ``q`` (``query_digest``)."""
+    return f"{brand_id};{query_digest(q)}"
 
 
 def _position(raw: bytes) -> tuple[Position, bytes]:
@@ -298,14 +333,15 @@ def _position(raw: bytes) -> tuple[Position, bytes]:
     return Position(xact, last, extras), raw[end:]
 
 
-def next_token(settings: Settings, brand_id: int, own: Position, captured: Position) -> str:
-    """The token of two positions, sealed for the caller's brand: 84 characters without
-    extras, at most ~770 with every extra (``MAX_EXTRAS`` per source)."""
+def next_token(settings: Settings, bound: str, own: Position, captured: Position) -> str:
+    """The token of two positions, sealed for ``bound`` (``token_bound``: the caller's brand and
+    its query): 84 characters without extras, at most ~770 with every extra (``MAX_EXTRAS`` per
+    source)."""
     value = b"".join(
         _HEAD.pack(p.xact, p.id, len(p.extras)) + b"".join(_EXTRA.pack(*e) for e in p.extras)
         for p in (own, captured)
     )
-    return sealing.seal(settings, _PURPOSE, str(brand_id), _FORMAT, value)
+    return sealing.seal(settings, _PURPOSE, bound, _FORMAT, value)
 
 
 # -- matching identifiers ----------------------------------------------------------------------

@@ -314,10 +314,15 @@ class EventController(Controller):
         EQ_bizLocation, MATCH_epc, MATCH_parentID, MATCH_anyEPC, EQ_bizTransaction_{type},
         perPage (1–1000, default 30), nextPageToken; several values with ``|``. 400
         ``epcisException:QueryParameterException`` for others; 406 for an ``Accept`` of
-        neither JSON-LD nor JSON."""
+        neither JSON-LD nor JSON. The token is bound to the query: given with other parameters
+        (``perPage`` aside), 400."""
+        if _raw_tail(request) is not None:  # /epcis/events/%2F, /epcis/events//: the router
+            # normalises them to this path (a probe: eventID "/" answered every event)
+            raise NotFound("no such event", code="epcis_event_not_found")
         _acceptable(request)
         params = [(k, v) for k, vs in request.query_params.dict().items() for v in vs]
-        page = await search(read_conn, principal, scheme, settings, parse_query(params))
+        q = parse_query(params)
+        page = await search(read_conn, principal, scheme, settings, q)
         headers = dict(_HEADERS)
         if page.next_token:
             kept = [(k, v) for k, v in params if k != "nextPageToken"]

@@ -54,6 +54,7 @@ from app.epcis.query import (
     own_event,
     read_point_of,
     read_token,
+    token_bound,
     transaction_of,
     transaction_uri,
 )
@@ -81,7 +82,8 @@ async def search(
     """One page of the events the caller may see that match ``q`` (``orgs.read``, as a
     unit's trace: probe T found a key holding only ``catalog.read`` reading every event)."""
     actor.require("orgs.read")
-    own, captured = read_token(settings, actor.brand_id, q.token)
+    bound = token_bound(actor.brand_id, q)
+    own, captured = read_token(settings, bound, q.token)
     matches = {name: match_of(q.lists[name], scheme) for name in _ROLES if name in q.lists}
     await of_their_gtins(conn, matches)
     orgs = None if actor.org_path.count("/") == 2 else await _subtree(conn, actor)
@@ -97,7 +99,7 @@ async def search(
         rows = await _captured_rows(conn, actor, orgs, q, matches, captured, room)
         page, captured, more = _advance(rows, room, captured, lambda r: r["body"] is not None)
         events += [_in_context(_captured_event(r), r["context"], prefixes) for r in page]
-    token = next_token(settings, actor.brand_id, own, captured) if more else None
+    token = next_token(settings, bound, own, captured) if more else None
     return Page(_document(events, prefixes), token)
 
 
