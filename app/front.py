@@ -231,8 +231,8 @@ class Tracecode(Litestar):
                     page = self._page(scope, exc.status, error)
                     if page is not None:  # a browser on the consumer pages: a page
                         await page(scope, receive, front_send)
-                    elif exc.headers and scope["method"] == "OPTIONS":  # a resolver path's
-                        await _preflight(front_send)  # preflight: a browser takes only a 2xx
+                    elif bad_host is None and exc.headers and scope["method"] == "OPTIONS":
+                        await _preflight(front_send)  # a resolver path's: a browser's needs a 2xx
                     else:
                         headers = exc.headers or {}  # a GS1 resolver path's: its CORS
                         await self._refuse(scope, front_send, exc.status, error, headers)

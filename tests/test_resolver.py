@@ -601,3 +601,7 @@ async def test_a_preflight_of_a_path_the_edge_refuses_is_answered(client: Any) -
     got = await client.get(path, headers={"Origin": "https://scanner.example"})
     assert_error(got, 400, "invalid_character")
     assert got.headers["access-control-allow-origin"] == "*"
+    # a Host that is none is no browser's preflight: 400 as for any other method
+    bad_host = {**asked, "Host": "a b"}
+    out = await client.request("OPTIONS", "/01/09521234543213/21/ABC", headers=bad_host)
+    assert_error(out, 400, "invalid_host")

@@ -268,7 +268,8 @@ def _time(name: str, value: str) -> datetime:
     return moment
 
 
-# The nextPageToken: both positions, sealed (``app.sealing``) and bound to the caller's brand.
+# The nextPageToken: both positions, sealed (``app.sealing``) and bound to the caller's brand and
+# its query (``token_bound``).
 # Each source's position is its xact, id and the number of its extras, then each extra's xact
 # and id, at fixed widths (a token's length tells nothing of the ids).
 _PURPOSE = "epcis-page-token"

@@ -14,8 +14,8 @@ an event as soon as it is committed; its token keeps, per source, the last settl
 ``MAX_EXTRAS``: past those a page stops early, and its token waits for the horizon). The next
 page reads after the position, without the extras: an event committed late, under an older
 transaction, comes after the position, so it is served then, once. The token is sealed for the
-caller's brand (``app.epcis.query.next_token``): it shows none of these transaction ids or event
-ids, shared by every brand.
+caller's brand and its query (``app.epcis.query.token_bound``): it shows none of these
+transaction ids or event ids, shared by every brand.
 
 Nothing behind the position is read again: an event keeps the position of the transaction that
 wrote it (its capture's), and a declaration (``app.epcis.capture._declare_errors``) changes a
