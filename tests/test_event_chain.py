@@ -187,6 +187,27 @@ async def test_two_chainers_at_once_chain_each_event_once(
     assert_linear(rows)
 
 
+async def inserted_by_hand(settings: Any, brand_id: int, xact: str) -> tuple[int, Any]:
+    """The id of an event a DBA inserts into the brand's log under transaction ``xact``, and the
+    check's report with it (``tampered``: rolled back)."""
+    async with await connect(settings) as own:
+        new_id = (await (await own.execute("SELECT nextval('events_id_seq') AS id")).fetchone())[
+            "id"
+        ]
+    report = await tampered(
+        settings,
+        brand_id,
+        (
+            """INSERT INTO events (id, event_uuid, brand_id, event_type, action, biz_step,
+                   event_time, tz_offset, xact)
+               VALUES (%s, gen_random_uuid(), %s, 'ObjectEvent', 'OBSERVE', 'inspecting', now(),
+                   '+08:00', %s)""",
+            (new_id, brand_id, xact),
+        ),
+    )
+    return new_id, report
+
+
 async def tampered(settings: Any, brand_id: int, *statements: tuple[str, tuple[Any, ...]]) -> Any:
     """The check's report with ``statements`` applied as a DBA would, then rolled back."""
     async with await connect(settings, autocommit=False) as dba:
@@ -214,21 +235,7 @@ async def test_tampering_names_the_altered_row(client: Any, settings: Any, tenan
     assert first(changed) == ("event_changed", ids[3]) and len(changed.problems) == 1
     gone = await tampered(settings, brand_id, ("DELETE FROM events WHERE id = %s", (ids[5],)))
     assert first(gone) == ("event_deleted", ids[5])
-    async with await connect(settings) as own:
-        new_id = (await (await own.execute("SELECT nextval('events_id_seq') AS id")).fetchone())[
-            "id"
-        ]
-    backdated = await tampered(
-        settings,
-        brand_id,
-        (
-            """INSERT INTO events (id, event_uuid, brand_id, event_type, action, biz_step,
-                   event_time, tz_offset, xact)
-               VALUES (%s, gen_random_uuid(), %s, 'ObjectEvent', 'OBSERVE', 'inspecting', now(),
-                   '+08:00', '0')""",
-            (new_id, brand_id),
-        ),
-    )
+    new_id, backdated = await inserted_by_hand(settings, brand_id, "0")
     assert first(backdated) == ("event_unchained", new_id)
     code_changed = await tampered(
         settings,
@@ -1292,21 +1299,7 @@ async def test_an_event_naming_a_transaction_not_begun_is_named(settings: Any, t
     brand_id, _ = tenant
     await write(settings, events_of(brand_id, 2, "future"))
     await chain_now(settings)
-    async with await connect(settings) as own:
-        new_id = (await (await own.execute("SELECT nextval('events_id_seq') AS id")).fetchone())[
-            "id"
-        ]
-    report = await tampered(
-        settings,
-        brand_id,
-        (
-            """INSERT INTO events (id, event_uuid, brand_id, event_type, action, biz_step,
-                   event_time, tz_offset, xact)
-               VALUES (%s, gen_random_uuid(), %s, 'ObjectEvent', 'OBSERVE', 'inspecting', now(),
-                   '+08:00', '999999999999')""",
-            (new_id, brand_id),
-        ),
-    )
+    new_id, report = await inserted_by_hand(settings, brand_id, "999999999999")
     assert [(p.problem, p.event_id) for p in report.problems] == [("event_unchained", new_id)]
     assert "has not begun" in report.problems[0].message
 

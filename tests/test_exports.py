@@ -18,6 +18,7 @@ import msgspec
 import pytest
 from Crypto.PublicKey import RSA
 
+from app import jobs
 from app._core import is_valid_sscc
 from app.codes import exports, printfile
 from tests.conftest import ROOT
@@ -550,6 +551,16 @@ async def test_a_contract_printers_exporting_key_gets_no_file_of_another_printer
 
 
 @pytest.fixture
+def jobs_by_hand(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Jobs taken by the broker at once and delivered to no worker: a test runs them by hand."""
+
+    async def handed(name: str, *args: Any) -> bool:
+        return True
+
+    monkeypatch.setattr(jobs, "hand_over", handed)
+
+
+@pytest.fixture
 def queued_exports(app: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """Exports of 100 codes or more go to a job, written in steps of 1,000 codes; the app's
     settings as they were."""
@@ -634,7 +645,7 @@ async def test_an_export_failed_by_its_run_stays_failed_and_its_job_is_not_retri
     demo: Any,
     app: Any,
     queued_exports: Any,
-    monkeypatch: pytest.MonkeyPatch,
+    jobs_by_hand: None,
 ) -> None:
     """A probe: a queued export's run fails for a reason that is no batch void (a full disk, a
     bug): the export was ``failed`` — the download 409 ``export_failed`` "export the batch
@@ -643,12 +654,6 @@ async def test_an_export_failed_by_its_run_stays_failed_and_its_job_is_not_retri
     any export not done: the export the planner was told to redo became ``done`` with files
     after all, two sets of printer files of one range. ``failed`` is final: the job is not
     retried, and a delivery all the same (at least once) leaves the export failed."""
-    from app import jobs
-
-    async def handed(name: str, *args: Any) -> bool:  # the job is delivered by hand below
-        return True
-
-    monkeypatch.setattr(jobs, "hand_over", handed)
     settings, scheme, db_url = queued_exports, app.state.scheme, app.state.db_url
     planner, _, queued = await _queue_export(client, login, demo)
     export_id = queued.json()["id"]
@@ -679,17 +684,12 @@ async def test_an_export_failed_after_its_files_were_renamed_leaves_no_file(
     app: Any,
     queued_exports: Any,
     monkeypatch: pytest.MonkeyPatch,
+    jobs_by_hand: None,
 ) -> None:
     """A review probe: a run failing for good after its ``*.partial`` files were renamed (the
     last step, recording the files, fails: a bug) left whole printer files of the failed export
     on the disk for good — only a later delivery's run removed them, and none comes: its job is
     dead-lettered at once. The export's folder goes when it fails."""
-    from app import jobs
-
-    async def handed(name: str, *args: Any) -> bool:  # no job is delivered
-        return True
-
-    monkeypatch.setattr(jobs, "hand_over", handed)
     settings, scheme, db_url = queued_exports, app.state.scheme, app.state.db_url
     planner, _, queued = await _queue_export(client, login, demo)
     export_id = queued.json()["id"]
@@ -714,7 +714,7 @@ async def test_an_export_run_failing_for_a_passing_reason_is_finished_by_its_ret
     demo: Any,
     app: Any,
     queued_exports: Any,
-    monkeypatch: pytest.MonkeyPatch,
+    jobs_by_hand: None,
 ) -> None:
     """A run that fails for a passing reason (its transaction rolled back: a deadlock, a
     serialization failure; PostgreSQL gone) does not fail the export: its job is retried
@@ -723,12 +723,6 @@ async def test_an_export_run_failing_for_a_passing_reason_is_finished_by_its_ret
     ``running``, its error shown."""
     import psycopg
 
-    from app import jobs
-
-    async def handed(name: str, *args: Any) -> bool:  # the job is delivered by hand below
-        return True
-
-    monkeypatch.setattr(jobs, "hand_over", handed)
     settings, scheme, db_url = queued_exports, app.state.scheme, app.state.db_url
     planner, _, queued = await _queue_export(client, login, demo)
     export_id = queued.json()["id"]
