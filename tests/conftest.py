@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +137,17 @@ async def client(app: Any) -> AsyncIterator[Any]:
 
     async with served(app) as test_client:
         yield test_client
+
+
+@pytest.fixture(autouse=True)
+def _an_empty_cookie_jar_for_the_next_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The session's ``client`` keeps cookies: a test's ``?lang=en`` left the next test on the
+    same worker reading English pages where it looks for Chinese (a CI run failed so, by the
+    order xdist gave the tests). Each test's cookies are gone when it ends."""
+    yield
+    shared = request.node.funcargs.get("client")  # type: ignore[attr-defined]
+    if shared is not None:
+        shared.cookies.clear()
 
 
 @pytest.fixture(scope="session")
