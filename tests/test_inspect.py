@@ -909,6 +909,36 @@ async def test_an_inspection_through_an_api_key_names_its_maker_on_its_event(
     assert [(r["inspector_id"], r["recorded_by"]) for r in rows] == [(None, maker)] * 2, rows
 
 
+async def test_an_inspections_read_point_is_a_geo_uri_in_plain_decimals(
+    client: Any, login: Any, demo: Any, conn: Any
+) -> None:
+    """A probe: the read point was ``f"geo:{lat},{lng}"``, and a coordinate near zero was
+    written in exponent form (``geo:1e-05,…``), no geo URI (RFC 5870) at all. Each coordinate
+    is plain decimal now (``app.events.builders.geo_uri``), the others written as before; a
+    single scan's event and a batch's alike."""
+    inspector = await login("inspector")
+    gps = {"lat": 0.00001, "lng": -1.5e-7}
+    body = {"code": "NOTACODE4", "gps": gps, "store_id": demo["STORE-HZ-01"]}
+    single = await client.post("/inspections", headers=inspector, json=body)
+    assert single.status_code == 422, single.text  # a counterfeit: recorded, answered 422
+    item = {**body, "gps": {"lat": -33.8688197, "lng": 151.0}, "client_id": f"geo-{next(_ids)}"}
+    batch = await client.post("/inspections/batch", headers=inspector, json={"items": [item]})
+    assert batch.status_code == 200 and batch.json()["recorded"] == 1, batch.text
+    scans = [single.json()["error"]["details"]["id"], batch.json()["items"][0]["scan"]["id"]]
+    rows = await (
+        await conn.execute(
+            """SELECT e.read_point FROM inspection_scans s
+                 JOIN events e ON e.id = s.event_id WHERE s.id = ANY(%s) ORDER BY s.id""",
+            (scans,),
+        )
+    ).fetchall()
+    await conn.commit()
+    assert [r["read_point"] for r in rows] == [
+        "geo:0.00001,-0.00000015",
+        "geo:-33.8688197,151.0",
+    ], rows
+
+
 async def moved_by_import(client: Any, admin: dict[str, str], name: str, org_erp: str) -> None:
     """The brand moves user ``name`` to organisation ``org_erp`` by the user import (which ends
     the user's sessions); the user's ERP code is ``MV-<name>``, so a second move updates it."""

@@ -414,6 +414,43 @@ async def test_bad_kinds_control_characters_and_permissions(
     ).status_code == 204
 
 
+async def test_invisible_characters_and_unicode_blanks_in_a_url_are_refused(
+    client: Any, login: Any
+) -> None:
+    """A probe: ``https://partner.example.com/hook\\u200b`` (a zero-width space in the path) was
+    subscribed, 201, shown as ``/hook``, and the sender's client percent-encoded it: every
+    delivery went to ``/hook%E2%80%8B``, failing for a cause nobody could see. A format
+    character (``app.textguard.FORMAT``) or a blank other than the ASCII ones anywhere in the
+    URL is 400 ``invalid_character``, as a control or bidi character is, when subscribed and
+    when a subscription's URL is changed; one around the URL is stripped, as blanks are."""
+    admin = await login("admin")
+    kinds = ["alert.counterfeit"]
+    bad = (
+        "https://partner.example.com/hook\u200b",
+        "https://partner\u200b.example.com/hook",
+        "https://partner.example.com/a\u00a0b",
+        "https://partner.example.com/hook?to\u3000ken=1",
+        "https://partner.example.com/\u2060hook",
+        "\ufeffhttps://partner.example.com/hook",
+        "https://partner.example.com/\u202ehook",
+    )
+    for url in bad:
+        made = await client.post(
+            "/webhooks/subscriptions", headers=admin, json={"url": url, "event_kinds": kinds}
+        )
+        assert_error(made, 400, "invalid_character")
+    made = await subscribe(client, admin, "https://partner.example.com/hook\u3000", kinds)
+    assert made["url"] == "https://partner.example.com/hook"
+    path = f"/webhooks/subscriptions/{made['id']}"
+    for url in bad:
+        assert_error(
+            await client.patch(path, headers=admin, json={"url": url}), 400, "invalid_character"
+        )
+    shown = (await client.get(path, headers=admin)).json()
+    assert shown["url"] == "https://partner.example.com/hook"
+    assert (await client.delete(path, headers=admin)).status_code == 204
+
+
 # -- delivery -----------------------------------------------------------------------------------
 
 

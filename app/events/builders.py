@@ -21,10 +21,24 @@ point at it), else ``None`` and the writer allocates one.
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Literal
 
 from app.events.epcis import BizStep, Disposition
 from app.events.log import NewEvent
+
+
+def geo_uri(lat: float, lng: float) -> str:
+    """A read point where a phone was: a geo URI (RFC 5870, ``geo:30.2592,120.1303``), each
+    coordinate as Python writes it (the read points recorded before stay the same text for
+    ``EQ_readPoint``), but never in exponent form (a probe: ``f"geo:{lat}"`` wrote
+    ``geo:1e-05,…``, no geo URI at all)."""
+    return f"geo:{_plain(lat)},{_plain(lng)}"
+
+
+def _plain(coordinate: float) -> str:
+    text = repr(float(coordinate))
+    return text if "e" not in text else format(Decimal(text), "f")
 
 
 def commission(

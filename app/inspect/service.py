@@ -629,7 +629,7 @@ def _event(
         disposition=None,
         units=[f.code for f in findings if f.code is not None] if scanned.kind == "unit" else [],
         cases=[case_sscc] if case_sscc is not None else [],
-        read_point=f"geo:{data.gps.lat},{data.gps.lng}",
+        read_point=builders.geo_uri(data.gps.lat, data.gps.lng),
         biz_location=store.id,
         recorded_by=actor.person,
         details={

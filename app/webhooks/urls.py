@@ -3,8 +3,12 @@
 Refused with 400 and a stable code: a scheme other than http/https or a URL without a host
 (``invalid_url``), credentials in the URL (``url_credentials``, secrets belong in the signing
 secret, not in a URL that is shown and logged), a fragment (``invalid_url``), control characters
-(``invalid_character``) and — unless ``TRACECODE_WEBHOOK_ALLOW_PRIVATE`` is set — a host that is,
-or resolves to, a loopback, private, link-local, multicast, reserved or unspecified address
+and, anywhere in it, characters that show as nothing — format characters (``app.textguard``'s
+``FORMAT``: U+200B…) and blanks but the ASCII ones (``SPACES``: U+00A0, U+3000…) — with
+``invalid_character`` (a probe: ``/hook\\u200b`` was subscribed, shown as ``/hook``, and the
+sender's client percent-encoded it: every delivery went to ``/hook%E2%80%8B``), and — unless
+``TRACECODE_WEBHOOK_ALLOW_PRIVATE`` is set — a host that is, or resolves to, a loopback,
+private, link-local, multicast, reserved or unspecified address
 (``private_address``): Tracecode must not be made to call into its own network. A name is
 resolved when it is subscribed (a name that does not resolve yet, or not within
 ``RESOLVE_SECONDS``, is accepted: its endpoint may not be live yet) and its addresses are checked
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 import threading
 from collections import Counter
@@ -38,17 +43,28 @@ from urllib.parse import urlsplit
 import httpx
 
 from app.errors import BadRequest
-from app.textguard import check_text
+from app.textguard import FORMAT, SPACES, InvalidCharacter, check_text
 
 
 class UrlRefused(BadRequest):
     """An endpoint URL that may not be called; ``code`` says why."""
 
 
+# what shows as nothing in a URL: a format character, a blank but the ASCII ones (an ASCII
+# space inside it is ``invalid_url``, as before; blanks around it are stripped)
+_UNSEEN = re.compile(rf"(?![\x00-\x7f])[{FORMAT}{SPACES}]")
+
+
 def check_url(url: str, *, allow_private: bool) -> str:
     """The URL, normalised only by stripping surrounding blanks, or ``UrlRefused``."""
     check_text(url, "url", "body")
     url = url.strip()
+    if (unseen := _UNSEEN.search(url)) is not None:
+        char = f"U+{ord(unseen.group()):04X}"
+        raise InvalidCharacter(
+            f"url: an invisible character ({char})",
+            details=[{"field": "url", "message": f"invisible character {char}", "source": "body"}],
+        )
     try:
         parts = urlsplit(url)
         port = parts.port
