@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 import psycopg
+import pytest
 from psycopg.rows import dict_row
 
 from app import idempotency
@@ -1097,3 +1098,135 @@ async def test_a_campaign_retry_with_its_variables_in_another_order_answers_the_
     assert idempotency.fingerprint(legacy) != idempotency.fingerprint(legacy, order=None)
     retried = await client.post("/sms/campaigns", headers=marketer, json=body)
     assert retried.status_code == 200 and retried.json()["id"] == first.json()["id"], retried.text
+
+
+async def test_a_store_manager_saved_with_a_trunk_zero_or_0086_is_the_mobile(
+    client: Any, login: Any, app: Any
+) -> None:
+    """A probe: a store manager's phone saved as ``+86 (0)137…`` (the trunk zero in brackets),
+    ``+0086 137…`` or ``086 137…`` was made ``86013…``, ``008613…``, ``08613…`` by
+    ``outbox_phone`` (``normalise_phone`` knew none of them): the manager's opt-out of the mobile
+    missed it and the next campaign still texted them. They are the mobile now, for members
+    too; a number written with China's country code that is no mobile is no phone (400
+    ``invalid_phone``), never its bare digits."""
+    from app.errors import ValidationFailed
+    from app.members.phones import normalise_phone
+    from app.sms.outbox import outbox_phone
+
+    admin, marketer = await login("admin"), await login("marketer")
+    mobile = phone()
+    for form in ("+86 (0){m}", "+0086 {m}", "086 {m}", "+86 0{m}", "0086-0{m}", "0{m}"):
+        assert outbox_phone(form.format(m=mobile)) == mobile, form
+    for form in ("+0086 {m}", "086-{m}", "+860{m}", "８６０{m}"):
+        assert normalise_phone(form.format(m=mobile)) == mobile, form
+    for landline in ("+86 (0)755 8888 1234", "0086 10 6552 9988", "+86 0{m}1"):
+        with pytest.raises(ValidationFailed):
+            outbox_phone(landline.format(m=mobile))
+    template_id = await _template(client, marketer)
+    for form in ("+86 (0){m}", "+0086 {m}", "086 {m}"):
+        mobile = phone()
+        agent = await _store_with_manager(client, admin, form.format(m=mobile))
+        assert (await client.put(f"/sms/opt-outs/{mobile}", headers=marketer)).status_code == 204
+        made = await client.post(
+            "/sms/campaigns",
+            headers=marketer,
+            json={
+                "template_id": template_id,
+                "audience": "store_managers",
+                "filter": {"org_id": agent},
+                "variables": {"season": "秋季", "discount": "7"},
+            },
+        )
+        assert made.status_code == 201, made.text
+        assert (made.json()["recipients"], made.json()["skipped"]) == (0, 1), (form, made.text)
+
+
+async def test_braces_that_are_no_placeholder_are_refused(
+    client: Any, login: Any, app: Any
+) -> None:
+    """A probe: variables are named ``[A-Za-z0-9_.-]``, placeholders ``[A-Za-z_][A-Za-z0-9_]``:
+    a body ``会员专享{discount-rate}折优惠`` or ``{季节}新品上市`` was taken with no placeholder,
+    a campaign giving ``discount-rate`` was accepted and every SMS went out with the braces. A
+    template body (created or edited) with braces that are no placeholder is 400
+    ``validation_failed`` naming them; a campaign variable no placeholder takes is 400 (but
+    ``lang``); a template saved before with such braces is 422 ``missing_variables``."""
+    marketer = await login("marketer")
+    for body in (
+        "会员专享{discount-rate}折优惠",
+        "{季节}新品上市",
+        "满{}减",
+        "满100减{20",
+        "{{season}}",
+    ):
+        refused = await client.post(
+            "/sms/templates",
+            headers=marketer,
+            json={"name": f"br_{secrets.token_hex(3)}", "body": body},
+        )
+        error = assert_error(refused, 400, "validation_failed")
+        assert error["details"][0]["field"] == "body", error
+    error = assert_error(
+        await client.post(
+            "/sms/templates",
+            headers=marketer,
+            json={"name": f"br_{secrets.token_hex(3)}", "body": "{季节}新品{discount-rate}"},
+        ),
+        400,
+        "validation_failed",
+    )
+    assert "{季节}" in error["message"] and "{discount-rate}" in error["message"], error
+    template_id = await _template(client, marketer)
+    edited = await client.patch(
+        f"/sms/templates/{template_id}", headers=marketer, json={"body": "{季节}上新{season}"}
+    )
+    assert_error(edited, 400, "validation_failed")
+    body = {
+        "template_id": template_id,
+        "audience": "store_managers",
+        "variables": {"season": "秋季", "discount": "7", "discount-rate": "8"},
+        "dry_run": True,
+    }
+    error = assert_error(
+        await client.post("/sms/campaigns", headers=marketer, json=body), 400, "validation_failed"
+    )
+    assert error["details"][0]["field"] == "variables.discount-rate", error
+    lang = {**body, "variables": {"season": "autumn", "discount": "7", "lang": "en"}}
+    assert (await client.post("/sms/campaigns", headers=marketer, json=lang)).status_code == 201
+    async with app.state.pool.connection() as conn:  # saved before braces were checked
+        await conn.execute(
+            "UPDATE sms_templates SET body = '{季节}上新{season}' WHERE id = %s", (template_id,)
+        )
+    error = assert_error(
+        await client.post(
+            "/sms/campaigns", headers=marketer, json={**body, "variables": {"season": "秋季"}}
+        ),
+        422,
+        "missing_variables",
+    )
+    assert error["details"]["missing"] == ["{季节}"], error
+
+
+async def test_a_blank_campaign_variable_is_a_missing_one(client: Any, login: Any) -> None:
+    """A probe: a variable given as ``""`` (or ``" "``) filled its placeholder with nothing,
+    ``凭会员码到店享折。`` went out. A blank value (spaces, zero-width marks only) is no value:
+    422 ``missing_variables`` naming the placeholders."""
+    marketer = await login("marketer")
+    body = {
+        "template_id": await _template(client, marketer),
+        "audience": "store_managers",
+        "dry_run": True,
+    }
+    for season, discount, missing in (
+        ("", " ", ["discount", "season"]),
+        ("\u3000", "7", ["season"]),
+        ("秋季", "\u200b", ["discount"]),
+    ):
+        answer = await client.post(
+            "/sms/campaigns",
+            headers=marketer,
+            json={**body, "variables": {"season": season, "discount": discount}},
+        )
+        error = assert_error(answer, 422, "missing_variables")
+        assert error["details"]["missing"] == missing, error
+    given = {**body, "variables": {"season": "秋季", "discount": "7"}}
+    assert (await client.post("/sms/campaigns", headers=marketer, json=given)).status_code == 201

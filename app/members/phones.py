@@ -2,10 +2,12 @@
 
 Members sign up with a mainland China mobile number (SMS codes go to it). What people type is
 forgiven: full-width digits (``１３８…``, from Chinese input methods), blanks (zero-width marks of
-a number pasted out of a chat too) and hyphens between the digits, and the country code in front
-as ``+86``, ``0086`` or ``86``. What is left must be a mobile number, ``1[3-9]`` and nine more
-digits; anything else — letters, other country codes, landlines, too few or too many digits — is
-400 ``invalid_phone``.
+a number pasted out of a chat too) and hyphens between the digits, the country code in front as
+``+86``, ``0086``, ``86``, ``+0086`` or ``086``, and the trunk ``0`` of the domestic form before
+the mobile (``+86 0138…``, ``0138…``). What is left must be a mobile number, ``1[3-9]`` and nine
+more digits; anything else — letters, other country codes, landlines, too few or too many digits
+— is 400 ``invalid_phone``. (A probe: ``+0086 138…``, ``086 138…`` and ``+86 (0)138…`` were no
+mobile here and the SMS code kept them as other numbers, so an opt-out of ``138…`` missed them.)
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from app.errors import ValidationFailed
 from app.textguard import without_blanks
 
 _MOBILE = re.compile(r"1[3-9][0-9]{9}")
+# a mobile as written: maybe a country code, maybe the trunk 0, the mobile (hyphens gone)
+_WRITTEN = re.compile(r"(?:\+0086|\+86|0086|086|86)?0?(1[3-9][0-9]{9})")
 _TYPED = re.compile(r"\+?[0-9][0-9\-]*")  # digits and hyphens (blanks gone), maybe a "+"
 
 
@@ -25,11 +29,8 @@ def normalise_phone(text: str, field: str = "phone", source: str = "body") -> st
     typed = without_blanks(unicodedata.normalize("NFKC", text))
     digits = ""
     if _TYPED.fullmatch(typed):
-        digits = typed.replace("-", "")
-        for prefix in ("+86", "0086", "86"):
-            if digits.startswith(prefix) and len(digits) == len(prefix) + 11:
-                digits = digits[len(prefix) :]
-                break
+        written = _WRITTEN.fullmatch(typed.replace("-", ""))
+        digits = written.group(1) if written else ""
     if not _MOBILE.fullmatch(digits):
         raise ValidationFailed(
             "not a mainland China mobile number (11 digits starting with 13–19)",

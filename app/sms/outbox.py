@@ -67,6 +67,7 @@ def _default_settings() -> Settings:
 
 _SEPARATORS = str.maketrans("", "", " -().")  # what people put between a phone's digits
 _NUMBER = re.compile(r"\+?[0-9]{6,15}")
+_CHINA = re.compile(r"\+0{0,2}86|0086")  # mainland China's country code, as written in front
 
 
 def outbox_phone(phone: str) -> str:
@@ -80,12 +81,15 @@ def outbox_phone(phone: str) -> str:
     its 6–15 digits. A number of another country whose digits alone would read as a mainland
     mobile keeps its international prefix, as ``00`` (the stored forms are digits only):
     ``+1 (395) 555-0142`` → ``0013955550142``, never ``13955550142`` (a probe: an opt-out of the
-    foreign number opted the Chinese member of that mobile out of marketing)."""
+    foreign number opted the Chinese member of that mobile out of marketing). The trunk ``0`` and
+    the odd ``+0086``/``086`` are the mobile too (``+86 (0)138…`` → ``138…``), and a number
+    written with China's country code that is no mobile is no phone here (a probe: kept as its
+    bare digits, ``86013…``, an opt-out or "TD" of the mobile missed it)."""
     bare = unicodedata.normalize("NFKC", phone).strip().translate(_SEPARATORS)
     try:
         return normalise_phone(bare)
     except ValidationFailed:
-        if not _NUMBER.fullmatch(bare):
+        if not _NUMBER.fullmatch(bare) or _CHINA.match(bare):
             raise
         digits = bare.removeprefix("+")
         if bare.startswith("+") and _reads_as_mobile(digits):

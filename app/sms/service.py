@@ -73,7 +73,8 @@ from app.sms.schemas import (
     TemplateOut,
     TemplatePatch,
 )
-from app.sms.templates import BUILTIN, placeholders
+from app.sms.templates import BUILTIN, LANG, placeholders, stray_braces
+from app.textguard import without_blanks
 
 PERMISSION = "sms.campaigns"
 SIGNATURE_HEADER = "x-tracecode-signature"
@@ -289,6 +290,19 @@ def _template(row: dict[str, Any]) -> TemplateOut:
     return TemplateOut(**row, placeholders=sorted(placeholders(row["body"])))
 
 
+def _check_body(body: str) -> None:
+    """400 ``validation_failed`` naming what of a template's body is in braces but no
+    placeholder (``templates.stray_braces``): it would go out in every text as it is."""
+    stray = stray_braces(body)
+    if stray:
+        named = " ".join(stray[:5])
+        raise ValidationFailed(
+            f"{named} is no placeholder: a placeholder is {{name}}, the name ASCII letters, digits "
+            "and _ (not first a digit, at most 40); nothing else may be in braces",
+            details=[{"field": "body", "message": f"no placeholder: {named}", "source": "body"}],
+        )
+
+
 def _brand_staff(actor: Principal, message: str) -> None:
     """403 ``brand_only`` below the brand: the brand's templates and its members' marketing
     consent are the brand's; its agents and stores use them (campaigns in their own subtree)."""
@@ -301,6 +315,7 @@ async def create_template(conn: Conn, actor: Principal, data: TemplateIn) -> Tem
     _brand_staff(actor, "only the brand's own staff write its templates")
     if data.name in BUILTIN:
         raise Conflict(f"{data.name!r} is a built-in template", code="template_reserved")
+    _check_body(data.body)
     cur = await conn.execute(
         f"""INSERT INTO sms_templates (brand_id, name, body, provider_template_id, created_by)
             VALUES (%s, %s, %s, %s, %s)
@@ -351,6 +366,8 @@ async def update_template(
 ) -> TemplateOut:
     actor.require(PERMISSION)
     _brand_staff(actor, "only the brand's own staff write its templates")
+    if isinstance(data.body, str):
+        _check_body(data.body)
     # locked: a concurrent change is audited before or after this one, never skipped (a probe)
     before = await _own_template(conn, actor, template_id, "FOR NO KEY UPDATE")
     changes = changed(before, changes_of(data))
@@ -519,6 +536,32 @@ async def _earlier_campaign(conn: Conn, actor: Principal, data: CampaignIn) -> C
     return await get_campaign(conn, actor, int(found["id"]))
 
 
+def _check_variables(body: str, variables: dict[str, str]) -> None:
+    """422 ``missing_variables`` for a placeholder of ``body`` without a value — a blank one
+    (spaces, zero-width marks) is none: a probe's ``""`` was sent as a hole — or for braces of
+    a template saved before they were refused, which no variable fills; 400
+    ``validation_failed`` for a variable no placeholder takes (a probe's ``discount-rate`` of a
+    ``{discount-rate}`` that was none), but ``lang`` (the opt-out line's language)."""
+    given = {name for name, value in variables.items() if without_blanks(value)}
+    missing = sorted(placeholders(body) - given)
+    stray = stray_braces(body)
+    if missing or stray:
+        raise Unprocessable(
+            f"the template needs {', '.join(missing + stray[:5])}",
+            code="missing_variables",
+            details={"missing": missing + stray},
+        )
+    unused = sorted(variables.keys() - placeholders(body) - {LANG})
+    if unused:
+        raise ValidationFailed(
+            f"no placeholder of the template takes {', '.join(unused)}",
+            details=[
+                {"field": f"variables.{name}", "message": "no such placeholder", "source": "body"}
+                for name in unused
+            ],
+        )
+
+
 async def create_campaign(
     conn: Conn, actor: Principal, settings: Settings, data: CampaignIn
 ) -> tuple[CampaignOut, bool]:
@@ -537,13 +580,7 @@ async def create_campaign(
         if earlier is not None:
             return earlier, True
     template = await _own_template(conn, actor, data.template_id)
-    missing = placeholders(template["body"]) - data.variables.keys()
-    if missing:
-        raise Unprocessable(
-            f"the template needs {', '.join(sorted(missing))}",
-            code="missing_variables",
-            details={"missing": sorted(missing)},
-        )
+    _check_variables(template["body"], data.variables)
     if data.audience == "members":
         _brand_staff(actor, "only the brand's own staff message its members")
     scope = await _scope(conn, actor, data.filter.org_id)

@@ -33,6 +33,9 @@ MARKETING = frozenset({"reminder", "campaign"})
 SECRET_VARIABLES = ("code",)
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]{0,39})\}")
+_BRACES = re.compile(r"\{[^{}]*\}|[{}]")
+#: The one variable a campaign may give that is no placeholder: the opt-out line's language.
+LANG = "lang"
 
 
 class RenderError(ValueError):
@@ -43,8 +46,16 @@ def placeholders(body: str) -> set[str]:
     return set(_PLACEHOLDER.findall(body))
 
 
+def stray_braces(body: str) -> list[str]:
+    """What of ``body`` is in braces but no placeholder, as written (``{季节}``,
+    ``{discount-rate}``, ``{}``, a lone ``{``): the renderer leaves it in the text as it is, so
+    a brand's template holding one is refused (a probe: ``{季节}新品上市`` was taken with no
+    placeholder, no campaign asked for it, and every SMS went out with the braces)."""
+    return [m.group() for m in _BRACES.finditer(body) if not _PLACEHOLDER.fullmatch(m.group())]
+
+
 def language(variables: Mapping[str, str]) -> str:
-    return "en" if variables.get("lang") == "en" else "zh-CN"
+    return "en" if variables.get(LANG) == "en" else "zh-CN"
 
 
 def body_of(template: str, variables: Mapping[str, str], brand_body: str | None) -> str:
