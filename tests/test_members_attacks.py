@@ -3,13 +3,15 @@ endpoints against hostile input and guessing, over HTTP through the in-process c
 
 from __future__ import annotations
 
+import asyncio
+import secrets
 import time
 from typing import Any
 
 import msgspec
 
 from app.sms.service import sign
-from tests.helpers import assert_error
+from tests.helpers import assert_error, key_of, new_user, signed_in
 
 SECRET = "attack-secret"
 
@@ -96,6 +98,95 @@ async def test_the_code_guess_limit_is_documented(client: Any) -> None:
     schema = (await client.get("/schema/openapi.json")).json()
     for path in ("/redemptions/check", "/redemptions/fulfil"):
         assert "429" in schema["paths"][path]["post"]["responses"], path
+
+
+# Transactions of this database waiting for a lock.
+_WAITING = """SELECT count(DISTINCT pid) AS n FROM pg_locks WHERE NOT granted AND pid IN
+                  (SELECT pid FROM pg_stat_activity WHERE datname = current_database())"""
+
+
+async def test_guesses_sent_at_once_are_no_more_looked_up_than_the_limit(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: ``_guarded`` read the account's count before the lookup and counted an unknown
+    code only after it, so guesses sent at once all passed the check and were all looked up —
+    a real code among them answered 200 though the account was far over CODE_GUESS_MAX. Now
+    each lookup takes its slot first (``MemberLimits.take_code_guess``, given back when the
+    code is found): with 1 slot left, of 10 unknown codes and a real one sent at once (their
+    lookups held on a lock of ``redemptions``) at most one is looked up, the rest 429."""
+    from app.members.limits import CODE_GUESS_MAX
+    from tests.points_support import new_member
+    from tests.race_support import lock_waiters
+    from tests.test_redemptions import give, new_gift, redeem
+
+    member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    await give(client, login, member_id, 50)
+    gift = await new_gift(client, login, name=f"Burst {secrets.token_hex(2)}", points_cost=5)
+    real = (await redeem(app, headers, gift["id"])).json()["code"]
+    user = await new_user(client, await login("admin"), demo["STORE-HZ-01"], ["store_clerk"])
+    clerk = await signed_in(client, user)
+    for n in range(CODE_GUESS_MAX - 1):
+        answer = await client.post("/redemptions/check", headers=clerk, json={"code": f"{n:010d}"})
+        assert_error(answer, 404, "unknown_code")
+    guesses = [f"{n:010d}" for n in range(100, 110)] + [real]
+    async with app.state.pool.connection() as holder, app.state.pool.connection() as watch:
+        await holder.execute("LOCK TABLE redemptions IN ACCESS EXCLUSIVE MODE")
+        racing = [
+            asyncio.ensure_future(
+                client.post("/redemptions/check", headers=clerk, json={"code": code})
+            )
+            for code in guesses
+        ]
+        assert await lock_waiters(watch, 1)
+        for _ in range(100):  # until each of the others waits on the lock too, or was refused
+            waiting = await (await watch.execute(_WAITING)).fetchone()
+            await watch.commit()
+            if waiting["n"] + sum(task.done() for task in racing) >= len(racing):
+                break
+            await asyncio.sleep(0.03)
+        await holder.commit()
+        answers = await asyncio.gather(*racing)
+    looked_up = [a for a in answers if a.status_code in (200, 404)]
+    assert len(looked_up) == 1, [(a.status_code, a.text[:80]) for a in answers]
+    for answer in answers:
+        if answer not in looked_up:
+            assert_error(answer, 429, "rate_limited")
+    await client.delete(f"/gifts/{gift['id']}", headers=await login("admin"))
+
+
+async def test_an_api_key_s_guesses_count_against_its_maker(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: a store's org_admin holds ``redemptions.fulfil`` and ``apikeys.write``; over
+    CODE_GUESS_MAX unknown codes it was 429, but each API key it made counted on its own
+    (``k{api_key_id}``) and guessed 30 more. Now a key's guesses count on its own counter and
+    on its maker's (``Principal.key_maker``), refused when either is over: the maker's keys
+    are refused once the maker is, and a key's unknown codes bring its maker to the limit."""
+    from app.members.limits import CODE_GUESS_MAX
+
+    admin = await login("admin")
+    manager = await signed_in(
+        client, await new_user(client, admin, demo["STORE-HZ-01"], ["org_admin"])
+    )
+    for n in range(CODE_GUESS_MAX):
+        answer = await client.post(
+            "/redemptions/check", headers=manager, json={"code": f"{n:010d}"}
+        )
+        assert_error(answer, 404, "unknown_code")
+    key = await key_of(client, manager, ["redemptions.fulfil"])
+    for path in ("/redemptions/check", "/redemptions/fulfil"):
+        answer = await client.post(path, headers=key, json={"code": "0000000500"})
+        assert_error(answer, 429, "rate_limited")
+    # the other way: a fresh maker's key spends the maker's guesses
+    maker = await signed_in(
+        client, await new_user(client, admin, demo["STORE-HZ-01"], ["org_admin"])
+    )
+    key = await key_of(client, maker, ["redemptions.fulfil"])
+    for n in range(CODE_GUESS_MAX):
+        answer = await client.post("/redemptions/check", headers=key, json={"code": f"{n:010d}"})
+        assert_error(answer, 404, "unknown_code")
+    answer = await client.post("/redemptions/check", headers=maker, json={"code": "0000000500"})
+    assert_error(answer, 429, "rate_limited")
 
 
 async def test_superscript_digits_in_member_page_parameters_are_not_a_500(

@@ -1672,6 +1672,36 @@ async def test_a_code_fulfilled_with_an_api_key_records_who_fulfilled_it(
     await client.delete(f"/gifts/{gift['id']}", headers=admin)
 
 
+async def test_a_code_check_names_who_fulfilled_it_only_within_the_callers_subtree(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: ``GET /redemptions`` shows a store only the fulfilments of its subtree (README:
+    stores see only the redemptions they fulfilled), but ``POST /redemptions/check`` of a code
+    fulfilled at another agent's store answered that store's id and its clerk's user id. Now
+    ``fulfilled_by`` and ``fulfilled_org_id`` are null unless the fulfilling organisation is in
+    the caller's subtree (the store that fulfilled it, and the brand, still read them)."""
+    member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    await give(client, login, member_id, 50)
+    gift = await new_gift(client, login, name=f"Seen {secrets.token_hex(2)}", points_cost=5)
+    code = (await redeem(app, headers, gift["id"])).json()["code"]
+    hz = await login("store_clerk")
+    done = await client.post("/redemptions/fulfil", headers=hz, json={"code": code})
+    assert done.status_code == 200, done.text
+    who = (done.json()["fulfilled_by"], done.json()["fulfilled_org_id"])
+    me = (await client.get("/auth/me", headers=hz)).json()
+    assert who == (me["user_id"], demo["STORE-HZ-01"])
+    gz = await login("gz_clerk")  # a store under another agent
+    checked = await client.post("/redemptions/check", headers=gz, json={"code": code})
+    assert checked.status_code == 200, checked.text
+    body = checked.json()
+    assert (body["fulfilled_by"], body["fulfilled_org_id"]) == (None, None), body
+    assert (body["status"], body["fulfilled_at"]) == ("fulfilled", done.json()["fulfilled_at"])
+    for seer in (hz, await login("admin")):
+        body = (await client.post("/redemptions/check", headers=seer, json={"code": code})).json()
+        assert (body["fulfilled_by"], body["fulfilled_org_id"]) == who, body
+    await client.delete(f"/gifts/{gift['id']}", headers=await login("admin"))
+
+
 async def test_a_code_past_its_date_reads_expired_everywhere_before_the_sweep(
     client: Any, login: Any, app: Any, demo: Any
 ) -> None:

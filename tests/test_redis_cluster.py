@@ -124,6 +124,14 @@ def test_tags_spread_over_the_slots_and_each_operation_is_one_slot(settings: Any
     limiter = LoginLimiter(connect("redis+cluster://127.0.0.1:1"), settings)
     _, *account = limiter._keys("admin", "10.1.2.3")
     assert len({key_slot(k.encode()) for k in account}) == 1
+    # an API key's guess counters: its own and its maker's, in one slot (one script)
+    from app.auth.principal import Principal
+    from app.members.limits import MemberLimits
+
+    member = MemberLimits(connect("redis+cluster://127.0.0.1:1"), settings)
+    key = Principal(1, "/1/", frozenset(), api_key_id=5, key_maker=7)
+    guess_keys = member._guess_keys(key, "code-guess")
+    assert len(guess_keys) == 2 and len({key_slot(k.encode()) for k in guess_keys}) == 1
 
 
 def _even_split(masters: int) -> list[tuple[int, int]]:

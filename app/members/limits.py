@@ -13,11 +13,18 @@
   wrong tries, at most 10 sent to a phone a day.
 
 Staff accounts (a user, or an API key) are counted too where a lookup by a guessed value would tell
-what they may not see: unknown redemption codes (``check_code_guesses``), and whole-number phone
+what they may not see: unknown redemption codes (``take_code_guess``), and whole-number phone
 searches finding no member by staff who see phones masked (``check_phone_misses``: ``138****1234``
 leaves 10,000 candidates, and the one search finding a member names the hidden digits; a probe
 walked them). Over the limit an account's lookups are refused (429 ``rate_limited``, a lucky
-guess too) until the window ends; lookups that find something do not count.
+guess too) until the window ends; lookups that find something do not count. An API key's count
+is its maker's as well (``Principal.key_maker``): a key counts on its own counter and on its
+maker's, and either over the limit refuses it — a store admin over the limit made keys and
+guessed on through each (a probe). A redemption code's lookup takes its slot before the lookup
+(``take_code_guess``) and gives it back when the code is found: read first and counted after,
+guesses sent at once were all looked up past the limit (a probe). On a Redis Cluster an account's
+counters carry the person (the user, or the key's maker) as their hash tag, so that one script
+touches one slot (``app.redisconn``); on one server the key names are untagged.
 
 The client IP is the socket's peer (an IPv6 client counts by its /64); forwarded headers are never
 trusted. With Redis unreachable the limits are skipped (logged): a code still dies after
@@ -38,7 +45,7 @@ from app.auth.limits import _REDIS_DOWN, LoginLimiter, client_bucket
 from app.auth.principal import Principal
 from app.config import Settings
 from app.errors import ServiceUnavailable, TooManyRequests
-from app.redisconn import AnyRedis, script
+from app.redisconn import AnyRedis, is_cluster, script
 
 log = logging.getLogger("tracecode.members")
 
@@ -58,17 +65,45 @@ if n > tonumber(ARGV[2]) then return math.max(redis.call('TTL', KEYS[1]), 1) end
 return 0
 """
 
-# KEYS: the account's counter. ARGV: window seconds, 1 to count one more (else 0 to read).
-# Answers {count, seconds left}.
+# KEYS: the account's counters. ARGV: window seconds, 1 to count one more on each (else 0 to
+# read). Answers {the highest count, its seconds left}.
 _GUESS = """
-local n
-if ARGV[2] == '1' then
-  n = redis.call('INCR', KEYS[1])
-  if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-else
-  n = tonumber(redis.call('GET', KEYS[1]) or '0')
+local most, left = -1, 1
+for _, key in ipairs(KEYS) do
+  local n
+  if ARGV[2] == '1' then
+    n = redis.call('INCR', key)
+    if redis.call('TTL', key) < 0 then redis.call('EXPIRE', key, ARGV[1]) end
+  else
+    n = tonumber(redis.call('GET', key) or '0')
+  end
+  if n > most then most, left = n, redis.call('TTL', key) end
 end
-return {n, redis.call('TTL', KEYS[1])}
+return {most, left}
+"""
+
+# KEYS: the account's counters. ARGV: window seconds, max. A slot taken on each counter when
+# none is full (answers 0), else nothing counted and the full counter's seconds left.
+_TAKE = """
+for _, key in ipairs(KEYS) do
+  if tonumber(redis.call('GET', key) or '0') >= tonumber(ARGV[2]) then
+    return math.max(redis.call('TTL', key), 1)
+  end
+end
+for _, key in ipairs(KEYS) do
+  redis.call('INCR', key)
+  if redis.call('TTL', key) < 0 then redis.call('EXPIRE', key, ARGV[1]) end
+end
+return 0
+"""
+
+# KEYS: the account's counters: the slot ``_TAKE`` took on each given back (a counter whose
+# window ended meanwhile is left as it is: never below zero, never without its expiry).
+_GIVE_BACK = """
+for _, key in ipairs(KEYS) do
+  if tonumber(redis.call('GET', key) or '0') > 0 then redis.call('DECR', key) end
+end
+return 0
 """
 
 
@@ -92,6 +127,9 @@ class MemberLimits:
         self.login.ns = f"{self.ns}:login"
         self._count = script(redis_client, _COUNT)
         self._guess = script(redis_client, _GUESS)
+        self._take = script(redis_client, _TAKE)
+        self._give_back = script(redis_client, _GIVE_BACK)
+        self.cluster = is_cluster(redis_client)
 
     async def forget_phone(self, brand_id: int, phone: str) -> None:
         """The sign-in limits' memory of the phone (its locks, counts and the addresses it
@@ -131,9 +169,16 @@ class MemberLimits:
 
     # -- staff guessing: redemption codes, masked phones' hidden digits -------------------
 
-    def _guess_key(self, actor: Principal, family: str) -> str:
-        who = f"u{actor.user_id}" if actor.user_id is not None else f"k{actor.api_key_id}"
-        return f"{self.ns}:{family}:{who}"
+    def _guess_keys(self, actor: Principal, family: str) -> list[str]:
+        """The counters a staff account's guesses count on: a user's own; an API key's own and
+        its maker's (a user over the limit cannot mint keys to guess on). On a cluster they
+        carry the person as hash tag (one slot)."""
+        person = actor.person
+        whos = [f"k{actor.api_key_id}"] if actor.user_id is None else []
+        if person is not None:
+            whos.append(f"u{person}")
+        tag = f"{{{whos[-1]}}}" if self.cluster else ""
+        return [f"{self.ns}:{family}:{who}{tag}" for who in whos]
 
     async def _guess_count(
         self, actor: Principal, family: str, window: int, failed: bool
@@ -141,7 +186,7 @@ class MemberLimits:
         """The account's count in ``family`` (one more first when ``failed``) and the seconds
         left of its window."""
         answer = await self._guess(
-            keys=[self._guess_key(actor, family)], args=[window, 1 if failed else 0]
+            keys=self._guess_keys(actor, family), args=[window, 1 if failed else 0]
         )
         return int(answer[0]), max(int(answer[1]), 1)
 
@@ -157,19 +202,39 @@ class MemberLimits:
                 headers={"Retry-After": str(retry)},
             )
 
-    async def check_code_guesses(self, actor: Principal, failed: bool = False) -> None:
-        """429 ``rate_limited`` once a staff account has tried ``CODE_GUESS_MAX`` unknown
-        redemption codes within ``CODE_GUESS_WINDOW_SECONDS``: a clerk (or a stolen API key)
-        cannot walk the code space. ``failed`` counts one more unknown code first."""
+    async def take_code_guess(self, actor: Principal) -> bool:
+        """Before a redemption code is looked up: 429 ``rate_limited`` once a staff account has
+        tried ``CODE_GUESS_MAX`` unknown codes within ``CODE_GUESS_WINDOW_SECONDS`` (a clerk, or
+        a stolen API key, cannot walk the code space); otherwise the lookup counts as an unknown
+        code from now on, until ``give_back_code_guess`` (the code was found). Taken before the
+        lookup in one script, so guesses sent at once cannot all pass. False when Redis is
+        unreachable (skipped: nothing to give back)."""
         try:
-            count, retry = await self._guess_count(
-                actor, "code-guess", CODE_GUESS_WINDOW_SECONDS, failed
+            retry = int(
+                await self._take(
+                    keys=self._guess_keys(actor, "code-guess"),
+                    args=[CODE_GUESS_WINDOW_SECONDS, CODE_GUESS_MAX],
+                )
             )
         except _REDIS_DOWN as exc:
             log.warning("code guess limit skipped: Redis unavailable", extra={"error": str(exc)})
-            return
-        message = "too many unknown redemption codes tried; try again later"
-        self._refuse_over(count, CODE_GUESS_MAX, failed, retry, message)
+            return False
+        if retry:
+            raise TooManyRequests(
+                "too many unknown redemption codes tried; try again later",
+                code="rate_limited",
+                details={"retry_after": retry},
+                headers={"Retry-After": str(retry)},
+            )
+        return True
+
+    async def give_back_code_guess(self, actor: Principal) -> None:
+        """The slot ``take_code_guess`` took, given back: the code was found (or the lookup
+        ended before telling whether it exists)."""
+        try:
+            await self._give_back(keys=self._guess_keys(actor, "code-guess"), args=[])
+        except _REDIS_DOWN as exc:
+            log.warning("code guess not given back: Redis unavailable", extra={"error": str(exc)})
 
     async def check_phone_misses(self, actor: Principal, failed: bool = False) -> None:
         """429 ``rate_limited`` once a staff account seeing phones masked has searched

@@ -489,8 +489,14 @@ def _message(status: str, refusal: str | None, member_status: str) -> dict[str, 
 
 
 async def check(conn: Conn, settings: Settings, actor: Principal, data: CodeIn) -> CheckOut:
-    """What a code is: valid or not (used, expired), its gift, the member's masked phone."""
-    return _check_out(await _by_code(conn, settings, actor, data.code), data.lang)
+    """What a code is: valid or not (used, expired), its gift, the member's masked phone; who
+    fulfilled it and where only when that organisation is in the caller's subtree, as the list
+    shows them (a probe: a store's clerk read another agent's store and its clerk's user id)."""
+    row = await _by_code(conn, settings, actor, data.code)
+    where = row["fulfilled_org_id"]
+    if where is not None and not actor.sees(await org_path(conn, where) or ""):
+        row = {**row, "fulfilled_by": None, "fulfilled_org_id": None}
+    return _check_out(row, data.lang)
 
 
 async def _where(conn: Conn, actor: Principal, kind: str, store_id: int | None) -> int:

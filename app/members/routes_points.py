@@ -216,16 +216,21 @@ class GiftsController(Controller):
 async def _guarded(
     state: State, principal: Principal, lookup: Callable[[], Awaitable[CheckOut]]
 ) -> CheckOut:
-    """A code looked up by staff, counted against guessing (``MemberLimits.check_code_guesses``):
-    refused while the account is over the limit, and every unknown code counts."""
+    """A code looked up by staff, counted against guessing (``MemberLimits.take_code_guess``):
+    refused while the account is over the limit; the slot is taken before the lookup and kept
+    only when the code is unknown (a probe: counted after it, guesses sent at once were all
+    looked up, a real one among them answered though the account was far over the limit)."""
     limits = member_limits(state)
-    await limits.check_code_guesses(principal)
+    taken = await limits.take_code_guess(principal)
+    unknown = False
     try:
         return await lookup()
     except NotFound as exc:
-        if exc.code == "unknown_code":
-            await limits.check_code_guesses(principal, failed=True)
+        unknown = exc.code == "unknown_code"
         raise
+    finally:
+        if taken and not unknown:
+            await limits.give_back_code_guess(principal)
 
 
 def _days(start: datetime, end: datetime) -> str:
