@@ -636,7 +636,7 @@ async def test_staff_who_see_phones_masked_cannot_unmask_one_by_whole_number_sea
     ``139<0000…9999>1234`` — nothing limited them — and the one search answering ``total: 1``
     named the hidden digits: the whole phone was unmasked (the 5-to-10-digit search refused for
     that reason was the same oracle). Now the whole-number searches of such staff finding no
-    member count per account (``MemberLimits.check_phone_misses``), and past the limit every
+    member count per account (``MemberLimits.take_guess``), and past the limit every
     whole-number search is refused, the right number's too, the CSV's too; searches that find
     the member do not count."""
     from app.members.limits import PHONE_MISS_MAX, PHONE_MISS_WINDOW_SECONDS
@@ -706,7 +706,7 @@ async def test_csv_phone_searches_count_and_a_phone_search_fails_closed_without_
         raise redis_sync.exceptions.ConnectionError("Redis is down")
 
     limits = member_limits_module.member_limits(app.state)
-    monkeypatch.setattr(limits, "_guess", unreachable)
+    monkeypatch.setattr(limits, "_take", unreachable)
     fresh = await _staff(client, admin, brand, ["member_service"])
     for params in ({"phone": member["phone"]}, {**csv_of, "phone": member["phone"]}):
         assert_error(

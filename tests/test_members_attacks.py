@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 import msgspec
@@ -105,18 +106,38 @@ _WAITING = """SELECT count(DISTINCT pid) AS n FROM pg_locks WHERE NOT granted AN
                   (SELECT pid FROM pg_stat_activity WHERE datname = current_database())"""
 
 
+async def _sent_at_once(
+    app: Any, table: str, requests: list[Coroutine[Any, Any, Any]]
+) -> list[Any]:
+    """The answers to ``requests`` sent at once while a transaction holds ``table``: their
+    lookups wait on it, released once each of them waits or was answered without it."""
+    from tests.race_support import lock_waiters
+
+    async with app.state.pool.connection() as holder, app.state.pool.connection() as watch:
+        await holder.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        racing = [asyncio.ensure_future(request) for request in requests]
+        assert await lock_waiters(watch, 1)
+        for _ in range(100):  # until each of the others waits on the lock too, or was refused
+            waiting = await (await watch.execute(_WAITING)).fetchone()
+            await watch.commit()
+            if waiting["n"] + sum(task.done() for task in racing) >= len(racing):
+                break
+            await asyncio.sleep(0.03)
+        await holder.commit()
+        return list(await asyncio.gather(*racing))
+
+
 async def test_guesses_sent_at_once_are_no_more_looked_up_than_the_limit(
     client: Any, login: Any, app: Any, demo: Any
 ) -> None:
     """A probe: ``_guarded`` read the account's count before the lookup and counted an unknown
     code only after it, so guesses sent at once all passed the check and were all looked up —
     a real code among them answered 200 though the account was far over CODE_GUESS_MAX. Now
-    each lookup takes its slot first (``MemberLimits.take_code_guess``, given back when the
+    each lookup takes its slot first (``MemberLimits.take_guess``, given back when the
     code is found): with 1 slot left, of 10 unknown codes and a real one sent at once (their
     lookups held on a lock of ``redemptions``) at most one is looked up, the rest 429."""
     from app.members.limits import CODE_GUESS_MAX
     from tests.points_support import new_member
-    from tests.race_support import lock_waiters
     from tests.test_redemptions import give, new_gift, redeem
 
     member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
@@ -129,29 +150,51 @@ async def test_guesses_sent_at_once_are_no_more_looked_up_than_the_limit(
         answer = await client.post("/redemptions/check", headers=clerk, json={"code": f"{n:010d}"})
         assert_error(answer, 404, "unknown_code")
     guesses = [f"{n:010d}" for n in range(100, 110)] + [real]
-    async with app.state.pool.connection() as holder, app.state.pool.connection() as watch:
-        await holder.execute("LOCK TABLE redemptions IN ACCESS EXCLUSIVE MODE")
-        racing = [
-            asyncio.ensure_future(
-                client.post("/redemptions/check", headers=clerk, json={"code": code})
-            )
-            for code in guesses
-        ]
-        assert await lock_waiters(watch, 1)
-        for _ in range(100):  # until each of the others waits on the lock too, or was refused
-            waiting = await (await watch.execute(_WAITING)).fetchone()
-            await watch.commit()
-            if waiting["n"] + sum(task.done() for task in racing) >= len(racing):
-                break
-            await asyncio.sleep(0.03)
-        await holder.commit()
-        answers = await asyncio.gather(*racing)
+    answers = await _sent_at_once(
+        app,
+        "redemptions",
+        [client.post("/redemptions/check", headers=clerk, json={"code": c}) for c in guesses],
+    )
     looked_up = [a for a in answers if a.status_code in (200, 404)]
     assert len(looked_up) == 1, [(a.status_code, a.text[:80]) for a in answers]
     for answer in answers:
         if answer not in looked_up:
             assert_error(answer, 429, "rate_limited")
     await client.delete(f"/gifts/{gift['id']}", headers=await login("admin"))
+
+
+async def test_phone_searches_sent_at_once_are_no_more_made_than_the_limit(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: ``admin.list_members`` read the account's misses before a whole-number phone
+    search by staff who see phones masked and counted a miss only after it, so searches sent at
+    once all passed the check and were all made — a masked phone's 10,000 candidates sent at
+    once would name its hidden digits though the account was far over PHONE_MISS_MAX. Now each
+    search takes its slot first (``MemberLimits.take_guess``, given back when it finds the
+    member): with 1 slot left, of 10 wrong numbers and the right one sent at once (their
+    searches held on a lock of ``members``) at most one is made, the rest 429."""
+    from app.members.limits import PHONE_MISS_MAX
+    from tests.points_support import new_member
+
+    _, _, phone = await new_member(app, demo["BRAND-LUMI"])
+    user = await new_user(client, await login("admin"), demo["BRAND-LUMI"], ["member_service"])
+    service = await signed_in(client, user)
+    wrong = [f"{phone[:3]}{n:04d}{phone[-4:]}" for n in range(PHONE_MISS_MAX + 10)]
+    wrong = [guess for guess in wrong if guess != phone]
+    for guess in wrong[: PHONE_MISS_MAX - 1]:
+        answer = await client.get("/members", headers=service, params={"phone": guess})
+        assert answer.status_code == 200 and answer.json()["total"] == 0, answer.text
+    guesses = [*wrong[PHONE_MISS_MAX - 1 : PHONE_MISS_MAX + 9], phone]
+    answers = await _sent_at_once(
+        app,
+        "members",
+        [client.get("/members", headers=service, params={"phone": g}) for g in guesses],
+    )
+    searched = [a for a in answers if a.status_code == 200]
+    assert len(searched) == 1, [(a.status_code, a.text[:80]) for a in answers]
+    for answer in answers:
+        if answer not in searched:
+            assert_error(answer, 429, "rate_limited")
 
 
 async def test_an_api_key_s_guesses_count_against_its_maker(

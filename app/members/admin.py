@@ -20,7 +20,9 @@ Every CSV export is audited (who, which filters).
 A whole-number phone search tells whether that number is a member's, and staff who see
 ``138****1234`` could walk the 10,000 numbers it leaves (a probe did): for them such searches,
 JSON and CSV alike, count the ones finding no member per staff account, and past the limit are
-refused (429 ``rate_limited``, ``MemberLimits.check_phone_misses``; 503 while Redis is down).
+refused (429 ``rate_limited``, ``MemberLimits.take_guess``; 503 while Redis is down). Each
+takes its slot before the search and gives it back when it finds the member: counted after,
+searches sent at once all passed the limit (a probe).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from app.db import Conn
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.localtime import REPORT_TZ
 from app.members import erasure, freezes, points
-from app.members.limits import MemberLimits
+from app.members.limits import PHONE_MISS, MemberLimits
 from app.members.mask import mask_phone, sees_phones, shown_email, shown_phone, shown_wechat_id
 from app.members.phones import phone_query
 from app.members.principal import Member, brand_of_staff
@@ -152,22 +154,24 @@ async def list_members(
     """The brand's members matching the filters, newest first (a masked whole-number search
     finding none counts against ``limits``)."""
     where, params = _where(actor, f)
-    limited = _masked_whole_number(actor, f)
-    if limited:
-        await limits.check_phone_misses(actor)
-    found = await fetch_page(
-        conn,
-        columns=_COLUMNS,
-        source="members m",
-        where=where,
-        params=params,
-        order=_ORDER,
-        page=page,
-        per_page=per_page,
-        make=lambda r: _row(actor, r),
-    )
-    if limited and not found.total:
-        await limits.check_phone_misses(actor, failed=True)
+    taken = _masked_whole_number(actor, f) and await limits.take_guess(actor, PHONE_MISS)
+    missed = False
+    try:
+        found = await fetch_page(
+            conn,
+            columns=_COLUMNS,
+            source="members m",
+            where=where,
+            params=params,
+            order=_ORDER,
+            page=page,
+            per_page=per_page,
+            make=lambda r: _row(actor, r),
+        )
+        missed = not found.total
+    finally:
+        if taken and not missed:
+            await limits.give_back_guess(actor, PHONE_MISS)
     return found
 
 
@@ -371,16 +375,19 @@ async def export_csv(
     (``audited=False``: a HEAD, which sends nothing). A masked whole-number search finding none
     counts against ``limits``, as the list's."""
     where, params = _where(actor, f)
-    if _masked_whole_number(actor, f):
-        await limits.check_phone_misses(actor)
-        found = await (
-            await conn.execute(
-                f"SELECT EXISTS (SELECT 1 FROM members m WHERE {' AND '.join(where)}) AS found",
-                params,
-            )
-        ).fetchone()
-        if not (found and found["found"]):
-            await limits.check_phone_misses(actor, failed=True)
+    if _masked_whole_number(actor, f) and await limits.take_guess(actor, PHONE_MISS):
+        missed = False
+        try:
+            found = await (
+                await conn.execute(
+                    f"SELECT EXISTS (SELECT 1 FROM members m WHERE {' AND '.join(where)}) AS found",
+                    params,
+                )
+            ).fetchone()
+            missed = not (found and found["found"])
+        finally:
+            if not missed:
+                await limits.give_back_guess(actor, PHONE_MISS)
     if audited:
         await audit.record(
             conn,

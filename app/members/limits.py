@@ -13,18 +13,19 @@
   wrong tries, at most 10 sent to a phone a day.
 
 Staff accounts (a user, or an API key) are counted too where a lookup by a guessed value would tell
-what they may not see: unknown redemption codes (``take_code_guess``), and whole-number phone
-searches finding no member by staff who see phones masked (``check_phone_misses``: ``138****1234``
+what they may not see: unknown redemption codes (family ``CODE_GUESS``), and whole-number phone
+searches finding no member by staff who see phones masked (``PHONE_MISS``: ``138****1234``
 leaves 10,000 candidates, and the one search finding a member names the hidden digits; a probe
 walked them). Over the limit an account's lookups are refused (429 ``rate_limited``, a lucky
 guess too) until the window ends; lookups that find something do not count. An API key's count
 is its maker's as well (``Principal.key_maker``): a key counts on its own counter and on its
 maker's, and either over the limit refuses it — a store admin over the limit made keys and
-guessed on through each (a probe). A redemption code's lookup takes its slot before the lookup
-(``take_code_guess``) and gives it back when the code is found: read first and counted after,
-guesses sent at once were all looked up past the limit (a probe). On a Redis Cluster an account's
-counters carry the person (the user, or the key's maker) as their hash tag, so that one script
-touches one slot (``app.redisconn``); on one server the key names are untagged.
+guessed on through each (a probe). Each lookup takes its slot before it is made (``take_guess``)
+and gives it back when it finds something (``give_back_guess``): read first and counted after,
+redemption codes sent at once were all looked up past the limit, and so were phone searches (two
+probes). On a Redis Cluster an account's counters carry the person (the user, or the key's maker)
+as their hash tag, so that one script touches one slot (``app.redisconn``); on one server the key
+names are untagged.
 
 The client IP is the socket's peer (an IPv6 client counts by its /64); forwarded headers are never
 trusted. With Redis unreachable the limits are skipped (logged): a code still dies after
@@ -37,6 +38,7 @@ still search).
 from __future__ import annotations
 
 import logging
+from typing import Literal
 
 import msgspec
 from litestar.datastructures import State
@@ -57,29 +59,17 @@ CODE_GUESS_WINDOW_SECONDS = 15 * 60
 PHONE_MISS_MAX = 30
 PHONE_MISS_WINDOW_SECONDS = 15 * 60
 
+# The families of staff guesses (``MemberLimits.take_guess``), each counted on its own counters.
+GuessFamily = Literal["code-guess", "phone-miss"]
+CODE_GUESS: GuessFamily = "code-guess"
+PHONE_MISS: GuessFamily = "phone-miss"
+
 # KEYS: the IP's counter. ARGV: window seconds, max. Answers 0, or the seconds left when over.
 _COUNT = """
 local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 if n > tonumber(ARGV[2]) then return math.max(redis.call('TTL', KEYS[1]), 1) end
 return 0
-"""
-
-# KEYS: the account's counters. ARGV: window seconds, 1 to count one more on each (else 0 to
-# read). Answers {the highest count, its seconds left}.
-_GUESS = """
-local most, left = -1, 1
-for _, key in ipairs(KEYS) do
-  local n
-  if ARGV[2] == '1' then
-    n = redis.call('INCR', key)
-    if redis.call('TTL', key) < 0 then redis.call('EXPIRE', key, ARGV[1]) end
-  else
-    n = tonumber(redis.call('GET', key) or '0')
-  end
-  if n > most then most, left = n, redis.call('TTL', key) end
-end
-return {most, left}
 """
 
 # KEYS: the account's counters. ARGV: window seconds, max. A slot taken on each counter when
@@ -126,7 +116,6 @@ class MemberLimits:
         )
         self.login.ns = f"{self.ns}:login"
         self._count = script(redis_client, _COUNT)
-        self._guess = script(redis_client, _GUESS)
         self._take = script(redis_client, _TAKE)
         self._give_back = script(redis_client, _GIVE_BACK)
         self.cluster = is_cluster(redis_client)
@@ -180,79 +169,56 @@ class MemberLimits:
         tag = f"{{{whos[-1]}}}" if self.cluster else ""
         return [f"{self.ns}:{family}:{who}{tag}" for who in whos]
 
-    async def _guess_count(
-        self, actor: Principal, family: str, window: int, failed: bool
-    ) -> tuple[int, int]:
-        """The account's count in ``family`` (one more first when ``failed``) and the seconds
-        left of its window."""
-        answer = await self._guess(
-            keys=self._guess_keys(actor, family), args=[window, 1 if failed else 0]
-        )
-        return int(answer[0]), max(int(answer[1]), 1)
-
-    @staticmethod
-    def _refuse_over(count: int, most: int, failed: bool, retry: int, message: str) -> None:
-        """429 ``rate_limited`` once ``count`` is over ``most`` (one more when ``failed`` has
-        just been counted: the lookup that reached the limit still answers)."""
-        if count >= most + (1 if failed else 0):
-            raise TooManyRequests(
-                message,
-                code="rate_limited",
-                details={"retry_after": retry},
-                headers={"Retry-After": str(retry)},
-            )
-
-    async def take_code_guess(self, actor: Principal) -> bool:
-        """Before a redemption code is looked up: 429 ``rate_limited`` once a staff account has
-        tried ``CODE_GUESS_MAX`` unknown codes within ``CODE_GUESS_WINDOW_SECONDS`` (a clerk, or
-        a stolen API key, cannot walk the code space); otherwise the lookup counts as an unknown
-        code from now on, until ``give_back_code_guess`` (the code was found). Taken before the
-        lookup in one script, so guesses sent at once cannot all pass. False when Redis is
-        unreachable (skipped: nothing to give back)."""
+    async def take_guess(self, actor: Principal, family: GuessFamily) -> bool:
+        """Before a lookup by a guessed value in ``family``: 429 ``rate_limited`` once the staff
+        account has ``CODE_GUESS_MAX`` unknown redemption codes, or ``PHONE_MISS_MAX``
+        whole-number phone searches finding no member, within its window (nobody walks the code
+        space, nor a masked phone's hidden digits); otherwise the lookup counts as one of them
+        from now on, until ``give_back_guess`` (it found something). Taken before the lookup in
+        one script, so lookups sent at once cannot all pass. Redis unreachable: a code lookup
+        goes on uncounted (False: nothing to give back), a phone search is 503
+        ``service_unavailable`` (fails closed, see the module docstring)."""
+        most, window, what = _rules(family)
         try:
-            retry = int(
-                await self._take(
-                    keys=self._guess_keys(actor, "code-guess"),
-                    args=[CODE_GUESS_WINDOW_SECONDS, CODE_GUESS_MAX],
-                )
-            )
+            retry = int(await self._take(keys=self._guess_keys(actor, family), args=[window, most]))
         except _REDIS_DOWN as exc:
-            log.warning("code guess limit skipped: Redis unavailable", extra={"error": str(exc)})
-            return False
+            if family == CODE_GUESS:
+                log.warning(
+                    "code guess limit skipped: Redis unavailable", extra={"error": str(exc)}
+                )
+                return False
+            log.warning("phone search refused: Redis unavailable", extra={"error": str(exc)})
+            raise ServiceUnavailable(
+                "searching by a whole phone number is unavailable now; search by its last 4 "
+                "digits, or retry shortly",
+            ) from exc
         if retry:
             raise TooManyRequests(
-                "too many unknown redemption codes tried; try again later",
+                f"too many {what}; try again later",
                 code="rate_limited",
                 details={"retry_after": retry},
                 headers={"Retry-After": str(retry)},
             )
         return True
 
-    async def give_back_code_guess(self, actor: Principal) -> None:
-        """The slot ``take_code_guess`` took, given back: the code was found (or the lookup
-        ended before telling whether it exists)."""
+    async def give_back_guess(self, actor: Principal, family: GuessFamily) -> None:
+        """The slot ``take_guess`` took, given back: the lookup found something (or ended before
+        telling whether it would)."""
         try:
-            await self._give_back(keys=self._guess_keys(actor, "code-guess"), args=[])
+            await self._give_back(keys=self._guess_keys(actor, family), args=[])
         except _REDIS_DOWN as exc:
-            log.warning("code guess not given back: Redis unavailable", extra={"error": str(exc)})
+            log.warning("%s not given back: Redis unavailable", family, extra={"error": str(exc)})
 
-    async def check_phone_misses(self, actor: Principal, failed: bool = False) -> None:
-        """429 ``rate_limited`` once a staff account seeing phones masked has searched
-        ``PHONE_MISS_MAX`` whole numbers finding no member within ``PHONE_MISS_WINDOW_SECONDS``:
-        it cannot walk a masked phone's hidden digits. ``failed`` counts one more miss first.
-        Redis unreachable: 503 ``service_unavailable`` (fails closed, see the module docstring)."""
-        try:
-            count, retry = await self._guess_count(
-                actor, "phone-miss", PHONE_MISS_WINDOW_SECONDS, failed
-            )
-        except _REDIS_DOWN as exc:
-            log.warning("phone search refused: Redis unavailable", extra={"error": str(exc)})
-            raise ServiceUnavailable(
-                "searching by a whole phone number is unavailable now; search by its last 4 "
-                "digits, or retry shortly",
-            ) from exc
-        message = "too many phone numbers searched that are no member's; try again later"
-        self._refuse_over(count, PHONE_MISS_MAX, failed, retry, message)
+
+def _rules(family: GuessFamily) -> tuple[int, int, str]:
+    """The family's max, its window in seconds and what the refusal names (read when used)."""
+    if family == CODE_GUESS:
+        return CODE_GUESS_MAX, CODE_GUESS_WINDOW_SECONDS, "unknown redemption codes tried"
+    return (
+        PHONE_MISS_MAX,
+        PHONE_MISS_WINDOW_SECONDS,
+        "phone numbers searched that are no member's",
+    )
 
 
 def login_account(brand_id: int, phone: str) -> str:

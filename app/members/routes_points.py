@@ -21,7 +21,7 @@ from app.db import Conn
 from app.errors import NotFound
 from app.localtime import ZONE, aware, today
 from app.members import gifts, points, redemptions
-from app.members.limits import member_limits
+from app.members.limits import CODE_GUESS, member_limits
 from app.members.principal import Member
 from app.members.schemas_points import (
     AdjustmentIn,
@@ -216,12 +216,12 @@ class GiftsController(Controller):
 async def _guarded(
     state: State, principal: Principal, lookup: Callable[[], Awaitable[CheckOut]]
 ) -> CheckOut:
-    """A code looked up by staff, counted against guessing (``MemberLimits.take_code_guess``):
+    """A code looked up by staff, counted against guessing (``MemberLimits.take_guess``):
     refused while the account is over the limit; the slot is taken before the lookup and kept
     only when the code is unknown (a probe: counted after it, guesses sent at once were all
     looked up, a real one among them answered though the account was far over the limit)."""
     limits = member_limits(state)
-    taken = await limits.take_code_guess(principal)
+    taken = await limits.take_guess(principal, CODE_GUESS)
     unknown = False
     try:
         return await lookup()
@@ -230,7 +230,7 @@ async def _guarded(
         raise
     finally:
         if taken and not unknown:
-            await limits.give_back_code_guess(principal)
+            await limits.give_back_guess(principal, CODE_GUESS)
 
 
 def _days(start: datetime, end: datetime) -> str:
