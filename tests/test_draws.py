@@ -15,8 +15,10 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+from tests.h5_support import tenant_units
 from tests.helpers import assert_error, code_of, key_of, onboarded_brand
 from tests.points_support import claim_body, into_channel, member_client, new_member
+from tests.race_support import lock_waiters
 from tests.rebates_support import user_id
 from tests.test_logistics import pack
 
@@ -901,7 +903,6 @@ async def test_a_deactivated_brand_s_answer_page_links_to_no_draw(
     running draw, whose members are refused. No campaign of a brand turned off runs for the
     answer page (``running_for``)."""
     from app.draws.service import running_for
-    from tests.h5_support import tenant_units
 
     t = await tenant_units(client, app, login, 2, shipped=True)
     body = campaign_body(t["product_id"], [prize("Tenant mug")], name="Tenant draw")
@@ -918,3 +919,187 @@ async def test_a_deactivated_brand_s_answer_page_links_to_no_draw(
     assert answer.status_code == 200 and 'id="draw-link"' not in answer.text, answer.text
     async with app.state.pool.connection() as conn:
         assert (await running_for(conn, code_of(app, off))).campaign_id is None
+
+
+# -- a campaign or a batch changed while a draw waits ---------------------------------------------
+
+
+async def _tenant_draw(
+    client: Any, app: Any, login: Any, size: int = 3, quantity: int = 10
+) -> dict[str, Any]:
+    """A brand of the test's own (``tenant_units``: no campaign of another test covers its
+    units) with ``size`` shipped units, a running campaign covering them whose one gift
+    (``quantity`` in stock) is always won, and a member of the brand (``member``)."""
+    t = await tenant_units(client, app, login, size, shipped=True)
+    body = campaign_body(t["product_id"], [prize("Mug", quantity=quantity)])
+    t["campaign"] = await new_campaign(client, t["admin"], body)
+    _, t["member"], _ = await new_member(app, t["brand"]["id"])
+    return t
+
+
+async def _drawn_while_unit_held(app: Any, t: dict[str, Any], serial: str, meanwhile: Any) -> Any:
+    """The answer to ``t``'s member's draw of ``serial``, sent while another transaction holds
+    the unit's row (as a points claim or a sale of it does); ``meanwhile()`` runs, and is
+    answered, while the draw waits for the row."""
+    async with app.state.pool.connection() as holder, app.state.pool.connection() as watch:
+        await holder.execute(
+            "SELECT 1 FROM unit_state WHERE code = %s FOR UPDATE", (code_of(app, serial),)
+        )
+        drawing = asyncio.ensure_future(draw(app, t["member"], serial))
+        assert await lock_waiters(watch, 1), "the draw never waited for the unit"
+        await meanwhile()
+        await holder.rollback()
+    return await drawing
+
+
+async def _untouched(client: Any, app: Any, t: dict[str, Any]) -> None:
+    """No draw on ``t``'s campaign, its stock whole (read as a deleted one's results are)."""
+    cid = t["campaign"]["id"]
+    results = await client.get(f"/draws/{cid}/results", headers=t["admin"])
+    assert results.status_code == 200 and results.json()["total"] == 0, results.text
+    async with app.state.pool.connection() as conn:
+        row = await (
+            await conn.execute("SELECT remaining FROM draw_prizes WHERE campaign_id = %s", (cid,))
+        ).fetchone()
+    assert row["remaining"] == 10, row
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ("stop", "draw_not_running"),
+        ("withdraw", "draw_not_covered"),
+        ("narrow", "draw_not_covered"),
+    ],
+)
+async def test_a_campaign_stopped_withdrawn_or_narrowed_while_a_draw_waits_has_the_last_word(
+    client: Any, app: Any, login: Any, change: str, code: str
+) -> None:
+    """A probe: a draw whose round waited for its unit's row (a points claim or a sale of the
+    unit holding it) while the marketer stopped the campaign (200), withdrew it (204) or took
+    the product off it (``product_ids``) was drawn on it all the same once the row came free
+    (201, the prize given, its stock taken): the round picked the campaign in the snapshot its
+    statement took before the wait, and never locked it. The round picks it after the unit's
+    lock now, locked ``FOR SHARE`` (READ COMMITTED reads the committed row): 422
+    ``draw_not_running`` / ``draw_not_covered``, nothing drawn, no stock taken."""
+    t = await _tenant_draw(client, app, login)
+    url = f"/draws/{t['campaign']['id']}"
+    other = await client.post(
+        "/products",
+        headers=t["admin"],
+        json={"name": "Other", "product_no": f"OT-{secrets.token_hex(3)}", "published": True},
+    )
+    assert other.status_code == 201, other.text
+
+    async def meanwhile() -> None:
+        if change == "withdraw":
+            gone = await client.delete(url, headers=t["admin"])
+            assert gone.status_code == 204, gone.text
+            return
+        body = {"status": "stopped"} if change == "stop" else {"product_ids": [other.json()["id"]]}
+        patched = await client.patch(url, headers=t["admin"], json=body)
+        assert patched.status_code == 200, patched.text
+
+    answer = await _drawn_while_unit_held(app, t, t["serials"][0], meanwhile)
+    assert_error(answer, 422, code)
+    await _untouched(client, app, t)
+
+
+async def test_a_draw_waits_for_a_campaign_change_under_way_and_reads_it(
+    client: Any, app: Any, login: Any
+) -> None:
+    """The same with the stop under way when the round reaches the campaign (its transaction
+    holding the row ``FOR UPDATE``, as ``PATCH /draws/{id}`` does, not committed yet): the round
+    waits for it (the draw's foreign key alone waited, then drew on the stopped campaign) and,
+    once it commits, refuses the draw, 422 ``draw_not_running``."""
+    t = await _tenant_draw(client, app, login)
+    async with app.state.pool.connection() as patch, app.state.pool.connection() as watch:
+        await patch.execute(
+            "SELECT 1 FROM draw_campaigns WHERE id = %s FOR UPDATE", (t["campaign"]["id"],)
+        )
+        await patch.execute(
+            "UPDATE draw_campaigns SET status = 'stopped' WHERE id = %s", (t["campaign"]["id"],)
+        )
+        drawing = asyncio.ensure_future(draw(app, t["member"], t["serials"][0]))
+        assert await lock_waiters(watch, 1), "the draw never waited for the campaign"
+        await patch.commit()
+    assert_error(await drawing, 422, "draw_not_running")
+    await _untouched(client, app, t)
+
+
+async def test_a_draw_whose_campaign_stopped_while_it_waited_goes_to_the_next_one(
+    client: Any, app: Any, login: Any
+) -> None:
+    """Of two campaigns covering the unit the earliest-starting one draws it; stopped while the
+    draw waits for the unit's row, the draw goes to the other one (201), the stopped one's
+    stock untouched."""
+    t = await _tenant_draw(client, app, login)
+    first = t["campaign"]
+    later = {"starts_at": (datetime.now(UTC) - timedelta(minutes=30)).isoformat()}
+    body = campaign_body(t["product_id"], [prize("Cap")], **later)
+    second = await new_campaign(client, t["admin"], body)
+
+    async def stop() -> None:
+        stopped = await client.patch(
+            f"/draws/{first['id']}", headers=t["admin"], json={"status": "stopped"}
+        )
+        assert stopped.status_code == 200, stopped.text
+
+    answer = await _drawn_while_unit_held(app, t, t["serials"][0], stop)
+    assert answer.status_code == 201, answer.text
+    assert (answer.json()["campaign_id"], answer.json()["prize"]["name"]) == (second["id"], "Cap")
+    await _untouched(client, app, t)
+
+
+async def test_draws_and_campaign_edits_at_once_never_deadlock(
+    client: Any, app: Any, login: Any
+) -> None:
+    """Draw rounds lock the unit, then the campaign ``FOR SHARE``, then its prizes; the staff's
+    campaign changes lock the campaign alone (``FOR UPDATE``), a prize's change the prize alone:
+    twelve draws at once with edits of the campaign, a prize added and a prize's quantity
+    changed all answer (no deadlock, no 5xx), and the stock adds up."""
+    t = await _tenant_draw(client, app, login, 12, quantity=20)
+    cid, admin = t["campaign"]["id"], t["admin"]
+    pid = t["campaign"]["prizes"][0]["id"]
+    edits = [
+        client.patch(f"/draws/{cid}", headers=admin, json={"name": f"Renamed {i}"})
+        for i in range(4)
+    ]
+    edits.append(client.post(f"/draws/{cid}/prizes", headers=admin, json=prize("Pen", weight=0)))
+    edits.append(client.patch(f"/draws/{cid}/prizes/{pid}", headers=admin, json={"quantity": 25}))
+    answers = await asyncio.gather(*[draw(app, t["member"], s) for s in t["serials"]], *edits)
+    assert [a.status_code for a in answers[:12]] == [201] * 12, [a.text for a in answers[:12]]
+    assert all(a.status_code in (200, 201) for a in answers[12:]), [a.text for a in answers[12:]]
+    got = (await client.get(f"/draws/{cid}", headers=admin)).json()
+    mug = next(p for p in got["prizes"] if p["id"] == pid)
+    assert (mug["quantity"], mug["remaining"], got["winners"]) == (25, 13, 12), got
+
+
+async def test_a_batch_voided_while_a_draw_waits_for_its_sold_unit_is_refused(
+    client: Any, app: Any, login: Any
+) -> None:
+    """A probe: a void voids a batch's active units under their locks but leaves a sold unit's
+    row alone, and the round read the batch in the snapshot its statement took before waiting
+    for the unit: a draw that waited for a sold unit's row (a points claim of it in flight)
+    while the batch was voided (200) was drawn on the void code, its prize given. The round asks
+    again after the unit's lock, with a fresh snapshot (migration 0143): 422 ``not_genuine`` /
+    ``void``, as ``/v1/verify`` answers it, no stock taken."""
+    t = await _tenant_draw(client, app, login)
+    serial = t["serials"][0]
+    code = code_of(app, serial)
+    async with app.state.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE unit_state SET status = 'sold', disposition = 'retail_sold', sold_at = now() "
+            "WHERE code = %s",
+            (code,),
+        )
+
+    async def void() -> None:
+        voided = await client.post(
+            f"/batches/{code >> 32}/void", headers=t["admin"], json={"reason": "leaked labels"}
+        )
+        assert voided.status_code == 200 and voided.json()["state"] == "void", voided.text
+
+    refused = assert_error(await _drawn_while_unit_held(app, t, serial, void), 422, "not_genuine")
+    assert refused["details"]["reason"] == "void", refused
+    await _untouched(client, app, t)

@@ -14,7 +14,15 @@ draws in rounds, one transaction per round on the round's own connection:
    returned and not sold since (the points claims' ``SPOILT`` and ``RETURNED_UNSOLD``; locked
    ``FOR UPDATE`` as the claims and returns lock them), of a batch not void, covered by a
    campaign running at the draw's time (its product; its channel's province where the campaign
-   names some; the earliest-starting one when several cover it). ``draws.code_id`` is unique
+   names some; the earliest-starting one when several cover it). The campaign is picked after
+   the unit's lock and locked ``FOR SHARE``: a stop, withdrawal or edit under way (``FOR
+   UPDATE``, ``app.draws.service``, which then waits for no lock a round holds: no deadlock) is
+   waited for, and one committed while the round waited for the unit is read (READ COMMITTED
+   rechecks the locked row; the next covering campaign, if any, when it fails) — a
+   probe: picked in the statement's snapshot and never locked, a campaign stopped, withdrawn or
+   narrowed meanwhile still gave its prize. The batch is asked again after the lock, with a
+   fresh snapshot (migration 0143): a void leaves a sold unit's row alone, so a void committed
+   while the round waited for one was not seen (a probe). ``draws.code_id`` is unique
    among draws not withdrawn: a code drawn before — in this round, by another process, ever,
    unless a consumer's return withdrew its draw (``app.draws.returns``) — inserts nothing (``ON
    CONFLICT DO NOTHING``, the code's entry waited for when another transaction is inserting
@@ -87,7 +95,7 @@ WITH r AS (
                          %(result)s::text[], %(reason)s::text[])
            AS r(ord, member_id, brand_id, code_id, client_id, at, result, reason)
 ), ok AS MATERIALIZED (
-    SELECT r.*, u.product_id, u.channel_org_id, camp.id AS campaign_id, fh.id AS hold_id
+    SELECT r.*, u.product_id, u.channel_org_id, fh.id AS hold_id
     FROM r
     JOIN members m ON m.id = r.member_id AND m.status = 'active'
     -- a member on hold (``app.forensics.holds``): one probe of the open holds' unique index
@@ -99,18 +107,30 @@ WITH r AS (
                      -- since (the points claims' unit filters): it waits for its next sale
                      AND NOT {SPOILT} AND NOT {RETURNED_UNSOLD}
     JOIN orgs ch ON ch.id = u.channel_org_id
-    CROSS JOIN LATERAL (
-        SELECT c.id FROM draw_campaigns c
-        WHERE c.brand_id = r.brand_id AND {COVERS} AND {RUNS_AT.format(at="r.at")}
-        ORDER BY c.starts_at, c.id LIMIT 1
-    ) camp
-    WHERE NOT EXISTS (SELECT 1 FROM code_batches b
+    -- as the snapshot has them (no unit locked for nothing): ``picked`` asks again, locked
+    WHERE EXISTS (SELECT 1 FROM draw_campaigns c
+                   WHERE c.brand_id = r.brand_id AND {COVERS} AND {RUNS_AT.format(at="r.at")})
+      AND NOT EXISTS (SELECT 1 FROM code_batches b
                        WHERE b.batch_no = r.code_id >> 32 AND b.state = 'void')
     ORDER BY r.code_id
     -- an erasure under way holds the member: wait, and read what it committed (as points do);
     -- a consumer's return or a points claim holds the unit (FOR UPDATE, in code order, as
     -- ``app.members.points`` locks units): wait, and read it returned or claimed
     FOR SHARE OF m FOR UPDATE OF u
+), picked AS MATERIALIZED (
+    -- the campaign, picked after the unit's lock and locked FOR SHARE (the staff's change
+    -- holds it FOR UPDATE): a stop, withdrawal or edit under way is waited for, and one
+    -- committed meanwhile read (READ COMMITTED rechecks the locked row: a campaign stopped,
+    -- withdrawn or no longer covering the unit is passed over for the next, if any)
+    SELECT u.*, camp.id AS campaign_id
+    FROM ok u
+    JOIN orgs ch ON ch.id = u.channel_org_id
+    CROSS JOIN LATERAL (
+        SELECT c.id FROM draw_campaigns c
+        WHERE c.brand_id = u.brand_id AND {COVERS} AND {RUNS_AT.format(at="u.at")}
+        ORDER BY c.starts_at, c.id LIMIT 1
+        FOR SHARE
+    ) camp
 )
 INSERT INTO draws (campaign_id, brand_id, member_id, code_id, client_id, product_id,
                    channel_org_id, verify_result, verify_reason, day, drawn_at, fulfil_status,
@@ -118,10 +138,11 @@ INSERT INTO draws (campaign_id, brand_id, member_id, code_id, client_id, product
 SELECT campaign_id, brand_id, member_id, code_id, client_id, product_id, channel_org_id,
        result, reason, (at AT TIME ZONE '{REPORT_TZ}')::date, at, 'none',
        hold_id, CASE WHEN hold_id IS NOT NULL THEN 'held' END
-FROM ok
+FROM picked
 -- one owner per code, asked of the unit's row ``ok`` returned locked: a fresh snapshot
--- (migration 0119) sees a points claim committed while this statement waited for the lock
-WHERE NOT code_claimed_by_another(code_id, member_id)
+-- (migration 0119) sees a points claim committed while this statement waited for the lock;
+-- so does the batch's void (migration 0143: a void leaves a sold unit's row alone)
+WHERE NOT code_claimed_by_another(code_id, member_id) AND NOT code_batch_void(code_id)
 ORDER BY code_id
 ON CONFLICT DO NOTHING
 RETURNING id, campaign_id, member_id, brand_id, code_id, day, drawn_at, hold_state

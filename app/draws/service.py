@@ -15,7 +15,9 @@ campaigns' CRUD, the results list (paged, or CSV), the fulfilment of voucher and
 A prize's quantity can change: its remaining stock moves by the difference, under the prize's
 row lock (the lock a draw round takes to give it), and never below what was already given (409
 ``quantity_below_given``). A campaign is deleted softly: gone from the lists and from drawing,
-its results kept.
+its results kept. A change or deletion holds the campaign's row ``FOR UPDATE``, which a draw
+round locks ``FOR SHARE`` after its units (``app.draws.claims``): a round waits for it and reads
+it, so it must take no lock a round holds (units, members, prizes) while it holds the row.
 """
 
 from __future__ import annotations
