@@ -30,6 +30,8 @@ from app.members.points import post_entry
 from app.members.profile import BANDS, business_today
 from tests.helpers import assert_error
 from tests.steady import clear_of_midnight
+from tests.test_inspect import _close_diversion_alerts, _store, scan  # noqa: F401 (fixture)
+from tests.test_inspect import rollup as inspect_rollup
 
 PASSWORD = "people-analytics-1"
 PROVINCES = [("浙江省", ["杭州市", "宁波市", ""]), ("广东省", ["广州市", "深圳市"]), ("", [""])]
@@ -649,6 +651,59 @@ async def test_inspection_statistics_come_from_the_inspection_summary(
     for r in rows:
         by_store[r["store_org_id"]] += r["units"]
     assert {s["store_id"]: s["inspections"] for s in out["stores"]} == dict(by_store)
+
+
+async def test_a7_stores_are_paged_and_their_file_lists_every_store(
+    client: Any, login: Any, app: Any, demo: Any, monkeypatch: Any
+) -> None:
+    """A probe: ``GET /analytics/inspections`` listed at most the 100 most inspected stores
+    (``STORES_LISTED``) and its ``table=stores`` file was cut to the same 100, neither saying
+    so. Every list is paged: the stores are a page (``page``, ``per_page`` ≤ 200, default
+    ``STORES_LISTED``) with ``stores_total``; the file lists every store. Stores of an agent of
+    this test's own (through the API), inspected 3, 2 and 1 times, the page size lowered to 2."""
+    from app.analytics import people_stats
+    from tests.points_support import shipped_goods
+
+    admin, inspector = await login("admin"), await login("inspector")
+    agent = await _store_parent(client, admin, demo["BRAND-LUMI"])
+    stores = [await _store(client, admin, agent) for _ in range(3)]
+    goods = await shipped_goods(client, login, app, demo)
+    units = iter(goods["units"][20:26])  # never shipped: unknown route
+    for store, n in zip(stores, (3, 2, 1), strict=True):
+        for _ in range(n):
+            assert (await scan(client, inspector, next(units), store)).status_code == 201
+    await inspect_rollup(app)
+    reader = await staff(client, admin, agent, ["org_admin"])
+    monkeypatch.setattr(people_stats, "STORES_LISTED", 2)
+
+    async def listed(**params: Any) -> tuple[list[int], dict[str, Any]]:
+        out = await get(client, reader, "/analytics/inspections", **params)
+        return [s["store_id"] for s in out["stores"]], out
+
+    ids, out = await listed()
+    assert ids == stores[:2], out
+    assert (out["page"], out["per_page"], out["stores_total"]) == (1, 2, 3)
+    assert out["totals"]["inspections"] == 6
+    assert (await listed(page=2))[0] == stores[2:]
+    assert (await listed(page=3, per_page=1))[0] == stores[2:]
+    ids, out = await listed(page=4, per_page=1)
+    assert (ids, out["stores_total"]) == ([], 3)
+    for fmt in ("csv", "xlsx"):
+        params = {"format": fmt, "table": "stores", "per_page": 1}
+        file = await client.get("/analytics/inspections", headers=reader, params=params)
+        assert file.status_code == 200, file.text
+        if fmt == "csv":
+            rows = list(csv.DictReader(io.StringIO(file.content.decode("utf-8-sig"))))
+            assert [int(r["store_id"]) for r in rows] == stores
+            assert [int(r["inspections"]) for r in rows] == [3, 2, 1]
+    for bad in ({"per_page": 0}, {"per_page": 201}, {"page": 0}):
+        assert_error(await client.get("/analytics/inspections", headers=reader, params=bad), 400)
+
+
+async def _store_parent(client: Any, admin: dict[str, str], brand: int) -> int:
+    """An agent of the brand with no store but the test's own."""
+    return await org(client, admin, kind="agent", name=f"A7 agent {uuid.uuid4().hex[:6]}",
+                     parent_id=brand)  # fmt: skip
 
 
 async def test_exports_csv_and_xlsx(client: Any, world: World) -> None:

@@ -511,6 +511,48 @@ async def test_a2_store_id_names_one_seller_never_a_subtree(
     assert ok.status_code == 200, ok.text
 
 
+async def test_a3_takes_the_city_filter_and_a2_a_limit_as_a1_does(
+    client: Any, login: Any, demo: Any, auto: Any
+) -> None:
+    """A probe: ``GET /analytics/sales/regions?level=city&city=330200`` declared no ``city``:
+    the filter was dropped without a word, every city's rows and units answered. SPEC A3 and
+    the README (``/analytics/sales/regions?…``) give the regions A1's filters; the by-product
+    report (A2, ``/analytics/sales/products?…``) took no ``limit`` either. A3 takes ``city`` as
+    A1 does (a 6-digit code or a name), A2 a ``limit`` of its products (its units, types and
+    series count them all), as A3 limits its rows."""
+    brand, admin = demo["BRAND-LUMI"], await login("admin")
+    hz = await new_store(auto, demo["AGENT-ZJ"], ZJ)
+    nb = await new_store(auto, demo["DIST-NB"], NB)
+    first, second = [p["id"] for p in (await products(auto, brand)).values()][:2]
+    at = datetime(2079, 4, 4, 4, tzinfo=UTC)  # a day of this test's own
+    await sell(auto, await stock_units(auto, brand, hz, first, 2), at)
+    await sell(auto, await stock_units(auto, brand, nb, first, 5), at)
+    await sell(auto, await stock_units(auto, brand, nb, second, 1), at)
+    await roll_all()
+    period = {"from": "2079-04-01", "to": "2079-04-30"}
+    for city in ("330200", "宁波市"):
+        for level in ("city", "province"):
+            out = await get(client, admin, REGIONS, **period, level=level, city=city)
+            assert out["units"] == 6, (city, level, out)
+            assert {i["province_code"] for i in out["items"]} == {"330000"}
+        assert {i["city_code"] for i in out["items"]} == {None}  # by province: no city
+        cities = await get(client, admin, REGIONS, **period, level="city", city=city)
+        assert {i["city_code"] for i in cities["items"]} == {"330200"}, cities
+        ranked = await get(client, admin, STORES, **period, city=city)
+        assert {i["store_id"] for i in ranked["items"]} == {nb}
+    assert (await get(client, admin, REGIONS, **period))["units"] == 8
+    # A2: the first product only, the totals of both
+    report = await get(client, admin, PRODUCTS, **period, limit=1)
+    assert [p["product_id"] for p in report["products"]] == [first], report
+    assert report["units"] == sum(t["units"] for t in report["types"]) == 8
+    assert len((await get(client, admin, PRODUCTS, **period))["products"]) == 2
+    text = (await client.get(PRODUCTS, headers=admin, params={**period, "limit": 1,
+                                                               "format": "csv"})).text  # fmt: skip
+    assert len(list(csv.DictReader(io.StringIO(text.lstrip("\ufeff"))))) == 1
+    for path in (PRODUCTS, REGIONS):
+        assert_error(await client.get(path, headers=admin, params={"limit": 0}), 400)
+
+
 async def _distributor(conn: Any, parent_id: int) -> int:
     """A distributor of the agent, with the agent's region (it sells to consumers, L7)."""
     row = await (

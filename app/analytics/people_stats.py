@@ -603,13 +603,18 @@ coalesce(sum(m.units) FILTER (WHERE m.result = 'unknown_route'), 0)::bigint AS u
 coalesce(sum(m.units) FILTER (WHERE m.result = 'counterfeit'), 0)::bigint AS counterfeit
 """
 _INSPECT = ("inspections", "in_channel", "diverted", "unknown_route", "counterfeit")
+# the stores of a page as JSON unless ``per_page`` says (a file lists every store): a probe
+# found the list, and the file, cut to the 100 most inspected without a word
 STORES_LISTED = 100
 
 
-async def inspections(conn: Conn, actor: Principal, f: Filters) -> InspectionStats:
+async def inspections(
+    conn: Conn, actor: Principal, f: Filters, page: int = 1, per_page: int | None = None
+) -> InspectionStats:
     """Units inspected at the stores of the caller's subtree and what they were found to be,
-    per day or month, by the stores' province and by store (the ``STORES_LISTED`` most
-    inspected), from ``inspection_summary``."""
+    per day or month, by the stores' province and by store (page ``page`` of ``per_page``
+    stores, most inspected first; None: every store, as a file lists them; ``stores_total``
+    counts them all), from ``inspection_summary``."""
     actor.require("reports.read")
     if f.product_id is not None or f.category_id is not None:
         raise BadRequest(
@@ -625,7 +630,8 @@ async def inspections(conn: Conn, actor: Principal, f: Filters) -> InspectionSta
         "province": province,
         "from": start,
         "to": end,
-        "limit": STORES_LISTED,
+        "limit": per_page,  # None: LIMIT NULL, every store
+        "offset": (page - 1) * (per_page or 0),
     }
     base = f"""FROM inspection_summary m JOIN orgs s ON s.id = m.store_org_id
         WHERE m.brand_id = %(brand)s AND m.day BETWEEN %(from)s AND %(to)s
@@ -635,7 +641,8 @@ async def inspections(conn: Conn, actor: Principal, f: Filters) -> InspectionSta
         else ""
     }"""
     period = _period_sql(f.granularity, "m.day")
-    # one statement: the series (part 0), the provinces (1), the most inspected stores (2)
+    # one statement: the series (part 0), the provinces (1) with their stores counted (a store
+    # is of one province: their sum is every store's count), a page of the stores (2)
     rows = await _rows(
         conn,
         f"""WITH m AS MATERIALIZED (
@@ -644,28 +651,34 @@ async def inspections(conn: Conn, actor: Principal, f: Filters) -> InspectionSta
             )
             SELECT 0 AS part, row_number() OVER (ORDER BY {period}) AS ord, {period} AS period,
                    NULL::bigint AS id, NULL AS name, NULL AS erp_code, NULL AS province,
-                   NULL AS city, {_INSPECT_SUMS}
+                   NULL AS city, 0::bigint AS stores, {_INSPECT_SUMS}
             FROM m GROUP BY {period}
             UNION ALL
             SELECT 1, row_number() OVER (ORDER BY sum(m.units) DESC, m.province_name), NULL,
-                   NULL, NULL, NULL, m.province_name, NULL, {_INSPECT_SUMS}
+                   NULL, NULL, NULL, m.province_name, NULL, count(DISTINCT m.id),
+                   {_INSPECT_SUMS}
             FROM m GROUP BY m.province_name
             UNION ALL
             (SELECT 2, row_number() OVER (ORDER BY sum(m.units) DESC, m.name, m.id), NULL,
-                    m.id, m.name, m.erp_code, m.province_name, m.city_name, {_INSPECT_SUMS}
+                    m.id, m.name, m.erp_code, m.province_name, m.city_name, 0,
+                    {_INSPECT_SUMS}
              FROM m GROUP BY m.id, m.name, m.erp_code, m.province_name, m.city_name
-             ORDER BY 2 LIMIT %(limit)s)""",
+             ORDER BY 2 LIMIT %(limit)s OFFSET %(offset)s)""",
         params,
     )
     rows.sort(key=lambda r: (r["part"], r["ord"]))
     periods = [r for r in rows if r["part"] == 0]
     regions = [r for r in rows if r["part"] == 1]
     stores = [r for r in rows if r["part"] == 2]
+    total = sum(int(r["stores"]) for r in regions)
     return InspectionStats(
         from_date=start,
         to_date=end,
         granularity=f.granularity,
         province=province,
+        page=page,
+        per_page=per_page if per_page is not None else total,
+        stores_total=total,
         totals=InspectCounts(**{c: sum(r[c] for r in periods) for c in _INSPECT}),
         periods=[PeriodInspections(period=r["period"], **_counts(r)) for r in periods],
         regions=[RegionInspections(province=r["province"], **_counts(r)) for r in regions],

@@ -25,6 +25,7 @@ from app.analytics.schemas_people import (
 )
 from app.auth.principal import Principal
 from app.db import Conn
+from app.paging import PageNo
 
 Format = Literal["json", "csv", "xlsx"]
 DateFrom = Annotated[
@@ -42,6 +43,10 @@ CategoryId = Annotated[
 GranularityParam = Annotated[Granularity, Parameter(description="periods of the series")]
 FormatParam = Annotated[
     Format, QueryParameter(name="format", description="json, or one list as csv or xlsx")
+]
+StoresPerPage = Annotated[
+    int | None,
+    Parameter(ge=1, le=200, description="stores per page (max 200; default 100); a file: all"),
 ]
 
 
@@ -160,16 +165,20 @@ async def inspection_stats(
     table: Annotated[
         Literal["periods", "regions", "stores"], Parameter(description="the list a file holds")
     ] = "periods",
+    page: PageNo = 1,
+    per_page: StoresPerPage = None,
 ) -> InspectionStats:
     """A7: units inspected at the stores of your subtree and their findings (in channel,
     diverted, unknown route, counterfeit) per day (or month), by the stores' province and by
-    store, over at most 366 days (default: the last 30). The leak report by agent is ``GET
-    /inspections/summary?by=agent``. ``reports.read``."""
+    store — as JSON a page of the stores (``page``, ``per_page``, ``stores_total``), in a file
+    every store — over at most 366 days (default: the last 30). The leak report by agent is
+    ``GET /inspections/summary?by=agent``. ``reports.read``."""
     f = Filters(date_from=date_from, date_to=date_to, province=province, granularity=granularity)
-    out = await people_stats.inspections(read_conn, principal, f)
-    if fmt == "json":
-        return out
-    return _file(out, table, fmt, "inspections")  # type: ignore[return-value]
+    if fmt != "json":
+        out = await people_stats.inspections(read_conn, principal, f)
+        return _file(out, table, fmt, "inspections")  # type: ignore[return-value]
+    listed = per_page if per_page is not None else people_stats.STORES_LISTED
+    return await people_stats.inspections(read_conn, principal, f, page, listed)
 
 
 route_handlers: list[Any] = [

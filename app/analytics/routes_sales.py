@@ -45,6 +45,10 @@ Limit = Annotated[
     int | None,
     Parameter(ge=1, le=10_000, description="rows to return (default: 50 as JSON, all as a file)"),
 ]
+# A2's products and A3's rows: every row unless ``limit`` (their totals count them all)
+RowLimit = Annotated[
+    int | None, Parameter(ge=1, le=10_000, description="rows to return (default: all)")
+]
 FormatParam = Annotated[
     Format, QueryParameter(name="format", description="json, csv or xlsx (the same rows)")
 ]
@@ -106,15 +110,17 @@ async def product_report(
     city: Region = None,
     agent_id: AgentId = None,
     store_id: StoreId = None,
+    limit: RowLimit = None,
     fmt: FormatParam = "json",
 ) -> ProductReport:
     """A2: net units by product and by product type over the period, and the series by day or
     month; of your subtree's stores (or a region's, an agent's, one store's). The file has one
-    row per product. Needs ``reports.read``."""
+    row per product; ``limit``: the first products only (the types, series and units count
+    them all). Needs ``reports.read``."""
     f = Filters(
         start=start, end=end, product_id=product_id, category_id=category_id,
         product_type=product_type, province=province, city=city, agent_id=agent_id,
-        store_id=store_id,
+        store_id=store_id, limit=limit,
     )  # fmt: skip
     out = await sales.product_report(read_conn, principal, f, granularity)
     if fmt == "json":
@@ -138,15 +144,18 @@ async def region_report(
     category_id: CategoryId = None,
     product_type: ProductType = None,
     province: Region = None,
+    city: Region = None,
     agent_id: AgentId = None,
-    limit: Limit = None,
+    limit: RowLimit = None,
     fmt: FormatParam = "json",
 ) -> RegionReport:
     """A3: net units by the stores' province (or city) and agent over the period, with the
-    totals per province and per agent. Needs ``reports.read``."""
+    totals per province and per agent; the filters of A1. ``limit``: the first rows only (the
+    totals count them all). Needs ``reports.read``."""
     f = Filters(
         start=start, end=end, product_id=product_id, category_id=category_id,
-        product_type=product_type, province=province, agent_id=agent_id, limit=limit,
+        product_type=product_type, province=province, city=city, agent_id=agent_id,
+        limit=limit,
     )  # fmt: skip
     out = await sales.region_report(read_conn, principal, f, level)
     if fmt == "json":

@@ -819,7 +819,8 @@ async def product_report(
     conn: Conn, actor: Principal, f: Filters, granularity: Granularity = "month"
 ) -> ProductReport:
     """A2: net units by product and by product type over the period, and the period's series
-    by day or month (of the products asked, at the stores asked)."""
+    by day or month (of the products asked, at the stores asked); the first ``f.limit``
+    products listed (None: all), the types, series and units of them all."""
     longest = MAX_SERIES_DAYS if granularity == "day" else MAX_DAYS
     asked = await resolve(conn, actor, f, longest)
     # what nets to nothing is left out, by every path alike (a probe: the brand-wide one listed
@@ -850,7 +851,7 @@ async def product_report(
         to_date=asked.end,
         granularity=granularity,
         units=sum(s.units for s in products),
-        products=products,
+        products=products[: f.limit] if f.limit else products,
         types=[
             TypeSales(product_type=t, units=u)
             for t, u in sorted(types.items(), key=lambda x: -x[1])

@@ -5380,10 +5380,13 @@ export interface components {
             from_date: string;
             /** @enum {string} */
             granularity: "day" | "month";
+            page: number;
+            per_page: number;
             periods: components["schemas"]["PeriodInspections"][];
             province: string | null;
             regions: components["schemas"]["RegionInspections"][];
             stores: components["schemas"]["StoreInspections"][];
+            stores_total: number;
             /** Format: date */
             to_date: string;
             totals: components["schemas"]["InspectCounts"];
@@ -9366,6 +9369,10 @@ export interface operations {
                 format?: "json" | "csv" | "xlsx";
                 /** @description the list a file holds */
                 table?: "periods" | "regions" | "stores";
+                /** @description page number, from 1 */
+                page?: number;
+                /** @description stores per page (max 200; default 100); a file: all */
+                per_page?: number | null;
             };
             header?: never;
             path?: never;
@@ -9720,6 +9727,8 @@ export interface operations {
                 agent_id?: number | null;
                 /** @description only this store (in your subtree) */
                 store_id?: number | null;
+                /** @description rows to return (default: all) */
+                limit?: number | null;
                 /** @description json, csv or xlsx (the same rows) */
                 format?: "json" | "csv" | "xlsx";
             };
@@ -9813,9 +9822,11 @@ export interface operations {
                 type?: string | null;
                 /** @description the store's region: a 6-digit code or a name */
                 province?: string | null;
+                /** @description the store's region: a 6-digit code or a name */
+                city?: string | null;
                 /** @description only the stores under this agent (in your subtree) */
                 agent_id?: number | null;
-                /** @description rows to return (default: 50 as JSON, all as a file) */
+                /** @description rows to return (default: all) */
                 limit?: number | null;
                 /** @description json, csv or xlsx (the same rows) */
                 format?: "json" | "csv" | "xlsx";
