@@ -623,6 +623,53 @@ async def test_a_points_claim_racing_a_void_waits_for_it_and_is_refused(
     assert refused["details"]["reason"] == "void", claim.text
 
 
+async def test_a_batch_voided_while_a_points_claim_waits_for_its_sold_unit_is_refused(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: a void voids a batch's active units under their locks but leaves a sold unit's
+    row alone, and the round read the batch in the snapshot its statement took before waiting
+    for the unit: a claim of a sold unit whose round waited for the unit's row (a draw, a return
+    or another claim of it in flight) while the batch was voided (200) was credited on the void
+    code. The round asks again after the unit's lock, with a fresh snapshot (migration 0143):
+    422 ``not_genuine`` / ``void``, no claim, no points."""
+    goods = await store_goods(client, login, app, demo)
+    clerk, planner, scheme = await login("store_clerk"), await login("planner"), app.state.scheme
+    await set_rule(client, await login("admin"), goods["product_id"], 10)
+    serial = goods["units"][0]
+    sold = await client.post("/sales", headers=clerk, json={"codes": [serial]})
+    assert sold.status_code == 201, sold.text
+    member_id, member, _ = await new_member(app, demo["BRAND-LUMI"])
+    async with (
+        app.state.pool.connection() as holder,
+        app.state.pool.connection() as watch,
+        member_client(app) as mc,
+    ):
+        await holder.execute(
+            "SELECT 1 FROM unit_state WHERE code = %s FOR UPDATE", (code_of(app, serial),)
+        )
+        claiming = asyncio.ensure_future(
+            mc.post("/members/me/claims", headers=member, json=claim_body(scheme, serial))
+        )
+        assert await lock_waiters(watch, 1), "the claim's round should wait for the unit"
+        void = await client.post(
+            f"/batches/{goods['batch_no']}/void", headers=planner, json={"reason": "leaked"}
+        )
+        assert void.status_code == 200 and void.json()["state"] == "void", void.text
+        await holder.rollback()
+        claim = await asyncio.wait_for(claiming, 30)
+    refused = assert_error(claim, 422, "not_genuine")
+    assert refused["details"]["reason"] == "void", claim.text
+    async with app.state.pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT 1 FROM point_claims WHERE member_id = %s UNION ALL "
+                "SELECT 1 FROM points_ledger WHERE member_id = %s",
+                (member_id, member_id),
+            )
+        ).fetchall()
+    assert rows == [], rows
+
+
 async def test_staff_below_the_brand_do_not_read_the_brands_points_rules(
     client: Any, login: Any, app: Any, demo: Any
 ) -> None:

@@ -1010,6 +1010,46 @@ async def test_a_rebate_claim_racing_a_void_waits_for_it_and_is_refused(
     assert refused["details"]["reason"] == "void", claim.text
 
 
+async def test_a_batch_voided_while_a_rebate_claim_waits_for_its_sold_unit_is_refused(
+    client: Any, login: Any, demo: Any, app: Any, conn: Any
+) -> None:
+    """A probe: a void voids a batch's active units under their locks but leaves a sold unit's
+    row alone, and the round read the batch in the snapshot its statement took before waiting
+    for the unit: a clerk's claim of a unit sold at the till whose round waited for the unit's
+    row (a member's claim, a draw or a return of it in flight) while the batch was voided (200)
+    was paid on the void code. The round asks again after the unit's lock, with a fresh
+    snapshot (migration 0143): 422 ``not_genuine`` / ``void``, nothing paid."""
+    goods = await store_goods(client, login, app, demo)
+    clerk, planner, scheme = await login("store_clerk"), await login("planner"), app.state.scheme
+    await set_rebate(client, await login("admin"), goods["product_id"], 3)
+    serial = goods["units"][0]
+    sold = await client.post("/sales", headers=clerk, json={"codes": [serial]})
+    assert sold.status_code == 201, sold.text
+    async with (
+        app.state.pool.connection() as holder,
+        app.state.pool.connection() as watch,
+        member_client(app) as mc,
+    ):
+        await holder.execute(
+            "SELECT 1 FROM unit_state WHERE code = %s FOR UPDATE", (code_of(app, serial),)
+        )
+        claiming = asyncio.ensure_future(
+            mc.post("/rebates/claims", headers=clerk, json=rebate_body(scheme, serial))
+        )
+        assert await lock_waiters(watch, 1), "the claim's round should wait for the unit"
+        void = await client.post(
+            f"/batches/{goods['batch_no']}/void", headers=planner, json={"reason": "leaked"}
+        )
+        assert void.status_code == 200 and void.json()["state"] == "void", void.text
+        await holder.rollback()
+        claim = await asyncio.wait_for(claiming, 30)
+    refused = assert_error(claim, 422, "not_genuine")
+    assert refused["details"]["reason"] == "void", claim.text
+    code = code_of(app, serial)
+    paid = await one(conn, "SELECT count(*) AS n FROM rebate_claims WHERE code_id = %s", code)
+    assert paid["n"] == 0
+
+
 async def test_a_tills_retried_refused_claim_does_not_count_the_diversion_again(
     client: Any, login: Any, app: Any, demo: Any, conn: Any
 ) -> None:

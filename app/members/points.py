@@ -460,8 +460,10 @@ SPOILT = "coalesce(u.disposition IN ('damaged', 'expired'), false)"
 # One round: the claims in, credited where the member is (still) active and the unit is this
 # brand's, of a batch not void, and earns points (a void leaves a sold unit sold: a probe's claim
 # right after the void, verified from a process's batch cache, was credited; the void's active
-# units are voided under their locks, so a round waiting for them reads them void, and a claim
-# refused so is answered ``not_genuine`` / ``void`` as the verification answers it); the code's
+# units are voided under their locks, so a round waiting for them reads them void, and a sold
+# unit's batch is asked again after its lock, in a fresh snapshot: a probe's round waiting for a
+# sold unit was credited on a batch voided meanwhile; a claim refused so is answered
+# ``not_genuine`` / ``void`` as the verification answers it); the code's
 # unique key drops every claim of a code claimed before (in this round or ever). ONE statement —
 # one round trip, one transaction: the claims, their ledger rows, the balances (upserted in
 # member order, so concurrent rounds lock them in the same order) and one ``claiming``
@@ -554,8 +556,9 @@ WITH r AS (
          LEFT JOIN sales s ON s.seller_id = v.seller_id AND s.brand_id = v.brand_id
     -- one owner per code: not one another member drew (``app.draws``; ``drawn_by_another``),
     -- asked of the unit's row ``ok`` returned locked: a fresh snapshot (migration 0119), which
-    -- sees a draw committed while this statement waited for the lock
-    WHERE NOT code_drawn_by_another(ok.code_id, ok.member_id)
+    -- sees a draw committed while this statement waited for the lock; so does the batch's void
+    -- (migration 0143: a void leaves a sold unit's row alone, so ``ok`` read it before the wait)
+    WHERE NOT code_drawn_by_another(ok.code_id, ok.member_id) AND NOT code_batch_void(ok.code_id)
     ORDER BY ok.ord
     ON CONFLICT DO NOTHING
     RETURNING id, code_id, member_id, brand_id, product_id, agent_id, points, client_id,

@@ -14,7 +14,9 @@ then credited in a round that is ONE statement (``_CREDIT``: one round trip, one
    given away or written off), not returned damaged or expired, of a batch not void
    (a void leaves a sold unit sold: a probe's claim right after the void, verified from a
    process's batch cache, was paid; the void's active units are voided under their locks, so
-   a round waiting for them reads them void), held by the clerk's store and not in transit,
+   a round waiting for them reads them void; a sold unit's batch is asked again after its
+   lock, in a fresh snapshot, migration 0143: a probe's round waiting for a sold unit was paid
+   on a batch voided meanwhile), held by the clerk's store and not in transit,
    the store in the area of the unit's designated agent (``_IN_AREA``, as an inspection judges
    it: the nearest agent at or above the unit's channel organisation), not claimed
    before, with a rule amount above 0 — the amount in force at the clerk's store (SPEC R1:
@@ -175,6 +177,9 @@ WITH r AS (
            CASE WHEN u.hold_id IS NOT NULL THEN 'held' END
     FROM u LEFT JOIN sales s ON u.status = 'active' AND s.store_id = u.store_id
                             AND s.clerk_id = u.clerk_id AND s.brand_id = u.brand_id
+    -- the batch asked again of the unit's row ``u`` returned locked, in a fresh snapshot
+    -- (migration 0143): a void leaves a sold unit's row alone, so ``u`` read it before the wait
+    WHERE NOT code_batch_void(u.code_id)
     ORDER BY u.code_id
     ON CONFLICT DO NOTHING
     RETURNING id, code_id, brand_id, store_id, clerk_id, agent_id, product_id, amount, client_id,
