@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 
-from tests.helpers import assert_error, issue_units
+from tests.helpers import assert_error, issue_units, new_user
 from tests.race_support import lock_waiters
 from tests.rebates_support import insert_claims, user_id
 from tests.steady import clear_of_midnight
@@ -97,6 +97,34 @@ async def _audits(conn: Any, statement_id: int) -> list[dict[str, Any]]:
             (str(statement_id),),
         )
     ).fetchall()
+
+
+async def test_a_statement_line_names_a_clerk_without_a_display_name_by_the_username(
+    client: Any, login: Any, demo: dict[str, int], seed: dict[str, Any], app: Any
+) -> None:
+    """A probe: a statement's lines named the clerk by ``display_name`` alone — null for a clerk
+    made without one, where ``GET /rebates`` shows the username. A line names the clerk as the
+    claims list does."""
+    admin, finance = await login("admin"), await login("finance")
+    clerk = await new_user(client, admin, demo["STORE-HZ-01"], ["store_clerk"])
+    assert clerk["display_name"] == ""
+    async with app.state.pool.connection() as conn:
+        await insert_claims(
+            conn,
+            brand_id=seed["brand"],
+            store_id=demo["STORE-HZ-01"],
+            clerk_id=clerk["id"],
+            product_id=seed["product"],
+            amounts=[4],
+            at=datetime(2005, 6, 15, 12, tzinfo=SH),
+            agent_id=demo["AGENT-ZJ"],
+        )
+        await conn.commit()
+    (statement,) = await _settle(client, finance, period="2005-06")
+    detail = await client.get(f"{STATEMENTS}/{statement['id']}", headers=finance)
+    assert detail.status_code == 200, detail.text
+    names = {line["clerk_name"] for line in detail.json()["claims"]["items"]}
+    assert names == {clerk["username"]}, names
 
 
 # -- generation -------------------------------------------------------------------------------

@@ -483,8 +483,8 @@ async def list_statements(conn: Conn, query: Query, page: int, per_page: int) ->
 
 
 _CLAIM_SELECT = """c.id AS claim_id, c.code_id, b.key_version, c.claimed_at, c.product_id,
-    p.product_no, p.name AS product_name, c.clerk_id, u.display_name AS clerk_name, c.agent_id,
-    c.amount"""
+    p.product_no, p.name AS product_name, c.clerk_id,
+    COALESCE(NULLIF(u.display_name, ''), u.username) AS clerk_name, c.agent_id, c.amount"""
 _CLAIM_SOURCE = """rebate_claims c
     LEFT JOIN code_batches b ON b.batch_no = c.code_id >> 32 AND b.brand_id = c.brand_id
     LEFT JOIN products p ON p.id = c.product_id
