@@ -28,6 +28,7 @@ from tests.helpers import (
     onboarded_brand,
 )
 from tests.images import jpeg, jpeg_exif, jpeg_sof, png, png_chunk, png_ihdr, webp
+from tests.race_support import held_in_turn
 from tests.test_media_s3 import _s3_settings, _serve, s3rver  # noqa: F401  (the fixture)
 
 
@@ -1113,3 +1114,91 @@ async def test_an_image_claiming_more_pixels_than_a_phone_may_draw_is_refused(
     ):
         made = await upload(client, admin, fits, kind="image")
         assert made.status_code == 201, made.text
+
+
+async def _tell_story(client: Any, headers: dict[str, str], html: str) -> httpx.Response:
+    """``PUT /brand-story`` with ``html``, made from the story's current version."""
+    current = await client.get("/brand-story", headers=headers)
+    assert current.status_code == 200, current.text
+    body = {"html": html, "version": current.json()["version"]}
+    return await client.put("/brand-story", headers=headers, json=body)  # type: ignore[no-any-return]
+
+
+async def test_a_medium_the_brand_story_shows_is_in_use(client: Any, login: Any) -> None:
+    """A probe: a medium the brand's own story shows (by its ``absolute_url``: the story keeps
+    absolute URLs only) was deleted (204) — ``DELETE /media/catalog/{id}`` looked at products
+    only — and the phone's story page showed a broken picture; the list offered it as unused.
+    Now it is 409 ``in_use`` (``details.brand_story``) while the story shows it, as a picture or
+    a link, and listed as in use (``in_story``, not under ``unused=true``); a story saved without
+    it lets it go."""
+    _, office = await onboarded_brand(client, login)
+    image = (await upload(client, office, png(secrets.randbelow(1 << 24)))).json()
+    video = (await upload(client, office, mp4(3000, secrets.token_bytes(8)))).json()
+    orphan = (await upload(client, office, png(secrets.randbelow(1 << 24)))).json()
+    html = (
+        f'<p><img src="{image["absolute_url"]}" alt="us"></p>'
+        f'<p><a href="{video["absolute_url"]}?autoplay=1">our film</a></p>'
+    )
+    saved = await _tell_story(client, office, html)
+    assert saved.status_code == 200, saved.text
+    for medium in (image, video):
+        used = assert_error(await client.delete(medium["url"], headers=office), 409, "in_use")
+        assert used["details"] == {"brand_story": True}
+    items = await _listed(client, office)
+    assert [(i["id"], i["in_story"], i["product_count"]) for i in items] == [
+        (orphan["id"], False, 0),
+        (video["id"], True, 0),
+        (image["id"], True, 0),
+    ]
+    assert _ids(await _listed(client, office, unused="true")) == [orphan["id"]]
+    assert _ids(await _listed(client, office, unused="false")) == [video["id"], image["id"]]
+    # another brand's story naming none of them (nor may it: unknown_catalog_media) leaves them
+    _, other = await onboarded_brand(client, login)
+    assert (await _tell_story(client, other, "<p>theirs</p>")).status_code == 200
+    assert (await _tell_story(client, office, "<p>no pictures</p>")).status_code == 200
+    assert [i["in_story"] for i in await _listed(client, office)] == [False, False, False]
+    for medium in (image, video, orphan):
+        gone = await client.delete(medium["url"], headers=office)
+        assert gone.status_code == 204, gone.text
+
+
+async def test_a_deletion_and_a_story_naming_the_medium_meet_one_after_the_other(
+    client: Any, login: Any, app: Any
+) -> None:
+    """Of a deletion and a story save naming the medium at once, exactly one wins, as with a
+    product (the save holds the medium's row ``FOR KEY SHARE``, the deletion ``FOR UPDATE``):
+    the medium is deleted and the save refused (400 ``unknown_catalog_media``: gone meanwhile,
+    or a URL of this server's host naming no medium), or the story saved and the deletion
+    refused (409). Each order forced (a third transaction holds the medium's row while the
+    first, then the second request waits for it), then sent at once."""
+    _, office = await onboarded_brand(client, login)
+
+    async def both(image: dict[str, Any], story_first: bool | None) -> tuple[Any, Any]:
+        current = (await client.get("/brand-story", headers=office)).json()["version"]
+        body = {"html": f'<img src="{image["absolute_url"]}" alt="x">', "version": current}
+
+        def named() -> Any:
+            return client.put("/brand-story", headers=office, json=body)
+
+        def removed() -> Any:
+            return client.delete(image["url"], headers=office)
+
+        if story_first is None:
+            at_once = await asyncio.gather(removed(), named())
+            return at_once[0], at_once[1]
+        lock = "SELECT 1 FROM catalog_media WHERE id = %s FOR UPDATE"
+        one, two = (named, removed) if story_first else (removed, named)
+        answers = await held_in_turn(app, lock, (image["id"],), one, two)
+        return (answers[1], answers[0]) if story_first else (answers[0], answers[1])
+
+    for n, story_first in enumerate((True, False, None, None, None)):
+        image = (await upload(client, office, png(300 + n))).json()
+        removed, named = await both(image, story_first)
+        codes = (removed.status_code, named.status_code)
+        assert codes in ((409, 200), (204, 400)), (story_first, removed.text, named.text)
+        if story_first is not None:
+            assert codes == ((409, 200) if story_first else (204, 400)), story_first
+        shown = (await client.get("/brand-story", headers=office)).json()["html"]
+        exists = (await client.get(image["url"])).status_code == 200
+        assert (image["id"] in shown) == exists == (named.status_code == 200)
+        assert (await _tell_story(client, office, "<p>none</p>")).status_code == 200

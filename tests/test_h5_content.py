@@ -21,8 +21,10 @@ import httpx
 from app.members.profile import age_band_of
 from tests.h5_support import new_product, text_of
 from tests.helpers import assert_error, onboarded_brand
+from tests.images import png
 from tests.points_support import member_client, new_member
 from tests.race_support import audit_rows, twice_held
+from tests.test_catalog_media import mp4, upload
 
 PASSWORD = "Story-writer-pass-1"
 HOSTILE = (
@@ -920,3 +922,52 @@ async def test_story_urls_without_a_double_slash_are_dropped_as_relative_ones(
     for url in ("a.example/ok", "b.example/ok", "http://c.example/ok.png"):
         assert url in kept, (url, kept)
     assert kept.count("href=") == 2 and kept.count("src=") == 1, kept
+
+
+async def test_a_story_shows_only_its_own_brand_s_catalogue_media(
+    client: Any, login: Any, app: Any
+) -> None:
+    """A probe: a product refuses another brand's catalogue medium (400
+    ``unknown_catalog_media``), the brand story took one — brand B's story saved brand A's
+    upload by its ``absolute_url`` (200) and B's phone page showed A's file. Now a picture or
+    link of the story naming a medium of this server names one of the story's brand, an image
+    for a picture (400 ``unknown_catalog_media`` on ``html`` otherwise, nothing written), as a
+    product's URL is recognised: the exact ``absolute_url`` form whatever its host; a variant
+    of it (a trailing ``/``, ``%2F``) is refused, which no in-use check could find; one under
+    this server's host naming no medium is no other site's file. Another site's URL of the same
+    shape is kept."""
+    _, a = await onboarded_brand(client, login)
+    brand_b, b = await onboarded_brand(client, login)
+    theirs = (await upload(client, a, png(secrets.randbelow(1 << 24)))).json()
+    ours = (await upload(client, b, png(secrets.randbelow(1 << 24)))).json()
+    video = (await upload(client, b, mp4(3000, secrets.token_bytes(8)))).json()
+    host = ours["absolute_url"].removesuffix(ours["url"])
+    nowhere = "/media/catalog/00000000-0000-4000-8000-000000000000"
+    for html in (
+        f'<p>ours</p><img src="{theirs["absolute_url"]}" alt="x">',
+        f'<a href="{theirs["absolute_url"]}?v=1">theirs</a>',
+        f'<img src="https://cdn.example.com{theirs["url"]}" alt="behind a proxy">',
+        f'<img src="{video["absolute_url"]}" alt="a video is no picture">',
+        f'<img src="{ours["absolute_url"]}/" alt="a variant">',
+        f'<a href="{host}/media/catalog%2F{ours["id"]}">a variant</a>',
+        f'<img src="{host}{nowhere}" alt="none here">',
+    ):
+        refused = await _save(client, b, html, version=0)
+        error = assert_error(refused, 400, "unknown_catalog_media")
+        assert error["details"] == {"field": "html"}, (html, error)
+    assert (await _story(client, b))["version"] == 0
+    html = (
+        f'<p><img src="{ours["absolute_url"]}" alt="us">'
+        f'<img src="{host}/media/catalog/{ours["id"].upper()}" alt="us again">'
+        f'<a href="{video["absolute_url"]}#t=2">our film</a>'
+        f'<img src="https://cdn.example.com{nowhere}" alt="another site\'s"></p>'
+    )
+    saved = await _save(client, b, html, version=0)
+    assert saved.status_code == 200, saved.text
+    assert ours["id"] in saved.json()["html"] and nowhere in saved.json()["html"]
+    async with member_client(app) as phone:
+        page = await phone.get("/brand/story", params={"brand": brand_b["id"]})
+    assert page.status_code == 200 and ours["id"] in page.text and theirs["id"] not in page.text
+    # brand A's own story shows its own medium
+    mine = await _save(client, a, f'<img src="{theirs["absolute_url"]}">', version=0)
+    assert mine.status_code == 200, mine.text

@@ -620,6 +620,66 @@ def _check_media_form(field: str, url: str | None) -> None:
         )
 
 
+def medium_of_url(field: str, url: str) -> uuid.UUID | None:
+    """The medium's id an absolute ``url`` names in an exact ``absolute_url`` form
+    (``_MEDIA_URL``: any host, any query or fragment), None when it names no medium's id under
+    ``/media/catalog/``; 400 ``unknown_catalog_media`` (``details.field``) for another URL naming
+    one (``_check_media_form``: a variant such as a trailing ``/`` or a ``%2F``, which a
+    product's check keeps as the medium's path, and the brand story, which keeps absolute URLs
+    only, cannot keep so — nor could a medium's in-use check find it)."""
+    _check_media_form(field, url)
+    found = _MEDIA_URL.fullmatch(url)
+    return uuid.UUID(found.group(1)) if found else None
+
+
+def _unknown_medium(field: str, url: str, kind: str | None) -> ValidationFailed:
+    return ValidationFailed(
+        f"{field} names a catalogue medium that is no {kind or 'medium'} uploaded by this brand: "
+        f"{url}",
+        code="unknown_catalog_media",
+        details={"field": field},
+    )
+
+
+async def check_brand_media(
+    conn: Conn, brand_id: int, named: list[tuple[str, str | None]], field: str, origin: str
+) -> None:
+    """400 ``unknown_catalog_media`` (``details.field``) unless each absolute URL of ``named``
+    (with the kind it must name: ``image``, or None for either) that names a catalogue medium
+    of this server names one of the brand ``brand_id``, of that kind — the brand story's
+    pictures and links. A URL names one as a product's does (``medium_of_url``, then the id a
+    medium here: ``own_media_paths``), or by its exact form under ``origin`` (this server's
+    ``TRACECODE_PUBLIC_SCHEME://RESOLVER_HOST``: a medium deleted just before is no other site's
+    file). As ``check_product_media``: the media looked up first, then their rows held ``FOR KEY
+    SHARE`` to the end of the transaction — a deletion in flight (``DELETE /media/catalog/{id}``
+    holds the row ``FOR UPDATE`` while it looks for what names it) is waited for, and the
+    medium then found gone (400); a deletion after waits for this transaction and sees it."""
+    wanted: dict[uuid.UUID, tuple[str, str | None]] = {}
+    host = urlsplit(origin).netloc.lower()
+    ours: set[uuid.UUID] = set()
+    for url, kind in named:
+        media_id = medium_of_url(field, url)
+        if media_id is None:
+            continue
+        if media_id not in wanted or kind is not None:
+            wanted[media_id] = (url, kind)
+        if urlsplit(url).netloc.lower() == host:
+            ours.add(media_id)
+    if not wanted:
+        return
+    ids = sorted(wanted)
+    sql = "SELECT id, brand_id, kind FROM catalog_media WHERE id = ANY(%s) ORDER BY id"
+    ours.update(row["id"] for row in await (await conn.execute(sql, (ids,))).fetchall())
+    rows = await (await conn.execute(sql + " FOR KEY SHARE", (ids,))).fetchall()
+    found = {row["id"]: row for row in rows}
+    for media_id, (url, kind) in wanted.items():
+        row = found.get(media_id)
+        if row is None and media_id not in ours:
+            continue  # another site's file of the same shape
+        if row is None or row["brand_id"] != brand_id or kind not in (None, row["kind"]):
+            raise _unknown_medium(field, url, kind)
+
+
 async def check_product_media(conn: Conn, owner: int, changes: dict[str, Any]) -> None:
     """400 ``unknown_catalog_media`` (``details.field``) unless each of the product's
     ``image_url`` / ``video_url`` among ``changes`` that names a medium of this server (by its

@@ -56,14 +56,17 @@ class BrandStoryController(Controller):
         """Save the brand story (``content.write``, the brand's own staff: 403
         ``brand_staff_only`` below it). The HTML is sanitised by an allow-list and answered as
         kept (400 ``too_deep`` when its tags nest more than 64 levels deep, ``invalid_character``
-        when it holds a control character, as a character reference); ``version`` is the one the
-        edit was made from: 409 ``story_changed`` when another save came between (details: the
-        current ``version``)."""
+        when it holds a control character, as a character reference; ``unknown_catalog_media``
+        when a picture or link names a catalogue medium of this server that is not the brand's,
+        or a picture one that is no image); ``version`` is the one the edit was made from: 409
+        ``story_changed`` when another save came between (details: the current ``version``)."""
 
         async def reload(conn: Conn) -> Principal:
             return await provide_principal(request, conn, settings)
 
-        saved = await story.put_story(state.pool, principal, data, reload=reload)
+        saved = await story.put_story(
+            state.pool, principal, data, reload=reload, public_url=settings.public_url
+        )
         if state.replica is not None:  # read-your-writes, as ``provide_conn`` marks a change
             await state.replica.note_write(state.redis, principal)
         return saved

@@ -16,7 +16,9 @@ Pictures: ``img`` with an absolute http(s) ``src`` — the catalogue's own pictu
 (``image_url``), and the H5 pages' CSP already allows them (``img-src https: http: data:``,
 upgraded to https when served over https), so a story picture is no new exposure: with
 ``Referrer-Policy: no-referrer`` the picture's host learns an address and no page. ``data:`` URLs
-are refused (a megabyte of base64 in a phone's page, and an old trick to smuggle markup).
+are refused (a megabyte of base64 in a phone's page, and an old trick to smuggle markup). One
+naming a catalogue medium of this server is the brand's own (``urls`` lists them for
+``app.content.story``'s check).
 
 The text is sanitised when it is written (and kept sanitised), and again when a page first
 shows a version of it (``app.content.story.public_story`` keeps the result per version): today's
@@ -30,6 +32,7 @@ loop (``nh3`` lets go of the GIL), a save's a couple at a time (``app.content.st
 from __future__ import annotations
 
 import re
+from html.parser import HTMLParser
 
 import nh3
 
@@ -77,6 +80,29 @@ _CLEANER = nh3.Cleaner(
 def clean(html: str) -> str:
     """``html`` with only the allowed tags, attributes and URLs left, trimmed."""
     return _CLEANER.clean(html).strip()
+
+
+class _Urls(HTMLParser):
+    """The ``img`` ``src`` and ``a`` ``href`` values of sanitised HTML, as a browser reads them
+    (character references decoded)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.found: list[tuple[str, str]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        wanted = {"img": "src", "a": "href"}.get(tag)
+        self.found.extend((tag, value) for name, value in attrs if name == wanted and value)
+
+
+def urls(kept: str) -> list[tuple[str, str]]:
+    """(element, URL) of each picture (``img``, its ``src``) and link (``a``, its ``href``) of
+    HTML as ``clean`` keeps it, in order: what ``app.content.story`` checks against the
+    catalogue's media. One linear pass (no tree is built)."""
+    parser = _Urls()
+    parser.feed(kept)
+    parser.close()
+    return parser.found
 
 
 def depth(html: str, limit: int = MAX_DEPTH) -> int:

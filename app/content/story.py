@@ -19,7 +19,11 @@ is kept is at most ``KEPT_MAX`` characters once sanitised (400 on ``html`` beyon
 make it several times what was sent), its elements nested at most ``MAX_DEPTH`` deep (400
 ``too_deep`` on ``html`` beyond: the sanitiser's parse is quadratic in nesting), without
 control characters or bidi overrides (400 ``invalid_character`` on ``html``: character
-references smuggled them past the JSON edge).
+references smuggled them past the JSON edge). A picture or link naming a catalogue medium of
+this server names one of the brand's own, an image for a picture, by its ``absolute_url`` (400
+``unknown_catalog_media`` on ``html``: a probe, brand B's story showed brand A's upload), its
+row held as a product's is (``app.catalog.service.check_brand_media``): the medium is then in
+use, and ``DELETE /media/catalog/{id}`` is 409 ``in_use`` while the story shows it.
 Sanitising runs off the event loop, a few at a time (``sanitising``), before any connection is
 taken: a save holds a pooled connection only for the short transaction of its write.
 
@@ -43,7 +47,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from app import audit
 from app.auth.principal import Principal
-from app.content.sanitise import MAX_DEPTH, clean, depth
+from app.catalog.service import check_brand_media
+from app.content.sanitise import MAX_DEPTH, clean, depth, urls
 from app.content.schemas import StoryIn, StoryOut
 from app.db import Conn
 from app.errors import BadRequest, Conflict, ValidationFailed
@@ -156,22 +161,39 @@ def _kept(html: str) -> str:
     return kept
 
 
+def _named(html: str) -> tuple[str, list[tuple[str, str | None]]]:
+    """``html`` as kept (``_kept``), and the URL of each of its pictures and links with the
+    kind of catalogue medium it may name (``image`` for a picture, either for a link)."""
+    kept = _kept(html)
+    return kept, [(url, "image" if tag == "img" else None) for tag, url in urls(kept)]
+
+
 Reload = Callable[[Conn], Awaitable[Principal]]  # the request's caller, loaded on a connection
 
 
 async def put_story(
-    pool: AsyncConnectionPool[Conn], actor: Principal, data: StoryIn, *, reload: Reload
+    pool: AsyncConnectionPool[Conn],
+    actor: Principal,
+    data: StoryIn,
+    *,
+    reload: Reload,
+    public_url: str,
 ) -> StoryOut:
     """Save the story (sanitised) made from ``data.version``; the story as kept. Sanitised
     before any connection is taken (``sanitising``); the caller is loaded again (``reload``)
-    in the short transaction that reads, checks and writes the row."""
+    in the short transaction that reads, checks and writes the row. A picture or link naming a
+    catalogue medium of this server names one of the brand's (an image for a picture): 400
+    ``unknown_catalog_media`` on ``html`` otherwise (``check_brand_media``, ``public_url`` this
+    server's origin), the media held in the same transaction as a product's (a probe: a brand's
+    story showed another brand's upload)."""
     brand_of_staff(actor, "content.write", "the brand story is written")
     title = data.title.strip() if without_blanks(data.title) else ""
     async with sanitising():  # a save queued here holds no connection
-        html = await asyncio.to_thread(_kept, data.html)
+        html, named = await asyncio.to_thread(_named, data.html)
     async with pool.connection() as conn:  # committed as the block ends
         actor = await reload(conn)
         brand_id = brand_of_staff(actor, "content.write", "the brand story is written")
+        await check_brand_media(conn, brand_id, named, "html", public_url)
         return await _save(conn, actor, brand_id, title, html, data.version)
 
 

@@ -28,15 +28,18 @@ ranges for a video's seeking. A product's ``image_url`` / ``video_url`` names it
 (``/media/catalog/{id}``, a same-origin URL for the console and the consumer pages; one given its
 ``absolute_url`` is kept as that path, ``app.catalog.service.own_media_paths``); the
 catalogue checks that such a path names a medium of the product's brand and of the right kind
-(``app.catalog.service.check_product_media``). ``DELETE /media/catalog/{id}`` removes one no
-product names (409 ``in_use`` otherwise; 404 for another brand's).
+(``app.catalog.service.check_product_media``). The brand story's pictures and links name
+media by their ``absolute_url`` (``app.catalog.service.check_brand_media``: the brand's, an image
+for a picture). ``DELETE /media/catalog/{id}`` removes one no product and not the brand story
+names (409 ``in_use`` otherwise; 404 for another brand's).
 
 The brand's office finds what it uploaded at ``GET /media/catalog`` (``catalog.read``, as the
 products: any reader of the brand's tree, the brand's media only), paged, newest first, each
-medium with the first ``NAMING_SHOWN`` products naming it and their count; ``unused=true`` keeps
-those no product names — a file uploaded in the product dialog and never saved on a product, to
-delete — looked up by path through the hash indexes of ``products.image_url`` / ``video_url``
-(migration 0121).
+medium with the first ``NAMING_SHOWN`` products naming it and their count, and whether the
+brand story shows it (``in_story``); ``unused=true`` keeps those neither names — a file uploaded
+in the product dialog and never saved on a product, to delete — looked up by path through the
+hash indexes of ``products.image_url`` / ``video_url`` (migration 0121), and among the ids the
+story's HTML holds (``_STORY_MEDIA``, read once a list).
 
 A brand keeps at most ``TRACECODE_CATALOG_BRAND_QUOTA_BYTES`` of media (its sizes summed; 409
 ``catalog_quota_exceeded``, ``GET /media/catalog/usage`` says how much is used): checked before
@@ -127,7 +130,16 @@ class CatalogMediaListed(CatalogMediaOut, frozen=True, kw_only=True):
         ),
     ]
     product_count: Annotated[
-        int, msgspec.Meta(description="how many products name it (0: unused, it may be deleted)")
+        int,
+        msgspec.Meta(
+            description="how many products name it (0 and not in_story: unused, it may be deleted)"
+        ),
+    ]
+    in_story: Annotated[
+        bool,
+        msgspec.Meta(
+            description="whether the brand story shows it (a picture or a link): in use as well"
+        ),
     ]
 
 
@@ -367,6 +379,18 @@ _USES = f"""JOIN LATERAL (
     ) u ON true"""
 
 
+# the media the brand story (``app.content.story``) names: every ``/media/catalog/{id}`` in
+# its HTML as kept — a picture or link naming a medium of this server is let in only in an
+# exact ``absolute_url`` form (``app.catalog.service.medium_of_url``), its id written out so
+# (in either case); other text of that shape names a medium too, which only keeps it
+_STORY_MEDIA = r"""SELECT DISTINCT lower(x[1])::uuid AS id
+      FROM brand_stories s,
+           regexp_matches(s.html,
+               '/media/catalog/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})',
+               'gi') AS x
+     WHERE s.brand_id = %(brand)s"""
+
+
 def _listed(row: dict[str, Any], public_url: str) -> CatalogMediaListed:
     base = _out(row, public_url)
     names = zip(row["product_ids"] or [], row["product_names"] or [], strict=True)
@@ -374,6 +398,7 @@ def _listed(row: dict[str, Any], public_url: str) -> CatalogMediaListed:
         **msgspec.structs.asdict(base),
         products=[NamingProduct(id=i, name=n) for i, n in names],
         product_count=row["product_count"],
+        in_story=row["in_story"],
     )
 
 
@@ -388,8 +413,8 @@ async def list_media(
     public_url: str,
 ) -> Page[CatalogMediaListed]:
     """The media of the caller's brand (``catalog.read``: the catalogue's readers, anywhere in
-    its tree, as ``GET /products``), newest first, each with the products naming it; ``unused``:
-    only those no product names (or only those some product names)."""
+    its tree, as ``GET /products``), newest first, each with the products naming it and whether
+    the brand story shows it; ``unused``: only those neither names (or only those one names)."""
     actor.require("catalog.read")
     where = ["m.brand_id = %(brand)s"]
     params: dict[str, Any] = {"brand": actor.brand_id}
@@ -397,11 +422,15 @@ async def list_media(
         where.append("m.kind = %(kind)s")
         params["kind"] = kind
     if unused is not None:
-        where.append("u.product_count = 0" if unused else "u.product_count > 0")
+        where.append(
+            "u.product_count = 0 AND st.id IS NULL"
+            if unused
+            else "(u.product_count > 0 OR st.id IS NOT NULL)"
+        )
     return await fetch_page(
         conn,
-        columns=f"m.{_columns().replace(', ', ', m.')}, u.*",
-        source=f"catalog_media m {_USES}",
+        columns=f"m.{_columns().replace(', ', ', m.')}, u.*, st.id IS NOT NULL AS in_story",
+        source=f"catalog_media m {_USES} LEFT JOIN ({_STORY_MEDIA}) st ON st.id = m.id",
         where=where,
         params=params,
         order="m.created_at DESC, m.id",
@@ -457,9 +486,10 @@ async def delete(
     *,
     public_url: str,
 ) -> None:
-    """Delete a medium of the caller's brand that no product names (409 ``in_use``; 404 for
-    another brand's or none). The row goes first, in its transaction, with the product check
-    under its lock (a product naming it waits, then finds it gone: 400); the object after.
+    """Delete a medium of the caller's brand that no product and not the brand story names (409
+    ``in_use``; 404 for another brand's or none). The row goes first, in its transaction, with
+    the checks under its lock (a product or a story save naming it waits, then finds it gone:
+    400; one that held it first has committed when the checks read); the object after.
     Audited as the upload is, under the brand, with the medium as it was (never its bytes).
     The brand's own staff only (``_writer``)."""
     brand = _writer(actor)
@@ -486,6 +516,7 @@ async def delete(
                 code="in_use",
                 details={"product_id": used["id"]},
             )
+        await _check_not_in_story(conn, brand, media_id)
         await conn.execute("DELETE FROM catalog_media WHERE id = %s", (media_id,))
         await audit.record(
             conn,
@@ -497,3 +528,21 @@ async def delete(
             org_id=brand,
         )
     await _forget(store, row["storage_key"])
+
+
+async def _check_not_in_story(conn: Conn, brand: int, media_id: uuid.UUID) -> None:
+    """409 ``in_use`` (``details.brand_story``) while the brand story shows the medium (a probe:
+    deleted, 204, and the phone's story page showed a broken picture). Read under the medium's
+    row lock, which a story save naming it holds (``FOR KEY SHARE``) until it commits."""
+    named = await (
+        await conn.execute(
+            f"SELECT 1 FROM ({_STORY_MEDIA}) st WHERE st.id = %(id)s",
+            {"brand": brand, "id": media_id},
+        )
+    ).fetchone()
+    if named is not None:
+        raise Conflict(
+            "the brand story shows this file: take it out of the story first",
+            code="in_use",
+            details={"brand_story": True},
+        )

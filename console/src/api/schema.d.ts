@@ -4308,9 +4308,11 @@ export interface components {
             created_at: string;
             /** Format: uuid */
             id: string;
+            /** @description whether the brand story shows it (a picture or a link): in use as well */
+            in_story: boolean;
             /** @enum {string} */
             kind: "image" | "video";
-            /** @description how many products name it (0: unused, it may be deleted) */
+            /** @description how many products name it (0 and not in_story: unused, it may be deleted) */
             product_count: number;
             /** @description the first 5 products (by id) whose image_url or video_url names it */
             products: components["schemas"]["NamingProduct"][];
