@@ -738,6 +738,92 @@ async def test_phones_kept_with_their_country_code_become_the_mobile(
     assert outbox == {"phone": three}
 
 
+async def test_phones_kept_with_the_trunk_zero_become_the_mobile(
+    client: Any, login: Any, app: Any, demo: Any, settings: Any
+) -> None:
+    """Rows the SMS code kept before ``0137…``, ``+86 (0)137…``, ``+0086 137…`` and ``086 137…``
+    were the mobile (their digits: ``0137…``, ``86013…``, ``008613…``, ``08613…``) matched
+    nothing after (a review probe: an opt-out of a store manager saved as ``0137…`` no longer
+    stopped the campaign, a "TD" to a message sent so found no brand, staff could not delete
+    the opt-out). Migration 0145 makes them the mobile, a brand's opt-out kept once (the first)
+    and its member switched off; a foreign number kept as ``00`` + its digits is left alone."""
+    from app.db import migrations
+    from app.sms.schemas import RepliesIn, Reply
+    from app.sms.service import replies
+
+    [sql] = [text for version, _, text in migrations() if version == 145]
+    admin, marketer = await login("admin"), await login("marketer")
+    brand = demo["BRAND-LUMI"]
+    one, two, three, foreign = phone(), phone(), phone(), "001" + phone()  # +1 37…
+    agent = await _store_with_manager(client, admin, "0" + one)
+    async with await psycopg.AsyncConnection.connect(
+        settings.database_url, row_factory=dict_row
+    ) as conn:
+        await conn.execute(
+            "INSERT INTO sms_opt_outs (brand_id, phone, source, at) VALUES "
+            "(%(b)s, '0' || %(one)s, 'api', now() - interval '1 day'), "
+            "(%(b)s, '860' || %(one)s, 'reply', now()), "
+            "(%(b)s, '0086' || %(three)s, 'api', now()), "
+            "(%(b)s, %(f)s, 'api', now())",
+            {"b": brand, "one": one, "three": three, "f": foreign},
+        )
+        cur = await conn.execute(
+            "INSERT INTO members (brand_id, phone) VALUES (%s, %s) RETURNING id", (brand, three)
+        )
+        member = await cur.fetchone()
+        cur = await conn.execute(
+            "INSERT INTO sms_outbox (brand_id, phone, template, variables, purpose) "
+            "VALUES (%(b)s, '086' || %(two)s, 'otp', '{}', 'notice'), "
+            "(%(b)s, %(f)s, 'otp', '{}', 'notice') RETURNING id",
+            {"b": brand, "two": two, "f": foreign},
+        )
+        outbox = [r["id"] for r in await cur.fetchall()]
+        await conn.commit()
+        await conn.execute(sql)  # type: ignore[arg-type]
+        await conn.commit()
+        cur = await conn.execute(
+            "SELECT phone, source FROM sms_opt_outs WHERE brand_id = %s AND phone = ANY(%s)",
+            (brand, [one, "0" + one, "860" + one, three, "0086" + three, foreign]),
+        )
+        kept = {r["phone"]: r["source"] for r in await cur.fetchall()}
+        cur = await conn.execute(
+            "SELECT phone FROM sms_outbox WHERE id = ANY(%s) ORDER BY id", (outbox,)
+        )
+        sent = [r["phone"] for r in await cur.fetchall()]
+        assert member is not None
+        cur = await conn.execute(
+            "SELECT marketing_opt_out FROM members WHERE id = %s", (member["id"],)
+        )
+        switch = await cur.fetchone()
+    assert kept == {one: "api", three: "api", foreign: "api"}, kept
+    assert sent == [two, foreign] and switch == {"marketing_opt_out": True}, (sent, switch)
+    made = await client.post(
+        "/sms/campaigns",
+        headers=marketer,
+        json={
+            "template_id": await _template(client, marketer),
+            "audience": "store_managers",
+            "filter": {"org_id": agent},
+            "variables": {"season": "秋季", "discount": "7"},
+            "dry_run": True,
+        },
+    )
+    assert made.status_code == 201, made.text
+    assert (made.json()["recipients"], made.json()["skipped"]) == (0, 1), made.text
+    async with app.state.pool.connection() as conn:
+        data = RepliesIn(replies=[Reply(phone=f"+86 (0){two}", text="TD")])
+        out = await replies(conn, data, app.state.settings)
+    assert out.opted_out == 1, out
+    gone = await client.delete(f"/sms/opt-outs/0{three}", headers=marketer)
+    assert gone.status_code == 204, gone.text
+    async with app.state.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT phone FROM sms_opt_outs WHERE brand_id = %s AND phone = ANY(%s) ORDER BY phone",
+            (brand, sorted([two, three])),
+        )
+        assert [r["phone"] for r in await cur.fetchall()] == [two]
+
+
 async def test_a_store_manager_s_td_reply_finds_the_brands_that_wrote_to_them(
     client: Any, login: Any, app: Any
 ) -> None:
