@@ -745,13 +745,13 @@ async def test_phones_kept_with_the_trunk_zero_become_the_mobile(
     were the mobile (their digits: ``0137…``, ``86013…``, ``008613…``, ``08613…``) matched
     nothing after (a review probe: an opt-out of a store manager saved as ``0137…`` no longer
     stopped the campaign, a "TD" to a message sent so found no brand, staff could not delete
-    the opt-out). Migration 0145 makes them the mobile, a brand's opt-out kept once (the first)
+    the opt-out). Migration 0144 makes them the mobile, a brand's opt-out kept once (the first)
     and its member switched off; a foreign number kept as ``00`` + its digits is left alone."""
     from app.db import migrations
     from app.sms.schemas import RepliesIn, Reply
     from app.sms.service import replies
 
-    [sql] = [text for version, _, text in migrations() if version == 145]
+    [sql] = [text for version, _, text in migrations() if version == 144]
     admin, marketer = await login("admin"), await login("marketer")
     brand = demo["BRAND-LUMI"]
     one, two, three, foreign = phone(), phone(), phone(), "001" + phone()  # +1 37…
