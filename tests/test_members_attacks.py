@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 
 from app.sms.service import sign
-from tests.helpers import assert_error, key_of, new_user, signed_in
+from tests.helpers import assert_error, key_of, new_org, new_user, signed_in
 
 SECRET = "attack-secret"
 
@@ -197,39 +197,136 @@ async def test_phone_searches_sent_at_once_are_no_more_made_than_the_limit(
             assert_error(answer, 429, "rate_limited")
 
 
-async def test_an_api_key_s_guesses_count_against_its_maker(
+async def _unknown(client: Any, headers: dict[str, str], n: int, path: str = "check") -> Any:
+    """The answer to ``POST /redemptions/{path}`` of the ``n``-th unknown code."""
+    return await client.post(f"/redemptions/{path}", headers=headers, json={"code": f"{n:010d}"})
+
+
+async def test_an_api_key_s_typos_lock_neither_its_maker_nor_its_maker_s_other_keys(
     client: Any, login: Any, demo: Any
 ) -> None:
-    """A probe: a store's org_admin holds ``redemptions.fulfil`` and ``apikeys.write``; over
-    CODE_GUESS_MAX unknown codes it was 429, but each API key it made counted on its own
-    (``k{api_key_id}``) and guessed 30 more. Now a key's guesses count on its own counter and
-    on its maker's (``Principal.key_maker``), refused when either is over: the maker's keys
-    are refused once the maker is, and a key's unknown codes bring its maker to the limit."""
+    """A review: an API key's unknown codes counted on its maker's counter too
+    (``Principal.key_maker``), so CODE_GUESS_MAX customers' typos at one partner's key locked
+    the maker and every key it had made, across stores, for the window. Now a key counts on its
+    own counter and its organisation's (whose cap is far above an account's): the key over its
+    limit is refused, its maker and its maker's other keys — of the same store and of another —
+    still check codes."""
     from app.members.limits import CODE_GUESS_MAX
 
     admin = await login("admin")
-    manager = await signed_in(
-        client, await new_user(client, admin, demo["STORE-HZ-01"], ["org_admin"])
-    )
+    agent = await new_org(client, admin, "agent", demo["BRAND-LUMI"])
+    stores = [(await new_org(client, admin, "store", agent["id"]))["id"] for _ in range(2)]
+    maker = await signed_in(client, await new_user(client, admin, agent["id"], ["org_admin"]))
+    typing, sibling, elsewhere = [
+        await key_of(client, maker, ["redemptions.fulfil"], org_id=store)
+        for store in (stores[0], stores[0], stores[1])
+    ]
     for n in range(CODE_GUESS_MAX):
-        answer = await client.post(
-            "/redemptions/check", headers=manager, json={"code": f"{n:010d}"}
-        )
-        assert_error(answer, 404, "unknown_code")
-    key = await key_of(client, manager, ["redemptions.fulfil"])
-    for path in ("/redemptions/check", "/redemptions/fulfil"):
-        answer = await client.post(path, headers=key, json={"code": "0000000500"})
+        assert_error(await _unknown(client, typing, n), 404, "unknown_code")
+    for path in ("check", "fulfil"):
+        assert_error(await _unknown(client, typing, 500, path), 429, "rate_limited")
+    for other in (maker, sibling, elsewhere):
+        assert_error(await _unknown(client, other, 500), 404, "unknown_code")
+
+
+async def test_an_organisation_over_its_cap_refuses_its_users_and_keys_alike(
+    client: Any, login: Any, demo: Any, monkeypatch: Any
+) -> None:
+    """Every account of one organisation counts on the organisation's counter too: once its
+    accounts together have CODE_GUESS_ORG_MAX unknown codes within the window, each of them —
+    under its own limit or not, a user or an API key, one made since — is refused (429
+    ``rate_limited`` with ``Retry-After``, check and fulfil); another organisation's accounts
+    still check codes. The caps lowered for the test (read when used)."""
+    from app.members import limits
+
+    monkeypatch.setattr(limits, "CODE_GUESS_MAX", 3)
+    monkeypatch.setattr(limits, "CODE_GUESS_ORG_MAX", 5)
+    admin = await login("admin")
+    store = (await new_org(client, admin, "store", demo["AGENT-ZJ"]))["id"]
+    first, second = [
+        await signed_in(client, await new_user(client, admin, store, ["store_clerk"]))
+        for _ in range(2)
+    ]
+    for n in range(3):
+        assert_error(await _unknown(client, first, n), 404, "unknown_code")
+    assert_error(await _unknown(client, first, 3), 429, "rate_limited")  # its own limit
+    for n in range(2):
+        assert_error(await _unknown(client, second, n), 404, "unknown_code")
+    key = await key_of(client, admin, ["redemptions.fulfil"], org_id=store)
+    later = await signed_in(client, await new_user(client, admin, store, ["store_clerk"]))
+    for account in (second, key, later):
+        for path in ("check", "fulfil"):
+            refused = await _unknown(client, account, 500, path)
+            error = assert_error(refused, 429, "rate_limited")
+            assert "organisation" in error["message"], error
+            assert 0 < int(refused.headers["Retry-After"]) <= limits.CODE_GUESS_WINDOW_SECONDS
+    other = await new_org(client, admin, "store", demo["AGENT-ZJ"])
+    clerk = await signed_in(client, await new_user(client, admin, other["id"], ["store_clerk"]))
+    assert_error(await _unknown(client, clerk, 500), 404, "unknown_code")
+
+
+async def test_a_store_admin_s_users_it_makes_guess_no_further_than_its_store_s_cap(
+    client: Any, login: Any, demo: Any, monkeypatch: Any
+) -> None:
+    """A review: a store's org_admin over CODE_GUESS_MAX unknown codes made store_clerk users
+    (``users.write``) and guessed CODE_GUESS_MAX more through each — counting a key on its maker
+    stopped keys only. Now every account of the store counts on the store's counter as well: of
+    the admin's guesses and those of the users it makes one after another, no more than
+    CODE_GUESS_ORG_MAX are looked up; past it a new user, and a new key, are refused at once."""
+    from app.members import limits
+
+    monkeypatch.setattr(limits, "CODE_GUESS_MAX", 3)
+    monkeypatch.setattr(limits, "CODE_GUESS_ORG_MAX", 7)
+    admin = await login("admin")
+    store = (await new_org(client, admin, "store", demo["AGENT-ZJ"]))["id"]
+    manager = await signed_in(client, await new_user(client, admin, store, ["org_admin"]))
+    looked_up, n = 0, 0
+    accounts = [manager]
+    for _ in range(5):
+        while (answer := await _unknown(client, accounts[-1], n)).status_code == 404:
+            looked_up, n = looked_up + 1, n + 1
         assert_error(answer, 429, "rate_limited")
-    # the other way: a fresh maker's key spends the maker's guesses
-    maker = await signed_in(
-        client, await new_user(client, admin, demo["STORE-HZ-01"], ["org_admin"])
+        accounts.append(
+            await signed_in(client, await new_user(client, manager, store, ["store_clerk"]))
+        )
+    assert looked_up == 7, looked_up
+    key = await key_of(client, manager, ["redemptions.fulfil"])
+    for account in (accounts[-1], key):
+        assert_error(await _unknown(client, account, n), 429, "rate_limited")
+
+
+async def test_a_brand_over_its_cap_refuses_whole_number_phone_searches_of_every_account(
+    client: Any, login: Any, app: Any, demo: Any, monkeypatch: Any
+) -> None:
+    """Masked whole-number phone searches finding no member count on the organisation's counter
+    too (phones are searched by brand staff: the brand's): once its accounts together have
+    PHONE_MISS_ORG_MAX within the window, another account under its own limit is refused as
+    well — the right number too. The caps lowered for the test (read when used): the brand's
+    3 more than it has counted so far."""
+    from app.members import limits
+    from tests.points_support import new_member
+
+    brand = demo["BRAND-LUMI"]
+    org_key = f"{limits.member_limits(app.state).ns}:phone-miss:o{brand}"
+    monkeypatch.setattr(limits, "PHONE_MISS_MAX", 2)
+    monkeypatch.setattr(
+        limits, "PHONE_MISS_ORG_MAX", int(await app.state.redis.get(org_key) or 0) + 3
     )
-    key = await key_of(client, maker, ["redemptions.fulfil"])
-    for n in range(CODE_GUESS_MAX):
-        answer = await client.post("/redemptions/check", headers=key, json={"code": f"{n:010d}"})
-        assert_error(answer, 404, "unknown_code")
-    answer = await client.post("/redemptions/check", headers=maker, json={"code": "0000000500"})
-    assert_error(answer, 429, "rate_limited")
+    _, _, phone = await new_member(app, brand)
+    admin = await login("admin")
+    first, second = [
+        await signed_in(client, await new_user(client, admin, brand, ["member_service"]))
+        for _ in range(2)
+    ]
+    wrong = [f"{phone[:3]}{n:04d}{phone[-4:]}" for n in range(10)]
+    wrong = [guess for guess in wrong if guess != phone]
+    for service, guesses in ((first, wrong[:2]), (second, wrong[2:3])):
+        for guess in guesses:
+            answer = await client.get("/members", headers=service, params={"phone": guess})
+            assert answer.status_code == 200 and answer.json()["total"] == 0, answer.text
+    refused = await client.get("/members", headers=second, params={"phone": phone})
+    error = assert_error(refused, 429, "rate_limited")
+    assert "organisation" in error["message"], error
 
 
 async def test_superscript_digits_in_member_page_parameters_are_not_a_500(

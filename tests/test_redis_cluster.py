@@ -124,14 +124,26 @@ def test_tags_spread_over_the_slots_and_each_operation_is_one_slot(settings: Any
     limiter = LoginLimiter(connect("redis+cluster://127.0.0.1:1"), settings)
     _, *account = limiter._keys("admin", "10.1.2.3")
     assert len({key_slot(k.encode()) for k in account}) == 1
-    # an API key's guess counters: its own and its maker's, in one slot (one script)
+    # a staff account's guess counters: its own and its organisation's, in the organisation's
+    # slot (one script), a user's and an API key's of one organisation alike; untagged on one
+    # server
     from app.auth.principal import Principal
     from app.members.limits import MemberLimits
 
     member = MemberLimits(connect("redis+cluster://127.0.0.1:1"), settings)
-    key = Principal(1, "/1/", frozenset(), api_key_id=5, key_maker=7)
-    guess_keys = member._guess_keys(key, "code-guess")
-    assert len(guess_keys) == 2 and len({key_slot(k.encode()) for k in guess_keys}) == 1
+    key = Principal(9, "/1/9/", frozenset(), api_key_id=5, key_maker=7)
+    user = Principal(9, "/1/9/", frozenset(), user_id=7)
+    slots = set()
+    for account in (key, user):
+        guess_keys = member._guess_keys(account, "code-guess")
+        assert len(guess_keys) == 2 and guess_keys[1].endswith(":o9{o9}"), guess_keys
+        slots |= {key_slot(k.encode()) for k in guess_keys}
+    assert slots == {key_slot(b"o9")}
+    single = MemberLimits(connect("redis://127.0.0.1:1"), settings)
+    assert single._guess_keys(key, "phone-miss") == [
+        f"{ns}:member:phone-miss:k5",
+        f"{ns}:member:phone-miss:o9",
+    ]
 
 
 def _even_split(masters: int) -> list[tuple[int, int]]:

@@ -16,16 +16,33 @@ Staff accounts (a user, or an API key) are counted too where a lookup by a guess
 what they may not see: unknown redemption codes (family ``CODE_GUESS``), and whole-number phone
 searches finding no member by staff who see phones masked (``PHONE_MISS``: ``138****1234``
 leaves 10,000 candidates, and the one search finding a member names the hidden digits; a probe
-walked them). Over the limit an account's lookups are refused (429 ``rate_limited``, a lucky
-guess too) until the window ends; lookups that find something do not count. An API key's count
-is its maker's as well (``Principal.key_maker``): a key counts on its own counter and on its
-maker's, and either over the limit refuses it — a store admin over the limit made keys and
-guessed on through each (a probe). Each lookup takes its slot before it is made (``take_guess``)
-and gives it back when it finds something (``give_back_guess``): read first and counted after,
-redemption codes sent at once were all looked up past the limit, and so were phone searches (two
-probes). On a Redis Cluster an account's counters carry the person (the user, or the key's maker)
-as their hash tag, so that one script touches one slot (``app.redisconn``); on one server the key
-names are untagged.
+walked them). Lookups that find something do not count. Each guess counts twice: on the
+account's own counter (``CODE_GUESS_MAX``, ``PHONE_MISS_MAX``: one person's typos) and on its
+organisation's (``Principal.org_id``, an API key's own organisation; ``CODE_GUESS_ORG_MAX``,
+``PHONE_MISS_ORG_MAX``), and either one full refuses the account's lookups (429
+``rate_limited`` with ``Retry-After``, a lucky guess too) until its window ends. The
+organisation's counter stops an admin who makes accounts to guess on: a store's org_admin over
+its limit made API keys, then users (``users.write``), and guessed 30 more through each (two
+probes) — now all its store's accounts together are bounded by the store's cap. It replaces a
+count on an API key's maker (``Principal.key_maker``): that one was bypassed by making users,
+and 30 customers' typos at one partner's key locked its maker and every key the maker had made,
+across stores (a review). Now a key's typos lock that key only, and its organisation only when
+the organisation as a whole is over its cap.
+
+The organisation's cap is ten times an account's: ten busy desks' typos fit in a window, so a
+big service desk is not locked by its customers' slips, while the guesses that get through stay
+far from a walk — 300 unknown codes a quarter hour, 28,800 a day, against 32^10 ≈ 10^15 codes;
+300 phone misses a quarter hour leave a masked phone's 10,000 candidates over eight hours of an
+organisation's whole cap (phones are searched by brand staff only: their brand's cap). An
+admin still making organisations (``orgs.write``, an agent's) gets a cap per organisation made;
+making one is audited and needs a place in the tree.
+
+Each lookup takes its slots before it is made (``take_guess``: on both counters at once, in one
+script, or on neither) and gives both back when it finds something (``give_back_guess``): read
+first and counted after, redemption codes sent at once were all looked up past the limit, and so
+were phone searches (two probes). On a Redis Cluster an account's two counters carry its
+organisation (``{o<org_id>}``) as their hash tag, so that one script touches one slot
+(``app.redisconn``); on one server the key names are untagged.
 
 The client IP is the socket's peer (an IPv6 client counts by its /64); forwarded headers are never
 trusted. With Redis unreachable the limits are skipped (logged): a code still dies after
@@ -58,6 +75,10 @@ CODE_GUESS_WINDOW_SECONDS = 15 * 60
 # window (the service desk finds callers by their number; a walk of the hidden digits misses).
 PHONE_MISS_MAX = 30
 PHONE_MISS_WINDOW_SECONDS = 15 * 60
+# Of all accounts of one organisation together (users and API keys), per family and window: ten
+# times an account's (the module docstring says why).
+CODE_GUESS_ORG_MAX = 10 * CODE_GUESS_MAX
+PHONE_MISS_ORG_MAX = 10 * PHONE_MISS_MAX
 
 # The families of staff guesses (``MemberLimits.take_guess``), each counted on its own counters.
 GuessFamily = Literal["code-guess", "phone-miss"]
@@ -72,23 +93,25 @@ if n > tonumber(ARGV[2]) then return math.max(redis.call('TTL', KEYS[1]), 1) end
 return 0
 """
 
-# KEYS: the account's counters. ARGV: window seconds, max. A slot taken on each counter when
-# none is full (answers 0), else nothing counted and the full counter's seconds left.
+# KEYS: the account's counter, its organisation's. ARGV: window seconds, then each key's max. A
+# slot taken on each counter when none is full (answers {0, 0}), else nothing counted and the
+# first full counter's seconds left and its place in KEYS (1: the account, 2: the organisation).
 _TAKE = """
-for _, key in ipairs(KEYS) do
-  if tonumber(redis.call('GET', key) or '0') >= tonumber(ARGV[2]) then
-    return math.max(redis.call('TTL', key), 1)
+for i, key in ipairs(KEYS) do
+  if tonumber(redis.call('GET', key) or '0') >= tonumber(ARGV[i + 1]) then
+    return {math.max(redis.call('TTL', key), 1), i}
   end
 end
 for _, key in ipairs(KEYS) do
   redis.call('INCR', key)
   if redis.call('TTL', key) < 0 then redis.call('EXPIRE', key, ARGV[1]) end
 end
-return 0
+return {0, 0}
 """
 
-# KEYS: the account's counters: the slot ``_TAKE`` took on each given back (a counter whose
-# window ended meanwhile is left as it is: never below zero, never without its expiry).
+# KEYS: the account's counter, its organisation's: the slot ``_TAKE`` took on each given back (a
+# counter whose window ended meanwhile is left as it is: never below zero, never without its
+# expiry).
 _GIVE_BACK = """
 for _, key in ipairs(KEYS) do
   if tonumber(redis.call('GET', key) or '0') > 0 then redis.call('DECR', key) end
@@ -159,28 +182,28 @@ class MemberLimits:
     # -- staff guessing: redemption codes, masked phones' hidden digits -------------------
 
     def _guess_keys(self, actor: Principal, family: str) -> list[str]:
-        """The counters a staff account's guesses count on: a user's own; an API key's own and
-        its maker's (a user over the limit cannot mint keys to guess on). On a cluster they
-        carry the person as hash tag (one slot)."""
-        person = actor.person
-        whos = [f"k{actor.api_key_id}"] if actor.user_id is None else []
-        if person is not None:
-            whos.append(f"u{person}")
-        tag = f"{{{whos[-1]}}}" if self.cluster else ""
-        return [f"{self.ns}:{family}:{who}{tag}" for who in whos]
+        """The counters a staff account's guesses count on: its own (a user's, or an API key's)
+        and its organisation's. On a cluster both carry the organisation as hash tag (one
+        slot)."""
+        own = f"u{actor.user_id}" if actor.user_id is not None else f"k{actor.api_key_id}"
+        tag = f"{{o{actor.org_id}}}" if self.cluster else ""
+        return [f"{self.ns}:{family}:{who}{tag}" for who in (own, f"o{actor.org_id}")]
 
     async def take_guess(self, actor: Principal, family: GuessFamily) -> bool:
         """Before a lookup by a guessed value in ``family``: 429 ``rate_limited`` once the staff
         account has ``CODE_GUESS_MAX`` unknown redemption codes, or ``PHONE_MISS_MAX``
-        whole-number phone searches finding no member, within its window (nobody walks the code
-        space, nor a masked phone's hidden digits); otherwise the lookup counts as one of them
+        whole-number phone searches finding no member, within its window, or its organisation
+        ``CODE_GUESS_ORG_MAX`` or ``PHONE_MISS_ORG_MAX`` of them (nobody walks the code space,
+        nor a masked phone's hidden digits); otherwise the lookup counts as one of them on both
         from now on, until ``give_back_guess`` (it found something). Taken before the lookup in
         one script, so lookups sent at once cannot all pass. Redis unreachable: a code lookup
         goes on uncounted (False: nothing to give back), a phone search is 503
         ``service_unavailable`` (fails closed, see the module docstring)."""
-        most, window, what = _rules(family)
+        most, most_of_org, window, what = _rules(family)
         try:
-            retry = int(await self._take(keys=self._guess_keys(actor, family), args=[window, most]))
+            retry, full = await self._take(
+                keys=self._guess_keys(actor, family), args=[window, most, most_of_org]
+            )
         except _REDIS_DOWN as exc:
             if family == CODE_GUESS:
                 log.warning(
@@ -192,30 +215,38 @@ class MemberLimits:
                 "searching by a whole phone number is unavailable now; search by its last 4 "
                 "digits, or retry shortly",
             ) from exc
-        if retry:
+        if int(retry):
+            by = "by this organisation" if int(full) == 2 else "by this account"
             raise TooManyRequests(
-                f"too many {what}; try again later",
+                f"too many {what} {by}; try again later",
                 code="rate_limited",
-                details={"retry_after": retry},
-                headers={"Retry-After": str(retry)},
+                details={"retry_after": int(retry)},
+                headers={"Retry-After": str(int(retry))},
             )
         return True
 
     async def give_back_guess(self, actor: Principal, family: GuessFamily) -> None:
-        """The slot ``take_guess`` took, given back: the lookup found something (or ended before
-        telling whether it would)."""
+        """The slots ``take_guess`` took (the account's, its organisation's), given back: the
+        lookup found something (or ended before telling whether it would)."""
         try:
             await self._give_back(keys=self._guess_keys(actor, family), args=[])
         except _REDIS_DOWN as exc:
             log.warning("%s not given back: Redis unavailable", family, extra={"error": str(exc)})
 
 
-def _rules(family: GuessFamily) -> tuple[int, int, str]:
-    """The family's max, its window in seconds and what the refusal names (read when used)."""
+def _rules(family: GuessFamily) -> tuple[int, int, int, str]:
+    """The family's max of an account, of an organisation, its window in seconds and what the
+    refusal names (read when used)."""
     if family == CODE_GUESS:
-        return CODE_GUESS_MAX, CODE_GUESS_WINDOW_SECONDS, "unknown redemption codes tried"
+        return (
+            CODE_GUESS_MAX,
+            CODE_GUESS_ORG_MAX,
+            CODE_GUESS_WINDOW_SECONDS,
+            "unknown redemption codes tried",
+        )
     return (
         PHONE_MISS_MAX,
+        PHONE_MISS_ORG_MAX,
         PHONE_MISS_WINDOW_SECONDS,
         "phone numbers searched that are no member's",
     )
