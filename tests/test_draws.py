@@ -17,9 +17,16 @@ from psycopg.rows import dict_row
 
 from tests.h5_support import tenant_units
 from tests.helpers import assert_error, code_of, key_of, onboarded_brand
-from tests.points_support import claim_body, into_channel, member_client, new_member
+from tests.points_support import (
+    claim_body,
+    into_channel,
+    member_client,
+    new_member,
+    random_phone,
+)
 from tests.race_support import lock_waiters
 from tests.rebates_support import user_id
+from tests.sms_gateway import last_code, sms_gateway  # noqa: F401 - the fixture
 from tests.test_logistics import pack
 
 DRAW = "/members/me/draws"
@@ -671,6 +678,75 @@ async def test_the_answer_pages_draw_is_not_another_check_of_the_code(
         buyer = await h5.post("/v1/verify", json={"serial": serial, "pin": pin})
         assert (buyer.json()["result"], buyer.json()["queries"]) == ("genuine", 2), buyer.text
     assert await _draws_of(app, serial) == 1
+
+
+def _form_of(page: str, *names: str) -> dict[str, str]:
+    """The named fields of the page's forms, as a browser posts them."""
+    import re
+    from html import unescape
+
+    pattern = rf'name="({"|".join(names)})" value="([^"]*)"'
+    return {name: unescape(value) for name, value in re.findall(pattern, page)}
+
+
+@pytest.mark.usefixtures("sms_gateway")
+async def test_a_signed_out_draw_link_signs_in_at_its_brand_and_comes_back_to_draw(
+    client: Any, login: Any, app: Any, demo: Any, goods: dict[str, Any], units: Units
+) -> None:
+    """A probe: the answer page's draw link opened signed out (a consumer's first scan) was sent
+    to ``/member/login`` with no brand — the "scan the QR code" page, a dead end, the draw lost,
+    even with ``tc_brand`` naming the brand. It leads to the sign-in of the ticket's brand,
+    carrying the draw as "sign in to claim" carries its claim (``claim``, ``session.DRAW``);
+    signed in, the consumer is back on the draw form and draws once. No ticket: the brand last
+    signed in to; a carried draw whose ticket is no ticket of ours leads to the bare form."""
+    import re
+    from html import unescape
+    from urllib.parse import parse_qs, urlsplit
+
+    admin = await login("admin")
+    await new_campaign(client, admin, campaign_body(goods["product_id"], [prize("Scan gift")]))
+    (serial,) = units.take()
+    pin, brand, phone = app.state.scheme.pin(serial), demo["BRAND-LUMI"], random_phone()
+    async with member_client(app) as h5:
+        answer = await h5.post(f"/c/{serial}", data={"pin": pin})
+        link = re.search(r'id="draw-link" href="([^"]+)"', answer.text)
+        assert link is not None and "ticket=" in link.group(1), answer.text
+        out = await h5.get(unescape(link.group(1)))
+        assert out.status_code == 303, out.text
+        to = urlsplit(out.headers["location"])
+        query = parse_qs(to.query)
+        assert to.path == "/member/login" and query["brand"] == [str(brand)], to
+        assert query["claim"][0].startswith("draw."), query
+        page = await h5.get(out.headers["location"])
+        assert page.status_code == 200 and 'name="phone"' in page.text, page.text
+        fields = _form_of(page.text, "csrf", "brand", "claim", "lang")
+        sent = await h5.post("/member/otp", data={**fields, "phone": phone})
+        assert sent.status_code == 200 and 'name="code"' in sent.text, sent.text
+        code = await asyncio.to_thread(last_code, phone)
+        fields = _form_of(sent.text, "csrf", "brand", "claim", "lang", "phone")
+        signed = await h5.post("/member/login", data={**fields, "code": code})
+        assert signed.status_code == 303, signed.text
+        back = signed.headers["location"]
+        assert back.startswith("/member/draw?") and "tc_member" in h5.cookies, back
+        form = await h5.get(back)
+        assert form.status_code == 200 and 'id="draw-form"' in form.text, form.text
+        assert 'id="draw-pin"' not in form.text  # the ticket's PIN, not asked again
+        fields = _form_of(form.text, "csrf", "ticket", "serial", "lang")
+        drawn = await h5.post("/member/draw", data=fields)
+        assert drawn.status_code == 200 and "恭喜中奖" in drawn.text, drawn.text
+        again = await h5.post("/member/draw", data=fields)
+        assert again.status_code == 200 and "恭喜中奖" in again.text
+        # signed in already, a carried draw of no ticket of ours: this site's bare form only
+        for forged in ("//evil.example", "https://evil.example/", "x" * 200):
+            bare = await h5.get("/member/login", params={"brand": brand, "claim": "draw." + forged})
+            assert bare.status_code == 303, bare.text
+            assert urlsplit(bare.headers["location"]).path == "/member/draw"
+            assert "evil" not in bare.headers["location"]
+    assert await _draws_of(app, serial) == 1
+    async with member_client(app) as h5:  # no ticket: the sign-in of the brand last signed in to
+        h5.cookies.set("tc_brand", str(brand))
+        out = await h5.get("/member/draw", params={"serial": serial, "ticket": "forged"})
+        assert out.status_code == 303 and out.headers["location"] == f"/member/login?brand={brand}"
 
 
 async def test_a_draws_points_add_up_in_analytics_and_draws_are_exported_and_erased(

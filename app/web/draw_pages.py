@@ -1,5 +1,6 @@
 """The consumer's lucky draw page (扫码抽奖, SPEC B4): ``GET /member/draw?serial`` shows the PIN
-form of the unit (signed out: the sign-in page first), ``POST /member/draw`` draws through
+form of the unit (signed out: the sign-in page of its brand first, then back to this form — see
+``_sign_in_first``), ``POST /member/draw`` draws through
 ``app.draws.claims.Drawer`` — the same verification, lockout and once-per-code rule as
 ``POST /members/me/draws`` — and shows the prize, or "no prize", or why not.
 
@@ -29,7 +30,7 @@ from app.web import html, session
 from app.web.draw_html import w as _w
 from app.web.i18n import Lang, word
 from app.web.member_html import alert, form, hidden
-from app.web.member_pages import refusal
+from app.web.member_pages import _brand_hint, _login_url, _see_other, refusal
 from app.web.pages import MAX_FORM, PAGE_ERRORS, lang_switch, page_retry, read_form, respond
 from app.web.session import Ticket
 
@@ -68,18 +69,30 @@ def _ticket(settings: Settings, text: str, serial: str) -> Ticket | None:
     return opened if opened is not None and opened.serial == serial else None
 
 
+def _sign_in_first(
+    request: Request[Any, Any, Any], text: str, ticket: Ticket | None
+) -> Response[str]:
+    """Signed out (a consumer's first scan): the sign-in page of the ticket's brand (no ticket:
+    the brand last signed in to), carrying the ticket as the points claim carries its own
+    (``claim``, behind ``session.DRAW``): signed in, the visitor is back on this form."""
+    if ticket is None:
+        return _see_other(_login_url(_brand_hint(request)))
+    return _see_other(_login_url(ticket.brand_id, session.DRAW + text))
+
+
 @get("/member/draw", **_PAGE)
 async def draw_page(request: Request[Any, Any, Any], state: State, settings: Settings) -> Any:
     """The draw form of a unit (``serial`` from the answer page's link)."""
     lang, remember = session.language(request, settings, request.query_params.get("lang"))
+    serial = (request.query_params.get("serial") or "")[:512]
+    text = (request.query_params.get("ticket") or "")[:1024]
+    opened = _ticket(settings, text, serial)
     async with state.pool.connection() as conn:
         member = await session.member_of(request, conn, settings)
     if member is None:
-        return Response("", status_code=303, headers={"Location": "/member/login"})
+        return _sign_in_first(request, text, opened)
     token, csrf_cookie = session.csrf(request, settings)
-    serial = (request.query_params.get("serial") or "")[:512]
-    text = (request.query_params.get("ticket") or "")[:1024]
-    ticket = text if _ticket(settings, text, serial) else ""
+    ticket = text if opened else ""
     body = _form_body(lang, token, serial, ticket=ticket)
     return _show(lang, remember, body, cookies=[csrf_cookie])
 
@@ -90,14 +103,14 @@ async def draw_post(request: Request[Any, Any, Any], state: State, settings: Set
     fields = await read_form(request, 10)
     lang, remember = session.language(request, settings, fields.get("lang"))
     session.check_csrf(request, settings, fields.get("csrf", ""))
+    serial, pin = fields.get("serial", "").strip(), fields.get("pin", "").strip()
+    ticket = _ticket(settings, fields.get("ticket", ""), serial)
     async with state.pool.connection() as conn:  # not held while the draw waits for its round
         member = await session.member_of(request, conn, settings)
-    if member is None:
-        return Response("", status_code=303, headers={"Location": "/member/login"})
+    if member is None:  # signed out since the form was shown
+        return _sign_in_first(request, fields.get("ticket", ""), ticket)
     token, csrf_cookie = session.csrf(request, settings)
-    serial, pin = fields.get("serial", "").strip(), fields.get("pin", "").strip()
     client_id, checked = fields.get("client_id", ""), ""
-    ticket = _ticket(settings, fields.get("ticket", ""), serial)
     if ticket is not None:  # the answer page's check of the code is not counted again
         pin, client_id, checked = ticket.pin, f"h5d-{ticket.nonce}", page_retry(ticket.nonce)
     body_in = {"serial": serial, "pin": pin, "client_id": client_id, "lang": lang}

@@ -24,6 +24,9 @@ taken before the balance is found short) run inside a savepoint, so a refusal wr
 | ``GET /member/profile``, ``POST /member/profile`` | the profile form; saves it |
 | ``POST /member/redeem`` | redeems a gift; shows the code (also sent by SMS) |
 | ``GET`` of a form's address | 303 to the page it belongs to (``FORM_PAGES``) |
+
+The ``claim`` of the sign-in pages may carry a draw link's ticket instead (``session.DRAW``, from
+``app.web.draw_pages`` signed out): signed in, the visitor is sent back to its draw form.
 """
 
 from __future__ import annotations
@@ -179,6 +182,9 @@ async def login_page(
     if member is not None and (brand_id is None or brand_id == member.brand_id):
         if not claim:
             return _see_other("/member")
+        drawn = session.draw_return(settings, claim, lang)
+        if drawn is not None:  # a draw link's ticket, carried: back to the draw form
+            return _see_other(drawn)
         body = member_html.claim_offer(lang, token, claim, True, member.brand_id)
         path = _login_url(member.brand_id, claim)  # the switch keeps the claim (a probe)
         return _show(lang, remember, word("claim_title", lang), body, path, cookies=[csrf_cookie])
@@ -252,7 +258,7 @@ async def login_post(
             # a double tap): its code is spent, the member is in. The same answer, not "invalid
             # code" (a probe); a claim sent again is claimed once (``Claimer``: its client id)
             if claim:
-                return await _claim(request, state, settings, signed_in, claim, lang, remember)
+                return await _carry_on(request, state, settings, signed_in, claim, lang, remember)
             return _see_other("/member")
         ip = request.client.host if request.client else "unknown"
         limits = member_limits(request.app.state)
@@ -286,7 +292,7 @@ async def login_post(
     ]
     member = Member(signed.member.id, signed.member.brand_id, phone, signed.member.status)
     if claim:
-        response = await _claim(request, state, settings, member, claim, lang, remember)
+        response = await _carry_on(request, state, settings, member, claim, lang, remember)
         response.cookies.extend(cookies)
         return response
     return _see_other("/member", cookies)
@@ -377,6 +383,23 @@ async def _claim(
     message = word("claimed_message", lang, points=out.points, balance=out.balance)
     body = html.status("ok", word("claimed", lang), message, link)
     return _show(lang, remember, word("claimed", lang), body, "/member")
+
+
+async def _carry_on(
+    request: Request[Any, Any, Any],
+    state: State,
+    settings: Settings,
+    member: Member,
+    claim: str,
+    lang: Lang,
+    remember: Cookie | None,
+) -> Response[str]:
+    """What a sign-in carrying ``claim`` leads to: a draw link's ticket back to its draw form
+    (``session.draw_return``), a claim ticket to its claim."""
+    drawn = session.draw_return(settings, claim, lang)
+    if drawn is not None:
+        return _see_other(drawn)
+    return await _claim(request, state, settings, member, claim, lang, remember)
 
 
 @post("/member/claim", **_POST)

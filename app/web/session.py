@@ -33,6 +33,9 @@ claims to it). GET pages change nothing.
 Claim tickets. The verification answer offers "claim the points" for the code just proved with its
 PIN; the form carries a ticket, not the PIN: serial, PIN, brand, a nonce (the claim's client id:
 pressing twice is one claim) and an expiry, sealed with AES-GCM under ``subkey("h5-claim")``.
+The answer page's draw link carries one too. Signed out, either is carried through the sign-in
+pages as their ``claim`` (``member_pages``): the ticket as it is for the points claim, behind
+``DRAW`` for the draw form, which the sign-in then leads back to (``draw_return``).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ import json
 import secrets
 import time
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import msgspec
 from litestar import Request
@@ -255,3 +258,25 @@ def open_ticket(settings: Settings, text: str) -> Ticket | None:
     except (ValueError, TypeError, KeyError):
         return None
     return ticket if ticket.expires > time.time() else None
+
+
+DRAW = "draw."  # a sign-in's ``claim`` so prefixed carries a draw link's ticket (base64url: no .)
+
+
+def carried_ticket(settings: Settings, claim: str) -> Ticket | None:
+    """The ticket a sign-in's ``claim`` carries: the points claim's, or the draw's (``DRAW``)."""
+    return open_ticket(settings, claim.removeprefix(DRAW)) if claim else None
+
+
+def draw_return(settings: Settings, claim: str, lang: Lang) -> str | None:
+    """Where a sign-in carrying a draw (``claim`` ``DRAW`` + ticket) leads: the draw form of the
+    ticket's unit, with the ticket — a same-site path built here, not one taken from the request;
+    its ticket expired or forged, the form asking for the code and PIN. None: no draw carried."""
+    if not claim.startswith(DRAW):
+        return None
+    text = claim.removeprefix(DRAW)
+    ticket = open_ticket(settings, text)
+    if ticket is None:
+        return f"/member/draw?lang={lang}"
+    serial, sealed = quote(ticket.serial, safe=""), quote(text, safe="")
+    return f"/member/draw?serial={serial}&lang={lang}&ticket={sealed}"

@@ -242,7 +242,7 @@ async def start(
         request.cookies.get(session.BRAND_COOKIE)
     )
     claim = request.query_params.get("claim") or ""
-    if len(claim) > 1000 or session.open_ticket(settings, claim) is None:
+    if len(claim) > 1000 or session.carried_ticket(settings, claim) is None:
         claim = ""  # a sealed ticket is ~150 characters; anything else would only take room
     if brand_id is None:
         body = html.status("pin_required", word("login_title", lang), word("no_brand", lang))
