@@ -451,6 +451,37 @@ async def test_invisible_characters_and_unicode_blanks_in_a_url_are_refused(
     assert (await client.delete(path, headers=admin)).status_code == 204
 
 
+async def test_a_joiner_that_idna_allows_in_a_host_name_is_accepted(
+    client: Any, login: Any
+) -> None:
+    """A review: refusing every format character refused internationalised domain names —
+    ``https://می\\u200cخواهم.ir/hook`` (Persian, a ZWNJ between joining letters) was 400
+    ``invalid_character``. ZWNJ and ZWJ are allowed in a host's label where IDNA2008's CONTEXTJ
+    rule (RFC 5892 A.1/A.2) allows them: ZWNJ between letters that join, either after a virama;
+    one in an ASCII label, at a label's edge, in the path, the query or the user information
+    is refused as before. The names end in ``.invalid``: they do not resolve, and are accepted."""
+    admin = await login("admin")
+    kinds = ["alert.counterfeit"]
+    for url in ("https://می\u200cخواهم.invalid/hook", "https://न\u094d\u200dक.invalid/hook"):
+        made = await subscribe(client, admin, url, kinds)
+        assert made["url"] == url
+        path = f"/webhooks/subscriptions/{made['id']}"
+        assert (await client.delete(path, headers=admin)).status_code == 204
+    bad = (
+        "https://partner\u200cexample.invalid/hook",
+        "https://\u200cمیخواهم.invalid/hook",
+        "https://می\u200c.invalid/hook",
+        "https://می\u200cخواهم.invalid/ho\u200cok",
+        "https://می\u200cخواهم.invalid/hook?to\u200dken=1",
+        "https://u\u200c@می\u200cخواهم.invalid/hook",
+    )
+    for url in bad:
+        made = await client.post(
+            "/webhooks/subscriptions", headers=admin, json={"url": url, "event_kinds": kinds}
+        )
+        assert_error(made, 400, "invalid_character")
+
+
 # -- delivery -----------------------------------------------------------------------------------
 
 

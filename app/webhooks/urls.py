@@ -4,9 +4,10 @@ Refused with 400 and a stable code: a scheme other than http/https or a URL with
 (``invalid_url``), credentials in the URL (``url_credentials``, secrets belong in the signing
 secret, not in a URL that is shown and logged), a fragment (``invalid_url``), control characters
 and, anywhere in it, characters that show as nothing — format characters (``app.textguard``'s
-``FORMAT``: U+200B…) and blanks but the ASCII ones (``SPACES``: U+00A0, U+3000…) — with
-``invalid_character`` (a probe: ``/hook\\u200b`` was subscribed, shown as ``/hook``, and the
-sender's client percent-encoded it: every delivery went to ``/hook%E2%80%8B``), and — unless
+``FORMAT``: U+200B…, but the joiners U+200C/U+200D in a host name where IDNA2008 allows them)
+and blanks but the ASCII ones (``SPACES``: U+00A0, U+3000…) — with ``invalid_character`` (a
+probe: ``/hook\\u200b`` was subscribed, shown as ``/hook``, and the sender's client
+percent-encoded it: every delivery went to ``/hook%E2%80%8B``), and — unless
 ``TRACECODE_WEBHOOK_ALLOW_PRIVATE`` is set — a host that is, or resolves to, a loopback,
 private, link-local, multicast, reserved or unspecified address
 (``private_address``): Tracecode must not be made to call into its own network. A name is
@@ -41,6 +42,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import idna
 
 from app.errors import BadRequest
 from app.textguard import FORMAT, SPACES, InvalidCharacter, check_text
@@ -53,18 +55,54 @@ class UrlRefused(BadRequest):
 # what shows as nothing in a URL: a format character, a blank but the ASCII ones (an ASCII
 # space inside it is ``invalid_url``, as before; blanks around it are stripped)
 _UNSEEN = re.compile(rf"(?![\x00-\x7f])[{FORMAT}{SPACES}]")
+_JOINERS = "\u200c\u200d"  # ZWNJ, ZWJ: letters of a host name where IDNA2008's CONTEXTJ allows
+_DOTS = re.compile("[.\u3002\uff0e\uff61]")  # what IDNA takes for a label's end
+
+
+def _refuse_unseen(url: str) -> None:
+    """``InvalidCharacter`` for the first character of ``_UNSEEN`` in ``url`` but a joiner in
+    the host that IDNA2008 allows there (CONTEXTJ, RFC 5892 A.1/A.2: after a virama, or ZWNJ
+    between letters that join — a review: Persian's ``https://می\u200cخواهم.ir/hook`` was
+    400). The HTTP client sends such a name as its IDNA form, which the joiner is part of; a
+    joiner anywhere else, an ASCII label's too, shows as nothing and is refused as before."""
+    start, end = _host_span(url)
+    for unseen in _UNSEEN.finditer(url):
+        at = unseen.start()
+        if start <= at < end and unseen.group() in _JOINERS:
+            before = _DOTS.split(url[start:at])[-1]
+            label = before + _DOTS.split(url[at:end])[0]
+            try:
+                if idna.valid_contextj(label, len(before)):
+                    continue
+            except (ValueError, idna.IDNAError):  # a neighbour without a joining type
+                pass
+        char = f"U+{ord(unseen.group()):04X}"
+        raise InvalidCharacter(
+            f"url: an invisible character ({char})",
+            details=[{"field": "url", "message": f"invisible character {char}", "source": "body"}],
+        )
+
+
+def _host_span(url: str) -> tuple[int, int]:
+    """Where the host of ``url`` is in it (not its user information or port), (0, 0) when it
+    has none or is no URL."""
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError:
+        return 0, 0
+    start = url.find("//") + 2
+    if not netloc or url[start : start + len(netloc)] != netloc:
+        return 0, 0
+    host = netloc.rpartition("@")[2]
+    start += len(netloc) - len(host)
+    return start, start + len(host.partition(":")[0])
 
 
 def check_url(url: str, *, allow_private: bool) -> str:
     """The URL, normalised only by stripping surrounding blanks, or ``UrlRefused``."""
     check_text(url, "url", "body")
     url = url.strip()
-    if (unseen := _UNSEEN.search(url)) is not None:
-        char = f"U+{ord(unseen.group()):04X}"
-        raise InvalidCharacter(
-            f"url: an invisible character ({char})",
-            details=[{"field": "url", "message": f"invisible character {char}", "source": "body"}],
-        )
+    _refuse_unseen(url)
     try:
         parts = urlsplit(url)
         port = parts.port

@@ -1,6 +1,8 @@
 // One analytics report: its filters bound to the URL query (shareable, kept on reload), the
 // JSON answer of a GET endpoint for them, and exports of the same query (?format=csv|xlsx).
 // Only the latest load's answer is shown: an earlier query's answer arriving late is dropped.
+// A report with a paged list (`perPage` given: A7's stores) keeps its page and page size in the
+// URL too and asks for them (?page, ?per_page), as usePagedList does; an export is every row.
 import { reactive, ref, shallowRef, watch } from 'vue'
 import { useRoute, useRouter } from 'vue-router'
 
@@ -12,8 +14,13 @@ import { apiQuery, fromQuery, sameQuery, toQuery, type Filters } from '@/composa
 import { i18n } from '@/i18n'
 import { useAuthStore } from '@/stores/auth'
 
-/** `path`: the endpoint, or a function of the filters choosing one (e.g. stores or clerks). */
-export function useReport<T>(path: string | ((filters: Filters) => string), defaults: Filters) {
+/** `path`: the endpoint, or a function of the filters choosing one (e.g. stores or clerks);
+ * `defaultPerPage`: the page size of a report whose list is paged (none: not paged). */
+export function useReport<T>(
+  path: string | ((filters: Filters) => string),
+  defaults: Filters,
+  defaultPerPage?: number,
+) {
   const route = useRoute()
   const router = useRouter()
   const routeName = route.name
@@ -21,6 +28,10 @@ export function useReport<T>(path: string | ((filters: Filters) => string), defa
   const model = reactive<Filters>({ ...defaults })
   const data = shallowRef<T | null>(null)
   const loading = ref(false)
+  const page = ref(1)
+  const perPage = ref(defaultPerPage ?? 0)
+  const paging = (): Record<string, number> =>
+    defaultPerPage === undefined ? {} : { page: page.value, per_page: perPage.value }
   const endpoint = (): string => (typeof path === 'string' ? path : path(model))
   let latest = 0 // the number of the last load begun: only its answer is applied
 
@@ -28,7 +39,7 @@ export function useReport<T>(path: string | ((filters: Filters) => string), defa
     const mine = ++latest
     loading.value = true
     try {
-      const response = await auth.send(new Request(`${apiBase()}${endpoint()}${queryString(apiQuery(model))}`))
+      const response = await auth.send(new Request(`${apiBase()}${endpoint()}${queryString({ ...apiQuery(model), ...paging() })}`))
       if (!response.ok) throw await failureOf(response)
       const answer = (await response.json()) as T
       if (mine !== latest) return // a later query was asked meanwhile: its answer counts
@@ -41,7 +52,7 @@ export function useReport<T>(path: string | ((filters: Filters) => string), defa
   }
 
   function go(): void {
-    const query = toQuery(model, defaults, 1, 0, 0)
+    const query = toQuery(model, defaults, page.value, perPage.value, defaultPerPage ?? 0)
     if (sameQuery(query, route.query)) void load()
     else void router.replace({ query })
   }
@@ -50,7 +61,9 @@ export function useReport<T>(path: string | ((filters: Filters) => string), defa
     () => route.query,
     (query) => {
       if (route.name !== routeName) return
-      Object.assign(model, fromQuery(query, defaults, 1).filters)
+      const wanted = fromQuery(query, defaults, defaultPerPage ?? 1)
+      Object.assign(model, wanted.filters)
+      if (defaultPerPage !== undefined) [page.value, perPage.value] = [wanted.page, wanted.perPage]
       void load()
     },
     { immediate: true },
@@ -60,10 +73,25 @@ export function useReport<T>(path: string | ((filters: Filters) => string), defa
     model,
     data,
     loading,
+    page,
+    perPage,
     load,
-    search: go,
+    search(): void {
+      page.value = 1
+      go()
+    },
     reset(): void {
       Object.assign(model, defaults)
+      page.value = 1
+      go()
+    },
+    setPage(n: number): void {
+      page.value = n
+      go()
+    },
+    setPerPage(n: number): void {
+      perPage.value = n
+      page.value = 1
       go()
     },
     async exportAs(format: 'csv' | 'xlsx', extra: Record<string, string> = {}): Promise<void> {
