@@ -32,6 +32,7 @@ from typing import Any
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.errors import DecodeError
+from dramatiq.middleware import Middleware, Retries, default_middleware
 
 from app.config import (
     Settings,
@@ -72,6 +73,66 @@ def retry_when(retries: int, exc: BaseException) -> bool:
 
 
 RETRIES: dict[str, Any] = {"retry_when": retry_when, "min_backoff": 1_000, "max_backoff": 60_000}
+
+#: Options of a job message that dramatiq's middleware read as whole numbers.
+WHOLE_OPTIONS = ("retries", "max_retries", "min_backoff", "max_backoff", "time_limit")
+#: Options dramatiq reads as exception classes or a function: no sender of ours puts them on a
+#: message (``send``, ``actor.send``: actors name them as their own options), JSON cannot carry
+#: them, and one on a message made its failure raise in the worker (its thread ended).
+FOREIGN_OPTIONS = ("throws", "retry_when")
+
+
+def spoilt(message: dramatiq.Message[Any]) -> str | None:
+    """Why a worker cannot run ``message`` and then retry or fail it, or None: an option of
+    ``WHOLE_OPTIONS`` not a whole number (``true`` is none), or an option of
+    ``FOREIGN_OPTIONS``. When such a message's job failed, dramatiq's Retries raised — the error
+    logged and passed over — or its worker did (``throws``: the thread ended); either way the
+    message, neither retried nor failed, was acknowledged: lost, in no dead letter (probe)."""
+    if not isinstance(message.options, dict):
+        return "its options are not an object"
+    for name in WHOLE_OPTIONS:
+        value = message.options.get(name, 0)
+        if not isinstance(value, int) or isinstance(value, bool):
+            return f"its option {name} is not a whole number"
+    foreign = [name for name in FOREIGN_OPTIONS if name in message.options]
+    return f"it carries option {foreign[0]}" if foreign else None
+
+
+class JobRetries(Retries):
+    """dramatiq's Retries (``build_broker`` installs it in the stock one's place, on either
+    broker), which cannot lose a failed job: a message ``spoilt`` says a worker cannot run is
+    failed before it runs (RabbitMQ: the Redis broker sets such a message aside as it fetches
+    it), and where dramatiq's retry of a failed job raises all the same, the job is failed:
+    the error logged, the message dead-lettered by ``workers.deadletter.DeadLetters`` with its
+    job's error. dramatiq logged such an error and went on, and the worker acknowledged the
+    message, neither retried nor failed: lost, in no dead letter (probe)."""
+
+    def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        reason = spoilt(message)
+        if reason is not None:
+            message.stuff_exception(ValueError(f"the job message cannot be run: {reason}"))
+            message.fail()
+
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: Any,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        try:
+            super().after_process_message(broker, message, result=result, exception=exception)
+        except Exception:
+            logging.getLogger("tracecode.jobs").exception(
+                "could not retry job %s %s: it is failed", message.actor_name, message.message_id
+            )
+            message.fail()
+
+
+def job_middleware() -> list[Middleware]:
+    """dramatiq's default middleware, with ``JobRetries`` in the place of its ``Retries``."""
+    return [JobRetries() if kind is Retries else kind() for kind in default_middleware]
 
 
 class JobBroker(RedisBroker):
@@ -144,6 +205,9 @@ def _decoded(data: bytes, queue_name: str) -> dramatiq.Message | BaseException:
         message = dramatiq.Message.decode(data)
     except DecodeError as exc:
         return exc
+    # dramatiq's decode makes a tuple of any iterable ``args``: a text's letters, an object's keys
+    if not isinstance(dramatiq.get_encoder().decode(data).get("args"), list):
+        return ValueError("its args are not a list")
     if message.queue_name != queue_name:
         return ValueError(f"it names queue {message.queue_name!r}")
     if not isinstance(message.options, dict):
@@ -155,7 +219,8 @@ def _decoded(data: bytes, queue_name: str) -> dramatiq.Message | BaseException:
         return ValueError("its actor_name, message_id or kwargs are not of their kinds")
     if not isinstance(message.message_timestamp, int):
         return ValueError("its message_timestamp is not an integer")
-    return message
+    reason = spoilt(message)
+    return message if reason is None else ValueError(reason)
 
 
 def build_broker(settings: Settings) -> dramatiq.Broker:
@@ -169,14 +234,17 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
     Cluster cannot carry jobs: with one, ``broker_url`` is required (``SettingsError``).
     A Redis message that does not decode or cannot be run is dead-lettered and removed
     (``JobBroker``); RabbitMQ moves one to its own dead-letter queue (dramatiq's consumer), not
-    to ``dead_letters``.
+    to ``dead_letters``. On either, dramatiq's Retries is ``JobRetries``: a job it cannot retry
+    is failed (dead-lettered), never acknowledged.
     """
     check_broker(settings)
     if settings.broker_url:
         from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
         try:
-            return RabbitmqBroker(url=settings.broker_url, confirm_delivery=True)
+            return RabbitmqBroker(
+                url=settings.broker_url, confirm_delivery=True, middleware=job_middleware()
+            )
         except (ValueError, TypeError) as exc:  # pika's URL parser; the message may quote it
             raise SettingsError(
                 f"TRACECODE_BROKER_URL is not a valid AMQP URL: {redact_url(str(exc))}"
@@ -187,6 +255,7 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
         namespace=f"{settings.redis_namespace}-dramatiq",
         heartbeat_timeout=settings.job_requeue_seconds * 1000,
         maintenance_chance=200_000,
+        middleware=job_middleware(),
     )
 
 

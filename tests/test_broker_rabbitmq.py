@@ -11,7 +11,8 @@ Redis namespace of its own: parallel sessions (pytest-xdist) never take each oth
 What is shown on each broker: a job sent by the API runs to completion; a worker killed with
 SIGKILL mid-job leaves nothing half done, and the job completes exactly once after a new worker
 starts; a poison job and a job for an unknown actor are dead-lettered (the ``dead_letters`` table
-and the broker's own dead-letter queue) while the others run; the middlewares (heartbeat,
+and the broker's own dead-letter queue) while the others run, and so is a job whose options
+dramatiq cannot retry it by; the middlewares (heartbeat,
 verification write-behind, stock roll-up) run in a worker on either broker.
 """
 
@@ -474,6 +475,57 @@ async def test_poison_jobs_are_dead_lettered_and_the_other_jobs_run(
     ids = (poison.message_id, unknown.message_id)
     told = [line for line in log.read_text().splitlines() if any(i in line for i in ids)]
     assert len(told) >= 2 and all(json.loads(line)["level"] for line in told), told
+
+
+async def test_a_job_with_spoilt_retry_options_is_dead_lettered_on_either_broker(
+    lane: Lane, client: Any, settings: Any, tmp_path: Path
+) -> None:
+    """Probe: a failing job whose message carries options dramatiq's Retries cannot use was
+    acknowledged and lost — ``throws`` on it ended the worker's thread (RabbitMQ: the Redis
+    broker sets such a message aside as it fetches it, ``job:undecodable``), and options of
+    the right kind that still make the retry raise (``retries`` below 0, a ``min_backoff`` past
+    a float's range) were logged and passed over. ``app.jobs.JobRetries`` fails both: each is
+    in ``dead_letters`` (``job:ping``, with its reason) and a job sent after them runs."""
+    from app import jobs
+
+    token = secrets.token_hex(4)
+
+    def spoilt(**options: Any) -> dramatiq.Message[Any]:  # ping takes a token: the run raises
+        message: dramatiq.Message[Any] = dramatiq.Message(
+            queue_name="default", actor_name="ping", args=(), kwargs={"probe": token}, **options
+        )
+        return lane.broker.enqueue(message)
+
+    throws = spoilt(options={"throws": "x"})
+    unretriable = spoilt(options={"retries": -1, "min_backoff": 10**400})
+    jobs.send("ping", token)
+
+    def buried() -> list[tuple[str, str]]:
+        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT queue, reason FROM dead_letters WHERE convert_from(payload, 'UTF8') "
+                "LIKE %s ORDER BY id",
+                (f"%{token}%",),
+            ).fetchall()
+        return [(queue, reason) for queue, reason in rows]
+
+    log = tmp_path / "worker.log"
+    with worker(lane, log):
+        await until(
+            "the pong",
+            lambda: jobs.redis_client.get(f"{settings.redis_namespace}:pong:{token}"),
+            log=log,
+        )
+        found = await until(
+            "two dead letters", lambda: len(rows := buried()) >= 2 and rows, log=log
+        )
+    set_aside = "job:undecodable" if lane.name == "redis" else "job:ping"
+    thrown = [queue for queue, reason in found if "it carries option throws" in reason]
+    failed = [queue for queue, reason in found if reason.startswith("TypeError")]
+    assert len(found) == 2 and thrown == [set_aside] and failed == ["job:ping"], found
+    assert lane.dead_lettered(unretriable)
+    if lane.name == "rabbitmq":
+        assert lane.dead_lettered(throws)
 
 
 async def test_the_middlewares_run_on_either_broker(

@@ -612,6 +612,11 @@ def _poison(poison_id: str, token: str, kind: str) -> bytes:
         "no broker id": {"options": {}},
         "another broker id": {"options": {"redis_message_id": "not-its-id"}},
         "timestamp text": {"message_timestamp": "soon"},
+        "args an object": {"args": {"token": token}},
+        "retries text": {"options": {"redis_message_id": poison_id, "retries": "x"}},
+        "max_retries text": {"options": {"redis_message_id": poison_id, "max_retries": "x"}},
+        "time_limit true": {"options": {"redis_message_id": poison_id, "time_limit": True}},
+        "throws": {"options": {"redis_message_id": poison_id, "throws": "x"}},
     }
     return json.dumps(message | spoilt[kind]).encode()
 
@@ -625,6 +630,11 @@ def _poison(poison_id: str, token: str, kind: str) -> bytes:
         ("no broker id", "cannot be run: ValueError: it has no redis_message_id"),
         ("another broker id", "cannot be run: ValueError: its redis_message_id is not the id"),
         ("timestamp text", "cannot be run: ValueError: its message_timestamp"),
+        ("args an object", "cannot be run: ValueError: its args are not a list"),
+        ("retries text", "ValueError: its option retries is not a whole number"),
+        ("max_retries text", "ValueError: its option max_retries is not a whole number"),
+        ("time_limit true", "ValueError: its option time_limit is not a whole number"),
+        ("throws", "cannot be run: ValueError: it carries option throws"),
     ],
 )
 async def test_a_job_message_a_worker_cannot_handle_is_set_aside_and_the_next_job_runs(
@@ -636,9 +646,10 @@ async def test_a_job_message_a_worker_cannot_handle_is_set_aside_and_the_next_jo
     lived, the bad message was taken again after every worker's death, and it was in no dead
     letter (README "Dead letters"). dramatiq checks only a message's keys: ``"options": null``
     did the same; another queue's name ended the worker thread that ran it (one thread: no job
-    ran again); no ``redis_message_id`` of its own ran and was never acknowledged. Each is
-    buried (queue ``job:undecodable``, with the reason), removed from Redis, and the next job
-    runs, on a worker of one thread."""
+    ran again); no ``redis_message_id`` of its own ran and was never acknowledged. Options of
+    the wrong kind (``retries`` as text, ``throws`` at all: probe) made a failing job's retry
+    raise, and the job was acknowledged, lost. Each is buried (queue ``job:undecodable``, with
+    the reason), removed from Redis, and the next job runs, on a worker of one thread."""
     import asyncio
     import secrets
     import uuid
@@ -680,6 +691,109 @@ async def test_a_job_message_a_worker_cannot_handle_is_set_aside_and_the_next_jo
     assert answered, "the job queued after a message a worker cannot handle never ran"
     assert len(buried) == 1 and reason in buried[0], buried
     assert not kept, "the message set aside is still in Redis"
+
+
+async def test_a_failed_job_dramatiq_cannot_retry_is_dead_lettered_not_acknowledged(
+    client: Any, settings: Any, autocommit: Any
+) -> None:
+    """Probe: a failing job whose retry dramatiq's Retries cannot work out (options of the right
+    kind that still make it raise: ``retries`` below 0 and a ``min_backoff`` past a float's
+    range) — the error logged and passed over, the job neither retried nor failed, and the
+    worker acknowledged it: lost, in no dead letter. ``app.jobs.JobRetries`` fails it: it is
+    dead-lettered (``job:ping``, with the job's own error), and the next job runs."""
+    import asyncio
+    import json
+    import secrets
+    import uuid
+
+    import dramatiq
+
+    from app.jobs import broker
+    from workers import main  # noqa: F401 - every actor and middleware, as a worker loads them
+    from workers.ops import ping
+
+    token = secrets.token_hex(4)
+    poison_id = str(uuid.uuid4())
+    options = {"redis_message_id": poison_id, "retries": -1, "min_backoff": 10**400}
+    poison = json.dumps(
+        {
+            "queue_name": "default",
+            "actor_name": "ping",
+            "args": [],  # ping takes a token: the run raises TypeError
+            "kwargs": {"probe": token},
+            "options": options,
+            "message_id": poison_id,
+            "message_timestamp": int(time.time() * 1000),
+        }
+    ).encode()
+    broker.do_enqueue("default", poison_id, poison)
+    ping_id = ping.send(token).options["redis_message_id"]
+    worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=100)
+    worker.start()
+    pong = f"{settings.redis_namespace}:pong:{token}"
+    ns = broker.namespace
+    try:
+        deadline = time.monotonic() + 20
+        buried: list[str] = []
+        while not buried or broker.client.get(pong) is None:
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+            rows = await _buried(autocommit, "job:ping")
+            buried = [r for p, r in rows if poison_id.encode() in p]
+        answered = broker.client.get(pong) is not None
+        waiting = broker.client.hexists(f"{ns}:default.msgs", poison_id)
+    finally:
+        worker.stop(timeout=10_000)
+        for key in (f"{ns}:default.msgs", f"{ns}:default.DQ.msgs", f"{ns}:default.XQ.msgs"):
+            broker.client.hdel(key, poison_id, ping_id)
+        for key in broker.client.scan_iter(f"{ns}:__acks__.*"):
+            if broker.client.type(key) == b"set":
+                broker.client.srem(key, poison_id, ping_id)
+        broker.client.lrem(f"{ns}:default", 0, poison_id)
+        broker.client.lrem(f"{ns}:default", 0, ping_id)
+        broker.client.zrem(f"{ns}:default.XQ", poison_id)
+    assert answered, "the job queued after it never ran"
+    assert len(buried) == 1 and buried[0].startswith("TypeError"), buried
+    assert not waiting, "the failed job is still queued"
+
+
+def test_either_broker_retries_with_job_retries_which_fails_what_it_cannot_retry() -> None:
+    """The backstop on RabbitMQ too, whose messages ``JobBroker`` never sees: both brokers carry
+    dramatiq's Retries once, as ``JobRetries``; it fails a message ``spoilt`` says a worker
+    cannot run before its job runs (``throws`` on a message made the worker's thread end, the
+    message acknowledged: probe), and one whose retry raises; it retries the others."""
+    import dramatiq
+    from dramatiq.broker import MessageProxy
+    from dramatiq.middleware import Retries
+
+    from app.config import load_settings
+    from app.jobs import JobRetries, broker, build_broker
+    from workers import main  # noqa: F401 - the ping actor
+
+    rabbit = build_broker(
+        load_settings({"TRACECODE_MASTER_KEY": "5a" * 32, "TRACECODE_BROKER_URL": "amqp://h/v"})
+    )  # connects to nothing
+    for built in (broker, rabbit):
+        kinds = [type(m) for m in built.middleware if isinstance(m, Retries)]
+        assert kinds == [JobRetries], kinds
+    retries = JobRetries()
+
+    def proxy(**options: Any) -> MessageProxy:
+        message: dramatiq.Message[Any] = dramatiq.Message(
+            queue_name="default", actor_name="ping", args=(), kwargs={}, options=options
+        )
+        return MessageProxy(dramatiq.Message.decode(message.encode()))
+
+    spoilt = proxy(throws="x")
+    retries.before_process_message(rabbit, spoilt)
+    assert spoilt.failed and "it carries option throws" in str(spoilt._exception)
+    good = proxy(retries=1)
+    retries.before_process_message(rabbit, good)
+    assert not good.failed
+    unretriable = proxy(retries="x")  # past the check (a direct call): dramatiq's retry raises
+    retries.after_process_message(broker, unretriable, exception=TypeError("the job's error"))
+    assert unretriable.failed
 
 
 async def test_a_control_character_that_reaches_the_verifier_is_not_recorded(
