@@ -283,7 +283,7 @@ UNIQUE_CONFLICTS: dict[str, tuple[str, str]] = {
     "products_org_id_product_no_key": ("duplicate_product_no", "the product number exists"),
     "products_gtin_key": ("duplicate_gtin", "the GTIN is already used"),
     "categories_org_id_name_key": ("duplicate_category", "the category exists"),
-    "code_pools_brand_id_name_key": ("pool_name_taken", "a pool of this name exists"),
+    "code_pools_brand_recipient_name_key": ("pool_name_taken", "a pool of this name exists"),
 }
 
 

@@ -6,12 +6,16 @@ passphrase asks for a file, never plain lines."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import io
 import os
 import secrets
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -244,6 +248,58 @@ async def test_fetching_the_codes_again_equals_the_first_answer(
         409,
         "refetch_unavailable",
     )
+
+
+def _export_decrypt(sealed: Path, plain: Path) -> subprocess.CompletedProcess[str]:
+    """``tracecode export decrypt`` as a printer runs it (README), with ``PASSPHRASE``."""
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", "export", "decrypt", str(sealed),
+         "--passphrase-env", "PASS", "--out", str(plain)],
+        env={**os.environ, "PASS": PASSPHRASE}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+async def test_every_file_made_of_an_allocation_has_a_nonce_prefix_of_its_own(
+    client: httpx.AsyncClient, login: Any, demo: Any, conn: Any, tmp_path: Path
+) -> None:
+    """A review: every file of an allocation (its answer, a retry's, each fetch) is sealed under
+    the same data key, and each took a random 4-byte GCM nonce prefix: after ~2^16 fetches two
+    were likely to share one. README: the prefix is the file's number among the allocation's
+    files (0 the answer, then 1, 2, … — a HEAD makes none), in the TCPF1 format the printers'
+    ``tracecode export decrypt`` already opens."""
+    printer = await login("printer")
+    batch_no, _ = await issue_units(client, login, demo, 10)
+    body = {"batch_no": batch_no, "count": 4, "format": "file", "passphrase": PASSPHRASE}
+    client_id = _client_id()
+    made = await _allocate(client, printer, client_id=client_id, **body)
+    assert made.status_code == 201, made.text
+    uri = f"{made.headers['location']}/codes"
+    assert (await client.head(uri, headers=printer)).status_code == 200
+    files = [made.content]
+    for _ in range(2):
+        fetched = await client.get(uri, headers=printer)
+        assert fetched.status_code == 200, fetched.text
+        files.append(fetched.content)
+    replayed = await _allocate(client, printer, client_id=client_id, **body)
+    assert replayed.status_code == 200, replayed.text
+    files.append(replayed.content)
+    headers = [printfile.read_header(io.BytesIO(f))[0] for f in files]
+    prefixes = [base64.b64decode(h["nonce_prefix"]) for h in headers]
+    assert prefixes == [n.to_bytes(4, "big") for n in range(4)], prefixes
+    assert len({h["wrap"]["wrapped_key"] for h in headers}) == 1  # one key, one passphrase
+    for number, content in enumerate(files):  # each opens with the documented tool
+        sealed, plain = tmp_path / f"{number}.tcpf", tmp_path / f"{number}.csv"
+        sealed.write_bytes(content)
+        done = await asyncio.to_thread(_export_decrypt, sealed, plain)
+        assert done.returncode == 0, done.stderr
+        assert _serials(plain.read_text()) == [(batch_no, i) for i in range(4)]
+    counted = await (
+        await conn.execute(
+            "SELECT files_made FROM code_allocations WHERE id = %s",
+            (made.headers["x-allocation-id"],),
+        )
+    ).fetchone()
+    assert counted["files_made"] == 4
 
 
 @contextlib.contextmanager

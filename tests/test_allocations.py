@@ -869,6 +869,50 @@ async def test_a_partner_pools_only_the_batches_addressed_to_its_organisation(
     assert _codes(taken) == [(own, 0), (own, 1)]
 
 
+async def test_a_pool_name_clashes_only_with_pools_the_caller_sees(
+    client: httpx.AsyncClient, login: Any, demo: Any
+) -> None:
+    """A probe: a printer's serialization server (a key at PRINTER-SH with ``codes.issue`` and
+    ``codes.allocate``) does not see a planner's unshared pool in ``GET /pools``, yet its own
+    pool under that name was 409 ``pool_name_taken``: an oracle of the names of pools it may not
+    see, and a name it took first refused the planner's later pool. README: a name is unique
+    among the pools shared with one organisation (the brand's unshared ones count as one)."""
+    planner, admin = await login("planner"), await login("admin")
+    printer = await key_of(client, admin, ["codes.issue", "codes.allocate"], demo["PRINTER-SH"])
+    hidden, _ = await issue_units(client, login, demo, 3)
+    name = f"brand-only-{hidden}"
+    made = await client.post("/pools", headers=planner, json={"name": name, "batches": [hidden]})
+    assert made.status_code == 201, made.text
+    listed = (await client.get("/pools", headers=printer)).json()["items"]
+    assert name not in [p["name"] for p in listed]
+    own, _ = await issue_units(client, login, demo, 3)  # addressed to PRINTER-SH
+    mine = await client.post("/pools", headers=printer, json={"name": name, "batches": [own]})
+    assert mine.status_code == 201, mine.text
+    assert mine.json()["recipient_org_id"] == demo["PRINTER-SH"]
+    # the printer's name is its own: taken again by it, or by the planner for the printer, 409
+    again, _ = await issue_units(client, login, demo, 3)
+    body = {"name": name, "batches": [again]}
+    assert_error(await client.post("/pools", headers=printer, json=body), 409, "pool_name_taken")
+    shared = {**body, "recipient_org_id": demo["PRINTER-SH"]}
+    assert_error(await client.post("/pools", headers=planner, json=shared), 409, "pool_name_taken")
+    # a name the printer took first no longer refuses the planner's unshared pool of that name
+    squatted = f"squat-{own}"
+    first = await client.post("/pools", headers=printer, json={"name": squatted, "batches": [own]})
+    assert first.status_code == 201, first.text
+    later = await client.post(
+        "/pools", headers=planner, json={"name": squatted, "batches": [again]}
+    )
+    assert later.status_code == 201, later.text
+    assert_error(await client.post("/pools", headers=planner, json=body), 409, "pool_name_taken")
+    # two at once: one is made, the other meets the unique key (the same 409, not ``conflict``)
+    race = {"name": f"race-{again}", "batches": [again], "recipient_org_id": demo["PRINTER-SH"]}
+    answers = await asyncio.gather(
+        *(client.post("/pools", headers=h, json=race) for h in (planner, planner))
+    )
+    assert sorted(a.status_code for a in answers) == [201, 409], [a.text for a in answers]
+    assert_error(next(a for a in answers if a.status_code == 409), 409, "pool_name_taken")
+
+
 async def test_the_brands_own_warehouse_is_brand_staff_and_an_agent_a_partner(
     client: httpx.AsyncClient, login: Any, demo: Any
 ) -> None:

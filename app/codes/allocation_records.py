@@ -34,6 +34,7 @@ from typing import Any, Literal
 from app import audit
 from app.auth.principal import Principal, path_ids
 from app.auth.service import ORG_STATUS
+from app.codes import printfile
 from app.codes.batches import load_batches, made_under
 from app.codes.schemas import AllocationOut, AllocationRangeOut, CodeAllocationOut
 from app.codes.scheme import NO_KEY_VERSION, ForgedSerial, Scheme, file_key
@@ -66,9 +67,12 @@ class Take:
 class Allocated:
     """An allocation to stream: the record, its ranges, and the file's key wrap and data key.
 
-    ``replayed``: the allocation was made before (a retry with its client id)."""
+    ``replayed``: the allocation was made before (a retry with its client id). ``nonce_prefix``:
+    the file's, its number among the files made of the allocation (``files_made``, migration
+    0145): every file made again is sealed under the same data key, and a random 4-byte prefix
+    repeated after ~2^16 of them."""
 
-    __slots__ = ("data_key", "out", "replayed", "takes", "wrap")
+    __slots__ = ("data_key", "nonce_prefix", "out", "replayed", "takes", "wrap")
 
     def __init__(
         self,
@@ -77,9 +81,10 @@ class Allocated:
         wrap: dict[str, Any] | None,
         data_key: bytes | None,
         replayed: bool = False,
+        nonce_prefix: bytes | None = None,
     ) -> None:
         self.out, self.takes, self.wrap, self.data_key = out, takes, wrap, data_key
-        self.replayed = replayed
+        self.replayed, self.nonce_prefix = replayed, nonce_prefix
 
 
 async def place(conn: Conn, actor: Principal) -> Scope:
@@ -222,10 +227,13 @@ async def list_allocations(
     )
 
 
-async def again(conn: Conn, scheme: Scheme, settings: Settings, out: AllocationOut) -> Allocated:
-    """What streams ``out``'s codes once more: its ranges, and for a file the stored wrap and
-    the derived data key (409 ``refetch_unavailable`` for a file made before keys were kept;
-    422 ``key_version_retired`` for one whose key was of a version retired since: ``_file``)."""
+async def again(
+    conn: Conn, scheme: Scheme, settings: Settings, out: AllocationOut, *, made: bool = True
+) -> Allocated:
+    """What streams ``out``'s codes once more: its ranges, and for a file the stored wrap, the
+    derived data key and the file's nonce prefix (409 ``refetch_unavailable`` for a file made
+    before keys were kept; 422 ``key_version_retired`` for one whose key was of a version retired
+    since: ``_file``). ``made=False``: no file is made (a HEAD), none is counted."""
     ranges = await (
         await conn.execute(
             "SELECT r.batch_no, r.first_index, r.last_index, b.key_version, b.state "
@@ -251,20 +259,23 @@ async def again(conn: Conn, scheme: Scheme, settings: Settings, out: AllocationO
     ]
     if out.format != "file":
         return Allocated(out, takes, None, None)
-    wrap, key = await _file(conn, scheme, settings, out.id)
-    return Allocated(out, takes, wrap, key)
+    wrap, key, file_no = await _file(conn, scheme, settings, out.id, made)
+    return Allocated(out, takes, wrap, key, nonce_prefix=printfile.file_prefix(file_no))
 
 
 async def _file(
-    conn: Conn, scheme: Scheme, settings: Settings, allocation_id: str
-) -> tuple[dict[str, Any], bytes]:
-    """An allocation file's stored wrap and its data key, made again (``again``)."""
-    row = await (
-        await conn.execute(
-            "SELECT wrap, key_version FROM code_allocations WHERE id = %s",
-            (uuid.UUID(allocation_id),),
-        )
-    ).fetchone()
+    conn: Conn, scheme: Scheme, settings: Settings, allocation_id: str, made: bool
+) -> tuple[dict[str, Any], bytes, int]:
+    """An allocation file's stored wrap, its data key, made again (``again``), and the file's
+    number (counted in ``files_made`` when ``made``; the first file, the allocation's answer, is
+    0): no two files of the allocation share a nonce prefix."""
+    query = (
+        "UPDATE code_allocations SET files_made = files_made + 1 WHERE id = %s "
+        "RETURNING wrap, key_version, files_made - 1 AS file_no"
+        if made
+        else "SELECT wrap, key_version, files_made AS file_no FROM code_allocations WHERE id = %s"
+    )
+    row = await (await conn.execute(query, (uuid.UUID(allocation_id),))).fetchone()
     if row is None or row["wrap"] is None:
         raise Conflict(
             "this allocation's file was made before files could be made again",
@@ -278,7 +289,7 @@ async def _file(
             "(TRACECODE_KEY_VERSIONS): it cannot be made again",
             code="key_version_retired",
         )
-    return row["wrap"], data_key(scheme, settings, allocation_id, version)
+    return row["wrap"], data_key(scheme, settings, allocation_id, version), row["file_no"]
 
 
 async def check_recipient(
@@ -333,7 +344,7 @@ async def fetch_codes(
     # its recipient may have been closed since (a probe: its codes and PINs were streamed again
     # to brand staff after): 422 ``org_inactive``, as a new allocation for it
     await check_recipient(conn, actor, out.recipient_org_id, field="allocation_id")
-    made = await again(conn, scheme, settings, out)
+    made = await again(conn, scheme, settings, out, made=audited)
     if audited:
         await audit.record(
             conn, actor, "fetch_codes", "code_allocation", out.id,

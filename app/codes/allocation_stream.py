@@ -76,7 +76,13 @@ async def encrypted(
     asked before each piece, as ``lines`` does)."""
     assert allocated.wrap is not None and allocated.data_key is not None
     buffer = io.BytesIO()
-    writer = printfile.Writer(buffer, file_header(allocated), allocated.wrap, allocated.data_key)
+    writer = printfile.Writer(
+        buffer,
+        file_header(allocated),
+        allocated.wrap,
+        allocated.data_key,
+        nonce_prefix=allocated.nonce_prefix,  # no two files of the allocation share it
+    )
 
     def drain() -> bytes:
         data = buffer.getvalue()

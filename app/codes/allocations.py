@@ -151,7 +151,8 @@ async def create_pool(
     Brand staff pool any batch of the brand; a printer or partner (``place``) only the batches
     addressed to its organisation, shared with its organisation (a probe: a contract printer's
     key holding ``codes.issue`` pooled another printer's batch for itself and took its codes):
-    another batch is 404 ``unknown_batch``, as when allocating from it directly."""
+    another batch is 404 ``unknown_batch``, as when allocating from it directly. A name is taken
+    (409 ``pool_name_taken``) by a pool of the same recipient only, one the caller sees."""
     actor.require("codes.issue", "codes.allocate")
     kind = await place(conn, actor)
     if len(set(data.batches)) != len(data.batches):
@@ -171,10 +172,14 @@ async def create_pool(
     found = {r["batch_no"]: r for r in rows if kind == "brand" or r["printer_id"] == actor.org_id}
     for batch_no in data.batches:
         _check_batch(found.get(batch_no), batch_no, versions)
+    # unique among the pools of one recipient (migration 0145), so a printer or partner clashes
+    # only with a pool it sees (``_pool_where``; a probe: a brand-wide name told a printer the
+    # names of the brand's pools, and a name it took first refused the planner's pool)
     existing = await (
         await conn.execute(
-            "SELECT 1 FROM code_pools WHERE brand_id = %s AND name = %s",
-            (actor.brand_id, data.name),
+            "SELECT 1 FROM code_pools WHERE brand_id = %s AND name = %s "
+            "AND recipient_org_id IS NOT DISTINCT FROM %s::bigint",
+            (actor.brand_id, data.name, recipient),
         )
     ).fetchone()
     if existing is not None:
@@ -483,8 +488,11 @@ async def allocate(
         conn, actor, data, takes, allocation_id=allocation_id, pool=pool, recipient=recipient,
         wrap=wrap,
     )  # fmt: skip
-    key = None if wrap is None else data_key(scheme, settings, allocation_id, NO_KEY_VERSION)
-    return Allocated(out, takes, wrap, key)
+    if wrap is None:
+        return Allocated(out, takes, None, None)
+    key = data_key(scheme, settings, allocation_id, NO_KEY_VERSION)
+    # the allocation's first file (``_record`` counts it in ``files_made``)
+    return Allocated(out, takes, wrap, key, nonce_prefix=printfile.file_prefix(0))
 
 
 async def _record(
@@ -503,8 +511,8 @@ async def _record(
     await conn.execute(
         """INSERT INTO code_allocations (id, brand_id, pool_id, recipient_org_id, requested,
                total, format, with_pins, note, created_by, api_key_id, caller_org_id, client_id,
-               client_hash, key_version, wrap)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+               client_hash, key_version, wrap, files_made)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
         (
             allocation_id,
             actor.brand_id,
@@ -522,6 +530,7 @@ async def _record(
             None if data.client_id is None else _fingerprint(data),
             None if wrap is None else NO_KEY_VERSION,  # the file's key: of no key version
             None if wrap is None else Jsonb(wrap),
+            0 if wrap is None else 1,  # the answer's file is the first, nonce prefix 0
         ),
     )
     await conn.execute(

@@ -6,8 +6,10 @@ Layout::
     chunk = u32 plaintext length | ciphertext | 16-byte GCM tag
 
 Every chunk is sealed with the STREAM construction (Hoang, Reyhanitabar, Rogaway, Vizár 2015):
-the nonce is a per-file random 4-byte prefix, the chunk counter (u64) and a last-chunk flag, and
-the associated data is the SHA-256 of the header. Reordered, dropped, altered or appended chunks,
+the nonce is a per-file 4-byte prefix (``nonce_prefix`` in the header: random for a file with a
+key of its own, the file's number for one of the files made again under an allocation's key),
+the chunk counter (u64) and a last-chunk flag, and the associated data is the SHA-256 of the
+header. Reordered, dropped, altered or appended chunks,
 an altered header, and a file cut at a chunk boundary (no chunk flagged last) all fail to decrypt.
 
 The random 32-byte data key is wrapped for the printer either with a passphrase (scrypt KDF, then
@@ -58,6 +60,12 @@ def _unb64(text: Any) -> bytes:
 
 def _nonce(prefix: bytes, counter: int, last: bool) -> bytes:
     return prefix + struct.pack(">QB", counter, 1 if last else 0)[1:]  # 4 + 7 + 1 = 12 bytes
+
+
+def file_prefix(file_no: int) -> bytes:
+    """The nonce prefix of the ``file_no``-th file made under one data key (from 0): distinct for
+    2^32 files, where a random one repeats after ~2^16 (a birthday bound)."""
+    return (file_no % (1 << 32)).to_bytes(4, "big")
 
 
 def wrap_with_passphrase(data_key: bytes, passphrase: str) -> dict[str, Any]:
@@ -159,10 +167,16 @@ class Writer:
         wrap: dict[str, Any],
         data_key: bytes,
         chunk_size: int = CHUNK_SIZE,
+        nonce_prefix: bytes | None = None,
     ) -> None:
+        """``nonce_prefix``: 4 bytes no other file under ``data_key`` uses (for files made again
+        under one key, an allocation's: ``file_prefix``); random by default, for a key of its
+        own."""
+        if nonce_prefix is not None and len(nonce_prefix) != 4:
+            raise ValueError("a nonce prefix is 4 bytes")
         self._out = out
         self._key = data_key
-        self._prefix = os.urandom(4)
+        self._prefix = os.urandom(4) if nonce_prefix is None else nonce_prefix
         self._chunk_size = chunk_size
         header = {
             **metadata,
