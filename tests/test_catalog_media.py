@@ -1202,3 +1202,50 @@ async def test_a_deletion_and_a_story_naming_the_medium_meet_one_after_the_other
         exists = (await client.get(image["url"])).status_code == 200
         assert (image["id"] in shown) == exists == (named.status_code == 200)
         assert (await _tell_story(client, office, "<p>none</p>")).status_code == 200
+
+
+async def test_a_medium_is_served_and_deleted_by_its_id_s_hyphenated_form_only(
+    client: Any, login: Any
+) -> None:
+    """A review: ``GET /media/catalog/{id}`` took its id as ``uuid.UUID`` does — 32 bare hex
+    digits, ``urn:uuid:``, braces, hyphens anywhere — and served the medium, while the checks of
+    products and the brand story know the hyphenated form only: brand B's story or product named
+    brand A's medium so as another site's file (and B's phone page showed it), and the brand's
+    own story showed its medium so with the medium deletable. Now the download and the deletion
+    take the hyphenated form only (either case, as the checks read it): 404 for another, as for
+    an unknown id — a story or product keeping such a URL shows nothing of this server."""
+    _, a = await onboarded_brand(client, login)
+    _, b = await onboarded_brand(client, login)
+    theirs = (await upload(client, a, png(secrets.randbelow(1 << 24)))).json()
+    bare = theirs["id"].replace("-", "")
+    host = theirs["absolute_url"].removesuffix(theirs["url"])
+    others = (
+        bare,
+        bare.upper(),
+        f"urn:uuid:{theirs['id']}",
+        f"{{{theirs['id']}}}",
+        f"{bare[:4]}-{bare[4:]}",
+        f"{theirs['id']} ",
+    )
+    for other in others:
+        for method in ("GET", "HEAD"):
+            served = await client.request(method, f"/media/catalog/{other}")
+            assert served.status_code == 404, (method, other, served.status_code)
+        assert_error(await client.delete(f"/media/catalog/{other}", headers=a), 404, "not_found")
+    for same in (theirs["id"], theirs["id"].upper()):
+        assert (await client.get(f"/media/catalog/{same}")).status_code == 200, same
+    # B's story and product naming A's medium by its bare hex digits name nothing served here
+    saved = await _tell_story(client, b, f'<img src="{host}/media/catalog/{bare}" alt="x">')
+    assert saved.status_code == 200, saved.text
+    assert theirs["id"] not in saved.json()["html"]
+    body = {"name": "x", "product_no": f"PZ-{secrets.token_hex(3)}"}
+    made = await client.post(
+        "/products", headers=b, json={**body, "image_url": f"{host}/media/catalog/{bare}"}
+    )
+    assert made.status_code == 201, made.text
+    assert made.json()["image_url"] == f"{host}/media/catalog/{bare}"
+    # A's own story so: its medium is not shown, so not in use
+    mine = await _tell_story(client, a, f'<img src="{host}/media/catalog/{bare}" alt="x">')
+    assert mine.status_code == 200, mine.text
+    gone = await client.delete(f"/media/catalog/{theirs['id'].upper()}", headers=a)
+    assert gone.status_code == 204, gone.text

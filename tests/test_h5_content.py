@@ -971,3 +971,45 @@ async def test_a_story_shows_only_its_own_brand_s_catalogue_media(
     # brand A's own story shows its own medium
     mine = await _save(client, a, f'<img src="{theirs["absolute_url"]}">', version=0)
     assert mine.status_code == 200, mine.text
+
+
+async def test_a_story_url_is_kept_and_checked_as_the_browser_requests_it(
+    client: Any, login: Any, app: Any
+) -> None:
+    """A review: the sanitiser checked an ``href`` / ``src`` with the spaces and controls around
+    it (and the tabs and newlines in it) dropped, as a browser drops them, but kept it as sent:
+    brand B's ``src="{A's absolute_url} "`` — a space after — named no medium to the media check
+    (saved, 200) and B's phone page showed A's file; and the brand's own medium written
+    ``HTTPS://`` or with a space before was refused. Now the URL is kept as the browser requests
+    it (WHATWG URL: C0 controls and spaces cut at its edges, tabs and newlines dropped inside), so
+    the check reads what loads, its scheme and host matched in any case: another brand's medium
+    so is 400 ``unknown_catalog_media``; the brand's own is kept, and in use."""
+    _, a = await onboarded_brand(client, login)
+    brand_b, b = await onboarded_brand(client, login)
+    theirs = (await upload(client, a, png(secrets.randbelow(1 << 24)))).json()
+    ours = (await upload(client, b, png(secrets.randbelow(1 << 24)))).json()
+    host = ours["absolute_url"].removesuffix(ours["url"])
+    for src in (
+        f"{theirs['absolute_url']} ",
+        f" {theirs['absolute_url']}&#9;",
+        f"{theirs['absolute_url']}&#1;",
+        f"{theirs['absolute_url'][:12]}&#10;{theirs['absolute_url'][12:]}",
+        f"HTTPS{theirs['absolute_url'].removeprefix(host.split(':')[0])}",
+    ):
+        refused = await _save(client, b, f'<p><img src="{src}" alt="x"></p>', version=0)
+        assert_error(refused, 400, "unknown_catalog_media")
+    upper = f"{host.split('://')[0].upper()}://{host.split('://')[1].upper()}{ours['url']}"
+    html = (
+        f'<p><img src=" {ours["absolute_url"]}&#13;&#10;" alt="us">'
+        f'<a href="{upper}">us again</a></p>'
+    )
+    saved = await _save(client, b, html, version=0)
+    assert saved.status_code == 200, saved.text
+    assert saved.json()["html"] == (
+        f'<p><img src="{ours["absolute_url"]}" alt="us">'
+        f'<a href="{upper}" rel="noopener noreferrer">us again</a></p>'
+    )
+    assert_error(await client.delete(ours["url"], headers=b), 409, "in_use")
+    async with member_client(app) as phone:
+        page = await phone.get("/brand/story", params={"brand": brand_b["id"]})
+    assert page.status_code == 200 and theirs["id"] not in page.text

@@ -14,6 +14,10 @@ Short = Annotated[str, msgspec.Meta(max_length=100)]
 Text = Annotated[str, msgspec.Meta(max_length=2000)]
 # the path a catalogue medium is served at (app.media.catalog), as a product's URL names it
 CATALOG_PATH = "/media/catalog/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+# a catalogue medium's id in a URL: a UUID's canonical hyphenated form, in either case — the one
+# form the media checks (app.catalog.service) read and the download route serves (any other
+# form uuid.UUID takes, 32 bare hex digits, braces, urn:uuid:…, is 404 there)
+MEDIA_ID = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 # an http(s) URL, or the path of a catalogue medium uploaded here (POST /media/catalog): served by
 # this server, it is same-origin for the console and the consumer pages
 Url = Annotated[

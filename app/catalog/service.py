@@ -20,6 +20,7 @@ from app._core import Gs1Error, normalize_gtin
 from app.auth.principal import Principal, brand_of
 from app.catalog.schemas import (
     CATALOG_PATH,
+    MEDIA_ID,
     CategoryIn,
     CategoryOut,
     CategoryPatch,
@@ -545,11 +546,11 @@ async def check_rule_target(
 # Media ---------------------------------------------------------------------------------------
 
 _MEDIA_PATH = re.compile(CATALOG_PATH)
-_UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 # a catalogue medium named by an absolute URL: its upload's ``absolute_url``
-# (``{TRACECODE_PUBLIC_SCHEME}://{RESOLVER_HOST}/media/catalog/{id}``), with any query or fragment
-_MEDIA_URL = re.compile(rf"https?://[^/?#\s]+/media/catalog/({_UUID})(?:[?#]\S*)?")
-_MEDIA_ID = re.compile(_UUID)
+# (``{TRACECODE_PUBLIC_SCHEME}://{RESOLVER_HOST}/media/catalog/{id}``), with any query or
+# fragment; its scheme and host in any case, as a browser reads them (``HTTPS://`` is https)
+_MEDIA_URL = re.compile(rf"(?i:https?)://[^/?#\s]+/media/catalog/({MEDIA_ID})(?:[?#]\S*)?")
+_MEDIA_ID = re.compile(MEDIA_ID)
 _MEDIA_DIR = "/media/catalog/"
 
 

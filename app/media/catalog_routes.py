@@ -9,6 +9,7 @@ the usage, database reads only, take it as any list does.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,6 +26,7 @@ from litestar.response import Stream
 
 from app.auth.principal import Principal
 from app.byteranges import CHUNK, wanted_range
+from app.catalog.schemas import MEDIA_ID
 from app.config import CATALOG_MEDIA_MAX_BYTES_CAP, Settings
 from app.db import Conn
 from app.errors import NotFound
@@ -36,6 +38,18 @@ from app.media.storage import LocalStore, PhotoStore, store_from_settings
 from app.paging import Page, PageNo, PerPage
 
 IMMUTABLE = "public, max-age=31536000, immutable"
+_MEDIA_ID = re.compile(MEDIA_ID)
+
+
+def _medium(media_id: str) -> uuid.UUID:
+    """The medium a path names by its id in the canonical hyphenated form (either case), the
+    one form the media checks read (``app.catalog.service``); 404, as for an unknown id, for
+    any other that ``uuid.UUID`` takes — 32 bare hex digits, braces, ``urn:uuid:``, hyphens
+    elsewhere (a review: brand B's story named brand A's medium so, past the brand check, and
+    the brand's own story showed its medium so with the medium not in use)."""
+    if _MEDIA_ID.fullmatch(media_id) is None:
+        raise NotFound("no such catalogue medium")
+    return uuid.UUID(media_id)
 
 
 def _limit(connection: ASGIConnection[Any, Any, Any, Any]) -> int:
@@ -191,13 +205,14 @@ class CatalogMediaController(Controller):
         """The bytes and count of the caller's brand's media, and its quota (``catalog.read``)."""
         return await catalog.usage(conn, principal, settings.catalog_brand_quota_bytes)
 
-    @get("/{media_id:uuid}", media_type="application/octet-stream")
+    @get("/{media_id:str}", media_type="application/octet-stream")
     async def download(
-        self, request: Request[Any, Any, Any], media_id: uuid.UUID, state: State, settings: Settings
+        self, request: Request[Any, Any, Any], media_id: str, state: State, settings: Settings
     ) -> Response[Any]:
         """The medium's bytes, to anyone (consumers' phones): its own type, cached for a year
-        (it never changes), one byte range of it on request (206; 416 past its end)."""
-        row = await catalog.public_row(state.pool, media_id)
+        (it never changes), one byte range of it on request (206; 416 past its end). The id in
+        its canonical form only (``8-4-4-4-12`` hex digits, either case; 404 otherwise)."""
+        row = await catalog.public_row(state.pool, _medium(media_id))
         size, etag = row["size_bytes"], f'"{bytes(row["sha256"]).hex()}"'
         headers = {
             "Cache-Control": IMMUTABLE,
@@ -226,9 +241,9 @@ class CatalogMediaController(Controller):
         body = await _body(store_from_settings(settings), row["storage_key"], first, last)
         return Stream(body, status_code=status, media_type=media_type, headers=headers)
 
-    @delete("/{media_id:uuid}", dependencies={"principal": Provide(caller)})
+    @delete("/{media_id:str}", dependencies={"principal": Provide(caller)})
     async def remove(
-        self, media_id: uuid.UUID, state: State, principal: Principal, settings: Settings
+        self, media_id: str, state: State, principal: Principal, settings: Settings
     ) -> None:
         """Delete a medium of the caller's brand that no product shows (409 ``in_use``; 404 for
         another brand's; 403 ``brand_staff_only`` below the brand: its media are its own staff's to
@@ -238,6 +253,6 @@ class CatalogMediaController(Controller):
             state.pool,
             principal,
             store_from_settings(settings),
-            media_id,
+            _medium(media_id),
             public_url=settings.public_url,
         )
