@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 
 from app.sms.service import sign
-from tests.helpers import assert_error, key_of, new_org, new_user, signed_in
+from tests.helpers import assert_error, key_of, new_org, new_user, onboarded_brand, signed_in
 
 SECRET = "attack-secret"
 
@@ -327,6 +327,79 @@ async def test_a_brand_over_its_cap_refuses_whole_number_phone_searches_of_every
     refused = await client.get("/members", headers=second, params={"phone": phone})
     error = assert_error(refused, 429, "rate_limited")
     assert "organisation" in error["message"], error
+
+
+async def test_an_agent_admin_s_users_in_its_stores_guess_no_further_than_the_brand_s_cap(
+    client: Any, login: Any, monkeypatch: Any
+) -> None:
+    """A review: the organisation's cap is per organisation, not per subtree — an agent's
+    org_admin over its limit made a user in each store below it (``users.write``) and guessed a
+    store's whole cap through each. Now every account of a brand counts on the brand's counter
+    too: of the agent admin's guesses and those of its users in several stores, each store under
+    its own cap, no more than CODE_GUESS_BRAND_MAX are looked up; past it a user of another
+    store is refused at once (429 ``rate_limited`` naming the brand, ``Retry-After``), and
+    another brand's accounts still check codes. The caps lowered for the test (read when used);
+    brands of its own, their counters fresh."""
+    from app.members import limits
+
+    monkeypatch.setattr(limits, "CODE_GUESS_MAX", 3)
+    monkeypatch.setattr(limits, "CODE_GUESS_ORG_MAX", 5)
+    monkeypatch.setattr(limits, "CODE_GUESS_BRAND_MAX", 11)
+    brand, owner = await onboarded_brand(client, login)
+    agent = (await new_org(client, owner, "agent", brand["id"]))["id"]
+    stores = [(await new_org(client, owner, "store", agent))["id"] for _ in range(4)]
+    agent_admin = await signed_in(client, await new_user(client, owner, agent, ["org_admin"]))
+    looked_up, n = 0, 0
+    accounts = [agent_admin]
+    for store in stores:
+        while (answer := await _unknown(client, accounts[-1], n)).status_code == 404:
+            looked_up, n = looked_up + 1, n + 1
+        assert_error(answer, 429, "rate_limited")
+        accounts.append(
+            await signed_in(client, await new_user(client, agent_admin, store, ["store_clerk"]))
+        )
+    assert looked_up == 11, looked_up
+    refused = await _unknown(client, accounts[-1], n)
+    error = assert_error(refused, 429, "rate_limited")
+    assert "brand" in error["message"], error
+    assert 0 < int(refused.headers["Retry-After"]) <= limits.CODE_GUESS_WINDOW_SECONDS
+    other, other_owner = await onboarded_brand(client, login)  # the caps lowered: a fresh one
+    elsewhere = (await new_org(client, other_owner, "store", other["id"]))["id"]
+    clerk = await signed_in(client, await new_user(client, other_owner, elsewhere, ["store_clerk"]))
+    assert_error(await _unknown(client, clerk, n), 404, "unknown_code")
+
+
+async def test_a_user_moved_to_another_organisation_keeps_its_guess_counter(
+    client: Any, login: Any, demo: Any, monkeypatch: Any
+) -> None:
+    """A review: on a Redis Cluster the account's own counter was tagged by its organisation,
+    so a user moved to another one (an ERP users import) started a fresh count there, while on
+    one server it kept its count. Now the counters are tagged by the brand (one key wherever
+    in the brand the user is; ``tests/test_redis_cluster.py`` checks the names): a user over
+    its limit, moved to another store, is still refused as itself (429 ``rate_limited`` naming
+    the account) until the window ends, while the new store's other accounts still check
+    codes. The account's cap lowered for the test (read when used)."""
+    from app.members import limits
+
+    monkeypatch.setattr(limits, "CODE_GUESS_MAX", 3)
+    admin = await login("admin")
+    old, new = [await new_org(client, admin, "store", demo["AGENT-ZJ"]) for _ in range(2)]
+    user = await new_user(client, admin, old["id"], ["store_clerk"])
+    clerk = await signed_in(client, user)
+    for n in range(3):
+        assert_error(await _unknown(client, clerk, n), 404, "unknown_code")
+    assert_error(await _unknown(client, clerk, 3), 429, "rate_limited")
+    row = {"erp_code": f"T-{secrets.token_hex(4)}", "username": user["username"]}
+    moved = await client.post(
+        "/users/import", headers=admin, json={"items": [{**row, "org_erp_code": new["erp_code"]}]}
+    )
+    assert moved.status_code == 200 and moved.json()["updated"] == 1, moved.text
+    assert (await client.get(f"/users/{user['id']}", headers=admin)).json()["org_id"] == new["id"]
+    clerk = await signed_in(client, user)  # its sessions ended with the move
+    error = assert_error(await _unknown(client, clerk, 4), 429, "rate_limited")
+    assert "account" in error["message"], error
+    other = await signed_in(client, await new_user(client, admin, new["id"], ["store_clerk"]))
+    assert_error(await _unknown(client, other, 5), 404, "unknown_code")
 
 
 async def test_superscript_digits_in_member_page_parameters_are_not_a_500(

@@ -16,10 +16,11 @@ Staff accounts (a user, or an API key) are counted too where a lookup by a guess
 what they may not see: unknown redemption codes (family ``CODE_GUESS``), and whole-number phone
 searches finding no member by staff who see phones masked (``PHONE_MISS``: ``138****1234``
 leaves 10,000 candidates, and the one search finding a member names the hidden digits; a probe
-walked them). Lookups that find something do not count. Each guess counts twice: on the
-account's own counter (``CODE_GUESS_MAX``, ``PHONE_MISS_MAX``: one person's typos) and on its
+walked them). Lookups that find something do not count. Each guess counts three times: on the
+account's own counter (``CODE_GUESS_MAX``, ``PHONE_MISS_MAX``: one person's typos), on its
 organisation's (``Principal.org_id``, an API key's own organisation; ``CODE_GUESS_ORG_MAX``,
-``PHONE_MISS_ORG_MAX``), and either one full refuses the account's lookups (429
+``PHONE_MISS_ORG_MAX``) and on its brand's (``Principal.brand_id``; ``CODE_GUESS_BRAND_MAX``,
+``PHONE_MISS_BRAND_MAX``), and any one full refuses the account's lookups (429
 ``rate_limited`` with ``Retry-After``, a lucky guess too) until its window ends. The
 organisation's counter stops an admin who makes accounts to guess on: a store's org_admin over
 its limit made API keys, then users (``users.write``), and guessed 30 more through each (two
@@ -27,22 +28,37 @@ probes) — now all its store's accounts together are bounded by the store's cap
 count on an API key's maker (``Principal.key_maker``): that one was bypassed by making users,
 and 30 customers' typos at one partner's key locked its maker and every key the maker had made,
 across stores (a review). Now a key's typos lock that key only, and its organisation only when
-the organisation as a whole is over its cap.
+the organisation as a whole is over its cap. The brand's counter stops an admin above many
+organisations (an agent's org_admin, a brand admin) who, over its own limit and its
+organisation's, made a user in each store below it and got the store's whole cap through each
+(a review): now all accounts of the brand together are bounded by the brand's cap.
 
 The organisation's cap is ten times an account's: ten busy desks' typos fit in a window, so a
 big service desk is not locked by its customers' slips, while the guesses that get through stay
 far from a walk — 300 unknown codes a quarter hour, 28,800 a day, against 32^10 ≈ 10^15 codes;
 300 phone misses a quarter hour leave a masked phone's 10,000 candidates over eight hours of an
 organisation's whole cap (phones are searched by brand staff only: their brand's cap). An
-admin still making organisations (``orgs.write``, an agent's) gets a cap per organisation made;
-making one is audited and needs a place in the tree.
+admin making organisations (``orgs.write``, an agent's) or users in the organisations below it
+gets no more than the brand's cap over them all.
 
-Each lookup takes its slots before it is made (``take_guess``: on both counters at once, in one
-script, or on neither) and gives both back when it finds something (``give_back_guess``): read
+The brand's cap is ten times an organisation's (3,000 unknown codes a quarter hour, 288,000 a
+day: the brand's whole staff together still cannot walk 32^10 codes), while many stores' typos
+together do not reach it. It must be high: at the brand's cap every account of the brand is
+refused — each store, each partner's key, the head office — until the window ends, so a low one
+would let one admin's guessing, or a busy day's slips, stop the brand's redemptions. Reaching it
+takes ten organisations' whole caps. For phone misses it counts the same accounts as the brand
+organisation's (phones are searched by the brand's own staff only), whose cap binds first.
+
+Each lookup takes its slots before it is made (``take_guess``: on all three counters at once, in
+one script, or on none) and gives them back when it finds something (``give_back_guess``): read
 first and counted after, redemption codes sent at once were all looked up past the limit, and so
-were phone searches (two probes). On a Redis Cluster an account's two counters carry its
-organisation (``{o<org_id>}``) as their hash tag, so that one script touches one slot
-(``app.redisconn``); on one server the key names are untagged.
+were phone searches (two probes). On a Redis Cluster an account's three counters carry its
+brand (``{b<brand_id>}``; an account of no brand, a platform or system one, the fixed
+``{sys}``) as their hash tag, so that one script touches one slot (``app.redisconn``): an
+account moved to another organisation (always within its brand: an ERP users import's
+``_move``) keeps its own counter, as on one server, where the key names are untagged (a
+review: tagged by the organisation, a moved user's own counter started anew on a cluster
+only).
 
 The client IP is the socket's peer (an IPv6 client counts by its /64); forwarded headers are never
 trusted. With Redis unreachable the limits are skipped (logged): a code still dies after
@@ -79,6 +95,10 @@ PHONE_MISS_WINDOW_SECONDS = 15 * 60
 # times an account's (the module docstring says why).
 CODE_GUESS_ORG_MAX = 10 * CODE_GUESS_MAX
 PHONE_MISS_ORG_MAX = 10 * PHONE_MISS_MAX
+# Of all accounts of one brand together (its whole tree), per family and window: ten times an
+# organisation's; at it the brand's every account is refused, so it is high (the module docstring).
+CODE_GUESS_BRAND_MAX = 10 * CODE_GUESS_ORG_MAX
+PHONE_MISS_BRAND_MAX = 10 * PHONE_MISS_ORG_MAX
 
 # The families of staff guesses (``MemberLimits.take_guess``), each counted on its own counters.
 GuessFamily = Literal["code-guess", "phone-miss"]
@@ -93,9 +113,10 @@ if n > tonumber(ARGV[2]) then return math.max(redis.call('TTL', KEYS[1]), 1) end
 return 0
 """
 
-# KEYS: the account's counter, its organisation's. ARGV: window seconds, then each key's max. A
-# slot taken on each counter when none is full (answers {0, 0}), else nothing counted and the
-# first full counter's seconds left and its place in KEYS (1: the account, 2: the organisation).
+# KEYS: the account's counter, its organisation's, its brand's. ARGV: window seconds, then each
+# key's max. A slot taken on each counter when none is full (answers {0, 0}), else nothing
+# counted and the first full counter's seconds left and its place in KEYS (1: the account, 2:
+# the organisation, 3: the brand).
 _TAKE = """
 for i, key in ipairs(KEYS) do
   if tonumber(redis.call('GET', key) or '0') >= tonumber(ARGV[i + 1]) then
@@ -109,9 +130,9 @@ end
 return {0, 0}
 """
 
-# KEYS: the account's counter, its organisation's: the slot ``_TAKE`` took on each given back (a
-# counter whose window ended meanwhile is left as it is: never below zero, never without its
-# expiry).
+# KEYS: the account's counter, its organisation's, its brand's: the slot ``_TAKE`` took on each
+# given back (a counter whose window ended meanwhile is left as it is: never below zero, never
+# without its expiry).
 _GIVE_BACK = """
 for _, key in ipairs(KEYS) do
   if tonumber(redis.call('GET', key) or '0') > 0 then redis.call('DECR', key) end
@@ -182,27 +203,30 @@ class MemberLimits:
     # -- staff guessing: redemption codes, masked phones' hidden digits -------------------
 
     def _guess_keys(self, actor: Principal, family: str) -> list[str]:
-        """The counters a staff account's guesses count on: its own (a user's, or an API key's)
-        and its organisation's. On a cluster both carry the organisation as hash tag (one
-        slot)."""
+        """The counters a staff account's guesses count on: its own (a user's, or an API key's),
+        its organisation's and its brand's. On a cluster all carry the brand as hash tag (one
+        slot; an account's own key stays the same when it moves to another organisation)."""
         own = f"u{actor.user_id}" if actor.user_id is not None else f"k{actor.api_key_id}"
-        tag = f"{{o{actor.org_id}}}" if self.cluster else ""
-        return [f"{self.ns}:{family}:{who}{tag}" for who in (own, f"o{actor.org_id}")]
+        brand = _brand_counter(actor)
+        tag = f"{{{brand}}}" if self.cluster else ""
+        whos = (own, f"o{actor.org_id}", brand)
+        return [f"{self.ns}:{family}:{who}{tag}" for who in whos]
 
     async def take_guess(self, actor: Principal, family: GuessFamily) -> bool:
         """Before a lookup by a guessed value in ``family``: 429 ``rate_limited`` once the staff
         account has ``CODE_GUESS_MAX`` unknown redemption codes, or ``PHONE_MISS_MAX``
         whole-number phone searches finding no member, within its window, or its organisation
-        ``CODE_GUESS_ORG_MAX`` or ``PHONE_MISS_ORG_MAX`` of them (nobody walks the code space,
-        nor a masked phone's hidden digits); otherwise the lookup counts as one of them on both
+        ``CODE_GUESS_ORG_MAX`` or ``PHONE_MISS_ORG_MAX`` of them, or its brand
+        ``CODE_GUESS_BRAND_MAX`` or ``PHONE_MISS_BRAND_MAX`` (nobody walks the code space, nor a
+        masked phone's hidden digits); otherwise the lookup counts as one of them on all three
         from now on, until ``give_back_guess`` (it found something). Taken before the lookup in
         one script, so lookups sent at once cannot all pass. Redis unreachable: a code lookup
         goes on uncounted (False: nothing to give back), a phone search is 503
         ``service_unavailable`` (fails closed, see the module docstring)."""
-        most, most_of_org, window, what = _rules(family)
+        window, what, *most = _rules(family)
         try:
             retry, full = await self._take(
-                keys=self._guess_keys(actor, family), args=[window, most, most_of_org]
+                keys=self._guess_keys(actor, family), args=[window, *most]
             )
         except _REDIS_DOWN as exc:
             if family == CODE_GUESS:
@@ -216,7 +240,7 @@ class MemberLimits:
                 "digits, or retry shortly",
             ) from exc
         if int(retry):
-            by = "by this organisation" if int(full) == 2 else "by this account"
+            by = _FULL[int(full)]
             raise TooManyRequests(
                 f"too many {what} {by}; try again later",
                 code="rate_limited",
@@ -226,29 +250,42 @@ class MemberLimits:
         return True
 
     async def give_back_guess(self, actor: Principal, family: GuessFamily) -> None:
-        """The slots ``take_guess`` took (the account's, its organisation's), given back: the
-        lookup found something (or ended before telling whether it would)."""
+        """The slots ``take_guess`` took (the account's, its organisation's, its brand's), given
+        back: the lookup found something (or ended before telling whether it would)."""
         try:
             await self._give_back(keys=self._guess_keys(actor, family), args=[])
         except _REDIS_DOWN as exc:
             log.warning("%s not given back: Redis unavailable", family, extra={"error": str(exc)})
 
 
-def _rules(family: GuessFamily) -> tuple[int, int, int, str]:
-    """The family's max of an account, of an organisation, its window in seconds and what the
-    refusal names (read when used)."""
+# Whose counter was full, by its place in ``_TAKE``'s KEYS: what the refusal says.
+_FULL = {1: "by this account", 2: "by this organisation", 3: "by this brand"}
+
+
+def _brand_counter(actor: Principal) -> str:
+    """The name of the brand's counter, its hash tag on a cluster: ``b<brand_id>``; an account
+    of no brand (a platform or system one, its path no brand's) ``sys``, a tag of its own."""
+    root = actor.org_path.strip("/").split("/")[0]
+    return f"b{root}" if root.isascii() and root.isdigit() else "sys"
+
+
+def _rules(family: GuessFamily) -> tuple[int, str, int, int, int]:
+    """The family's window in seconds, what the refusal names, and its max of an account, of an
+    organisation and of a brand (in ``_guess_keys``' order; read when used)."""
     if family == CODE_GUESS:
         return (
-            CODE_GUESS_MAX,
-            CODE_GUESS_ORG_MAX,
             CODE_GUESS_WINDOW_SECONDS,
             "unknown redemption codes tried",
+            CODE_GUESS_MAX,
+            CODE_GUESS_ORG_MAX,
+            CODE_GUESS_BRAND_MAX,
         )
     return (
-        PHONE_MISS_MAX,
-        PHONE_MISS_ORG_MAX,
         PHONE_MISS_WINDOW_SECONDS,
         "phone numbers searched that are no member's",
+        PHONE_MISS_MAX,
+        PHONE_MISS_ORG_MAX,
+        PHONE_MISS_BRAND_MAX,
     )
 
 
