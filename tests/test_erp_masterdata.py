@@ -11,7 +11,7 @@ import unicodedata
 from typing import Any
 
 from app._core import gs1_check_digit
-from tests.helpers import assert_error, onboarded_brand
+from tests.helpers import activate, assert_error, issue_units, onboarded_brand
 
 _n = itertools.count()
 RUN = secrets.token_hex(3).upper()
@@ -1015,6 +1015,109 @@ async def test_a_deactivation_the_service_refuses_rejects_its_whole_row(
     assert errors(result) == [(1, None, "own_org")], result["errors"]
     found = (await client.get(f"/orgs/{demo['AGENT-ZJ']}", headers=zj)).json()
     assert found["name"] != "Renamed while closing" and found["status"] == "active", found
+
+
+async def _goods_on_their_way_to(client: Any, login: Any, app: Any, demo: Any, org_id: int) -> None:
+    """One unit received from the line and shipped (confirmed) to ``org_id``: in transit."""
+    batch_no, product_id = await issue_units(client, login, demo, 1, product_no="LM-HY-50")
+    serials = [app.state.scheme.serial(batch_no, 0)]
+    await activate(client, login, serials, product_id, line="ERP", lot=f"ERP-{RUN}")
+    clerk = await login("clerk")
+    for fields in ({"kind": "factory_inbound"}, {"kind": "outbound", "counterparty_id": org_id}):
+        doc = (await client.post("/documents", headers=clerk, json=fields)).json()
+        added = await client.post(
+            f"/documents/{doc['id']}/codes", headers=clerk, json={"codes": serials}
+        )
+        assert added.status_code == 200 and added.json()["rejected"] == 0, added.text
+        confirmed = await client.post(f"/documents/{doc['id']}/confirm", headers=clerk)
+        assert confirmed.status_code == 200, confirmed.text
+
+
+async def test_a_closing_row_whose_deactivation_is_refused_after_the_other_rows_is_not_applied(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a row renaming and closing a branch was applied when its turn came (its
+    deactivation only tried, and undone), then deactivated after the file's other rows. A later
+    row moved an agent with goods on their way to it under the branch: the deactivation was
+    refused ``goods_in_transit``, the row answered ``rejected`` — and its rename was kept, the
+    branch active. README: a bad row is "not applied". A closing row is now applied whole, its
+    changes with its deactivation, after the other rows: refused, nothing of it is left; a dry
+    run answers the same."""
+    admin = await login("admin")
+    branch, agent = code("GB"), code("GA")
+    setup = (
+        "erp_code,kind,name,parent_erp_code\n"
+        f"{branch},branch,Closing branch,BRAND-LUMI\n"
+        f"{agent},agent,Agent with goods coming,BRAND-LUMI\n"
+    )
+    made = ids(await imported(client, admin, "orgs", setup))
+    await _goods_on_their_way_to(client, login, app, demo, made[agent])
+    body = (
+        "erp_code,name,parent_erp_code,status\n"
+        f"{branch},Renamed while closing,BRAND-LUMI,inactive\n"
+        f"{agent},Agent with goods coming,{branch},active\n"
+    )
+    for dry_run in (True, False):
+        result = await imported(client, admin, "orgs", body, dry_run=dry_run)
+        assert errors(result) == [(1, None, "goods_in_transit")], result["errors"]
+        assert counts(result) == (0, 1, 0, 1) and ids(result) == {agent: made[agent]}, result
+    found = (await client.get(f"/orgs/{made[branch]}", headers=admin)).json()
+    assert (found["name"], found["status"]) == ("Closing branch", "active"), found
+    moved = (await client.get(f"/orgs/{made[agent]}", headers=admin)).json()
+    assert moved["parent_id"] == made[branch], moved
+
+
+async def test_a_new_organisation_closed_whose_deactivation_is_refused_is_not_created(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a new branch with ``status: inactive`` was created when its row's turn came and
+    deactivated after the file's other rows; a later row moving an agent with goods on their way
+    to it under the branch got the deactivation refused ``goods_in_transit``: the branch stayed,
+    active, its row answered ``rejected`` (and a re-import ``updated``). It is now created, the
+    rows below it applied, and deactivated in one step: refused, the branch is not created and
+    the row below it is ``parent_rejected``, every time. Without such a row, a new closed branch
+    takes an existing store and a new closed store under it."""
+    admin = await login("admin")
+    branch, agent, store, new_store = code("NB"), code("NG"), code("NX"), code("NY")
+    setup = (
+        "erp_code,kind,name,parent_erp_code\n"
+        f"{agent},agent,Agent with goods coming,BRAND-LUMI\n"
+        f"{store},store,Store to archive,BRAND-LUMI\n"
+    )
+    made = ids(await imported(client, admin, "orgs", setup))
+    await _goods_on_their_way_to(client, login, app, demo, made[agent])
+    head = "erp_code,kind,name,parent_erp_code,status\n"
+    closed = f"{branch},branch,Closed branch,BRAND-LUMI,inactive\n"
+    body = head + closed + f"{agent},agent,Agent with goods coming,{branch},active\n"
+    for dry_run in (True, False, False):
+        result = await imported(client, admin, "orgs", body, dry_run=dry_run)
+        assert errors(result) == [
+            (1, None, "goods_in_transit"),
+            (2, "parent_erp_code", "parent_rejected"),
+        ], result["errors"]
+        assert counts(result) == (0, 0, 0, 2) and ids(result) == {}, result
+    listed = (await client.get("/orgs", headers=admin, params={"q": branch})).json()
+    assert listed["items"] == [], listed
+    found = (await client.get(f"/orgs/{made[agent]}", headers=admin)).json()
+    assert found["parent_id"] == demo["BRAND-LUMI"], found
+
+    archive = (
+        head
+        + f"{new_store},store,New closed store,{branch},inactive\n"
+        + closed
+        + f"{store},store,Store to archive,{branch},active\n"
+    )
+    result = await imported(client, admin, "orgs", archive)
+    assert errors(result) == [] and counts(result) == (2, 1, 0, 0), result["errors"]
+    got = ids(result)
+    for org_id, parent_id, status in (
+        (got[branch], demo["BRAND-LUMI"], "inactive"),
+        (got[new_store], got[branch], "inactive"),
+        (made[store], got[branch], "active"),
+    ):
+        found = (await client.get(f"/orgs/{org_id}", headers=admin)).json()
+        assert (found["parent_id"], found["status"]) == (parent_id, status), found
+    assert counts(await imported(client, admin, "orgs", archive)) == (0, 0, 3, 0)
 
 
 async def test_a_row_sharing_its_code_with_a_bad_row_is_not_applied(

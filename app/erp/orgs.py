@@ -6,17 +6,23 @@ same file — rows are applied parents first (whatever their order in the file),
 new parent was rejected is rejected too (``parent_rejected``); rows whose parents name each other
 in a ring are rejected (``parent_cycle``). A changed parent moves the organisation with its
 subtree (``move_org``: same brand, allowed kinds, no cycle); a changed ``status`` (de)activates it
-(``set_status``): activations before the file's other rows, deactivations after them, so a file
-that closes an agent can still create or move its stores (a probe: a closed agent's closed store
-was refused ``parent_inactive`` on every import, and a store moved out of an agent the same file
-closed moved or not by the rows' order). A deactivation's rules are tried with the rest of its
-row, which is rejected whole if they refuse it. An ERP code held by an organisation of the brand
-that the caller does not administer is ``erp_code_taken``; codes are per brand (migration 0045),
-so other brands' codes are never looked at.
+(``set_status``): activations before the file's other rows, the closing rows after them, so a
+file that closes an agent can still create or move its stores (a probe: a closed agent's closed
+store was refused ``parent_inactive`` on every import, and a store moved out of an agent the same
+file closed moved or not by the rows' order). A closing row is applied whole in one step, its
+other columns and its deactivation together, below an organisation before it (``_close_order``):
+a deactivation refused (``goods_in_transit`` because a row moved an agent with goods on their way
+under it, ``own_org`` …) undoes the row's changes too (a probe: they were applied a step before
+and kept, the row answered ``rejected``). A new organisation the file closes is created, the
+rows below it applied and it is deactivated in one step (``_create``): refused, it is not
+created, and the rows below it are ``parent_rejected``. An ERP code held by an organisation of
+the brand that the caller does not administer is ``erp_code_taken``; codes are per brand
+(migration 0045), so other brands' codes are never looked at.
 """
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,29 +62,32 @@ _KNOWN = """SELECT o.id, o.parent_id, o.kind, o.path, o.status, o.erp_code, o.na
 @dataclass(slots=True)
 class _Run:
     """What one import knows: the organisations its codes name (before it), the ERP codes of
-    the file's rows (good or not), the ids of the rows applied so far and the rows whose
-    deactivation waits for the file's other rows."""
+    the file's rows (good or not), the ids of the rows applied so far, the parent code each
+    good row names (``None``: it keeps its parent) and, for each new organisation the file
+    closes, the rows below it in the file (``below``: applied within its row, ``_create``)."""
 
     conn: Conn
     actor: Principal
     known: dict[str, dict[str, Any]]
     in_file: set[str]
     applied: dict[str, int] = field(default_factory=dict)
-    closing: list[Item] = field(default_factory=list)
+    parents: dict[str, str | None] = field(default_factory=dict)
+    below: dict[str, list[Item]] = field(default_factory=dict)
 
     def administers(self, row: dict[str, Any] | None) -> bool:
         return row is not None and row["path"].startswith(self.actor.admin_scope)
 
-    def save(self) -> tuple[dict[str, int], list[Item]]:
+    def save(self) -> dict[str, int]:
         """What ``each_row`` puts back when it undoes a chunk of rows."""
-        return dict(self.applied), list(self.closing)
+        return dict(self.applied)
 
-    def restore(self, saved: tuple[dict[str, int], list[Item]]) -> None:
-        self.applied, self.closing = saved
+    def restore(self, saved: dict[str, int]) -> None:
+        self.applied = saved
 
 
 async def apply(conn: Conn, actor: Principal, items: list[Item], dry_run: bool) -> None:
-    """Apply the good rows, parents first (activations first of all), then the deactivations.
+    """Apply the good rows, parents first (activations first of all), then the closing rows
+    (``_apply_all``).
 
     The brand's role-name lock first (``Lock.ROLE_NAMES``: before any organisation's or user's
     row): moves, creations and status changes of later rows take it, and an earlier row's update
@@ -93,13 +102,117 @@ async def apply(conn: Conn, actor: Principal, items: list[Item], dry_run: bool) 
     rows = await (await conn.execute(_KNOWN, (sorted(codes), brand))).fetchall()
     in_file = {item.erp_code for item in items if item.erp_code}
     run = _Run(conn, actor, {row["erp_code"]: row for row in rows}, in_file)
-    await each_row(conn, _parents_first(good, run.known), lambda item: _apply_row(run, item), run)
-    await each_row(conn, list(run.closing), lambda item: _close(run, item))
+    await _apply_all(run, _scopes(run, _parents_first(good, run.known)))
 
 
 def _parent_code(item: Item) -> str | None:
     data = item.data
     return data.parent_erp_code if given(data, "parent_erp_code") else None
+
+
+def _closes(run: _Run, item: Item) -> bool:
+    """Whether the row deactivates its organisation (a new one included)."""
+    data: OrgRow = item.data
+    current = run.known.get(data.erp_code)
+    return data.status == "inactive" and (current is None or current["status"] != "inactive")
+
+
+def _scopes(run: _Run, ordered: list[Item]) -> list[Item]:
+    """The rows (parents first) outside every new organisation the file closes; those below
+    one, by the file's parents, in ``run.below`` of the nearest such one above them."""
+    rows = {item.data.erp_code: item for item in ordered}
+    run.parents = {code: _parent_code(item) for code, item in rows.items()}
+    owners: dict[str, str | None] = {}
+
+    def owner(code: str) -> str | None:  # the nearest new organisation closed above the row
+        if code not in owners:
+            parent = run.parents[code]
+            if parent is None or parent not in rows:
+                owners[code] = None
+            elif parent not in run.known and _closes(run, rows[parent]):
+                owners[code] = parent
+            else:
+                owners[code] = owner(parent)
+        return owners[code]
+
+    top = []
+    for code, item in rows.items():
+        above = owner(code)
+        if above is None:
+            top.append(item)
+        else:
+            run.below.setdefault(above, []).append(item)
+    return top
+
+
+async def _apply_all(run: _Run, items: list[Item]) -> None:
+    """Apply ``items`` (the file's rows outside the new organisations it closes, or those below
+    one): first the rows closing nothing, in their order (parents first); then each new
+    organisation closed with rows below it, with them (``_create``); then the other closing
+    rows, each whole in one step — its changes and its deactivation —, those of the
+    organisations below another first (``_close_order``)."""
+    plain: list[Item] = []
+    around: list[Item] = []  # new organisations closed with rows below them
+    closing: list[Item] = []
+    for item in items:  # sorted out before any is applied (a rejected row's data is gone)
+        if not _closes(run, item):
+            plain.append(item)
+        else:
+            (around if run.below.get(item.data.erp_code) else closing).append(item)
+    rest = _close_order(run, closing)
+    await each_row(run.conn, plain, lambda item: _apply_row(run, item), run)
+    for item in around:  # alone: the rows below it in savepoints of their own
+        await _apply_row(run, item)
+    await each_row(run.conn, rest, lambda item: _apply_row(run, item), run)
+
+
+def _close_order(run: _Run, items: list[Item]) -> list[Item]:
+    """The closing rows, the new organisations first, then each existing organisation's after
+    those of the organisations below it now or after the file: a move into or out of an
+    organisation and a creation under it need it active (``move_org``, ``create_org``; a probe:
+    a store moved out of an agent the same file closed). Rows that would each wait for the
+    other keep the file's order."""
+    new = [item for item in items if item.data.erp_code not in run.known]
+    old = [item for item in items if item.data.erp_code in run.known]
+    index = {run.known[item.data.erp_code]["id"]: n for n, item in enumerate(old)}
+    then: list[list[int]] = [[] for _ in old]  # then[n]: the rows waiting for row n
+    waits = [0] * len(old)
+    for n, item in enumerate(old):
+        for m in {index[i] for i in _above(run, item.data.erp_code) if i in index} - {n}:
+            then[n].append(m)
+            waits[m] += 1
+    ready = [n for n, count in enumerate(waits) if count == 0]
+    order: list[int] = []
+    while ready:
+        n = heapq.heappop(ready)
+        order.append(n)
+        for m in then[n]:
+            waits[m] -= 1
+            if waits[m] == 0:
+                heapq.heappush(ready, m)
+    order += [n for n, count in enumerate(waits) if count > 0]  # a ring: the file's order
+    return new + [old[n] for n in order]
+
+
+def _above(run: _Run, code: str) -> set[int]:
+    """The ids of the organisations above ``code``'s (an existing one) now, and after the
+    file as far as its rows' parents tell."""
+    start = run.known[code]["id"]
+    ids = _path_ids(run.known[code]["path"])
+    seen = {code}
+    while (parent := run.parents.get(code)) is not None and parent not in seen:
+        seen.add(parent)
+        if parent in run.known:
+            ids.add(run.known[parent]["id"])
+        code = parent
+    if code in run.known:  # where the chain of the file's parents ends: its place now
+        ids |= _path_ids(run.known[code]["path"])
+    ids.discard(start)
+    return ids
+
+
+def _path_ids(path: str) -> set[int]:
+    return {int(part) for part in path.strip("/").split("/") if part}
 
 
 def _activates(item: Item, known: dict[str, dict[str, Any]]) -> bool:
@@ -190,7 +303,8 @@ async def _apply_row(run: _Run, item: Item) -> None:
         return
     parent = _parent_code(item)
     parent_id = _parent_id(run, item, parent, current) if parent is not None else None
-    if not item.ok:
+    if not item.ok:  # a new organisation closed: the rows below it are below a rejected row
+        await _apply_all(run, run.below.get(data.erp_code, []))
         return
     if current is None:
         await _create(run, item, parent_id)
@@ -202,26 +316,58 @@ async def _apply_row(run: _Run, item: Item) -> None:
 
 
 async def _create(run: _Run, item: Item, parent_id: int | None) -> None:
+    """Create the row's organisation; closed (``status: inactive``), it is created, the rows
+    below it in the file applied (``run.below``) and it is deactivated in one step, after the
+    file's other rows: refused, none of it is left, and the rows below it are applied again as
+    below a rejected row (``parent_rejected``)."""
     data: OrgRow = item.data
+    below = run.below.get(data.erp_code, [])
     for column in ("kind", "name", "parent_erp_code"):
         if not given(data, column):
             item.fail(column, "missing_value", f"{column} is required for a new organisation")
     if not item.ok:
+        await _apply_all(run, below)
         return
     fields = values_of(data, _FIELDS)
     org = OrgIn(kind=data.kind, erp_code=data.erp_code, parent_id=parent_id, **fields)  # type: ignore[arg-type]
 
     async def work() -> int:
         out = await create_org(run.conn, run.actor, org)
-        if data.status == "inactive":
-            await _try_closing(run, out.id)
+        if below:
+            run.applied[data.erp_code] = out.id
+            await _apply_all(run, below)
+        if data.status == "inactive":  # checked with what the rows below brought under it
+            await set_status(run.conn, run.actor, out.id, "inactive")
         return out.id
 
+    applied = run.save() if below else {}  # to undo the rows below it with it
+    states = [_state(member) for member in _within(run, data.erp_code)]
     org_id = await attempt(run.conn, item, work)
     if org_id is not None:
         item.result, item.id = "created", org_id
-        if data.status == "inactive":
-            run.closing.append(item)
+    elif below:  # undone with the rows below it
+        run.restore(applied)
+        for state in states:
+            _put_back(state)
+        await _apply_all(run, below)
+
+
+def _within(run: _Run, code: str) -> list[Item]:
+    """The rows below a new organisation the file closes, and those below them (not applied
+    yet: their data is there)."""
+    found = []
+    for item in run.below.get(code, []):
+        found += [item, *_within(run, item.data.erp_code)]
+    return found
+
+
+def _state(item: Item) -> tuple[Item, Any, list[Any], Any, int | None, list[str]]:
+    return item, item.data, list(item.errors), item.result, item.id, list(item.changed)
+
+
+def _put_back(state: tuple[Item, Any, list[Any], Any, int | None, list[str]]) -> None:
+    item = state[0]
+    item.data, item.errors, item.result, item.id, item.changed = state[1:]
 
 
 async def _update(run: _Run, item: Item, current: dict[str, Any], parent_id: int | None) -> None:
@@ -238,7 +384,7 @@ async def _update(run: _Run, item: Item, current: dict[str, Any], parent_id: int
         item.result = "unchanged"
         return
 
-    closing = status and data.status == "inactive"
+    closing = status and data.status == "inactive"  # last: with what the other rows did
 
     async def work() -> bool:
         if status and not closing:
@@ -249,38 +395,16 @@ async def _update(run: _Run, item: Item, current: dict[str, Any], parent_id: int
             assert parent_id is not None
             await move_org(run.conn, run.actor, current["id"], parent_id)
         if closing:
-            await _try_closing(run, current["id"])
+            await set_status(run.conn, run.actor, current["id"], "inactive")
         return True
 
     if await attempt(run.conn, item, work):
-        if closing:
-            run.closing.append(item)
         item.result = "updated"
         item.changed = list(changes)
         if move:
             item.changed.append("parent_erp_code")
         if status:
             item.changed.append("status")
-
-
-async def _try_closing(run: _Run, org_id: int) -> None:
-    """Raise what ``set_status`` would refuse a deactivation with (``own_org``,
-    ``stronger_account`` …), trying it now and undoing it: the row it belongs to is rejected
-    whole rather than applied but for its status."""
-    async with run.conn.transaction(force_rollback=True):
-        await set_status(run.conn, run.actor, org_id, "inactive")
-
-
-async def _close(run: _Run, item: Item) -> None:
-    """Deactivate a row's organisation after the file's other rows (tried with its row)."""
-    assert item.id is not None
-    org_id = item.id
-
-    async def work() -> bool:
-        await set_status(run.conn, run.actor, org_id, "inactive")
-        return True
-
-    await attempt(run.conn, item, work)
 
 
 IMPORTER = Importer(spec=SPEC, permission="orgs.write", apply=apply)
