@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from tests.helpers import assert_error
+from tests.helpers import assert_error, code_of
 
 
 async def lock_waiters(conn: Any, at_least: int) -> bool:
@@ -74,6 +74,43 @@ async def held_in_turn(
         assert await lock_waiters(watch, 2), "the second request should wait too"
         await holder.commit()
         return list(await asyncio.wait_for(asyncio.gather(one, two), 60))
+
+
+async def answered_while_unit_held(
+    app: Any,
+    serial: str,
+    request: Callable[[], Awaitable[Any]],
+    meanwhile: Callable[[], Awaitable[Any]],
+    unheld: str,
+) -> Any:
+    """The answer to ``request()``, sent while another transaction holds ``serial``'s unit row
+    (as a claim, a draw, a return or a sale of it in flight does); once the request waits for
+    the row, ``meanwhile()`` runs and is answered, then the row is released. ``unheld``: the
+    failure message should the request not wait for the row."""
+    async with app.state.pool.connection() as holder, app.state.pool.connection() as watch:
+        await holder.execute(
+            "SELECT 1 FROM unit_state WHERE code = %s FOR UPDATE", (code_of(app, serial),)
+        )
+        waiting = asyncio.ensure_future(request())
+        assert await lock_waiters(watch, 1), unheld
+        await meanwhile()
+        await holder.rollback()
+        return await asyncio.wait_for(waiting, 30)
+
+
+def voiding(
+    client: Any, batch_no: Any, headers: dict[str, str], reason: str
+) -> Callable[[], Awaitable[None]]:
+    """A ``meanwhile`` for ``answered_while_unit_held``: void batch ``batch_no`` as ``headers``
+    (200, ``void``)."""
+
+    async def void() -> None:
+        voided = await client.post(
+            f"/batches/{batch_no}/void", headers=headers, json={"reason": reason}
+        )
+        assert voided.status_code == 200 and voided.json()["state"] == "void", voided.text
+
+    return void
 
 
 async def audit_rows(app: Any, entity: str, entity_id: Any, action: str) -> list[dict[str, Any]]:

@@ -433,6 +433,34 @@ async def test_a_worker_killed_mid_job_finishes_it_exactly_once_after_a_restart(
         assert lane.broker.get_queue_message_counts("default") == (0, 0, 0)  # type: ignore[attr-defined]
 
 
+async def _pong_and_two_dead_letters(
+    lane: Lane, settings: Any, token: str, log: Path
+) -> list[tuple[str, str]]:
+    """Run a worker (logging to ``log``) until the ping sent with ``token`` has answered and
+    two ``dead_letters`` rows whose payload holds ``token`` are written; those rows, in order."""
+    from app import jobs
+
+    def buried() -> list[tuple[str, str]]:
+        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT queue, reason FROM dead_letters WHERE convert_from(payload, 'UTF8') "
+                "LIKE %s ORDER BY id",
+                (f"%{token}%",),
+            ).fetchall()
+        return [(queue, reason) for queue, reason in rows]
+
+    with worker(lane, log):
+        await until(
+            "the pong",
+            lambda: jobs.redis_client.get(f"{settings.redis_namespace}:pong:{token}"),
+            log=log,
+        )
+        found: list[tuple[str, str]] = await until(
+            "two dead letters", lambda: len(rows := buried()) >= 2 and rows, log=log
+        )
+    return found
+
+
 async def test_poison_jobs_are_dead_lettered_and_the_other_jobs_run(
     lane: Lane, client: Any, settings: Any, tmp_path: Path
 ) -> None:
@@ -446,25 +474,8 @@ async def test_poison_jobs_are_dead_lettered_and_the_other_jobs_run(
     unknown = jobs.send("no_such_actor", token)
     jobs.send("ping", token)
 
-    def buried() -> list[tuple[str, str]]:
-        with psycopg.connect(settings.database_url, autocommit=True) as conn:
-            rows = conn.execute(
-                "SELECT queue, reason FROM dead_letters WHERE convert_from(payload, 'UTF8') "
-                "LIKE %s ORDER BY id",
-                (f"%{token}%",),
-            ).fetchall()
-        return [(queue, reason) for queue, reason in rows]
-
     log = tmp_path / "worker.log"
-    with worker(lane, log):
-        await until(
-            "the pong",
-            lambda: jobs.redis_client.get(f"{settings.redis_namespace}:pong:{token}"),
-            log=log,
-        )
-        found = await until(
-            "two dead letters", lambda: len(rows := buried()) >= 2 and rows, log=log
-        )
+    found = await _pong_and_two_dead_letters(lane, settings, token, log)
     assert sorted(queue for queue, _ in found) == ["job:capture_job", "job:no_such_actor"], found
     reasons = dict(found)
     assert reasons["job:capture_job"].startswith("ValueError"), reasons
@@ -500,25 +511,8 @@ async def test_a_job_with_spoilt_retry_options_is_dead_lettered_on_either_broker
     unretriable = spoilt(options={"retries": -1, "min_backoff": 10**400})
     jobs.send("ping", token)
 
-    def buried() -> list[tuple[str, str]]:
-        with psycopg.connect(settings.database_url, autocommit=True) as conn:
-            rows = conn.execute(
-                "SELECT queue, reason FROM dead_letters WHERE convert_from(payload, 'UTF8') "
-                "LIKE %s ORDER BY id",
-                (f"%{token}%",),
-            ).fetchall()
-        return [(queue, reason) for queue, reason in rows]
-
     log = tmp_path / "worker.log"
-    with worker(lane, log):
-        await until(
-            "the pong",
-            lambda: jobs.redis_client.get(f"{settings.redis_namespace}:pong:{token}"),
-            log=log,
-        )
-        found = await until(
-            "two dead letters", lambda: len(rows := buried()) >= 2 and rows, log=log
-        )
+    found = await _pong_and_two_dead_letters(lane, settings, token, log)
     set_aside = "job:undecodable" if lane.name == "redis" else "job:ping"
     thrown = [queue for queue, reason in found if "it carries option throws" in reason]
     failed = [queue for queue, reason in found if reason.startswith("TypeError")]

@@ -24,7 +24,7 @@ from tests.points_support import (
     new_member,
     random_phone,
 )
-from tests.race_support import lock_waiters
+from tests.race_support import answered_while_unit_held, lock_waiters, voiding
 from tests.rebates_support import user_id
 from tests.sms_gateway import last_code, sms_gateway  # noqa: F401 - the fixture
 from tests.test_logistics import pack
@@ -1017,15 +1017,13 @@ async def _drawn_while_unit_held(app: Any, t: dict[str, Any], serial: str, meanw
     """The answer to ``t``'s member's draw of ``serial``, sent while another transaction holds
     the unit's row (as a points claim or a sale of it does); ``meanwhile()`` runs, and is
     answered, while the draw waits for the row."""
-    async with app.state.pool.connection() as holder, app.state.pool.connection() as watch:
-        await holder.execute(
-            "SELECT 1 FROM unit_state WHERE code = %s FOR UPDATE", (code_of(app, serial),)
-        )
-        drawing = asyncio.ensure_future(draw(app, t["member"], serial))
-        assert await lock_waiters(watch, 1), "the draw never waited for the unit"
-        await meanwhile()
-        await holder.rollback()
-    return await drawing
+    return await answered_while_unit_held(
+        app,
+        serial,
+        lambda: draw(app, t["member"], serial),
+        meanwhile,
+        "the draw never waited for the unit",
+    )
 
 
 async def _untouched(client: Any, app: Any, t: dict[str, Any]) -> None:
@@ -1169,13 +1167,7 @@ async def test_a_batch_voided_while_a_draw_waits_for_its_sold_unit_is_refused(
             "WHERE code = %s",
             (code,),
         )
-
-    async def void() -> None:
-        voided = await client.post(
-            f"/batches/{code >> 32}/void", headers=t["admin"], json={"reason": "leaked labels"}
-        )
-        assert voided.status_code == 200 and voided.json()["state"] == "void", voided.text
-
+    void = voiding(client, code >> 32, t["admin"], "leaked labels")
     refused = assert_error(await _drawn_while_unit_held(app, t, serial, void), 422, "not_genuine")
     assert refused["details"]["reason"] == "void", refused
     await _untouched(client, app, t)

@@ -29,7 +29,7 @@ from tests.points_support import (
     set_rule,
     shipped_goods,
 )
-from tests.race_support import lock_waiters
+from tests.race_support import answered_while_unit_held, lock_waiters, voiding
 from tests.rebates_support import store_goods, user_id
 from tests.servers import granian_server
 from tests.test_inspect import forge
@@ -639,24 +639,14 @@ async def test_a_batch_voided_while_a_points_claim_waits_for_its_sold_unit_is_re
     sold = await client.post("/sales", headers=clerk, json={"codes": [serial]})
     assert sold.status_code == 201, sold.text
     member_id, member, _ = await new_member(app, demo["BRAND-LUMI"])
-    async with (
-        app.state.pool.connection() as holder,
-        app.state.pool.connection() as watch,
-        member_client(app) as mc,
-    ):
-        await holder.execute(
-            "SELECT 1 FROM unit_state WHERE code = %s FOR UPDATE", (code_of(app, serial),)
+    async with member_client(app) as mc:
+        claim = await answered_while_unit_held(
+            app,
+            serial,
+            lambda: mc.post("/members/me/claims", headers=member, json=claim_body(scheme, serial)),
+            voiding(client, goods["batch_no"], planner, "leaked"),
+            "the claim's round should wait for the unit",
         )
-        claiming = asyncio.ensure_future(
-            mc.post("/members/me/claims", headers=member, json=claim_body(scheme, serial))
-        )
-        assert await lock_waiters(watch, 1), "the claim's round should wait for the unit"
-        void = await client.post(
-            f"/batches/{goods['batch_no']}/void", headers=planner, json={"reason": "leaked"}
-        )
-        assert void.status_code == 200 and void.json()["state"] == "void", void.text
-        await holder.rollback()
-        claim = await asyncio.wait_for(claiming, 30)
     refused = assert_error(claim, 422, "not_genuine")
     assert refused["details"]["reason"] == "void", claim.text
     async with app.state.pool.connection() as conn:

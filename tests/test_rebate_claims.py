@@ -19,7 +19,7 @@ from app.logistics.rollup import rollup as stock_rollup
 from app.verify import messages
 from tests.helpers import acting, assert_error, code_of
 from tests.points_support import claim_body, member_client, new_member, set_rule
-from tests.race_support import lock_waiters
+from tests.race_support import answered_while_unit_held, lock_waiters, voiding
 from tests.rebates_support import rebate_body, set_rebate, store_goods, user_id
 from tests.test_inspect import forge, moved_by_import, scan
 from tests.test_logistics import (  # noqa: F401 (deep_tree, via_branch: fixtures)
@@ -1025,24 +1025,14 @@ async def test_a_batch_voided_while_a_rebate_claim_waits_for_its_sold_unit_is_re
     serial = goods["units"][0]
     sold = await client.post("/sales", headers=clerk, json={"codes": [serial]})
     assert sold.status_code == 201, sold.text
-    async with (
-        app.state.pool.connection() as holder,
-        app.state.pool.connection() as watch,
-        member_client(app) as mc,
-    ):
-        await holder.execute(
-            "SELECT 1 FROM unit_state WHERE code = %s FOR UPDATE", (code_of(app, serial),)
+    async with member_client(app) as mc:
+        claim = await answered_while_unit_held(
+            app,
+            serial,
+            lambda: mc.post("/rebates/claims", headers=clerk, json=rebate_body(scheme, serial)),
+            voiding(client, goods["batch_no"], planner, "leaked"),
+            "the claim's round should wait for the unit",
         )
-        claiming = asyncio.ensure_future(
-            mc.post("/rebates/claims", headers=clerk, json=rebate_body(scheme, serial))
-        )
-        assert await lock_waiters(watch, 1), "the claim's round should wait for the unit"
-        void = await client.post(
-            f"/batches/{goods['batch_no']}/void", headers=planner, json={"reason": "leaked"}
-        )
-        assert void.status_code == 200 and void.json()["state"] == "void", void.text
-        await holder.rollback()
-        claim = await asyncio.wait_for(claiming, 30)
     refused = assert_error(claim, 422, "not_genuine")
     assert refused["details"]["reason"] == "void", claim.text
     code = code_of(app, serial)

@@ -6,12 +6,13 @@
 import { reactive, ref, shallowRef, watch } from 'vue'
 import { useRoute, useRouter } from 'vue-router'
 
-import { apiQuery, fromQuery, sameQuery, toQuery, type Filters } from './query'
+import { apiQuery, fromQuery, type Filters } from './query'
 import { downloadExport } from '@/api/client'
 import { unwrap } from '@/api/errors'
 import { api } from '@/api/client'
 import type { Page } from '@/api/types'
 import { notifyError } from './notify'
+import { urlPager } from './urlPager'
 
 type LooseGet = (path: string, init: { params: { query: Record<string, unknown> } }) => Promise<{
   data?: unknown
@@ -51,12 +52,6 @@ export function usePagedList<T>(path: string, defaults: Filters, defaultPerPage 
     }
   }
 
-  function go(): void {
-    const query = toQuery(model, defaults, page.value, perPage.value, defaultPerPage)
-    if (sameQuery(query, route.query)) void load()
-    else void router.replace({ query })
-  }
-
   watch(
     () => route.query,
     (query) => {
@@ -78,24 +73,7 @@ export function usePagedList<T>(path: string, defaults: Filters, defaultPerPage 
     perPage,
     loading,
     load,
-    search(): void {
-      page.value = 1
-      go()
-    },
-    reset(): void {
-      Object.assign(model, defaults)
-      page.value = 1
-      go()
-    },
-    setPage(n: number): void {
-      page.value = n
-      go()
-    },
-    setPerPage(n: number): void {
-      perPage.value = n
-      page.value = 1
-      go()
-    },
+    ...urlPager({ route, router, model, defaults, page, perPage, defaultPerPage, load }),
     /** Export the list shown (its filters; before any is shown, those of the form). */
     async exportAs(format: 'csv' | 'xlsx'): Promise<string | null> {
       try {

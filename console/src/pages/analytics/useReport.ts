@@ -10,7 +10,8 @@ import { apiBase } from '@/api/base'
 import { downloadExport, queryString } from '@/api/client'
 import { failureOf } from '@/api/errors'
 import { notifyError, notifyOk } from '@/composables/notify'
-import { apiQuery, fromQuery, sameQuery, toQuery, type Filters } from '@/composables/query'
+import { apiQuery, fromQuery, type Filters } from '@/composables/query'
+import { urlPager } from '@/composables/urlPager'
 import { i18n } from '@/i18n'
 import { useAuthStore } from '@/stores/auth'
 
@@ -51,12 +52,6 @@ export function useReport<T>(
     }
   }
 
-  function go(): void {
-    const query = toQuery(model, defaults, page.value, perPage.value, defaultPerPage ?? 0)
-    if (sameQuery(query, route.query)) void load()
-    else void router.replace({ query })
-  }
-
   watch(
     () => route.query,
     (query) => {
@@ -76,24 +71,7 @@ export function useReport<T>(
     page,
     perPage,
     load,
-    search(): void {
-      page.value = 1
-      go()
-    },
-    reset(): void {
-      Object.assign(model, defaults)
-      page.value = 1
-      go()
-    },
-    setPage(n: number): void {
-      page.value = n
-      go()
-    },
-    setPerPage(n: number): void {
-      perPage.value = n
-      page.value = 1
-      go()
-    },
+    ...urlPager({ route, router, model, defaults, page, perPage, defaultPerPage: defaultPerPage ?? 0, load }),
     async exportAs(format: 'csv' | 'xlsx', extra: Record<string, string> = {}): Promise<void> {
       try {
         const name = await downloadExport(endpoint(), { ...apiQuery(model), ...extra }, format)
