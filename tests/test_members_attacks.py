@@ -329,24 +329,28 @@ async def test_a_brand_over_its_cap_refuses_whole_number_phone_searches_of_every
     assert "organisation" in error["message"], error
 
 
-async def test_an_agent_admin_s_users_in_its_stores_guess_no_further_than_the_brand_s_cap(
+async def test_an_agent_admin_s_users_in_its_stores_guess_no_further_than_its_branch_s_cap(
     client: Any, login: Any, monkeypatch: Any
 ) -> None:
     """A review: the organisation's cap is per organisation, not per subtree — an agent's
     org_admin over its limit made a user in each store below it (``users.write``) and guessed a
-    store's whole cap through each. Now every account of a brand counts on the brand's counter
-    too: of the agent admin's guesses and those of its users in several stores, each store under
-    its own cap, no more than CODE_GUESS_BRAND_MAX are looked up; past it a user of another
-    store is refused at once (429 ``rate_limited`` naming the brand, ``Retry-After``), and
-    another brand's accounts still check codes. The caps lowered for the test (read when used);
-    brands of its own, their counters fresh."""
+    store's whole cap through each. A later review: a counter per brand stopped that, but such
+    an admin could fill it alone and lock the whole brand. Now every account counts on its
+    branch's counter (the organisation right below the brand, with its subtree): of the agent
+    admin's guesses and those of its users in several stores, each store under its own cap, no
+    more than CODE_GUESS_BRANCH_MAX are looked up; past it a user of its stores is refused at
+    once (429 ``rate_limited`` naming the branch, ``Retry-After``), while another agent's store
+    and the brand organisation's accounts still check codes. The caps lowered for the test (read
+    when used); a brand of its own, its counters fresh."""
     from app.members import limits
 
     monkeypatch.setattr(limits, "CODE_GUESS_MAX", 3)
     monkeypatch.setattr(limits, "CODE_GUESS_ORG_MAX", 5)
-    monkeypatch.setattr(limits, "CODE_GUESS_BRAND_MAX", 11)
+    monkeypatch.setattr(limits, "CODE_GUESS_BRANCH_MAX", 11)
     brand, owner = await onboarded_brand(client, login)
-    agent = (await new_org(client, owner, "agent", brand["id"]))["id"]
+    agent, other_agent = [
+        (await new_org(client, owner, "agent", brand["id"]))["id"] for _ in range(2)
+    ]
     stores = [(await new_org(client, owner, "store", agent))["id"] for _ in range(4)]
     agent_admin = await signed_in(client, await new_user(client, owner, agent, ["org_admin"]))
     looked_up, n = 0, 0
@@ -361,12 +365,43 @@ async def test_an_agent_admin_s_users_in_its_stores_guess_no_further_than_the_br
     assert looked_up == 11, looked_up
     refused = await _unknown(client, accounts[-1], n)
     error = assert_error(refused, 429, "rate_limited")
-    assert "brand" in error["message"], error
+    assert "branch" in error["message"], error
     assert 0 < int(refused.headers["Retry-After"]) <= limits.CODE_GUESS_WINDOW_SECONDS
-    other, other_owner = await onboarded_brand(client, login)  # the caps lowered: a fresh one
-    elsewhere = (await new_org(client, other_owner, "store", other["id"]))["id"]
-    clerk = await signed_in(client, await new_user(client, other_owner, elsewhere, ["store_clerk"]))
-    assert_error(await _unknown(client, clerk, n), 404, "unknown_code")
+    elsewhere = (await new_org(client, owner, "store", other_agent))["id"]
+    clerk = await signed_in(client, await new_user(client, owner, elsewhere, ["store_clerk"]))
+    head = await signed_in(client, await new_user(client, owner, brand["id"], ["org_admin"]))
+    for account in (clerk, head):
+        assert_error(await _unknown(client, account, n), 404, "unknown_code")
+
+
+async def test_retry_after_is_the_longest_wait_of_the_full_guess_counters(
+    client: Any, login: Any, app: Any, demo: Any, monkeypatch: Any
+) -> None:
+    """A review: with the account's counter and its organisation's both full, the refusal told
+    the first one's seconds left (the account's, 2 s) while the organisation's ran 14 minutes
+    more: a client retrying after ``Retry-After`` was refused again. Now it tells the longest
+    wait among the full counters, and names that counter (the organisation). The caps lowered
+    for the test (read when used); the account's window shortened in Redis."""
+    from app.auth.principal import Principal
+    from app.members import limits
+
+    monkeypatch.setattr(limits, "CODE_GUESS_MAX", 3)
+    monkeypatch.setattr(limits, "CODE_GUESS_ORG_MAX", 3)
+    admin = await login("admin")
+    store = await new_org(client, admin, "store", demo["AGENT-ZJ"])
+    user = await new_user(client, admin, store["id"], ["store_clerk"])
+    clerk = await signed_in(client, user)
+    for n in range(3):
+        assert_error(await _unknown(client, clerk, n), 404, "unknown_code")
+    path = f"/{demo['BRAND-LUMI']}/{demo['AGENT-ZJ']}/{store['id']}/"
+    actor = Principal(store["id"], path, frozenset(), user_id=user["id"])
+    own, org, *_ = limits.member_limits(app.state)._guess_keys(actor, "code-guess")
+    assert int(await app.state.redis.get(org)) == 3
+    await app.state.redis.expire(own, 2)
+    refused = await _unknown(client, clerk, 3)
+    error = assert_error(refused, 429, "rate_limited")
+    assert "organisation" in error["message"], error
+    assert int(refused.headers["Retry-After"]) > 60, refused.headers
 
 
 async def test_a_user_moved_to_another_organisation_keeps_its_guess_counter(

@@ -124,7 +124,8 @@ def test_tags_spread_over_the_slots_and_each_operation_is_one_slot(settings: Any
     limiter = LoginLimiter(connect("redis+cluster://127.0.0.1:1"), settings)
     _, *account = limiter._keys("admin", "10.1.2.3")
     assert len({key_slot(k.encode()) for k in account}) == 1
-    # a staff account's guess counters: its own, its organisation's and its brand's, in the
+    # a staff account's guess counters: its own, its organisation's and its branch's (the
+    # organisation right below the brand: ``t<id>``; none at the brand organisation), in the
     # brand's slot (one script), a user's and an API key's of one brand alike, whichever of its
     # organisations; a user moved to another organisation keeps its own key (a review: tagged by
     # the organisation, it got a fresh one on a cluster only); a brandless account's under a tag
@@ -137,24 +138,26 @@ def test_tags_spread_over_the_slots_and_each_operation_is_one_slot(settings: Any
     user = Principal(9, "/1/9/", frozenset(), user_id=7)
     moved = Principal(12, "/1/10/12/", frozenset(), user_id=7)
     slots = set()
-    for account in (key, user, moved):
+    for account, branch in ((key, 9), (user, 9), (moved, 10)):
         guess_keys = member._guess_keys(account, "code-guess")
-        assert len(guess_keys) == 3 and guess_keys[2].endswith(":b1{b1}"), guess_keys
+        assert len(guess_keys) == 3 and guess_keys[2].endswith(f":t{branch}{{b1}}"), guess_keys
         assert guess_keys[1].endswith(f":o{account.org_id}{{b1}}"), guess_keys
         slots |= {key_slot(k.encode()) for k in guess_keys}
     assert slots == {key_slot(b"b1")}
     assert member._guess_keys(user, "code-guess")[0] == f"{ns}:member:code-guess:u7{{b1}}"
     assert member._guess_keys(moved, "code-guess")[0] == member._guess_keys(user, "code-guess")[0]
+    head = member._guess_keys(Principal(1, "/1/", frozenset(), user_id=3), "code-guess")
+    assert head == [f"{ns}:member:code-guess:{who}{{b1}}" for who in ("u3", "o1")], head
     brandless = member._guess_keys(Principal(0, "/", frozenset(), api_key_id=3), "code-guess")
-    assert brandless[2].endswith(":sys{sys}"), brandless
+    assert len(brandless) == 2 and brandless[1].endswith(":o0{sys}"), brandless
     assert {key_slot(k.encode()) for k in brandless} == {key_slot(b"sys")}
     single = MemberLimits(connect("redis://127.0.0.1:1"), settings)
-    assert single._guess_keys(key, "phone-miss") == [
-        f"{ns}:member:phone-miss:k5",
-        f"{ns}:member:phone-miss:o9",
-        f"{ns}:member:phone-miss:b1",
+    assert single._guess_keys(moved, "phone-miss") == [
+        f"{ns}:member:phone-miss:u7",
+        f"{ns}:member:phone-miss:o12",
+        f"{ns}:member:phone-miss:t10",
     ]
-    assert single._guess_keys(moved, "phone-miss")[0] == f"{ns}:member:phone-miss:u7"
+    assert single._guess_keys(key, "phone-miss")[0] == f"{ns}:member:phone-miss:k5"
 
 
 def _even_split(masters: int) -> list[tuple[int, int]]:

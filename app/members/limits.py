@@ -16,43 +16,49 @@ Staff accounts (a user, or an API key) are counted too where a lookup by a guess
 what they may not see: unknown redemption codes (family ``CODE_GUESS``), and whole-number phone
 searches finding no member by staff who see phones masked (``PHONE_MISS``: ``138****1234``
 leaves 10,000 candidates, and the one search finding a member names the hidden digits; a probe
-walked them). Lookups that find something do not count. Each guess counts three times: on the
-account's own counter (``CODE_GUESS_MAX``, ``PHONE_MISS_MAX``: one person's typos), on its
-organisation's (``Principal.org_id``, an API key's own organisation; ``CODE_GUESS_ORG_MAX``,
-``PHONE_MISS_ORG_MAX``) and on its brand's (``Principal.brand_id``; ``CODE_GUESS_BRAND_MAX``,
-``PHONE_MISS_BRAND_MAX``), and any one full refuses the account's lookups (429
-``rate_limited`` with ``Retry-After``, a lucky guess too) until its window ends. The
+walked them). Lookups that find something do not count. Each guess counts on the account's own
+counter (``CODE_GUESS_MAX``, ``PHONE_MISS_MAX``: one person's typos), on its organisation's
+(``Principal.org_id``, an API key's own organisation; ``CODE_GUESS_ORG_MAX``,
+``PHONE_MISS_ORG_MAX``) and on its branch's — the organisation right below the brand on its path,
+an agent's, with its whole subtree (``CODE_GUESS_BRANCH_MAX``, ``PHONE_MISS_BRANCH_MAX``; an
+account at the brand organisation has none: its organisation's counter counts the same
+accounts) — and any one full refuses the account's lookups (429 ``rate_limited`` with
+``Retry-After``, a lucky guess too) until its window ends; ``Retry-After`` is the longest wait
+of the full counters (a review: the first full one's said 2 s while another's ran 14 min). The
 organisation's counter stops an admin who makes accounts to guess on: a store's org_admin over
 its limit made API keys, then users (``users.write``), and guessed 30 more through each (two
 probes) — now all its store's accounts together are bounded by the store's cap. It replaces a
 count on an API key's maker (``Principal.key_maker``): that one was bypassed by making users,
 and 30 customers' typos at one partner's key locked its maker and every key the maker had made,
 across stores (a review). Now a key's typos lock that key only, and its organisation only when
-the organisation as a whole is over its cap. The brand's counter stops an admin above many
-organisations (an agent's org_admin, a brand admin) who, over its own limit and its
-organisation's, made a user in each store below it and got the store's whole cap through each
-(a review): now all accounts of the brand together are bounded by the brand's cap.
+the organisation as a whole is over its cap. The branch's counter stops an agent's org_admin
+who, over its own limit and its organisation's, made a user in each store below it and got the
+store's whole cap through each (a review): now all accounts of the agent's subtree together are
+bounded by the branch's cap. It replaces a counter per brand, which such an admin could fill
+alone and so lock every account of the brand — the head office, other agents' stores, partners'
+keys — window after window (a review); now it locks its own agent's subtree at worst. A brand
+admin's users in the stores count on their own branches, each bounded by its cap.
 
 The organisation's cap is ten times an account's: ten busy desks' typos fit in a window, so a
 big service desk is not locked by its customers' slips, while the guesses that get through stay
 far from a walk — 300 unknown codes a quarter hour, 28,800 a day, against 32^10 ≈ 10^15 codes;
 300 phone misses a quarter hour leave a masked phone's 10,000 candidates over eight hours of an
-organisation's whole cap (phones are searched by brand staff only: their brand's cap). An
-admin making organisations (``orgs.write``, an agent's) or users in the organisations below it
-gets no more than the brand's cap over them all.
+organisation's whole cap (phones are searched by brand staff only: the brand organisation's
+cap). An agent's admin making organisations (``orgs.write``) or users in the organisations below
+it gets no more than its branch's cap over them all.
 
-The brand's cap is ten times an organisation's (3,000 unknown codes a quarter hour, 288,000 a
-day: the brand's whole staff together still cannot walk 32^10 codes), while many stores' typos
-together do not reach it. It must be high: at the brand's cap every account of the brand is
-refused — each store, each partner's key, the head office — until the window ends, so a low one
-would let one admin's guessing, or a busy day's slips, stop the brand's redemptions. Reaching it
-takes ten organisations' whole caps. For phone misses it counts the same accounts as the brand
-organisation's (phones are searched by the brand's own staff only), whose cap binds first.
+The branch's cap is ten times an organisation's (3,000 unknown codes a quarter hour, 288,000 a
+day per branch: a brand's few agents together still cannot walk 32^10 codes), while many stores'
+typos together do not reach it. It must be high: at the branch's cap every account of the branch
+is refused — each of the agent's stores and partners' keys — until the window ends, so a low one
+would let a busy day's slips stop the agent's redemptions. Reaching it takes ten organisations'
+whole caps. For phone misses the brand organisation's accounts have no branch counter (phones
+are searched by the brand's own staff only), so the organisation's cap binds.
 
-Each lookup takes its slots before it is made (``take_guess``: on all three counters at once, in
+Each lookup takes its slots before it is made (``take_guess``: on all its counters at once, in
 one script, or on none) and gives them back when it finds something (``give_back_guess``): read
 first and counted after, redemption codes sent at once were all looked up past the limit, and so
-were phone searches (two probes). On a Redis Cluster an account's three counters carry its
+were phone searches (two probes). On a Redis Cluster an account's counters carry its
 brand (``{b<brand_id>}``; an account of no brand, a platform or system one, the fixed
 ``{sys}``) as their hash tag, so that one script touches one slot (``app.redisconn``): an
 account moved to another organisation (always within its brand: an ERP users import's
@@ -95,10 +101,11 @@ PHONE_MISS_WINDOW_SECONDS = 15 * 60
 # times an account's (the module docstring says why).
 CODE_GUESS_ORG_MAX = 10 * CODE_GUESS_MAX
 PHONE_MISS_ORG_MAX = 10 * PHONE_MISS_MAX
-# Of all accounts of one brand together (its whole tree), per family and window: ten times an
-# organisation's; at it the brand's every account is refused, so it is high (the module docstring).
-CODE_GUESS_BRAND_MAX = 10 * CODE_GUESS_ORG_MAX
-PHONE_MISS_BRAND_MAX = 10 * PHONE_MISS_ORG_MAX
+# Of all accounts of one branch together (the top organisation below the brand, an agent's, and
+# its whole subtree), per family and window: ten times an organisation's; at it the branch's every
+# account is refused, so it is high (the module docstring).
+CODE_GUESS_BRANCH_MAX = 10 * CODE_GUESS_ORG_MAX
+PHONE_MISS_BRANCH_MAX = 10 * PHONE_MISS_ORG_MAX
 
 # The families of staff guesses (``MemberLimits.take_guess``), each counted on its own counters.
 GuessFamily = Literal["code-guess", "phone-miss"]
@@ -113,16 +120,20 @@ if n > tonumber(ARGV[2]) then return math.max(redis.call('TTL', KEYS[1]), 1) end
 return 0
 """
 
-# KEYS: the account's counter, its organisation's, its brand's. ARGV: window seconds, then each
-# key's max. A slot taken on each counter when none is full (answers {0, 0}), else nothing
-# counted and the first full counter's seconds left and its place in KEYS (1: the account, 2:
-# the organisation, 3: the brand).
+# KEYS: the account's counter, its organisation's, its branch's (none for an account at the brand
+# organisation). ARGV: window seconds, then each key's max. A slot taken on each counter when none
+# is full (answers {0, 0}), else nothing counted and the longest seconds left among the full
+# counters (the real wait: a review found the first full one's, 2 s against 14 min) and that
+# counter's place in KEYS (1: the account, 2: the organisation, 3: the branch).
 _TAKE = """
+local wait, at = 0, 0
 for i, key in ipairs(KEYS) do
   if tonumber(redis.call('GET', key) or '0') >= tonumber(ARGV[i + 1]) then
-    return {math.max(redis.call('TTL', key), 1), i}
+    local left = math.max(redis.call('TTL', key), 1)
+    if left > wait then wait, at = left, i end
   end
 end
+if wait > 0 then return {wait, at} end
 for _, key in ipairs(KEYS) do
   redis.call('INCR', key)
   if redis.call('TTL', key) < 0 then redis.call('EXPIRE', key, ARGV[1]) end
@@ -130,7 +141,7 @@ end
 return {0, 0}
 """
 
-# KEYS: the account's counter, its organisation's, its brand's: the slot ``_TAKE`` took on each
+# KEYS: the account's counter, its organisation's, its branch's: the slot ``_TAKE`` took on each
 # given back (a counter whose window ended meanwhile is left as it is: never below zero, never
 # without its expiry).
 _GIVE_BACK = """
@@ -204,30 +215,32 @@ class MemberLimits:
 
     def _guess_keys(self, actor: Principal, family: str) -> list[str]:
         """The counters a staff account's guesses count on: its own (a user's, or an API key's),
-        its organisation's and its brand's. On a cluster all carry the brand as hash tag (one
-        slot; an account's own key stays the same when it moves to another organisation)."""
+        its organisation's and its branch's (``t<id>``; none at the brand organisation, whose
+        accounts its organisation's counter already counts). On a cluster all carry the brand as
+        hash tag (one slot; an account's own key stays the same when it moves to another
+        organisation)."""
         own = f"u{actor.user_id}" if actor.user_id is not None else f"k{actor.api_key_id}"
-        brand = _brand_counter(actor)
+        brand, branch = _brand_and_branch(actor)
         tag = f"{{{brand}}}" if self.cluster else ""
-        whos = (own, f"o{actor.org_id}", brand)
+        whos = (own, f"o{actor.org_id}", *((branch,) if branch else ()))
         return [f"{self.ns}:{family}:{who}{tag}" for who in whos]
 
     async def take_guess(self, actor: Principal, family: GuessFamily) -> bool:
         """Before a lookup by a guessed value in ``family``: 429 ``rate_limited`` once the staff
         account has ``CODE_GUESS_MAX`` unknown redemption codes, or ``PHONE_MISS_MAX``
         whole-number phone searches finding no member, within its window, or its organisation
-        ``CODE_GUESS_ORG_MAX`` or ``PHONE_MISS_ORG_MAX`` of them, or its brand
-        ``CODE_GUESS_BRAND_MAX`` or ``PHONE_MISS_BRAND_MAX`` (nobody walks the code space, nor a
-        masked phone's hidden digits); otherwise the lookup counts as one of them on all three
-        from now on, until ``give_back_guess`` (it found something). Taken before the lookup in
-        one script, so lookups sent at once cannot all pass. Redis unreachable: a code lookup
+        ``CODE_GUESS_ORG_MAX`` or ``PHONE_MISS_ORG_MAX`` of them, or its branch
+        ``CODE_GUESS_BRANCH_MAX`` or ``PHONE_MISS_BRANCH_MAX`` (nobody walks the code space, nor
+        a masked phone's hidden digits; ``Retry-After`` the longest wait of the full counters);
+        otherwise the lookup counts as one of them on each counter from now on, until
+        ``give_back_guess`` (it found something). Taken before the lookup in one script, so
+        lookups sent at once cannot all pass. Redis unreachable: a code lookup
         goes on uncounted (False: nothing to give back), a phone search is 503
         ``service_unavailable`` (fails closed, see the module docstring)."""
         window, what, *most = _rules(family)
+        keys = self._guess_keys(actor, family)
         try:
-            retry, full = await self._take(
-                keys=self._guess_keys(actor, family), args=[window, *most]
-            )
+            retry, full = await self._take(keys=keys, args=[window, *most[: len(keys)]])
         except _REDIS_DOWN as exc:
             if family == CODE_GUESS:
                 log.warning(
@@ -250,7 +263,7 @@ class MemberLimits:
         return True
 
     async def give_back_guess(self, actor: Principal, family: GuessFamily) -> None:
-        """The slots ``take_guess`` took (the account's, its organisation's, its brand's), given
+        """The slots ``take_guess`` took (the account's, its organisation's, its branch's), given
         back: the lookup found something (or ended before telling whether it would)."""
         try:
             await self._give_back(keys=self._guess_keys(actor, family), args=[])
@@ -259,33 +272,37 @@ class MemberLimits:
 
 
 # Whose counter was full, by its place in ``_TAKE``'s KEYS: what the refusal says.
-_FULL = {1: "by this account", 2: "by this organisation", 3: "by this brand"}
+_FULL = {1: "by this account", 2: "by this organisation", 3: "by this branch of the brand"}
 
 
-def _brand_counter(actor: Principal) -> str:
-    """The name of the brand's counter, its hash tag on a cluster: ``b<brand_id>``; an account
-    of no brand (a platform or system one, its path no brand's) ``sys``, a tag of its own."""
-    root = actor.org_path.strip("/").split("/")[0]
-    return f"b{root}" if root.isascii() and root.isdigit() else "sys"
+def _brand_and_branch(actor: Principal) -> tuple[str, str | None]:
+    """The account's hash tag on a cluster, its brand: ``b<brand_id>`` (an account of no brand,
+    its path no brand's: ``sys``, a tag of its own); and its branch's counter: ``t<id>`` of the
+    organisation right below the brand on its path (an agent's: its whole subtree), None for an
+    account at the brand organisation itself (or of no brand: its organisation's counts it)."""
+    path = [part for part in actor.org_path.strip("/").split("/") if part]
+    ok = [part.isascii() and part.isdigit() for part in path]
+    brand = f"b{path[0]}" if path and ok[0] else "sys"
+    return brand, (f"t{path[1]}" if len(path) > 1 and all(ok[:2]) else None)
 
 
 def _rules(family: GuessFamily) -> tuple[int, str, int, int, int]:
     """The family's window in seconds, what the refusal names, and its max of an account, of an
-    organisation and of a brand (in ``_guess_keys``' order; read when used)."""
+    organisation and of a branch (in ``_guess_keys``' order; read when used)."""
     if family == CODE_GUESS:
         return (
             CODE_GUESS_WINDOW_SECONDS,
             "unknown redemption codes tried",
             CODE_GUESS_MAX,
             CODE_GUESS_ORG_MAX,
-            CODE_GUESS_BRAND_MAX,
+            CODE_GUESS_BRANCH_MAX,
         )
     return (
         PHONE_MISS_WINDOW_SECONDS,
         "phone numbers searched that are no member's",
         PHONE_MISS_MAX,
         PHONE_MISS_ORG_MAX,
-        PHONE_MISS_BRAND_MAX,
+        PHONE_MISS_BRANCH_MAX,
     )
 
 

@@ -63,11 +63,12 @@ first_place, fb_at)
                                                 as known
 ``{ns}:member:otp-ip:…``, ``{ns}:member:login:…``  lost by design, as the staff log-in limits;
                                                 the SMS outbox still throttles each phone
-``{ns}:member:code-guess:{u|k|o|b}{id}``        lost by design (a 15 min window): an account's
-                                                count, its organisation's and its brand's (an
-                                                account of no brand: ``sys``); on a cluster
-                                                all tagged by the brand (``{b<id>}``; ``{sys}``)
-``{ns}:member:phone-miss:{u|k|o|b}{id}``        lost by design (a 15 min window); tagged as above
+``{ns}:member:code-guess:{u|k|o|t}{id}``        lost by design (a 15 min window): an account's
+                                                count, its organisation's and its branch's
+                                                (``t``: the organisation below the brand); on
+                                                a cluster all tagged by the brand (``{b<id>}``;
+                                                an account of no brand: ``{sys}``)
+``{ns}:member:phone-miss:{u|k|o|t}{id}``        lost by design (a 15 min window); tagged as above
 ``{ns}:line-uploads:{org}:{line}`` (list)       lost by design: a recent-activity view; the
                                                 uploads themselves are in the state and events
 ``{ns}:lms:{u|k}{id}:{minute}``                 not rebuilt: the B2B verification limit's 60 s
