@@ -1044,7 +1044,7 @@ async def test_a_closing_row_whose_deactivation_is_refused_after_the_other_rows_
     changes with its deactivation, after the other rows: refused, nothing of it is left; a dry
     run answers the same."""
     admin = await login("admin")
-    branch, agent = code("GB"), code("GA")
+    branch, agent = code("CGB"), code("CGA")  # code("GB"): a store of another test
     setup = (
         "erp_code,kind,name,parent_erp_code\n"
         f"{branch},branch,Closing branch,BRAND-LUMI\n"
@@ -1118,6 +1118,32 @@ async def test_a_new_organisation_closed_whose_deactivation_is_refused_is_not_cr
         found = (await client.get(f"/orgs/{org_id}", headers=admin)).json()
         assert (found["parent_id"], found["status"]) == (parent_id, status), found
     assert counts(await imported(client, admin, "orgs", archive)) == (0, 0, 3, 0)
+
+
+async def test_a_chain_of_new_closed_rows_deeper_than_kinds_nest_is_refused_not_a_crash(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A review: a file of new ``inactive`` rows, each the parent of the next (a branch under
+    the brand, a store under it, a store under that one …), crashed at 900 rows, a 500
+    (``RecursionError``): each new closed row applies the rows below it within its own step, and
+    a refused one the rows below it again, a level of recursion a row. Organisations nest at
+    most 4 deep below their brand (``CHILD_KINDS``): a row deeper down a chain of the file's
+    parents is refused ``bad_hierarchy`` before any row is applied; the others are judged as
+    ever — the store under a store ``bad_hierarchy`` by the service, the rows below it
+    ``parent_rejected``."""
+    admin = await login("admin")
+    chain = [code(f"DEEP{n}") for n in range(1000)]
+    body = f"erp_code,kind,name,parent_erp_code,status\n{chain[0]},branch,c0,BRAND-LUMI,inactive\n"
+    body += "".join(f"{chain[n]},store,c{n},{chain[n - 1]},inactive\n" for n in range(1, 1000))
+    result = await imported(client, admin, "orgs", body, dry_run=True)
+    assert counts(result) == (2, 0, 0, 998), counts(result)
+    assert [e[2] for e in errors(result)[:4]] == [
+        "bad_hierarchy",
+        "parent_rejected",
+        "parent_rejected",
+        "bad_hierarchy",
+    ], result["errors"][:4]
+    assert errors(result)[3][:2] == (6, "parent_erp_code"), result["errors"][3]
 
 
 async def test_a_row_sharing_its_code_with_a_bad_row_is_not_applied(

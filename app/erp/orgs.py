@@ -15,9 +15,13 @@ a deactivation refused (``goods_in_transit`` because a row moved an agent with g
 under it, ``own_org`` …) undoes the row's changes too (a probe: they were applied a step before
 and kept, the row answered ``rejected``). A new organisation the file closes is created, the
 rows below it applied and it is deactivated in one step (``_create``): refused, it is not
-created, and the rows below it are ``parent_rejected``. An ERP code held by an organisation of
-the brand that the caller does not administer is ``erp_code_taken``; codes are per brand
-(migration 0045), so other brands' codes are never looked at.
+created, and the rows below it are ``parent_rejected``. A row deeper below the top of its chain
+of the file's parents than organisations may nest (``_DEEPEST``, by ``CHILD_KINDS``) is refused
+``bad_hierarchy`` before any row is applied: so a chain of new closed rows, each applied within
+the one above it, is a few levels deep (a probe: a chain of 900 crashed, too deep a recursion).
+An ERP code held by an organisation of the brand that the caller does not administer is
+``erp_code_taken``; codes are per brand (migration 0045), so other brands' codes are never
+looked at.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from app.erp.rows import Item, Spec
 from app.erp.schemas import OrgRow
 from app.locks import Lock, xact_lock
 from app.orgs.schemas import OrgIn, OrgPatch
-from app.orgs.service import create_org, move_org, set_status, update_org
+from app.orgs.service import CHILD_KINDS, create_org, move_org, set_status, update_org
 
 SPEC = Spec(
     entity="orgs",
@@ -57,6 +61,15 @@ _KNOWN = """SELECT o.id, o.parent_id, o.kind, o.path, o.status, o.erp_code, o.na
        o.province_code, o.province_name, o.city_code, o.city_name, o.address, o.contact_name,
        o.contact_phone, o.latitude, o.longitude
     FROM orgs o WHERE o.erp_code = ANY(%s) AND o.path LIKE %s"""  # codes are per brand
+
+
+def _levels_below(kind: str) -> int:
+    """How many levels of organisations may nest below a ``kind`` (``CHILD_KINDS``)."""
+    return max((1 + _levels_below(child) for child in CHILD_KINDS[kind]), default=0)
+
+
+# the most rows a chain of the file's parents may have below its top row: the top a brand, 4
+_DEEPEST = _levels_below("brand")
 
 
 @dataclass(slots=True)
@@ -122,22 +135,18 @@ def _scopes(run: _Run, ordered: list[Item]) -> list[Item]:
     one, by the file's parents, in ``run.below`` of the nearest such one above them."""
     rows = {item.data.erp_code: item for item in ordered}
     run.parents = {code: _parent_code(item) for code, item in rows.items()}
-    owners: dict[str, str | None] = {}
-
-    def owner(code: str) -> str | None:  # the nearest new organisation closed above the row
-        if code not in owners:
-            parent = run.parents[code]
-            if parent is None or parent not in rows:
-                owners[code] = None
-            elif parent not in run.known and _closes(run, rows[parent]):
-                owners[code] = parent
-            else:
-                owners[code] = owner(parent)
-        return owners[code]
-
+    owners: dict[str, str | None] = {}  # the nearest new organisation closed above each row
+    for code in rows:  # parents first: a row's parent (a row of the file) is done by then
+        parent = run.parents[code]
+        if parent is None or parent not in rows:
+            owners[code] = None
+        elif parent not in run.known and _closes(run, rows[parent]):
+            owners[code] = parent
+        else:
+            owners[code] = owners[parent]
     top = []
     for code, item in rows.items():
-        above = owner(code)
+        above = owners[code]
         if above is None:
             top.append(item)
         else:
@@ -225,7 +234,7 @@ def _parents_first(good: dict[str, Item], known: dict[str, dict[str, Any]]) -> l
     """The rows ordered by their depth within the file (a row whose parent is not in the file
     is at depth 0), those reactivating an organisation (below none but such rows of the file)
     before all others: a store may move out of an agent a row further down reopens. Rows on a
-    ring of parents, or below one, are rejected."""
+    ring of parents, or below one, are rejected, and those deeper than ``_DEEPEST``."""
     depth: dict[str, int | None] = {}
     for start in good:
         chain: dict[str, int] = {}
@@ -247,9 +256,13 @@ def _parents_first(good: dict[str, Item], known: dict[str, dict[str, Any]]) -> l
                 depth[member] = None if above is None else above + 1
     ordered = []
     for code, item in good.items():
-        if depth[code] is None:
+        level = depth[code]
+        if level is None:
             message = f"the parents of {code} lead back to it within this file"
             item.fail("parent_erp_code", "parent_cycle", message)
+        elif level > _DEEPEST:  # no kinds nest so deep: refused before any row is applied
+            message = f"{code} is {level} levels down a chain of this file's parents; kinds nest"
+            item.fail("parent_erp_code", "bad_hierarchy", f"{message} {_DEEPEST} at most")
         else:
             ordered.append(item)
     ordered.sort(key=lambda item: (depth[item.data.erp_code], item.row))
@@ -355,9 +368,12 @@ async def _create(run: _Run, item: Item, parent_id: int | None) -> None:
 def _within(run: _Run, code: str) -> list[Item]:
     """The rows below a new organisation the file closes, and those below them (not applied
     yet: their data is there)."""
-    found = []
-    for item in run.below.get(code, []):
-        found += [item, *_within(run, item.data.erp_code)]
+    found: list[Item] = []
+    pending = [code]
+    while pending:
+        for item in run.below.get(pending.pop(), []):
+            found.append(item)
+            pending.append(item.data.erp_code)
     return found
 
 
