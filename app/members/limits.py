@@ -36,8 +36,12 @@ who, over its own limit and its organisation's, made a user in each store below 
 store's whole cap through each (a review): now all accounts of the agent's subtree together are
 bounded by the branch's cap. It replaces a counter per brand, which such an admin could fill
 alone and so lock every account of the brand — the head office, other agents' stores, partners'
-keys — window after window (a review); now it locks its own agent's subtree at worst. A brand
-admin's users in the stores count on their own branches, each bounded by its cap.
+keys — window after window (a review); now it locks its own branch at worst. The branch is
+the organisation right below the brand, whatever its kind: where agents sit under a 分公司 (a
+``branch`` organisation), they share the 分公司's count, and one of their admins can lock the
+others (keying the count on the first organisation below the brand that is no 分公司 would need
+the kinds of the path, which the principal does not carry). A brand admin's users in the stores
+count on their own branches, each bounded by its cap.
 
 The organisation's cap is ten times an account's: ten busy desks' typos fit in a window, so a
 big service desk is not locked by its customers' slips, while the guesses that get through stay
