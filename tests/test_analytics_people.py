@@ -682,7 +682,7 @@ async def test_a7_stores_are_paged_and_their_file_lists_every_store(
 
     ids, out = await listed()
     assert ids == stores[:2], out
-    assert (out["page"], out["per_page"], out["stores_total"]) == (1, 2, 3)
+    assert (out["stores_page"], out["stores_per_page"], out["stores_total"]) == (1, 2, 3)
     assert out["totals"]["inspections"] == 6
     assert (await listed(page=2))[0] == stores[2:]
     assert (await listed(page=3, per_page=1))[0] == stores[2:]

@@ -170,9 +170,9 @@ async def inspection_stats(
 ) -> InspectionStats:
     """A7: units inspected at the stores of your subtree and their findings (in channel,
     diverted, unknown route, counterfeit) per day (or month), by the stores' province and by
-    store — as JSON a page of the stores (``page``, ``per_page``, ``stores_total``), in a file
-    every store — over at most 366 days (default: the last 30). The leak report by agent is
-    ``GET /inspections/summary?by=agent``. ``reports.read``."""
+    store — as JSON a page of the stores (``stores_page``, ``stores_per_page``,
+    ``stores_total``), in a file every store — over at most 366 days (default: the last 30).
+    The leak report by agent is ``GET /inspections/summary?by=agent``. ``reports.read``."""
     f = Filters(date_from=date_from, date_to=date_to, province=province, granularity=granularity)
     if fmt != "json":
         out = await people_stats.inspections(read_conn, principal, f)

@@ -161,16 +161,16 @@ class StoreInspections(InspectCounts, frozen=True, kw_only=True):
 
 class InspectionStats(msgspec.Struct, frozen=True, kw_only=True):
     """A7: inspections of the stores in your subtree per day (or month), by the stores' province
-    and by store (most inspected first: ``stores`` is page ``page`` of ``per_page`` stores,
-    ``stores_total`` counts them all). The leak report by agent is ``GET
+    and by store (most inspected first: ``stores`` is page ``stores_page`` of
+    ``stores_per_page`` stores, ``stores_total`` counts them all). The leak report by agent is ``GET
     /inspections/summary?by=agent``."""
 
     from_date: date
     to_date: date
     granularity: Granularity
     province: str | None
-    page: int  # of the stores
-    per_page: int
+    stores_page: int
+    stores_per_page: int
     stores_total: int  # stores inspected in the period (every page)
     totals: InspectCounts
     periods: list[PeriodInspections]

@@ -30,7 +30,7 @@ import heapq
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.auth.principal import Principal
+from app.auth.principal import Principal, path_ids
 from app.db import Conn
 from app.erp.masterdata import Importer, attempt, differences, each_row, given, values_of
 from app.erp.rows import Item, Spec
@@ -207,7 +207,7 @@ def _above(run: _Run, code: str) -> set[int]:
     """The ids of the organisations above ``code``'s (an existing one) now, and after the
     file as far as its rows' parents tell."""
     start = run.known[code]["id"]
-    ids = _path_ids(run.known[code]["path"])
+    ids = set(path_ids(run.known[code]["path"]))
     seen = {code}
     while (parent := run.parents.get(code)) is not None and parent not in seen:
         seen.add(parent)
@@ -215,13 +215,9 @@ def _above(run: _Run, code: str) -> set[int]:
             ids.add(run.known[parent]["id"])
         code = parent
     if code in run.known:  # where the chain of the file's parents ends: its place now
-        ids |= _path_ids(run.known[code]["path"])
+        ids |= set(path_ids(run.known[code]["path"]))
     ids.discard(start)
     return ids
-
-
-def _path_ids(path: str) -> set[int]:
-    return {int(part) for part in path.strip("/").split("/") if part}
 
 
 def _activates(item: Item, known: dict[str, dict[str, Any]]) -> bool:

@@ -87,7 +87,7 @@ import msgspec
 from litestar.datastructures import State
 
 from app.auth.limits import _REDIS_DOWN, LoginLimiter, client_bucket
-from app.auth.principal import Principal
+from app.auth.principal import Principal, path_ids
 from app.config import Settings
 from app.errors import ServiceUnavailable, TooManyRequests
 from app.redisconn import AnyRedis, is_cluster, script
@@ -284,10 +284,11 @@ def _brand_and_branch(actor: Principal) -> tuple[str, str | None]:
     its path no brand's: ``sys``, a tag of its own); and its branch's counter: ``t<id>`` of the
     organisation right below the brand on its path (an agent's: its whole subtree), None for an
     account at the brand organisation itself (or of no brand: its organisation's counts it)."""
-    path = [part for part in actor.org_path.strip("/").split("/") if part]
-    ok = [part.isascii() and part.isdigit() for part in path]
-    brand = f"b{path[0]}" if path and ok[0] else "sys"
-    return brand, (f"t{path[1]}" if len(path) > 1 and all(ok[:2]) else None)
+    try:
+        ids = path_ids(actor.org_path)
+    except ValueError:  # no brand's path
+        return "sys", None
+    return f"b{ids[0]}", (f"t{ids[1]}" if len(ids) > 1 else None)
 
 
 def _rules(family: GuessFamily) -> tuple[int, str, int, int, int]:

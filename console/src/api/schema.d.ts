@@ -5382,12 +5382,12 @@ export interface components {
             from_date: string;
             /** @enum {string} */
             granularity: "day" | "month";
-            page: number;
-            per_page: number;
             periods: components["schemas"]["PeriodInspections"][];
             province: string | null;
             regions: components["schemas"]["RegionInspections"][];
             stores: components["schemas"]["StoreInspections"][];
+            stores_page: number;
+            stores_per_page: number;
             stores_total: number;
             /** Format: date */
             to_date: string;
