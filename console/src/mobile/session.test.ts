@@ -84,6 +84,51 @@ describe('the user known offline', () => {
   })
 })
 
+describe('GET /auth/me not answered at app start', () => {
+  /** Signed in once online (the copy of /auth/me kept); the app reopened, GET /auth/me answered. */
+  async function reopenedAnswered(response: () => Response): Promise<Awaited<ReturnType<typeof ensureMe>>> {
+    await inspectorThenOffline()
+    reopenedWith(tokensOf(7))
+    vi.stubGlobal('fetch', vi.fn(async () => response()))
+    return ensureMe()
+  }
+
+  it('keeps the clerk signed in, as the last known user, on a gateway 503', async () => {
+    /** A probe: the server restarting behind the gateway (503 service_unavailable) signed the
+     * clerk out at app start, as if the session had been refused; offline a minute later no
+     * scan could be queued. The auth store keeps the session on a refresh's 5xx: so does this. */
+    const unavailable = { error: { code: 'service_unavailable', message: 'the database is unavailable; retry shortly' } }
+    const me = await reopenedAnswered(() => json(503, unavailable))
+    expect(useAuthStore().loggedIn).toBe(true)
+    expect(me?.user_id).toBe(7)
+    expect(cachedMe()?.username).toBe('inspector') // the copy stays
+  })
+
+  it('keeps the clerk signed in on a proxy’s 502 HTML page, a 429 and a 408', async () => {
+    for (const response of [
+      () => new Response('<html>Bad Gateway</html>', { status: 502 }),
+      () => json(429, { error: { code: 'rate_limited', message: 'slow down' } }),
+      () => new Response('', { status: 408 }),
+    ]) {
+      const me = await reopenedAnswered(response)
+      expect(useAuthStore().loggedIn).toBe(true)
+      expect(me?.username).toBe('inspector')
+    }
+  })
+
+  it('signs the clerk out when the session itself is refused (401, 403)', async () => {
+    for (const [status, code] of [
+      [401, 'token_revoked'],
+      [403, 'forbidden'],
+    ] as const) {
+      const me = await reopenedAnswered(() => json(status, { error: { code, message: 'no' } }))
+      expect(me).toBeNull()
+      expect(useAuthStore().loggedIn).toBe(false)
+      expect(storage.get('tracecode.m.me')).toBeNull()
+    }
+  })
+})
+
 /** An inspector's action waiting in the queue. */
 const queued: QueuedAction = {
   id: 'm-1',

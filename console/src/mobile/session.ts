@@ -39,6 +39,13 @@ function keepMe(me: Me): void {
   else storage.set(ME_KEY, JSON.stringify({ sub, me } satisfies CachedMe))
 }
 
+/** Did GET /auth/me refuse the session itself (401: revoked, expired past refresh; 403)? Any
+ * other failure (408, 429, a gateway's 5xx or HTML page) says nothing of it: the auth store
+ * treats a refresh's the same way (a probe: a 503 at app start signed a clerk out). */
+function sessionRefused(error: unknown): boolean {
+  return error instanceof ApiFailure && (error.status === 401 || error.status === 403)
+}
+
 /** Who the user is: from the server when reachable, else the copy of the last sign-in. */
 export async function ensureMe(): Promise<Me | null> {
   const auth = useAuthStore()
@@ -49,12 +56,12 @@ export async function ensureMe(): Promise<Me | null> {
     keepMe(me)
     return me
   } catch (error) {
-    if (error instanceof ApiFailure) {
+    if (sessionRefused(error)) {
       await auth.logout()
       storage.remove(ME_KEY)
       return null
     }
-    // offline: the last known user, if it is the one whose tokens these are
+    // offline, or not answered (408, 429, 5xx): the last known user, if these tokens are theirs
     const cached = cachedMe()
     if (cached) auth.me = cached
     return cached

@@ -8,6 +8,7 @@ import {
   INSPECTION_BATCH,
   OfflineQueue,
   retryable,
+  RETRY_CONFLICTS,
   type Outcome,
   type QueuedAction,
 } from './queue'
@@ -26,11 +27,13 @@ function json(status: number, body: unknown): Response {
 }
 
 /** The server of POST /documents/{id}/codes: a code added once; a code it holds answers `added`
- * again only to the client id that added it (app/logistics/documents.py add_codes). */
+ * again only to the client id that added it (app/logistics/documents.py add_codes); a request
+ * with a code over 256 characters is refused as a whole (400, its schema). */
 function documentServer() {
   const held = new Map<string, string>()
   return async (_method: string, _path: string, body?: unknown): Promise<Response> => {
     const { codes, client_id } = body as { codes: string[]; client_id: string }
+    if (codes.some((code) => code.length > 256)) return json(400, { error: { code: 'validation_failed' } })
     const items = codes.map((code) => {
       const owner = held.get(code)
       if (owner === undefined) held.set(code, client_id)
@@ -138,6 +141,22 @@ describe('OfflineQueue', () => {
     expect(retryable(429, { error: { code: 'locked', message: 'try again in 15 minutes' } })).toBe(false)
   })
 
+  it('keeps an action answered a 409 that says "try again" (RETRY_CONFLICTS), drops any other 409', () => {
+    /** A probe: 409 `retry` (app/errors.py: a deadlock or serialization failure, "retry the
+     * request") and 409 `claim_conflict` ("the claim met another one; try again") were taken for
+     * refusals and the actions dropped. */
+    const conflict = (code: string) => ({ error: { code, message: 'try again' } })
+    expect(retryable(409, conflict('retry'))).toBe(true)
+    expect(retryable(409, { error: { code: 'retry', message: 'a concurrent change conflicted; retry the request' } })).toBe(true)
+    expect([...RETRY_CONFLICTS].sort()).toEqual(['busy', 'claim_conflict', 'orders_busy', 'retry'])
+    expect([...RETRY_CONFLICTS].every((code) => retryable(409, conflict(code)))).toBe(true)
+    for (const code of ['client_id_reused', 'already_claimed', 'claim_withdrawn', 'not_sold', 'conflict', 'in_use']) {
+      expect(retryable(409, conflict(code))).toBe(false)
+    }
+    expect(retryable(409, null)).toBe(false)
+    expect(retryable(422, conflict('retry'))).toBe(false) // the code counts only on a 409
+  })
+
   it('orders the queue by its own counter: a re-sent document request keeps its client id when the clock is put back', async () => {
     /** A probe: two cases scanned, the request times out after the server added them; the
      * phone's clock is corrected 10 minutes back (NTP, once the network returns); a third case
@@ -163,6 +182,37 @@ describe('OfflineQueue', () => {
     const outcomes = await q.flush(1, send)
     const results = outcomes.map((o) => [o.action.body.code, (o.body as { result: string }).result])
     expect(results).toEqual([['CASE-1', 'added'], ['CASE-2', 'added'], ['CASE-3', 'added']])
+  })
+
+  it('answers `added` for a code a lost send added when the re-sent group is split', async () => {
+    /** A probe: two cases scanned, the request reaches the server (both added), its answer is
+     * lost; a third, malformed code (over 256 characters) is scanned into the same document. The
+     * re-sent request is refused as a whole (400) and split, each code sent alone under its own
+     * client id: the second case came back `duplicate` (added by the first request's id) and the
+     * phone counted 1 case added of 2. Each goes under the group's client id; a code scanned
+     * twice is still a duplicate the second time. */
+    const q = fresh()
+    for (const code of ['CASE-1', 'CASE-2']) {
+      await q.add({ kind: 'doc_codes', user: 1, target: 7, body: { code }, label: code })
+    }
+    const send = sender(documentServer())
+    await q.flush(1, async (group) => {
+      await send(group) // it reaches the server; its answer is lost
+      throw new TypeError('Failed to fetch')
+    })
+    for (const code of ['CASE-2', 'X'.repeat(300), 'CASE-3']) {
+      await q.add({ kind: 'doc_codes', user: 1, target: 7, body: { code }, label: code.slice(0, 6) })
+    }
+    const outcomes = await q.flush(1, send)
+    const results = outcomes.map((o) => [o.action.label, o.status, (o.body as { result?: string }).result ?? null])
+    expect(results).toEqual([
+      ['CASE-1', 200, 'added'],
+      ['CASE-2', 200, 'added'],
+      ['CASE-2', 200, 'duplicate'], // scanned twice
+      ['XXXXXX', 400, null],
+      ['CASE-3', 200, 'added'],
+    ])
+    expect(await q.count(1)).toBe(0)
   })
 
   it('reads a queue stored by the previous version in its order, and queues after it', async () => {

@@ -5,8 +5,9 @@
 // client_id answer `added` for the codes that request added, and a code scanned into a document
 // twice is a `duplicate`, never a second unit. An action leaves the queue when the server has answered it
 // (2xx, or a refusal that a re-send would only repeat); network errors, 5xx, 408, 429 and 401
-// (signed out: it goes once the user signs in again) keep it pending for the next flush — but
-// not a 429 `locked` (a code locked after wrong PINs: a re-send is no use, the user must see it).
+// (signed out: it goes once the user signs in again) and a 409 saying "try again"
+// (RETRY_CONFLICTS) keep it pending for the next flush — but not a 429 `locked` (a code locked
+// after wrong PINs: a re-send is no use, the user must see it).
 // The queue's order is a counter kept in the database, never the phone's clock: a group re-sent
 // after a lost answer starts with the same action however the clock was set meanwhile.
 
@@ -41,14 +42,24 @@ export interface Outcome {
 /** Send a group of actions (one kind, one target); one outcome per action, or throw to retry. */
 export type Sender = (actions: QueuedAction[]) => Promise<Outcome[]>
 
+/** The 409 codes whose answer says "try again": a passing conflict with another request, not a
+ * refusal (a probe: a sale met a deadlock, a claim another claim, and both were dropped as
+ * refused). Re-sent under the same client id, the server answers the first result if any.
+ * `retry`: app/errors.py (deadlock, serialization failure) and the services' own "moved
+ * meanwhile"; `claim_conflict`: a rebate, points or draw claim met another; `busy`: codes packed
+ * by another upload; `orders_busy`: another ERP order import running. */
+export const RETRY_CONFLICTS: ReadonlySet<string> = new Set(['retry', 'claim_conflict', 'busy', 'orders_busy'])
+
 /** An answer that a re-send could change: keep the action pending. A 429 `locked` (a code
  * locked after too many wrong PINs) is not one: re-sent every 30 s nobody would see it (a probe).
  * A 403 `password_change_required` is: the user's own password change lets it through (its
- * scans, queued before an administrator's reset, were refused for good). */
+ * scans, queued before an administrator's reset, were refused for good); so is a 409 of
+ * RETRY_CONFLICTS (any other 409 is a refusal). */
 export function retryable(status: number, body?: unknown): boolean {
   const code = (body as { error?: { code?: string } } | null)?.error?.code
   if (status === 429) return code !== 'locked'
   if (status === 403) return code === 'password_change_required'
+  if (status === 409) return code !== undefined && RETRY_CONFLICTS.has(code)
   return status === 0 || status === 401 || status === 408 || status >= 500
 }
 

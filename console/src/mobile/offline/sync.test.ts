@@ -209,6 +209,55 @@ describe('the sync pass', () => {
     expect(outcome).toMatchObject({ ok: false, status: 429, body: locked })
     expect(await new OfflineQueue().count(user)).toBe(0)
   })
+
+  it('keeps a sale answered 409 `retry` queued and sends it again under its client id', async () => {
+    /** A probe: a sale met a deadlock (app/errors.py: 409 `retry`, "a concurrent change
+     * conflicted; retry the request"); the queue took every 409 for a refusal and dropped the
+     * sale, shown as refused, though the server asked for it again. */
+    const user = 31
+    const retry = { error: { code: 'retry', message: 'a concurrent change conflicted; retry the request' } }
+    const ids: unknown[] = []
+    let conflicted = true
+    vi.stubGlobal(
+      'fetch',
+      vi.fn(async (input: RequestInfo | URL) => {
+        ids.push(((await (input as Request).clone().json()) as { client_id: unknown }).client_id)
+        return conflicted ? json(409, retry) : json(201, { id: 1 })
+      }),
+    )
+    signedIn(user)
+    const { action, outcome } = await enqueue('sale', { codes: ['U1'] }, 'sale')
+    expect(outcome).toBeNull() // still queued: the page says so
+    expect((await new OfflineQueue().all(user)).map((a) => [a.id, a.error])).toEqual([[action.id, '409']])
+    expect(refusals(user)).toEqual([])
+
+    conflicted = false // the next pass
+    await flush()
+    expect(await new OfflineQueue().count(user)).toBe(0)
+    expect(new Set(ids)).toEqual(new Set([action.id]))
+  })
+
+  it('keeps a rebate claim answered 409 `claim_conflict` ("try again") queued', async () => {
+    /** A probe: app/rebates/claims.py answers a claim that met another one 409 `claim_conflict`,
+     * "the claim met another one; try again"; the till dropped it as refused. */
+    const user = 32
+    const conflict = { error: { code: 'claim_conflict', message: 'the claim met another one; try again' } }
+    vi.stubGlobal('fetch', vi.fn(async () => json(409, conflict)))
+    signedIn(user)
+    await enqueue('claim', { serial: 'K7P2M9Q4X8R3ABCDEFGH', pin: '123456', lang: 'zh' }, 'K7P2')
+    expect(await new OfflineQueue().count(user)).toBe(1)
+    expect(refusals(user)).toEqual([])
+  })
+
+  it('still answers a claim refused by another 409 (`already_claimed`) to the page', async () => {
+    const user = 33
+    const claimed = { error: { code: 'already_claimed', message: 'the code was claimed already' } }
+    vi.stubGlobal('fetch', vi.fn(async () => json(409, claimed)))
+    signedIn(user)
+    const { outcome } = await enqueue('claim', { serial: 'K7P2M9Q4X8R3ABCDEFGH', pin: '123456', lang: 'zh' }, 'K7P2')
+    expect(outcome).toMatchObject({ ok: false, status: 409, body: claimed })
+    expect(await new OfflineQueue().count(user)).toBe(0)
+  })
 })
 
 describe('the queue against token expiry, sign-out and the network', () => {

@@ -67,7 +67,8 @@ export function sender(post: Post): Sender {
     const outcomes = await sendGroup(post, group)
     if (group.length > 1 && outcomes.every((o) => !o.ok && refusedWhole(o) && o.status === outcomes[0]!.status)) {
       const alone: Outcome[] = []
-      for (const action of group) alone.push(...(await send([action])))
+      const ids = splitIds(group)
+      for (const [i, action] of group.entries()) alone.push(...(await sendGroup(post, [action], ids[i])))
       return alone
     }
     return outcomes
@@ -75,14 +76,30 @@ export function sender(post: Post): Sender {
   return send
 }
 
-async function sendGroup(post: Post, group: QueuedAction[]): Promise<Outcome[]> {
+/** The client id each action of a group refused as a whole is sent alone under. A document's
+ * codes keep the group's (its first action's): a code an earlier send of the group added, its
+ * answer lost, answers `added`, not `duplicate` (a probe: the phone's count came out short); a
+ * code twice in the group goes the second time under its own id, a duplicate as in one request.
+ * Other actions go under their own ids (their endpoints take one each). */
+function splitIds(group: QueuedAction[]): string[] {
+  const seen = new Set<string>()
+  return group.map((action) => {
+    if (action.kind !== 'doc_codes') return action.id
+    const code = String(action.body.code)
+    const again = seen.has(code)
+    seen.add(code)
+    return again ? action.id : group[0]!.id
+  })
+}
+
+async function sendGroup(post: Post, group: QueuedAction[], id = group[0]!.id): Promise<Outcome[]> {
   const first = group[0]!
   if (first.kind === 'doc_codes') {
     // the request's client id is its first action's: a group re-sent after a lost answer starts
     // with the same action (actions leave the queue in order, a group's all at once), so the
     // codes it added answer `added` again rather than `duplicate`
     const codes = group.map((a) => String(a.body.code))
-    const response = await post('POST', `/documents/${first.target}/codes`, { codes, client_id: first.id })
+    const response = await post('POST', `/documents/${first.target}/codes`, { codes, client_id: id })
     const body = await answerOf(response)
     const items = (body as { items?: { code: string }[] } | null)?.items ?? []
     return group.map((action, i) => ({
