@@ -12,6 +12,13 @@ export class ApiFailure extends Error {
   }
 }
 
+/** Did the server refuse the session itself (401: revoked, expired past refresh; 403)? Any other
+ * failure (offline, 408, 429, a gateway's 5xx or HTML page, a refresh not getting through) says
+ * nothing of it: the user stays signed in (a probe: a 503 of GET /auth/me signed a clerk out). */
+export function sessionRefused(error: unknown): boolean {
+  return error instanceof ApiFailure && (error.status === 401 || error.status === 403)
+}
+
 /** The ApiFailure of a non-2xx answer (any body: JSON error, HTML proxy page, nothing). */
 export async function failureOf(response: Response): Promise<ApiFailure> {
   let code = `http_${response.status}`

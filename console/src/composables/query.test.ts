@@ -12,6 +12,13 @@ describe('filters in the URL', () => {
     expect(fromQuery({ q: ['a', 'b'], page: 'x' }, defaults, 50).filters.q).toBe('a')
   })
 
+  it('keeps a page the API accepts (PageNo: 1..1_000_000), as it caps the page size', () => {
+    // a probe: ?page=2000000 pasted by hand was sent as it is, and answered 400
+    expect(fromQuery({ page: '2000000' }, defaults, 20).page).toBe(1_000_000)
+    expect(fromQuery({ page: '1e9', per_page: '1e9' }, defaults, 20)).toEqual({ filters: defaults, page: 1_000_000, perPage: 200 })
+    expect(fromQuery({ page: '1000000' }, defaults, 20).page).toBe(1_000_000)
+  })
+
   it('writes only what differs from the defaults', () => {
     expect(toQuery({ q: 'clerk', status: '' }, defaults, 1, 20, 20)).toEqual({ q: 'clerk' })
     expect(toQuery({ q: '', status: 'active' }, defaults, 2, 50, 20)).toEqual({ status: 'active', page: '2', per_page: '50' })

@@ -9,6 +9,11 @@ function first(value: LocationQuery[string] | undefined): string | undefined {
   return one === null || one === undefined ? undefined : one
 }
 
+/** The API's page numbers (PageNo: 1..1_000_000) and page sizes (PerPage: at most 200): a URL
+ * asking for more asks for the most (a probe: ?page=2000000 pasted by hand answered 400). */
+export const MAX_PAGE = 1_000_000
+export const MAX_PER_PAGE = 200
+
 function positive(value: string | undefined, fallback: number): number {
   const n = Number(value)
   return Number.isInteger(n) && n > 0 ? n : fallback
@@ -24,8 +29,8 @@ export function fromQuery(
   for (const [key, fallback] of Object.entries(defaults)) filters[key] = first(query[key]) ?? fallback
   return {
     filters,
-    page: positive(first(query.page), 1),
-    perPage: Math.min(positive(first(query.per_page), perPage), 200),
+    page: Math.min(positive(first(query.page), 1), MAX_PAGE),
+    perPage: Math.min(positive(first(query.per_page), perPage), MAX_PER_PAGE),
   }
 }
 

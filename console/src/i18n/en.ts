@@ -68,6 +68,9 @@ export default {
     forbidden: 'You may not open this page',
     back: 'Back to the home page',
     sessionEnded: 'Your session has ended; please sign in again',
+    unavailable: 'The server cannot be reached',
+    unavailableHint: 'You are still signed in. Check the network and try again.',
+    retry: 'Try again',
   },
   home: { welcome: 'Welcome, {name}', org: 'Organisation: {name}', permissions: 'Your permissions' },
 }

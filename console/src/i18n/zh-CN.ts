@@ -68,6 +68,9 @@ export default {
     forbidden: '没有访问此页面的权限',
     back: '返回首页',
     sessionEnded: '登录已失效，请重新登录',
+    unavailable: '暂时无法连接服务器',
+    unavailableHint: '您仍处于登录状态，请检查网络后重试。',
+    retry: '重试',
   },
   home: { welcome: '欢迎，{name}', org: '所属组织：{name}', permissions: '您拥有的权限' },
 }

@@ -4,7 +4,7 @@
 // kept with the user its tokens were issued to (the access token's JWT `sub`), and taken only
 // while the stored tokens are still that user's: another user signed in on the console of the
 // same browser must not be greeted, nor have the first user's queue sent, as the first (a probe).
-import { ApiFailure } from '@/api/errors'
+import { sessionRefused } from '@/api/errors'
 import type { Me } from '@/api/types'
 import { subject, useAuthStore } from '@/stores/auth'
 import { storage } from '@/utils/storage'
@@ -37,13 +37,6 @@ function keepMe(me: Me): void {
   const sub = tokenSubject()
   if (sub === null) storage.remove(ME_KEY)
   else storage.set(ME_KEY, JSON.stringify({ sub, me } satisfies CachedMe))
-}
-
-/** Did GET /auth/me refuse the session itself (401: revoked, expired past refresh; 403)? Any
- * other failure (408, 429, a gateway's 5xx or HTML page) says nothing of it: the auth store
- * treats a refresh's the same way (a probe: a 503 at app start signed a clerk out). */
-function sessionRefused(error: unknown): boolean {
-  return error instanceof ApiFailure && (error.status === 401 || error.status === 403)
 }
 
 /** Who the user is: from the server when reachable, else the copy of the last sign-in. */

@@ -1,6 +1,16 @@
 import { describe, expect, it } from 'vitest'
 
-import { EMPTY, formatDate, formatDateTime, formatMoney, formatNumber, formatPercent, shanghaiToday } from './format'
+import {
+  EMPTY,
+  formatDate,
+  formatDateTime,
+  formatMoney,
+  formatNumber,
+  formatPercent,
+  shanghaiInstant,
+  shanghaiToday,
+  shanghaiWallClock,
+} from './format'
 
 describe('dates and times are shown in Asia/Shanghai', () => {
   it('turns a UTC instant into Shanghai time (UTC+8, no daylight saving)', () => {
@@ -51,5 +61,17 @@ describe('money and numbers', () => {
     expect(formatPercent(0.125)).toBe('12.5%')
     expect(formatPercent(1)).toBe('100%')
     expect(formatPercent(null)).toBe(EMPTY)
+  })
+})
+
+describe('date-time pickers in Shanghai time (gifts, promotions, draws)', () => {
+  it('show an instant as its Shanghai wall-clock time and send a picked one with +08:00', () => {
+    // a probe: the pickers showed and sent the browser's zone while the tables show Shanghai's
+    expect(shanghaiWallClock('2026-12-31T16:00:00Z')).toBe('2027-01-01 00:00:00')
+    expect(shanghaiWallClock(null)).toBe('')
+    expect(shanghaiInstant('2027-01-01 00:00:00')).toBe('2027-01-01T00:00:00+08:00')
+    expect(Date.parse(shanghaiInstant(shanghaiWallClock('2026-05-04T03:02:01Z')))).toBe(Date.parse('2026-05-04T03:02:01Z'))
+    expect(shanghaiInstant(null)).toBeNull()
+    expect(shanghaiInstant('2027-01-01T00:00:00+08:00')).toBe('2027-01-01T00:00:00+08:00') // as it is
   })
 })

@@ -39,6 +39,25 @@ export function formatDate(value: DateInput): string {
   return `${p.year}-${p.month}-${p.day}`
 }
 
+/** The value-format of a date-time picker showing Asia/Shanghai wall-clock time, as the tables do
+ * (whatever the browser's zone): its value from shanghaiWallClock, sent as shanghaiInstant. */
+export const WALL_CLOCK = 'YYYY-MM-DD HH:mm:ss'
+
+/** An instant as a picker shows it (WALL_CLOCK): its time in Asia/Shanghai; '' for none. */
+export function shanghaiWallClock(value: DateInput): string {
+  const text = formatDateTime(value)
+  return text === EMPTY ? '' : text
+}
+
+/** A picked Asia/Shanghai wall-clock time (WALL_CLOCK) as the instant it names, with its offset
+ * (China keeps +08:00 all year, no daylight saving); any other value as it is. */
+export function shanghaiInstant(value: string): string
+export function shanghaiInstant(value: string | null): string | null
+export function shanghaiInstant(value: string | null): string | null {
+  const match = /^(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2})$/.exec(value ?? '')
+  return match ? `${match[1]}T${match[2]}+08:00` : value
+}
+
 /** Today in Asia/Shanghai, as YYYY-MM-DD (the API's day filters are Shanghai days). */
 export function shanghaiToday(now: Date = new Date()): string {
   return formatDate(now)

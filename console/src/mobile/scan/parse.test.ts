@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 
-import { gs1CheckDigit, parseScan, validGs1 } from './parse'
+import { gs1CheckDigit, parseScan, segmentCode, validGs1 } from './parse'
 
 // 00 + 0 + company 0614141 + serial ref 123456789 + check digit 2: the GS1 General
 // Specifications' example SSCC (check digit computed by the mod-10 rule).
@@ -127,5 +127,21 @@ describe('parseScan of a malformed percent escape', () => {
     for (const text of ['https://t.example.cn/c/%zz', 'https://t.example.cn/n/%E0%A4%A', '/01/%zz/21/AB12']) {
       expect(parseScan(text), text).toMatchObject({ kind: 'invalid', reason: 'not_a_code' })
     }
+  })
+})
+
+describe('segmentCode (the console’s trace: GET /trace/{code}, a path segment)', () => {
+  it('sends the serial of a unit’s QR URL or Digital Link and the SSCC of a case’s', () => {
+    // a probe: the URL the hint offers was sent whole as the path segment, always 404
+    expect(segmentCode(' https://t.example.cn/c/K7P2M9Q4X8R3 ')).toBe('K7P2M9Q4X8R3')
+    expect(segmentCode('https://id.example.com/01/09501101530003/10/L2026A/21/AB12CD34EF?17=270101')).toBe('AB12CD34EF')
+    expect(segmentCode(`https://id.example.com/00/${SSCC}#shelf`)).toBe(SSCC)
+    expect(segmentCode(`(00)${SSCC}`)).toBe(SSCC)
+  })
+
+  it('sends any other text as typed (trimmed): a bare serial, or what the server refuses', () => {
+    expect(segmentCode('  K7P2M9Q4X8R3\n')).toBe('K7P2M9Q4X8R3')
+    expect(segmentCode('https://example.com/about')).toBe('https://example.com/about')
+    expect(segmentCode('https://t.example.cn/c/%zz')).toBe('https://t.example.cn/c/%zz')
   })
 })

@@ -171,3 +171,14 @@ function parse(input: string): ParsedScan {
   if (/\s/.test(text)) return { kind: 'invalid', code: text, raw, reason: 'not_a_code' }
   return { kind: 'unit', code: text, raw, serial: text }
 }
+
+/** The code a path segment can carry (GET /trace/{code}: no slash) of a typed or scanned text: a
+ * unit's serial (a bare one, …/c/{serial}, a Digital Link's …/21/{serial}), a case's 18 digits
+ * (…/00/{sscc} and every other written form); any other text trimmed, the server's to refuse (a
+ * probe: the console sent a unit's QR URL whole, always 404). */
+export function segmentCode(input: string): string {
+  const read = parseScan(input)
+  if (read.kind === 'case' && read.sscc) return read.sscc
+  if (read.kind === 'unit' && read.serial) return read.serial
+  return input.trim()
+}

@@ -100,3 +100,30 @@ describe('useReport with a paged list', () => {
     expect(lastAsked()).toEqual({ from: '2026-01-01' })
   })
 })
+
+describe('useReport export', () => {
+  it('exports the report shown, not filters typed and not searched', async () => {
+    // a probe: a province typed over the one shown, not searched, was the one exported
+    route.query = { province: '浙江省' }
+    const r = report()
+    await settle()
+    r.model.province = '江苏省'
+    await r.exportAs('csv', { table: 'regions' })
+    expect(downloadExport).toHaveBeenLastCalledWith('/analytics/inspections', { province: '浙江省', table: 'regions' }, 'csv')
+  })
+
+  it('exports from the endpoint of the report shown, the one asked for before the first answer', async () => {
+    const byKind = (f: Record<string, string>) => (f.from ? '/analytics/sales/clerks' : '/analytics/sales/stores')
+    route.query = { province: '浙江省' }
+    scope = effectScope()
+    const r = scope.run(() => useReport<unknown>(byKind, defaults))!
+    r.model.from = '2026-02-01' // typed before the first answer: not searched
+    await r.exportAs('xlsx')
+    expect(downloadExport).toHaveBeenLastCalledWith('/analytics/sales/stores', { province: '浙江省' }, 'xlsx')
+    await settle()
+    r.search() // searched: the clerks' report is shown once answered
+    await settle()
+    await r.exportAs('xlsx')
+    expect(downloadExport).toHaveBeenLastCalledWith('/analytics/sales/clerks', { from: '2026-02-01', province: '浙江省' }, 'xlsx')
+  })
+})

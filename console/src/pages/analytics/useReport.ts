@@ -3,6 +3,9 @@
 // Only the latest load's answer is shown: an earlier query's answer arriving late is dropped.
 // A report with a paged list (`perPage` given: A7's stores) keeps its page and page size in the
 // URL too and asks for them (?page, ?per_page), as usePagedList does; an export is every row.
+// An export is of the report shown (its endpoint and filters; before the first answer, the one
+// asked for), not of what is typed in the form meanwhile (a probe: a province typed over the one
+// searched, not searched, was exported).
 import { reactive, ref, shallowRef, watch } from 'vue'
 import { useRoute, useRouter } from 'vue-router'
 
@@ -35,16 +38,21 @@ export function useReport<T>(
     defaultPerPage === undefined ? {} : { page: page.value, per_page: perPage.value }
   const endpoint = (): string => (typeof path === 'string' ? path : path(model))
   let latest = 0 // the number of the last load begun: only its answer is applied
+  type Asked = { path: string; filters: Record<string, string> }
+  let shown: Asked | null = null // the report shown
+  let asking: Asked | null = null // the latest report asked for (shown once answered)
 
   async function load(): Promise<void> {
     const mine = ++latest
     loading.value = true
     try {
-      const response = await auth.send(new Request(`${apiBase()}${endpoint()}${queryString({ ...apiQuery(model), ...paging() })}`))
+      const asked = (asking = { path: endpoint(), filters: apiQuery(model) })
+      const response = await auth.send(new Request(`${apiBase()}${asked.path}${queryString({ ...asked.filters, ...paging() })}`))
       if (!response.ok) throw await failureOf(response)
       const answer = (await response.json()) as T
       if (mine !== latest) return // a later query was asked meanwhile: its answer counts
       data.value = answer
+      shown = asked
     } catch (e) {
       if (mine === latest) notifyError(e)
     } finally {
@@ -72,9 +80,11 @@ export function useReport<T>(
     perPage,
     load,
     ...urlPager({ route, router, model, defaults, page, perPage, defaultPerPage: defaultPerPage ?? 0, load }),
+    /** Export the report shown (its endpoint and filters; before any is, the one asked for). */
     async exportAs(format: 'csv' | 'xlsx', extra: Record<string, string> = {}): Promise<void> {
+      const { path: from, filters } = shown ?? asking ?? { path: endpoint(), filters: apiQuery(model) }
       try {
-        const name = await downloadExport(endpoint(), { ...apiQuery(model), ...extra }, format)
+        const name = await downloadExport(from, { ...filters, ...extra }, format)
         notifyOk(i18n.global.t('common.exported', { name }))
       } catch (e) {
         notifyError(e)

@@ -1,5 +1,6 @@
 // The lucky draw campaign form (POST /draws): the form's state and the body it sends.
 import type { components } from '@/api/schema'
+import { shanghaiInstant } from '@/utils/format'
 
 export type Campaign = components['schemas']['DrawCampaignOut']
 export type CampaignIn = components['schemas']['DrawCampaignIn']
@@ -16,6 +17,7 @@ export interface PrizeForm {
 
 export interface CampaignForm {
   name: string
+  /** Asia/Shanghai wall-clock times (the picker's WALL_CLOCK), sent with their offset */
   period: [string, string] | null
   product_ids: number[]
   provinces: string[]
@@ -47,8 +49,8 @@ export function campaignBody(form: CampaignForm): CampaignIn {
   const [starts_at, ends_at] = form.period ?? ['', '']
   return {
     name: form.name.trim(),
-    starts_at,
-    ends_at,
+    starts_at: shanghaiInstant(starts_at),
+    ends_at: shanghaiInstant(ends_at),
     product_ids: form.product_ids,
     provinces: form.provinces,
     no_prize_weight: form.no_prize_weight,

@@ -45,3 +45,12 @@ describe('the gift form', () => {
     expect(giftPatchBody(gift, { ...giftForm(gift), provinces: [] })).toEqual({ provinces: [] })
   })
 })
+
+describe('the gift form’s times (Shanghai wall clock, as the table shows them)', () => {
+  it('shows the validity in Shanghai time and sends the time picked with +08:00', () => {
+    expect(giftForm(gift)).toMatchObject({ valid_from: '', valid_to: '2027-01-01 00:00:00' })
+    const form = { ...giftForm(gift), valid_from: '2026-12-01 09:30:00' }
+    expect(giftPatchBody(gift, form)).toEqual({ valid_from: '2026-12-01T09:30:00+08:00' })
+    expect(giftCreateBody(form)).toMatchObject({ valid_from: '2026-12-01T09:30:00+08:00', valid_to: '2027-01-01T00:00:00+08:00' })
+  })
+})

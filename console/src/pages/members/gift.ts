@@ -3,6 +3,7 @@
 // edit of the name never writes back the stock the form was opened with while members redeemed
 // meanwhile).
 import type { Schemas } from '@/api/types'
+import { shanghaiInstant, shanghaiWallClock } from '@/utils/format'
 
 export type Gift = Schemas['GiftOut']
 export type GiftCreate = Schemas['GiftIn']
@@ -18,7 +19,8 @@ export interface GiftForm {
   picture_url: string
   how_to_collect: string
   display_order: number
-  /** Times with their offset (the date picker's YYYY-MM-DDTHH:mm:ssZ), '' or null for none. */
+  /** Asia/Shanghai wall-clock times (the picker's WALL_CLOCK, as the tables show them), '' or
+   * null for none; sent with their offset (+08:00). */
   valid_from: string | null
   valid_to: string | null
   provinces: string[]
@@ -52,8 +54,8 @@ export function giftForm(g: Gift): GiftForm {
     picture_url: g.picture_url ?? '',
     how_to_collect: g.how_to_collect ?? '',
     display_order: g.display_order,
-    valid_from: g.valid_from ?? '',
-    valid_to: g.valid_to ?? '',
+    valid_from: shanghaiWallClock(g.valid_from),
+    valid_to: shanghaiWallClock(g.valid_to),
     provinces: [...g.provinces],
   }
 }
@@ -74,8 +76,8 @@ function fields(form: GiftForm) {
     picture_url: orNull(form.picture_url),
     how_to_collect: orNull(form.how_to_collect),
     display_order: form.display_order,
-    valid_from: orNull(form.valid_from),
-    valid_to: orNull(form.valid_to),
+    valid_from: shanghaiInstant(orNull(form.valid_from)),
+    valid_to: shanghaiInstant(orNull(form.valid_to)),
     provinces: [...form.provinces],
   }
 }
