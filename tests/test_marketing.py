@@ -22,8 +22,10 @@ import pytest
 from app._core import gs1_check_digit
 from tests.h5_support import activated_batch, new_product, text_of, unit
 from tests.helpers import assert_error, onboarded_brand
+from tests.images import png
 from tests.points_support import member_client, new_member
 from tests.race_support import audit_rows, twice_held
+from tests.test_catalog_media import mp4, upload
 from tests.test_h5_members import field
 
 
@@ -238,6 +240,52 @@ async def test_promotions_are_the_brand_staffs_and_audited(
     assert changed.status_code == 200 and changed.json()["title"] == "Renamed"
     (row,) = await audit_rows(app, "promotion", made["id"], "update")
     assert row["before"]["title"] == made["title"] and row["after"]["title"] == "Renamed"
+
+
+async def test_a_promotion_names_only_the_brands_own_media_kept_in_use(
+    client: Any, login: Any
+) -> None:
+    """A probe: a promotion's ``image_url`` took another brand's upload by its https URL (201:
+    brand B's members saw brand A's file), and the brand's own, shown so, was deleted from under
+    it. Now, as a gift's picture and the brand story: its picture (an image) and link name only
+    the brand's own media (400 ``unknown_catalog_media`` with ``details.field``, on create and
+    on PATCH); such a medium is listed in use (``in_offers``) and 409 ``in_use``
+    (``details.promotion_id``) to a deletion until the promotion drops it or is withdrawn."""
+    _, theirs = await onboarded_brand(client, login)
+    _, ours = await onboarded_brand(client, login)
+
+    def https(medium: dict[str, Any]) -> str:
+        return "https://" + str(medium["absolute_url"]).split("://", 1)[1]
+
+    alien = (await upload(client, theirs, png(secrets.randbelow(1 << 24)))).json()
+    image = (await upload(client, ours, png(secrets.randbelow(1 << 24)))).json()
+    video = (await upload(client, ours, mp4(3000, secrets.token_bytes(8)))).json()
+    for fields in (
+        {"image_url": https(alien)},
+        {"link_url": https(alien)},
+        {"image_url": https(video)},  # a picture is an image
+    ):
+        made = await client.post("/promotions", headers=ours, json={"title": "Sale", **fields})
+        error = assert_error(made, 400, "unknown_catalog_media")
+        assert error["details"] == {"field": next(iter(fields))}, fields
+    made = await _promotion(client, ours, image_url=https(image), link_url=https(video))
+    path = f"/promotions/{made['id']}"
+    for medium in (image, video):
+        used = assert_error(await client.delete(medium["url"], headers=ours), 409, "in_use")
+        assert used["details"] == {"promotion_id": made["id"]}
+    listed = await client.get("/media/catalog", headers=ours)
+    assert {i["id"]: i["in_offers"] for i in listed.json()["items"]} == {
+        image["id"]: True,
+        video["id"]: True,
+    }
+    for field_name in ("image_url", "link_url"):
+        patched = await client.patch(path, headers=ours, json={field_name: https(alien)})
+        assert_error(patched, 400, "unknown_catalog_media")
+    dropped = await client.patch(path, headers=ours, json={"image_url": None})
+    assert dropped.status_code == 200, dropped.text
+    assert (await client.delete(image["url"], headers=ours)).status_code == 204
+    assert (await client.delete(path, headers=ours)).status_code == 204
+    assert (await client.delete(video["url"], headers=ours)).status_code == 204
 
 
 # -- complaints: the member's side ---------------------------------------------------------------

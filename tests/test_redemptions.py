@@ -23,6 +23,7 @@ from app.localtime import today
 from app.members.points import check_balances
 from app.members.redemptions import expire_due
 from tests.helpers import assert_error, every_item, onboarded_brand
+from tests.images import png
 from tests.points_support import (
     claim_body,
     into_channel,
@@ -33,6 +34,7 @@ from tests.points_support import (
 )
 from tests.race_support import lock_waiters
 from tests.steady import clear_of_midnight
+from tests.test_catalog_media import mp4, upload
 
 
 async def give(client: Any, login: Any, member_id: int, points: int) -> None:
@@ -1449,6 +1451,63 @@ async def test_a_gift_picture_url_that_is_no_url_is_refused(client: Any, login: 
             f"/gifts/{gift['id']}", headers=admin, json={"picture_url": url}
         )
         assert_error(patched, 400, "validation_failed")
+
+
+async def test_a_gift_picture_names_only_the_brands_own_image_kept_in_use(
+    client: Any, login: Any
+) -> None:
+    """A probe: a gift's ``picture_url`` took another brand's upload by its ``absolute_url``
+    (201: brand B's members saw brand A's file), and a gift showing the brand's own upload did
+    not keep it: ``DELETE /media/catalog/{id}`` answered 204 under it. Now, as the brand story:
+    400 ``unknown_catalog_media`` (``details.field`` ``picture_url``) for another brand's
+    medium or a video, on create and on PATCH; the brand's own image is taken, listed as in
+    use (``in_offers``) and 409 ``in_use`` (``details.gift_id``) to a deletion until the gift
+    shows another picture or is withdrawn."""
+    _, theirs = await onboarded_brand(client, login)
+    _, ours = await onboarded_brand(client, login)
+    alien = (await upload(client, theirs, png(secrets.randbelow(1 << 24)))).json()
+    image = (await upload(client, ours, png(secrets.randbelow(1 << 24)))).json()
+    video = (await upload(client, ours, mp4(3000, secrets.token_bytes(8)))).json()
+    body = {"name": "Mug", "points_cost": 10, "kind": "offline", "stock": 5}
+    for medium in (alien, video):
+        made = await client.post(
+            "/gifts", headers=ours, json={**body, "picture_url": medium["absolute_url"]}
+        )
+        assert assert_error(made, 400, "unknown_catalog_media")["details"] == {
+            "field": "picture_url"
+        }
+    made = await client.post(
+        "/gifts", headers=ours, json={**body, "picture_url": image["absolute_url"]}
+    )
+    assert made.status_code == 201, made.text
+    gift = made.json()
+    used = assert_error(await client.delete(image["url"], headers=ours), 409, "in_use")
+    assert used["details"] == {"gift_id": gift["id"]}
+    listed = await client.get("/media/catalog", headers=ours, params={"kind": "image"})
+    assert [(i["id"], i["in_offers"]) for i in listed.json()["items"]] == [(image["id"], True)]
+    unused = await client.get("/media/catalog", headers=ours, params={"unused": "true"})
+    assert [i["id"] for i in unused.json()["items"]] == [video["id"]]
+    path = f"/gifts/{gift['id']}"
+    for medium in (alien, video):
+        patched = await client.patch(
+            path, headers=ours, json={"picture_url": medium["absolute_url"]}
+        )
+        assert_error(patched, 400, "unknown_catalog_media")
+    other = await client.post(
+        "/gifts", headers=ours, json={**body, "picture_url": image["absolute_url"]}
+    )
+    assert other.status_code == 201, other.text
+    moved = await client.patch(
+        path, headers=ours, json={"picture_url": "https://img.example/m.png"}
+    )
+    assert moved.status_code == 200, moved.text
+    still = assert_error(await client.delete(image["url"], headers=ours), 409, "in_use")
+    assert still["details"] == {"gift_id": other.json()["id"]}
+    withdrawn = await client.delete(f"/gifts/{other.json()['id']}", headers=ours)
+    assert withdrawn.status_code == 204, withdrawn.text
+    for medium in (image, video):
+        gone = await client.delete(medium["url"], headers=ours)
+        assert gone.status_code == 204, gone.text
 
 
 async def test_factory_staff_cannot_fulfil_an_e_shop_voucher(

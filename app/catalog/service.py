@@ -10,6 +10,7 @@ from __future__ import annotations
 import posixpath
 import re
 import uuid
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -679,6 +680,24 @@ async def check_brand_media(
             continue  # another site's file of the same shape
         if row is None or row["brand_id"] != brand_id or kind not in (None, row["kind"]):
             raise _unknown_medium(field, url, kind)
+
+
+async def check_brand_urls(
+    conn: Conn,
+    brand_id: int,
+    changes: Mapping[str, Any],
+    kinds: Mapping[str, str | None],
+    origin: str,
+) -> None:
+    """``check_brand_media`` for each URL field of ``kinds`` (its kind: ``image``, or None
+    for either) set among ``changes`` — a gift's picture, a promotion's picture and link: a
+    catalogue medium of this server they name by its ``absolute_url`` is the brand's, its row
+    held to the end of the transaction, so ``DELETE /media/catalog/{id}`` sees it in use (a
+    probe: brand B's gift showed brand A's upload, and a brand's own was deleted under it)."""
+    for field, kind in kinds.items():
+        url = changes.get(field)
+        if url is not None:
+            await check_brand_media(conn, brand_id, [(url, kind)], field, origin)
 
 
 async def check_product_media(conn: Conn, owner: int, changes: dict[str, Any]) -> None:

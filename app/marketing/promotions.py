@@ -6,7 +6,10 @@ the brand, as gifts): a title, a plain-text body (its line breaks kept; the page
 optional https picture and link, a window (``starts_at``/``ends_at``, either open) and the
 provinces it is shown in — named as a gift's (``浙江省``, ``浙江``, ``Zhejiang``; an unknown one is
 400 on ``provinces[i]``), none meaning every province — and ``published``. Every change is
-audited; a PATCH of the values already set writes nothing.
+audited; a PATCH of the values already set writes nothing. A picture or link naming a catalogue
+medium of this server (its ``absolute_url``) names one of the brand's own, an image for the
+picture (400 ``unknown_catalog_media`` otherwise, as a gift's: ``check_brand_urls``); the medium
+is then in use while a promotion not withdrawn names it (``DELETE /media/catalog/{id}``: 409).
 
 A member sees the published promotions of its brand whose window holds now and whose provinces
 include the member's own (``members.province``); a member without a province sees only those
@@ -19,6 +22,7 @@ from typing import Any
 
 from app import audit
 from app.auth.principal import Principal
+from app.catalog.service import check_brand_urls
 from app.db import Conn, changed, changes_of, update_row
 from app.errors import NotFound, Unprocessable
 from app.marketing.schemas import Promotion, PromotionIn, PromotionOut, PromotionPatch
@@ -29,6 +33,8 @@ from app.paging import Page, fetch_page
 WRITE = "promotions.write"
 _COLUMNS = """id, brand_id, title, body, image_url, link_url, starts_at, ends_at, provinces,
               published, created_at, updated_at"""
+# the catalogue media its URLs may name: the brand's, an image for the picture
+_MEDIA = {"image_url": "image", "link_url": None}
 
 # Shown to a member now: published, in its window, in the member's province (or everywhere).
 CURRENT = """p.brand_id = %(brand)s AND p.deleted_at IS NULL AND p.published
@@ -65,10 +71,12 @@ async def _get(conn: Conn, brand: int, promotion_id: int, lock: bool = False) ->
     return PromotionOut(**row)
 
 
-async def create(conn: Conn, actor: Principal, data: PromotionIn) -> PromotionOut:
-    """A new promotion of the caller's brand (audited)."""
+async def create(conn: Conn, actor: Principal, data: PromotionIn, *, origin: str) -> PromotionOut:
+    """A new promotion of the caller's brand (audited); ``origin``: this server's public URL."""
     brand = _brand(actor)
     _window(data.starts_at, data.ends_at)
+    urls = {"image_url": data.image_url, "link_url": data.link_url}
+    await check_brand_urls(conn, brand, urls, _MEDIA, origin)
     row = await (
         await conn.execute(
             f"""INSERT INTO promotions (brand_id, title, body, image_url, link_url, starts_at,
@@ -95,7 +103,7 @@ async def create(conn: Conn, actor: Principal, data: PromotionIn) -> PromotionOu
 
 
 async def update(
-    conn: Conn, actor: Principal, promotion_id: int, patch: PromotionPatch
+    conn: Conn, actor: Principal, promotion_id: int, patch: PromotionPatch, *, origin: str
 ) -> PromotionOut:
     """Change a promotion; the values it has already change nothing (no write, no audit row)."""
     brand = _brand(actor)
@@ -109,6 +117,7 @@ async def update(
     changes = changed(before, changes)
     if not changes:
         return before
+    await check_brand_urls(conn, brand, changes, _MEDIA, origin)
     await update_row(conn, "promotions", promotion_id, changes)
     after = await _get(conn, brand, promotion_id)
     await audit.record(

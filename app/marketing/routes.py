@@ -56,11 +56,15 @@ class PromotionController(Controller):
     tags = ["marketing: promotions"]
 
     @post("/")
-    async def create(self, data: PromotionIn, conn: Conn, principal: Principal) -> PromotionOut:
+    async def create(
+        self, data: PromotionIn, conn: Conn, principal: Principal, settings: Settings
+    ) -> PromotionOut:
         """A promotion of the brand (``promotions.write``, brand staff), shown to members of its
         ``provinces`` (empty: every province) while ``published`` and in its window. 400 for an
-        unknown province or a URL that is not https; 422 ``bad_window``. Audited."""
-        return await promotions.create(conn, principal, data)
+        unknown province or a URL that is not https, ``unknown_catalog_media`` for one naming a
+        catalogue medium of this server that is not the brand's (the picture: not its image);
+        422 ``bad_window``. Audited."""
+        return await promotions.create(conn, principal, data, origin=settings.public_url)
 
     @get("/")
     async def list_promotions(
@@ -83,10 +87,18 @@ class PromotionController(Controller):
 
     @patch("/{promotion_id:int}")
     async def update(
-        self, promotion_id: int, data: PromotionPatch, conn: Conn, principal: Principal
+        self,
+        promotion_id: int,
+        data: PromotionPatch,
+        conn: Conn,
+        principal: Principal,
+        settings: Settings,
     ) -> PromotionOut:
-        """Change a promotion (``null`` clears an optional field); audited."""
-        return await promotions.update(conn, principal, promotion_id, data)
+        """Change a promotion (``null`` clears an optional field; its URLs checked as ``POST``
+        checks them); audited."""
+        return await promotions.update(
+            conn, principal, promotion_id, data, origin=settings.public_url
+        )
 
     @delete("/{promotion_id:int}")
     async def remove(self, promotion_id: int, conn: Conn, principal: Principal) -> None:

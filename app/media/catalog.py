@@ -30,16 +30,19 @@ ranges for a video's seeking. A product's ``image_url`` / ``video_url`` names it
 catalogue checks that such a path names a medium of the product's brand and of the right kind
 (``app.catalog.service.check_product_media``). The brand story's pictures and links name
 media by their ``absolute_url`` (``app.catalog.service.check_brand_media``: the brand's, an image
-for a picture). ``DELETE /media/catalog/{id}`` removes one no product and not the brand story
-names (409 ``in_use`` otherwise; 404 for another brand's).
+for a picture), and so do a gift's picture and a promotion's picture and link
+(``app.catalog.service.check_brand_urls``). ``DELETE /media/catalog/{id}`` removes one no product,
+not the brand story and no gift or promotion not withdrawn names (409 ``in_use`` otherwise; 404
+for another brand's).
 
 The brand's office finds what it uploaded at ``GET /media/catalog`` (``catalog.read``, as the
 products: any reader of the brand's tree, the brand's media only), paged, newest first, each
 medium with the first ``NAMING_SHOWN`` products naming it and their count, and whether the
-brand story shows it (``in_story``); ``unused=true`` keeps those neither names — a file uploaded
-in the product dialog and never saved on a product, to delete — looked up by path through the
-hash indexes of ``products.image_url`` / ``video_url`` (migration 0121), and among the ids the
-story's HTML holds (``_STORY_MEDIA``, read once a list).
+brand story shows it (``in_story``), whether a gift or promotion does (``in_offers``);
+``unused=true`` keeps those none names — a file uploaded in the product dialog and never saved on
+a product, to delete — looked up by path through the hash indexes of ``products.image_url`` /
+``video_url`` (migration 0121), and among the ids the story's HTML holds (``_STORY_MEDIA``) and
+the gifts' and promotions' URLs (``_OFFER_MEDIA``), each read once a list.
 
 A brand keeps at most ``TRACECODE_CATALOG_BRAND_QUOTA_BYTES`` of media (its sizes summed; 409
 ``catalog_quota_exceeded``, ``GET /media/catalog/usage`` says how much is used): checked before
@@ -132,13 +135,21 @@ class CatalogMediaListed(CatalogMediaOut, frozen=True, kw_only=True):
     product_count: Annotated[
         int,
         msgspec.Meta(
-            description="how many products name it (0 and not in_story: unused, it may be deleted)"
+            description="how many products name it (0, not in_story and not in_offers: unused, "
+            "it may be deleted)"
         ),
     ]
     in_story: Annotated[
         bool,
         msgspec.Meta(
             description="whether the brand story shows it (a picture or a link): in use as well"
+        ),
+    ]
+    in_offers: Annotated[
+        bool,
+        msgspec.Meta(
+            description="whether a gift or a promotion of the brand, not withdrawn, names it (a "
+            "gift's picture_url, a promotion's image_url or link_url): in use as well"
         ),
     ]
 
@@ -391,6 +402,22 @@ _STORY_MEDIA = r"""SELECT DISTINCT lower(x[1])::uuid AS id
      WHERE s.brand_id = %(brand)s"""
 
 
+# the media the brand's gifts and promotions not withdrawn name (``app.members.gifts``,
+# ``app.marketing.promotions``), each with the gift or promotion: a ``/media/catalog/{id}`` in a
+# gift's ``picture_url``, a promotion's ``image_url`` or ``link_url`` — a URL naming a medium of
+# this server is let in only in an exact ``absolute_url`` form
+# (``app.catalog.service.check_brand_urls``); other text of that shape only keeps one
+_OFFER_MEDIA = r"""SELECT lower(x[1])::uuid AS id, o.gift_id, o.promotion_id
+      FROM (SELECT id AS gift_id, NULL::bigint AS promotion_id, picture_url AS url
+              FROM gifts WHERE brand_id = %(brand)s AND deleted_at IS NULL
+            UNION ALL
+            SELECT NULL, id, unnest(ARRAY[image_url, link_url])
+              FROM promotions WHERE brand_id = %(brand)s AND deleted_at IS NULL) o,
+           regexp_matches(o.url,
+               '/media/catalog/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})',
+               'gi') AS x"""
+
+
 def _listed(row: dict[str, Any], public_url: str) -> CatalogMediaListed:
     base = _out(row, public_url)
     names = zip(row["product_ids"] or [], row["product_names"] or [], strict=True)
@@ -399,6 +426,7 @@ def _listed(row: dict[str, Any], public_url: str) -> CatalogMediaListed:
         products=[NamingProduct(id=i, name=n) for i, n in names],
         product_count=row["product_count"],
         in_story=row["in_story"],
+        in_offers=row["in_offers"],
     )
 
 
@@ -414,7 +442,8 @@ async def list_media(
 ) -> Page[CatalogMediaListed]:
     """The media of the caller's brand (``catalog.read``: the catalogue's readers, anywhere in
     its tree, as ``GET /products``), newest first, each with the products naming it and whether
-    the brand story shows it; ``unused``: only those neither names (or only those one names)."""
+    the brand story, a gift or a promotion shows it; ``unused``: only those none names (or only
+    those one names)."""
     actor.require("catalog.read")
     where = ["m.brand_id = %(brand)s"]
     params: dict[str, Any] = {"brand": actor.brand_id}
@@ -423,14 +452,16 @@ async def list_media(
         params["kind"] = kind
     if unused is not None:
         where.append(
-            "u.product_count = 0 AND st.id IS NULL"
+            "u.product_count = 0 AND st.id IS NULL AND ofr.id IS NULL"
             if unused
-            else "(u.product_count > 0 OR st.id IS NOT NULL)"
+            else "(u.product_count > 0 OR st.id IS NOT NULL OR ofr.id IS NOT NULL)"
         )
     return await fetch_page(
         conn,
-        columns=f"m.{_columns().replace(', ', ', m.')}, u.*, st.id IS NOT NULL AS in_story",
-        source=f"catalog_media m {_USES} LEFT JOIN ({_STORY_MEDIA}) st ON st.id = m.id",
+        columns=f"m.{_columns().replace(', ', ', m.')}, u.*, st.id IS NOT NULL AS in_story, "
+        "ofr.id IS NOT NULL AS in_offers",
+        source=f"catalog_media m {_USES} LEFT JOIN ({_STORY_MEDIA}) st ON st.id = m.id "
+        f"LEFT JOIN (SELECT DISTINCT id FROM ({_OFFER_MEDIA}) o) ofr ON ofr.id = m.id",
         where=where,
         params=params,
         order="m.created_at DESC, m.id",
@@ -486,10 +517,11 @@ async def delete(
     *,
     public_url: str,
 ) -> None:
-    """Delete a medium of the caller's brand that no product and not the brand story names (409
-    ``in_use``; 404 for another brand's or none). The row goes first, in its transaction, with
-    the checks under its lock (a product or a story save naming it waits, then finds it gone:
-    400; one that held it first has committed when the checks read); the object after.
+    """Delete a medium of the caller's brand that no product, not the brand story and no gift or
+    promotion names (409 ``in_use``; 404 for another brand's or none). The row goes first, in
+    its transaction, with the checks under its lock (a product, story, gift or promotion save
+    naming it waits, then finds it gone: 400; one that held it first has committed when the
+    checks read); the object after.
     Audited as the upload is, under the brand, with the medium as it was (never its bytes).
     The brand's own staff only (``_writer``)."""
     brand = _writer(actor)
@@ -517,6 +549,7 @@ async def delete(
                 details={"product_id": used["id"]},
             )
         await _check_not_in_story(conn, brand, media_id)
+        await _check_not_offered(conn, brand, media_id)
         await conn.execute("DELETE FROM catalog_media WHERE id = %s", (media_id,))
         await audit.record(
             conn,
@@ -545,4 +578,25 @@ async def _check_not_in_story(conn: Conn, brand: int, media_id: uuid.UUID) -> No
             "the brand story shows this file: take it out of the story first",
             code="in_use",
             details={"brand_story": True},
+        )
+
+
+async def _check_not_offered(conn: Conn, brand: int, media_id: uuid.UUID) -> None:
+    """409 ``in_use`` (``details.gift_id`` or ``details.promotion_id``) while a gift or a
+    promotion of the brand, not withdrawn, names the medium (a probe: deleted, 204, under a
+    gift's picture). Read under the medium's row lock, which a save naming it holds (``FOR KEY
+    SHARE``, ``app.catalog.service.check_brand_urls``) until it commits."""
+    named = await (
+        await conn.execute(
+            f"""SELECT gift_id, promotion_id FROM ({_OFFER_MEDIA}) o WHERE o.id = %(id)s
+                 ORDER BY o.gift_id NULLS LAST, o.promotion_id LIMIT 1""",
+            {"brand": brand, "id": media_id},
+        )
+    ).fetchone()
+    if named is not None:
+        what = "gift" if named["gift_id"] is not None else "promotion"
+        raise Conflict(
+            f"a {what} shows this file: change the {what} first",
+            code="in_use",
+            details={f"{what}_id": named[f"{what}_id"]},
         )

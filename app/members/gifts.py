@@ -5,6 +5,11 @@ A member sees a gift while it is valid (inside its window), in stock and offered
 province (a gift with no provinces is offered everywhere; the names are compared as written, the
 way ``members.province`` spells them, e.g. 浙江省). A deleted gift disappears from every list but
 stays behind its redemptions.
+
+A gift's ``picture_url`` naming a catalogue medium of this server (its ``absolute_url``) names
+an image of the brand's own (400 ``unknown_catalog_media`` otherwise, as the brand story:
+``app.catalog.service.check_brand_urls``); the medium is then in use while a gift not withdrawn
+shows it (``DELETE /media/catalog/{id}``: 409 ``in_use``).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Any
 
 from app import audit
 from app.auth.principal import Principal
+from app.catalog.service import check_brand_urls
 from app.db import Conn, changed, changes_of, update_row
 from app.errors import NotFound, Unprocessable
 from app.members.points import balance
@@ -24,6 +30,7 @@ from app.paging import Page, fetch_page
 _GIFT = """id, brand_id, name, picture_url, description, points_cost, kind, stock, valid_from,
            valid_to, provinces, display_order, collect_days, how_to_collect, created_at,
            updated_at"""
+_PICTURE = {"picture_url": "image"}  # a catalogue medium it names: an image of the brand's
 
 # Offered to a member now: in the window, in stock, in the member's province.
 OFFERED = """g.brand_id = %(brand)s AND g.deleted_at IS NULL AND g.stock > 0
@@ -52,9 +59,11 @@ async def _get(conn: Conn, actor: Principal, gift_id: int, lock: bool = False) -
     return GiftOut(**row)
 
 
-async def create_gift(conn: Conn, actor: Principal, data: GiftIn) -> GiftOut:
-    brand_of_staff(actor, "gifts.write")
+async def create_gift(conn: Conn, actor: Principal, data: GiftIn, *, origin: str) -> GiftOut:
+    """A gift of the caller's brand; ``origin``: this server's public URL (``check_brand_urls``)."""
+    brand_id = brand_of_staff(actor, "gifts.write")
     _window(data.valid_from, data.valid_to)
+    await check_brand_urls(conn, brand_id, {"picture_url": data.picture_url}, _PICTURE, origin)
     row = await (
         await conn.execute(
             f"""INSERT INTO gifts (brand_id, name, picture_url, description, points_cost, kind,
@@ -86,9 +95,11 @@ async def create_gift(conn: Conn, actor: Principal, data: GiftIn) -> GiftOut:
     return out
 
 
-async def update_gift(conn: Conn, actor: Principal, gift_id: int, patch: GiftPatch) -> GiftOut:
+async def update_gift(
+    conn: Conn, actor: Principal, gift_id: int, patch: GiftPatch, *, origin: str
+) -> GiftOut:
     """Change a gift; the values it has already change nothing (no write, no audit row)."""
-    brand_of_staff(actor, "gifts.write")
+    brand_id = brand_of_staff(actor, "gifts.write")
     before = await _get(conn, actor, gift_id, lock=True)
     changes = changes_of(patch)
     if "provinces" in changes:
@@ -98,6 +109,7 @@ async def update_gift(conn: Conn, actor: Principal, gift_id: int, patch: GiftPat
     if not changes:  # saved unchanged (a form, a retry): no write and no row, as PATCH /orgs/{id}
         # {} (a probe: an ``update`` row, before and after the same, and updated_at moved)
         return before
+    await check_brand_urls(conn, brand_id, changes, _PICTURE, origin)
     await update_row(conn, "gifts", gift_id, changes)
     after = await _get(conn, actor, gift_id)
     await audit.record(

@@ -179,11 +179,15 @@ class GiftsController(Controller):
     path = "/gifts"
 
     @post("/")
-    async def create(self, data: GiftIn, conn: Conn, principal: Principal) -> GiftOut:
+    async def create(
+        self, data: GiftIn, conn: Conn, principal: Principal, settings: Settings
+    ) -> GiftOut:
         """A gift of the caller's brand (``gifts.write``): online (an e-shop voucher) or
         offline (collected at a store); ``provinces`` empty = everywhere; ``collect_days``: how
-        long its redemption code is valid."""
-        return await gifts.create_gift(conn, principal, data)
+        long its redemption code is valid; a ``picture_url`` naming a catalogue medium of this
+        server (its ``absolute_url``) names an image of the brand's (400
+        ``unknown_catalog_media``), in use from then on."""
+        return await gifts.create_gift(conn, principal, data, origin=settings.public_url)
 
     @get("/")
     async def list_gifts(
@@ -203,9 +207,10 @@ class GiftsController(Controller):
 
     @patch("/{gift_id:int}")
     async def update(
-        self, gift_id: int, data: GiftPatch, conn: Conn, principal: Principal
+        self, gift_id: int, data: GiftPatch, conn: Conn, principal: Principal, settings: Settings
     ) -> GiftOut:
-        return await gifts.update_gift(conn, principal, gift_id, data)
+        """Change a gift (its ``picture_url`` checked as ``POST /gifts`` checks it)."""
+        return await gifts.update_gift(conn, principal, gift_id, data, origin=settings.public_url)
 
     @delete("/{gift_id:int}")
     async def remove(self, gift_id: int, conn: Conn, principal: Principal) -> None:

@@ -19,8 +19,8 @@ Text = Annotated[str, msgspec.Meta(max_length=2000)]
 Province = Annotated[str, msgspec.Meta(min_length=1, max_length=50)]
 GiftKind = Literal["online", "offline"]
 # a gift's picture: an http(s) URL with no blank, as the console's gift form takes it — not the
-# catalogue's Url, whose /media/catalog/{id} paths are checked (brand, kind) and kept from
-# deletion for products only: a gift naming one would break when its medium is deleted
+# catalogue's Url, whose /media/catalog/{id} paths are products' only; a catalogue medium named
+# by its absolute_url is checked (the brand's image) and kept in use by app.members.gifts
 PictureUrl = Annotated[
     str,
     msgspec.Meta(max_length=1000, pattern=r"^https?://\S+(?!\n)$", description="an http(s) URL"),

@@ -4308,11 +4308,13 @@ export interface components {
             created_at: string;
             /** Format: uuid */
             id: string;
+            /** @description whether a gift or a promotion of the brand, not withdrawn, names it (a gift's picture_url, a promotion's image_url or link_url): in use as well */
+            in_offers: boolean;
             /** @description whether the brand story shows it (a picture or a link): in use as well */
             in_story: boolean;
             /** @enum {string} */
             kind: "image" | "video";
-            /** @description how many products name it (0 and not in_story: unused, it may be deleted) */
+            /** @description how many products name it (0, not in_story and not in_offers: unused, it may be deleted) */
             product_count: number;
             /** @description the first 5 products (by id) whose image_url or video_url names it */
             products: components["schemas"]["NamingProduct"][];
