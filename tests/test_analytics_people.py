@@ -1284,3 +1284,72 @@ async def test_a_member_erased_by_sql_or_before_it_was_ever_counted_is_no_member
     # the one erased by SQL: counted with no birthday nor band, its points stay there; the one
     # never counted: its points (the forfeit too) there, no member
     assert [tuple(r.values()) for r in held] == [(0, 37, 30, 7)], held
+
+
+async def _facts(conn: Any, member: int) -> tuple[Any, ...]:
+    row = await (
+        await conn.execute(
+            "SELECT birthday, province, city, age_band, erased, adjusted "
+            "FROM analytics_member_facts WHERE member_id = %s",
+            (member,),
+        )
+    ).fetchone()
+    assert row is not None
+    return tuple(row.values())
+
+
+async def _cells(conn: Any, brand: int) -> list[tuple[Any, ...]]:
+    rows = await (
+        await conn.execute(
+            "SELECT birthday, members, adjusted, expired, balance FROM analytics_points_ages "
+            "WHERE brand_id = %s AND (members, adjusted, expired, balance) <> (0, 0, 0, 0) "
+            "ORDER BY 1",
+            (brand,),
+        )
+    ).fetchall()
+    return [tuple(r.values()) for r in rows]
+
+
+async def test_an_erased_members_facts_keep_no_birthday_day_nor_region(
+    client: Any, login: Any, app: Any, auto: Any
+) -> None:
+    """A probe: a member set its birthday, province and city, was rolled up, erased itself
+    (``DELETE /members/me``: "clears the profile") and rolled up again — its facts kept the
+    exact birthday, province and city under its id, for ever. They keep the birthday's month
+    (the month cell its points stay in; in the day cells they move to the month's first day)
+    and no region; the recount agrees (migration 0146: tests/test_migrations.py)."""
+    from tests.points_support import member_client, new_member
+    from tests.test_members_auth import new_phone, sign_in
+
+    brand, admin = await _own_brand(client, login)
+    headers, body = await sign_in(client, app, brand, new_phone("136"))
+    member = body["member"]["id"]
+    born = date(business_today().year - 40, 3, 14)  # 39 or 40: 35_44, as is 1 March
+    first = born.replace(day=1)
+    profile = {"birthday": born.isoformat(), "province": "浙江省", "city": "杭州市"}
+    assert (await client.patch("/members/me", headers=headers, json=profile)).status_code == 200
+    stays, _, _ = await new_member(app, brand)  # A6 lists a band while a member holds it
+    async with app.state.pool.connection() as conn:
+        await conn.execute("UPDATE members SET birthday = %s WHERE id = %s", (born, stays))
+        await post_entry(
+            conn, member_id=member, brand_id=brand, kind="adjustment", points=20, reason="grant"
+        )
+    await roll()
+    assert await _facts(auto, member) == (born, "浙江省", "杭州市", "", False, 20)
+    async with member_client(app) as mc:
+        assert (await mc.delete("/members/me", headers=headers)).status_code == 204
+    await roll()
+    assert await _facts(auto, member) == (first, "", "", "", True, 20)
+    # its points (the forfeit too) on the month's first day, the member who stays on its own
+    assert await _cells(auto, brand) == [(first, 0, 20, 20, 0), (born, 1, 0, 0, 0)]
+    months = await (
+        await auto.execute(
+            "SELECT month, members, adjusted, expired FROM analytics_points_ages_m "
+            "WHERE brand_id = %s AND (members, adjusted, expired) <> (0, 0, 0)",
+            (brand,),
+        )
+    ).fetchall()
+    assert [tuple(r.values()) for r in months] == [(first, 1, 20, 20)]
+    ages = await get(client, admin, "/analytics/points/ages")
+    assert _bands(ages) == [("35_44", 1, 0, 20, 20, 0)], ages  # still in the band it was in
+    assert await recount(auto) == []

@@ -1030,6 +1030,85 @@ async def test_migration_0141_takes_members_erased_before_out_of_the_member_coun
         assert await recount(conn) == []
 
 
+async def test_migration_0146_leaves_members_erased_before_no_birthday_day_nor_region(
+    fresh_db: str,
+) -> None:
+    """A probe: the erasure clears the profile, and the people analytics' facts kept the erased
+    member's exact birthday, province and city under its id. Migration 0146 leaves the facts of
+    the members erased before the birthday's month and no region, their points moved from the
+    birthday's cell to the month's first day (the month cells as they were); the recount, which
+    counts an erased member at its birthday's month, called the old state wrong and agrees
+    after it. The state before it is made here as the roll-up before it left an erasure."""
+    from datetime import date
+    from pathlib import Path
+
+    from psycopg.rows import dict_row
+
+    from app import migrations
+    from app.analytics.people import recount, rollup_alone
+
+    db.migrate(fresh_db)
+    born, first = date(1987, 3, 14), date(1987, 3, 1)
+    async with await psycopg.AsyncConnection.connect(
+        fresh_db, autocommit=True, row_factory=dict_row
+    ) as conn:
+
+        async def rows(sql: str, *args: Any) -> list[tuple[Any, ...]]:
+            found = await (await conn.execute(sql, args)).fetchall()  # type: ignore[arg-type]
+            return [tuple(r.values()) for r in found]
+
+        [(brand,)] = await rows(
+            "INSERT INTO orgs (kind, name, erp_code) VALUES ('brand', 'E', 'E') RETURNING id"
+        )
+        [(gone,)] = await rows(
+            "INSERT INTO members (brand_id, phone, province, city, birthday) "
+            "VALUES (%s, '13900000001', '浙江省', '杭州市', %s) RETURNING id",
+            brand,
+            born,
+        )
+        await conn.execute(
+            "INSERT INTO points_ledger (member_id, brand_id, kind, points, reason) "
+            "VALUES (%s, %s, 'adjustment', 50, 'grant')",
+            (gone, brand),
+        )
+        await rollup_alone(conn, wait=True)
+        await conn.execute(
+            "UPDATE members SET status = 'erased', erased_at = now(), province = NULL, "
+            "city = NULL, birthday = NULL WHERE id = %s",
+            (gone,),
+        )
+        await rollup_alone(conn, wait=True)
+        async with conn.transaction():  # as the roll-up before 0146 left it: the place kept
+            await conn.execute(
+                "UPDATE analytics_member_facts SET birthday = %s, province = '浙江省', "
+                "city = '杭州市' WHERE member_id = %s",
+                (born, gone),
+            )
+            await conn.execute(
+                "UPDATE analytics_points_ages SET adjusted = adjusted + 50 * (CASE WHEN "
+                "birthday = %s THEN 1 ELSE -1 END), balance = balance + 50 * (CASE WHEN "
+                "birthday = %s THEN 1 ELSE -1 END) WHERE brand_id = %s AND birthday IN (%s, %s)",
+                (born, born, brand, born, first),
+            )
+        facts = "SELECT birthday, province, city, erased FROM analytics_member_facts "
+        facts += "WHERE member_id = %s"
+        cells = "SELECT birthday, members, adjusted, balance FROM analytics_points_ages "
+        cells += "WHERE brand_id = %s AND (members, adjusted, balance) <> (0, 0, 0) ORDER BY 1"
+        months = "SELECT month, members, adjusted, balance FROM analytics_points_ages_m "
+        months += "WHERE brand_id = %s AND (members, adjusted, balance) <> (0, 0, 0)"
+        assert await rows(facts, gone) == [(born, "浙江省", "杭州市", True)]
+        assert await rows(cells, brand) == [(born, 0, 50, 50)]
+        assert {m.table for m in await recount(conn)} == {"analytics_points_ages"}
+        sql = Path(migrations.__file__).parent / "0146_analytics_erased_members_keep_no_profile.sql"
+        for _ in range(2):  # as applied to that database (it may run again)
+            async with conn.transaction():
+                await conn.execute(sql.read_text())  # type: ignore[arg-type]
+            assert await rows(facts, gone) == [(first, "", "", True)]
+            assert await rows(cells, brand) == [(first, 0, 50, 50)]
+            assert await rows(months, brand) == [(first, 0, 50, 50)]
+            assert await recount(conn) == []
+
+
 def test_migration_0142_compares_brand_names_as_they_show(fresh_db: str) -> None:
     """A probe: brands were made with the demo brand's name written another way that shows the
     same (a decomposed accent, a zero-width space inside, a no-break space between the words).

@@ -25,6 +25,8 @@ read — or skipped by it and left queued.
 
 An erased membership is no member (migration 0141): it leaves the member counts, its points
 staying where it was last counted (``_FOLD_MEMBERS``; the trigger queues a change of status).
+Its facts keep no region and, of its birthday, the month alone (migration 0146: its points move
+to the month's first day of the birthday summary, its month cell unchanged; ``_ERASED_PLACE``).
 
 Summaries: ``analytics_member_regions`` (A4: members by registration day and region, at three
 levels: brand, province, city), ``analytics_cycle`` (A5: (member, subject) pairs by the day of
@@ -119,6 +121,16 @@ _AGES_M_UPSERT = f"""
 # points staying there (the erasure cleared its region, birthday and band: moved to the current
 # place, its points would leave the band they were counted in for the unknown one); one never
 # counted (no facts, or facts of its points alone) counts 0 where it is (``_PLACED`` likewise).
+# Its facts keep of that place only what the summaries count its points by, no more (a probe:
+# they kept its exact birthday, province and city under its id): the birthday's month
+# (``analytics_points_ages_m``'s cell; in the day summary its points move to the month's first
+# day) and the band it chose, no region (it counts in no region cell) — ``_ERASED_PLACE``.
+_ERASED_PLACE = """
+    SELECT member_id, brand_id, reg_day,
+           CASE WHEN erased THEN '' ELSE province END AS province,
+           CASE WHEN erased THEN '' ELSE city END AS city,
+           CASE WHEN erased THEN date_trunc('month', birthday)::date ELSE birthday END AS birthday,
+           age_band, erased"""
 _FOLD_MEMBERS = f"""
 WITH mem AS (
     SELECT m.id AS member_id, m.brand_id, (m.created_at AT TIME ZONE '{TZ}')::date AS reg_day,
@@ -131,12 +143,14 @@ WITH mem AS (
     SELECT f.member_id, f.brand_id, f.reg_day, f.province, f.city, f.birthday, f.age_band,
            f.erased, f.claimed, f.redeemed, f.expired, f.adjusted, f.balance
     FROM analytics_member_facts f WHERE f.member_id = ANY(%(ids)s)
-), cur AS (
+), place AS (
     SELECT m.* FROM mem m LEFT JOIN old o USING (member_id)
     WHERE NOT (m.erased AND o.reg_day IS NOT NULL)
     UNION ALL
     SELECT o.member_id, o.brand_id, o.reg_day, o.province, o.city, o.birthday, o.age_band, true
     FROM mem m JOIN old o USING (member_id) WHERE m.erased AND o.reg_day IS NOT NULL
+), cur AS ({_ERASED_PLACE}
+    FROM place
 ), facts AS (
     INSERT INTO analytics_member_facts AS f
         (member_id, brand_id, reg_day, province, city, birthday, age_band, erased)
@@ -628,8 +642,8 @@ _BAND = "CASE WHEN m.birthday IS NULL THEN coalesce(m.age_band, '') ELSE '' END"
 
 # Where each member is counted (``n``: 1 a member, 0 an erased membership — its points only):
 # as it is now, an erased one where the facts say it was last counted (its region, birthday and
-# band are gone), or, while a change of it waits in the queue, as the facts say it was counted
-# (when it was): ``_FOLD_MEMBERS``' rules.
+# band are gone; the facts keep the birthday's month, ``_ERASED_PLACE``), or, while a change of
+# it waits in the queue, as the facts say it was counted (when it was): ``_FOLD_MEMBERS``' rules.
 _PLACED = f"""
 placed AS (
     SELECT m.id AS member_id, m.brand_id, (m.created_at AT TIME ZONE '{TZ}')::date AS day,
@@ -640,9 +654,9 @@ placed AS (
       AND NOT EXISTS (SELECT 1 FROM analytics_member_queue q WHERE q.member_id = m.id)
     UNION ALL
     SELECT m.id, m.brand_id,
-           coalesce(f.reg_day, (m.created_at AT TIME ZONE '{TZ}')::date),
-           coalesce(f.province, m.province, ''), coalesce(f.city, m.city, ''),
-           coalesce(f.birthday, m.birthday, 'infinity'), coalesce(f.age_band, {_BAND}), 0
+           coalesce(f.reg_day, (m.created_at AT TIME ZONE '{TZ}')::date), '', '',
+           date_trunc('month', coalesce(f.birthday, m.birthday, 'infinity'))::date,
+           coalesce(f.age_band, {_BAND}), 0
     FROM members m
          LEFT JOIN analytics_member_facts f ON f.member_id = m.id AND f.reg_day IS NOT NULL
     WHERE m.status = 'erased'

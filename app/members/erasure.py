@@ -24,12 +24,14 @@ in one transaction:
   in from);
 * what stays, anonymous: the row (status ``erased``), the claims, the draws, the ledger, the
   redemptions and the fraud holds under its id — a code claimed stays claimed — and the
-  analytics' counts; the marketing opt-out list (a number that asked not to be messaged stays
-  so: the member's own switch, ``marketing_opt_out``, goes onto the brand's list,
-  ``sms_opt_outs``, source ``member`` — a probe: it went with the profile, and the number
-  signed up again was messaged); a freeze, by a keyed hash of the phone
-  (``app.members.freezes``); the SMS throttles, by another keyed hash of the phone on the
-  brand's SMS they still read, until the retention sweep clears it (``_erase_sms``);
+  analytics' counts (the status change queues the member: the next people roll-up leaves its
+  facts no region and of the birthday its month, ``app.analytics.people``); the marketing
+  opt-out list (a number that asked not to be messaged stays so: the member's own switch,
+  ``marketing_opt_out``, goes onto the brand's list, ``sms_opt_outs``, source ``member`` — a
+  probe: it went with the profile, and the number signed up again was messaged); a freeze, by
+  a keyed hash of the phone (``app.members.freezes``); the SMS throttles, by another keyed hash
+  of the phone on the brand's SMS they still read, until the retention sweep clears it
+  (``_erase_sms``);
 * the same phone can sign up again: a new membership, with nothing of the old one but the
   opt-out, the freeze and the throttles.
 
