@@ -978,8 +978,14 @@ class _Api:
         import httpx
 
         self.base = base.rstrip("/")
-        self.http = httpx.Client(base_url=self.base, timeout=60)
-        response = self.http.post("/auth/login", json={"username": user, "password": password})
+        try:
+            self.http = httpx.Client(base_url=self.base, timeout=60)
+            response = self.http.post("/auth/login", json={"username": user, "password": password})
+        except (httpx.InvalidURL, ValueError) as exc:  # a bracket left open, a port no number
+            # one line, not a traceback (a probe); the URL's password left out
+            raise SettingsError(
+                f"--api {redact_url(self.base)} is not a valid URL: {redact_url(str(exc))}"
+            ) from None
         self._check(response)
         answer = self._json(response)
         token = answer.get("access_token") if isinstance(answer, dict) else None

@@ -6,6 +6,7 @@ import base64
 import binascii
 import os
 import re
+import stat
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -660,13 +661,31 @@ def _bad_postgres_option(params: Mapping[str, Any]) -> str | None:
     return None
 
 
+SECRET_MODE_REFUSED = 0o027  # others' read, write and search; the group's write
+
+
+def _check_secret_mode(mode: int, path: Path, var: str) -> None:
+    """A secret file others may read or write, or its group write (a ``cp`` under umask 022, a
+    Kubernetes secret volume's default 0644) is refused, as ssh and libpq's .pgpass refuse
+    one (a probe: a master key readable by every user of the host was used in silence). The
+    group may read (0440, 0640: a Kubernetes ``fsGroup``, a service's group)."""
+    if stat.S_ISREG(mode) and mode & SECRET_MODE_REFUSED:
+        raise SettingsError(
+            f"{var}={path} has mode {stat.S_IMODE(mode):04o}: a secret file must not be "
+            "readable by others nor writable by its group or others (chmod 600 or 640)"
+        )
+
+
 def _secret_file(path: Path, var: str) -> str:
     """The text of a file a secret setting names, stripped, without a leading byte order mark
     (Notepad's UTF-8: a probe, a right key refused, as the CLI's passphrase files read it);
     unreadable or not UTF-8 text (32 raw bytes where hex or base64 belongs: a probe, a
-    traceback naming no setting) is a ``SettingsError`` naming the variable."""
+    traceback naming no setting) is a ``SettingsError`` naming the variable, and so is a file
+    others may read or anyone but its owner write (``_check_secret_mode``)."""
     try:
-        return path.read_text(encoding="utf-8-sig").strip()
+        with open(path, "rb") as handle:
+            _check_secret_mode(os.fstat(handle.fileno()).st_mode, path, var)
+            return handle.read().decode("utf-8-sig").strip()
     except OSError as exc:
         raise SettingsError(f"{var}={path} cannot be read: {exc.strerror}") from None
     except UnicodeDecodeError:
@@ -717,6 +736,25 @@ def _check_redis_url(url: str | None) -> None:
         raise SettingsError(
             f"{var}: {', '.join(unknown)} is not an option of a {scheme}:// connection"
         )
+    _check_redis_db(url, scheme)
+
+
+_DB_NUMBER = re.compile(r"[0-9]{1,9}")
+
+
+def _check_redis_db(url: str, scheme: str) -> None:
+    """The database a Redis URL names: the path ``/N`` of a ``redis(s)://`` URL, or ``?db=N``,
+    a number. redis-py's ``parse_url`` drops a path that is no number in silence (``/abc``:
+    database 0, another deployment's on a shared Redis) and joins its parts (``/1/2``: 12),
+    and a negative one failed only at the first connection (a probe)."""
+    var = f"{PREFIX}REDIS_URL"
+    parts = urlsplit(url)
+    path = "" if scheme == "unix" else parts.path  # unix://: the path is the socket's
+    if path not in ("", "/") and not _DB_NUMBER.fullmatch(path[1:]):
+        raise SettingsError(f"{var}: the database (the path after the port) must be /N, a number")
+    for value in parse_qs(parts.query).get("db", []):
+        if not _DB_NUMBER.fullmatch(value):
+            raise SettingsError(f"{var}: ?db= must be a database number")
 
 
 @lru_cache(maxsize=4)

@@ -247,12 +247,90 @@ def _compact(socket_path: Path, aof: Path) -> None:
             pass
 
 
-def _signal_and_wait(pid_file: Path, sig: signal.Signals, timeout: float = 30) -> None:
-    """Signal the process named by a pid file, then wait until it has gone."""
+def _command_line(pid: int) -> list[str]:
+    """The arguments of process ``pid`` as the kernel shows them (none: no such process)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        if Path("/proc/self").exists():
+            return []
+        # no /proc (macOS): what ps says, split at spaces
+        done = subprocess.run(["ps", "-o", "command=", "-p", str(pid)], capture_output=True)
+        return done.stdout.decode(errors="replace").split()
+    except OSError:
+        return []
+    return [arg.decode(errors="replace") for arg in raw.split(b"\0") if arg]
+
+
+def _redis_pid(socket_path: Path) -> int | None:
+    """The pid the Redis on ``socket_path`` gives for itself; None when none answers there."""
+    import redis
+
+    if not socket_path.exists():
+        return None
+    try:
+        info = redis.Redis(unix_socket_path=str(socket_path), socket_timeout=1).info("server")
+    except redis.RedisError:
+        return None
+    return int(info.get("process_id") or 0) or None
+
+
+def _is_redis(pid: int, var: Path) -> bool:
+    """Whether ``pid`` is the embedded Redis of ``var``: a ``redis-server`` whose title names
+    its socket (``unixsocket:PATH``) or, before it sets its title, its configuration file — or
+    one that answers on that socket with this pid."""
+    words = " ".join(_command_line(pid)).split()
+    if not words or Path(words[0]).name != "redis-server":
+        return False
+    socket_path = _redis_socket(var)
+    if {f"unixsocket:{socket_path}", str(var / "redis" / "redis.conf")} & set(words):
+        return True
+    return _redis_pid(socket_path) == pid
+
+
+def _is_postgres(pid: int, pgdata: Path) -> bool:
+    """Whether ``pid`` is a postmaster (not a backend: ``postgres: …``) of data directory
+    ``pgdata`` (pgserver's pg_ctl starts it with ``-D`` and the resolved path)."""
+    args = _command_line(pid)
+    if not args or Path(args[0]).name not in ("postgres", "postmaster"):
+        return False
+    if "-D" in args[1:-1]:
+        given = args[args.index("-D", 1) + 1]
+        return os.path.realpath(given) == os.path.realpath(pgdata)
+    return True
+
+
+def _server_pid(pid_file: Path) -> int | None:
+    """The pid of the embedded server whose pid file this is (``…/redis/redis.pid``,
+    ``…/pgdata/postmaster.pid``) if it runs. A pid file whose process is gone or is another
+    program (a server killed -9, or a reboot, leaves it; its pid is then reused) is stale: it is
+    removed, and the server taken as not running — never signalled."""
     try:
         pid = int(pid_file.read_text().split()[0])
-        os.kill(pid, sig)
     except (OSError, ValueError, IndexError):
+        return None
+    if pid_file.name == "postmaster.pid":
+        ours = _is_postgres(pid, pid_file.parent)
+    else:
+        ours = _is_redis(pid, pid_file.parent.parent)
+    if pid > 0 and ours:
+        return pid
+    try:
+        pid_file.unlink()
+    except OSError:
+        pass
+    return None
+
+
+def _signal_and_wait(pid_file: Path, sig: signal.Signals, timeout: float = 30) -> None:
+    """Signal the server named by a pid file (if it is that server), then wait until it has
+    gone."""
+    pid = _server_pid(pid_file)
+    if pid is None:
+        return
+    try:
+        os.kill(pid, sig)
+    except OSError:
         return
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -271,11 +349,8 @@ def _read(path: Path) -> str | None:
 
 
 def _alive(pid_file: Path) -> bool:
-    try:
-        os.kill(int(pid_file.read_text().split()[0]), 0)
-    except (OSError, ValueError, IndexError):  # PermissionError: the pid is another user's now
-        return False
-    return True
+    """Whether the server of this pid file runs (a stale pid file is removed: see _server_pid)."""
+    return _server_pid(pid_file) is not None
 
 
 def running(var: Path) -> bool:
@@ -284,7 +359,8 @@ def running(var: Path) -> bool:
 
 
 def stop(var: Path) -> None:
-    """Stop the embedded servers if they run (PostgreSQL with a fast shutdown)."""
+    """Stop the embedded servers if they run (PostgreSQL with a fast shutdown). A stale pid
+    file is removed, its pid not signalled."""
     _signal_and_wait(var / "redis" / "redis.pid", signal.SIGTERM)
     _signal_and_wait(var / "pgdata" / "postmaster.pid", signal.SIGINT)
 

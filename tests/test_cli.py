@@ -471,6 +471,27 @@ def test_the_development_key_is_announced_on_stderr(
     assert said.out == "" and "Created a development master key" in said.err
 
 
+def test_a_development_key_others_may_read_is_refused_not_reused(tmp_path: Path) -> None:
+    """``var/master.key`` (``tracecode run`` makes it 0600) copied or restored under umask 022
+    is readable by every user of the host: the CLI's direct mode and ``tracecode run`` refuse
+    it in one line naming the file, as a configured key file, rather than use it in silence."""
+    (tmp_path / "master.key").write_text("ab" * 32 + "\n")
+    (tmp_path / "master.key").chmod(0o644)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACECODE_MASTER_KEY")}
+    env["TRACECODE_VAR_DIR"] = str(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", "codes", "list", "--limit", "1"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.startswith("tracecode: ") and "0644" in done.stderr, done.stderr
+    assert str(tmp_path / "master.key") in done.stderr and "ab" * 32 not in done.stderr
+
+
 async def test_demo_codes_are_activated_and_verify(client: Any, tmp_path: Path) -> None:
     """`tracecode demo codes` prints serial,pin,url,story of units a consumer can verify: the
     ones shipped to the demo store answer genuine on the first check, the ones that never left
@@ -655,6 +676,7 @@ def test_a_binary_master_key_file_is_a_configuration_error_not_a_traceback(
     every command died with a UnicodeDecodeError traceback naming no setting."""
     key = tmp_path / "master.key"
     key.write_bytes(RAW_KEY)
+    key.chmod(0o600)  # refused for what it holds, not for its mode
     env = {"TRACECODE_MASTER_KEY": "", "TRACECODE_MASTER_KEY_FILE": str(key)}  # "" is unset
     for argv in (
         ("codes", "list"),
@@ -799,6 +821,28 @@ def test_codes_api_mode_against_a_server_that_is_not_the_api_is_one_line(
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
     assert done.stderr.startswith("tracecode: ") and "is not the Tracecode API" in done.stderr
     assert done.stderr.count("\n") == 1, done.stderr
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://[::1", "http://127.0.0.1:80x0", "http://u:s3cretpw@127.0.0.1:abc/"],
+    ids=["open-bracket", "port-typo", "port-with-password"],
+)
+def test_codes_api_mode_with_a_malformed_url_is_one_line_without_its_password(
+    tmp_path: Path, url: str
+) -> None:
+    """A probe: ``tracecode codes list --api URL`` with a malformed URL (typed by hand: a
+    bracket left open, a port that is no number) died with a traceback — ``httpx.InvalidURL``
+    is no ``httpx.HTTPError`` — exit 1. Now one ``tracecode:`` line naming ``--api``, exit 2,
+    the URL's password left out."""
+    password = tmp_path / "pw"
+    password.write_text("tracecode-demo\n")
+    done = _cli("codes", "list", "--api", url, "--user", "planner", "--password-file",
+                str(password))  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert done.stderr.startswith("tracecode: ") and "--api" in done.stderr, done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert "s3cretpw" not in done.stderr + done.stdout
 
 
 async def test_a_platform_starts_without_the_demo_from_a_brand_and_its_administrator(

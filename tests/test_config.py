@@ -66,6 +66,7 @@ def test_master_key_must_exist_and_be_32_bytes(tmp_path: Path) -> None:
         load_settings({"TRACECODE_MASTER_KEY": "abcd"}).master_key_bytes()
     key_file = tmp_path / "master.key"
     key_file.write_text(KEY + "\n")
+    key_file.chmod(0o600)  # a secret file others may read is refused
     from_file = load_settings({"TRACECODE_MASTER_KEY_FILE": str(key_file)})
     assert from_file.master_key_bytes() == bytes.fromhex(KEY)
     with pytest.raises(SettingsError, match="cannot be read"):
@@ -74,6 +75,42 @@ def test_master_key_must_exist_and_be_32_bytes(tmp_path: Path) -> None:
         load_settings(
             {"TRACECODE_MASTER_KEY": KEY, "TRACECODE_MASTER_KEY_FILE": str(key_file)}
         ).master_key_bytes()
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o604, 0o660, 0o602, 0o601, 0o666])
+def test_a_secret_file_others_may_read_or_write_is_refused(tmp_path: Path, mode: int) -> None:
+    """A probe: the master key file was used whatever its mode — one readable by every user of
+    the host (a ``cp`` under umask 022, a Kubernetes secret volume's default 0644) in silence,
+    though the key decrypts every code's PIN and signs every token. As ssh and .pgpass do, a
+    secret file others may read or write, or its group write, stops start-up naming the
+    variable; so does the S3 secret's file."""
+    key_file = tmp_path / "master.key"
+    key_file.write_text(KEY + "\n")
+    key_file.chmod(mode)
+    settings = load_settings({"TRACECODE_MASTER_KEY_FILE": str(key_file)})
+    with pytest.raises(SettingsError, match="TRACECODE_MASTER_KEY_FILE") as refused:
+        settings.check_serving()
+    assert f"{mode:04o}" in str(refused.value) and KEY not in str(refused.value)
+    s3 = {
+        "TRACECODE_MEDIA_STORE": "s3",
+        "TRACECODE_MEDIA_S3_ENDPOINT": "http://127.0.0.1:9000",
+        "TRACECODE_MEDIA_S3_BUCKET": "photos",
+        "TRACECODE_MEDIA_S3_ACCESS_KEY_ID": "tracecode",
+        "TRACECODE_MEDIA_S3_SECRET_ACCESS_KEY_FILE": str(key_file),
+    }
+    with pytest.raises(SettingsError, match="TRACECODE_MEDIA_S3_SECRET_ACCESS_KEY_FILE"):
+        load_settings(s3)
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o400, 0o640, 0o440])
+def test_a_secret_file_of_its_owner_and_group_is_read(tmp_path: Path, mode: int) -> None:
+    """The group may read a secret file (0440 or 0640: a Kubernetes ``fsGroup``, a service's
+    group); only its owner may write it."""
+    key_file = tmp_path / "master.key"
+    key_file.write_text(KEY + "\n")
+    key_file.chmod(mode)
+    settings = load_settings({"TRACECODE_MASTER_KEY_FILE": str(key_file)})
+    assert settings.master_key_bytes() == bytes.fromhex(KEY)
 
 
 def test_an_unpadded_url_safe_base64_master_key_is_read(tmp_path: Path) -> None:
@@ -92,6 +129,7 @@ def test_an_unpadded_url_safe_base64_master_key_is_read(tmp_path: Path) -> None:
     assert load_settings({"TRACECODE_MASTER_KEY": unpadded}).master_key_bytes() == key
     path = tmp_path / "master.key"
     path.write_text(unpadded + "\n")
+    path.chmod(0o600)  # a secret file others may read is refused
     assert load_settings({"TRACECODE_MASTER_KEY_FILE": str(path)}).master_key_bytes() == key
     # saved by Notepad (UTF-8 with a byte order mark): a probe, the right key refused
     path.write_text(key.hex() + "\r\n", encoding="utf-8-sig")
@@ -389,6 +427,25 @@ def test_a_redis_url_option_no_connection_takes_is_refused_by_the_settings() -> 
         "unix:///tmp/r.sock?db=1&client_name=tracecode",
     ):
         assert load_settings({"TRACECODE_REDIS_URL": url}).redis_url == url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:6379/abc",  # a database that is no number: database 0 was used
+        "redis://127.0.0.1:6379/1/2",  # read as database 12
+        "redis://127.0.0.1:6379/-1",  # refused only at the first connection
+        "unix:///tmp/r.sock?db=-1",
+    ],
+)
+def test_a_redis_url_whose_database_is_no_number_is_refused(url: str) -> None:
+    """A probe: redis-py's ``parse_url`` drops a database path that is no number in silence —
+    the app then ran on database 0, another deployment's on a shared Redis — and read ``/1/2``
+    as database 12. The settings take ``/N`` or ``?db=N`` only, naming the variable."""
+    with pytest.raises(SettingsError, match="TRACECODE_REDIS_URL"):
+        load_settings({"TRACECODE_REDIS_URL": url})
+    for good in ("redis://127.0.0.1:6379/15", "redis://127.0.0.1:6379/", "rediss://h:6380/3?db=3"):
+        assert load_settings({"TRACECODE_REDIS_URL": good}).redis_url == good
 
 
 def test_server_urls_in_every_valid_form_are_taken_and_the_refusals_say_why() -> None:

@@ -7,9 +7,11 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psycopg
+import pytest
 import redis
 
 from app.embedded import MAX_CONNECTIONS
@@ -109,3 +111,57 @@ def test_the_api_server_and_the_worker_say_so_in_one_line_too(tmp_path: Path) ->
         output = done.stdout + done.stderr
         assert done.returncode != 0 and "Traceback" not in output, output[-3000:]
         assert "tracecode: embedded Redis did not start; see " in output, output[-3000:]
+
+
+def _bystander(argv0: str, *args: str) -> subprocess.Popen[bytes]:
+    """A process of this user that is no server of ours, shown as ``argv0 args…``."""
+    script = "import time; time.sleep(300)"
+    return subprocess.Popen(
+        ["bash", "-c", 'exec -a "$0" "$@"', argv0, sys.executable, "-c", script, *args]
+    )
+
+
+@pytest.mark.parametrize(
+    ("pid_file", "argv0", "args"),
+    [
+        ("redis/redis.pid", "sleep", ()),  # the pid reused by any program
+        ("pgdata/postmaster.pid", "sleep", ()),
+        ("redis/redis.pid", "/opt/bin/redis-server", ("127.0.0.1:6379",)),  # another Redis
+        ("pgdata/postmaster.pid", "/usr/lib/postgresql/bin/postgres", ("-D", "/elsewhere")),
+    ],
+)
+def test_services_down_leaves_alone_the_process_of_a_stale_pid_file(
+    tmp_path: Path, pid_file: str, argv0: str, args: tuple[str, ...]
+) -> None:
+    """A probe: ``embedded.stop`` (``tracecode services down``, and ``tracecode run``'s shutdown
+    of the servers it started) signalled whatever pid ``var/redis/redis.pid`` / ``var/pgdata/
+    postmaster.pid`` held. A server killed -9 or a reboot leaves the file; once its pid was
+    reused, `services down` sent SIGTERM to an unrelated process of the user and waited 30 s.
+    Now a pid that is not that server (its command line: a ``redis-server`` of this var's socket,
+    a ``postgres -D`` of this var's data directory) marks a stale file: removed, not signalled,
+    and ``running`` is false."""
+    from app import embedded
+
+    var = tmp_path / "var"
+    path = var / pid_file
+    path.parent.mkdir(parents=True)
+    bystander = _bystander(argv0, *args)
+    try:
+        deadline = time.monotonic() + 10  # until bash has exec'd into the program
+        cmdline = Path(f"/proc/{bystander.pid}/cmdline")
+        while not cmdline.read_bytes().startswith(argv0.encode() + b"\0"):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        path.write_text(f"{bystander.pid}\n{var / 'pgdata'}\n")
+        assert not embedded.running(var)
+        assert not path.exists()  # the stale file is gone
+        path.write_text(f"{bystander.pid}\n")
+        started = time.monotonic()
+        embedded.stop(var)
+        assert time.monotonic() - started < 5
+        time.sleep(0.2)
+        assert bystander.poll() is None, "services down signalled a process that is no server"
+        assert not path.exists()
+    finally:
+        bystander.kill()
+        bystander.wait()

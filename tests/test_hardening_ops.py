@@ -481,6 +481,7 @@ def test_cli_direct_mode_uses_the_development_key_of_tracecode_run(
     var = tmp_path / "var"
     var.mkdir()
     (var / "master.key").write_text(TEST_MASTER_KEY + "\n")  # what `tracecode run` wrote
+    (var / "master.key").chmod(0o600)  # as it makes it
     env = {k: v for k, v in os.environ.items() if k != "TRACECODE_MASTER_KEY"}
     env["TRACECODE_VAR_DIR"] = str(var)
     listed = subprocess.run(

@@ -141,6 +141,7 @@ def test_s3_settings_are_checked_at_start_up(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="cannot be read"):
         load_settings(both)
     (tmp_path / "s").write_text("from-a-file\n")
+    (tmp_path / "s").chmod(0o600)  # a secret file others may read is refused
     settings = load_settings(both)
     assert settings.media_s3_secret() == "from-a-file"
     store = store_from_settings(settings)
