@@ -74,20 +74,25 @@ async def test_a_scans_details_are_cleared_after_the_retention_days(app: Any, de
     assert settings.retain_scan_details_days == 365  # the default
     token = secrets.token_hex(4)
     async with await _conn(settings) as conn:
-        await conn.execute("DELETE FROM retention_marks WHERE what = 'scans'")
         for days in (900, 400, 366, 300):  # years apart: the sweep skips the empty hours
             await _record(conn, demo["BRAND-LUMI"], days, f"RET-{token}-{days}")
-        swept = await retention.sweep(conn, settings)
-        assert swept.scans >= 3
-        rows = await (
-            await conn.execute(
-                """SELECT serial, result, province, city, client_ip, client_id, user_agent,
-                          lat, lng, retry FROM verifications WHERE serial LIKE %s
-                    ORDER BY serial""",
-                (f"RET-{token}-%",),
-            )
-        ).fetchall()
-        kept = {r["serial"].rsplit("-", 1)[1]: r for r in rows}
+        # another test's sweep (tests/test_erasure_new_features.py) may clear them first, or move
+        # the mark past them between our insert and our sweep (a CI run: swept 0): swept again
+        # from no mark until they are cleared, at most three times
+        for _ in range(3):
+            await conn.execute("DELETE FROM retention_marks WHERE what = 'scans'")
+            await retention.sweep(conn, settings)
+            rows = await (
+                await conn.execute(
+                    """SELECT serial, result, province, city, client_ip, client_id, user_agent,
+                              lat, lng, retry FROM verifications WHERE serial LIKE %s
+                        ORDER BY serial""",
+                    (f"RET-{token}-%",),
+                )
+            ).fetchall()
+            kept = {r["serial"].rsplit("-", 1)[1]: r for r in rows}
+            if kept["900"]["client_ip"] is None and kept["366"]["client_ip"] is None:
+                break
         details = ("client_ip", "client_id", "user_agent", "lat", "lng", "retry")
         for days in ("900", "400", "366"):  # the record stays, its region and result too
             assert [kept[days][k] for k in details] == [None] * 6, kept[days]
