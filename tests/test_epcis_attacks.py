@@ -320,6 +320,38 @@ async def test_an_eventid_equal_to_another_events_hash_in_a_document_is_refused(
     assert job["stored"] == 1
 
 
+async def test_two_events_without_eventids_of_one_hash_and_other_content_are_refused(
+    client: Any, login: Any
+) -> None:
+    """A probe: two events of one document without eventIDs whose CBV 2.0 event hashes meet
+    (the hash keeps milliseconds; it reads ``true`` and ``"True"`` alike) but whose content
+    differs: the second was dropped without a word (success, ``stored`` 1 of 2). They share
+    an eventID: 400 at the later one, nothing stored. The same event twice is still one."""
+    partner = await login("partner")
+    epc = _epc("HC")
+    pairs = [
+        (
+            _object("OBSERVE", [epc], eventTime="2026-11-30T10:00:00.0001+08:00"),
+            _object("OBSERVE", [epc], eventTime="2026-11-30T10:00:00.0004+08:00"),
+        ),
+        (
+            _object("OBSERVE", [epc], **{"ex:flag": True}),
+            _object("OBSERVE", [epc], **{"ex:flag": "True"}),
+        ),
+    ]
+    for first, second in pairs:
+        for events in ([first, second], [first, first, second]):
+            response = await capture(client, partner, document(events, EX))
+            assert response.status_code == 400, response.text
+            assert response.json()["type"] == "epcisException:ValidationException"
+            assert response.json()["detail"].startswith(
+                f"/epcisBody/eventList/{len(events) - 1}/eventID"
+            ), response.text
+    assert event_list(await query(client, partner, MATCH_epc=epc)) == []
+    job = await captured(client, partner, document([pairs[1][0], pairs[1][0]], EX))
+    assert (job["events"], job["stored"]) == (2, 1)
+
+
 async def _tracecode_event_id(client: Any, login: Any, app: Any, demo: Any) -> str:
     """The eventID of one of Tracecode's own events, as the query serves it: a unit's
     commissioning on a line."""
@@ -576,6 +608,105 @@ async def test_a_capturer_without_the_line_permission_gets_a_security_exception(
     job = await captured(client, partner, document([commission]), state="failed")
     assert job["errors"]["type"] == "epcisException:SecurityException", job
     assert job["errors"]["status"] == 403
+
+
+async def test_a_declared_packing_or_unpacking_obeys_the_line_and_the_holder(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """A probe: an event first sent declared erroneous was checked only for its step,
+    disposition, readPoint and time, so the Guangdong agent stored a packing of the factory's
+    units into a case on the factory's line EP1 (refused undeclared: the line is not its own),
+    and an unpacking of the factory's case. Declared, each is refused as its undeclared form
+    is (a dry run of its effect); the factory's own declared unpacking is stored and changes
+    nothing."""
+    from tests.helpers import activate, issue_cases, issue_units
+    from tests.test_epcis import case_link, packing, unit_link, units_in
+
+    batch_no, product_id = await issue_units(client, login, demo, 2)
+    serials = [app.state.scheme.serial(batch_no, i) for i in range(2)]
+    await activate(client, login, serials, product_id, line="EP1")
+    case = (await issue_cases(client, login, demo, "inner", 1))[0]
+    pack = packing(case_link(case), [unit_link(s) for s in serials], "EP1")
+    unpack = {**pack, "action": "DELETE", "bizStep": "unpacking", "disposition": "container_open"}
+    gd, operator = await login("gd_admin"), await login("operator")
+    for event in (pack, "pack", unpack):
+        if event == "pack":  # the factory packs the case, for the agent to try unpacking it
+            await captured(client, operator, document([pack]))
+            assert await units_in(conn, case) == 2
+            continue
+        assert isinstance(event, dict)
+        plain = await captured(client, gd, document([event]), state="failed")
+        declared = {**event, "errorDeclaration": DECLARATION}
+        job = await captured(client, gd, document([declared]), state="failed")
+        assert job["errors"]["pointer"] == "/epcisBody/eventList/0", job
+        assert (job["errors"]["type"], job["errors"]["detail"]) == (
+            plain["errors"]["type"],
+            plain["errors"]["detail"],
+        ), (plain, job)
+    assert event_list(await query(client, gd, MATCH_epc=unit_link(serials[0]))) == []
+    job = await captured(client, operator, document([{**unpack, "errorDeclaration": DECLARATION}]))
+    assert job["stored"] == 1
+    assert await units_in(conn, case) == 2  # declared: checked, not applied
+
+
+async def test_a_declared_commissioning_without_the_line_permission_is_a_security_exception(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: the partner (``epcis.capture``, no ``packing.scan``) is refused a
+    commissioning, yet stored it about the brand's unit, on a line that does not exist, by
+    sending it declared erroneous. It is refused alike: a SecurityException naming it."""
+    from tests.helpers import issue_units
+    from tests.test_epcis import unit_link
+
+    batch_no, _ = await issue_units(client, login, demo, 1)
+    serial = app.state.scheme.serial(batch_no, 0)
+    commission = {
+        **_object("ADD", [unit_link(serial)]),
+        "bizStep": "commissioning",
+        "readPoint": {"id": "urn:tracecode:line:NOSUCHLINE"},
+        "errorDeclaration": DECLARATION,
+    }
+    partner = await login("partner")
+    job = await captured(client, partner, document([commission]), state="failed")
+    assert job["errors"]["type"] == "epcisException:SecurityException", job
+    assert (job["errors"]["status"], job["errors"]["pointer"]) == (403, "/epcisBody/eventList/0")
+    assert event_list(await query(client, partner, MATCH_epc=unit_link(serial))) == []
+
+
+async def test_a_brand_unit_named_by_its_epc_tag_uri_obeys_the_same_rules(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a unit named by its EPC tag URI (``urn:epc:tag:sgtin-198:F.CP.IR.SN``, the
+    pure identity URN with a filter value) was a foreign identifier: the Guangdong agent stored
+    a sale of a unit still at the factory. It is the unit (``sgtin-96`` and ``sscc-96`` alike):
+    the sale is refused, a commissioning by it activates the unit and the query finds it by the
+    unit's SGTIN; an EPC raw URI (the tag's bits) is refused at once."""
+    from tests.helpers import issue_units
+    from tests.test_epcis import unit_link
+
+    batch_no, product_id = await issue_units(client, login, demo, 1)
+    operator = await login("operator")
+    context = {"product_id": product_id, "lot": "TAG1", "production_date": "2026-11-30"}
+    assert (await client.put("/lines/TAG1/context", headers=operator, json=context)).is_success
+    serial = app.state.scheme.serial(batch_no, 0)
+    tag = f"urn:epc:tag:sgtin-198:0.6901234.000002.{serial}"
+    commission = {
+        **_object("ADD", [tag], bizStep="commissioning"),
+        "readPoint": {"id": "urn:tracecode:line:TAG1"},
+    }
+    await captured(client, operator, document([commission]))
+    status = await client.get(f"/codes/{serial}/status", headers=await login("planner"))
+    assert status.json()["status"] == "active", status.json()
+    gd = await login("gd_admin")
+    sale = _object("ADD", [tag], bizStep="retail_selling", disposition="retail_sold")
+    job = await captured(client, gd, document([sale]), state="failed")
+    assert "may commission" in job["errors"]["detail"], job
+    served = event_list(await query(client, operator, MATCH_epc=unit_link(serial)))
+    assert tag in [epc for e in served for epc in e.get("epcList", [])], served
+    raw = _object("OBSERVE", ["urn:epc:raw:96.x30700048440663802E185523"])
+    response = await capture(client, gd, document([raw]))
+    assert response.status_code == 400, response.text
+    assert response.json()["detail"].startswith("/epcisBody/eventList/0/epcList/0"), response.text
 
 
 async def test_every_error_of_the_epcis_routes_is_problem_json(client: Any, login: Any) -> None:

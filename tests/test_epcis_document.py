@@ -864,3 +864,25 @@ def test_one_event_twice_with_its_uuid_in_two_cases_is_a_repeat() -> None:
     parsed = parse_document(encode(document(*events)))
     assert [e.event_id for e in parsed] == [uuid, uuid]
     refused(encode(document(events[0], minimal_event(eventID=uuid.upper(), action="ADD"))))
+
+
+def test_two_events_without_eventids_of_one_hash_and_other_content_are_refused() -> None:
+    """A probe: two events without eventIDs whose CBV 2.0 hashes meet (milliseconds kept,
+    ``true`` read as ``"True"``) but whose content differs were one eventID, the second dropped
+    at capture without a word. Refused at the later one's eventID; the same event twice is a
+    repeat, and each hash is kept on its event for capture."""
+    pairs = [
+        (
+            minimal_event(eventTime="2026-03-01T08:00:00.0001+08:00"),
+            minimal_event(eventTime="2026-03-01T08:00:00.0004+08:00"),
+        ),
+        (minimal_event(**{"ex:flag": True}), minimal_event(**{"ex:flag": "True"})),
+    ]
+    for first, second in pairs:
+        error = refused(encode(document(first, minimal_event(action="ADD"), second)))
+        assert error.pointer == "/epcisBody/eventList/2/eventID", error.detail
+    repeated = parse_document(encode(document(pairs[1][0], pairs[1][0], minimal_event())))
+    assert repeated[0].hashed is not None and repeated[0].hashed == repeated[1].hashed
+    assert repeated[2].hashed is not None and repeated[2].hashed != repeated[0].hashed
+    (alone,) = parse_document(encode(document(pairs[0][0])))
+    assert alone.hashed is None  # one event: nothing to compare, capture hashes it

@@ -316,3 +316,70 @@ def test_epcis_and_the_lot_pattern_take_the_same_cset82() -> None:
     assert taken == identifiers.CSET82
     assert len(taken) == 82 and {"/", "%", "?", "_"} <= taken and not {"#", " ", "~"} & taken
     assert pattern.match("A" * 20) and not pattern.match("A" * 21)
+
+
+# (EPC Tag URI, the pure identity URN it carries): TDS 2.x §12, the filter value dropped
+TAGS = [
+    ("urn:epc:tag:sgtin-96:3.0614141.812345.6789", "urn:epc:id:sgtin:0614141.812345.6789"),
+    ("urn:epc:tag:sgtin-198:0.6901234.000002.A%2FB9", "urn:epc:id:sgtin:6901234.000002.A%2FB9"),
+    ("urn:epc:tag:sscc-96:0.0614141.1234567890", "urn:epc:id:sscc:0614141.1234567890"),
+    ("urn:epc:tag:sgln-96:3.0614141.12345.400", "urn:epc:id:sgln:0614141.12345.400"),
+    ("urn:epc:tag:sgln-195:3.0614141.12345.0", "urn:epc:id:sgln:0614141.12345.0"),
+    ("urn:epc:tag:grai-170:3.0614141.12345.400", "urn:epc:id:grai:0614141.12345.400"),
+    ("urn:epc:tag:giai-96:3.0614141.12345400", "urn:epc:id:giai:0614141.12345400"),
+    ("urn:epc:tag:gsrn-96:3.0614141.1234567890", "urn:epc:id:gsrn:0614141.1234567890"),
+    ("urn:epc:tag:gdti-174:3.0614141.12345.400", "urn:epc:id:gdti:0614141.12345.400"),
+    ("urn:epc:tag:sgcn-96:3.4012345.67890.04711", "urn:epc:id:sgcn:4012345.67890.04711"),
+    ("urn:epc:tag:cpi-var:3.0614141.123ABC.123456789", "urn:epc:id:cpi:0614141.123ABC.123456789"),
+    (
+        "urn:epc:tag:itip-212:3.4012345.012345.01.02.987",
+        "urn:epc:id:itip:4012345.012345.01.02.987",
+    ),
+    # a tag pattern naming one tag (no * or range past its filter)
+    ("urn:epc:pat:sgtin-96:*.0614141.812345.6789", "urn:epc:id:sgtin:0614141.812345.6789"),
+    ("urn:epc:pat:sscc-96:[0-3].0614141.1234567890", "urn:epc:id:sscc:0614141.1234567890"),
+]
+
+
+@pytest.mark.parametrize(("tag", "pure"), TAGS, ids=[t[0] for t in TAGS])
+def test_an_epc_tag_uri_is_the_epc_it_carries(tag: str, pure: str) -> None:
+    """A probe: a brand unit named by its EPC tag URI (``urn:epc:tag:sgtin-198:…``) was kept
+    as a foreign identifier, so a sale of it skipped the rules. The tag URI carries the pure
+    identity after its filter value: one canonical form, which the event hash leaves alone
+    (the CBV reference keeps tag URIs as sent)."""
+    assert canonical(tag) == canonical(pure)
+    assert canonical(tag, check_digits=False, fold=False, tags=False) == tag
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "urn:epc:raw:96.x30700048440663802E185523",  # the tag's bits: refused outright
+        "urn:epc:raw:64.20.x3039606203C7F8A6",
+        "urn:epc:tag:sgtin-96:8.0614141.812345.6789",  # a filter value is 0-7
+        "urn:epc:tag:sgtin-96:0614141.812345.6789",  # no filter value
+        "urn:epc:tag:sgtin-96:3",
+        "urn:epc:tag:sgtin-96:3.0614141.81234.6789",  # 12 digits, not 13
+        "urn:epc:tag:sscc-96:0.0614141.123456789",
+        "urn:epc:tag:sgtin+:3.0614141.812345.6789",  # a scheme not read
+        "urn:epc:tag:SGTIN-96:3.0614141.812345.6789",
+        "urn:epc:pat:sgtin-96:9.0614141.812345.6789",
+    ],
+)
+def test_raw_unknown_and_malformed_tag_uris_are_refused(uri: str) -> None:
+    with pytest.raises(IdentifierError):
+        canonical(uri)
+    assert canonical(uri, check_digits=False, fold=False, tags=False) == uri
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "urn:epc:tag:gid-96:95100000.12345.400",  # non-GS1, as its pure identity
+        "urn:epc:tag:usdod-96:3.CAGEY.5678",
+        "urn:epc:pat:sgtin-96:3.0614141.812345.*",  # many tags
+        "urn:epc:pat:sgtin-96:3.0614141.*.*",
+    ],
+)
+def test_non_gs1_tag_uris_and_patterns_of_many_tags_are_kept(uri: str) -> None:
+    assert canonical(uri) == uri

@@ -25,7 +25,8 @@ nothing is kept) and stores it as a capture job. The route applies a document of
    own organisation observes any). None of them may state a disposition (or persistent one) of
    a state Tracecode keeps (``OBSERVED_DISPOSITIONS``). Any other event on Tracecode codes is
    refused: its effect would bypass the rules of the API that owns it. An event first sent
-   declared erroneous obeys the same rules and changes nothing. An SGTIN of the brand's GTIN
+   declared erroneous obeys the same rules — applied in a savepoint rolled back (``_dry_run``)
+   — and changes nothing. An SGTIN of the brand's GTIN
    names a unit only as its label prints it (``_as_printed``). The document's cases
    are locked in key order first, and an attempt that deadlocks anyway is applied again
    (``APPLY_ATTEMPTS``);
@@ -433,7 +434,7 @@ async def _apply(conn: Conn, scheme: Scheme, job: dict[str, Any]) -> int:
             body = row["body"] if row else b""
         events = parse_document(bytes(body))
     with gc_paused():
-        ids = [e.event_id or event_hash(e.raw, e.context) for e in events]
+        ids = [e.event_id or e.hashed or event_hash(e.raw, e.context) for e in events]
     await xact_lock(conn, Lock.EPCIS_CAPTURE, job["org_id"])
     known = await _known_ids(conn, job["brand_id"], job["org_id"], ids)
     theirs = await _tracecode_ids(conn, job["brand_id"], ids)
@@ -598,7 +599,7 @@ async def _apply_to_codes(
             _observation(index, event)  # stored, changes nothing
             observed.append((index, named))
         elif "errorDeclaration" in event.raw:
-            _kind(index, event)  # declared erroneous: its rules checked, it changes nothing
+            await _dry_run(conn, scheme, actor, index, event_id, event)
         else:
             await _apply_one(conn, scheme, actor, index, event_id, event)
             applied.add(event_id)
@@ -612,13 +613,12 @@ async def _lock_cases(
     """Lock the brand's cases the document's aggregations name, in key order, before applying
     them: each event locks its own case first (``edits.unpack``, ``scans.upload``), so two
     documents naming the same cases in crossed order deadlocked (a probe). Cases before units,
-    as the line and the documents lock them; one read, only for a document naming two or more."""
+    as the line and the documents lock them; one read, only for a document naming two or more.
+    A declared event's too: its dry run (``_dry_run``) locks them as its undeclared form does."""
     numbers = {
         int(number)
         for _, _, e in fresh
-        if e.event_type == "AggregationEvent"
-        and e.action != "OBSERVE"
-        and "errorDeclaration" not in e.raw
+        if e.event_type == "AggregationEvent" and e.action != "OBSERVE"
         for epc in _codes_of(e)
         if epc.startswith(_SSCC_LINK) and (number := sscc(epc)) is not None and number in cases
     }
@@ -923,12 +923,25 @@ async def _apply_one(
             raise Refused(f"unpacking refused: {exc.message}", index, _reasons(exc)) from exc
 
 
+async def _dry_run(
+    conn: Conn, scheme: Scheme, actor: Principal, index: int, event_id: str, e: CapturedEvent
+) -> None:
+    """An event first sent declared erroneous: applied as its undeclared form would be, in a
+    savepoint always rolled back, so it passes every rule and permission that form must (the
+    line's scope, ``packing.scan``, the holder of what it unpacks: a probe stored a packing of
+    a factory's units on the factory's line by an agent, a commissioning by a partner without
+    ``packing.scan``), refused alike, and changes nothing. The rollback takes back its writes
+    and the locks it took; a refusal raised inside leaves with it."""
+    async with conn.transaction(force_rollback=True):
+        await _apply_one(conn, scheme, actor, index, event_id, e)
+
+
 def _kind(index: int, e: CapturedEvent) -> str:
     """What an ADD or DELETE event on Tracecode codes does — ``commissioning``, ``packing`` or
     ``unpacking`` — once the rules that need no read pass (its step and disposition, a line's
     readPoint, an unpacking's time); any other is refused: its effect would bypass the rules of
-    the API that owns it. An event first sent declared erroneous is checked so too, and changes
-    nothing (a probe: declared, a sale of a unit the capturer never held was stored)."""
+    the API that owns it (an event first sent declared erroneous too: ``_dry_run``; a probe:
+    declared, a sale of a unit the capturer never held was stored)."""
     if e.event_type == "ObjectEvent" and e.action == "ADD" and e.biz_step == "commissioning":
         cases = [epc for epc in e.epcs if epc.startswith(_SSCC_LINK)]
         if cases:  # on a line a case scan packs what came before it (a probe: silently packed)

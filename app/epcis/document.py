@@ -102,7 +102,9 @@ class CapturedEvent(msgspec.Struct):
     ``cbv:``/``gs1:`` CURIE, CBV 1.x URN), else the URI as sent; a bizTransaction without a type
     has type "". ``parent_id``, ``epcs`` (epcList, childEPCs, inputEPCList, outputEPCList in that
     order, without repeats) and ``epc_classes`` are canonical; ``read_point``, ``biz_location``
-    and the ids of the pairs are as sent (checked). ``event_time`` is aware, in UTC.
+    and the ids of the pairs are as sent (checked). ``event_time`` is aware, in UTC. ``hashed``:
+    the CBV 2.0 event hash of an event without an eventID, when the document's check computed it
+    (``_unique_hashes``), for capture to take as its eventID.
     """
 
     raw: dict[str, Any]
@@ -122,6 +124,7 @@ class CapturedEvent(msgspec.Struct):
     biz_transactions: list[tuple[str, str]]
     sources: list[tuple[str, str]]
     destinations: list[tuple[str, str]]
+    hashed: str | None = None
 
 
 # -- vocabularies (CBV 2.0) ----------------------------------------------------------------------
@@ -1174,27 +1177,32 @@ def _unique_ids(events: list[CapturedEvent]) -> None:
     would be dropped as a repeat of the first). The same event twice is a repeat, and the
     eventID again with an ``errorDeclaration`` declares the first erroneous: both allowed."""
     first: dict[str, int] = {}
+    unnamed = 0
     for index, event in enumerate(events):
         if event.event_id is None:
+            unnamed += 1
             continue
         was = first.setdefault(event.event_id, index)
         if was != index:
             _same_id(events, was, index)
-    if any(event_id[:3] == "ni:" for event_id in first):
+    if unnamed > 1 or (unnamed and any(event_id[:3] == "ni:" for event_id in first)):
         _unique_hashes(events, first)
 
 
 def _unique_hashes(events: list[CapturedEvent], first: dict[str, int]) -> None:
     """An event sent without an eventID is identified by its CBV 2.0 event hash: another event
-    of the document given that hash as its eventID is the same eventID twice (a probe: the
-    second one, with other content, was dropped without a word). Hashed only for a document
-    that gives a hash as an eventID."""
+    of the document given that hash as its eventID, or sent without one and of the same hash, is
+    the same eventID twice (probes: the second one, with other content, was dropped without a
+    word — the hash keeps milliseconds, and reads ``true`` and ``"True"`` alike). Hashed only
+    for a document with two events without an eventID, or one giving a hash as an eventID; each
+    hash is kept on its event (``hashed``): capture takes it as the eventID."""
     for index, event in enumerate(events):
         if event.event_id is not None:
             continue
-        given = first.get(event_hash(event.raw, event.context))
-        if given is not None:
-            _same_id(events, min(given, index), max(given, index))
+        event.hashed = hashed = event_hash(event.raw, event.context)
+        was = first.setdefault(hashed, index)
+        if was != index:
+            _same_id(events, min(was, index), max(was, index))
 
 
 def _same_id(events: list[CapturedEvent], was: int, index: int) -> None:

@@ -438,7 +438,7 @@ def _canonical_value(text: str) -> str:
             text = text.replace(urn, web)
     text = _numeric(text)
     try:
-        return canonical(text, check_digits=False, fold=False)
+        return canonical(text, check_digits=False, fold=False, tags=False)
     except IdentifierError:
         return text
 

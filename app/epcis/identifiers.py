@@ -24,8 +24,13 @@ with a percent-escape, a fragment, or a CPV + serial longer than 20 characters u
 and never checks check digits; here escapes are decoded, the fragment dropped, and a wrong
 check digit, an unknown qualifier, qualifiers out of the Digital Link order or a value
 outside its character set is an ``IdentifierError`` (so is any malformed ``urn:epc:id:`` or
-``urn:epc:class:`` URN). Non-GS1 EPC schemes (gid, usdod, adi, bic, imovn), other idpat
-shapes, and every other absolute URI are returned unchanged.
+``urn:epc:class:`` URN). An EPC Tag URI (``urn:epc:tag:sgtin-96:3.0614141.812345.6789``, any
+GS1 scheme of TDS 2.x) and a tag pattern naming one tag become their pure identity's form, the
+filter value dropped (the reference keeps them as sent: so does the event hash, ``tags=False``);
+an EPC Raw URI (``urn:epc:raw:``), an unknown tag scheme or a malformed tag URI is an
+``IdentifierError``. Non-GS1 EPC schemes (gid, usdod, adi, bic, imovn, and their tag URIs),
+other idpat shapes, tag patterns of many tags, and every other absolute URI are returned
+unchanged.
 
 Speed (it runs on every EPC captured): the plain SGTIN and SSCC forms (URN, or Digital Link
 without a custom path prefix) take one precompiled regex and one Rust check digit (about
@@ -288,12 +293,76 @@ def _idpat(scheme: str, body: str) -> str | None:
     return None
 
 
-def _from_urn(uri: str) -> str:
-    """The canonical form of a ``urn:epc:`` URN (see the module docstring)."""
+# EPC Tag URI schemes (TDS 2.x §12: ``urn:epc:tag:{scheme}:{filter}.{the pure identity's
+# fields}``, e.g. ``urn:epc:tag:sgtin-96:3.0614141.812345.6789``) -> the pure identity scheme.
+# The filter value (0-7) tells RFID readers what kind of object carries the tag; the rest is the
+# EPC itself, so a tag URI names what its pure identity URN names (a probe: a brand's unit
+# named by its tag URI was kept as a foreign identifier, its sale stored past every rule).
+_TAG_SCHEMES: dict[str, str] = {
+    "sgtin-96": "sgtin",
+    "sgtin-198": "sgtin",
+    "sscc-96": "sscc",
+    "sgln-96": "sgln",
+    "sgln-195": "sgln",
+    "grai-96": "grai",
+    "grai-170": "grai",
+    "giai-96": "giai",
+    "giai-202": "giai",
+    "gsrn-96": "gsrn",
+    "gsrnp-96": "gsrnp",
+    "gdti-96": "gdti",
+    "gdti-113": "gdti",
+    "gdti-174": "gdti",
+    "sgcn-96": "sgcn",
+    "cpi-96": "cpi",
+    "cpi-var": "cpi",
+    "itip-110": "itip",
+    "itip-212": "itip",
+}
+_OTHER_TAG_SCHEMES = frozenset({"gid-96", "usdod-96", "adi-var"})  # non-GS1: kept as sent
+_TAG = re.compile(r"urn:epc:(tag|pat):([a-z0-9+-]+):(.+)", re.DOTALL)
+_FILTER = re.compile(r"[0-7]")
+_PATTERN_FILTER = re.compile(r"[0-7]|\*|\[[0-7]-[0-7]\]")
+
+
+def _from_tag(uri: str) -> str:
+    """The canonical form of an EPC Tag URI, or of a tag pattern naming one tag (no ``*`` or
+    range past its filter): its pure identity's, the filter value dropped. A pattern of many
+    tags and a non-GS1 scheme's URI are kept as sent; an EPC Raw URI (``urn:epc:raw:``, the
+    tag's bits) is refused: name the object by its EPC URN or Digital Link."""
+    if uri.startswith("urn:epc:raw:"):
+        raise _fail(uri, "an EPC raw URI (a tag's bits): name the object by its EPC URN")
+    match = _TAG.fullmatch(uri)
+    if match is None:
+        raise _fail(uri, "malformed EPC tag URI")
+    kind, scheme, body = match.groups()
+    if scheme in _OTHER_TAG_SCHEMES:
+        return uri
+    pure = _TAG_SCHEMES.get(scheme)
+    if pure is None:
+        raise _fail(uri, f"unknown EPC tag scheme {scheme!r}")
+    filter_value, _, fields = body.partition(".")
+    if kind == "pat":
+        if "*" in fields or "[" in fields:
+            return uri
+        valid = _PATTERN_FILTER.fullmatch(filter_value)
+    else:
+        valid = _FILTER.fullmatch(filter_value)
+    if not valid or not fields:
+        raise _fail(uri, "malformed EPC tag URI (a filter value 0-7, then the EPC's fields)")
+    try:
+        return CANONICAL_ORIGIN + _ID_SCHEMES[pure](fields)
+    except (_Bad, Gs1Error) as error:
+        raise _fail(uri, f"malformed EPC tag URI ({error})") from None
+
+
+def _from_urn(uri: str, tags: bool = True) -> str:
+    """The canonical form of a ``urn:epc:`` URN (see the module docstring); with ``tags``
+    False, tag, pattern and raw URIs are kept as sent, as the event-hash reference keeps them."""
     match = _URN.fullmatch(uri)
     if match is None:
         if uri.startswith(("urn:epc:pat:", "urn:epc:tag:", "urn:epc:raw:")):
-            return uri
+            return _from_tag(uri) if tags else uri
         raise _fail(uri, "not an EPC URN")
     kind, scheme, body = match.groups()
     try:
@@ -576,7 +645,7 @@ def event_key(event_id: str) -> str:
     return event_id.lower() if event_id[:9].lower() == "urn:uuid:" else event_id
 
 
-def canonical(uri: str, check_digits: bool = True, fold: bool = True) -> str:
+def canonical(uri: str, check_digits: bool = True, fold: bool = True, tags: bool = True) -> str:
     """The canonical form of an EPCIS identifier (see the module docstring).
 
     EPC URNs and GS1-key-shaped Digital Link URIs become ``https://id.gs1.org/…``; any other
@@ -584,19 +653,20 @@ def canonical(uri: str, check_digits: bool = True, fold: bool = True) -> str:
     Raises ``IdentifierError`` for a malformed ``urn:epc:`` URN or an invalid GS1-key-shaped
     Digital Link URI. ``check_digits=False`` accepts a Digital Link whose key has a wrong check
     digit, and ``fold=False`` reads ``urn:epc:`` and ``http(s)://`` in lower case only, as the
-    event-hash reference does (a URN's check digit is always computed, never read).
+    event-hash reference does (a URN's check digit is always computed, never read), and
+    ``tags=False`` keeps EPC tag, pattern and raw URIs as sent, as that reference does too.
     """
     fast = _fast(uri, check_digits)
     if fast is not None:
         return fast
-    return _slow(_folded(uri) if fold else uri, check_digits)
+    return _slow(_folded(uri) if fold else uri, check_digits, tags)
 
 
 @lru_cache(maxsize=8192)
-def _slow(uri: str, check_digits: bool) -> str:
+def _slow(uri: str, check_digits: bool, tags: bool = True) -> str:
     """``canonical`` of every other form; cached, for the locations and classes that repeat."""
     if uri.startswith("urn:epc:"):
-        return _from_urn(uri)
+        return _from_urn(uri, tags)
     if uri.startswith(("https://", "http://")):
         match = _HTTP.fullmatch(uri)
         if match is not None and match.group(1):
