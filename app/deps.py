@@ -97,19 +97,28 @@ async def caller_first(request: Request[Any, Any, Any]) -> None:
     probe: an anonymous malformed ``PATCH /members/me`` was 400 about its body, not 401). A
     route whose body is an upload names the permissions it takes (any of them) in its ``opt``,
     ``permission``: a caller holding none is refused here too (``require_any``'s 403; a probe: a
-    signed-in store clerk's stalled 50 MB upload was waited for, and buffered, before its 403)."""
+    signed-in store clerk's stalled 50 MB upload was waited for, and buffered, before its 403).
+    A rule of such a route beyond a permission is named in its ``opt`` too, ``before_body``: a
+    function of the ``Principal`` that raises to refuse it, run here (a probe: a factory's key
+    holding ``catalog.write`` stalled a catalogue upload, waited for, before its 403
+    ``brand_staff_only``; an API key's photo, before its 400 ``user_required``)."""
     if request.method not in _WITH_BODY:
         return
-    parameters = request.route_handler.parsed_fn_signature.parameters
+    handler = request.route_handler
+    parameters = handler.parsed_fn_signature.parameters
     if "principal" in parameters:
         headers = request.headers
         require_credentials(headers.get("authorization"), headers.get("x-api-key"))
         state = request.app.state
         async with state.pool.connection() as first:
             principal = await _caller(request, first, state.settings)
-        needed = request.route_handler.opt.get("permission")
+        opt = handler.opt
+        needed = opt.get("permission")
         if needed:
             principal.require_any(*needed)
+        check = opt.get("before_body")
+        if check is not None:
+            check(principal)
     elif "member" in parameters:
         state = request.app.state
         async with state.pool.connection() as first:

@@ -178,7 +178,10 @@ async def test_what_is_no_product_image_or_video_is_refused_with_stable_codes(
     # a video sent as the image (and the other way round): refused, its kind said
     wrong = assert_error(await upload(client, admin, MP4, kind="image"), 415)
     assert wrong["code"] == "unsupported_catalog_media" and wrong["details"] == {"kind": "video"}
-    assert_error(await upload(client, admin, png(), kind="video"), 415, "unsupported_catalog_media")
+    assert wrong["message"] == "this is a video, not an image", wrong
+    image = assert_error(await upload(client, admin, png(), kind="video"), 415)
+    assert image["code"] == "unsupported_catalog_media" and image["details"] == {"kind": "image"}
+    assert image["message"] == "this is an image, not a video", image  # was "a image"
     assert_error(await upload(client, admin, b""), 400, "empty_body")
     assert_error(await upload(client, admin, png(), kind="audio"), 400)
     # blocks that do not add up: refused, never published half read
@@ -572,6 +575,56 @@ async def test_an_upload_without_the_permission_is_refused_before_its_body(
     clerk = await login("store_clerk")
     answer = await answered_before_its_body(client, "/media/catalog", clerk)
     assert_error(answer, 403, "permission_denied")
+
+
+async def test_a_factory_s_upload_is_refused_before_its_body(client: Any, login: Any) -> None:
+    """A probe: a factory's API key holding ``catalog.write`` (its products' permission, never
+    the brand's media) streamed a body to ``POST /media/catalog`` and held it back: the body was
+    waited for, and buffered (up to 50 MB), before the 403 ``brand_staff_only``. The brand-staff
+    rule (``catalog.writer``) is the route's ``before_body``, checked before the body now."""
+    brand, office = await onboarded_brand(client, login)
+    factory = await new_org(client, office, "factory", brand["id"])
+    below = await key_of(client, office, ["catalog.read", "catalog.write"], factory["id"])
+    answer = await answered_before_its_body(client, "/media/catalog", below)
+    assert_error(answer, 403, "brand_staff_only")
+
+
+async def test_a_kind_given_twice_is_its_last_for_the_limit_as_for_the_check(
+    client: Any, login: Any, app: Any
+) -> None:
+    """A review: with ``?kind=image&kind=video`` the body's limit read the first (the image's)
+    and the handler the last (a video): a video within its own limit was 413. Both read the
+    last, as Litestar does for a repeated single-valued parameter."""
+    settings = app.state.settings
+    app.state.settings = msgspec.structs.replace(
+        settings, catalog_image_max_bytes=4096, catalog_video_max_bytes=16384
+    )
+    try:
+        admin = await login("admin")
+        video = mp4(8000, secrets.token_bytes(8))
+        made = await client.post(
+            "/media/catalog?kind=image&kind=video",
+            headers={**admin, "Content-Type": "application/octet-stream"},
+            content=video,
+        )
+        assert made.status_code == 201, made.text
+        assert made.json()["kind"] == "video"
+        # the other way round: the image's limit, and a video is not the image asked for
+        early = await client.post(
+            "/media/catalog?kind=video&kind=image",
+            headers={**admin, "Content-Type": "application/octet-stream"},
+            content=video,
+        )
+        assert assert_error(early, 413, "catalog_media_too_large")["details"] == {"max_bytes": 4096}
+        wrong = await client.post(
+            "/media/catalog?kind=video&kind=image",
+            headers={**admin, "Content-Type": "application/octet-stream"},
+            content=mp4(2000, secrets.token_bytes(8)),
+        )
+        assert_error(wrong, 415, "unsupported_catalog_media")
+    finally:
+        app.state.settings = settings
+    assert (await client.delete(made.json()["url"], headers=admin)).status_code == 204
 
 
 # -- S3 -------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from app.errors import AppError
 from app.media import imagemeta
 from app.media.storage import LocalStore
 from tests.field_support import client_id, other_brand_admin
-from tests.helpers import answered_before_its_body, assert_error
+from tests.helpers import answered_before_its_body, assert_error, key_of
 from tests.images import jpeg, png, png_chunk, png_ihdr, webp
 
 GPS = b"GPS 31.2304N 121.4737E, Huawei P60"
@@ -357,6 +357,17 @@ async def test_a_caller_without_the_permission_is_refused_before_its_body_is_rea
     clerk = await login("store_clerk")
     answer = await answered_before_its_body(client, "/media/photos", clerk, "image/jpeg")
     assert_error(answer, 403, "permission_denied")
+
+
+async def test_an_api_key_s_photo_is_refused_before_its_body_is_read(
+    client: Any, login: Any
+) -> None:
+    """A probe: an API key holding ``field.visit`` streamed a photo and held it back: the body
+    was waited for, and buffered, before the 400 ``user_required`` (photos are users'). The rule
+    (``service.require_uploader``) is the route's ``before_body``, checked before the body now."""
+    key = await key_of(client, await login("admin"), ["field.visit"])
+    answer = await answered_before_its_body(client, "/media/photos", key, "image/jpeg")
+    assert_error(answer, 400, "user_required")
 
 
 async def test_a_declared_oversized_photo_is_refused_before_its_body_is_read(

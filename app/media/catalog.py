@@ -202,14 +202,15 @@ def limit_of(kind: Kind | None, image_max: int, video_max: int) -> int:
     return max(image_max, video_max)
 
 
-def _writer(actor: Principal) -> int:
+def writer(actor: Principal) -> int:
     """The brand whose media the caller writes (uploads, deletes): ``catalog.write`` and the
     brand's own staff (403 ``brand_staff_only`` below it, whatever role grants the permission).
     A medium is the brand's — counted in its quota, named by any product of its tree — and the
     catalogue is written only where the owner is in the writer's subtree
     (``app.catalog.service``): staff of a factory holding ``catalog.write`` write its products,
     never the brand's (a probe: such a user deleted the brand's media from under its products'
-    pages and uploaded against its quota)."""
+    pages and uploaded against its quota). The upload's route runs it before the body too
+    (``app.deps.caller_first``, its ``before_body``)."""
     return brand_of_staff(actor, "catalog.write", "catalogue media are uploaded and deleted")
 
 
@@ -231,6 +232,11 @@ def _out(row: dict[str, Any], public_url: str) -> CatalogMediaOut:
     )
 
 
+def _an(kind: Kind) -> str:
+    """The kind with its article: "an image", "a video"."""
+    return f"an {kind}" if kind == "image" else f"a {kind}"
+
+
 def prepare(
     data: bytes, kind: Kind | None, image_max: int, video_max: int
 ) -> tuple[bytes, str, Kind, str]:
@@ -241,7 +247,7 @@ def prepare(
     content_type, found, ext = sniff(data)
     if kind is not None and found != kind:
         raise UnsupportedMediaType(
-            f"this is a {found}, not a {kind}",
+            f"this is {_an(found)}, not {_an(kind)}",
             code="unsupported_catalog_media",
             details={"kind": found},
         )
@@ -278,7 +284,7 @@ async def upload(
     (409 ``catalog_quota_exceeded``: before the store is written, and again under the brand's
     lock with the row). The same bytes of the brand already kept: that medium, nothing written,
     nothing counted."""
-    brand = _writer(actor)
+    brand = writer(actor)
     # in a thread: up to a video's limit of bytes to sniff, strip and hash (a probe: a crafted
     # JPEG held every other request of the process for over a second)
     data, content_type, found, ext, digest = await asyncio.to_thread(
@@ -523,8 +529,8 @@ async def delete(
     naming it waits, then finds it gone: 400; one that held it first has committed when the
     checks read); the object after.
     Audited as the upload is, under the brand, with the medium as it was (never its bytes).
-    The brand's own staff only (``_writer``)."""
-    brand = _writer(actor)
+    The brand's own staff only (``writer``)."""
+    brand = writer(actor)
     async with pool.connection() as conn:
         row = await (
             await conn.execute(

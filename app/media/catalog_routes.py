@@ -53,9 +53,13 @@ def _medium(media_id: str) -> uuid.UUID:
 
 
 def _limit(connection: ASGIConnection[Any, Any, Any, Any]) -> int:
-    """The most this upload may hold: its ``kind``'s limit (either's when it names none)."""
+    """The most this upload may hold: its ``kind``'s limit (either's when it names none). A
+    ``kind`` given twice is its last, as the handler's: Litestar keeps a repeated single-valued
+    parameter's last value (a review: this read the first, ``?kind=image&kind=video`` held a
+    video to the image's limit)."""
     settings: Settings = connection.app.state.settings
-    kind = connection.query_params.get("kind")
+    kinds = connection.query_params.getall("kind", [])
+    kind = kinds[-1] if kinds else None
     return catalog.limit_of(
         kind if kind in ("image", "video") else None,  # type: ignore[arg-type]
         settings.catalog_image_max_bytes,
@@ -137,13 +141,14 @@ class CatalogMediaController(Controller):
     path = "/media/catalog"
 
     # raw_body: the bytes are the file, never a form, whatever the Content-Type says;
-    # permission: checked before the body (app.deps.caller_first)
+    # permission and before_body (the brand's own staff: 403 brand_staff_only below it): checked
+    # before the body (app.deps.caller_first)
     @post(
         "/",
         status_code=201,
         guards=[declared_size],
         request_max_body_size=CATALOG_MEDIA_MAX_BYTES_CAP,
-        opt={"raw_body": True, "permission": ("catalog.write",)},
+        opt={"raw_body": True, "permission": ("catalog.write",), "before_body": catalog.writer},
         dependencies={"content": Provide(read_body), "principal": Provide(uploader)},
     )
     async def upload(

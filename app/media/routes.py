@@ -69,14 +69,19 @@ class PhotoController(Controller):
     path = "/media/photos"
 
     # raw_body: the bytes are an image, never a form, whatever the Content-Type says (a probe:
-    # curl's default form type made a PNG's bytes 400 invalid_character); permission: checked
-    # before the body (app.deps.caller_first)
+    # curl's default form type made a PNG's bytes 400 invalid_character); permission and
+    # before_body (an API key's photo: 400 user_required): checked before the body
+    # (app.deps.caller_first)
     @post(
         "/",
         status_code=201,
         guards=[declared_size],
         request_max_body_size=MEDIA_MAX_BYTES_CAP,
-        opt={"raw_body": True, "permission": service.UPLOADERS},
+        opt={
+            "raw_body": True,
+            "permission": service.UPLOADERS,
+            "before_body": service.require_uploader,
+        },
         dependencies={"photo": Provide(read_photo), "principal": Provide(uploader)},
     )
     async def upload(

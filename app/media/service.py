@@ -124,6 +124,15 @@ def _checked_digest(data: bytes, content_type: str) -> bytes:
     return hashlib.sha256(data).digest()
 
 
+def require_uploader(actor: Principal) -> int:
+    """The user uploading a photo: ``UPLOADERS``' 403, and 400 ``user_required`` for an API key.
+    The upload's route runs it before the body too (``app.deps.caller_first``)."""
+    actor.require_any(*UPLOADERS)
+    if actor.user_id is None:
+        raise BadRequest("photos are uploaded by users", code="user_required")
+    return actor.user_id
+
+
 async def upload(
     pool: AsyncConnectionPool[Conn],
     actor: Principal,
@@ -135,29 +144,27 @@ async def upload(
     ``daily_bytes`` of photos per user in 24 hours (429 ``photo_quota``, checked before the
     store is written and again, under the user's lock, with the row). Connections are taken for
     the two short transactions only, none while the store writes."""
-    actor.require_any(*UPLOADERS)
-    if actor.user_id is None:
-        raise BadRequest("photos are uploaded by users", code="user_required")
+    user_id = require_uploader(actor)
     if not data:
         raise BadRequest("the body is empty: send the image's bytes", code="empty_body")
     content_type, ext = sniff(data)
     digest = await asyncio.to_thread(_checked_digest, data, content_type)
     async with pool.connection() as conn:  # not held while the store writes
-        now = await _check_quota(conn, actor.user_id, len(data), daily_bytes)
+        now = await _check_quota(conn, user_id, len(data), daily_bytes)
     photo_id = uuid.uuid4()
     key = f"{actor.brand_id}/{now:%Y}/{now:%m}/{photo_id.hex}.{ext}"
     await store.put(key, data)
     try:
         async with pool.connection() as conn:  # committed as the block ends
-            await locks.xact_lock(conn, Lock.MEDIA_QUOTA, f"user:{actor.user_id}")
-            await _check_quota(conn, actor.user_id, len(data), daily_bytes)
+            await locks.xact_lock(conn, Lock.MEDIA_QUOTA, f"user:{user_id}")
+            await _check_quota(conn, user_id, len(data), daily_bytes)
             row = await (
                 await conn.execute(
                     """INSERT INTO media_photos
                            (id, owner_id, org_id, content_type, size_bytes, sha256, storage_key)
                        VALUES (%s, %s, %s, %s, %s, %s, %s)
                        RETURNING id, content_type, size_bytes, sha256, created_at""",
-                    (photo_id, actor.user_id, actor.org_id, content_type, len(data), digest,
+                    (photo_id, user_id, actor.org_id, content_type, len(data), digest,
                      key),
                 )
             ).fetchone()  # fmt: skip
