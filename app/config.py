@@ -750,7 +750,8 @@ def _check_redis_db(url: str, scheme: str) -> None:
     var = f"{PREFIX}REDIS_URL"
     parts = urlsplit(url)
     path = "" if scheme == "unix" else parts.path  # unix://: the path is the socket's
-    if path not in ("", "/") and not _DB_NUMBER.fullmatch(path[1:]):
+    path = path.removesuffix("/")  # /0/: database 0, as redis-py reads it (a review)
+    if path and not _DB_NUMBER.fullmatch(path[1:]):
         raise SettingsError(f"{var}: the database (the path after the port) must be /N, a number")
     for value in parse_qs(parts.query).get("db", []):
         if not _DB_NUMBER.fullmatch(value):

@@ -288,12 +288,17 @@ def _is_redis(pid: int, var: Path) -> bool:
     return _redis_pid(socket_path) == pid
 
 
+_POSTGRES = ("postgres", "postmaster")
+
+
 def _is_postgres(pid: int, pgdata: Path) -> bool:
     """Whether ``pid`` is a postmaster (not a backend: ``postgres: …``) of data directory
     ``pgdata`` (pgserver's pg_ctl starts it with ``-D`` and the resolved path)."""
-    args = _command_line(pid)
-    if not args or Path(args[0]).name not in ("postgres", "postmaster"):
+    if not _is_program(pid, _POSTGRES):
         return False
+    args = _command_line(pid)
+    if not Path("/proc/self").exists():  # ps's line, split at spaces: a path may hold one
+        return os.path.realpath(pgdata) in " ".join(args)
     if "-D" in args[1:-1]:
         given = args[args.index("-D", 1) + 1]
         return os.path.realpath(given) == os.path.realpath(pgdata)
@@ -304,22 +309,34 @@ def _server_pid(pid_file: Path) -> int | None:
     """The pid of the embedded server whose pid file this is (``…/redis/redis.pid``,
     ``…/pgdata/postmaster.pid``) if it runs. A pid file whose process is gone or is another
     program (a server killed -9, or a reboot, leaves it; its pid is then reused) is stale: it is
-    removed, and the server taken as not running — never signalled."""
+    removed — unless a postmaster holds the pid — and the server taken as not running, never
+    signalled."""
     try:
         pid = int(pid_file.read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
     if pid_file.name == "postmaster.pid":
         ours = _is_postgres(pid, pid_file.parent)
+        # a postgres of another data directory is not signalled, but its file is left: removed
+        # under a running postmaster misread, it would shut itself down (a review)
+        other_server = not ours and pid > 0 and _is_program(pid, _POSTGRES)
     else:
         ours = _is_redis(pid, pid_file.parent.parent)
+        other_server = False
     if pid > 0 and ours:
         return pid
-    try:
-        pid_file.unlink()
-    except OSError:
-        pass
+    if not other_server:
+        try:
+            pid_file.unlink()
+        except OSError:
+            pass
     return None
+
+
+def _is_program(pid: int, names: tuple[str, ...]) -> bool:
+    """Whether process ``pid`` runs a program of one of these names."""
+    args = _command_line(pid)
+    return bool(args) and Path(args[0]).name in names
 
 
 def _signal_and_wait(pid_file: Path, sig: signal.Signals, timeout: float = 30) -> None:

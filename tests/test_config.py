@@ -444,7 +444,12 @@ def test_a_redis_url_whose_database_is_no_number_is_refused(url: str) -> None:
     as database 12. The settings take ``/N`` or ``?db=N`` only, naming the variable."""
     with pytest.raises(SettingsError, match="TRACECODE_REDIS_URL"):
         load_settings({"TRACECODE_REDIS_URL": url})
-    for good in ("redis://127.0.0.1:6379/15", "redis://127.0.0.1:6379/", "rediss://h:6380/3?db=3"):
+    for good in (
+        "redis://127.0.0.1:6379/15",
+        "redis://127.0.0.1:6379/",
+        "redis://h:6379/0/",
+        "rediss://h:6380/3?db=3",
+    ):
         assert load_settings({"TRACECODE_REDIS_URL": good}).redis_url == good
 
 

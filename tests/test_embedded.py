@@ -138,8 +138,8 @@ def test_services_down_leaves_alone_the_process_of_a_stale_pid_file(
     postmaster.pid`` held. A server killed -9 or a reboot leaves the file; once its pid was
     reused, `services down` sent SIGTERM to an unrelated process of the user and waited 30 s.
     Now a pid that is not that server (its command line: a ``redis-server`` of this var's socket,
-    a ``postgres -D`` of this var's data directory) marks a stale file: removed, not signalled,
-    and ``running`` is false."""
+    a ``postgres -D`` of this var's data directory) marks a stale file: removed (unless another
+    postmaster holds its pid), not signalled, and ``running`` is false."""
     from app import embedded
 
     var = tmp_path / "var"
@@ -154,14 +154,16 @@ def test_services_down_leaves_alone_the_process_of_a_stale_pid_file(
             time.sleep(0.02)
         path.write_text(f"{bystander.pid}\n{var / 'pgdata'}\n")
         assert not embedded.running(var)
-        assert not path.exists()  # the stale file is gone
+        # the stale file is gone, but one a postmaster's pid holds is left (a postmaster misread
+        # would shut itself down without its file: a review)
+        assert path.exists() == (Path(argv0).name == "postgres")
         path.write_text(f"{bystander.pid}\n")
         started = time.monotonic()
         embedded.stop(var)
         assert time.monotonic() - started < 5
         time.sleep(0.2)
         assert bystander.poll() is None, "services down signalled a process that is no server"
-        assert not path.exists()
+        assert path.exists() == (Path(argv0).name == "postgres")
     finally:
         bystander.kill()
         bystander.wait()

@@ -1158,3 +1158,38 @@ def test_migration_0142_compares_brand_names_as_they_show(fresh_db: str) -> None
             (other,),
         )
         assert older < nfd
+
+
+async def test_an_events_partition_made_in_a_transaction_rolled_back_is_made_again(
+    fresh_db: str,
+) -> None:
+    """A review: the process's cache of the partitions of ``events`` took the bound of one made
+    in a transaction that then rolled back (an EPCIS declared event's dry run is one), so the
+    process no longer made it, and its inserts past the old bound would fail. The cache holds
+    the partitions there were; the next ids near the end make it again, for good."""
+    from psycopg.rows import dict_row
+
+    from app.events import log
+
+    db.migrate(fresh_db)
+    bound_sql = """SELECT count(*) AS n FROM pg_inherits WHERE inhparent = 'events'::regclass"""
+    cached = log._partition_limit
+    try:
+        async with await psycopg.AsyncConnection.connect(
+            fresh_db, autocommit=True, row_factory=dict_row
+        ) as conn:
+            before = (await (await conn.execute(bound_sql)).fetchone())["n"]  # type: ignore[index]
+            log._partition_limit = 0
+            await log.ensure_partitions(conn)  # the cache of this database's partitions
+            last = log._partition_limit
+            await conn.execute("SELECT setval('events_id_seq', %s)", (last - 1000,))
+            async with conn.transaction(force_rollback=True):
+                await log.allocate_ids(conn, 1)  # makes the next partition, rolled back
+                made = (await (await conn.execute(bound_sql)).fetchone())["n"]  # type: ignore[index]
+                assert made == before + 1
+            assert log._partition_limit == last  # not the bound of the partition rolled back
+            await log.allocate_ids(conn, 1)  # made again, kept
+            kept = (await (await conn.execute(bound_sql)).fetchone())["n"]  # type: ignore[index]
+            assert kept == before + 1
+    finally:
+        log._partition_limit = cached

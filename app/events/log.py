@@ -178,6 +178,10 @@ async def ensure_partitions(conn: Conn) -> None:
         )
     ).fetchone()
     upper = row["upper"] if row else 1
+    # the cache holds the partitions there were, never those made here: made in a transaction
+    # that rolls back (a savepoint's, as an EPCIS declared event's dry run), they are gone, and a
+    # cache past them stopped this process making them until its inserts failed (a review)
+    _partition_limit = upper - 1
     used = (await (await conn.execute("SELECT last_value FROM events_id_seq")).fetchone())[
         "last_value"
     ]  # type: ignore[index]
@@ -188,7 +192,6 @@ async def ensure_partitions(conn: Conn) -> None:
             f"FOR VALUES FROM ({upper}) TO ({upper + PARTITION_SIZE})"
         )
         upper += PARTITION_SIZE
-    _partition_limit = upper - 1
 
 
 async def events_of(
