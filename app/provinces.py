@@ -1,11 +1,14 @@
 """China's province-level divisions (GB/T 2260): their names as members', verifications' and
 organisations' provinces are stored, the spellings people write them in, their codes and their
-capitals. Data only: every domain reads it (``app.verify.regions`` places a scan by its capitals).
+capitals; ``query_province`` reads a query's province filter by them. Every domain reads it
+(``app.verify.regions`` places a scan by its capitals).
 """
 
 from __future__ import annotations
 
 import re
+
+from app.errors import ValidationFailed
 
 # Province (GB/T 2260 name), its capital, the capital's coordinates, and both names in English.
 CAPITALS: list[tuple[str, str, float, float, str, str]] = [
@@ -63,3 +66,27 @@ PROVINCE_CODES: dict[str, str] = {
     "54": "西藏自治区", "61": "陕西省", "62": "甘肃省", "63": "青海省", "64": "宁夏回族自治区",
     "65": "新疆维吾尔自治区", "71": "台湾省", "81": "香港特别行政区", "82": "澳门特别行政区",
 }  # fmt: skip
+# and the other way: a province's full name and its 6-digit code (浙江省: 330000)
+CODE_OF: dict[str, str] = {name: f"{code}0000" for code, name in PROVINCE_CODES.items()}
+
+
+def province_named(text: str) -> str | None:
+    """A province's full name (浙江省) from any way it is written — full, short (浙江), English
+    in any case (Zhejiang), or its 6-digit GB/T 2260 code (330000) —; None for none."""
+    text = text.strip()
+    if len(text) == 6 and text.isascii() and text.isdigit():
+        return PROVINCE_CODES.get(text[:2]) if text.endswith("0000") else None
+    return PROVINCES.get(text.casefold())
+
+
+def query_province(text: str) -> str:
+    """A query's ``province`` filter (the lists', the analytics') as provinces are stored, its
+    full name; an unknown one is 400 ``validation_failed`` on the query's ``province`` (a probe:
+    the analytics answered a misspelt province with zeros, as if it had none)."""
+    province = province_named(text)
+    if province is None:
+        raise ValidationFailed(
+            "invalid request (province): not a province-level division of China",
+            details=[{"field": "province", "message": "unknown province", "source": "query"}],
+        )
+    return province

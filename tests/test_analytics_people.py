@@ -563,6 +563,57 @@ async def test_verifications_by_day_region_product_and_category(client: Any, wor
     assert_error(bad, 400, "bad_period")
 
 
+async def test_a4_a7_take_a_province_as_a1_does_and_refuse_an_unknown_one(
+    client: Any, world: World, login: Any
+) -> None:
+    """A probe: A4 and A7 verifications read ``province=330000`` as a name no record has (200,
+    nothing, the code echoed), and every report answered ``province=Atlantis`` with zeros, as
+    if it had none, where ``GET /members`` says 400. A province is its name, full, short or in
+    English, or its 6-digit code; an unknown one is 400 ``validation_failed`` on ``province``."""
+    await roll()
+    zj = [m for m in world.members.values() if m["province"] == "浙江省"]
+    inside = [v for v in world.verifications if date(2024, 1, 1) <= shanghai(v[4])]
+    inside = [v for v in inside if shanghai(v[4]) <= date(2024, 12, 30) and v[1] == "浙江省"]
+    admin = await login("admin")
+    for path, headers, span in (
+        ("/analytics/members/regions", world.admin, {}),
+        ("/analytics/verifications", world.admin, {"from": "2024-01-01", "to": "2024-12-30"}),
+        ("/analytics/inspections", admin, {}),
+    ):
+        named = await get(client, headers, path, province="浙江省", **span)
+        assert named["province"] == "浙江省"
+        for spelt in ("330000", " 330000 ", "浙江", "ZheJiang"):
+            assert await get(client, headers, path, province=spelt, **span) == named, spelt
+        for unknown in ("Atlantis", "330100", "990000", "33", "３３００００"):
+            answer = await client.get(path, headers=headers, params={"province": unknown})
+            error = assert_error(answer, 400, "validation_failed")
+            assert [d["field"] for d in error["details"]] == ["province"], unknown
+    regions = await get(client, world.admin, "/analytics/members/regions", province="330000")
+    assert regions["members"] == len(zj)
+    verified = await get(client, world.admin, "/analytics/verifications", province="330000",
+                         **{"from": "2024-01-01", "to": "2024-12-30"})  # fmt: skip
+    assert verified["totals"]["total"] == len(inside)
+
+
+async def test_a7_from_alone_in_the_future_is_its_own_day_as_in_a1(
+    client: Any, world: World, login: Any
+) -> None:
+    """A probe: ``/analytics/verifications`` and ``/analytics/inspections`` answered a ``from``
+    after today, ``to`` not given, 400 ``bad_period`` "from is after to" (``to`` defaulted to
+    today); A1 reads it as that one day. ``to`` defaults to today, or to ``from`` if later."""
+    later = business_today() + timedelta(days=10)
+    for path, headers in (
+        ("/analytics/verifications", world.admin),
+        ("/analytics/inspections", await login("admin")),
+    ):
+        out = await get(client, headers, path, **{"from": later.isoformat()})
+        assert (out["from_date"], out["to_date"]) == (later.isoformat(), later.isoformat())
+        assert out["totals"]["total" if "total" in out["totals"] else "inspections"] == 0
+        past = (business_today() - timedelta(days=5)).isoformat()
+        out = await get(client, headers, path, **{"from": past})
+        assert out["to_date"] == business_today().isoformat()
+
+
 async def test_scoping_brand_staff_subtrees_and_other_brands(
     client: Any, world: World, login: Any
 ) -> None:

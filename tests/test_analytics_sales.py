@@ -553,6 +553,41 @@ async def test_a3_takes_the_city_filter_and_a2_a_limit_as_a1_does(
         assert_error(await client.get(path, headers=admin, params={"limit": 0}), 400)
 
 
+async def test_an_unknown_province_is_400_and_a_province_is_named_as_a4_a7_name_it(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: ``province=Atlantis`` (or a code no province has) answered 200 with nothing, as
+    if the province sold nothing, where ``GET /members`` says 400. A province is its name, full,
+    short or in English, or its 6-digit code (``app.provinces.query_province``, as A4-A7 and
+    the member list read it); an unknown one is 400 ``validation_failed`` on ``province``."""
+    admin = await login("admin")
+    period = {"from": "2078-07-01", "to": "2078-07-31"}  # no test sells then: no answer moves
+    for path in (STORES, PRODUCTS, REGIONS):
+        coded = await get(client, admin, path, **period, province="330000")
+        for spelt in ("浙江省", "浙江", " zhejiang "):
+            assert await get(client, admin, path, **period, province=spelt) == coded, spelt
+        for unknown in ("Atlantis", "330100", "990000", "３３００００"):
+            answer = await client.get(path, headers=admin, params={"province": unknown})
+            error = assert_error(answer, 400, "validation_failed")
+            assert [d["field"] for d in error["details"]] == ["province"], (path, unknown)
+
+
+async def test_a_period_is_at_most_three_calendar_years_as_the_readme_says(
+    client: Any, login: Any
+) -> None:
+    """A probe: the limit was 3 * 366 days, so 2084-01-01..2087-01-02 (two days past three
+    years) was answered. Three years from a day end the day before it three years later (from
+    29 February: on 28 February)."""
+    admin = await login("admin")
+    for path in (STORES, PRODUCTS, REGIONS):
+        for start, last in (("2084-01-01", "2086-12-31"), ("2084-02-29", "2087-02-28")):
+            answer = await client.get(path, headers=admin, params={"from": start, "to": last})
+            assert answer.status_code == 200, (path, start, answer.text)
+            after = (date.fromisoformat(last) + timedelta(days=1)).isoformat()
+            answer = await client.get(path, headers=admin, params={"from": start, "to": after})
+            assert_error(answer, 400, "bad_period")
+
+
 async def _distributor(conn: Any, parent_id: int) -> int:
     """A distributor of the agent, with the agent's region (it sells to consumers, L7)."""
     row = await (

@@ -51,7 +51,8 @@ from app.analytics.schemas_people import (
 from app.auth.principal import Principal
 from app.db import Conn
 from app.errors import BadRequest, Forbidden
-from app.members.profile import BANDS, PROVINCES, business_today
+from app.members.profile import BANDS, business_today
+from app.provinces import CODE_OF, query_province
 
 MAX_DAYS = 366  # the longest period of the day-by-day statistics (verifications, inspections)
 DEFAULT_DAYS = 30
@@ -80,16 +81,16 @@ def require_brand_reader(actor: Principal) -> None:
 
 
 def province_of(text: str | None) -> str | None:
-    """A province as the records spell it (浙江省); English names accepted (Zhejiang)."""
-    if text is None:
-        return None
-    text = text.strip()
-    return PROVINCES.get(text.casefold(), text)
+    """A province filter as the records spell it (浙江省), written as ``query_province`` takes
+    it (浙江, Zhejiang, 330000); an unknown one is 400 (a probe: A4 and A7 read 330000 as a
+    name no record has, and answered any unknown province with zeros)."""
+    return None if text is None else query_province(text)
 
 
 def _bounded(f: Filters, today: date) -> tuple[date, date]:
-    """The period of a day-by-day statistic: default the last 30 days, at most 366."""
-    end = f.date_to or today
+    """The period of a day-by-day statistic: default the last 30 days, at most 366; ``from``
+    alone ends today, or on its own day if later (as A1; a probe: a future ``from`` was 400)."""
+    end = f.date_to or max(today, f.date_from or today)
     start = f.date_from or max(end, date.min + timedelta(days=DEFAULT_DAYS)) - timedelta(
         days=DEFAULT_DAYS - 1
     )
@@ -628,6 +629,7 @@ async def inspections(
         "brand": actor.brand_id,
         "tree": actor.org_path + "%",
         "province": province,
+        "province_code": CODE_OF.get(province or ""),
         "from": start,
         "to": end,
         "limit": per_page,  # None: LIMIT NULL, every store
@@ -636,7 +638,7 @@ async def inspections(
     base = f"""FROM inspection_summary m JOIN orgs s ON s.id = m.store_org_id
         WHERE m.brand_id = %(brand)s AND m.day BETWEEN %(from)s AND %(to)s
           AND s.path LIKE %(tree)s{
-        " AND (s.province_name = %(province)s OR s.province_code = %(province)s)"
+        " AND (s.province_name = %(province)s OR s.province_code = %(province_code)s)"
         if province is not None
         else ""
     }"""

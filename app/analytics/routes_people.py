@@ -34,7 +34,11 @@ DateFrom = Annotated[
 DateTo = Annotated[date | None, QueryParameter(name="to", description="last day, inclusive")]
 Province = Annotated[
     str | None,
-    Parameter(min_length=1, max_length=64, description="a province (浙江省 or Zhejiang)"),
+    Parameter(
+        min_length=1,
+        max_length=64,
+        description="a province: 浙江省, 浙江, Zhejiang or 330000 (unknown: 400)",
+    ),
 ]
 ProductId = Annotated[int | None, Parameter(ge=1, description="one product of the brand")]
 CategoryId = Annotated[

@@ -31,10 +31,20 @@ ProductType = Annotated[
     str | None,
     QueryParameter(name="type", min_length=1, max_length=100, description="product type"),
 ]
-Region = Annotated[
+Province = Annotated[
     str | None,
     Parameter(
-        min_length=1, max_length=64, description="the store's region: a 6-digit code or a name"
+        min_length=1,
+        max_length=64,
+        description="the store's province: 浙江省, 浙江, Zhejiang or 330000 (unknown: 400)",
+    ),
+]
+City = Annotated[
+    str | None,
+    Parameter(
+        min_length=1,
+        max_length=64,
+        description="the store's city: a 6-digit code or the name as stored (杭州市)",
     ),
 ]
 AgentId = Annotated[
@@ -67,8 +77,8 @@ async def store_ranking(
     product_id: ProductId = None,
     category_id: CategoryId = None,
     product_type: ProductType = None,
-    province: Region = None,
-    city: Region = None,
+    province: Province = None,
+    city: City = None,
     agent_id: AgentId = None,
     limit: Limit = None,
     fmt: FormatParam = "json",
@@ -106,8 +116,8 @@ async def product_report(
     product_id: ProductId = None,
     category_id: CategoryId = None,
     product_type: ProductType = None,
-    province: Region = None,
-    city: Region = None,
+    province: Province = None,
+    city: City = None,
     agent_id: AgentId = None,
     store_id: StoreId = None,
     limit: RowLimit = None,
@@ -143,8 +153,8 @@ async def region_report(
     product_id: ProductId = None,
     category_id: CategoryId = None,
     product_type: ProductType = None,
-    province: Region = None,
-    city: Region = None,
+    province: Province = None,
+    city: City = None,
     agent_id: AgentId = None,
     limit: RowLimit = None,
     fmt: FormatParam = "json",

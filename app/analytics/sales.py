@@ -69,10 +69,10 @@ from app.errors import BadRequest, NotFound
 from app.localtime import REPORT_TZ
 from app.locks import Lock, run_alone
 from app.logistics.documents import RETAIL_KINDS
-from app.members.profile import PROVINCES
+from app.provinces import CODE_OF, query_province
 
 _TZ = ZoneInfo(REPORT_TZ)
-MAX_DAYS = 3 * 366  # the longest period one report covers
+MAX_YEARS = 3  # the longest period one report covers: three calendar years (``_within``)
 MAX_SERIES_DAYS = 366  # a day-by-day series covers at most a year
 
 Granularity = Literal["day", "month"]
@@ -383,15 +383,30 @@ async def today(conn: Conn) -> date:
     return datetime.now(_TZ).date()
 
 
-def period(f: Filters, now: date, longest: int = MAX_DAYS) -> tuple[date, date]:
+def _within(start: date, end: date, years: int) -> bool:
+    """Whether ``start``..``end`` is at most ``years`` calendar years: it ends before the same
+    day ``years`` later (from 29 February, before 1 March; a probe: 3 * 366 days let a period
+    run two days past the README's 3 years)."""
+    if start.year + years > date.max.year:
+        return True
+    try:
+        return end < start.replace(year=start.year + years)
+    except ValueError:  # 29 February
+        return end < date(start.year + years, 3, 1)
+
+
+def period(f: Filters, now: date, longest: int | None = None) -> tuple[date, date]:
     """``start``..``end``: default this month to today (either alone: to/from the other's
-    default); at most ``longest`` days."""
+    default); at most ``longest`` days, or (None) ``MAX_YEARS`` years."""
     end = f.end or max(now, f.start or now)
     start = f.start or min(now.replace(day=1), end.replace(day=1))
     if end < start:
         raise BadRequest("the period ends before it starts", code="bad_period",
                          details={"field": "to"})  # fmt: skip
-    if (end - start).days + 1 > longest:
+    if longest is None and not _within(start, end, MAX_YEARS):
+        raise BadRequest(f"a report covers at most {MAX_YEARS} years", code="bad_period",
+                         details={"field": "from"})  # fmt: skip
+    if longest is not None and (end - start).days + 1 > longest:
         raise BadRequest(f"a report covers at most {longest} days", code="bad_period",
                          details={"field": "from"})  # fmt: skip
     # the month after the end's must still be a date (a probe: December 9999 was a 500)
@@ -477,13 +492,14 @@ async def scope(conn: Conn, actor: Principal, f: Filters) -> tuple[list[str], di
         else:
             where.append("o.path LIKE %(agent)s")
             params["agent"] = row["path"] + "%"
-    for level, place in (("province", f.province), ("city", f.city)):
-        if place is not None:
-            column = f"{level}_code" if place.isdigit() and len(place) == 6 else f"{level}_name"
-            if level == "province" and column == "province_name":  # Zhejiang, as A4-A7 take it
-                place = PROVINCES.get(place.strip().casefold(), place)  # (a probe: none found)
-            where.append(f"o.{column} = %({level})s")
-            params[level] = place
+    if f.province is not None:  # 浙江省, 浙江, Zhejiang or 330000 as A4-A7 take it; else 400
+        params["province"] = query_province(f.province)
+        params["province_code"] = CODE_OF[params["province"]]
+        where.append("(o.province_code = %(province_code)s OR o.province_name = %(province)s)")
+    if f.city is not None:  # a 6-digit code or the name as stored (杭州市): no list of cities
+        code = f.city.isascii() and f.city.isdigit() and len(f.city) == 6
+        where.append(f"o.city_{'code' if code else 'name'} = %(city)s")
+        params["city"] = f.city
     return where, params
 
 
@@ -577,7 +593,7 @@ class Asked(msgspec.Struct, frozen=True):
 
 
 async def resolve(
-    conn: Conn, actor: Principal, f: Filters, longest: int = MAX_DAYS, *, defer: bool = False
+    conn: Conn, actor: Principal, f: Filters, longest: int | None = None, *, defer: bool = False
 ) -> Asked:
     """Check the permission and resolve the filters (see ``Asked``). With ``defer``, a lone
     product (``one_product``) is taken as asked: the caller's query checks it is the brand's
@@ -821,7 +837,7 @@ async def product_report(
     """A2: net units by product and by product type over the period, and the period's series
     by day or month (of the products asked, at the stores asked); the first ``f.limit``
     products listed (None: all), the types, series and units of them all."""
-    longest = MAX_SERIES_DAYS if granularity == "day" else MAX_DAYS
+    longest = MAX_SERIES_DAYS if granularity == "day" else None
     asked = await resolve(conn, actor, f, longest)
     # what nets to nothing is left out, by every path alike (a probe: the brand-wide one listed
     # a product sold and given back with 0 units, the stores' path did not)

@@ -27,8 +27,9 @@ from app.db import Conn, changed, changes_of, update_row
 from app.errors import NotFound, Unprocessable
 from app.marketing.schemas import Promotion, PromotionIn, PromotionOut, PromotionPatch
 from app.members.principal import Member, brand_of_staff
-from app.members.profile import member_provinces, query_province
+from app.members.profile import member_provinces
 from app.paging import Page, fetch_page
+from app.provinces import query_province
 
 WRITE = "promotions.write"
 _COLUMNS = """id, brand_id, title, body, image_url, link_url, starts_at, ends_at, provinces,

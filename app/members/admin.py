@@ -45,11 +45,12 @@ from app.members.limits import PHONE_MISS, MemberLimits
 from app.members.mask import mask_phone, sees_phones, shown_email, shown_phone, shown_wechat_id
 from app.members.phones import phone_query
 from app.members.principal import Member, brand_of_staff
-from app.members.profile import AGE_BAND_SQL, query_province
+from app.members.profile import AGE_BAND_SQL
 from app.members.redemptions import STATUS_NOW, status_is
 from app.members.schemas import MemberDetail, MemberRow, MemberStatus, RedemptionRow, ScanRow
 from app.members.schemas_points import PointsOut
 from app.paging import Page, check_period, fetch_page
+from app.provinces import query_province
 from app.verify.record import swept_retry
 
 RECENT_SCANS = 20

@@ -43,19 +43,6 @@ def member_provinces(names: list[str], field: str) -> list[str]:
     return found
 
 
-def query_province(name: str) -> str:
-    """A list's ``province`` query filter as members' are stored; an unknown one is 400 on the
-    query's ``province`` (a probe: the promotions' filter blamed ``province[0]`` of a body the
-    request does not have)."""
-    province = PROVINCES.get(name.strip().casefold())
-    if province is None:
-        raise ValidationFailed(
-            "invalid request (province): not a province-level division of China",
-            details=[{"field": "province", "message": "unknown province", "source": "query"}],
-        )
-    return province
-
-
 # (lowest age, band): the band of an age is the last one whose lowest age it reaches.
 BANDS: list[tuple[int, AgeBand]] = [
     (0, "under_18"),

@@ -9365,7 +9365,7 @@ export interface operations {
                 from?: string | null;
                 /** @description last day, inclusive */
                 to?: string | null;
-                /** @description a province (浙江省 or Zhejiang) */
+                /** @description a province: 浙江省, 浙江, Zhejiang or 330000 (unknown: 400) */
                 province?: string | null;
                 /** @description periods of the series */
                 granularity?: "day" | "month";
@@ -9547,7 +9547,7 @@ export interface operations {
                 from?: string | null;
                 /** @description last day, inclusive */
                 to?: string | null;
-                /** @description a province (浙江省 or Zhejiang) */
+                /** @description a province: 浙江省, 浙江, Zhejiang or 330000 (unknown: 400) */
                 province?: string | null;
                 /** @description periods of the series */
                 granularity?: "day" | "month";
@@ -9723,9 +9723,9 @@ export interface operations {
                 category_id?: number | null;
                 /** @description product type */
                 type?: string | null;
-                /** @description the store's region: a 6-digit code or a name */
+                /** @description the store's province: 浙江省, 浙江, Zhejiang or 330000 (unknown: 400) */
                 province?: string | null;
-                /** @description the store's region: a 6-digit code or a name */
+                /** @description the store's city: a 6-digit code or the name as stored (杭州市) */
                 city?: string | null;
                 /** @description only the stores under this agent (in your subtree) */
                 agent_id?: number | null;
@@ -9824,9 +9824,9 @@ export interface operations {
                 category_id?: number | null;
                 /** @description product type */
                 type?: string | null;
-                /** @description the store's region: a 6-digit code or a name */
+                /** @description the store's province: 浙江省, 浙江, Zhejiang or 330000 (unknown: 400) */
                 province?: string | null;
-                /** @description the store's region: a 6-digit code or a name */
+                /** @description the store's city: a 6-digit code or the name as stored (杭州市) */
                 city?: string | null;
                 /** @description only the stores under this agent (in your subtree) */
                 agent_id?: number | null;
@@ -9921,9 +9921,9 @@ export interface operations {
                 category_id?: number | null;
                 /** @description product type */
                 type?: string | null;
-                /** @description the store's region: a 6-digit code or a name */
+                /** @description the store's province: 浙江省, 浙江, Zhejiang or 330000 (unknown: 400) */
                 province?: string | null;
-                /** @description the store's region: a 6-digit code or a name */
+                /** @description the store's city: a 6-digit code or the name as stored (杭州市) */
                 city?: string | null;
                 /** @description only the stores under this agent (in your subtree) */
                 agent_id?: number | null;
@@ -10012,7 +10012,7 @@ export interface operations {
                 from?: string | null;
                 /** @description last day, inclusive */
                 to?: string | null;
-                /** @description a province (浙江省 or Zhejiang) */
+                /** @description a province: 浙江省, 浙江, Zhejiang or 330000 (unknown: 400) */
                 province?: string | null;
                 /** @description one product of the brand */
                 product_id?: number | null;
