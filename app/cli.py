@@ -1550,8 +1550,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_analytics(settings, args.action)
         if args.command == "redis":
             return cmd_redis(settings, not args.no_jobs, args.drain_timeout)
-        if args.command == "chain":
-            return cmd_chain(settings, args)
+        if args.command == "chain":  # the development key of `tracecode run`, as `codes`
+            return cmd_chain(ensure_dev_master_key(settings, create=False), args)
     except SettingsError as exc:
         return _fail(f"configuration error: {exc}")
     except embedded.ServiceError as exc:  # an embedded server that did not start: its log
