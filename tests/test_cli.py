@@ -492,33 +492,6 @@ def test_a_development_key_others_may_read_is_refused_not_reused(tmp_path: Path)
     assert str(tmp_path / "master.key") in done.stderr and "ab" * 32 not in done.stderr
 
 
-def test_chain_commands_take_the_development_key_as_codes_do(
-    tmp_path: Path, settings: Any, demo: Any
-) -> None:
-    """A newcomer's walk through the README: after `make run`, `tracecode codes …` used
-    ``var/master.key`` and `tracecode chain check` said "no master key". Both take it now."""
-    key = tmp_path / "master.key"
-    key.write_bytes(
-        Path(settings.master_key_file).read_bytes()
-        if settings.master_key_file
-        else (settings.master_key or "").encode() + b"\n"
-    )
-    key.chmod(0o600)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACECODE_MASTER_KEY")}
-    env["TRACECODE_VAR_DIR"] = str(tmp_path)
-    brand = str(demo["BRAND-LUMI"])
-    done = subprocess.run(
-        [sys.executable, "-m", "app.cli", "chain", "check", "--brand", brand],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "no master key" not in done.stderr
-
-
 async def test_demo_codes_are_activated_and_verify(client: Any, tmp_path: Path) -> None:
     """`tracecode demo codes` prints serial,pin,url,story of units a consumer can verify: the
     ones shipped to the demo store answer genuine on the first check, the ones that never left

@@ -495,6 +495,17 @@ def test_cli_direct_mode_uses_the_development_key_of_tracecode_run(
     assert listed.returncode == 0, listed.stderr
     assert "items" in json.loads(listed.stdout)
     assert "Warning" not in listed.stderr
+    # `tracecode chain …` too (a newcomer's walk through the README: "no master key")
+    brand = str(demo["BRAND-LUMI"])
+    checked = subprocess.run(
+        [sys.executable, "-m", "app.cli", "chain", "check", "--brand", brand],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert checked.returncode == 0 and "no master key" not in checked.stderr, checked.stderr
     (var / "master.key").unlink()  # without one, a clear message (no key is made up)
     missing = subprocess.run(
         [sys.executable, "-m", "app.cli", "codes", "list"],
