@@ -2040,3 +2040,115 @@ async def test_a_unit_claimed_in_transit_is_not_relabelled(
     ).fetchone()
     await conn.commit()
     assert row["n"] == 0
+
+
+async def test_a_case_scan_id_sent_again_over_units_it_does_not_hold_is_id_reused(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: upload 1 packed units 1–3 into case C (scan id ``c``); upload 2, no retry,
+    scanned units 4–6 then C under ``c`` again: C answered ``duplicate`` and 4–6, each ``ok``
+    with no parent, were left out of any case unsaid. C is ``id_reused`` and 4–6 stay for the
+    next container. Upload 1 retried (only replays before C, and a unit it found in another
+    case) is all duplicates still; a case's replay naming its children leaves what was scanned
+    before it for the next container, as its first scan did."""
+    batch_no, product_id = await issue_units(client, login, demo, 10)
+    await set_rules(client, login, product_id, [])
+    c, d, x, e, f = await issue_cases(client, login, demo, "inner", 5)
+    line = f"ZI{batch_no}"
+    await set_line(client, login, product_id, line)
+    units = serials(app, batch_no, 0, 10)
+    assert (await upload(client, login, line, [scan(units[7]), scan(x)]))["rejected"] == 0
+    cid, eid = f"c-{secrets.token_hex(4)}", f"e-{secrets.token_hex(4)}"
+    one = [scan(u) for u in units[:3]] + [scan(units[7]), scan(c, cid=cid)]
+    first = await upload(client, login, line, one)
+    assert [(s["result"], s.get("reason")) for s in first["scans"]] == [("ok", None)] * 3 + [
+        ("rejected", "already_bound"),
+        ("ok", None),
+    ], first
+    two = await upload(
+        client, login, line, [scan(u) for u in units[3:6]] + [scan(c, cid=cid), scan(d)]
+    )
+    assert [(s["result"], s.get("reason"), s.get("parent")) for s in two["scans"]] == [
+        ("ok", None, d)
+    ] * 3 + [("rejected", "id_reused", None), ("ok", None, None)], two
+    again = await upload(client, login, line, one)
+    results = [s["result"] for s in again["scans"]]
+    assert results[:3] + results[4:] == ["duplicate"] * 4, again
+    named = [scan(units[8]), scan(e, children=[units[8]], cid=eid)]
+    assert (await upload(client, login, line, named))["rejected"] == 0
+    later = await upload(
+        client, login, line, [scan(units[9]), scan(e, children=[units[8]], cid=eid), scan(f)]
+    )
+    assert [(s["result"], s.get("parent")) for s in later["scans"]] == [
+        ("ok", f),
+        ("duplicate", None),
+        ("ok", None),
+    ], later
+    admin = await login("admin")
+    for case, inside in ((c, units[:3]), (d, units[3:6]), (e, units[8:9]), (f, units[9:])):
+        trace = (await client.get(f"/trace/{case}", headers=admin)).json()
+        assert sorted(i["code"] for i in trace["contents"]) == sorted(inside), (case, trace)
+
+
+async def test_named_children_are_not_left_for_the_next_container(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """Cases naming their children (``children: []`` too) among scanned units: the next case
+    closes over the scanned units none took; a unit named, then scanned, is ``already_bound``
+    to the next case. (Once each named case rebuilt the whole pending list: 10,000 units, then
+    10,000 cases naming ``children: []``, took ten times the hot path's time.)"""
+    batch_no, product_id = await issue_units(client, login, demo, 6)
+    await set_rules(client, login, product_id, [])
+    a, b, d, e = await issue_cases(client, login, demo, "inner", 4)
+    line = f"ZN{batch_no}"
+    await set_line(client, login, product_id, line)
+    units = serials(app, batch_no, 0, 6)
+    assert (await upload(client, login, line, [scan(units[5])]))["rejected"] == 0  # loose
+    body = await upload(
+        client,
+        login,
+        line,
+        [scan(u) for u in units[:4]]
+        + [scan(a, children=[]), scan(b, children=[units[0]]), scan(d, children=[units[5]])]
+        + [scan(units[5]), scan(e)],
+    )
+    assert [(s["result"], s.get("reason"), s.get("parent")) for s in body["scans"]] == [
+        ("ok", None, b),
+        ("ok", None, e),
+        ("ok", None, e),
+        ("ok", None, e),
+        ("rejected", "empty_case", None),
+        ("ok", None, None),
+        ("ok", None, None),
+        ("rejected", "already_bound", None),
+        ("ok", None, None),
+    ], body
+    admin = await login("admin")
+    for case, inside in ((b, units[:1]), (d, units[5:]), (e, units[1:4])):
+        trace = (await client.get(f"/trace/{case}", headers=admin)).json()
+        assert sorted(i["code"] for i in trace["contents"]) == sorted(inside), (case, trace)
+
+
+async def test_unpacking_named_children_of_a_full_case(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """Naming children to unpack: each one is looked up among what the case holds (a set: a
+    list searched per name made naming a 19,999-unit case's units quadratic). A code not inside
+    is ``not_in_container``, named alone in the details; all named, all come out."""
+    batch_no, product_id = await issue_units(client, login, demo, 301)
+    await set_rules(client, login, product_id, [])
+    (case,) = await issue_cases(client, login, demo, "inner", 1)
+    line = f"ZU{batch_no}"
+    await set_line(client, login, product_id, line)
+    units = serials(app, batch_no, 0, 301)
+    assert (await upload(client, login, line, [scan(units[300])]))["rejected"] == 0  # loose
+    packed = await upload(client, login, line, [scan(u) for u in units[:300]] + [scan(case)])
+    assert packed["rejected"] == 0, packed
+    operator = await login("operator")
+    stray = {"parent": case, "children": [*units[:299], units[300]], "reason": "x"}
+    refused = await client.post("/packing/unpack", headers=operator, json=stray)
+    assert assert_error(refused, 422, "not_in_container")["details"] == {"codes": [units[300]]}
+    whole = {"parent": case, "children": units[:300], "reason": "x"}
+    out = await client.post("/packing/unpack", headers=operator, json=whole)
+    assert out.status_code == 200, out.text
+    assert sorted(out.json()["codes"]) == sorted(units[:300])

@@ -7,7 +7,8 @@ scanner's client event id. One upload is one transaction:
 1. read every code at once (Rust verifies the serials; batches and case batches in one query each);
 2. lock the state rows of the codes involved (they carry the client event id that activated or
    packed each code);
-3. plan: decide each scan's result in scan order (duplicate, rejected with a reason, or ok);
+3. plan: decide each scan's result in scan order (duplicate, rejected with a reason, or ok); what
+   the next container closes over is kept by level, each item added once and taken once;
 4. write: unit and case state and events (by COPY), in a savepoint. If a concurrent
    upload activated or packed one of the same codes first, the savepoint is rolled back and the
    plan made again against the now committed state: exactly one upload wins each code.
@@ -24,8 +25,9 @@ for the code (a unit active before, packed; a case closed again: the last 16), a
 ``duplicate`` (the state row keeps those ids, so no separate receipt is written or looked up) —
 also once the goods left the caller's subtree, when the id is the one a line of its organisation
 activated the unit or first packed the case with (a duplicate with no container: nothing of where
-the goods are now). A container's id sent again naming children not all inside it is another scan
-under a used id: ``id_reused``.
+the goods are now). A container's id sent again naming children not all inside it, or closing over
+the items scanned before it when one was accepted in this upload and is not inside it, is another
+scan under a used id: ``id_reused`` (those items stay for the next container).
 An id repeated with the same code within one upload answers as its first copy did: ``duplicate``
 if that one was accepted or a replay, else rejected alike (with another code it is rejected,
 ``id_reused``). A unit already active with the same product and lot is not activated again; a
@@ -185,6 +187,52 @@ class _Plan:
     parent_of: dict[tuple[str, int], int] = field(default_factory=dict)  # (kind, code) → SSCC
     children_of: dict[int, list[tuple[str, int]]] = field(default_factory=dict)
     closed: list[_Scan] = field(default_factory=list)  # accepted containers, in scan order
+
+
+class _Pending:
+    """What the next container closes over in ``_plan``, by packing rank, in scan order. Of it,
+    ``fresh``: the items this upload accepted that a container would take in as new — a
+    container's scan replayed over one is ``id_reused`` (``_replay``). A container naming its
+    children leaves none of them for the next one (``bind``): they are dropped when taken, never
+    searched for (a probe: 10,000 units, then 10,000 cases naming ``children: []`` each rebuilt
+    the whole list, 10^8 steps). Every item is added once and taken once: linear."""
+
+    __slots__ = ("fresh", "levels", "named")
+
+    def __init__(self) -> None:
+        self.levels: list[list[_Child]] = [[] for _ in LEVEL_RANK]
+        self.fresh: list[set[tuple[str, int]]] = [set() for _ in LEVEL_RANK]
+        # a child named by an accepted container → how many items of its level were pending then
+        self.named: list[dict[tuple[str, int], int]] = [{} for _ in LEVEL_RANK]
+
+    def add(self, child: _Child, fresh: bool = False) -> None:
+        self.levels[child[2]].append(child)
+        if fresh:
+            self.fresh[child[2]].add((child[0], child[1]))
+
+    def bind(self, children: list[_Child]) -> None:
+        """Children a container named and took: the items of theirs pending now are no more."""
+        for kind, code, rank, _, _ in children:
+            self.named[rank][(kind, code)] = len(self.levels[rank])
+            self.fresh[rank].discard((kind, code))
+
+    def take(self, rank: int) -> list[_Child]:
+        """Everything pending below ``rank``, in scan order; it is pending no more."""
+        taken: list[_Child] = []
+        for level, named, fresh in zip(
+            self.levels[:rank], self.named[:rank], self.fresh[:rank], strict=True
+        ):
+            if named:  # an item pending when a container named it: bound, so not taken
+                taken += [p for i, p in enumerate(level) if i >= named.get((p[0], p[1]), 0)]
+                named.clear()
+            else:
+                taken += level
+            level.clear()
+            fresh.clear()
+        return taken
+
+    def fresh_below(self, rank: int) -> bool:
+        return any(self.fresh[:rank])
 
 
 async def upload(
@@ -418,8 +466,7 @@ def _plan(
 ) -> _Plan:
     """Step 3: each scan's result in scan order, and what the accepted scans change."""
     plan = _Plan()
-    # what the next container closes over, by packing rank
-    pending: list[list[_Child]] = [[] for _ in LEVEL_RANK]
+    pending = _Pending()
     # scan id -> the code it carried first in this upload, and that first scan
     seen_ids: dict[str, tuple[object, _Scan]] = {}
     copies: list[tuple[_Scan, _Scan]] = []  # a scan sent again in this upload, and its first copy
@@ -440,14 +487,10 @@ def _plan(
                 _reject(s, "id_reused")
             continue
         seen_ids[s.scan.id] = (scanned, s)  # a replay's too (a probe: a:Y after a retried a:X)
-        if state is not None and _is_replay(state, s.scan.id):
-            if _other_children(s, unit_state, case_state):
-                _reject(s, "id_reused", "the scan id was accepted with other children")
-            else:
-                _replayed(s, state, pending)
-            continue
-        if s.elsewhere:  # the caller's own scan of goods held outside its subtree now
-            _replayed(s, None, pending)
+        # an id accepted before for the code; or the caller's own scan of goods held outside
+        # its subtree now (``elsewhere``, no state)
+        if s.elsewhere or (state is not None and _is_replay(state, s.scan.id)):
+            _replay(s, state, pending, unit_state, case_state)
             continue
         if read.reason is not None:
             _reject(s, read.reason)
@@ -463,9 +506,9 @@ def _plan(
                 continue
             _plan_unit(ctx, s, unit_state, plan)
             if s.result == "ok":
-                pending[0].append(("unit", read.code, 0, s, read.label))
+                pending.add(("unit", read.code, 0, s, read.label), _free(ctx, key, state, plan))
             continue
-        pending = _plan_case(ctx, s, pending, unit_state, case_state, held, rules, plan)
+        _plan_case(ctx, s, pending, unit_state, case_state, held, rules, plan)
     # a copy answers as its first copy finally did (a container may reject a unit accepted at
     # first): ``duplicate`` means accepted before, never the copy of a rejected scan (a probe)
     for copy, first in copies:
@@ -482,6 +525,39 @@ def _is_replay(state: _UnitState | _CaseState, scan_id: str) -> bool:
     return state.client_event_id == scan_id or (
         state.rescans is not None and scan_id in state.rescans
     )
+
+
+def _replay(
+    s: _Scan,
+    state: _UnitState | _CaseState | None,
+    pending: _Pending,
+    unit_state: dict[int, _UnitState],
+    case_state: dict[int, _CaseState],
+) -> None:
+    """A scan under an id an earlier upload accepted for its code: ``duplicate`` (``_replayed``)
+    — unless it is another scan under a used id, ``id_reused``: a container naming children not
+    all inside it, or closing over what was scanned before it when that holds an item this upload
+    accepted and the container does not hold (a probe: units 4–6 then case C under the id that
+    packed C over units 1–3 answered ``duplicate``, and 4–6 were left out unsaid). Those stay
+    pending for the next container; a retry has only replays pending."""
+    if s.read.kind == "case" and s.children is None:
+        if pending.fresh_below(LEVEL_RANK[s.read.level]):
+            _reject(s, "id_reused", "the scan id closed this container over other items")
+            return
+    elif state is not None and _other_children(s, unit_state, case_state):
+        _reject(s, "id_reused", "the scan id was accepted with other children")
+        return
+    _replayed(s, state, pending)
+
+
+def _free(
+    ctx: Context, key: tuple[str, int], state: _UnitState | _CaseState | None, plan: _Plan
+) -> bool:
+    """Whether a container would take in an item this upload accepted as new: packed nowhere
+    (before, or by this upload) and held here (``_close``)."""
+    if key in plan.parent_of:
+        return False
+    return state is None or (state.parent_sscc is None and _not_here(ctx, state) is None)
 
 
 def _other_children(
@@ -502,36 +578,38 @@ def _other_children(
 def _plan_case(
     ctx: Context,
     s: _Scan,
-    pending: list[list[_Child]],
+    pending: _Pending,
     unit_state: dict[int, _UnitState],
     case_state: dict[int, _CaseState],
     held: dict[int, int],
     rules: dict[str, _Rule],
     plan: _Plan,
-) -> list[list[_Child]]:
+) -> None:
     """A container's scan in ``_plan``: it closes over the pending items of lower levels (or
-    its named children); returns what is pending after it."""
+    its named children) and is pending itself if accepted."""
     read = s.read
     state = case_state.get(read.code)
     if state is not None and (problem := _not_here(ctx, state)):
         _reject(s, problem)
-        return pending
+        return
     rank = LEVEL_RANK[read.level]
     children: list[_Child] | None
     if s.children is None:
-        children = _take(pending, rank)
+        children = pending.take(rank)
     else:
         children = _explicit(ctx, s, unit_state, case_state, plan)
         if children is None:
-            return pending
+            return
     _close(ctx, s, rank, children, unit_state, case_state, held, rules, plan)
+    if s.result != "ok":
+        return
     if s.children is not None:  # named children are not left for the next container
-        pending = [[p for p in level if (p[0], p[1]) not in plan.parent_of] for level in pending]
-    if s.result == "ok":
-        pending[rank].append(("case", read.code, rank, s, read.label))
-        if state is None:
-            plan.new_cases[read.code] = s
-    return pending
+        bound = set(plan.children_of[read.code])
+        pending.bind([c for c in children if (c[0], c[1]) in bound])
+    key = ("case", read.code)
+    pending.add(("case", read.code, rank, s, read.label), _free(ctx, key, state, plan))
+    if state is None:
+        plan.new_cases[read.code] = s
 
 
 def _not_here(ctx: Context, state: _UnitState | _CaseState) -> str | None:
@@ -558,29 +636,23 @@ def _inactive(status: str) -> str:
     return "void" if status in VOID_STATES else "not_held"
 
 
-def _replayed(s: _Scan, state: _UnitState | _CaseState | None, pending: list[list[_Child]]) -> None:
+def _replayed(s: _Scan, state: _UnitState | _CaseState | None, pending: _Pending) -> None:
     """A scan an earlier upload accepted (its id is on the code's state): a duplicate, whose
     code still belongs to the container scanned after it. Without ``state`` the code is held
     outside the caller's subtree now (``_own_replays``): a duplicate with no container, which
-    no container scanned after it takes in."""
+    no container scanned after it takes in. A container named its children: what was scanned
+    before it stays pending, as when it was first accepted."""
     read = s.read
     s.result, s.parent = "duplicate", state.parent_sscc if state is not None else None
     if read.kind == "unit":
         if state is not None:
-            pending[0].append(("unit", read.code, 0, None, read.label))
+            pending.add(("unit", read.code, 0, None, read.label))
     else:
         rank = LEVEL_RANK[read.level]
-        _take(pending, rank)
+        if s.children is None:  # what it was scanned over: nothing this upload packs anew
+            pending.take(rank)
         if state is not None:
-            pending[rank].append(("case", read.code, rank, None, read.label))
-
-
-def _take(pending: list[list[_Child]], rank: int) -> list[_Child]:
-    """Everything pending below ``rank``, in scan order; it is pending no more."""
-    taken = [p for level in pending[:rank] for p in level]
-    for level in pending[:rank]:
-        level.clear()
-    return taken
+            pending.add(("case", read.code, rank, None, read.label))
 
 
 def _plan_unit(ctx: Context, s: _Scan, unit_state: dict[int, _UnitState], plan: _Plan) -> None:
