@@ -8,6 +8,7 @@ shuts them down (``tracecode services down`` or Ctrl-C on ``tracecode run``).
 from __future__ import annotations
 
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -248,18 +249,28 @@ def _compact(socket_path: Path, aof: Path) -> None:
 
 
 def _command_line(pid: int) -> list[str]:
-    """The arguments of process ``pid`` as the kernel shows them (none: no such process)."""
+    """The arguments of process ``pid`` as the kernel shows them (none: no such process);
+    without /proc (macOS) one item, the line ``ps`` shows (its spaces are no separators: a path
+    may hold one)."""
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except FileNotFoundError:
-        if Path("/proc/self").exists():
+        if _has_proc():
             return []
-        # no /proc (macOS): what ps says, split at spaces
-        done = subprocess.run(["ps", "-o", "command=", "-p", str(pid)], capture_output=True)
-        return done.stdout.decode(errors="replace").split()
+        line = _ps(pid, "command=")
+        return [line] if line else []
     except OSError:
         return []
     return [arg.decode(errors="replace") for arg in raw.split(b"\0") if arg]
+
+
+def _has_proc() -> bool:
+    return Path("/proc/self").exists()
+
+
+def _ps(pid: int, field: str) -> str:
+    done = subprocess.run(["ps", "-o", field, "-p", str(pid)], capture_output=True)
+    return done.stdout.decode(errors="replace").strip()
 
 
 def _redis_pid(socket_path: Path) -> int | None:
@@ -279,9 +290,9 @@ def _is_redis(pid: int, var: Path) -> bool:
     """Whether ``pid`` is the embedded Redis of ``var``: a ``redis-server`` whose title names
     its socket (``unixsocket:PATH``) or, before it sets its title, its configuration file — or
     one that answers on that socket with this pid."""
-    words = " ".join(_command_line(pid)).split()
-    if not words or Path(words[0]).name != "redis-server":
+    if not _is_program(pid, ("redis-server",)):
         return False
+    words = " ".join(_command_line(pid)).split()
     socket_path = _redis_socket(var)
     if {f"unixsocket:{socket_path}", str(var / "redis" / "redis.conf")} & set(words):
         return True
@@ -297,8 +308,9 @@ def _is_postgres(pid: int, pgdata: Path) -> bool:
     if not _is_program(pid, _POSTGRES):
         return False
     args = _command_line(pid)
-    if not Path("/proc/self").exists():  # ps's line, split at spaces: a path may hold one
-        return os.path.realpath(pgdata) in " ".join(args)
+    if not _has_proc():  # ps's line: ``-D`` and the path, whole
+        given = re.escape(os.path.realpath(pgdata))
+        return re.search(rf"(?:\A|\s)-D\s+{given}(?:\s|\Z)", args[0]) is not None
     if "-D" in args[1:-1]:
         given = args[args.index("-D", 1) + 1]
         return os.path.realpath(given) == os.path.realpath(pgdata)
@@ -334,9 +346,12 @@ def _server_pid(pid_file: Path) -> int | None:
 
 
 def _is_program(pid: int, names: tuple[str, ...]) -> bool:
-    """Whether process ``pid`` runs a program of one of these names."""
-    args = _command_line(pid)
-    return bool(args) and Path(args[0]).name in names
+    """Whether process ``pid`` runs a program of one of these names (without /proc, as ``ps``
+    names its executable: the line's first word may be part of a path with a space)."""
+    if _has_proc():
+        args = _command_line(pid)
+        return bool(args) and Path(args[0]).name in names
+    return Path(_ps(pid, "comm=")).name in names
 
 
 def _signal_and_wait(pid_file: Path, sig: signal.Signals, timeout: float = 30) -> None:

@@ -167,3 +167,26 @@ def test_services_down_leaves_alone_the_process_of_a_stale_pid_file(
     finally:
         bystander.kill()
         bystander.wait()
+
+
+def test_without_proc_a_postmaster_under_a_path_with_a_space_is_ours(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A review: without /proc (macOS) the pid's command line came from ``ps`` split at spaces,
+    so under ``/Users/Jane Doe/…`` the running postmaster read as another program — its
+    ``postmaster.pid`` removed, the server taken as not running. ``ps``'s executable name and
+    its line whole are read: ``-D`` and this data directory, not one whose name starts so."""
+    from app import embedded
+
+    pgdata = tmp_path / "Jane Doe" / "var" / "pgdata"
+    pgdata.mkdir(parents=True)
+    binary = tmp_path / "Jane Doe" / ".venv" / "pginstall" / "bin" / "postgres"
+    said = {"comm=": str(binary), "command=": f"{binary} -D {pgdata} -h  -k {pgdata}"}
+    monkeypatch.setattr(embedded, "_has_proc", lambda: False)
+    monkeypatch.setattr(embedded, "_ps", lambda pid, field: said[field])
+    assert embedded._is_postgres(4242, pgdata)
+    assert not embedded._is_postgres(4242, pgdata.with_name("pgdata-old"))
+    said["command="] = f"{binary} -D {pgdata}-old"
+    assert not embedded._is_postgres(4242, pgdata)
+    said["comm="] = "/bin/sleep"
+    assert not embedded._is_postgres(4242, pgdata)

@@ -2042,6 +2042,29 @@ async def test_a_unit_claimed_in_transit_is_not_relabelled(
     assert row["n"] == 0
 
 
+async def test_a_retry_of_a_case_naming_its_children_goes_on_with_the_scans_after_it(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A review: a case naming its children, its answer lost, re-sent with more scans after it
+    (a unit, a case over it, a pallet over both) — the replayed case left its named units for
+    the next container, which took them, found them in the case and was refused
+    (``child_rejected``), the new unit left in no case. As in one upload: the unit in the new
+    case, both cases on the pallet."""
+    batch_no, product_id = await issue_units(client, login, demo, 4)
+    await set_rules(client, login, product_id, [])
+    c, d = await issue_cases(client, login, demo, "inner", 2)
+    (p,) = await issue_cases(client, login, demo, "pallet", 1)
+    line = f"RX{batch_no}"
+    await set_line(client, login, product_id, line)
+    units = serials(app, batch_no, 0, 4)
+    one = [scan(u) for u in units[:3]] + [scan(c, children=units[:3])]
+    assert (await upload(client, login, line, one))["rejected"] == 0
+    again = await upload(client, login, line, [*one, scan(units[3]), scan(d), scan(p)])
+    answers = [(s["result"], s.get("reason"), s.get("parent")) for s in again["scans"]]
+    assert answers[3][0] == "duplicate", again  # C (its parent as stored: none yet)
+    assert answers[4:] == [("ok", None, d), ("ok", None, p), ("ok", None, None)], again
+
+
 async def test_a_case_scan_id_sent_again_over_units_it_does_not_hold_is_id_reused(
     client: Any, login: Any, app: Any, demo: Any
 ) -> None:

@@ -26,8 +26,8 @@ for the code (a unit active before, packed; a case closed again: the last 16), a
 also once the goods left the caller's subtree, when the id is the one a line of its organisation
 activated the unit or first packed the case with (a duplicate with no container: nothing of where
 the goods are now). A container's id sent again naming children not all inside it, or closing over
-the items scanned before it when one was accepted in this upload and is not inside it, is another
-scan under a used id: ``id_reused`` (those items stay for the next container).
+the items scanned before it when one was accepted in this upload and is packed in no container,
+is another scan under a used id: ``id_reused`` (those items stay for the next container).
 An id repeated with the same code within one upload answers as its first copy did: ``duplicate``
 if that one was accepted or a replay, else rejected alike (with another code it is rejected,
 ``id_reused``). A unit already active with the same product and lot is not activated again; a
@@ -651,6 +651,8 @@ def _replayed(s: _Scan, state: _UnitState | _CaseState | None, pending: _Pending
         rank = LEVEL_RANK[read.level]
         if s.children is None:  # what it was scanned over: nothing this upload packs anew
             pending.take(rank)
+        elif state is not None:  # its named children are inside it (``_replay``): bound again
+            pending.bind([(c.kind, c.code, LEVEL_RANK[c.level], None, c.label) for c in s.children])
         if state is not None:
             pending.add(("case", read.code, rank, None, read.label))
 
