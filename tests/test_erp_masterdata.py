@@ -197,6 +197,32 @@ async def test_bad_org_rows_are_reported_and_the_good_ones_applied(
     assert hz["kind"] == "store" and hz["name"] != "Kind changed"
 
 
+async def test_org_rows_store_a_province_by_its_full_name_and_check_a_name_alone(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """As ``POST /orgs`` (a probe there): a province written another way is stored by its
+    code's full name, and is no change the next time; a name without a code gives the code, or
+    is rejected ``validation_failed`` on ``province_name`` when it is no province's."""
+    admin = await login("admin")
+    typed, alone, bad = code("PVT"), code("PVA"), code("PVB")
+    rows = [
+        f"{typed},store,Typed,AGENT-ZJ,330000, Zhejiang ,330100,杭州市,,,,,",
+        f"{alone},store,Alone,AGENT-ZJ,,浙江,330100,杭州市,,,,,",
+        f"{bad},store,Nowhere,AGENT-ZJ,,Atlantis,,,,,,,",
+    ]
+    result = await imported(client, admin, "orgs", org_file(rows))
+    assert counts(result) == (2, 0, 0, 1), result
+    assert errors(result) == [(3, "province_name", "validation_failed")]
+    made = ids(result)
+    for erp in (typed, alone):
+        org = (await client.get(f"/orgs/{made[erp]}", headers=admin)).json()
+        assert (org["province_code"], org["province_name"]) == ("330000", "浙江省"), org
+    again = await imported(client, admin, "orgs", org_file(rows[:2]))
+    assert counts(again) == (0, 0, 2, 0), again
+    renamed = await imported(client, admin, "orgs", f"erp_code,province_name\n{typed},Guangdong\n")
+    assert errors(renamed) == [(1, "province_name", "region_mismatch")], renamed
+
+
 async def test_a_dry_run_answers_what_would_happen_and_changes_nothing(
     client: Any, login: Any, demo: Any
 ) -> None:

@@ -1160,6 +1160,65 @@ def test_migration_0142_compares_brand_names_as_they_show(fresh_db: str) -> None
         assert older < nfd
 
 
+def test_migration_0147_stores_org_provinces_by_their_full_names(fresh_db: str) -> None:
+    """A probe: an organisation's province name was kept as typed ("Zhejiang" beside 330000, or
+    alone), and the SMS audiences, the draws, the leak and ring detectors, which compare it with
+    the full name, put the store in no province. Migration 0147 stores the rows kept before as
+    the API now does (``app.provinces.province_named``: every spelling it reads, blanks around
+    it): a known code's full name; a name alone that is a province's, its full name and code;
+    a code of no province and a name alone that is none's left as they were. The stores' sales
+    region groups follow (migration 0036's trigger)."""
+    from app.provinces import CODE_OF, PROVINCES, province_named
+
+    alone = [*PROVINCES, "ZheJiang", "HONG KONG", "\u3000浙江\t", " 330000 ", "440000"]
+    rows: list[tuple[str | None, str | None, str | None, str | None]] = [
+        ("330000", "Zhejiang", "330000", "浙江省"),
+        ("330000", " 浙江 ", "330000", "浙江省"),
+        ("330000", "广东省", "330000", "浙江省"),  # named another's before that was refused
+        ("440000", None, "440000", "广东省"),
+        ("990000", "Zhejiang", "990000", "Zhejiang"),  # no province's code: left
+        (None, "Atlantis", None, "Atlantis"),  # no province's name: left
+        (None, "330100", None, "330100"),  # a city's code: none
+        (None, None, None, None),
+    ]
+    for name in alone:
+        full = province_named(name)
+        assert full is not None, name
+        rows.append((None, name, CODE_OF[full], full))
+    migrate_to(fresh_db, 146)
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        found = conn.execute(
+            "INSERT INTO orgs (kind, name, erp_code) VALUES ('brand', 'B', 'B') RETURNING id"
+        ).fetchone()
+        assert found is not None
+        brand = found[0]
+        conn.execute("UPDATE orgs SET path = '/' || id || '/' WHERE id = %s", (brand,))
+        ids = []
+        for n, (code, name, _, _) in enumerate(rows):
+            found = conn.execute(
+                "INSERT INTO orgs (kind, name, erp_code, parent_id, province_code, province_name)"
+                " VALUES ('store', 's', %s, %s, %s, %s) RETURNING id",
+                (f"S-{n}", brand, code, name),
+            ).fetchone()
+            assert found is not None
+            ids.append(found[0])
+            conn.execute(
+                "UPDATE orgs SET path = %s WHERE id = %s", (f"/{brand}/{found[0]}/", found[0])
+            )
+    db.migrate(fresh_db)
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        stored = conn.execute(
+            """SELECT o.province_code, o.province_name, g.province_code, g.province_name
+                 FROM orgs o
+                 JOIN sales_org_regions r ON r.org_id = o.id
+                 JOIN sales_region_groups g ON g.id = r.province_group
+                WHERE o.id = ANY(%s) ORDER BY o.id""",
+            (ids,),
+        ).fetchall()
+    assert [(code, name) for code, name, _, _ in stored] == [(c, n) for _, _, c, n in rows]
+    assert all((code, name) == (g_code, g_name) for code, name, g_code, g_name in stored)
+
+
 async def test_an_events_partition_made_in_a_transaction_rolled_back_is_made_again(
     fresh_db: str,
 ) -> None:

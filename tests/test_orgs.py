@@ -123,6 +123,80 @@ async def test_a_province_name_is_its_codes(client: Any, login: Any, demo: Any, 
     assert fixed.status_code == 200, fixed.text
 
 
+async def test_a_province_is_stored_by_its_full_name_however_it_is_written(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: 330000 named "Zhejiang" (or 浙江, " zhejiang ") was kept as typed, and what
+    compares ``orgs.province_name`` with the full name — the SMS store managers' provinces,
+    the draws', the leak and ring detectors — put such a store in no province. The code's full
+    name is stored; the same province written another way is no change (no audit row)."""
+    from tests.helpers import new_org
+
+    admin, marketer = await login("admin"), await login("marketer")
+    agent = await new_org(client, admin, "agent", demo["BRAND-LUMI"])
+    stores = []
+    for name in ("浙江省", "Zhejiang", "浙江", " zhejiang "):
+        phone = "139" + "".join(secrets.choice("0123456789") for _ in range(8))
+        store = await new_org(
+            client, admin, "store", agent["id"], province_code="330000", province_name=name,
+            contact_phone=phone,
+        )  # fmt: skip
+        assert (store["province_code"], store["province_name"]) == ("330000", "浙江省"), name
+        stores.append(store)
+    same = await client.patch(
+        f"/orgs/{stores[0]['id']}", headers=admin, json={"province_name": "ZHEJIANG"}
+    )
+    assert same.status_code == 200 and same.json()["province_name"] == "浙江省", same.text
+    audit = await client.get(
+        "/audit", headers=admin, params={"entity": "org", "entity_id": str(stores[0]["id"])}
+    )
+    assert [row["action"] for row in audit.json()["items"]] == ["create"]
+    made = await client.post(
+        "/sms/templates",
+        headers=marketer,
+        json={"name": f"p_{secrets.token_hex(3)}", "body": "{season}上新"},
+    )
+    assert made.status_code == 201, made.text
+    body = {
+        "template_id": made.json()["id"],
+        "audience": "store_managers",
+        "variables": {"season": "秋季"},
+        "dry_run": True,
+        "filter": {"org_id": agent["id"], "provinces": ["浙江省"]},
+    }
+    zhejiang = await client.post("/sms/campaigns", headers=marketer, json=body)
+    assert zhejiang.status_code == 201, zhejiang.text
+    assert zhejiang.json()["recipients"] == 4, zhejiang.text
+
+
+async def test_a_province_name_without_its_code_is_checked_and_gives_the_code(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: a province name sent without its code was kept unchecked ("Atlantis": 201). A
+    province's name alone gives its code; any other is 400 ``validation_failed`` on
+    ``province_name`` (as ``check_region``'s errors are shaped), by POST and PATCH alike."""
+    admin = await login("admin")
+    tag = secrets.token_hex(3).upper()
+    for n, name in enumerate(("Atlantis", "浙江市", "33", "990000")):
+        body = _org("store", f"S-PA{n}-{tag}", demo["AGENT-ZJ"], province_name=name)
+        error = assert_error(await client.post("/orgs", headers=admin, json=body), 400)
+        assert (error["code"], error["details"]) == (
+            "validation_failed", {"field": "province_name"}
+        ), (name, error)  # fmt: skip
+    city = {"city_code": "330100", "city_name": "杭州市"}  # its province given by name alone
+    body = _org("store", f"S-PB-{tag}", demo["AGENT-ZJ"], province_name=" 浙江 ", **city)
+    made = await client.post("/orgs", headers=admin, json=body)
+    assert made.status_code == 201, made.text
+    assert (made.json()["province_code"], made.json()["province_name"]) == ("330000", "浙江省")
+    bare = _org("store", f"S-PC-{tag}", demo["AGENT-ZJ"])
+    org_id = (await client.post("/orgs", headers=admin, json=bare)).json()["id"]
+    wrong = await client.patch(f"/orgs/{org_id}", headers=admin, json={"province_name": "Mu"})
+    assert_error(wrong, 400, "validation_failed")
+    named = await client.patch(f"/orgs/{org_id}", headers=admin, json={"province_name": "广东"})
+    assert named.status_code == 200, named.text
+    assert (named.json()["province_code"], named.json()["province_name"]) == ("440000", "广东省")
+
+
 async def test_platform_admin_creates_a_brand(client: Any, login: Any) -> None:
     platform = await login("platform")
     created = await client.post(

@@ -21,7 +21,9 @@ of the file's parents than organisations may nest (``_DEEPEST``, by ``CHILD_KIND
 the one above it, is a few levels deep (a probe: a chain of 900 crashed, too deep a recursion).
 An ERP code held by an organisation of the brand that the caller does not administer is
 ``erp_code_taken``; codes are per brand (migration 0045), so other brands' codes are never
-looked at.
+looked at. A row's province is stored as ``POST /orgs`` stores it (``settled_province``): the
+code's full name, a name alone giving its code, one that is no province's ``validation_failed``
+on ``province_name``; a row naming the stored province another way changes nothing.
 """
 
 from __future__ import annotations
@@ -37,7 +39,14 @@ from app.erp.rows import Item, Spec
 from app.erp.schemas import OrgRow
 from app.locks import Lock, xact_lock
 from app.orgs.schemas import OrgIn, OrgPatch
-from app.orgs.service import CHILD_KINDS, create_org, move_org, set_status, update_org
+from app.orgs.service import (
+    CHILD_KINDS,
+    create_org,
+    move_org,
+    set_status,
+    update_org,
+    with_settled_province,
+)
 
 SPEC = Spec(
     entity="orgs",
@@ -389,6 +398,9 @@ async def _update(run: _Run, item: Item, current: dict[str, Any], parent_id: int
         item.fail("kind", "kind_changed", message)
         return
     changes = differences(values_of(data, _FIELDS), current)
+    # the province as it is stored (``update_org``): the same one written another way (浙江,
+    # Zhejiang), or its name alone, is no change
+    changes = differences(with_settled_province(current, changes), current)
     move = parent_id is not None and parent_id != current["parent_id"]
     status = given(data, "status") and data.status != current["status"]
     item.id = current["id"]

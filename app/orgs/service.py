@@ -13,7 +13,7 @@ from app.db import Conn, changed, changes_of, update_row
 from app.errors import Conflict, NotFound, Unprocessable, ValidationFailed
 from app.orgs.schemas import OrgIn, OrgOut, OrgPatch
 from app.paging import Page, contains, fetch_page
-from app.provinces import PROVINCE_CODES, PROVINCES
+from app.provinces import CODE_OF, PROVINCE_CODES, province_named
 
 # Which kinds may sit directly below which.
 CHILD_KINDS: dict[str, frozenset[str]] = {
@@ -78,21 +78,49 @@ def check_region(
         )
 
 
-def check_province_name(province_code: str | None, province_name: str | None) -> None:
-    """GB/T 2260: a province's name is its code's (full, short or English: ``浙江省``,
-    ``浙江``, ``Zhejiang`` for 330000), 400 ``region_mismatch`` on ``province_name`` otherwise
-    (a probe: 330000 named 广东省 was kept, and the leak detector, which compares the name with
-    the provinces verifications are made in, judged the store by another province)."""
-    if province_code is None or province_name is None:
-        return
+def settled_province(
+    province_code: str | None, province_name: str | None
+) -> tuple[str | None, str | None]:
+    """An organisation's province as it is stored: its GB/T 2260 code and the code's full name
+    (``浙江省`` for 330000, however it was written: full, short, English, ``app.provinces``), a
+    name alone giving its code — what the SMS audiences, the draws, the leak and ring detectors
+    compare with members' and verifications' provinces (a probe: "Zhejiang" kept as typed was
+    in no province). 400 ``region_mismatch`` on ``province_name`` when the name is not the
+    code's (a probe: 330000 named 广东省 was kept), ``validation_failed`` on it when a name
+    without a code is no province's (a probe: "Atlantis" was kept)."""
+    if province_name is None:
+        return province_code, None  # a code without its name: ``check_region``
+    named = province_named(province_name)
+    if province_code is None:
+        if named is None:
+            raise ValidationFailed(
+                f"{province_name[:40]!r} is no province-level division of China",
+                details={"field": "province_name"},
+            )
+        return CODE_OF[named], named
     expected = PROVINCE_CODES.get(province_code[:2])
-    if expected is None or PROVINCES.get(province_name.strip().casefold()) != expected:
+    if expected is None or named != expected:
         raise ValidationFailed(
             f"province {province_code} is {expected or 'no province of GB/T 2260'}, "
             f"not {province_name[:40]!r}",
             code="region_mismatch",
             details={"field": "province_name"},
         )
+    return province_code, expected
+
+
+def with_settled_province(current: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """``changes`` to an organisation (``current``: its columns) with its province as it would
+    be stored (``settled_province``) when they touch it, so that the same province written
+    another way is no change; as sent when it does not settle (refused when it is applied)."""
+    if not {"province_code", "province_name"} & set(changes):
+        return changes
+    merged = {**current, **changes}
+    try:
+        code, name = settled_province(merged["province_code"], merged["province_name"])
+    except ValidationFailed:
+        return changes
+    return {**changes, "province_code": code, "province_name": name}
 
 
 def check_position(latitude: float | None, longitude: float | None) -> None:
@@ -147,8 +175,9 @@ async def create_org(conn: Conn, actor: Principal | None, data: OrgIn) -> OrgOut
 
     ``actor=None`` is the system itself (demo data, CLI); it may create brands.
     """
+    code, name = settled_province(data.province_code, data.province_name)
+    data = msgspec.structs.replace(data, province_code=code, province_name=name)
     check_region(data.province_code, data.province_name, data.city_code, data.city_name)
-    check_province_name(data.province_code, data.province_name)
     check_position(data.latitude, data.longitude)
     if data.gs1_company_prefix is not None and data.kind != "brand":
         raise ValidationFailed(
@@ -393,8 +422,10 @@ async def update_org(conn: Conn, actor: Principal, org_id: int, patch: OrgPatch)
     lock = "FOR UPDATE" if prefix_asked else "FOR NO KEY UPDATE"
     await conn.execute(f"SELECT 1 FROM orgs WHERE id = %s {lock}", (org_id,))
     before = await get_org(conn, None, org_id)
-    # stored as given (text as sent, coordinates as the same floats): compared as sent
+    # stored as given (text as sent, coordinates as the same floats): compared as sent; the
+    # province as it is stored (its full name: a province written another way is no change)
     changes = changed(before, changes_of(patch))
+    changes = changed(before, with_settled_province(msgspec.structs.asdict(before), changes))
     if not changes:
         return before
     if "gs1_company_prefix" in changes:
@@ -421,7 +452,7 @@ async def update_org(conn: Conn, actor: Principal, org_id: int, patch: OrgPatch)
         merged["province_code"], merged["province_name"], merged["city_code"], merged["city_name"]
     )
     if {"province_code", "province_name"} & set(changes):  # one kept before: when it changes
-        check_province_name(merged["province_code"], merged["province_name"])
+        settled_province(merged["province_code"], merged["province_name"])  # settled, or 400
     check_position(merged["latitude"], merged["longitude"])
     if "erp_code" in changes and changes["erp_code"] != before.erp_code:
         path = await (
