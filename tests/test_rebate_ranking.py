@@ -351,6 +351,12 @@ async def test_region_filter_and_agent_scoping(
     assert await ids(admin) == [hz, nb, gz]
     assert await ids(admin, province="330000") == [hz, nb]
     assert await ids(admin, province="浙江省") == [hz, nb]
+    # any spelling of it, as the analytics take it; an unknown one is 400 (a probe: 浙江 found none)
+    assert await ids(admin, province="浙江") == await ids(admin, province="Zhejiang") == [hz, nb]
+    unknown = await client.get(
+        STORES, params={"month": "2041-04", "province": "Atlantis"}, headers=admin
+    )
+    assert unknown.status_code == 400 and unknown.json()["error"]["code"] == "validation_failed"
     assert await ids(admin, city="330200") == [nb]
     assert await ids(admin, city="广州市") == [gz]
     assert await ids(admin, province="440000", city="330100") == []

@@ -37,6 +37,7 @@ from app.deadletters import REBATE_TALLY, drain
 from app.errors import BadRequest, NotFound
 from app.localtime import REPORT_TZ
 from app.locks import Lock, run_alone
+from app.provinces import query_province
 from app.rebates.schemas_ranking import ClerkRank, ClerkRanking, StoreRank, StoreRanking
 
 MONTH_OF = f"date_trunc('month', c.claimed_at AT TIME ZONE '{REPORT_TZ}')::date"
@@ -267,11 +268,13 @@ async def _scope(conn: Conn, actor: Principal, f: Filters) -> tuple[list[str], d
             raise NotFound("agent not found")
         where.append("o.path LIKE %(agent)s")
         params["agent"] = row["path"] + "%"
-    for level, value in (("province", f.province), ("city", f.city)):
-        if value is not None:
-            column = f"{level}_code" if _CODE.fullmatch(value) else f"{level}_name"
-            where.append(f"o.{column} = %({level})s")
-            params[level] = value
+    if f.province is not None:  # any spelling or its code, as stored (a probe: 浙江 found none)
+        where.append("o.province_name = %(province)s")
+        params["province"] = query_province(f.province)
+    if f.city is not None:
+        column = "city_code" if _CODE.fullmatch(f.city) else "city_name"
+        where.append(f"o.{column} = %(city)s")
+        params["city"] = f.city
     return where, params
 
 
