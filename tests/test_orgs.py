@@ -195,6 +195,14 @@ async def test_a_province_name_without_its_code_is_checked_and_gives_the_code(
     named = await client.patch(f"/orgs/{org_id}", headers=admin, json={"province_name": "广东"})
     assert named.status_code == 200, named.text
     assert (named.json()["province_code"], named.json()["province_name"]) == ("440000", "广东省")
+    # the code cleared alone would come back from the name (a review: 200, nothing changed)
+    alone = await client.patch(f"/orgs/{org_id}", headers=admin, json={"province_code": None})
+    assert_error(alone, 400, "validation_failed")
+    assert alone.json()["error"]["details"] == {"field": "province_code"}
+    both = {"province_code": None, "province_name": None}
+    cleared = await client.patch(f"/orgs/{org_id}", headers=admin, json=both)
+    assert cleared.status_code == 200, cleared.text
+    assert (cleared.json()["province_code"], cleared.json()["province_name"]) == (None, None)
 
 
 async def test_platform_admin_creates_a_brand(client: Any, login: Any) -> None:

@@ -123,6 +123,17 @@ def with_settled_province(current: dict[str, Any], changes: dict[str, Any]) -> d
     return {**changes, "province_code": code, "province_name": name}
 
 
+def _check_code_cleared(changes: dict[str, Any], name: str | None) -> None:
+    """A province's code cleared while its name stays would be given back by the name (a
+    review: 200, and nothing changed): 400 on ``province_code`` — clear the name too."""
+    if "province_code" in changes and changes["province_code"] is None:
+        if "province_name" not in changes and name is not None:
+            raise ValidationFailed(
+                "a province's code goes with its name: clear province_name too",
+                details={"field": "province_code"},
+            )
+
+
 def check_position(latitude: float | None, longitude: float | None) -> None:
     """A position is both coordinates or neither (400 ``bad_coordinates``)."""
     if (latitude is None) != (longitude is None):
@@ -425,6 +436,7 @@ async def update_org(conn: Conn, actor: Principal, org_id: int, patch: OrgPatch)
     # stored as given (text as sent, coordinates as the same floats): compared as sent; the
     # province as it is stored (its full name: a province written another way is no change)
     changes = changed(before, changes_of(patch))
+    _check_code_cleared(changes, before.province_name)
     changes = changed(before, with_settled_province(msgspec.structs.asdict(before), changes))
     if not changes:
         return before

@@ -48,7 +48,7 @@ from app.errors import (
 from app.localtime import REPORT_TZ, aware
 from app.locks import Lock
 from app.members.mask import mask_phone, shown_phone
-from app.members.profile import AGE_BAND_SQL, PROVINCES, member_provinces
+from app.members.profile import AGE_BAND_SQL, member_provinces
 from app.orgs.service import org_path
 from app.paging import Page, fetch_page
 from app.sms import sender
@@ -493,9 +493,8 @@ def _audience_sql(actor: Principal, data: CampaignIn, scope: str) -> tuple[str, 
         )
     if not f.provinces:
         return _STORE_MANAGERS, params
-    # organisations' names are as entered: as given, and as members' are
-    known = [PROVINCES.get(name.strip().casefold()) for name in f.provinces]
-    params["provinces"] = list(dict.fromkeys([*f.provinces, *filter(None, known)]))
+    # organisations' provinces are stored by their full names, as members' (migration 0147)
+    params["provinces"] = member_provinces(f.provinces, "filter.provinces")
     return f"{_STORE_MANAGERS} AND o.province_name = ANY(%(provinces)s)", params
 
 
