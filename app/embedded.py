@@ -350,7 +350,10 @@ def _is_program(pid: int, names: tuple[str, ...]) -> bool:
     names its executable: the line's first word may be part of a path with a space)."""
     if _has_proc():
         args = _command_line(pid)
-        return bool(args) and Path(args[0]).name in names
+        # a server that sets its title (Redis) leaves it in the first argument, spaces and all:
+        # ``…/redis-server unixsocket:…`` (a clean-clone run: read as ``redis.sock``, no Redis,
+        # and `services down` left it running); a path of the program may hold a space too
+        return bool(args) and any(Path(word).name in names for word in args[0].split())
     return Path(_ps(pid, "comm=")).name in names
 
 

@@ -190,3 +190,21 @@ def test_without_proc_a_postmaster_under_a_path_with_a_space_is_ours(
     assert not embedded._is_postgres(4242, pgdata)
     said["comm="] = "/bin/sleep"
     assert not embedded._is_postgres(4242, pgdata)
+
+
+def test_a_redis_that_set_its_title_is_ours(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A clean-clone run: Redis sets its process title in its first argument, spaces and all
+    (``…/redis-server unixsocket:…/redis.sock``), which read as a program named ``redis.sock``:
+    no Redis of ours, so `services down` (and a test's restart) left it running."""
+    from app import embedded
+
+    var = tmp_path / "Jane Doe" / "var"
+    socket_path = embedded._redis_socket(var)
+    title = f"{tmp_path}/Jane Doe/.venv/bin/redis-server unixsocket:{socket_path}"
+    monkeypatch.setattr(embedded, "_command_line", lambda pid: [title])
+    assert embedded._is_redis(4242, var)
+    assert not embedded._is_redis(4242, tmp_path / "other")  # another's socket: asked on ours
+    monkeypatch.setattr(embedded, "_command_line", lambda pid: ["/bin/sleep 300"])
+    assert not embedded._is_redis(4242, var)
